@@ -1,0 +1,277 @@
+//! Bucketed series queries, for every backend: N equal-width buckets over an x-range, each with
+//! min, max, mean, last and count. Nothing is sampled: min and max bound every point, so a one-step
+//! spike shows at any zoom.
+//!
+//! By `_step`, a chunk that falls inside one bucket contributes its stored statistics without being
+//! decoded, so a query over a long series reads statistics, not points. Other x-axes (`_runtime`,
+//! `_timestamp`, a logged key) join the x and y series by step and bucket the pairs.
+
+use cairn_types::api::Buckets;
+
+use crate::Result;
+use crate::chunk::{Stats, decode_numeric};
+
+/// Where the bucketing reads chunks from; each backend implements it.
+pub trait ChunkSource {
+    /// Stats of the chunks of `key` that overlap `[lo_step, hi_step]`, in step order.
+    fn chunk_stats(&mut self, key: i64, lo_step: i64, hi_step: i64) -> Result<Vec<Stats>>;
+    /// The encoded bytes of the chunk of `key` that starts at `start_step`.
+    fn chunk_data(&mut self, key: i64, start_step: i64) -> Result<Vec<u8>>;
+}
+
+/// Equal-width buckets over `[lo, hi]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Grid {
+    pub lo: f64,
+    pub hi: f64,
+    pub n: usize,
+    width: f64,
+}
+
+impl Grid {
+    pub fn new(lo: f64, hi: f64, n: usize) -> Grid {
+        let n = n.max(1);
+        Grid { lo, hi, n, width: (hi - lo) / n as f64 }
+    }
+
+    #[inline]
+    pub fn contains(&self, x: f64) -> bool {
+        x >= self.lo && x <= self.hi
+    }
+
+    #[inline]
+    pub fn index(&self, x: f64) -> usize {
+        if self.width <= 0.0 || !self.width.is_finite() {
+            return 0;
+        }
+        let i = ((x - self.lo) / self.width) as usize;
+        i.min(self.n - 1)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Acc {
+    stats: Stats,
+    x_min: f64,
+    x_max: f64,
+}
+
+/// Accumulates points and chunk statistics into buckets.
+pub struct Bucketer {
+    grid: Grid,
+    accs: Vec<Option<Acc>>,
+}
+
+impl Bucketer {
+    pub fn new(grid: Grid) -> Bucketer {
+        Bucketer { grid, accs: vec![None; grid.n] }
+    }
+
+    #[inline]
+    pub fn push(&mut self, x: f64, step: i64, y: f64) {
+        if !self.grid.contains(x) {
+            return;
+        }
+        let acc = self.accs[self.grid.index(x)].get_or_insert(Acc { stats: Stats::empty(), x_min: x, x_max: x });
+        acc.stats.push_number(step, y);
+        acc.x_min = acc.x_min.min(x);
+        acc.x_max = acc.x_max.max(x);
+    }
+
+    /// Adds a whole chunk that lies in one bucket (x being the step).
+    pub fn push_stats(&mut self, stats: &Stats) {
+        let x_min = stats.start_step as f64;
+        let acc = self.accs[self.grid.index(x_min)].get_or_insert(Acc { stats: Stats::empty(), x_min, x_max: x_min });
+        acc.stats.merge(stats);
+        acc.x_min = acc.x_min.min(x_min);
+        acc.x_max = acc.x_max.max(stats.end_step as f64);
+    }
+
+    pub fn finish(self) -> Buckets {
+        let mut out = Buckets::default();
+        for acc in self.accs.into_iter().flatten() {
+            let s = &acc.stats;
+            let count = s.num_count + s.nan_count;
+            if count == 0 {
+                continue;
+            }
+            out.x.push((acc.x_min + acc.x_max) / 2.0);
+            out.x_min.push(acc.x_min);
+            out.x_max.push(acc.x_max);
+            let (min, max) = s.min_max().unwrap_or((f64::NAN, f64::NAN));
+            out.min.push(min);
+            out.max.push(max);
+            out.mean.push(if s.num_count > 0 { s.sum / s.num_count as f64 } else { f64::NAN });
+            out.last.push(s.last);
+            out.count.push(count);
+        }
+        out
+    }
+}
+
+/// Buckets `key` by `_step` over `grid` (whose bounds are steps).
+pub fn step_buckets(source: &mut dyn ChunkSource, key: i64, grid: Grid) -> Result<Buckets> {
+    let lo = grid.lo.ceil() as i64;
+    let hi = grid.hi.floor() as i64;
+    let mut bucketer = Bucketer::new(grid);
+    if lo > hi {
+        return Ok(bucketer.finish());
+    }
+    for stats in source.chunk_stats(key, lo, hi)? {
+        let inside = stats.start_step >= lo && stats.end_step <= hi;
+        if inside && grid.index(stats.start_step as f64) == grid.index(stats.end_step as f64) {
+            if stats.num_count + stats.nan_count > 0 {
+                bucketer.push_stats(&stats);
+            }
+            continue;
+        }
+        let (steps, values) = decode_numeric(&source.chunk_data(key, stats.start_step)?, stats.start_step)?;
+        for (&step, &y) in steps.iter().zip(&values) {
+            bucketer.push(step as f64, step, y);
+        }
+    }
+    Ok(bucketer.finish())
+}
+
+/// Numeric points of one key, in step order.
+#[derive(Debug, Clone, Default)]
+pub struct NumericSeries {
+    pub steps: Vec<i64>,
+    pub values: Vec<f64>,
+}
+
+impl NumericSeries {
+    /// Reads the numeric points of `key` over `[lo_step, hi_step]`.
+    pub fn load(source: &mut dyn ChunkSource, key: i64, lo_step: i64, hi_step: i64) -> Result<NumericSeries> {
+        let mut out = NumericSeries::default();
+        for stats in source.chunk_stats(key, lo_step, hi_step)? {
+            let (steps, values) = decode_numeric(&source.chunk_data(key, stats.start_step)?, stats.start_step)?;
+            for (step, value) in steps.into_iter().zip(values) {
+                if step >= lo_step && step <= hi_step {
+                    out.steps.push(step);
+                    out.values.push(value);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn scale(mut self, factor: f64) -> NumericSeries {
+        for v in &mut self.values {
+            *v *= factor;
+        }
+        self
+    }
+}
+
+/// Joins x and y by step: the `(x, step, y)` triples where both have a point.
+pub fn join(x: &NumericSeries, y: &NumericSeries) -> Vec<(f64, i64, f64)> {
+    let mut out = Vec::with_capacity(y.steps.len().min(x.steps.len()));
+    let (mut i, mut j) = (0, 0);
+    while i < x.steps.len() && j < y.steps.len() {
+        match x.steps[i].cmp(&y.steps[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push((x.values[i], y.steps[j], y.values[j]));
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The finite x-range of joined points.
+pub fn x_range(points: &[(f64, i64, f64)]) -> Option<(f64, f64)> {
+    let mut range: Option<(f64, f64)> = None;
+    for &(x, _, _) in points {
+        if x.is_finite() {
+            range = Some(match range {
+                None => (x, x),
+                Some((lo, hi)) => (lo.min(x), hi.max(x)),
+            });
+        }
+    }
+    range
+}
+
+pub fn xy_buckets(points: &[(f64, i64, f64)], grid: Grid) -> Buckets {
+    let mut bucketer = Bucketer::new(grid);
+    for &(x, step, y) in points {
+        bucketer.push(x, step, y);
+    }
+    bucketer.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::{Points, split_encode};
+    use cairn_types::value::Value;
+
+    struct MemSource {
+        chunks: Vec<(Stats, Vec<u8>)>,
+        decoded: usize,
+    }
+
+    impl ChunkSource for MemSource {
+        fn chunk_stats(&mut self, _key: i64, lo: i64, hi: i64) -> Result<Vec<Stats>> {
+            Ok(self.chunks.iter().map(|c| c.0).filter(|s| s.end_step >= lo && s.start_step <= hi).collect())
+        }
+        fn chunk_data(&mut self, _key: i64, start: i64) -> Result<Vec<u8>> {
+            self.decoded += 1;
+            Ok(self.chunks.iter().find(|c| c.0.start_step == start).unwrap().1.clone())
+        }
+    }
+
+    fn source(n: i64, spike_at: i64) -> MemSource {
+        let steps: Vec<i64> = (0..n).collect();
+        let values = steps.iter().map(|&s| Value::Float(if s == spike_at { 1e6 } else { (s % 7) as f64 })).collect();
+        MemSource { chunks: split_encode(&Points { steps, values }), decoded: 0 }
+    }
+
+    #[test]
+    fn a_single_spike_survives_any_bucketing() {
+        let n = 200_000;
+        for buckets in [1, 10, 1000, 7919] {
+            let mut src = source(n, 123_457);
+            let b = step_buckets(&mut src, 0, Grid::new(0.0, (n - 1) as f64, buckets)).unwrap();
+            assert!(b.max.iter().any(|&m| m == 1e6), "{buckets} buckets lost the spike");
+            assert_eq!(b.count.iter().sum::<u64>(), n as u64);
+        }
+    }
+
+    #[test]
+    fn wide_buckets_read_stats_not_points() {
+        let mut src = source(8192 * 20, -1);
+        let b = step_buckets(&mut src, 0, Grid::new(0.0, (8192 * 20 - 1) as f64, 4)).unwrap();
+        assert_eq!(b.len(), 4);
+        // Only the chunks that straddle a bucket boundary are decoded.
+        assert!(src.decoded <= 4, "decoded {}", src.decoded);
+        assert_eq!(b.min[0], 0.0);
+        assert_eq!(b.max[0], 6.0);
+    }
+
+    #[test]
+    fn zoom_rebuckets_exactly() {
+        let mut src = source(100_000, 50_000);
+        let b = step_buckets(&mut src, 0, Grid::new(49_990.0, 50_009.0, 20)).unwrap();
+        assert_eq!(b.len(), 20);
+        assert_eq!(b.x[10], 50_000.0);
+        assert_eq!(b.max[10], 1e6);
+        assert_eq!(b.count, vec![1; 20]);
+    }
+
+    #[test]
+    fn join_and_xy() {
+        let x = NumericSeries { steps: vec![0, 1, 2, 4], values: vec![0.0, 10.0, 20.0, 40.0] };
+        let y = NumericSeries { steps: vec![1, 2, 3, 4], values: vec![1.0, 2.0, 3.0, 4.0] };
+        let pts = join(&x, &y);
+        assert_eq!(pts, vec![(10.0, 1, 1.0), (20.0, 2, 2.0), (40.0, 4, 4.0)]);
+        let (lo, hi) = x_range(&pts).unwrap();
+        let b = xy_buckets(&pts, Grid::new(lo, hi, 3));
+        assert_eq!(b.count, vec![1, 1, 1]);
+        assert_eq!(b.last, vec![1.0, 2.0, 4.0]);
+    }
+}

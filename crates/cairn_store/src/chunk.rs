@@ -1,0 +1,337 @@
+//! Chunks: the storage unit of a series. A chunk holds up to [`TARGET_CHUNK_POINTS`] points of one
+//! key (steps and values), compressed with pco, plus aggregate statistics kept beside it so that a
+//! bucketed query over a large range reads statistics instead of points.
+//!
+//! Layout of the encoded bytes:
+//! `flags: u8 | count: varint | [steps: varint len | pco(i64)] | values`
+//! where `flags & 0b11` is the value kind (0 f64, 1 i64, 2 mixed), `flags & 0b100` marks dense steps
+//! (`start, start+1, ...`, not stored), and values are pco(f64), pco(i64) or wire-encoded values.
+
+use cairn_types::error::{CodedError, ErrorCode};
+use cairn_types::value::Value;
+use cairn_types::wire::{Reader, put_value, put_varint};
+
+/// Points per chunk once a chunk is full. Smaller tail chunks are merged until they reach it.
+pub const TARGET_CHUNK_POINTS: usize = 8192;
+
+const KIND_F64: u8 = 0;
+const KIND_I64: u8 = 1;
+const KIND_MIXED: u8 = 2;
+const DENSE_STEPS: u8 = 0b100;
+
+/// Aggregates of a chunk, or of a bucket. Non-numeric values count in `count` only; NaN counts in
+/// `nan_count` and is left out of min, max, sum and last.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stats {
+    pub start_step: i64,
+    pub end_step: i64,
+    pub count: u64,
+    pub num_count: u64,
+    pub nan_count: u64,
+    pub min: f64,
+    pub max: f64,
+    pub sum: f64,
+    /// The last non-NaN number, or NaN when there is none.
+    pub last: f64,
+}
+
+impl Stats {
+    pub fn empty() -> Stats {
+        Stats {
+            start_step: i64::MAX,
+            end_step: i64::MIN,
+            count: 0,
+            num_count: 0,
+            nan_count: 0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            sum: 0.0,
+            last: f64::NAN,
+        }
+    }
+
+    #[inline]
+    pub fn push_number(&mut self, step: i64, v: f64) {
+        self.start_step = self.start_step.min(step);
+        self.end_step = self.end_step.max(step);
+        self.count += 1;
+        if v.is_nan() {
+            self.nan_count += 1;
+        } else {
+            self.num_count += 1;
+            self.min = self.min.min(v);
+            self.max = self.max.max(v);
+            self.sum += v;
+            self.last = v;
+        }
+    }
+
+    pub fn push_value(&mut self, step: i64, value: &Value) {
+        match value {
+            Value::Int(_) | Value::Float(_) => self.push_number(step, value.as_f64().expect("numeric")),
+            _ => {
+                self.start_step = self.start_step.min(step);
+                self.end_step = self.end_step.max(step);
+                self.count += 1;
+            }
+        }
+    }
+
+    /// Merges `other`, which comes after `self` in step order.
+    pub fn merge(&mut self, other: &Stats) {
+        self.start_step = self.start_step.min(other.start_step);
+        self.end_step = self.end_step.max(other.end_step);
+        self.count += other.count;
+        self.num_count += other.num_count;
+        self.nan_count += other.nan_count;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.sum += other.sum;
+        if !other.last.is_nan() {
+            self.last = other.last;
+        }
+    }
+
+    /// Min and max as stored: `None` when there is no non-NaN number.
+    pub fn min_max(&self) -> Option<(f64, f64)> {
+        (self.num_count > 0).then_some((self.min, self.max))
+    }
+}
+
+/// The points of a chunk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Points {
+    pub steps: Vec<i64>,
+    pub values: Vec<Value>,
+}
+
+impl Points {
+    pub fn stats(&self) -> Stats {
+        let mut stats = Stats::empty();
+        for (step, value) in self.steps.iter().zip(&self.values) {
+            stats.push_value(*step, value);
+        }
+        stats
+    }
+}
+
+fn corrupt(what: &str) -> CodedError {
+    CodedError::new(ErrorCode::Internal, format!("stored chunk is corrupt: {what}"))
+}
+
+fn pco_compress<T: pco::data_types::Number>(values: &[T]) -> Vec<u8> {
+    pco::standalone::simple_compress(values, &pco::ChunkConfig::default().with_compression_level(4))
+        .expect("pco compresses any numbers")
+}
+
+fn pco_decompress<T: pco::data_types::Number>(bytes: &[u8]) -> Result<Vec<T>, CodedError> {
+    pco::standalone::simple_decompress(bytes).map_err(|e| corrupt(&e.to_string()))
+}
+
+/// Encodes points (steps strictly increasing).
+pub fn encode(steps: &[i64], values: &[Value]) -> Vec<u8> {
+    debug_assert_eq!(steps.len(), values.len());
+    debug_assert!(!steps.is_empty());
+    let dense = steps.windows(2).all(|w| w[1] == w[0] + 1);
+    let kind = if values.iter().all(|v| matches!(v, Value::Float(_))) {
+        KIND_F64
+    } else if values.iter().all(|v| matches!(v, Value::Int(_))) {
+        KIND_I64
+    } else {
+        KIND_MIXED
+    };
+    let mut out = Vec::with_capacity(16 + values.len());
+    out.push(kind | if dense { DENSE_STEPS } else { 0 });
+    put_varint(&mut out, steps.len() as u64);
+    if !dense {
+        let compressed = pco_compress(steps);
+        put_varint(&mut out, compressed.len() as u64);
+        out.extend_from_slice(&compressed);
+    }
+    match kind {
+        KIND_F64 => {
+            let floats: Vec<f64> = values.iter().map(|v| v.as_f64().expect("float")).collect();
+            out.extend_from_slice(&pco_compress(&floats));
+        }
+        KIND_I64 => {
+            let ints: Vec<i64> = values.iter().map(|v| if let Value::Int(i) = v { *i } else { 0 }).collect();
+            out.extend_from_slice(&pco_compress(&ints));
+        }
+        _ => {
+            for value in values {
+                put_value(&mut out, value);
+            }
+        }
+    }
+    out
+}
+
+struct Header<'a> {
+    kind: u8,
+    count: usize,
+    steps: Option<&'a [u8]>,
+    values: &'a [u8],
+}
+
+fn header(bytes: &[u8]) -> Result<Header<'_>, CodedError> {
+    let mut r = Reader::new(bytes);
+    let flags = r.u8().map_err(|_| corrupt("empty"))?;
+    let count = r.varint().map_err(|_| corrupt("count"))? as usize;
+    let steps = if flags & DENSE_STEPS == 0 {
+        let n = r.varint().map_err(|_| corrupt("steps length"))? as usize;
+        Some(r.bytes(n).map_err(|_| corrupt("steps"))?)
+    } else {
+        None
+    };
+    Ok(Header { kind: flags & 0b11, count, steps, values: &bytes[r.position()..] })
+}
+
+fn decode_steps(h: &Header<'_>, start_step: i64) -> Result<Vec<i64>, CodedError> {
+    match h.steps {
+        None => Ok((0..h.count as i64).map(|i| start_step + i).collect()),
+        Some(bytes) => {
+            let steps: Vec<i64> = pco_decompress(bytes)?;
+            if steps.len() != h.count {
+                return Err(corrupt("step count"));
+            }
+            Ok(steps)
+        }
+    }
+}
+
+/// Decodes all points of a chunk.
+pub fn decode(bytes: &[u8], start_step: i64) -> Result<Points, CodedError> {
+    let h = header(bytes)?;
+    let steps = decode_steps(&h, start_step)?;
+    let values: Vec<Value> = match h.kind {
+        KIND_F64 => pco_decompress::<f64>(h.values)?.into_iter().map(Value::Float).collect(),
+        KIND_I64 => pco_decompress::<i64>(h.values)?.into_iter().map(Value::Int).collect(),
+        KIND_MIXED => {
+            let mut r = Reader::new(h.values);
+            let mut values = Vec::with_capacity(h.count);
+            for _ in 0..h.count {
+                values.push(r.value().map_err(|_| corrupt("value"))?);
+            }
+            values
+        }
+        _ => return Err(corrupt("kind")),
+    };
+    if values.len() != h.count {
+        return Err(corrupt("value count"));
+    }
+    Ok(Points { steps, values })
+}
+
+/// The numeric points of a chunk as `(steps, values)`; non-numeric values are left out.
+pub fn decode_numeric(bytes: &[u8], start_step: i64) -> Result<(Vec<i64>, Vec<f64>), CodedError> {
+    let h = header(bytes)?;
+    match h.kind {
+        KIND_F64 | KIND_I64 => {
+            let steps = decode_steps(&h, start_step)?;
+            let values: Vec<f64> = if h.kind == KIND_F64 {
+                pco_decompress(h.values)?
+            } else {
+                pco_decompress::<i64>(h.values)?.into_iter().map(|i| i as f64).collect()
+            };
+            if values.len() != steps.len() {
+                return Err(corrupt("value count"));
+            }
+            Ok((steps, values))
+        }
+        _ => {
+            let points = decode(bytes, start_step)?;
+            let mut steps = Vec::with_capacity(points.steps.len());
+            let mut values = Vec::with_capacity(points.steps.len());
+            for (step, value) in points.steps.into_iter().zip(points.values) {
+                if let Value::Int(_) | Value::Float(_) = value {
+                    steps.push(step);
+                    values.push(value.as_f64().expect("numeric"));
+                }
+            }
+            Ok((steps, values))
+        }
+    }
+}
+
+/// Splits points into chunks of at most [`TARGET_CHUNK_POINTS`], each with its stats and bytes.
+pub fn split_encode(points: &Points) -> Vec<(Stats, Vec<u8>)> {
+    points
+        .steps
+        .chunks(TARGET_CHUNK_POINTS)
+        .zip(points.values.chunks(TARGET_CHUNK_POINTS))
+        .map(|(steps, values)| {
+            let mut stats = Stats::empty();
+            for (step, value) in steps.iter().zip(values) {
+                stats.push_value(*step, value);
+            }
+            (stats, encode(steps, values))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(steps: Vec<i64>, values: Vec<Value>) {
+        let bytes = encode(&steps, &values);
+        let back = decode(&bytes, steps[0]).unwrap();
+        assert_eq!(back.steps, steps);
+        assert_eq!(back.values.len(), values.len());
+        for (a, b) in back.values.iter().zip(&values) {
+            match (a, b) {
+                (Value::Float(x), Value::Float(y)) => assert!(x.to_bits() == y.to_bits(), "{x} != {y}"),
+                _ => assert_eq!(a, b),
+            }
+        }
+    }
+
+    #[test]
+    fn kinds_round_trip_exactly() {
+        let dense: Vec<i64> = (100..200).collect();
+        let sparse: Vec<i64> = (0..100).map(|i| i * i).collect();
+        let floats: Vec<Value> = (0..100).map(|i| Value::Float(i as f64 * 1e-3 + 0.1)).collect();
+        round_trip(dense.clone(), floats.clone());
+        round_trip(sparse.clone(), floats);
+        let specials = vec![Value::Float(f64::NAN), Value::Float(f64::INFINITY), Value::Float(-0.0), Value::Float(f64::MIN_POSITIVE)];
+        round_trip(vec![1, 2, 3, 9], specials);
+        round_trip(dense.clone(), (0..100).map(|i| Value::Int(i64::MAX - i)).collect());
+        let mut mixed: Vec<Value> = (0..100).map(|i| Value::Int(i)).collect();
+        mixed[5] = Value::Float(0.5);
+        mixed[6] = Value::from("text");
+        mixed[7] = Value::Null;
+        mixed[8] = Value::Map(cairn_types::map! {"a" => 1});
+        round_trip(sparse, mixed);
+        round_trip(vec![7], vec![Value::Float(1.0)]);
+    }
+
+    #[test]
+    fn numeric_decode_and_stats() {
+        let steps = vec![0, 1, 2, 3, 4];
+        let values = vec![Value::Float(1.0), Value::Float(f64::NAN), Value::from("x"), Value::Int(-4), Value::Float(9.0)];
+        let bytes = encode(&steps, &values);
+        let (s, v) = decode_numeric(&bytes, 0).unwrap();
+        assert_eq!(s, vec![0, 1, 3, 4]);
+        assert_eq!(v[0], 1.0);
+        assert!(v[1].is_nan());
+        let stats = Points { steps, values }.stats();
+        assert_eq!((stats.count, stats.num_count, stats.nan_count), (5, 3, 1));
+        assert_eq!((stats.min, stats.max, stats.sum, stats.last), (-4.0, 9.0, 6.0, 9.0));
+    }
+
+    #[test]
+    fn corrupt_chunks_are_errors() {
+        let bytes = encode(&[0, 1, 2], &[Value::Float(1.0), Value::Float(2.0), Value::Float(3.0)]);
+        for cut in 0..bytes.len() {
+            let _ = decode(&bytes[..cut], 0);
+        }
+        assert!(decode(&[], 0).is_err());
+    }
+
+    #[test]
+    fn ramp_compresses_far_below_eight_bytes() {
+        let steps: Vec<i64> = (0..8192).collect();
+        let values: Vec<Value> = steps.iter().map(|&i| Value::Float(i as f64 * 1e-3)).collect();
+        assert!(encode(&steps, &values).len() < 8192);
+    }
+}

@@ -1,0 +1,149 @@
+//! cairn's storage: run metadata, history and series, and files, behind traits.
+//!
+//! - [`MetaStore`]: entities, projects, runs and their lifecycle.
+//! - [`SeriesStore`]: ingest of batches, history reads and bucketed series queries.
+//! - [`BlobStore`]: content-addressed file contents.
+//!
+//! The embedded implementation is [`sqlite::SqliteStore`] with [`blob::LocalBlobStore`]. A new
+//! backend is correct when it passes [`store_test_suite!`]. The parts of the logic that do not depend
+//! on the backend (chunk encoding, bucketing, how a batch changes a run) live in [`chunk`],
+//! [`bucket`] and [`ingest`], so that each backend only moves bytes.
+
+pub mod blob;
+pub mod bucket;
+pub mod chunk;
+pub mod ingest;
+pub mod sqlite;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite;
+
+use std::io::Read;
+use std::path::Path;
+
+use cairn_types::api::{
+    ConsolePage, EntityInfo, FileInfo, FinishRequest, HeartbeatReply, IngestAck, KeyInfo,
+    ProjectInfo, RunInfo, RunPage, RunPatch, RunSearch, SeriesQuery, SeriesResult, UpsertRunRequest,
+};
+use cairn_types::error::CodedError;
+use cairn_types::wire::{IngestBatch, KeyStream};
+use cairn_types::{RunPath, Timestamp};
+
+pub type Result<T, E = CodedError> = std::result::Result<T, E>;
+
+/// Settings that a store needs from the server.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Where a run that names no entity goes.
+    pub default_entity: String,
+}
+
+/// Entities, projects and runs.
+pub trait MetaStore: Send + Sync {
+    fn list_entities(&self) -> Result<Vec<EntityInfo>>;
+    fn get_entity(&self, entity: &str) -> Result<EntityInfo>;
+    fn list_projects(&self, entity: &str) -> Result<Vec<ProjectInfo>>;
+    fn get_project(&self, entity: &str, project: &str) -> Result<ProjectInfo>;
+
+    /// Creates a run, or resumes it, as `request.resume` says. Creates the entity and project when
+    /// they do not exist yet.
+    fn upsert_run(&self, request: UpsertRunRequest, now: Timestamp) -> Result<RunInfo>;
+    fn get_run(&self, path: &RunPath) -> Result<RunInfo>;
+    fn update_run(&self, path: &RunPath, patch: RunPatch) -> Result<RunInfo>;
+    fn delete_run(&self, path: &RunPath) -> Result<()>;
+    fn search_runs(&self, entity: &str, project: &str, search: &RunSearch) -> Result<RunPage>;
+
+    /// Records a sign of life. A crashed run goes back to running.
+    fn heartbeat(&self, path: &RunPath, now: Timestamp) -> Result<HeartbeatReply>;
+    fn finish_run(&self, path: &RunPath, request: FinishRequest, now: Timestamp) -> Result<RunInfo>;
+    /// Asks the run's client to stop; it learns of it at its next heartbeat.
+    fn request_stop(&self, path: &RunPath) -> Result<RunInfo>;
+    /// Marks running runs whose last heartbeat is older than `deadline` as crashed.
+    fn mark_crashed(&self, deadline: Timestamp) -> Result<Vec<RunPath>>;
+
+    fn put_run_file(&self, path: &RunPath, file: FileInfo) -> Result<()>;
+    fn list_run_files(&self, path: &RunPath) -> Result<Vec<FileInfo>>;
+    fn get_run_file(&self, path: &RunPath, file_path: &str) -> Result<FileInfo>;
+}
+
+/// History, system metrics and console output.
+pub trait SeriesStore: Send + Sync {
+    /// Stores what the batch holds that the store does not have yet, atomically, and updates the
+    /// run's summary, config, heartbeat and state. Returns the offsets expected next.
+    fn ingest(&self, path: &RunPath, batch: IngestBatch, now: Timestamp) -> Result<IngestAck>;
+    fn list_keys(&self, path: &RunPath) -> Result<Vec<KeyInfo>>;
+    /// History as columns for `keys` (all, with `_timestamp` and `_runtime`, when `None`) over
+    /// `[min_step, max_step)`, at most `limit` rows. `require_all` keeps only rows that hold every key.
+    fn history(&self, path: &RunPath, query: &HistoryRequest) -> Result<HistoryData>;
+    fn series(&self, path: &RunPath, query: &SeriesQuery) -> Result<SeriesResult>;
+    fn console(&self, path: &RunPath, from_line: u64, limit: usize) -> Result<ConsolePage>;
+}
+
+/// A history read, already validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryRequest {
+    pub stream: KeyStream,
+    pub keys: Option<Vec<String>>,
+    pub min_step: Option<i64>,
+    pub max_step: Option<i64>,
+    pub limit: usize,
+    pub require_all: bool,
+}
+
+impl Default for HistoryRequest {
+    fn default() -> HistoryRequest {
+        HistoryRequest {
+            stream: KeyStream::History,
+            keys: None,
+            min_step: None,
+            max_step: None,
+            limit: cairn_types::api::HISTORY_DEFAULT_LIMIT,
+            require_all: false,
+        }
+    }
+}
+
+/// History rows as aligned columns.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HistoryData {
+    pub steps: Vec<i64>,
+    pub columns: Vec<HistoryValues>,
+    /// The `min_step` of the next page, if there is one.
+    pub next_step: Option<i64>,
+}
+
+/// One key's values, aligned with [`HistoryData::steps`]; `None` where a row lacks the key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryValues {
+    pub name: String,
+    pub path: Vec<String>,
+    pub values: Vec<Option<cairn_types::Value>>,
+}
+
+/// A stored file's identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRef {
+    /// SHA-256, hex.
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// Content-addressed file contents: a content is stored once, whatever the number of runs that
+/// save it.
+pub trait BlobStore: Send + Sync {
+    /// Moves (or copies) the file at `path` into the store, under its content hash.
+    fn put_file(&self, path: &Path) -> Result<BlobRef>;
+    /// Reads a blob, streaming.
+    fn open(&self, sha256: &str) -> Result<Box<dyn Read + Send>>;
+    fn exists(&self, sha256: &str) -> Result<bool>;
+    /// A folder for temporary files on the same file system as the store, so `put_file` can rename.
+    fn staging_dir(&self) -> &Path;
+}
+
+/// The whole store, as the server holds it.
+pub trait Store: MetaStore + SeriesStore {
+    fn blobs(&self) -> &dyn BlobStore;
+    /// A line that says what the store is, for the server's banner.
+    fn describe(&self) -> String;
+    /// Flushes and stops background work; called once at shutdown.
+    fn close(&self);
+}

@@ -1,0 +1,204 @@
+//! SQLite connections: one writer thread that commits jobs in batched transactions (group commit),
+//! and a pool of readers. The database runs in WAL mode, so readers never block the writer.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use cairn_types::error::{CodedError, ErrorCode};
+use rusqlite::functions::FunctionFlags;
+use rusqlite::{Connection, OpenFlags};
+
+use crate::Result;
+
+/// Converts database errors into coded ones.
+pub trait DbResult<T> {
+    fn db(self) -> Result<T>;
+}
+
+impl<T> DbResult<T> for rusqlite::Result<T> {
+    fn db(self) -> Result<T> {
+        self.map_err(|e| CodedError::new(ErrorCode::Internal, format!("database error: {e}")))
+    }
+}
+
+/// Jobs committed together in one transaction, at most.
+const MAX_JOBS_PER_COMMIT: usize = 256;
+
+type Completion = Box<dyn FnOnce(Result<()>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+
+pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI
+    };
+    let conn = Connection::open_with_flags(path, flags).db()?;
+    conn.busy_timeout(std::time::Duration::from_secs(30)).db()?;
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON;
+         PRAGMA cache_size = -65536;
+         PRAGMA temp_store = MEMORY;",
+    )
+    .db()?;
+    if !read_only {
+        // WAL: readers do not block the writer. FULL: a commit that was acknowledged survives a
+        // power loss, not only a crash of the server.
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;").db()?;
+    }
+    register_functions(&conn)?;
+    Ok(conn)
+}
+
+fn register_functions(conn: &Connection) -> Result<()> {
+    conn.create_scalar_function("regexp", 2, FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC, |ctx| {
+        let regex: Arc<regex::Regex> = ctx.get_or_create_aux(0, |pattern| -> Result<regex::Regex, Box<dyn std::error::Error + Send + Sync>> {
+            Ok(regex::RegexBuilder::new(pattern.as_str()?).size_limit(1 << 20).build()?)
+        })?;
+        let text = match ctx.get_raw(1) {
+            rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).unwrap_or(""),
+            _ => return Ok(false),
+        };
+        Ok(regex.is_match(text))
+    })
+    .db()
+}
+
+/// The writer thread.
+pub struct Writer {
+    sender: Mutex<Option<SyncSender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    pub fn start(conn: Connection) -> Writer {
+        let (sender, receiver) = sync_channel::<Job>(1024);
+        let thread = std::thread::Builder::new()
+            .name("cairn-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, receiver))
+            .expect("spawn the writer thread");
+        Writer { sender: Mutex::new(Some(sender)), thread: Mutex::new(Some(thread)) }
+    }
+
+    /// Runs `op` in the writer's next transaction and waits until that transaction commits. If
+    /// `op` fails, only its own changes are rolled back.
+    pub fn write<R: Send + 'static>(&self, op: impl FnOnce(&Connection) -> Result<R> + Send + 'static) -> Result<R> {
+        let (reply, wait) = sync_channel::<Result<R>>(1);
+        let job: Job = Box::new(move |conn| {
+            let result = in_savepoint(conn, op);
+            Box::new(move |committed: Result<()>| {
+                let _ = reply.send(committed.and(result));
+            })
+        });
+        let sender = self.sender.lock().expect("writer lock").clone();
+        let Some(sender) = sender else {
+            return Err(CodedError::new(ErrorCode::ShuttingDown, "the store is closed"));
+        };
+        sender.send(job).map_err(|_| CodedError::new(ErrorCode::ShuttingDown, "the store is closed"))?;
+        wait.recv().map_err(|_| CodedError::new(ErrorCode::Internal, "the writer thread stopped"))?
+    }
+
+    /// Commits what is queued and stops the thread.
+    pub fn close(&self) {
+        self.sender.lock().expect("writer lock").take();
+        if let Some(thread) = self.thread.lock().expect("writer lock").take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn in_savepoint<R>(conn: &Connection, op: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+    conn.execute_batch("SAVEPOINT job").db()?;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(conn))).unwrap_or_else(|_| {
+        Err(CodedError::new(ErrorCode::Internal, "internal error while writing (a bug); nothing was stored"))
+    });
+    match &result {
+        Ok(_) => conn.execute_batch("RELEASE job").db()?,
+        Err(_) => conn.execute_batch("ROLLBACK TO job; RELEASE job").db()?,
+    }
+    result
+}
+
+fn writer_loop(conn: Connection, receiver: Receiver<Job>) {
+    while let Ok(first) = receiver.recv() {
+        let mut completions: Vec<Completion> = Vec::new();
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE").db() {
+            first(&conn)(Err(e));
+            continue;
+        }
+        completions.push(first(&conn));
+        while completions.len() < MAX_JOBS_PER_COMMIT {
+            match receiver.try_recv() {
+                Ok(job) => completions.push(job(&conn)),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        let committed = conn.execute_batch("COMMIT").db();
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for completion in completions {
+            completion(committed.clone());
+        }
+    }
+    let _ = conn.execute_batch("PRAGMA optimize; PRAGMA wal_checkpoint(TRUNCATE);");
+}
+
+/// A pool of read-only connections.
+pub struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    available: Condvar,
+    opened: Mutex<usize>,
+    max: usize,
+}
+
+impl Readers {
+    pub fn new(path: PathBuf, max: usize) -> Readers {
+        Readers { path, idle: Mutex::new(Vec::new()), available: Condvar::new(), opened: Mutex::new(0), max }
+    }
+
+    /// Runs `op` on a reader, inside a read transaction so that it sees one snapshot.
+    pub fn read<R>(&self, op: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        let mut conn = self.take()?;
+        let result = (|| {
+            let tx = conn.transaction().db()?;
+            let out = op(&tx)?;
+            tx.finish().db()?;
+            Ok(out)
+        })();
+        self.give_back(conn);
+        result
+    }
+
+    fn take(&self) -> Result<Connection> {
+        let mut idle = self.idle.lock().expect("pool lock");
+        loop {
+            if let Some(conn) = idle.pop() {
+                return Ok(conn);
+            }
+            {
+                let mut opened = self.opened.lock().expect("pool lock");
+                if *opened < self.max {
+                    *opened += 1;
+                    drop(opened);
+                    drop(idle);
+                    return open_connection(&self.path, true).inspect_err(|_| {
+                        *self.opened.lock().expect("pool lock") -= 1;
+                    });
+                }
+            }
+            idle = self.available.wait(idle).expect("pool lock");
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        self.idle.lock().expect("pool lock").push(conn);
+        self.available.notify_one();
+    }
+}

@@ -1,0 +1,105 @@
+-- cairn's embedded store. Times are microseconds since the Unix epoch; JSON columns hold text.
+
+CREATE TABLE IF NOT EXISTS entities (
+    entity_pk   INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS projects (
+    project_pk        INTEGER PRIMARY KEY,
+    entity_pk         INTEGER NOT NULL REFERENCES entities (entity_pk),
+    name              TEXT NOT NULL,
+    created_at        INTEGER NOT NULL,
+    last_activity_at  INTEGER,
+    run_seq           INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (entity_pk, name)
+);
+
+CREATE TABLE IF NOT EXISTS runs (
+    run_pk          INTEGER PRIMARY KEY,
+    project_pk      INTEGER NOT NULL REFERENCES projects (project_pk),
+    run_id          TEXT NOT NULL,
+    seq             INTEGER NOT NULL,
+    name            TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    config          TEXT NOT NULL DEFAULT '{}',
+    summary         TEXT NOT NULL DEFAULT '{}',
+    tags            TEXT NOT NULL DEFAULT '[]',
+    notes           TEXT NOT NULL DEFAULT '',
+    grp             TEXT,
+    job_type        TEXT,
+    metadata        TEXT NOT NULL DEFAULT '{}',
+    metric_defs     TEXT NOT NULL DEFAULT '{}',
+    created_at      INTEGER NOT NULL,
+    started_at      INTEGER NOT NULL,
+    heartbeat_at    INTEGER,
+    finished_at     INTEGER,
+    exit_code       INTEGER,
+    last_step       INTEGER,
+    stop_requested  INTEGER NOT NULL DEFAULT 0,
+    off_history     INTEGER NOT NULL DEFAULT 0,
+    off_summary     INTEGER NOT NULL DEFAULT 0,
+    off_config      INTEGER NOT NULL DEFAULT 0,
+    off_system      INTEGER NOT NULL DEFAULT 0,
+    off_console     INTEGER NOT NULL DEFAULT 0,
+    off_events      INTEGER NOT NULL DEFAULT 0,
+    deleted_at      INTEGER,
+    UNIQUE (project_pk, run_id)
+);
+CREATE INDEX IF NOT EXISTS runs_by_project_created ON runs (project_pk, created_at);
+CREATE INDEX IF NOT EXISTS runs_running ON runs (heartbeat_at) WHERE state = 'running';
+
+-- One row per logged key of a run, with totals over all its points. Stream 0 is history, 1 system.
+CREATE TABLE IF NOT EXISTS run_keys (
+    key_pk       INTEGER PRIMARY KEY,
+    run_pk       INTEGER NOT NULL REFERENCES runs (run_pk),
+    stream       INTEGER NOT NULL,
+    name         TEXT NOT NULL,
+    path         TEXT NOT NULL,
+    count        INTEGER NOT NULL,
+    num_count    INTEGER NOT NULL,
+    nan_count    INTEGER NOT NULL,
+    min          REAL,
+    max          REAL,
+    sum          REAL,
+    first_step   INTEGER NOT NULL,
+    last_step    INTEGER NOT NULL,
+    first_value  BLOB NOT NULL,
+    last_value   BLOB NOT NULL,
+    UNIQUE (run_pk, stream, name)
+);
+
+-- Points of a key, in chunks of up to 8192, pco-compressed, with their aggregates beside them.
+CREATE TABLE IF NOT EXISTS chunks (
+    key_pk      INTEGER NOT NULL,
+    start_step  INTEGER NOT NULL,
+    end_step    INTEGER NOT NULL,
+    count       INTEGER NOT NULL,
+    num_count   INTEGER NOT NULL,
+    nan_count   INTEGER NOT NULL,
+    min         REAL,
+    max         REAL,
+    sum         REAL,
+    last        REAL,
+    data        BLOB NOT NULL,
+    PRIMARY KEY (key_pk, start_step)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS console_lines (
+    run_pk  INTEGER NOT NULL,
+    line    INTEGER NOT NULL,
+    stream  INTEGER NOT NULL,
+    ts      INTEGER NOT NULL,
+    text    TEXT NOT NULL,
+    PRIMARY KEY (run_pk, line)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS run_files (
+    run_pk      INTEGER NOT NULL,
+    path        TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (run_pk, path)
+) WITHOUT ROWID;

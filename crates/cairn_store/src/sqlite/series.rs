@@ -1,0 +1,563 @@
+//! Ingest, history and series queries on SQLite.
+
+use cairn_types::api::{
+    ConsoleLineOut, ConsolePage, IngestAck, KeyInfo, SERIES_DEFAULT_BUCKETS, SERIES_MAX_BUCKETS, SeriesQuery,
+    SeriesResult,
+};
+use cairn_types::error::{CodedError, ErrorCode};
+use cairn_types::value::Value;
+use cairn_types::wire::{KeyStream, Reader, put_value};
+use cairn_types::{RunPath, Timestamp};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::pool::DbResult;
+use super::{SqliteStore, load_doc, run_pk, save_doc, touch_project};
+use crate::bucket::{self, ChunkSource, Grid, NumericSeries};
+use crate::chunk::{self, Points, Stats, TARGET_CHUNK_POINTS};
+use crate::ingest::{self, KeyColumn, KeyTotals, RUNTIME_KEY, TIMESTAMP_KEY};
+use crate::{HistoryData, HistoryRequest, HistoryValues, Result, SeriesStore};
+
+/// NaN cannot be stored in SQLite (it becomes NULL); NULL reads back as `default`.
+fn real(v: f64) -> Option<f64> {
+    (!v.is_nan()).then_some(v)
+}
+
+fn encode_value(value: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_value(&mut out, value);
+    out
+}
+
+fn decode_value(bytes: &[u8]) -> Result<Value> {
+    Reader::new(bytes).value().map_err(|e| CodedError::new(ErrorCode::Internal, format!("stored value is corrupt: {e}")))
+}
+
+#[derive(Debug, Clone)]
+struct KeyRow {
+    key_pk: i64,
+    stream: KeyStream,
+    name: String,
+    path: Vec<String>,
+    totals: KeyTotals,
+}
+
+const KEY_SELECT: &str = "SELECT key_pk, stream, name, path, count, num_count, nan_count, min, max, sum,
+    first_step, last_step, first_value, last_value FROM run_keys";
+
+fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(KeyRow, Vec<u8>, Vec<u8>)> {
+    let stream: i64 = r.get(1)?;
+    let path_text: String = r.get(3)?;
+    Ok((
+        KeyRow {
+            key_pk: r.get(0)?,
+            stream: if stream == 1 { KeyStream::System } else { KeyStream::History },
+            name: r.get(2)?,
+            path: serde_json::from_str(&path_text).unwrap_or_else(|_| vec![path_text.clone()]),
+            totals: KeyTotals {
+                count: r.get::<_, i64>(4)? as u64,
+                num_count: r.get::<_, i64>(5)? as u64,
+                nan_count: r.get::<_, i64>(6)? as u64,
+                min: r.get::<_, Option<f64>>(7)?.unwrap_or(f64::INFINITY),
+                max: r.get::<_, Option<f64>>(8)?.unwrap_or(f64::NEG_INFINITY),
+                sum: r.get::<_, Option<f64>>(9)?.unwrap_or(f64::NAN),
+                first_step: r.get(10)?,
+                last_step: r.get(11)?,
+                first_value: Value::Null,
+                last_value: Value::Null,
+            },
+        },
+        r.get(12)?,
+        r.get(13)?,
+    ))
+}
+
+fn finish_key(row: (KeyRow, Vec<u8>, Vec<u8>)) -> Result<KeyRow> {
+    let (mut key, first, last) = row;
+    key.totals.first_value = decode_value(&first)?;
+    key.totals.last_value = decode_value(&last)?;
+    Ok(key)
+}
+
+fn find_key(conn: &Connection, run_pk: i64, stream: KeyStream, name: &str) -> Result<Option<KeyRow>> {
+    conn.prepare_cached(&format!("{KEY_SELECT} WHERE run_pk = ?1 AND stream = ?2 AND name = ?3"))
+        .db()?
+        .query_row(params![run_pk, stream as i64, name], key_from_row)
+        .optional()
+        .db()?
+        .map(finish_key)
+        .transpose()
+}
+
+fn all_keys(conn: &Connection, run_pk: i64) -> Result<Vec<KeyRow>> {
+    let mut stmt = conn.prepare_cached(&format!("{KEY_SELECT} WHERE run_pk = ?1 ORDER BY stream, name")).db()?;
+    let rows = stmt.query_map([run_pk], key_from_row).db()?.collect::<rusqlite::Result<Vec<_>>>().db()?;
+    rows.into_iter().map(finish_key).collect()
+}
+
+fn is_time_key(name: &str) -> bool {
+    name == TIMESTAMP_KEY || name == RUNTIME_KEY
+}
+
+/// Appends a column's points to its key: merges them into the key's last chunk while that chunk
+/// is not full, and updates the key's totals. Returns the totals.
+fn append_column(conn: &Connection, run_pk: i64, column: &mut KeyColumn) -> Result<KeyTotals> {
+    let added = KeyTotals::from_column(column);
+    let (key_pk, totals) = match find_key(conn, run_pk, column.stream, &column.name)? {
+        Some(mut key) => {
+            key.totals.merge(&added);
+            let t = &key.totals;
+            conn.prepare_cached(
+                "UPDATE run_keys SET count = ?2, num_count = ?3, nan_count = ?4, min = ?5, max = ?6, sum = ?7,
+                    last_step = ?8, last_value = ?9 WHERE key_pk = ?1",
+            )
+            .db()?
+            .execute(params![
+                key.key_pk,
+                t.count as i64,
+                t.num_count as i64,
+                t.nan_count as i64,
+                (t.num_count > 0).then_some(t.min),
+                (t.num_count > 0).then_some(t.max),
+                real(t.sum),
+                t.last_step,
+                encode_value(&t.last_value),
+            ])
+            .db()?;
+            (key.key_pk, key.totals)
+        }
+        None => {
+            let t = &added;
+            conn.prepare_cached(
+                "INSERT INTO run_keys (run_pk, stream, name, path, count, num_count, nan_count, min, max, sum,
+                    first_step, last_step, first_value, last_value)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )
+            .db()?
+            .execute(params![
+                run_pk,
+                column.stream as i64,
+                column.name,
+                serde_json::to_string(&column.path).expect("paths serialize"),
+                t.count as i64,
+                t.num_count as i64,
+                t.nan_count as i64,
+                (t.num_count > 0).then_some(t.min),
+                (t.num_count > 0).then_some(t.max),
+                real(t.sum),
+                t.first_step,
+                t.last_step,
+                encode_value(&t.first_value),
+                encode_value(&t.last_value),
+            ])
+            .db()?;
+            (conn.last_insert_rowid(), added)
+        }
+    };
+
+    let mut points = Points { steps: std::mem::take(&mut column.steps), values: std::mem::take(&mut column.values) };
+    let tail: Option<(i64, i64, Vec<u8>)> = conn
+        .prepare_cached("SELECT start_step, count, data FROM chunks WHERE key_pk = ?1 ORDER BY start_step DESC LIMIT 1")
+        .db()?
+        .query_row([key_pk], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()
+        .db()?;
+    if let Some((start, count, data)) = tail
+        && (count as usize) < TARGET_CHUNK_POINTS
+    {
+        let mut old = chunk::decode(&data, start)?;
+        old.steps.append(&mut points.steps);
+        old.values.append(&mut points.values);
+        points = old;
+        conn.prepare_cached("DELETE FROM chunks WHERE key_pk = ?1 AND start_step = ?2")
+            .db()?
+            .execute(params![key_pk, start])
+            .db()?;
+    }
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO chunks (key_pk, start_step, end_step, count, num_count, nan_count, min, max, sum, last, data)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )
+        .db()?;
+    for (stats, bytes) in chunk::split_encode(&points) {
+        let (min, max) = stats.min_max().unzip();
+        insert
+            .execute(params![
+                key_pk,
+                stats.start_step,
+                stats.end_step,
+                stats.count as i64,
+                stats.num_count as i64,
+                stats.nan_count as i64,
+                min,
+                max,
+                real(stats.sum),
+                real(stats.last),
+                bytes,
+            ])
+            .db()?;
+    }
+    Ok(totals)
+}
+
+struct SqliteChunks<'c> {
+    conn: &'c Connection,
+}
+
+impl ChunkSource for SqliteChunks<'_> {
+    fn chunk_stats(&mut self, key: i64, lo: i64, hi: i64) -> Result<Vec<Stats>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT start_step, end_step, count, num_count, nan_count, min, max, sum, last FROM chunks
+                 WHERE key_pk = ?1
+                   AND start_step >= coalesce((SELECT max(start_step) FROM chunks WHERE key_pk = ?1 AND start_step <= ?2), ?2)
+                   AND start_step <= ?3
+                 ORDER BY start_step",
+            )
+            .db()?;
+        let rows = stmt
+            .query_map(params![key, lo, hi], |r| {
+                Ok(Stats {
+                    start_step: r.get(0)?,
+                    end_step: r.get(1)?,
+                    count: r.get::<_, i64>(2)? as u64,
+                    num_count: r.get::<_, i64>(3)? as u64,
+                    nan_count: r.get::<_, i64>(4)? as u64,
+                    min: r.get::<_, Option<f64>>(5)?.unwrap_or(f64::INFINITY),
+                    max: r.get::<_, Option<f64>>(6)?.unwrap_or(f64::NEG_INFINITY),
+                    sum: r.get::<_, Option<f64>>(7)?.unwrap_or(f64::NAN),
+                    last: r.get::<_, Option<f64>>(8)?.unwrap_or(f64::NAN),
+                })
+            })
+            .db()?;
+        let stats = rows.collect::<rusqlite::Result<Vec<_>>>().db()?;
+        Ok(stats.into_iter().filter(|s| s.end_step >= lo).collect())
+    }
+
+    fn chunk_data(&mut self, key: i64, start_step: i64) -> Result<Vec<u8>> {
+        self.conn
+            .prepare_cached("SELECT data FROM chunks WHERE key_pk = ?1 AND start_step = ?2")
+            .db()?
+            .query_row(params![key, start_step], |r| r.get(0))
+            .db()
+    }
+}
+
+/// Points of a key in `[lo, hi]`, at most `limit` of them. Returns whether more exist.
+fn load_points(conn: &Connection, key_pk: i64, lo: i64, hi: i64, limit: usize) -> Result<(Points, bool)> {
+    let mut source = SqliteChunks { conn };
+    let mut out = Points { steps: Vec::new(), values: Vec::new() };
+    for stats in source.chunk_stats(key_pk, lo, hi)? {
+        let points = chunk::decode(&source.chunk_data(key_pk, stats.start_step)?, stats.start_step)?;
+        for (step, value) in points.steps.into_iter().zip(points.values) {
+            if step < lo || step > hi {
+                continue;
+            }
+            if out.steps.len() == limit {
+                return Ok((out, true));
+            }
+            out.steps.push(step);
+            out.values.push(value);
+        }
+    }
+    Ok((out, false))
+}
+
+fn key_info(key: &KeyRow) -> KeyInfo {
+    let t = &key.totals;
+    KeyInfo {
+        name: key.name.clone(),
+        path: key.path.clone(),
+        stream: key.stream.name().to_owned(),
+        count: t.count,
+        numeric_count: t.num_count + t.nan_count,
+        first_step: t.first_step,
+        last_step: t.last_step,
+        min: (t.num_count > 0).then_some(t.min),
+        max: (t.num_count > 0).then_some(t.max),
+    }
+}
+
+fn key_not_found(path: &RunPath, stream: KeyStream, name: &str, conn: &Connection, pk: i64) -> CodedError {
+    let known: Vec<String> = all_keys(conn, pk)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|k| k.stream == stream && !is_time_key(&k.name))
+        .take(20)
+        .map(|k| k.name)
+        .collect();
+    CodedError::new(
+        ErrorCode::KeyNotFound,
+        format!("run {path} has no {} key {name:?}; it has: {}", stream.name(), known.join(", ")),
+    )
+}
+
+/// Resolves a series key name: history first, then system metrics.
+fn resolve_series_key(conn: &Connection, path: &RunPath, pk: i64, name: &str) -> Result<KeyRow> {
+    if let Some(key) = find_key(conn, pk, KeyStream::History, name)? {
+        return Ok(key);
+    }
+    if let Some(key) = find_key(conn, pk, KeyStream::System, name)? {
+        return Ok(key);
+    }
+    Err(key_not_found(path, KeyStream::History, name, conn, pk))
+}
+
+fn parse_keys(keys: &str) -> Result<Vec<String>> {
+    let names: Vec<String> = keys.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect();
+    if names.is_empty() {
+        return Err(CodedError::new(ErrorCode::InvalidQuery, "keys must name at least one key"));
+    }
+    if names.len() > 1000 {
+        return Err(CodedError::new(ErrorCode::InvalidQuery, format!("{} keys asked for; at most 1000", names.len())));
+    }
+    Ok(names)
+}
+
+fn series(conn: &Connection, path: &RunPath, query: &SeriesQuery) -> Result<SeriesResult> {
+    let pk = run_pk(conn, path)?;
+    let names = parse_keys(&query.keys)?;
+    let x = query.x.clone().filter(|x| !x.is_empty()).unwrap_or_else(|| "_step".to_owned());
+    let n = query.buckets.unwrap_or(SERIES_DEFAULT_BUCKETS);
+    if n == 0 || n > SERIES_MAX_BUCKETS {
+        return Err(CodedError::new(
+            ErrorCode::InvalidQuery,
+            format!("buckets={n} is out of range; use 1 to {SERIES_MAX_BUCKETS}"),
+        ));
+    }
+    for (name, bound) in [("x_min", query.x_min), ("x_max", query.x_max)] {
+        if let Some(v) = bound
+            && !v.is_finite()
+        {
+            return Err(CodedError::new(ErrorCode::InvalidQuery, format!("{name}={v} is not a finite number")));
+        }
+    }
+    if let (Some(lo), Some(hi)) = (query.x_min, query.x_max)
+        && lo > hi
+    {
+        return Err(CodedError::new(ErrorCode::InvalidQuery, format!("x_min={lo} is greater than x_max={hi}")));
+    }
+    let keys = names.iter().map(|name| resolve_series_key(conn, path, pk, name)).collect::<Result<Vec<_>>>()?;
+    let mut source = SqliteChunks { conn };
+    let mut result = SeriesResult { x: x.clone(), x_min: None, x_max: None, buckets: n, series: Vec::new() };
+
+    if x == "_step" {
+        let lo = query.x_min.unwrap_or_else(|| keys.iter().map(|k| k.totals.first_step).min().unwrap_or(0) as f64);
+        let hi = query.x_max.unwrap_or_else(|| keys.iter().map(|k| k.totals.last_step).max().unwrap_or(0) as f64);
+        let grid = Grid::new(lo, hi, n as usize);
+        for key in &keys {
+            result.series.push(cairn_types::api::KeySeries {
+                key: key.name.clone(),
+                buckets: bucket::step_buckets(&mut source, key.key_pk, grid)?,
+            });
+        }
+        result.x_min = Some(lo);
+        result.x_max = Some(hi);
+        return Ok(result);
+    }
+
+    let mut joined = Vec::with_capacity(keys.len());
+    for key in &keys {
+        let x_key = match find_key(conn, pk, key.stream, &x)? {
+            Some(x_key) => x_key,
+            None => return Err(key_not_found(path, key.stream, &x, conn, pk)),
+        };
+        let scale = if is_time_key(&x) { 1e-6 } else { 1.0 };
+        let xs = NumericSeries::load(&mut source, x_key.key_pk, i64::MIN, i64::MAX)?.scale(scale);
+        let ys = NumericSeries::load(&mut source, key.key_pk, i64::MIN, i64::MAX)?;
+        joined.push(bucket::join(&xs, &ys));
+    }
+    let data_range = joined.iter().filter_map(|p| bucket::x_range(p)).reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)));
+    let lo = query.x_min.or(data_range.map(|r| r.0)).unwrap_or(0.0);
+    let hi = query.x_max.or(data_range.map(|r| r.1)).unwrap_or(0.0);
+    let grid = Grid::new(lo, hi, n as usize);
+    for (key, points) in keys.iter().zip(&joined) {
+        result.series.push(cairn_types::api::KeySeries { key: key.name.clone(), buckets: bucket::xy_buckets(points, grid) });
+    }
+    result.x_min = Some(lo);
+    result.x_max = Some(hi);
+    Ok(result)
+}
+
+fn history(conn: &Connection, path: &RunPath, req: &HistoryRequest) -> Result<HistoryData> {
+    let pk = run_pk(conn, path)?;
+    let lo = req.min_step.unwrap_or(i64::MIN);
+    let hi = req.max_step.map_or(i64::MAX, |m| m.saturating_sub(1));
+    let limit = req.limit.max(1);
+    let (keys, with_time): (Vec<KeyRow>, bool) = match &req.keys {
+        Some(names) => {
+            let mut keys = Vec::new();
+            for name in names {
+                match find_key(conn, pk, req.stream, name)? {
+                    Some(key) => keys.push(key),
+                    None => return Err(key_not_found(path, req.stream, name, conn, pk)),
+                }
+            }
+            (keys, false)
+        }
+        None => (
+            all_keys(conn, pk)?.into_iter().filter(|k| k.stream == req.stream && !is_time_key(&k.name)).collect(),
+            true,
+        ),
+    };
+
+    // Each key's first `limit` points from `lo`; rows up to `bound` are complete for every key.
+    let mut loaded = Vec::with_capacity(keys.len());
+    let mut bound = hi;
+    for key in &keys {
+        let (points, more) = load_points(conn, key.key_pk, lo, hi, limit)?;
+        if more && let Some(&last) = points.steps.last() {
+            bound = bound.min(last);
+        }
+        loaded.push(points);
+    }
+    let mut steps: Vec<i64> = if req.require_all {
+        let mut common: Option<Vec<i64>> = None;
+        for points in &loaded {
+            let set: Vec<i64> = points.steps.iter().copied().filter(|&s| s <= bound).collect();
+            common = Some(match common {
+                None => set,
+                Some(prev) => prev.into_iter().filter(|s| set.binary_search(s).is_ok()).collect(),
+            });
+        }
+        common.unwrap_or_default()
+    } else {
+        let mut all: Vec<i64> = loaded.iter().flat_map(|p| p.steps.iter().copied()).filter(|&s| s <= bound).collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    };
+    let next_step = if steps.len() > limit {
+        let next = steps[limit];
+        steps.truncate(limit);
+        Some(next)
+    } else if bound < hi {
+        Some(bound + 1)
+    } else {
+        None
+    };
+
+    let align = |points: &Points| -> Vec<Option<Value>> {
+        let mut out = Vec::with_capacity(steps.len());
+        let mut j = 0;
+        for &step in &steps {
+            while j < points.steps.len() && points.steps[j] < step {
+                j += 1;
+            }
+            out.push((j < points.steps.len() && points.steps[j] == step).then(|| points.values[j].clone()));
+        }
+        out
+    };
+    let mut data = HistoryData { steps: Vec::new(), columns: Vec::new(), next_step };
+    if let (Some(&first), Some(&last)) = (steps.first(), steps.last()) {
+        let time_names: Vec<&str> = match &req.keys {
+            None if with_time => vec![TIMESTAMP_KEY, RUNTIME_KEY],
+            _ => Vec::new(),
+        };
+        for name in time_names {
+            if let Some(key) = find_key(conn, pk, req.stream, name)? {
+                let (points, _) = load_points(conn, key.key_pk, first, last, usize::MAX)?;
+                let values = align(&points)
+                    .into_iter()
+                    .map(|v| v.and_then(|v| v.as_f64()).map(|us| Value::Float(us / 1e6)))
+                    .collect();
+                data.columns.push(HistoryValues { name: name.to_owned(), path: vec![name.to_owned()], values });
+            }
+        }
+        for (key, points) in keys.iter().zip(&loaded) {
+            let mut values = align(points);
+            if is_time_key(&key.name) {
+                values = values.into_iter().map(|v| v.and_then(|v| v.as_f64()).map(|us| Value::Float(us / 1e6))).collect();
+            }
+            data.columns.push(HistoryValues { name: key.name.clone(), path: key.path.clone(), values });
+        }
+    }
+    data.steps = steps;
+    Ok(data)
+}
+
+impl SeriesStore for SqliteStore {
+    fn ingest(&self, path: &RunPath, batch: cairn_types::wire::IngestBatch, now: Timestamp) -> Result<IngestAck> {
+        path.validate()?;
+        let path = path.clone();
+        self.write(move |conn| {
+            let pk = run_pk(conn, &path)?;
+            let mut doc = load_doc(conn, pk)?;
+            let mut plan = ingest::plan(batch, &mut doc, now)?;
+            let mut touched = Vec::with_capacity(plan.columns.len());
+            for mut column in std::mem::take(&mut plan.columns) {
+                let totals = append_column(conn, pk, &mut column)?;
+                touched.push((column, totals));
+            }
+            if !plan.console.is_empty() {
+                let mut insert = conn
+                    .prepare_cached(
+                        "INSERT INTO console_lines (run_pk, line, stream, ts, text) VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (run_pk, line) DO UPDATE SET stream = ?3, ts = ?4, text = ?5",
+                    )
+                    .db()?;
+                for line in &plan.console {
+                    insert
+                        .execute(params![pk, line.line as i64, line.stream as i64, line.timestamp_us, line.text])
+                        .db()?;
+                }
+            }
+            ingest::finalize(&mut doc, &touched, std::mem::take(&mut plan.summary_updates));
+            save_doc(conn, pk, &doc)?;
+            touch_project(conn, pk, now)?;
+            Ok(IngestAck { offsets: doc.offsets, points: plan.points, stop: doc.stop_requested })
+        })
+    }
+
+    fn list_keys(&self, path: &RunPath) -> Result<Vec<KeyInfo>> {
+        path.validate()?;
+        self.read(|conn| {
+            let pk = run_pk(conn, path)?;
+            Ok(all_keys(conn, pk)?.iter().filter(|k| !is_time_key(&k.name)).map(key_info).collect())
+        })
+    }
+
+    fn history(&self, path: &RunPath, query: &HistoryRequest) -> Result<HistoryData> {
+        path.validate()?;
+        if let (Some(lo), Some(hi)) = (query.min_step, query.max_step)
+            && lo > hi
+        {
+            return Err(CodedError::new(ErrorCode::InvalidQuery, format!("min_step={lo} is greater than max_step={hi}")));
+        }
+        self.read(|conn| history(conn, path, query))
+    }
+
+    fn series(&self, path: &RunPath, query: &SeriesQuery) -> Result<SeriesResult> {
+        path.validate()?;
+        self.read(|conn| series(conn, path, query))
+    }
+
+    fn console(&self, path: &RunPath, from_line: u64, limit: usize) -> Result<ConsolePage> {
+        path.validate()?;
+        let limit = limit.clamp(1, 100_000);
+        self.read(|conn| {
+            let pk = run_pk(conn, path)?;
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT line, stream, ts, text FROM console_lines WHERE run_pk = ?1 AND line >= ?2
+                     ORDER BY line LIMIT ?3",
+                )
+                .db()?;
+            let mut lines = stmt
+                .query_map(params![pk, from_line.min(i64::MAX as u64) as i64, limit as i64 + 1], |r| {
+                    Ok(ConsoleLineOut {
+                        line: r.get::<_, i64>(0)? as u64,
+                        stream: if r.get::<_, i64>(1)? == 1 { "stderr" } else { "stdout" }.to_owned(),
+                        time: Timestamp(r.get(2)?),
+                        text: r.get(3)?,
+                    })
+                })
+                .db()?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db()?;
+            let next_line = if lines.len() > limit { lines.pop().map(|l| l.line) } else { None };
+            Ok(ConsolePage { lines, next_line })
+        })
+    }
+}

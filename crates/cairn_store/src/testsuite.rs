@@ -1,0 +1,683 @@
+//! The conformance suite that every store implementation must pass (after quickwit's
+//! `metastore_test_suite!`). Invoke it with an expression that makes a fresh store and a guard that
+//! keeps its resources alive:
+//!
+//! ```ignore
+//! cairn_store::store_test_suite!({
+//!     let dir = tempfile::tempdir().unwrap();
+//!     let store = SqliteStore::open(dir.path(), config()).unwrap();
+//!     (store, dir)
+//! });
+//! ```
+
+use cairn_types::api::{
+    FileInfo, FinishRequest, IngestJson, ResumeMode, RunPatch, RunSearch, RunState, SeriesQuery, UpsertRunRequest,
+};
+use cairn_types::error::ErrorCode;
+use cairn_types::value::Value;
+use cairn_types::wire::{BatchWriter, KeyStream, RecordType, payload};
+use cairn_types::{RunPath, Timestamp, map};
+use serde_json::json;
+
+use crate::{HistoryRequest, Store};
+
+#[macro_export]
+macro_rules! store_test_suite {
+    ($make:expr) => {
+        $crate::store_test_suite!(@tests $make;
+            upsert_creates_entity_project_and_names,
+            resume_modes,
+            bad_run_input_is_refused,
+            ingest_is_idempotent_and_refuses_gaps,
+            history_reads_back_exactly,
+            history_pages,
+            steps_must_grow,
+            series_buckets_keep_spikes,
+            series_on_other_axes,
+            summary_and_config,
+            lifecycle_states,
+            crash_monitor_and_recovery,
+            search_filters_and_sorts,
+            console_rewrites,
+            files_are_recorded,
+            entities_and_projects_count_runs,
+            big_values_are_stored,
+            system_metrics,
+            binary_batches_with_amendments
+        );
+    };
+    (@tests $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                let (store, _guard) = $make;
+                $crate::testsuite::$name(&store);
+            }
+        )*
+    };
+}
+
+pub const T0: Timestamp = Timestamp(1_700_000_000_000_000);
+
+fn secs(s: i64) -> Timestamp {
+    Timestamp(T0.0 + s * 1_000_000)
+}
+
+pub fn new_run(store: &impl Store, path: &RunPath) {
+    store
+        .upsert_run(
+            UpsertRunRequest {
+                entity: Some(path.entity.clone()),
+                project: Some(path.project.clone()),
+                run_id: path.run_id.clone(),
+                started_at: Some(T0),
+                ..Default::default()
+            },
+            T0,
+        )
+        .unwrap();
+}
+
+fn json_batch(value: serde_json::Value) -> cairn_types::wire::IngestBatch {
+    serde_json::from_value::<IngestJson>(value).unwrap().into_batch(secs(1)).unwrap()
+}
+
+/// A batch of `n` history rows from offset `offset`, `loss = step * 0.5`.
+pub fn rows(offset: u64, n: u64) -> cairn_types::wire::IngestBatch {
+    let rows: Vec<serde_json::Value> = (offset..offset + n)
+        .map(|i| json!({"_step": i, "_timestamp": (T0.0 as f64 / 1e6) + i as f64, "loss": i as f64 * 0.5}))
+        .collect();
+    json_batch(json!({"history": {"offset": offset, "rows": rows}}))
+}
+
+fn history_all(store: &impl Store, path: &RunPath) -> crate::HistoryData {
+    store.history(path, &HistoryRequest { limit: 1_000_000, ..Default::default() }).unwrap()
+}
+
+fn column<'a>(data: &'a crate::HistoryData, name: &str) -> &'a [Option<Value>] {
+    &data.columns.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no column {name}")).values
+}
+
+pub fn upsert_creates_entity_project_and_names(store: &impl Store) {
+    let run = store.upsert_run(UpsertRunRequest { run_id: "r1".into(), ..Default::default() }, T0).unwrap();
+    assert_eq!(run.project, "uncategorized");
+    assert!(!run.entity.is_empty());
+    assert_eq!(run.state, RunState::Running);
+    assert_eq!(run.seq, 1);
+    let parts: Vec<&str> = run.name.split('-').collect();
+    assert_eq!(parts.len(), 3, "{}", run.name);
+    assert_eq!(parts[2], "1");
+    let second = store.upsert_run(UpsertRunRequest { run_id: "r2".into(), ..Default::default() }, T0).unwrap();
+    assert!(second.name.ends_with("-2"), "{}", second.name);
+
+    let named = store
+        .upsert_run(
+            UpsertRunRequest {
+                entity: Some("nico".into()),
+                project: Some("awesome-project".into()),
+                run_id: "1jx1ud12".into(),
+                name: Some("my-run".into()),
+                notes: Some("first try".into()),
+                tags: Some(vec!["baseline".into(), "baseline".into(), "v2".into()]),
+                group: Some("exp-1".into()),
+                job_type: Some("train".into()),
+                config: Some(Value::Map(map! {"learning_rate" => 0.01, "epochs" => 10})),
+                metadata: Some(Value::Map(map! {"host" => "box"})),
+                ..Default::default()
+            },
+            T0,
+        )
+        .unwrap();
+    assert_eq!(named.name, "my-run");
+    assert_eq!(named.tags, vec!["baseline", "v2"]);
+    assert_eq!(named.group.as_deref(), Some("exp-1"));
+    let fetched = store.get_run(&RunPath::new("nico", "awesome-project", "1jx1ud12")).unwrap();
+    assert_eq!(fetched.config["epochs"], Value::Int(10));
+    assert_eq!(fetched.metadata["host"], Value::from("box"));
+    assert_eq!(fetched.notes, "first try");
+    assert_eq!(
+        store.get_run(&RunPath::new("nico", "awesome-project", "nope")).unwrap_err().code,
+        ErrorCode::RunNotFound
+    );
+}
+
+pub fn resume_modes(store: &impl Store) {
+    let path = RunPath::new("e", "p", "run1");
+    let req = |resume| UpsertRunRequest {
+        entity: Some("e".into()),
+        project: Some("p".into()),
+        run_id: "run1".into(),
+        resume,
+        config: Some(Value::Map(map! {"a" => 1})),
+        ..Default::default()
+    };
+    assert_eq!(store.upsert_run(req(ResumeMode::Must), T0).unwrap_err().code, ErrorCode::RunNotFound);
+    store.upsert_run(req(ResumeMode::Never), T0).unwrap();
+    assert_eq!(store.upsert_run(req(ResumeMode::Never), T0).unwrap_err().code, ErrorCode::RunAlreadyExists);
+    store.finish_run(&path, FinishRequest { exit_code: Some(0), ..Default::default() }, secs(5)).unwrap();
+    let mut again = req(ResumeMode::Must);
+    again.config = Some(Value::Map(map! {"b" => 2}));
+    let resumed = store.upsert_run(again, secs(10)).unwrap();
+    assert_eq!(resumed.state, RunState::Running);
+    assert_eq!(resumed.seq, 1);
+    assert_eq!(resumed.config, map! {"a" => 1, "b" => 2});
+    assert_eq!(resumed.finished_at, None);
+}
+
+pub fn bad_run_input_is_refused(store: &impl Store) {
+    for bad in ["a/b", "", "x:y", "q?"] {
+        let err = store.upsert_run(UpsertRunRequest { run_id: bad.into(), ..Default::default() }, T0).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRunId, "{bad}");
+    }
+    let err = store
+        .upsert_run(UpsertRunRequest { run_id: "ok".into(), config: Some(Value::from(5)), ..Default::default() }, T0)
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidConfig);
+    assert!(err.message.contains("int"), "{}", err.message);
+    let err = store
+        .upsert_run(UpsertRunRequest { run_id: "ok".into(), project: Some("a%b".into()), ..Default::default() }, T0)
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidName);
+    // Nothing was created by the refused requests.
+    assert!(store.list_entities().unwrap().is_empty());
+}
+
+pub fn ingest_is_idempotent_and_refuses_gaps(store: &impl Store) {
+    let path = RunPath::new("e", "p", "idem");
+    new_run(store, &path);
+    let ack = store.ingest(&path, rows(0, 100), secs(2)).unwrap();
+    assert_eq!(ack.offsets.history, 100);
+    assert_eq!(ack.points, 100);
+    // The same batch again stores nothing.
+    let ack = store.ingest(&path, rows(0, 100), secs(3)).unwrap();
+    assert_eq!((ack.offsets.history, ack.points), (100, 0));
+    // A batch ahead of what is stored is refused with the expected offsets; nothing changes.
+    let err = store.ingest(&path, rows(150, 10), secs(3)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::OffsetGap);
+    assert_eq!(err.expected_offsets.unwrap().history, 100);
+    // An overlapping batch stores only its new part.
+    let ack = store.ingest(&path, rows(50, 100), secs(4)).unwrap();
+    assert_eq!((ack.offsets.history, ack.points), (150, 50));
+    // Out of order, then in order: no gap, no duplicate.
+    assert!(store.ingest(&path, rows(200, 50), secs(5)).is_err());
+    store.ingest(&path, rows(150, 50), secs(5)).unwrap();
+    store.ingest(&path, rows(200, 50), secs(5)).unwrap();
+    let data = history_all(store, &path);
+    assert_eq!(data.steps, (0..250).collect::<Vec<i64>>());
+    let loss = column(&data, "loss");
+    for (i, v) in loss.iter().enumerate() {
+        assert_eq!(v, &Some(Value::Float(i as f64 * 0.5)));
+    }
+    assert_eq!(store.get_run(&path).unwrap().offsets.history, 250);
+    assert_eq!(store.list_keys(&path).unwrap().iter().find(|k| k.name == "loss").unwrap().count, 250);
+}
+
+pub fn history_reads_back_exactly(store: &impl Store) {
+    let path = RunPath::new("e", "p", "exact");
+    new_run(store, &path);
+    let big = "x".repeat(1000);
+    store
+        .ingest(
+            &path,
+            json_batch(json!({"history": {"offset": 0, "rows": [
+                {"_step": 0, "_timestamp": 1700000001.25, "_runtime": 1.25, "loss": "NaN", "acc": 1, "train": {"lr": 0.1, "phase": "warm"}},
+                {"_step": 3, "loss": "Infinity", "flag": true, "note": big, "empty": null},
+                {"_step": 7, "loss": "-Infinity", "acc": 2.5, "train": {"lr": 0.2}}
+            ]}})),
+            secs(2),
+        )
+        .unwrap();
+    let data = history_all(store, &path);
+    assert_eq!(data.steps, vec![0, 3, 7]);
+    let loss = column(&data, "loss");
+    assert!(matches!(loss[0], Some(Value::Float(f)) if f.is_nan()));
+    assert_eq!(loss[1], Some(Value::Float(f64::INFINITY)));
+    assert_eq!(loss[2], Some(Value::Float(f64::NEG_INFINITY)));
+    assert_eq!(column(&data, "acc"), &[Some(Value::Int(1)), None, Some(Value::Float(2.5))]);
+    assert_eq!(column(&data, "train.lr"), &[Some(Value::Float(0.1)), None, Some(Value::Float(0.2))]);
+    assert_eq!(column(&data, "train.phase")[0], Some(Value::from("warm")));
+    assert_eq!(column(&data, "flag")[1], Some(Value::Bool(true)));
+    assert_eq!(column(&data, "note")[1], Some(Value::Str(big)));
+    assert_eq!(column(&data, "empty")[1], Some(Value::Null));
+    assert_eq!(column(&data, "_timestamp")[0], Some(Value::Float(1700000001.25)));
+    assert_eq!(column(&data, "_runtime")[0], Some(Value::Float(1.25)));
+    // Rows without _runtime get it from the run's start.
+    assert_eq!(column(&data, "_runtime")[1], Some(Value::Float(1.0)));
+    let path_of = |name: &str| data.columns.iter().find(|c| c.name == name).unwrap().path.clone();
+    assert_eq!(path_of("train.lr"), vec!["train", "lr"]);
+
+    let only = store
+        .history(&path, &HistoryRequest { keys: Some(vec!["acc".into()]), limit: 100, ..Default::default() })
+        .unwrap();
+    assert_eq!(only.steps, vec![0, 7]);
+    assert_eq!(only.columns.len(), 1);
+    let both = store
+        .history(
+            &path,
+            &HistoryRequest { keys: Some(vec!["acc".into(), "flag".into()]), require_all: true, limit: 100, ..Default::default() },
+        )
+        .unwrap();
+    assert!(both.steps.is_empty());
+    let err = store
+        .history(&path, &HistoryRequest { keys: Some(vec!["nope".into()]), ..Default::default() })
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::KeyNotFound);
+    assert!(err.message.contains("loss"), "{}", err.message);
+    let keys: Vec<String> = store.list_keys(&path).unwrap().into_iter().map(|k| k.name).collect();
+    assert_eq!(keys, ["acc", "empty", "flag", "loss", "note", "train.lr", "train.phase"]);
+}
+
+pub fn history_pages(store: &impl Store) {
+    let path = RunPath::new("e", "p", "pages");
+    new_run(store, &path);
+    for i in 0..30 {
+        store.ingest(&path, rows(i * 1000, 1000), secs(2)).unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut cursor = Some(0);
+    while let Some(min_step) = cursor {
+        let page = store
+            .history(&path, &HistoryRequest { keys: Some(vec!["loss".into()]), min_step: Some(min_step), limit: 7000, ..Default::default() })
+            .unwrap();
+        assert!(page.steps.len() <= 7000);
+        seen.extend(page.steps);
+        cursor = page.next_step;
+    }
+    assert_eq!(seen, (0..30_000).collect::<Vec<i64>>());
+    let window = store
+        .history(&path, &HistoryRequest { min_step: Some(100), max_step: Some(110), limit: 1000, ..Default::default() })
+        .unwrap();
+    assert_eq!(window.steps, (100..110).collect::<Vec<i64>>());
+    assert_eq!(window.next_step, None);
+}
+
+pub fn steps_must_grow(store: &impl Store) {
+    let path = RunPath::new("e", "p", "steps");
+    new_run(store, &path);
+    store.ingest(&path, rows(0, 10), secs(2)).unwrap();
+    let bad = json_batch(json!({"history": {"offset": 10, "rows": [{"_step": 10, "x": 1}, {"_step": 10, "x": 2}]}}));
+    let err = store.ingest(&path, bad, secs(3)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidStep);
+    assert!(err.message.contains("10"), "{}", err.message);
+    let back = json_batch(json!({"history": {"offset": 10, "rows": [{"_step": 3, "x": 1}]}}));
+    assert_eq!(store.ingest(&path, back, secs(3)).unwrap_err().code, ErrorCode::InvalidStep);
+    // The refused batches stored nothing.
+    assert_eq!(store.get_run(&path).unwrap().offsets.history, 10);
+    assert!(store.list_keys(&path).unwrap().iter().all(|k| k.name != "x"));
+    // A gap in steps is fine.
+    store.ingest(&path, json_batch(json!({"history": {"offset": 10, "rows": [{"_step": 1000, "x": 1}]}})), secs(3)).unwrap();
+    assert_eq!(store.get_run(&path).unwrap().last_step, Some(1000));
+}
+
+pub fn series_buckets_keep_spikes(store: &impl Store) {
+    let path = RunPath::new("e", "p", "spike");
+    new_run(store, &path);
+    let n = 60_000u64;
+    for start in (0..n).step_by(10_000) {
+        let rows: Vec<serde_json::Value> = (start..start + 10_000)
+            .map(|i| json!({"_step": i, "loss": if i == 43_210 { 1000.0 } else { (i % 10) as f64 }}))
+            .collect();
+        store.ingest(&path, json_batch(json!({"history": {"offset": start, "rows": rows}})), secs(2)).unwrap();
+    }
+    for buckets in [1u32, 7, 100, 1000] {
+        let result = store
+            .series(&path, &SeriesQuery { keys: "loss".into(), buckets: Some(buckets), ..Default::default() })
+            .unwrap();
+        let b = &result.series[0].buckets;
+        assert!(b.len() <= buckets as usize);
+        assert_eq!(b.count.iter().sum::<u64>(), n);
+        assert_eq!(b.max.iter().cloned().fold(f64::MIN, f64::max), 1000.0, "{buckets} buckets");
+        assert_eq!(b.min.iter().cloned().fold(f64::MAX, f64::min), 0.0);
+    }
+    // Zooming re-buckets: one point per bucket around the spike.
+    let zoom = store
+        .series(&path, &SeriesQuery { keys: "loss".into(), buckets: Some(11), x_min: Some(43_205.0), x_max: Some(43_215.0), ..Default::default() })
+        .unwrap();
+    let b = &zoom.series[0].buckets;
+    assert_eq!(b.x, (43_205..=43_215).map(|s| s as f64).collect::<Vec<_>>());
+    assert_eq!(b.max[5], 1000.0);
+    assert_eq!(b.mean[0], 5.0);
+    let err = store.series(&path, &SeriesQuery { keys: "loss".into(), buckets: Some(0), ..Default::default() }).unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidQuery);
+    let err = store.series(&path, &SeriesQuery { keys: "nope".into(), ..Default::default() }).unwrap_err();
+    assert_eq!(err.code, ErrorCode::KeyNotFound);
+}
+
+pub fn series_on_other_axes(store: &impl Store) {
+    let path = RunPath::new("e", "p", "axes");
+    new_run(store, &path);
+    let rows: Vec<serde_json::Value> = (0..100)
+        .map(|i| json!({"_step": i, "_timestamp": (T0.0 / 1_000_000) as f64 + 2.0 * i as f64, "epoch": i / 10, "acc": i as f64}))
+        .collect();
+    store.ingest(&path, json_batch(json!({"history": {"offset": 0, "rows": rows}})), secs(2)).unwrap();
+    let by_runtime = store
+        .series(&path, &SeriesQuery { keys: "acc".into(), x: Some("_runtime".into()), buckets: Some(10), ..Default::default() })
+        .unwrap();
+    assert_eq!(by_runtime.x_min, Some(0.0));
+    assert_eq!(by_runtime.x_max, Some(198.0));
+    assert_eq!(by_runtime.series[0].buckets.count.iter().sum::<u64>(), 100);
+    let by_epoch = store
+        .series(&path, &SeriesQuery { keys: "acc".into(), x: Some("epoch".into()), buckets: Some(10), ..Default::default() })
+        .unwrap();
+    let b = &by_epoch.series[0].buckets;
+    assert_eq!(b.len(), 10);
+    assert_eq!(b.min[3], 30.0);
+    assert_eq!(b.max[3], 39.0);
+    assert_eq!(b.last[3], 39.0);
+    let by_time = store
+        .series(&path, &SeriesQuery { keys: "acc".into(), x: Some("_timestamp".into()), buckets: Some(1), ..Default::default() })
+        .unwrap();
+    assert_eq!(by_time.x_min, Some(T0.as_secs_f64()));
+}
+
+pub fn summary_and_config(store: &impl Store) {
+    let path = RunPath::new("e", "p", "summary");
+    new_run(store, &path);
+    store
+        .ingest(
+            &path,
+            json_batch(json!({
+                "events": {"offset": 0, "events": [{"type": "define_metric", "name": "val/*", "summary": "min,max"}]},
+                "config": {"offset": 0, "updates": [{"set": {"lr": 0.1, "layers": [64, 64]}}, {"set": {"lr": 0.2}, "remove": ["layers"]}]},
+                "history": {"offset": 0, "rows": [
+                    {"_step": 0, "loss": 3.0, "val/loss": 5.0, "nested": {"a": {"b": 1}}},
+                    {"_step": 1, "loss": 2.0, "val/loss": 1.0},
+                    {"_step": 2, "loss": 4.0, "val/loss": 3.0}
+                ]}
+            })),
+            secs(2),
+        )
+        .unwrap();
+    let run = store.get_run(&path).unwrap();
+    assert_eq!(run.summary["loss"], Value::Float(4.0));
+    assert_eq!(run.summary["nested"], Value::Map(map! {"a" => Value::Map(map! {"b" => 1})}));
+    assert_eq!(run.summary["val/loss"], Value::Map(map! {"min" => 1.0, "max" => 5.0}));
+    assert_eq!(run.config, map! {"lr" => 0.2});
+    // Explicit summary updates override; later history overrides again.
+    store
+        .ingest(&path, json_batch(json!({"summary": {"offset": 0, "updates": [{"set": {"loss": 0.5, "best": "yes"}}]}})), secs(3))
+        .unwrap();
+    assert_eq!(store.get_run(&path).unwrap().summary["loss"], Value::Float(0.5));
+    store.ingest(&path, json_batch(json!({"history": {"offset": 3, "rows": [{"_step": 3, "loss": 9.0}]}})), secs(4)).unwrap();
+    let run = store.get_run(&path).unwrap();
+    assert_eq!(run.summary["loss"], Value::Float(9.0));
+    assert_eq!(run.summary["best"], Value::from("yes"));
+}
+
+pub fn lifecycle_states(store: &impl Store) {
+    let cases: [(&str, FinishRequest, RunState, Option<i32>); 4] = [
+        ("ok", FinishRequest { exit_code: Some(0), ..Default::default() }, RunState::Finished, Some(0)),
+        ("bad", FinishRequest { exit_code: Some(3), ..Default::default() }, RunState::Failed, Some(3)),
+        ("kill", FinishRequest { state: Some(RunState::Killed), exit_code: Some(130), ..Default::default() }, RunState::Killed, Some(130)),
+        ("plain", FinishRequest::default(), RunState::Finished, Some(0)),
+    ];
+    for (id, request, state, exit_code) in cases {
+        let path = RunPath::new("e", "p", id);
+        new_run(store, &path);
+        let run = store.finish_run(&path, request, secs(30)).unwrap();
+        assert_eq!((run.state, run.exit_code), (state, exit_code), "{id}");
+        assert_eq!(run.finished_at, Some(secs(30)));
+        assert_eq!(run.runtime_secs, 30.0);
+    }
+    let path = RunPath::new("e", "p", "stopme");
+    new_run(store, &path);
+    assert!(!store.heartbeat(&path, secs(1)).unwrap().stop);
+    assert!(store.request_stop(&path).unwrap().stop_requested);
+    let reply = store.heartbeat(&path, secs(2)).unwrap();
+    assert!(reply.stop);
+    let ack = store.ingest(&path, rows(0, 1), secs(3)).unwrap();
+    assert!(ack.stop);
+    let run = store.finish_run(&path, FinishRequest { state: Some(RunState::Killed), ..Default::default() }, secs(4)).unwrap();
+    assert_eq!(run.state, RunState::Killed);
+    assert!(!run.stop_requested);
+    assert_eq!(store.request_stop(&path).unwrap_err().code, ErrorCode::RunFinished);
+    let err = store.finish_run(&path, FinishRequest { state: Some(RunState::Running), ..Default::default() }, secs(5)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidValue);
+    // Finishing through the events stream works the same way.
+    let path = RunPath::new("e", "p", "evfinish");
+    new_run(store, &path);
+    store.ingest(&path, json_batch(json!({"events": {"offset": 0, "events": [{"type": "finish", "exit_code": 2}]}})), secs(6)).unwrap();
+    let run = store.get_run(&path).unwrap();
+    assert_eq!((run.state, run.exit_code), (RunState::Failed, Some(2)));
+}
+
+pub fn crash_monitor_and_recovery(store: &impl Store) {
+    let quiet = RunPath::new("e", "p", "quiet");
+    let alive = RunPath::new("e", "p", "alive");
+    new_run(store, &quiet);
+    new_run(store, &alive);
+    store.heartbeat(&alive, secs(100)).unwrap();
+    let crashed = store.mark_crashed(secs(60)).unwrap();
+    assert_eq!(crashed, vec![quiet.clone()]);
+    assert_eq!(store.get_run(&quiet).unwrap().state, RunState::Crashed);
+    assert_eq!(store.get_run(&alive).unwrap().state, RunState::Running);
+    assert!(store.mark_crashed(secs(60)).unwrap().is_empty());
+    // A crashed run that sends again is running again.
+    store.ingest(&quiet, rows(0, 5), secs(120)).unwrap();
+    assert_eq!(store.get_run(&quiet).unwrap().state, RunState::Running);
+    store.mark_crashed(secs(200)).unwrap();
+    store.heartbeat(&quiet, secs(201)).unwrap();
+    assert_eq!(store.get_run(&quiet).unwrap().state, RunState::Running);
+    // A stop for a crashed run ends it at once.
+    store.mark_crashed(secs(300)).unwrap();
+    assert_eq!(store.request_stop(&quiet).unwrap().state, RunState::Killed);
+}
+
+pub fn search_filters_and_sorts(store: &impl Store) {
+    for i in 0..20i64 {
+        let run_id = format!("run{i:02}");
+        let run = store
+            .upsert_run(
+                UpsertRunRequest {
+                    entity: Some("team".into()),
+                    project: Some("sweep".into()),
+                    run_id: run_id.clone(),
+                    name: Some(if i % 2 == 0 { format!("even-{i}") } else { format!("odd-{i}") }),
+                    tags: Some(if i % 3 == 0 { vec!["three".into()] } else { vec![] }),
+                    group: (i < 10).then(|| "low".to_owned()),
+                    config: Some(Value::Map(if i == 19 { map! {"lr" => "auto"} } else { map! {"lr" => i as f64 / 100.0, "opt" => if i % 2 == 0 { "adam" } else { "sgd" }} })),
+                    ..Default::default()
+                },
+                secs(i),
+            )
+            .unwrap();
+        let path = run.path();
+        if i != 7 {
+            store
+                .ingest(&path, json_batch(json!({"history": {"offset": 0, "rows": [{"_step": 0, "acc": i as f64 / 20.0}]}})), secs(i))
+                .unwrap();
+        }
+        if i % 4 == 0 {
+            store.finish_run(&path, FinishRequest { exit_code: Some(0), ..Default::default() }, secs(i + 1)).unwrap();
+        }
+    }
+    let ids = |filter: serde_json::Value, sort: &[&str]| -> Vec<String> {
+        store
+            .search_runs(
+                "team",
+                "sweep",
+                &RunSearch { filter: Some(filter), sort: sort.iter().map(|s| s.to_string()).collect(), limit: Some(100), offset: None },
+            )
+            .unwrap()
+            .runs
+            .into_iter()
+            .map(|r| r.run_id)
+            .collect()
+    };
+    assert_eq!(ids(json!({"config.lr": {"$gte": 0.15}}), &["config.lr"]), ["run15", "run16", "run17", "run18"]);
+    assert_eq!(ids(json!({"config.lr": "auto"}), &[]), ["run19"]);
+    assert_eq!(ids(json!({"summary.acc": {"$gt": 0.8}}), &["-summary.acc"]), ["run19", "run18", "run17"]);
+    assert_eq!(ids(json!({"summary.acc": {"$exists": false}}), &[]), ["run07"]);
+    assert_eq!(ids(json!({"state": "finished"}), &["run_id"]), ["run00", "run04", "run08", "run12", "run16"]);
+    assert_eq!(ids(json!({"tags": "three", "config.opt": "sgd"}), &["run_id"]), ["run03", "run09", "run15"]);
+    assert_eq!(ids(json!({"$or": [{"name": {"$regex": "^odd-1[13]$"}}, {"run_id": "run02"}]}), &["run_id"]), ["run02", "run11", "run13"]);
+    assert_eq!(ids(json!({"group": {"$ne": "low"}, "config.lr": {"$lt": 0.13}}), &["run_id"]), ["run10", "run11", "run12"]);
+    assert_eq!(ids(json!({"created_at": {"$lt": secs(2).to_rfc3339()}}), &["created_at"]), ["run00", "run01"]);
+    assert_eq!(ids(json!({"config.opt": {"$nin": ["adam"]}, "run_id": {"$in": ["run18", "run19", "run17"]}}), &["-run_id"]), ["run19", "run17"]);
+    assert_eq!(ids(json!({"tags": {"$exists": true}, "config.lr": {"$lte": 0.03}}), &[]), ["run00", "run03"].iter().rev().cloned().collect::<Vec<_>>());
+    // Default order: newest first.
+    assert_eq!(ids(json!({}), &[])[0], "run19");
+    // Sorting puts missing values last, in both directions.
+    assert_eq!(ids(json!({}), &["summary.acc"]).last().unwrap(), "run07");
+    assert_eq!(ids(json!({}), &["-summary.acc"]).last().unwrap(), "run07");
+    // Pagination with a total.
+    let page = store
+        .search_runs("team", "sweep", &RunSearch { sort: vec!["run_id".into()], limit: Some(5), offset: Some(5), ..Default::default() })
+        .unwrap();
+    assert_eq!(page.total, 20);
+    assert_eq!(page.runs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(), ["run05", "run06", "run07", "run08", "run09"]);
+    // Bad filters are clear errors.
+    let bad = |filter: serde_json::Value| {
+        store.search_runs("team", "sweep", &RunSearch { filter: Some(filter), ..Default::default() }).unwrap_err()
+    };
+    assert!(bad(json!({"name": {"$regex": "("}})).message.contains("regex"));
+    assert_eq!(bad(json!({"bogus": 1})).code, ErrorCode::InvalidFilter);
+    assert_eq!(bad(json!({"tags": {"$gt": "a"}})).code, ErrorCode::InvalidFilter);
+    assert_eq!(
+        store.search_runs("team", "nope", &RunSearch::default()).unwrap_err().code,
+        ErrorCode::ProjectNotFound
+    );
+}
+
+pub fn console_rewrites(store: &impl Store) {
+    let path = RunPath::new("e", "p", "console");
+    new_run(store, &path);
+    store
+        .ingest(
+            &path,
+            json_batch(json!({"console": {"offset": 0, "lines": [
+                {"line": 0, "text": "epoch 1"},
+                {"line": 1, "text": "progress 10%"},
+                {"line": 1, "text": "progress 50%"},
+                {"line": 2, "text": "oops", "stream": "stderr"},
+                {"line": 1, "text": "progress 100%"}
+            ]}})),
+            secs(2),
+        )
+        .unwrap();
+    let page = store.console(&path, 0, 100).unwrap();
+    let texts: Vec<(&str, &str)> = page.lines.iter().map(|l| (l.text.as_str(), l.stream.as_str())).collect();
+    assert_eq!(texts, [("epoch 1", "stdout"), ("progress 100%", "stdout"), ("oops", "stderr")]);
+    let first = store.console(&path, 0, 2).unwrap();
+    assert_eq!(first.next_line, Some(2));
+    assert_eq!(store.get_run(&path).unwrap().offsets.console, 5);
+}
+
+pub fn files_are_recorded(store: &impl Store) {
+    let path = RunPath::new("e", "p", "files");
+    new_run(store, &path);
+    let tmp = store.blobs().staging_dir().join("upload-test");
+    std::fs::write(&tmp, b"checkpoint bytes").unwrap();
+    let blob = store.blobs().put_file(&tmp).unwrap();
+    store
+        .put_run_file(&path, FileInfo { path: "model.pt".into(), size: blob.size, sha256: blob.sha256.clone(), updated_at: secs(1) })
+        .unwrap();
+    let files = store.list_run_files(&path).unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].size, 16);
+    let mut content = String::new();
+    store.blobs().open(&files[0].sha256).unwrap().read_to_string(&mut content).unwrap();
+    assert_eq!(content, "checkpoint bytes");
+    assert_eq!(store.get_run_file(&path, "other").unwrap_err().code, ErrorCode::FileNotFound);
+}
+
+use std::io::Read as _;
+
+pub fn entities_and_projects_count_runs(store: &impl Store) {
+    for (entity, project, run_id) in [("a", "p1", "r1"), ("a", "p1", "r2"), ("a", "p2", "r3"), ("b", "p1", "r4")] {
+        new_run(store, &RunPath::new(entity, project, run_id));
+    }
+    let entities = store.list_entities().unwrap();
+    let summary: Vec<(String, u64, u64)> = entities.iter().map(|e| (e.name.clone(), e.project_count, e.run_count)).collect();
+    assert_eq!(summary, [("a".into(), 2, 3), ("b".into(), 1, 1)]);
+    let projects = store.list_projects("a").unwrap();
+    assert_eq!(projects.len(), 2);
+    assert_eq!(store.get_project("a", "p1").unwrap().run_count, 2);
+    assert!(store.get_project("a", "p1").unwrap().last_activity_at.is_some());
+    assert_eq!(store.get_entity("zz").unwrap_err().code, ErrorCode::EntityNotFound);
+    assert_eq!(store.get_project("a", "zz").unwrap_err().code, ErrorCode::ProjectNotFound);
+    store.delete_run(&RunPath::new("a", "p1", "r1")).unwrap();
+    assert_eq!(store.get_project("a", "p1").unwrap().run_count, 1);
+    assert_eq!(store.get_run(&RunPath::new("a", "p1", "r1")).unwrap_err().code, ErrorCode::RunNotFound);
+    store.update_run(&RunPath::new("a", "p1", "r2"), RunPatch { notes: Some("hello <b>".into()), tags: Some(vec!["x".into()]), ..Default::default() }).unwrap();
+    let run = store.get_run(&RunPath::new("a", "p1", "r2")).unwrap();
+    assert_eq!((run.notes.as_str(), run.tags.as_slice()), ("hello <b>", ["x".to_owned()].as_slice()));
+}
+
+pub fn big_values_are_stored(store: &impl Store) {
+    let path = RunPath::new("e", "p", "big");
+    new_run(store, &path);
+    let huge = "y".repeat(1 << 20);
+    let mut row = serde_json::Map::new();
+    row.insert("_step".into(), json!(0));
+    for i in 0..10_000 {
+        row.insert(format!("k{i:05}"), json!(i));
+    }
+    row.insert("huge".into(), json!(huge));
+    store.ingest(&path, json_batch(json!({"history": {"offset": 0, "rows": [row]}})), secs(2)).unwrap();
+    let keys = store.list_keys(&path).unwrap();
+    assert_eq!(keys.len(), 10_001);
+    let data = history_all(store, &path);
+    assert_eq!(column(&data, "huge")[0], Some(Value::Str(huge)));
+    assert_eq!(column(&data, "k09999")[0], Some(Value::Int(9999)));
+    assert_eq!(store.get_run(&path).unwrap().summary.len(), 10_001);
+}
+
+pub fn system_metrics(store: &impl Store) {
+    let path = RunPath::new("e", "p", "sys");
+    new_run(store, &path);
+    let rows: Vec<serde_json::Value> =
+        (0..20).map(|i| json!({"_timestamp": T0.as_secs_f64() + 10.0 * i as f64, "system.cpu": 10.0 + i as f64})).collect();
+    store.ingest(&path, json_batch(json!({"system": {"offset": 0, "rows": rows}})), secs(2)).unwrap();
+    let keys = store.list_keys(&path).unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!((keys[0].name.as_str(), keys[0].stream.as_str()), ("system.cpu", "system"));
+    let series = store
+        .series(&path, &SeriesQuery { keys: "system.cpu".into(), x: Some("_runtime".into()), buckets: Some(20), ..Default::default() })
+        .unwrap();
+    let b = &series.series[0].buckets;
+    assert_eq!(b.len(), 20);
+    assert_eq!(b.x[19], 190.0);
+    assert_eq!(b.last[19], 29.0);
+    let history = store
+        .history(&path, &HistoryRequest { stream: KeyStream::System, limit: 100, ..Default::default() })
+        .unwrap();
+    assert_eq!(history.steps.len(), 20);
+    // A run's summary is not made of system metrics.
+    assert!(store.get_run(&path).unwrap().summary.is_empty());
+}
+
+pub fn binary_batches_with_amendments(store: &impl Store) {
+    let path = RunPath::new("e", "p", "binary");
+    new_run(store, &path);
+    let mut batch = BatchWriter::new();
+    let mut p = Vec::new();
+    let mut frame = |batch: &mut BatchWriter, build: &dyn Fn(&mut Vec<u8>)| {
+        p.clear();
+        build(&mut p);
+        batch.push_payload(&p);
+    };
+    frame(&mut batch, &|p| payload::key_def(p, 1, KeyStream::History, &["acc"]));
+    frame(&mut batch, &|p| payload::key_def(p, 2, KeyStream::History, &["loss"]));
+    frame(&mut batch, &|p| {
+        payload::history_head(p, 0, 5, 0, T0.0 + 1, 1, 1);
+        payload::history_float_field(p, 1, 0.5);
+    });
+    frame(&mut batch, &|p| {
+        payload::history_head(p, 0, 5, 1, T0.0 + 2, 2, 2);
+        payload::history_float_field(p, 2, 0.25);
+        payload::history_float_field(p, 1, 0.75);
+    });
+    frame(&mut batch, &|p| payload::updates(p, RecordType::Config, 0, &map! {"x" => 1}, &[]));
+    let body = batch.finish();
+    let decoded = cairn_types::wire::decode_batch(&body).unwrap();
+    store.ingest(&path, decoded.clone(), secs(2)).unwrap();
+    store.ingest(&path, decoded, secs(3)).unwrap();
+    let data = history_all(store, &path);
+    assert_eq!(data.steps, vec![5]);
+    assert_eq!(column(&data, "acc"), &[Some(Value::Float(0.75))]);
+    assert_eq!(column(&data, "loss"), &[Some(Value::Float(0.25))]);
+    let run = store.get_run(&path).unwrap();
+    assert_eq!(run.offsets.history, 1);
+    assert_eq!(run.config["x"], Value::Int(1));
+}

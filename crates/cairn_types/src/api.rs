@@ -1,0 +1,779 @@
+//! Request and response bodies of the REST API (`/api/v1`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CodedError, ErrorCode};
+use crate::time::Timestamp;
+use crate::value::{Map, Value};
+use crate::wire::{
+    ConsoleLine, ConsolePart, ConsoleStream, EventsPart, HistoryPart, HistoryRow, IngestBatch, KeyDef, KeyStream,
+    RUNTIME_UNKNOWN, Stream, SystemPart, SystemRow, Update, UpdatesPart,
+};
+
+pub const API_PREFIX: &str = "/api/v1";
+/// The project a run goes to when it names none.
+pub const DEFAULT_PROJECT: &str = "uncategorized";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Running,
+    Finished,
+    Failed,
+    Crashed,
+    Killed,
+}
+
+impl RunState {
+    pub const ALL: [RunState; 5] =
+        [RunState::Running, RunState::Finished, RunState::Failed, RunState::Crashed, RunState::Killed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Finished => "finished",
+            RunState::Failed => "failed",
+            RunState::Crashed => "crashed",
+            RunState::Killed => "killed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunState> {
+        RunState::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+
+    /// The state a run ends in when it finishes with `exit_code`.
+    pub fn from_exit_code(exit_code: i32) -> RunState {
+        if exit_code == 0 { RunState::Finished } else { RunState::Failed }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, RunState::Running | RunState::Crashed)
+    }
+}
+
+/// Per-stream offsets: the offset of the next record the server expects in each stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StreamOffsets {
+    pub history: u64,
+    pub summary: u64,
+    pub config: u64,
+    pub system: u64,
+    pub console: u64,
+    pub events: u64,
+}
+
+impl StreamOffsets {
+    pub fn get(&self, stream: Stream) -> u64 {
+        match stream {
+            Stream::History => self.history,
+            Stream::Summary => self.summary,
+            Stream::Config => self.config,
+            Stream::System => self.system,
+            Stream::Console => self.console,
+            Stream::Events => self.events,
+        }
+    }
+
+    pub fn set(&mut self, stream: Stream, offset: u64) {
+        let slot = match stream {
+            Stream::History => &mut self.history,
+            Stream::Summary => &mut self.summary,
+            Stream::Config => &mut self.config,
+            Stream::System => &mut self.system,
+            Stream::Console => &mut self.console,
+            Stream::Events => &mut self.events,
+        };
+        *slot = offset;
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EntityInfo {
+    pub name: String,
+    pub created_at: Timestamp,
+    pub project_count: u64,
+    pub run_count: u64,
+    pub last_activity_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProjectInfo {
+    pub entity: String,
+    pub name: String,
+    pub created_at: Timestamp,
+    pub run_count: u64,
+    pub last_activity_at: Option<Timestamp>,
+}
+
+/// A run, as the API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunInfo {
+    pub entity: String,
+    pub project: String,
+    pub run_id: String,
+    /// The display name, `adjective-noun-N` unless the user gave one.
+    pub name: String,
+    /// The run's sequence number in its project (the N of the display name).
+    pub seq: u64,
+    pub state: RunState,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub config: Map,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub summary: Map,
+    pub tags: Vec<String>,
+    pub notes: String,
+    pub group: Option<String>,
+    pub job_type: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub metadata: Map,
+    pub created_at: Timestamp,
+    pub started_at: Timestamp,
+    pub heartbeat_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub exit_code: Option<i32>,
+    /// Seconds from start to finish, or to the last sign of life while the run is not finished.
+    pub runtime_secs: f64,
+    /// The last `_step` stored, if any history was logged.
+    pub last_step: Option<i64>,
+    /// Whether a stop was requested; the client learns it at its next heartbeat.
+    pub stop_requested: bool,
+    pub offsets: StreamOffsets,
+}
+
+impl RunInfo {
+    pub fn path(&self) -> crate::ids::RunPath {
+        crate::ids::RunPath::new(&self.entity, &self.project, &self.run_id)
+    }
+}
+
+/// How `POST /runs` treats an id that exists already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ResumeMode {
+    /// Fail when the run exists.
+    Never,
+    /// Resume when the run exists, create it otherwise.
+    #[default]
+    Allow,
+    /// Fail when the run does not exist.
+    Must,
+}
+
+/// Creates a run, or resumes it (the body of `POST /api/v1/runs`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpsertRunRequest {
+    /// Defaults to the server's default entity.
+    #[serde(default)]
+    pub entity: Option<String>,
+    /// Defaults to `uncategorized`.
+    #[serde(default)]
+    pub project: Option<String>,
+    pub run_id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub notes: Option<String>,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub job_type: Option<String>,
+    /// Must be a JSON object; merged into the stored config on resume.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub config: Option<Value>,
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub metadata: Option<Value>,
+    #[serde(default)]
+    pub started_at: Option<Timestamp>,
+    #[serde(default)]
+    pub resume: ResumeMode,
+}
+
+/// Edits a run's user-facing fields (`PATCH`). An absent field is left as it is; an empty string
+/// clears group or job_type.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RunPatch {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub notes: Option<String>,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub job_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HeartbeatReply {
+    /// The run was stopped from the UI or the CLI: the client should end it as killed.
+    pub stop: bool,
+    pub state: RunState,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct FinishRequest {
+    /// 0 means finished, anything else failed. Ignored when `state` is given.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// `finished`, `failed` or `killed`.
+    #[serde(default)]
+    pub state: Option<RunState>,
+    #[serde(default)]
+    pub finished_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IngestAck {
+    /// The offsets the server expects next: everything below is stored.
+    pub offsets: StreamOffsets,
+    /// Values stored by this request (records already stored are not counted again).
+    pub points: u64,
+    /// Whether a stop was requested for the run.
+    pub stop: bool,
+}
+
+/// A key that a run logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyInfo {
+    /// The path joined with ".".
+    pub name: String,
+    pub path: Vec<String>,
+    /// `history` or `system`.
+    pub stream: String,
+    /// How many values were logged.
+    pub count: u64,
+    /// How many of them are numbers.
+    pub numeric_count: u64,
+    pub first_step: i64,
+    pub last_step: i64,
+    #[serde(serialize_with = "crate::value::serialize_f64_opt", deserialize_with = "crate::value::deserialize_f64_opt")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>))]
+    pub min: Option<f64>,
+    #[serde(serialize_with = "crate::value::serialize_f64_opt", deserialize_with = "crate::value::deserialize_f64_opt")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>))]
+    pub max: Option<f64>,
+}
+
+/// Query of `GET .../history`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams, utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// Comma-separated key names; all keys when absent.
+    #[serde(default)]
+    pub keys: Option<String>,
+    /// First step (inclusive); use the previous page's `next_step` to page on.
+    #[serde(default)]
+    pub min_step: Option<i64>,
+    /// Last step (exclusive).
+    #[serde(default)]
+    pub max_step: Option<i64>,
+    /// Rows per page (default 1000, at most 100000).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// `any` (default): rows that hold at least one of the keys; `all`: rows that hold every key.
+    #[serde(default)]
+    pub require: Option<String>,
+    /// `rows` (default) or `columns`.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// Include system metrics keys (`system.*`) instead of history keys.
+    #[serde(default)]
+    pub stream: Option<String>,
+}
+
+pub const HISTORY_DEFAULT_LIMIT: usize = 1000;
+pub const HISTORY_MAX_LIMIT: usize = 100_000;
+pub const HISTORY_MAX_COLUMNS_LIMIT: usize = 10_000_000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HistoryPage {
+    /// Each row holds `_step`, `_timestamp`, `_runtime` and the requested keys, nested as logged.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub rows: Vec<Map>,
+    /// Pass as `min_step` to get the next page; absent on the last page.
+    pub next_step: Option<i64>,
+}
+
+/// History as columns: the fast form for reading many points back.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HistoryColumns {
+    pub steps: Vec<i64>,
+    /// Key name to values, aligned with `steps`; null where a row lacks the key.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub columns: BTreeMap<String, Vec<Value>>,
+    pub next_step: Option<i64>,
+}
+
+/// Query of `GET .../series`: bucketed aggregates for charts.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams, utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SeriesQuery {
+    /// Comma-separated key names.
+    pub keys: String,
+    /// The x-axis: `_step` (default), `_runtime`, `_timestamp` or another logged key.
+    #[serde(default)]
+    pub x: Option<String>,
+    /// Number of buckets (default 1000, 1 to 100000).
+    #[serde(default)]
+    pub buckets: Option<u32>,
+    /// Lower end of the x-range (inclusive); the series' first x when absent.
+    #[serde(default)]
+    pub x_min: Option<f64>,
+    /// Upper end of the x-range (inclusive); the series' last x when absent.
+    #[serde(default)]
+    pub x_max: Option<f64>,
+}
+
+pub const SERIES_DEFAULT_BUCKETS: u32 = 1000;
+pub const SERIES_MAX_BUCKETS: u32 = 100_000;
+
+/// Non-empty buckets of one key, as parallel arrays. `x` is the middle of the x-values that fell
+/// in the bucket (the exact x when the bucket holds one point); `min` and `max` bound every value
+/// in the bucket, so no spike is ever lost.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Buckets {
+    #[serde(serialize_with = "crate::value::serialize_f64_slice", deserialize_with = "crate::value::deserialize_f64_vec")]
+    pub x: Vec<f64>,
+    #[serde(serialize_with = "crate::value::serialize_f64_slice", deserialize_with = "crate::value::deserialize_f64_vec")]
+    pub x_min: Vec<f64>,
+    #[serde(serialize_with = "crate::value::serialize_f64_slice", deserialize_with = "crate::value::deserialize_f64_vec")]
+    pub x_max: Vec<f64>,
+    #[serde(serialize_with = "crate::value::serialize_f64_slice", deserialize_with = "crate::value::deserialize_f64_vec")]
+    pub min: Vec<f64>,
+    #[serde(serialize_with = "crate::value::serialize_f64_slice", deserialize_with = "crate::value::deserialize_f64_vec")]
+    pub max: Vec<f64>,
+    #[serde(serialize_with = "crate::value::serialize_f64_slice", deserialize_with = "crate::value::deserialize_f64_vec")]
+    pub mean: Vec<f64>,
+    #[serde(serialize_with = "crate::value::serialize_f64_slice", deserialize_with = "crate::value::deserialize_f64_vec")]
+    pub last: Vec<f64>,
+    /// Numeric points in the bucket. NaN values are counted here but left out of min, max and mean.
+    pub count: Vec<u64>,
+}
+
+impl Buckets {
+    pub fn len(&self) -> usize {
+        self.x.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.x.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeySeries {
+    pub key: String,
+    pub buckets: Buckets,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SeriesResult {
+    pub x: String,
+    #[serde(serialize_with = "crate::value::serialize_f64_opt", deserialize_with = "crate::value::deserialize_f64_opt")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>))]
+    pub x_min: Option<f64>,
+    #[serde(serialize_with = "crate::value::serialize_f64_opt", deserialize_with = "crate::value::deserialize_f64_opt")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>))]
+    pub x_max: Option<f64>,
+    pub buckets: u32,
+    pub series: Vec<KeySeries>,
+}
+
+/// Body of `POST .../runs/search` (also available as `GET .../runs` with query parameters).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RunSearch {
+    /// A Mongo-style filter, for example `{"$and": [{"config.lr": {"$gt": 0.01}}, {"state": "finished"}]}`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub filter: Option<serde_json::Value>,
+    /// Sort keys, for example `["-summary.acc", "created_at"]`; `-` sorts descending.
+    #[serde(default)]
+    pub sort: Vec<String>,
+    /// Default 50, at most 10000.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    #[serde(default)]
+    pub offset: Option<usize>,
+}
+
+/// Query parameters of `GET .../runs`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[serde(deny_unknown_fields)]
+pub struct RunListQuery {
+    /// The filter as JSON text.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// Comma-separated sort keys.
+    #[serde(default)]
+    pub sort: Option<String>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+    #[serde(default)]
+    pub offset: Option<usize>,
+}
+
+pub const RUNS_DEFAULT_LIMIT: usize = 50;
+pub const RUNS_MAX_LIMIT: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunPage {
+    pub runs: Vec<RunInfo>,
+    /// Runs that match the filter, over all pages.
+    pub total: u64,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConsoleLineOut {
+    /// The line number; a `\r` rewrite keeps its line number and replaces the text.
+    pub line: u64,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    pub time: Timestamp,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConsolePage {
+    pub lines: Vec<ConsoleLineOut>,
+    /// Pass as `from_line` for the next page; absent on the last page.
+    pub next_line: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleQuery {
+    #[serde(default)]
+    pub from_line: Option<u64>,
+    /// Default 1000, at most 100000.
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FileInfo {
+    pub path: String,
+    pub size: u64,
+    /// SHA-256 of the content, hex.
+    pub sha256: String,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ServerInfo {
+    pub version: String,
+    pub default_entity: String,
+    pub storage: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The JSON form of an ingest batch
+// ---------------------------------------------------------------------------------------------
+
+/// The JSON form of an ingest batch. Every part is optional; each starts at an offset in its stream,
+/// and the server stores only what it does not have yet, so a batch can be sent any number of times.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct IngestJson {
+    #[serde(default)]
+    pub history: Option<JsonRows>,
+    #[serde(default)]
+    pub summary: Option<JsonUpdates>,
+    #[serde(default)]
+    pub config: Option<JsonUpdates>,
+    #[serde(default)]
+    pub system: Option<JsonRows>,
+    #[serde(default)]
+    pub console: Option<JsonConsole>,
+    #[serde(default)]
+    pub events: Option<JsonEvents>,
+}
+
+/// History rows hold `_step` (required, an integer ≥ 0 that grows from row to row), `_timestamp`
+/// (seconds since the epoch; default: when the server receives it), `_runtime` (seconds; default:
+/// derived from the run's start) and any other keys, nested as wanted. System rows hold
+/// `_timestamp` and numeric keys.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct JsonRows {
+    pub offset: u64,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub rows: Vec<Map>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct JsonUpdates {
+    pub offset: u64,
+    pub updates: Vec<JsonUpdate>,
+}
+
+/// Sets top-level keys (a value replaces the old one whole) and removes others.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct JsonUpdate {
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub set: Map,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct JsonConsole {
+    pub offset: u64,
+    pub lines: Vec<JsonConsoleLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct JsonConsoleLine {
+    pub line: u64,
+    /// `stdout` (default) or `stderr`.
+    #[serde(default)]
+    pub stream: Option<String>,
+    #[serde(default)]
+    pub time: Option<Timestamp>,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct JsonEvents {
+    pub offset: u64,
+    pub events: Vec<Value>,
+}
+
+fn invalid(code: ErrorCode, message: String) -> CodedError {
+    CodedError::new(code, message)
+}
+
+fn time_field(row: &Map, key: &str, what: &str, row_offset: u64) -> Result<Option<f64>, CodedError> {
+    match row.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_f64() {
+            Some(f) if f.is_finite() && !matches!(v, Value::Bool(_)) => Ok(Some(f)),
+            _ => Err(invalid(
+                ErrorCode::InvalidValue,
+                format!("{what} row {row_offset}: {key} must be a number of seconds, got {}", v.to_json()),
+            )),
+        },
+    }
+}
+
+struct KeyTable {
+    keys: Vec<KeyDef>,
+    index: HashMap<(KeyStream, Vec<String>), u32>,
+}
+
+impl KeyTable {
+    fn id(&mut self, stream: KeyStream, path: &[&str]) -> u32 {
+        let owned: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+        if let Some(&id) = self.index.get(&(stream, owned.clone())) {
+            return id;
+        }
+        let id = self.keys.len() as u32;
+        self.keys.push(KeyDef { stream, path: owned.clone() });
+        self.index.insert((stream, owned), id);
+        id
+    }
+}
+
+impl IngestJson {
+    /// Converts to the batch the store ingests, checking every value on the way.
+    pub fn into_batch(self, now: Timestamp) -> Result<IngestBatch, CodedError> {
+        let mut table = KeyTable { keys: Vec::new(), index: HashMap::new() };
+        let mut batch = IngestBatch::default();
+
+        if let Some(json) = self.history {
+            let mut part = HistoryPart { first_offset: json.offset, ..Default::default() };
+            for (i, row) in json.rows.iter().enumerate() {
+                let offset = json.offset + i as u64;
+                let step = match row.get("_step") {
+                    Some(Value::Int(s)) if *s >= 0 => *s,
+                    Some(Value::Float(f)) if f.fract() == 0.0 && *f >= 0.0 && *f < 9.0e15 => *f as i64,
+                    Some(other) => {
+                        return Err(invalid(
+                            ErrorCode::InvalidStep,
+                            format!("history row {offset}: _step must be an integer >= 0, got {}", other.to_json()),
+                        ));
+                    }
+                    None => {
+                        return Err(invalid(ErrorCode::InvalidStep, format!("history row {offset} has no _step")));
+                    }
+                };
+                let timestamp = time_field(row, "_timestamp", "history", offset)?
+                    .map(Timestamp::from_secs_f64)
+                    .unwrap_or(now);
+                let runtime_us =
+                    time_field(row, "_runtime", "history", offset)?.map(|s| (s * 1e6).round() as i64).unwrap_or(RUNTIME_UNKNOWN);
+                for (key, value) in row {
+                    if matches!(key.as_str(), "_step" | "_timestamp" | "_runtime") {
+                        continue;
+                    }
+                    let mut leaves = Vec::new();
+                    value.for_each_leaf(&mut |path, leaf| {
+                        let mut full = vec![key.as_str()];
+                        full.extend_from_slice(path);
+                        leaves.push((table.id(KeyStream::History, &full), leaf.clone()));
+                    });
+                    part.fields.extend(leaves);
+                }
+                part.rows.push(HistoryRow {
+                    step,
+                    timestamp_us: timestamp.micros(),
+                    runtime_us,
+                    fields_end: part.fields.len() as u32,
+                });
+            }
+            batch.history = Some(part);
+        }
+
+        let updates = |json: JsonUpdates| UpdatesPart {
+            first_offset: json.offset,
+            updates: json.updates.into_iter().map(|u| Update { set: u.set, remove: u.remove }).collect(),
+        };
+        batch.summary = self.summary.map(updates);
+        batch.config = self.config.map(updates);
+
+        if let Some(json) = self.system {
+            let mut part = SystemPart { first_offset: json.offset, ..Default::default() };
+            for (i, row) in json.rows.iter().enumerate() {
+                let offset = json.offset + i as u64;
+                let timestamp =
+                    time_field(row, "_timestamp", "system", offset)?.map(Timestamp::from_secs_f64).unwrap_or(now);
+                for (key, value) in row {
+                    if matches!(key.as_str(), "_timestamp" | "_runtime") {
+                        continue;
+                    }
+                    let number = match value {
+                        Value::Int(_) | Value::Float(_) => value.as_f64().expect("numeric"),
+                        other => {
+                            return Err(invalid(
+                                ErrorCode::InvalidValue,
+                                format!("system row {offset}: {key} must be a number, got {}", other.to_json()),
+                            ));
+                        }
+                    };
+                    part.fields.push((table.id(KeyStream::System, &[key.as_str()]), number));
+                }
+                part.rows.push(SystemRow { timestamp_us: timestamp.micros(), fields_end: part.fields.len() as u32 });
+            }
+            batch.system = Some(part);
+        }
+
+        if let Some(json) = self.console {
+            let mut lines = Vec::with_capacity(json.lines.len());
+            for line in json.lines {
+                let stream = match line.stream.as_deref() {
+                    None => ConsoleStream::Stdout,
+                    Some(s) => ConsoleStream::parse(s).ok_or_else(|| {
+                        invalid(ErrorCode::InvalidValue, format!("console stream {s:?} is neither stdout nor stderr"))
+                    })?,
+                };
+                lines.push(ConsoleLine {
+                    line: line.line,
+                    stream,
+                    timestamp_us: line.time.unwrap_or(now).micros(),
+                    text: line.text,
+                });
+            }
+            batch.console = Some(ConsolePart { first_offset: json.offset, lines });
+        }
+
+        if let Some(json) = self.events {
+            batch.events = Some(EventsPart { first_offset: json.offset, events: json.events });
+        }
+        batch.keys = table.keys;
+        Ok(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_batch_converts_nested_rows() {
+        let json: IngestJson = serde_json::from_str(
+            r#"{"history": {"offset": 3, "rows": [
+                {"_step": 0, "_timestamp": 1700000000.5, "loss": 0.5, "train": {"acc": 0.9, "lr": "NaN"}},
+                {"_step": 2, "loss": "Infinity"}
+            ]},
+            "system": {"offset": 0, "rows": [{"_timestamp": 1700000000, "system.cpu": 50}]},
+            "console": {"offset": 0, "lines": [{"line": 0, "text": "hi", "stream": "stderr"}]}}"#,
+        )
+        .unwrap();
+        let batch = json.into_batch(Timestamp(42)).unwrap();
+        let h = batch.history.unwrap();
+        assert_eq!(h.first_offset, 3);
+        assert_eq!(h.rows[0].timestamp_us, 1_700_000_000_500_000);
+        assert_eq!(h.rows[1].timestamp_us, 42);
+        assert_eq!(h.rows[1].runtime_us, RUNTIME_UNKNOWN);
+        let names: Vec<String> = batch.keys.iter().map(|k| crate::wire::key_name(&k.path)).collect();
+        assert_eq!(names, ["loss", "train.acc", "train.lr", "system.cpu"]);
+        assert!(matches!(h.row_fields(1)[0], (0, Value::Float(f)) if f == f64::INFINITY));
+        assert_eq!(batch.console.unwrap().lines[0].stream, ConsoleStream::Stderr);
+    }
+
+    #[test]
+    fn json_batch_errors_name_the_bad_value() {
+        let bad_step: IngestJson =
+            serde_json::from_str(r#"{"history": {"offset": 0, "rows": [{"_step": -1}]}}"#).unwrap();
+        let err = bad_step.into_batch(Timestamp(0)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidStep);
+        assert!(err.message.contains("-1"), "{}", err.message);
+        let bad_sys: IngestJson =
+            serde_json::from_str(r#"{"system": {"offset": 0, "rows": [{"cpu": "hot"}]}}"#).unwrap();
+        assert!(bad_sys.into_batch(Timestamp(0)).unwrap_err().message.contains("cpu"));
+        assert!(serde_json::from_str::<IngestJson>(r#"{"histroy": {}}"#).unwrap_err().to_string().contains("histroy"));
+    }
+}

@@ -1,0 +1,1190 @@
+//! The binary record format: what the client's write-ahead log holds, and what its uploader sends.
+//!
+//! A *frame* is `len: u32 LE | crc32: u32 LE | payload`, where `payload[0]` is the record type and
+//! the CRC covers the payload. A zero length marks the end of written data (a fresh WAL segment is
+//! zero-filled); a CRC mismatch marks a torn write. Both end a scan, so a reader recovers exactly the
+//! records that were completely written.
+//!
+//! A batch sent to the server (`application/x-cairn-batch`) is
+//! `"CRNB" | version | frames... | "CRNE" | frame count: u32 LE`. The trailer makes a body cut at a
+//! frame boundary detectable. A batch is self-contained: it carries a `KeyDef` for every key id its
+//! records use.
+//!
+//! Each record of a stream carries its offset in that stream (`seq`). History rows may be amended
+//! (W&B's `commit=False`): an amendment repeats the row's `seq` and `step` and adds fields.
+
+use std::collections::HashMap;
+
+use crate::error::{CodedError, ErrorCode};
+use crate::value::{Map, Value};
+
+pub const BATCH_MAGIC: &[u8; 4] = b"CRNB";
+pub const BATCH_TRAILER: &[u8; 4] = b"CRNE";
+pub const WIRE_VERSION: u8 = 1;
+pub const BATCH_CONTENT_TYPE: &str = "application/x-cairn-batch";
+pub const FRAME_HEADER_LEN: usize = 8;
+/// The largest record accepted: 256 MiB.
+pub const MAX_RECORD_LEN: usize = 256 << 20;
+/// Values nested deeper than this are refused, so that decoding cannot exhaust the stack.
+pub const MAX_DEPTH: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RecordType {
+    RunStart = 1,
+    KeyDef = 2,
+    History = 3,
+    Summary = 4,
+    Config = 5,
+    System = 6,
+    Console = 7,
+    Event = 8,
+}
+
+impl RecordType {
+    pub fn from_u8(b: u8) -> Option<RecordType> {
+        Some(match b {
+            1 => RecordType::RunStart,
+            2 => RecordType::KeyDef,
+            3 => RecordType::History,
+            4 => RecordType::Summary,
+            5 => RecordType::Config,
+            6 => RecordType::System,
+            7 => RecordType::Console,
+            8 => RecordType::Event,
+            _ => return None,
+        })
+    }
+}
+
+/// The streams of a run that are addressed by offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stream {
+    History = 0,
+    Summary = 1,
+    Config = 2,
+    System = 3,
+    Console = 4,
+    Events = 5,
+}
+
+impl Stream {
+    pub const ALL: [Stream; 6] =
+        [Stream::History, Stream::Summary, Stream::Config, Stream::System, Stream::Console, Stream::Events];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::History => "history",
+            Stream::Summary => "summary",
+            Stream::Config => "config",
+            Stream::System => "system",
+            Stream::Console => "console",
+            Stream::Events => "events",
+        }
+    }
+
+    pub fn of_record(t: RecordType) -> Option<Stream> {
+        Some(match t {
+            RecordType::History => Stream::History,
+            RecordType::Summary => Stream::Summary,
+            RecordType::Config => Stream::Config,
+            RecordType::System => Stream::System,
+            RecordType::Console => Stream::Console,
+            RecordType::Event => Stream::Events,
+            RecordType::RunStart | RecordType::KeyDef => return None,
+        })
+    }
+}
+
+/// Which row stream a key belongs to: history keys and system-metric keys live apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyStream {
+    History = 0,
+    System = 1,
+}
+
+impl KeyStream {
+    pub fn from_u8(b: u8) -> Option<KeyStream> {
+        match b {
+            0 => Some(KeyStream::History),
+            1 => Some(KeyStream::System),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyStream::History => "history",
+            KeyStream::System => "system",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConsoleStream {
+    Stdout = 0,
+    Stderr = 1,
+}
+
+impl ConsoleStream {
+    pub fn name(self) -> &'static str {
+        match self {
+            ConsoleStream::Stdout => "stdout",
+            ConsoleStream::Stderr => "stderr",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ConsoleStream> {
+        match s {
+            "stdout" => Some(ConsoleStream::Stdout),
+            "stderr" => Some(ConsoleStream::Stderr),
+            _ => None,
+        }
+    }
+}
+
+/// A key's path: `["train", "loss"]` for `{"train": {"loss": ...}}`. Its display name joins the
+/// segments with `.`.
+pub type KeyPath = Vec<String>;
+
+pub fn key_name(path: &[impl AsRef<str>]) -> String {
+    let mut name = String::new();
+    for (i, segment) in path.iter().enumerate() {
+        if i > 0 {
+            name.push('.');
+        }
+        name.push_str(segment.as_ref());
+    }
+    name
+}
+
+/// History rows have this flag when they will not be amended any more.
+pub const HISTORY_SEALED: u8 = 1;
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+// ---------------------------------------------------------------------------------------------
+
+#[inline]
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[inline]
+pub fn put_i64(out: &mut Vec<u8>, v: i64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+#[inline]
+pub fn put_f64(out: &mut Vec<u8>, v: f64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+#[inline]
+pub fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+#[inline]
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+#[inline]
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+pub mod tag {
+    pub const NULL: u8 = 0;
+    pub const FALSE: u8 = 1;
+    pub const TRUE: u8 = 2;
+    pub const INT: u8 = 3;
+    pub const FLOAT: u8 = 4;
+    pub const STR: u8 = 5;
+    pub const LIST: u8 = 6;
+    pub const MAP: u8 = 7;
+}
+
+#[inline]
+pub fn put_float_value(out: &mut Vec<u8>, f: f64) {
+    out.push(tag::FLOAT);
+    put_f64(out, f);
+}
+
+pub fn put_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Null => out.push(tag::NULL),
+        Value::Bool(false) => out.push(tag::FALSE),
+        Value::Bool(true) => out.push(tag::TRUE),
+        Value::Int(i) => {
+            out.push(tag::INT);
+            put_varint(out, zigzag(*i));
+        }
+        Value::Float(f) => put_float_value(out, *f),
+        Value::Str(s) => {
+            out.push(tag::STR);
+            put_str(out, s);
+        }
+        Value::List(items) => {
+            out.push(tag::LIST);
+            put_varint(out, items.len() as u64);
+            for item in items {
+                put_value(out, item);
+            }
+        }
+        Value::Map(map) => {
+            out.push(tag::MAP);
+            put_varint(out, map.len() as u64);
+            for (k, v) in map {
+                put_str(out, k);
+                put_value(out, v);
+            }
+        }
+    }
+}
+
+/// Appends a frame (header and payload) to `out`.
+pub fn put_frame(out: &mut Vec<u8>, payload: &[u8]) {
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Writes a frame header for `payload` into `header`.
+pub fn frame_header(payload: &[u8]) -> [u8; FRAME_HEADER_LEN] {
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    header[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    header
+}
+
+/// Payload builders. Each starts with the record type byte.
+pub mod payload {
+    use super::*;
+
+    pub fn run_start(out: &mut Vec<u8>, info: &Value) {
+        out.push(RecordType::RunStart as u8);
+        put_value(out, info);
+    }
+
+    pub fn key_def(out: &mut Vec<u8>, key_id: u64, stream: KeyStream, path: &[impl AsRef<str>]) {
+        out.push(RecordType::KeyDef as u8);
+        put_varint(out, key_id);
+        out.push(stream as u8);
+        put_varint(out, path.len() as u64);
+        for segment in path {
+            put_str(out, segment.as_ref());
+        }
+    }
+
+    /// Starts a history record; append `nfields` fields with [`history_field`] afterwards.
+    pub fn history_head(
+        out: &mut Vec<u8>,
+        seq: u64,
+        step: i64,
+        flags: u8,
+        timestamp_us: i64,
+        runtime_us: i64,
+        nfields: usize,
+    ) {
+        out.push(RecordType::History as u8);
+        put_varint(out, seq);
+        put_varint(out, zigzag(step));
+        out.push(flags);
+        put_i64(out, timestamp_us);
+        put_i64(out, runtime_us);
+        put_varint(out, nfields as u64);
+    }
+
+    #[inline]
+    pub fn history_field(out: &mut Vec<u8>, key_id: u64, value: &Value) {
+        put_varint(out, key_id);
+        put_value(out, value);
+    }
+
+    #[inline]
+    pub fn history_float_field(out: &mut Vec<u8>, key_id: u64, value: f64) {
+        put_varint(out, key_id);
+        put_float_value(out, value);
+    }
+
+    pub fn updates(out: &mut Vec<u8>, record: RecordType, seq: u64, set: &Map, remove: &[String]) {
+        debug_assert!(matches!(record, RecordType::Summary | RecordType::Config));
+        out.push(record as u8);
+        put_varint(out, seq);
+        put_varint(out, set.len() as u64);
+        for (k, v) in set {
+            put_str(out, k);
+            put_value(out, v);
+        }
+        put_varint(out, remove.len() as u64);
+        for k in remove {
+            put_str(out, k);
+        }
+    }
+
+    pub fn system(out: &mut Vec<u8>, seq: u64, timestamp_us: i64, fields: &[(u64, f64)]) {
+        out.push(RecordType::System as u8);
+        put_varint(out, seq);
+        put_i64(out, timestamp_us);
+        put_varint(out, fields.len() as u64);
+        for (key_id, value) in fields {
+            put_varint(out, *key_id);
+            put_f64(out, *value);
+        }
+    }
+
+    pub fn console(out: &mut Vec<u8>, seq: u64, line: u64, stream: ConsoleStream, timestamp_us: i64, text: &str) {
+        out.push(RecordType::Console as u8);
+        put_varint(out, seq);
+        put_varint(out, line);
+        out.push(stream as u8);
+        put_i64(out, timestamp_us);
+        put_str(out, text);
+    }
+
+    pub fn event(out: &mut Vec<u8>, seq: u64, event: &Value) {
+        out.push(RecordType::Event as u8);
+        put_varint(out, seq);
+        put_value(out, event);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct WireError(pub String);
+
+impl From<WireError> for CodedError {
+    fn from(e: WireError) -> CodedError {
+        CodedError::new(ErrorCode::InvalidBody, format!("invalid batch: {}", e.0))
+    }
+}
+
+fn truncated() -> WireError {
+    WireError("record is truncated".into())
+}
+
+/// A cursor over a payload.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(buf: &'a [u8]) -> Reader<'a> {
+        Reader { buf, pos: 0 }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    /// Bytes consumed so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    #[inline]
+    pub fn u8(&mut self) -> Result<u8, WireError> {
+        let b = *self.buf.get(self.pos).ok_or_else(truncated)?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    #[inline]
+    pub fn varint(&mut self) -> Result<u64, WireError> {
+        let mut v = 0u64;
+        let mut shift = 0;
+        loop {
+            let b = self.u8()?;
+            if shift == 63 && b > 1 {
+                return Err(WireError("varint overflows 64 bits".into()));
+            }
+            v |= ((b & 0x7f) as u64) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+            shift += 7;
+            if shift > 63 {
+                return Err(WireError("varint is too long".into()));
+            }
+        }
+    }
+
+    #[inline]
+    pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(truncated)?;
+        let out = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
+
+    #[inline]
+    pub fn i64(&mut self) -> Result<i64, WireError> {
+        Ok(i64::from_le_bytes(self.bytes(8)?.try_into().expect("8 bytes")))
+    }
+
+    #[inline]
+    pub fn f64(&mut self) -> Result<f64, WireError> {
+        Ok(f64::from_le_bytes(self.bytes(8)?.try_into().expect("8 bytes")))
+    }
+
+    /// A length read from the input, checked against what is left so that a corrupt length cannot
+    /// make us allocate gigabytes.
+    fn len(&mut self, min_item_bytes: usize) -> Result<usize, WireError> {
+        let n = self.varint()?;
+        let left = (self.buf.len() - self.pos) as u64;
+        if n.saturating_mul(min_item_bytes.max(1) as u64) > left {
+            return Err(WireError(format!("length {n} exceeds the {left} bytes left in the record")));
+        }
+        Ok(n as usize)
+    }
+
+    pub fn str(&mut self) -> Result<&'a str, WireError> {
+        let n = self.len(1)?;
+        std::str::from_utf8(self.bytes(n)?).map_err(|_| WireError("string is not valid UTF-8".into()))
+    }
+
+    pub fn value(&mut self) -> Result<Value, WireError> {
+        self.value_at(0)
+    }
+
+    fn value_at(&mut self, depth: usize) -> Result<Value, WireError> {
+        if depth > MAX_DEPTH {
+            return Err(WireError(format!("value is nested deeper than {MAX_DEPTH} levels")));
+        }
+        Ok(match self.u8()? {
+            tag::NULL => Value::Null,
+            tag::FALSE => Value::Bool(false),
+            tag::TRUE => Value::Bool(true),
+            tag::INT => Value::Int(unzigzag(self.varint()?)),
+            tag::FLOAT => Value::Float(self.f64()?),
+            tag::STR => Value::Str(self.str()?.to_owned()),
+            tag::LIST => {
+                let n = self.len(1)?;
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.value_at(depth + 1)?);
+                }
+                Value::List(items)
+            }
+            tag::MAP => {
+                let n = self.len(2)?;
+                let mut map = Map::new();
+                for _ in 0..n {
+                    let key = self.str()?.to_owned();
+                    let value = self.value_at(depth + 1)?;
+                    map.insert(key, value);
+                }
+                Value::Map(map)
+            }
+            other => return Err(WireError(format!("unknown value tag {other}"))),
+        })
+    }
+
+    /// Skips a value without building it.
+    pub fn skip_value(&mut self) -> Result<(), WireError> {
+        self.skip_value_at(0)
+    }
+
+    fn skip_value_at(&mut self, depth: usize) -> Result<(), WireError> {
+        if depth > MAX_DEPTH {
+            return Err(WireError(format!("value is nested deeper than {MAX_DEPTH} levels")));
+        }
+        match self.u8()? {
+            tag::NULL | tag::FALSE | tag::TRUE => {}
+            tag::INT => {
+                self.varint()?;
+            }
+            tag::FLOAT => {
+                self.bytes(8)?;
+            }
+            tag::STR => {
+                let n = self.len(1)?;
+                self.bytes(n)?;
+            }
+            tag::LIST => {
+                for _ in 0..self.len(1)? {
+                    self.skip_value_at(depth + 1)?;
+                }
+            }
+            tag::MAP => {
+                for _ in 0..self.len(2)? {
+                    let n = self.len(1)?;
+                    self.bytes(n)?;
+                    self.skip_value_at(depth + 1)?;
+                }
+            }
+            other => return Err(WireError(format!("unknown value tag {other}"))),
+        }
+        Ok(())
+    }
+}
+
+/// The outcome of reading one frame.
+#[derive(Debug, PartialEq)]
+pub enum Frame<'a> {
+    /// A complete record: its payload.
+    Record(&'a [u8]),
+    /// Zero length, or not enough bytes for a header: the end of written data.
+    End,
+    /// A header whose payload is cut off or fails its CRC: an incomplete write.
+    Torn,
+}
+
+/// Reads the frame at the start of `buf`.
+pub fn read_frame(buf: &[u8]) -> Frame<'_> {
+    if buf.len() < FRAME_HEADER_LEN {
+        return Frame::End;
+    }
+    let len = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+    if len == 0 {
+        return Frame::End;
+    }
+    let crc = u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes"));
+    match buf.get(FRAME_HEADER_LEN..FRAME_HEADER_LEN + len) {
+        Some(payload) if len <= MAX_RECORD_LEN && crc32fast::hash(payload) == crc => Frame::Record(payload),
+        _ => Frame::Torn,
+    }
+}
+
+/// Iterates over the complete frames of `buf`, yielding `(offset, payload)`, and stops at the end
+/// of written data or at a torn frame.
+pub struct Frames<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    pub torn: bool,
+}
+
+impl<'a> Frames<'a> {
+    pub fn new(buf: &'a [u8]) -> Frames<'a> {
+        Frames { buf, pos: 0, torn: false }
+    }
+
+    /// Where the next frame would start: the end of the valid data once iteration has finished.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+}
+
+impl<'a> Iterator for Frames<'a> {
+    type Item = (usize, &'a [u8]);
+
+    fn next(&mut self) -> Option<(usize, &'a [u8])> {
+        match read_frame(&self.buf[self.pos..]) {
+            Frame::Record(payload) => {
+                let at = self.pos;
+                self.pos += FRAME_HEADER_LEN + payload.len();
+                Some((at, payload))
+            }
+            Frame::End => None,
+            Frame::Torn => {
+                self.torn = true;
+                None
+            }
+        }
+    }
+}
+
+/// A decoded record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    RunStart(Value),
+    KeyDef { key_id: u64, stream: KeyStream, path: KeyPath },
+    History { seq: u64, step: i64, flags: u8, timestamp_us: i64, runtime_us: i64, fields: Vec<(u64, Value)> },
+    Summary { seq: u64, set: Map, remove: Vec<String> },
+    Config { seq: u64, set: Map, remove: Vec<String> },
+    System { seq: u64, timestamp_us: i64, fields: Vec<(u64, f64)> },
+    Console { seq: u64, line: u64, stream: ConsoleStream, timestamp_us: i64, text: String },
+    Event { seq: u64, event: Value },
+}
+
+pub fn record_type(payload: &[u8]) -> Result<RecordType, WireError> {
+    let b = *payload.first().ok_or_else(|| WireError("empty record".into()))?;
+    RecordType::from_u8(b).ok_or_else(|| WireError(format!("unknown record type {b}")))
+}
+
+/// The stream and offset of a stream record, without decoding the rest.
+pub fn record_seq(payload: &[u8]) -> Result<Option<(Stream, u64)>, WireError> {
+    let t = record_type(payload)?;
+    match Stream::of_record(t) {
+        Some(stream) => Ok(Some((stream, Reader::new(&payload[1..]).varint()?))),
+        None => Ok(None),
+    }
+}
+
+fn updates(r: &mut Reader<'_>) -> Result<(Map, Vec<String>), WireError> {
+    let mut set = Map::new();
+    for _ in 0..r.len(2)? {
+        let key = r.str()?.to_owned();
+        set.insert(key, r.value()?);
+    }
+    let mut remove = Vec::new();
+    for _ in 0..r.len(1)? {
+        remove.push(r.str()?.to_owned());
+    }
+    Ok((set, remove))
+}
+
+pub fn decode_record(payload: &[u8]) -> Result<Record, WireError> {
+    let t = record_type(payload)?;
+    let mut r = Reader::new(&payload[1..]);
+    let record = match t {
+        RecordType::RunStart => Record::RunStart(r.value()?),
+        RecordType::KeyDef => {
+            let key_id = r.varint()?;
+            let stream = KeyStream::from_u8(r.u8()?).ok_or_else(|| WireError("unknown key stream".into()))?;
+            let n = r.len(1)?;
+            let mut path = Vec::with_capacity(n);
+            for _ in 0..n {
+                path.push(r.str()?.to_owned());
+            }
+            if path.is_empty() {
+                return Err(WireError(format!("key {key_id} has an empty path")));
+            }
+            Record::KeyDef { key_id, stream, path }
+        }
+        RecordType::History => {
+            let seq = r.varint()?;
+            let step = unzigzag(r.varint()?);
+            let flags = r.u8()?;
+            let timestamp_us = r.i64()?;
+            let runtime_us = r.i64()?;
+            let n = r.len(2)?;
+            let mut fields = Vec::with_capacity(n);
+            for _ in 0..n {
+                let key_id = r.varint()?;
+                fields.push((key_id, r.value()?));
+            }
+            Record::History { seq, step, flags, timestamp_us, runtime_us, fields }
+        }
+        RecordType::Summary | RecordType::Config => {
+            let seq = r.varint()?;
+            let (set, remove) = updates(&mut r)?;
+            if t == RecordType::Summary {
+                Record::Summary { seq, set, remove }
+            } else {
+                Record::Config { seq, set, remove }
+            }
+        }
+        RecordType::System => {
+            let seq = r.varint()?;
+            let timestamp_us = r.i64()?;
+            let n = r.len(9)?;
+            let mut fields = Vec::with_capacity(n);
+            for _ in 0..n {
+                let key_id = r.varint()?;
+                fields.push((key_id, r.f64()?));
+            }
+            Record::System { seq, timestamp_us, fields }
+        }
+        RecordType::Console => {
+            let seq = r.varint()?;
+            let line = r.varint()?;
+            let stream = match r.u8()? {
+                0 => ConsoleStream::Stdout,
+                1 => ConsoleStream::Stderr,
+                other => return Err(WireError(format!("unknown console stream {other}"))),
+            };
+            let timestamp_us = r.i64()?;
+            let text = r.str()?.to_owned();
+            Record::Console { seq, line, stream, timestamp_us, text }
+        }
+        RecordType::Event => {
+            let seq = r.varint()?;
+            Record::Event { seq, event: r.value()? }
+        }
+    };
+    if !r.is_empty() {
+        return Err(WireError(format!("{:?} record has trailing bytes", t)));
+    }
+    Ok(record)
+}
+
+/// Calls `f` with every key id that a History or System record uses, without building values.
+pub fn for_each_key_id(payload: &[u8], mut f: impl FnMut(u64)) -> Result<(), WireError> {
+    let t = record_type(payload)?;
+    let mut r = Reader::new(&payload[1..]);
+    match t {
+        RecordType::History => {
+            r.varint()?;
+            r.varint()?;
+            r.u8()?;
+            r.bytes(16)?;
+            for _ in 0..r.len(2)? {
+                f(r.varint()?);
+                r.skip_value()?;
+            }
+        }
+        RecordType::System => {
+            r.varint()?;
+            r.bytes(8)?;
+            for _ in 0..r.len(9)? {
+                f(r.varint()?);
+                r.bytes(8)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The decoded batch, as the store ingests it
+// ---------------------------------------------------------------------------------------------
+
+/// Marks a runtime that the server derives from the run's start time.
+pub const RUNTIME_UNKNOWN: i64 = i64::MIN;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyDef {
+    pub stream: KeyStream,
+    pub path: KeyPath,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HistoryRow {
+    pub step: i64,
+    pub timestamp_us: i64,
+    /// Microseconds since the run started, or [`RUNTIME_UNKNOWN`].
+    pub runtime_us: i64,
+    /// End (exclusive) of this row's fields in [`HistoryPart::fields`].
+    pub fields_end: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HistoryPart {
+    pub first_offset: u64,
+    pub rows: Vec<HistoryRow>,
+    /// `(index into IngestBatch::keys, value)`; row `i` owns `fields[rows[i-1].fields_end..rows[i].fields_end]`.
+    pub fields: Vec<(u32, Value)>,
+}
+
+impl HistoryPart {
+    pub fn row_fields(&self, i: usize) -> &[(u32, Value)] {
+        let start = if i == 0 { 0 } else { self.rows[i - 1].fields_end as usize };
+        &self.fields[start..self.rows[i].fields_end as usize]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Update {
+    pub set: Map,
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UpdatesPart {
+    pub first_offset: u64,
+    pub updates: Vec<Update>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SystemRow {
+    pub timestamp_us: i64,
+    pub fields_end: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SystemPart {
+    pub first_offset: u64,
+    pub rows: Vec<SystemRow>,
+    pub fields: Vec<(u32, f64)>,
+}
+
+impl SystemPart {
+    pub fn row_fields(&self, i: usize) -> &[(u32, f64)] {
+        let start = if i == 0 { 0 } else { self.rows[i - 1].fields_end as usize };
+        &self.fields[start..self.rows[i].fields_end as usize]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsoleLine {
+    pub line: u64,
+    pub stream: ConsoleStream,
+    pub timestamp_us: i64,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ConsolePart {
+    pub first_offset: u64,
+    pub lines: Vec<ConsoleLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EventsPart {
+    pub first_offset: u64,
+    pub events: Vec<Value>,
+}
+
+/// One ingest batch, decoded from the binary or the JSON form.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IngestBatch {
+    pub keys: Vec<KeyDef>,
+    pub history: Option<HistoryPart>,
+    pub summary: Option<UpdatesPart>,
+    pub config: Option<UpdatesPart>,
+    pub system: Option<SystemPart>,
+    pub console: Option<ConsolePart>,
+    pub events: Option<EventsPart>,
+}
+
+impl IngestBatch {
+    /// The number of logged values (history fields and system-metric fields).
+    pub fn point_count(&self) -> usize {
+        self.history.as_ref().map_or(0, |h| h.fields.len()) + self.system.as_ref().map_or(0, |s| s.fields.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.history.is_none()
+            && self.summary.is_none()
+            && self.config.is_none()
+            && self.system.is_none()
+            && self.console.is_none()
+            && self.events.is_none()
+    }
+
+    /// `(stream, first offset, record count)` for every stream present.
+    pub fn stream_ranges(&self) -> Vec<(Stream, u64, u64)> {
+        let mut out = Vec::new();
+        if let Some(h) = &self.history {
+            out.push((Stream::History, h.first_offset, h.rows.len() as u64));
+        }
+        if let Some(s) = &self.summary {
+            out.push((Stream::Summary, s.first_offset, s.updates.len() as u64));
+        }
+        if let Some(c) = &self.config {
+            out.push((Stream::Config, c.first_offset, c.updates.len() as u64));
+        }
+        if let Some(s) = &self.system {
+            out.push((Stream::System, s.first_offset, s.rows.len() as u64));
+        }
+        if let Some(c) = &self.console {
+            out.push((Stream::Console, c.first_offset, c.lines.len() as u64));
+        }
+        if let Some(e) = &self.events {
+            out.push((Stream::Events, e.first_offset, e.events.len() as u64));
+        }
+        out
+    }
+}
+
+/// Checks that a stream's records are contiguous; returns the first offset.
+struct SeqTracker {
+    first: Option<u64>,
+    next: u64,
+}
+
+impl SeqTracker {
+    fn new() -> SeqTracker {
+        SeqTracker { first: None, next: 0 }
+    }
+
+    fn push(&mut self, stream: Stream, seq: u64) -> Result<(), WireError> {
+        match self.first {
+            None => {
+                self.first = Some(seq);
+                self.next = seq + 1;
+            }
+            Some(_) if seq == self.next => self.next += 1,
+            Some(_) => {
+                return Err(WireError(format!(
+                    "{} record at offset {seq} does not follow offset {}",
+                    stream.name(),
+                    self.next - 1
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds a binary batch from frames.
+#[derive(Debug, Default)]
+pub struct BatchWriter {
+    buf: Vec<u8>,
+    frames: u32,
+}
+
+impl BatchWriter {
+    pub fn new() -> BatchWriter {
+        let mut buf = BATCH_MAGIC.to_vec();
+        buf.push(WIRE_VERSION);
+        BatchWriter { buf, frames: 0 }
+    }
+
+    pub fn push_payload(&mut self, payload: &[u8]) {
+        put_frame(&mut self.buf, payload);
+        self.frames += 1;
+    }
+
+    /// Appends an already framed record (header included), as read from a WAL.
+    pub fn push_frame_bytes(&mut self, frame: &[u8]) {
+        self.buf.extend_from_slice(frame);
+        self.frames += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames == 0
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        self.buf.extend_from_slice(BATCH_TRAILER);
+        self.buf.extend_from_slice(&self.frames.to_le_bytes());
+        self.buf
+    }
+}
+
+/// Decodes a binary batch (`"CRNB" | version | frames | "CRNE" | count`).
+pub fn decode_batch(body: &[u8]) -> Result<IngestBatch, WireError> {
+    if body.len() < 5 || &body[..4] != BATCH_MAGIC {
+        return Err(WireError("body does not start with the CRNB magic".into()));
+    }
+    if body[4] != WIRE_VERSION {
+        return Err(WireError(format!("wire version {} is not supported (expected {WIRE_VERSION})", body[4])));
+    }
+    if body.len() < 13 || &body[body.len() - 8..body.len() - 4] != BATCH_TRAILER {
+        return Err(WireError(format!("batch of {} bytes is truncated: it lacks the CRNE trailer", body.len())));
+    }
+    let expected_frames = u32::from_le_bytes(body[body.len() - 4..].try_into().expect("4 bytes"));
+    let frames_buf = &body[5..body.len() - 8];
+    let mut frame_count = 0u32;
+    let mut frames = Frames::new(frames_buf);
+    let mut batch = IngestBatch::default();
+    let mut key_index: HashMap<u64, u32> = HashMap::new();
+    let mut trackers: [SeqTracker; 6] = std::array::from_fn(|_| SeqTracker::new());
+    let map_key = |key_index: &HashMap<u64, u32>, key_id: u64| -> Result<u32, WireError> {
+        key_index.get(&key_id).copied().ok_or_else(|| WireError(format!("key id {key_id} is used before its definition")))
+    };
+
+    for (_, payload) in frames.by_ref() {
+        frame_count += 1;
+        match decode_record(payload)? {
+            Record::RunStart(_) => {}
+            Record::KeyDef { key_id, stream, path } => {
+                if key_index.contains_key(&key_id) {
+                    continue;
+                }
+                key_index.insert(key_id, batch.keys.len() as u32);
+                batch.keys.push(KeyDef { stream, path });
+            }
+            Record::History { seq, step, flags: _, timestamp_us, runtime_us, fields } => {
+                let part = batch.history.get_or_insert_with(HistoryPart::default);
+                let tracker = &mut trackers[Stream::History as usize];
+                let amends = tracker.first.is_some() && seq + 1 == tracker.next;
+                if amends {
+                    let last = part.rows.last_mut().expect("a row exists when the tracker has started");
+                    if last.step != step {
+                        return Err(WireError(format!(
+                            "history record at offset {seq} amends step {} with step {step}",
+                            last.step
+                        )));
+                    }
+                    last.timestamp_us = timestamp_us;
+                    last.runtime_us = runtime_us;
+                    let row_start = part.rows.len().checked_sub(2).map_or(0, |i| part.rows[i].fields_end as usize);
+                    for (key_id, value) in fields {
+                        let idx = map_key(&key_index, key_id)?;
+                        match part.fields[row_start..].iter_mut().find(|(k, _)| *k == idx) {
+                            Some(slot) => slot.1 = value,
+                            None => part.fields.push((idx, value)),
+                        }
+                    }
+                    part.rows.last_mut().expect("row").fields_end = part.fields.len() as u32;
+                } else {
+                    tracker.push(Stream::History, seq)?;
+                    if part.rows.is_empty() {
+                        part.first_offset = seq;
+                    }
+                    for (key_id, value) in fields {
+                        part.fields.push((map_key(&key_index, key_id)?, value));
+                    }
+                    part.rows.push(HistoryRow { step, timestamp_us, runtime_us, fields_end: part.fields.len() as u32 });
+                }
+            }
+            Record::Summary { seq, set, remove } | Record::Config { seq, set, remove } => {
+                let stream = if matches!(record_type(payload)?, RecordType::Summary) {
+                    Stream::Summary
+                } else {
+                    Stream::Config
+                };
+                trackers[stream as usize].push(stream, seq)?;
+                let part = if stream == Stream::Summary { &mut batch.summary } else { &mut batch.config };
+                let part = part.get_or_insert_with(|| UpdatesPart { first_offset: seq, updates: Vec::new() });
+                part.updates.push(Update { set, remove });
+            }
+            Record::System { seq, timestamp_us, fields } => {
+                trackers[Stream::System as usize].push(Stream::System, seq)?;
+                let part = batch.system.get_or_insert_with(|| SystemPart { first_offset: seq, ..Default::default() });
+                for (key_id, value) in fields {
+                    part.fields.push((map_key(&key_index, key_id)?, value));
+                }
+                part.rows.push(SystemRow { timestamp_us, fields_end: part.fields.len() as u32 });
+            }
+            Record::Console { seq, line, stream, timestamp_us, text } => {
+                trackers[Stream::Console as usize].push(Stream::Console, seq)?;
+                let part = batch.console.get_or_insert_with(|| ConsolePart { first_offset: seq, lines: Vec::new() });
+                part.lines.push(ConsoleLine { line, stream, timestamp_us, text });
+            }
+            Record::Event { seq, event } => {
+                trackers[Stream::Events as usize].push(Stream::Events, seq)?;
+                let part = batch.events.get_or_insert_with(|| EventsPart { first_offset: seq, events: Vec::new() });
+                part.events.push(event);
+            }
+        }
+    }
+    if frames.torn || frames.position() != frames_buf.len() {
+        return Err(WireError(format!(
+            "batch is truncated or corrupt at byte {} of {}",
+            frames.position() + 5,
+            body.len()
+        )));
+    }
+    if frame_count != expected_frames {
+        return Err(WireError(format!("batch holds {frame_count} records but its trailer says {expected_frames}")));
+    }
+    Ok(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::map;
+
+    fn frame(out: &mut BatchWriter, build: impl FnOnce(&mut Vec<u8>)) {
+        let mut p = Vec::new();
+        build(&mut p);
+        out.push_payload(&p);
+    }
+
+    fn sample_batch() -> Vec<u8> {
+        let mut b = BatchWriter::new();
+        frame(&mut b, |p| payload::key_def(p, 7, KeyStream::History, &["loss"]));
+        frame(&mut b, |p| payload::key_def(p, 9, KeyStream::History, &["a", "b"]));
+        frame(&mut b, |p| payload::key_def(p, 3, KeyStream::System, &["system.cpu"]));
+        frame(&mut b, |p| {
+            payload::history_head(p, 10, 100, 0, 1_000, 5, 2);
+            payload::history_float_field(p, 7, 0.5);
+            payload::history_field(p, 9, &Value::from("x"));
+        });
+        // An amendment of the same row: overrides loss, adds nothing else.
+        frame(&mut b, |p| {
+            payload::history_head(p, 10, 100, HISTORY_SEALED, 2_000, 6, 1);
+            payload::history_float_field(p, 7, f64::NAN);
+        });
+        frame(&mut b, |p| {
+            payload::history_head(p, 11, 105, HISTORY_SEALED, 3_000, 7, 1);
+            payload::history_float_field(p, 7, f64::INFINITY);
+        });
+        frame(&mut b, |p| payload::updates(p, RecordType::Config, 0, &map! {"lr" => 0.1}, &[]));
+        frame(&mut b, |p| payload::system(p, 4, 9_000, &[(3, 12.5)]));
+        frame(&mut b, |p| payload::console(p, 0, 0, ConsoleStream::Stderr, 1, "hello"));
+        frame(&mut b, |p| payload::event(p, 2, &Value::Map(map! {"type" => "finish"})));
+        b.finish()
+    }
+
+    #[test]
+    fn batch_round_trips() {
+        let batch = decode_batch(&sample_batch()).unwrap();
+        assert_eq!(batch.keys.len(), 3);
+        let h = batch.history.as_ref().unwrap();
+        assert_eq!(h.first_offset, 10);
+        assert_eq!(h.rows.len(), 2);
+        assert_eq!(h.rows[0].timestamp_us, 2_000);
+        let row0 = h.row_fields(0);
+        assert_eq!(row0.len(), 2);
+        assert!(matches!(row0[0], (0, Value::Float(f)) if f.is_nan()));
+        assert_eq!(row0[1], (1, Value::from("x")));
+        assert_eq!(h.row_fields(1), &[(0, Value::Float(f64::INFINITY))]);
+        assert_eq!(batch.config.as_ref().unwrap().updates[0].set["lr"], Value::Float(0.1));
+        assert_eq!(batch.system.as_ref().unwrap().first_offset, 4);
+        assert_eq!(batch.console.as_ref().unwrap().lines[0].text, "hello");
+        assert_eq!(batch.events.as_ref().unwrap().first_offset, 2);
+        assert_eq!(batch.point_count(), 4);
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        let full = sample_batch();
+        for cut in 0..full.len() {
+            assert!(decode_batch(&full[..cut]).is_err(), "cut at {cut}");
+        }
+        // Every single-byte corruption is caught (the CRC) or decoded to something else, never a panic.
+        for i in 5..full.len() {
+            let mut bad = full.clone();
+            bad[i] ^= 0x5a;
+            let _ = decode_batch(&bad);
+        }
+    }
+
+    #[test]
+    fn gaps_and_unknown_keys_are_refused() {
+        let mut b = BatchWriter::new();
+        frame(&mut b, |p| payload::console(p, 0, 0, ConsoleStream::Stdout, 1, "a"));
+        frame(&mut b, |p| payload::console(p, 2, 1, ConsoleStream::Stdout, 1, "b"));
+        assert!(decode_batch(&b.finish()).unwrap_err().0.contains("does not follow"));
+
+        let mut b = BatchWriter::new();
+        frame(&mut b, |p| {
+            payload::history_head(p, 0, 0, 0, 0, 0, 1);
+            payload::history_float_field(p, 42, 1.0);
+        });
+        assert!(decode_batch(&b.finish()).unwrap_err().0.contains("key id 42"));
+    }
+
+    #[test]
+    fn values_round_trip_and_depth_is_bounded() {
+        let value = Value::Map(map! {
+            "i" => -5, "f" => 1.25, "s" => "text", "n" => Value::Null, "b" => true,
+            "l" => vec![1, 2], "m" => Value::Map(map! {"x" => i64::MIN}),
+        });
+        let mut buf = Vec::new();
+        put_value(&mut buf, &value);
+        assert_eq!(Reader::new(&buf).value().unwrap(), value);
+        let mut r = Reader::new(&buf);
+        r.skip_value().unwrap();
+        assert!(r.is_empty());
+
+        let mut deep = Vec::new();
+        for _ in 0..10_000 {
+            deep.push(tag::LIST);
+            deep.push(1);
+        }
+        deep.push(tag::NULL);
+        assert!(Reader::new(&deep).value().unwrap_err().0.contains("deeper"));
+        // A huge claimed length does not allocate.
+        let mut huge = vec![tag::LIST];
+        put_varint(&mut huge, u64::MAX / 2);
+        assert!(Reader::new(&huge).value().is_err());
+    }
+
+    #[test]
+    fn frames_stop_at_torn_writes() {
+        let mut buf = Vec::new();
+        put_frame(&mut buf, &[RecordType::Event as u8, 0, tag::NULL]);
+        let good = buf.len();
+        put_frame(&mut buf, &[RecordType::Event as u8, 1, tag::TRUE]);
+        buf.truncate(buf.len() - 1);
+        buf.extend_from_slice(&[0; 32]);
+        let mut frames = Frames::new(&buf);
+        assert_eq!(frames.by_ref().count(), 1);
+        assert!(frames.torn);
+        assert_eq!(frames.position(), good);
+    }
+}
