@@ -1,1 +1,143 @@
+//! cairn's HTTP server: the REST API (ingest, queries, lifecycle), its OpenAPI document, the crash
+//! monitor, and the web UI. The server keeps no state of its own beyond the store, so any number of
+//! instances can serve one PostgreSQL store.
 
+pub mod api;
+pub mod error;
+mod openapi;
+mod ui;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use cairn_store::Store;
+use cairn_types::Timestamp;
+use cairn_types::error::ErrorCode;
+use tokio::net::TcpListener;
+
+use crate::error::ApiError;
+pub use openapi::openapi_json;
+
+/// How the server behaves; the `cairn server` flags fill it in.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where runs that name no entity go.
+    pub default_entity: String,
+    /// A running run without a heartbeat for this long is marked crashed.
+    pub heartbeat_timeout: Duration,
+    /// How often the crash monitor looks.
+    pub monitor_interval: Duration,
+    /// The largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            default_entity: "default".into(),
+            heartbeat_timeout: Duration::from_secs(60),
+            monitor_interval: Duration::from_secs(10),
+            max_body_bytes: 256 << 20,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub config: Arc<ServerConfig>,
+}
+
+/// The whole application: API, OpenAPI document and UI.
+pub fn router(state: AppState) -> Router {
+    let run = "/api/v1/runs/{entity}/{project}/{run_id}";
+    let api = Router::new()
+        .route("/api/v1/info", get(api::info))
+        .route("/api/v1/openapi.json", get(openapi::serve))
+        .route("/api/v1/entities", get(api::list_entities))
+        .route("/api/v1/entities/{entity}", get(api::get_entity))
+        .route("/api/v1/entities/{entity}/projects", get(api::list_projects))
+        .route("/api/v1/projects/{entity}/{project}", get(api::get_project))
+        .route("/api/v1/projects/{entity}/{project}/runs", get(api::list_runs))
+        .route("/api/v1/projects/{entity}/{project}/runs/search", post(api::search_runs))
+        .route("/api/v1/runs", post(api::upsert_run))
+        .route(run, get(api::get_run).patch(api::update_run).delete(api::delete_run))
+        .route(&format!("{run}/ingest"), post(api::ingest))
+        .route(&format!("{run}/heartbeat"), post(api::heartbeat))
+        .route(&format!("{run}/finish"), post(api::finish_run))
+        .route(&format!("{run}/stop"), post(api::stop_run))
+        .route(&format!("{run}/keys"), get(api::list_keys))
+        .route(&format!("{run}/history"), get(api::history))
+        .route(&format!("{run}/series"), get(api::series))
+        .route(&format!("{run}/console"), get(api::console))
+        .route(&format!("{run}/files"), get(api::list_files))
+        .route(&format!("{run}/files/{{*file_path}}"), get(api::get_file).put(api::put_file))
+        .route("/api/v1", get(api_not_found))
+        .route("/api/v1/{*rest}", axum::routing::any(api_not_found))
+        .method_not_allowed_fallback(method_not_allowed);
+    Router::new()
+        .merge(api)
+        .merge(ui::routes())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), api::with_body_limit))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
+        .with_state(state)
+}
+
+async fn api_not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(ErrorCode::RouteNotFound, format!("no API route {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, format!("{method} is not allowed on {}", uri.path()))
+}
+
+fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    let body = cairn_types::ErrorBody::new(ErrorCode::Internal, "internal error while handling the request (a bug)");
+    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+}
+
+/// Marks runs without a recent heartbeat as crashed, every `monitor_interval`.
+pub async fn crash_monitor(store: Arc<dyn Store>, config: Arc<ServerConfig>) {
+    let mut ticker = tokio::time::interval(config.monitor_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let store = store.clone();
+        let timeout = config.heartbeat_timeout;
+        let deadline = Timestamp(Timestamp::now().micros() - timeout.as_micros() as i64);
+        match tokio::task::spawn_blocking(move || store.mark_crashed(deadline)).await {
+            Ok(Ok(crashed)) => {
+                for path in crashed {
+                    tracing::info!("run {path} sent no heartbeat for {}s: marked crashed", timeout.as_secs());
+                }
+            }
+            Ok(Err(e)) => tracing::warn!("crash monitor: {}", e.message),
+            Err(_) => tracing::warn!("crash monitor task failed"),
+        }
+    }
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish and closes the store, so
+/// that every batch that was acknowledged is committed.
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<dyn Store>,
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let config = Arc::new(config);
+    let monitor = tokio::spawn(crash_monitor(store.clone(), config.clone()));
+    let app = router(AppState { store: store.clone(), config });
+    let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await;
+    monitor.abort();
+    tokio::task::spawn_blocking(move || store.close()).await.ok();
+    result
+}

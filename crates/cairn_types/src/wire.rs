@@ -1188,3 +1188,171 @@ mod tests {
         assert_eq!(frames.position(), good);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// History columns, binary (`application/x-cairn-columns`): the fast way to read many points back
+// ---------------------------------------------------------------------------------------------
+
+pub const COLUMNS_MAGIC: &[u8; 4] = b"CRNC";
+pub const COLUMNS_CONTENT_TYPE: &str = "application/x-cairn-columns";
+const COLUMN_F64: u8 = 0;
+const COLUMN_VALUES: u8 = 1;
+const MISSING: u8 = 255;
+
+/// One column of [`Columns`]: values aligned with the steps, `None` where a row lacks the key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnData {
+    pub name: String,
+    pub path: Vec<String>,
+    pub values: Vec<Option<Value>>,
+}
+
+/// `"CRNC" | version | next_step: i64 (MIN = none) | n: u64 | steps: n × i64 | ncols: varint |
+/// columns`, where a column is `name | nseg | segs | kind | data`: kind 0, for columns of floats
+/// only, is `n × f64` followed by a presence bitmap; kind 1 is n wire values, with tag 255 for a
+/// missing value.
+pub fn encode_columns(steps: &[i64], columns: &[ColumnData], next_step: Option<i64>) -> Vec<u8> {
+    let n = steps.len();
+    let mut out = Vec::with_capacity(16 + n * 8 * (1 + columns.len()));
+    out.extend_from_slice(COLUMNS_MAGIC);
+    out.push(WIRE_VERSION);
+    put_i64(&mut out, next_step.unwrap_or(i64::MIN));
+    out.extend_from_slice(&(n as u64).to_le_bytes());
+    for step in steps {
+        put_i64(&mut out, *step);
+    }
+    put_varint(&mut out, columns.len() as u64);
+    for column in columns {
+        put_str(&mut out, &column.name);
+        put_varint(&mut out, column.path.len() as u64);
+        for segment in &column.path {
+            put_str(&mut out, segment);
+        }
+        let all_floats = column.values.iter().all(|v| matches!(v, None | Some(Value::Float(_))));
+        if all_floats {
+            out.push(COLUMN_F64);
+            let mut bitmap = vec![0u8; n.div_ceil(8)];
+            for (i, value) in column.values.iter().enumerate() {
+                match value {
+                    Some(Value::Float(f)) => {
+                        put_f64(&mut out, *f);
+                        bitmap[i / 8] |= 1 << (i % 8);
+                    }
+                    _ => put_f64(&mut out, f64::NAN),
+                }
+            }
+            out.extend_from_slice(&bitmap);
+        } else {
+            out.push(COLUMN_VALUES);
+            for value in &column.values {
+                match value {
+                    Some(v) => put_value(&mut out, v),
+                    None => out.push(MISSING),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Decoded binary columns. Float columns stay as plain `f64` arrays for speed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Columns {
+    pub steps: Vec<i64>,
+    pub next_step: Option<i64>,
+    pub columns: Vec<DecodedColumn>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedColumn {
+    pub name: String,
+    pub path: Vec<String>,
+    pub data: ColumnValues,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnValues {
+    /// Values and whether each is present.
+    Floats(Vec<f64>, Vec<bool>),
+    Values(Vec<Option<Value>>),
+}
+
+pub fn decode_columns(body: &[u8]) -> Result<Columns, WireError> {
+    if body.len() < 21 || &body[..4] != COLUMNS_MAGIC || body[4] != WIRE_VERSION {
+        return Err(WireError("not a CRNC columns body of a known version".into()));
+    }
+    let mut r = Reader::new(&body[5..]);
+    let next = r.i64()?;
+    let n = u64::from_le_bytes(r.bytes(8)?.try_into().expect("8 bytes"));
+    let n = usize::try_from(n).map_err(|_| WireError("row count overflows".into()))?;
+    if n.saturating_mul(8) > body.len() {
+        return Err(WireError(format!("{n} rows claimed in {} bytes", body.len())));
+    }
+    let steps: Vec<i64> = r.bytes(n * 8)?.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8"))).collect();
+    let ncols = r.len(3)?;
+    let mut columns = Vec::with_capacity(ncols);
+    for _ in 0..ncols {
+        let name = r.str()?.to_owned();
+        let nseg = r.len(1)?;
+        let mut path = Vec::with_capacity(nseg);
+        for _ in 0..nseg {
+            path.push(r.str()?.to_owned());
+        }
+        let data = match r.u8()? {
+            COLUMN_F64 => {
+                let values: Vec<f64> =
+                    r.bytes(n * 8)?.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8"))).collect();
+                let bitmap = r.bytes(n.div_ceil(8))?;
+                let present = (0..n).map(|i| bitmap[i / 8] & (1 << (i % 8)) != 0).collect();
+                ColumnValues::Floats(values, present)
+            }
+            COLUMN_VALUES => {
+                let mut values = Vec::with_capacity(n);
+                for _ in 0..n {
+                    if r.buf.get(r.pos) == Some(&MISSING) {
+                        r.pos += 1;
+                        values.push(None);
+                    } else {
+                        values.push(Some(r.value()?));
+                    }
+                }
+                ColumnValues::Values(values)
+            }
+            other => return Err(WireError(format!("unknown column kind {other}"))),
+        };
+        columns.push(DecodedColumn { name, path, data });
+    }
+    if !r.is_empty() {
+        return Err(WireError("columns body has trailing bytes".into()));
+    }
+    Ok(Columns { steps, next_step: (next != i64::MIN).then_some(next), columns })
+}
+
+#[cfg(test)]
+mod column_tests {
+    use super::*;
+
+    #[test]
+    fn columns_round_trip() {
+        let steps = vec![0, 5, 9];
+        let columns = vec![
+            ColumnData { name: "loss".into(), path: vec!["loss".into()], values: vec![Some(Value::Float(0.5)), None, Some(Value::Float(f64::INFINITY))] },
+            ColumnData { name: "a.b".into(), path: vec!["a".into(), "b".into()], values: vec![Some(Value::Int(1)), Some(Value::from("x")), None] },
+        ];
+        let body = encode_columns(&steps, &columns, Some(10));
+        let back = decode_columns(&body).unwrap();
+        assert_eq!(back.steps, steps);
+        assert_eq!(back.next_step, Some(10));
+        match &back.columns[0].data {
+            ColumnValues::Floats(v, p) => {
+                assert_eq!(v[0], 0.5);
+                assert_eq!(p, &[true, false, true]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(back.columns[1].data, ColumnValues::Values(columns[1].values.clone()));
+        for cut in 0..body.len() {
+            assert!(decode_columns(&body[..cut]).is_err());
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! The `cairn` binary.
+
+mod runs;
+mod server;
+mod sync;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cairn", version, about = "Self-hosted experiment tracking: runs, metrics, charts", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server (embedded store in ~/.cairn unless --data-dir says otherwise)
+    Server(server::ServerArgs),
+    /// Upload run directories that were logged offline or whose upload was cut off
+    Sync(sync::SyncArgs),
+    /// List, show and stop runs
+    Runs {
+        #[command(subcommand)]
+        command: runs::RunsCommand,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Server(args) => server::run(args),
+        Command::Sync(args) => sync::run(args),
+        Command::Runs { command } => runs::run(command),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! `cairn server`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use cairn_server::ServerConfig;
+use cairn_store::StoreConfig;
+use cairn_store::sqlite::SqliteStore;
+
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    /// Address to listen on. Anything but loopback exposes the server, which has no authentication yet
+    #[arg(long, env = "CAIRN_HOST", default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Port to listen on (0 picks a free one)
+    #[arg(long, env = "CAIRN_PORT", default_value_t = 8080)]
+    port: u16,
+    /// Where the embedded store keeps its SQLite file and blobs [default: ~/.cairn]
+    #[arg(long, env = "CAIRN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Entity for runs that name none [default: the OS user name]
+    #[arg(long, env = "CAIRN_DEFAULT_ENTITY")]
+    default_entity: Option<String>,
+    /// Seconds without a heartbeat after which a running run is marked crashed
+    #[arg(long, env = "CAIRN_HEARTBEAT_TIMEOUT_SECS", default_value_t = 60.0)]
+    heartbeat_timeout_secs: f64,
+    /// Seconds between two checks for crashed runs
+    #[arg(long, env = "CAIRN_MONITOR_INTERVAL_SECS", default_value_t = 10.0)]
+    monitor_interval_secs: f64,
+    /// Largest request body accepted, in MiB
+    #[arg(long, env = "CAIRN_MAX_BODY_MB", default_value_t = 256)]
+    max_body_mb: usize,
+}
+
+fn positive_secs(name: &str, secs: f64) -> anyhow::Result<Duration> {
+    anyhow::ensure!(secs.is_finite() && secs > 0.0, "--{name} must be a positive number of seconds, not {secs}");
+    Ok(Duration::from_secs_f64(secs))
+}
+
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| "info".into()))
+        .with_target(false)
+        .init();
+    let data_dir = match args.data_dir {
+        Some(dir) => dir,
+        None => std::env::var_os("HOME").map(PathBuf::from).context("HOME is not set; pass --data-dir")?.join(".cairn"),
+    };
+    let default_entity = args
+        .default_entity
+        .or_else(cairn_client::metadata::username)
+        .unwrap_or_else(|| "default".to_owned());
+    let config = ServerConfig {
+        default_entity: default_entity.clone(),
+        heartbeat_timeout: positive_secs("heartbeat-timeout-secs", args.heartbeat_timeout_secs)?,
+        monitor_interval: positive_secs("monitor-interval-secs", args.monitor_interval_secs)?,
+        max_body_bytes: args.max_body_mb.max(1) << 20,
+    };
+    let store = SqliteStore::open(&data_dir, StoreConfig { default_entity })
+        .map_err(|e| anyhow::anyhow!("{}", e.message))
+        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    let store: Arc<dyn cairn_store::Store> = Arc::new(store);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.host, args.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+        let addr = listener.local_addr()?;
+        let url = match addr.ip() {
+            IpAddr::V6(ip) => format!("http://[{ip}]:{}", addr.port()),
+            IpAddr::V4(ip) => format!("http://{ip}:{}", addr.port()),
+        };
+        println!("cairn server listening on {url}");
+        println!("  store: {}", store.describe());
+        println!("  default entity: {}", config.default_entity);
+        if !addr.ip().is_loopback() {
+            println!(
+                "  WARNING: listening on {} exposes the server to the network, and it has no authentication yet",
+                addr.ip()
+            );
+        }
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        cairn_server::serve(listener, store, config, shutdown_signal()).await?;
+        println!("cairn server stopped; everything acknowledged is committed");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

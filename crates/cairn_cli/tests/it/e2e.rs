@@ -1,0 +1,293 @@
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use cairn_client::http::ApiClient;
+use cairn_types::RunPath;
+use cairn_types::api::RunState;
+use cairn_types::wire::ColumnValues;
+
+use crate::children::value_at;
+use crate::{ServerProcess, cairn, child, run_dir, wait_until};
+
+/// Waits for the child's `ready <run path>` line.
+fn ready_line(process: &mut std::process::Child) -> String {
+    let lines = BufReader::new(process.stdout.take().unwrap()).lines();
+    for line in lines {
+        let line = line.unwrap();
+        if let Some(path) = line.strip_prefix("ready ") {
+            return path.to_owned();
+        }
+    }
+    panic!("the child ended before it was ready");
+}
+
+/// Reads every point of `key` back: `(steps, values)`.
+fn read_back(api: &ApiClient, path: &RunPath, key: &str) -> (Vec<i64>, Vec<Option<f64>>) {
+    let columns = api.history_columns(path, Some(&[key.to_owned()]), None, None, 10_000_000, false).unwrap();
+    let values = match &columns.columns[0].data {
+        ColumnValues::Floats(values, present) => values.iter().zip(present).map(|(v, p)| p.then_some(*v)).collect(),
+        ColumnValues::Values(values) => values.iter().map(|v| v.as_ref().and_then(|v| v.as_f64())).collect(),
+    };
+    (columns.steps, values)
+}
+
+/// Checks that steps 0..=last_logged are all there once, with the values logged.
+fn assert_exactly_once(api: &ApiClient, path: &RunPath, last_logged: i64) -> usize {
+    let (steps, values) = read_back(api, path, "loss");
+    assert!(steps.windows(2).all(|w| w[1] == w[0] + 1), "steps have a gap or a duplicate");
+    assert_eq!(steps.first(), Some(&0));
+    let last = *steps.last().unwrap();
+    assert!(last >= last_logged, "step {last_logged} was logged but the server has only up to {last}");
+    for (step, value) in steps.iter().zip(&values) {
+        if *step <= last_logged {
+            assert_eq!(*value, Some(value_at(*step)), "step {step}");
+        }
+    }
+    let (sparse_steps, _) = read_back(api, path, "sparse");
+    let expected: Vec<i64> = (0..=last_logged).filter(|s| s % 7 == 3).collect();
+    assert_eq!(&sparse_steps[..expected.len()], &expected[..]);
+    steps.len()
+}
+
+fn kill_mid_run(extra_env: &[(&str, String)], server: &ServerProcess, work: &std::path::Path) -> (RunPath, i64, std::path::PathBuf) {
+    let mut envs = vec![
+        ("CAIRN_BASE_URL", server.url.clone()),
+        ("CAIRN_DIR", work.display().to_string()),
+        ("CAIRN_ENTITY", "tester".to_owned()),
+    ];
+    envs.extend(extra_env.iter().cloned());
+    let mut process = child("log-forever", &envs).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
+    let mut run_id = String::new();
+    let mut last_logged = -1;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(id) = line.strip_prefix("id ") {
+            run_id = id.to_owned();
+        }
+        if let Some(step) = line.strip_prefix("logged ") {
+            last_logged = step.parse().unwrap();
+            if last_logged >= 30_000 {
+                break;
+            }
+        }
+    }
+    // SIGKILL in the middle of logging: no atexit, no finish, no flush.
+    process.kill().unwrap();
+    process.wait().unwrap();
+    // Lines printed before the kill that we did not read yet count as logged too.
+    for line in lines.map_while(Result::ok) {
+        if let Some(step) = line.strip_prefix("logged ") {
+            last_logged = step.parse().unwrap();
+        }
+    }
+    (RunPath::new("tester", "e2e", run_id), last_logged, run_dir(work))
+}
+
+#[test]
+fn sigkill_then_sync_uploads_everything_exactly_once() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), &[]);
+    let api = server.api();
+    let (path, last_logged, dir) = kill_mid_run(&[], &server, work.path());
+    assert!(last_logged >= 30_000);
+
+    let sync = cairn(&["sync", dir.to_str().unwrap(), "--base-url", &server.url]);
+    assert!(sync.status.success(), "{}", String::from_utf8_lossy(&sync.stderr));
+    let stdout = String::from_utf8_lossy(&sync.stdout);
+    assert!(stdout.contains(&path.to_string()), "{stdout}");
+    let count = assert_exactly_once(&api, &path, last_logged);
+
+    // Syncing again changes nothing.
+    let again = cairn(&["sync", dir.to_str().unwrap(), "--base-url", &server.url]);
+    assert!(again.status.success());
+    assert_eq!(assert_exactly_once(&api, &path, last_logged), count);
+    let run = api.get_run(&path).unwrap();
+    assert_eq!(run.offsets.history as usize, count);
+    assert_eq!(run.config["role"], cairn_types::Value::from("log-forever"));
+}
+
+#[test]
+fn offline_run_killed_then_synced() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), &[]);
+    let (path, last_logged, dir) = kill_mid_run(&[("CAIRN_MODE", "offline".into())], &server, work.path());
+    // Nothing reached the server while offline.
+    assert!(server.api().get_run(&path).is_err());
+    let sync = cairn(&["sync", dir.to_str().unwrap(), "--base-url", &server.url]);
+    assert!(sync.status.success(), "{}", String::from_utf8_lossy(&sync.stderr));
+    assert_exactly_once(&server.api(), &path, last_logged);
+}
+
+#[test]
+fn sync_refuses_a_directory_in_use_and_a_non_run_directory() {
+    let work = tempfile::tempdir().unwrap();
+    let out = cairn(&["sync", work.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a cairn run directory"));
+}
+
+#[test]
+fn graceful_shutdown_and_restart_keep_the_data() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(data.path(), &[]);
+    let envs = [
+        ("CAIRN_BASE_URL", server.url.clone()),
+        ("CAIRN_DIR", work.path().display().to_string()),
+        ("CAIRN_ENTITY", "tester".to_owned()),
+    ];
+    let mut process = child("log-then-sleep", &envs).stdout(Stdio::piped()).spawn().unwrap();
+    let path = RunPath::parse(&ready_line(&mut process)).unwrap();
+    process.kill().unwrap();
+    process.wait().unwrap();
+    server.signal(libc::SIGINT);
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let server = ServerProcess::start(data.path(), &[]);
+    let run = server.api().get_run(&path).unwrap();
+    assert_eq!(run.summary["loss"], cairn_types::Value::Float(1.0));
+}
+
+#[test]
+fn a_silent_client_is_marked_crashed_and_recovers_when_it_speaks() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), &["--heartbeat-timeout-secs", "1", "--monitor-interval-secs", "0.2"]);
+    let envs = [
+        ("CAIRN_BASE_URL", server.url.clone()),
+        ("CAIRN_DIR", work.path().display().to_string()),
+        ("CAIRN_HEARTBEAT_SECS", "0.2".to_owned()),
+    ];
+    let mut process = child("log-then-sleep", &envs).stdout(Stdio::piped()).spawn().unwrap();
+    let path = RunPath::parse(&ready_line(&mut process)).unwrap();
+    let api = server.api();
+    // While it sends heartbeats it stays running.
+    std::thread::sleep(Duration::from_millis(1800));
+    assert_eq!(api.get_run(&path).unwrap().state, RunState::Running);
+    process.kill().unwrap();
+    process.wait().unwrap();
+    wait_until("the run to be marked crashed", Duration::from_secs(10), || api.get_run(&path).unwrap().state == RunState::Crashed);
+    // A crashed run that speaks again is running again.
+    api.heartbeat(&path).unwrap();
+    assert_eq!(api.get_run(&path).unwrap().state, RunState::Running);
+}
+
+#[test]
+fn stop_from_the_server_ends_the_run_as_killed() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), &[]);
+    let envs = [
+        ("CAIRN_BASE_URL", server.url.clone()),
+        ("CAIRN_DIR", work.path().display().to_string()),
+        ("CAIRN_HEARTBEAT_SECS", "0.2".to_owned()),
+    ];
+    let mut process = child("wait-for-stop", &envs).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
+    let path = lines.by_ref().find_map(|l| l.ok().and_then(|l| l.strip_prefix("ready ").map(str::to_owned))).unwrap();
+    let out = cairn(&["runs", "stop", &path, "--base-url", &server.url]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ended = lines.find_map(|l| l.ok().and_then(|l| l.strip_prefix("ended ").map(str::to_owned))).unwrap();
+    assert_eq!(ended, "killed");
+    assert!(process.wait().unwrap().success());
+    let run = server.api().get_run(&RunPath::parse(&path).unwrap()).unwrap();
+    assert_eq!(run.state, RunState::Killed);
+}
+
+#[test]
+fn finish_does_not_hang_when_the_server_is_gone_and_sync_catches_up() {
+    let work = tempfile::tempdir().unwrap();
+    // A port nobody listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let envs = [("CAIRN_BASE_URL", dead_url), ("CAIRN_DIR", work.path().display().to_string())];
+    let started = Instant::now();
+    let out = child("unreachable", &envs).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let took: u64 = stdout.lines().find_map(|l| l.strip_prefix("finish took ")).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(took < 5_000, "finish took {took} ms");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(stdout.contains("uploaded=false"), "{stdout}");
+    assert!(stdout.contains("cairn sync"), "{stdout}");
+
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), &[]);
+    let dir = run_dir(work.path());
+    let sync = cairn(&["sync", dir.to_str().unwrap(), "--base-url", &server.url]);
+    assert!(sync.status.success(), "{}", String::from_utf8_lossy(&sync.stderr));
+    let projects = server.api().list_projects(&server.api().info().unwrap().default_entity).unwrap();
+    assert_eq!(projects[0].name, "e2e");
+    let page = server.api().search_runs(&projects[0].entity, "e2e", &Default::default()).unwrap();
+    let run = &page.runs[0];
+    assert_eq!(run.state, RunState::Finished);
+    let (steps, values) = read_back(&server.api(), &run.path(), "loss");
+    assert_eq!(steps, (0..500).collect::<Vec<i64>>());
+    assert_eq!(values[499], Some(value_at(499)));
+}
+
+#[test]
+fn runs_list_and_show_print_tables() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), &["--default-entity", "nico"]);
+    let envs = [("CAIRN_BASE_URL", server.url.clone()), ("CAIRN_DIR", work.path().display().to_string())];
+    let mut process = child("log-then-sleep", &envs).stdout(Stdio::piped()).spawn().unwrap();
+    let path = ready_line(&mut process);
+    assert!(path.starts_with("nico/e2e/"), "{path}");
+    process.kill().unwrap();
+    process.wait().unwrap();
+
+    let list = cairn(&["runs", "list", "nico/e2e", "--base-url", &server.url]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+    assert!(text.starts_with("ID"), "{text}");
+    assert!(text.contains("running") && text.contains("loss") && text.contains("1 of 1 runs"), "{text}");
+    let show = cairn(&["runs", "show", &path, "--base-url", &server.url]);
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(text.contains("summary:") && text.contains("loss: 1") && text.contains("role: log-then-sleep"), "{text}");
+    let json = cairn(&["runs", "show", &path, "--json", "--base-url", &server.url]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["state"], "running");
+
+    let bad = cairn(&["runs", "show", "nico/e2e", "--base-url", &server.url]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("entity/project/run_id"));
+    let missing = cairn(&["runs", "show", "nico/e2e/nope", "--base-url", &server.url]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
+    let bad_filter = cairn(&["runs", "list", "nico/e2e", "--filter", "{x", "--base-url", &server.url]);
+    assert!(String::from_utf8_lossy(&bad_filter.stderr).contains("not valid JSON"));
+}
+
+#[test]
+fn help_everywhere() {
+    for args in [&["--help"][..], &["server", "--help"], &["sync", "--help"], &["runs", "--help"], &["runs", "list", "--help"], &["runs", "show", "--help"], &["runs", "stop", "--help"]] {
+        let out = cairn(args);
+        assert!(out.status.success(), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: cairn"), "{args:?}");
+    }
+}
+
+#[test]
+fn server_warns_when_exposed_and_refuses_bad_flags() {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(crate::CAIRN)
+        .args(["server", "--host", "0.0.0.0", "--port", "0", "--data-dir"])
+        .arg(data.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let text: Vec<String> = lines.by_ref().take(4).map(|l| l.unwrap()).collect();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(text.iter().any(|l| l.contains("WARNING") && l.contains("no authentication")), "{text:?}");
+    let out = cairn(&["server", "--heartbeat-timeout-secs=-3", "--data-dir", data.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("heartbeat-timeout-secs"));
+}

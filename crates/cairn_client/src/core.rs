@@ -1,0 +1,613 @@
+//! The state behind a run handle, under one lock: the write-ahead log, interned keys, stream
+//! offsets, the open history row, and the local view of config and summary.
+//!
+//! `log` encodes a record and copies it into the memory-mapped log: no system call, no network.
+
+use std::collections::BTreeMap;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use cairn_types::api::StreamOffsets;
+use cairn_types::value::{Map, Value, insert_path, remove_path};
+use cairn_types::wire::{self, HISTORY_SEALED, KeyStream, RecordType, payload};
+use rustc_hash::FxHashMap;
+
+use crate::error::{ClientError, ErrorKind, Result};
+use crate::report::Sparkline;
+use crate::wal::WalWriter;
+
+/// Keys that the client writes itself and users cannot log.
+pub const RESERVED_KEYS: [&str; 3] = ["_step", "_timestamp", "_runtime"];
+
+pub fn now_micros() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+/// Running statistics of one key, as the server keeps them, for the local summary.
+#[derive(Debug, Clone)]
+pub struct KeyState {
+    pub name: String,
+    pub path: Vec<String>,
+    pub stream: KeyStream,
+    /// When the key was last logged (the core's operation counter).
+    pub version: u64,
+    pub count: u64,
+    pub num_count: u64,
+    pub min: f64,
+    pub max: f64,
+    pub sum: f64,
+    pub first: Value,
+    pub last: Value,
+    pub sparkline: Option<Sparkline>,
+}
+
+impl KeyState {
+    #[inline]
+    fn observe(&mut self, step: i64, value: Value, version: u64) {
+        if let Some(v) = value.as_f64().filter(|_| matches!(value, Value::Int(_) | Value::Float(_))) {
+            if !v.is_nan() {
+                self.num_count += 1;
+                self.min = self.min.min(v);
+                self.max = self.max.max(v);
+                self.sum += v;
+            }
+            self.sparkline.get_or_insert_with(|| Sparkline::new(step)).push(step, v);
+        }
+        if self.count == 0 {
+            self.first = value.clone();
+        }
+        self.count += 1;
+        self.last = value;
+        self.version = version;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OpenRow {
+    seq: u64,
+    step: i64,
+}
+
+/// What became of a `log` call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogOutcome {
+    /// Written at this step.
+    Logged { step: i64 },
+    /// The step was lower than the current one: nothing was written.
+    Dropped { step: i64, current: i64 },
+    /// The run is disabled.
+    Disabled,
+}
+
+pub struct Core {
+    wal: WalWriter,
+    record: Vec<u8>,
+    fields: Vec<u8>,
+    pending: Vec<(u32, Value)>,
+    flat_keys: FxHashMap<Box<str>, u32>,
+    nested_keys: FxHashMap<Box<str>, u32>,
+    system_keys: FxHashMap<Box<str>, u32>,
+    pub keys: Vec<KeyState>,
+    pub seqs: StreamOffsets,
+    open_row: Option<OpenRow>,
+    next_step: i64,
+    started: Instant,
+    runtime_offset_us: i64,
+    version: u64,
+    pub config: Map,
+    summary_explicit: BTreeMap<String, (u64, Option<Value>)>,
+    metric_summaries: Vec<(String, Vec<String>)>,
+    pub finished: bool,
+    console_line: u64,
+}
+
+impl Core {
+    pub fn new(wal: WalWriter, seqs: StreamOffsets, next_step: i64, runtime_offset_us: i64, config: Map) -> Core {
+        Core {
+            wal,
+            record: Vec::with_capacity(256),
+            fields: Vec::with_capacity(256),
+            pending: Vec::with_capacity(16),
+            flat_keys: FxHashMap::default(),
+            nested_keys: FxHashMap::default(),
+            system_keys: FxHashMap::default(),
+            keys: Vec::new(),
+            seqs,
+            open_row: None,
+            next_step,
+            started: Instant::now(),
+            runtime_offset_us,
+            version: 0,
+            config,
+            summary_explicit: BTreeMap::new(),
+            metric_summaries: Vec::new(),
+            finished: false,
+            console_line: 0,
+        }
+    }
+
+    fn append(&mut self) -> Result<()> {
+        self.wal
+            .append(&self.record)
+            .map_err(|e| ClientError::new(ErrorKind::Io, format!("cannot write the run's log: {e}")))
+    }
+
+    pub fn write_run_start(&mut self, info: &Value) -> Result<()> {
+        self.record.clear();
+        payload::run_start(&mut self.record, info);
+        self.append()
+    }
+
+    fn runtime_us(&self) -> i64 {
+        self.runtime_offset_us + self.started.elapsed().as_micros() as i64
+    }
+
+    /// The step the next `log` without a step goes to.
+    pub fn step(&self) -> i64 {
+        self.open_row.map_or(self.next_step, |r| r.step)
+    }
+
+    fn define_key(&mut self, stream: KeyStream, path: Vec<String>) -> Result<u32> {
+        let id = self.keys.len() as u32;
+        self.record.clear();
+        payload::key_def(&mut self.record, id as u64, stream, &path);
+        self.append()?;
+        self.keys.push(KeyState {
+            name: wire::key_name(&path),
+            path,
+            stream,
+            version: 0,
+            count: 0,
+            num_count: 0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            sum: 0.0,
+            first: Value::Null,
+            last: Value::Null,
+            sparkline: None,
+        });
+        Ok(id)
+    }
+
+    /// Writes one history record; `fill` adds the fields.
+    pub fn log_row(
+        &mut self,
+        step: Option<i64>,
+        commit: Option<bool>,
+        fill: impl FnOnce(&mut RowFields<'_>) -> Result<()>,
+    ) -> Result<LogOutcome> {
+        if self.finished {
+            return Err(ClientError::new(ErrorKind::Finished, "the run has finished; it takes no more data"));
+        }
+        let (seq, row_step) = match (step, self.open_row) {
+            (None, Some(open)) => (open.seq, open.step),
+            (None, None) => (self.seqs.history, self.next_step),
+            (Some(s), _) if s < 0 => {
+                return Err(ClientError::new(ErrorKind::InvalidValue, format!("step {s} is negative")));
+            }
+            (Some(s), Some(open)) if s == open.step => (open.seq, s),
+            (Some(s), Some(open)) if s < open.step => return Ok(LogOutcome::Dropped { step: s, current: open.step }),
+            (Some(s), Some(_)) => (self.seqs.history, s),
+            (Some(s), None) if s < self.next_step => {
+                return Ok(LogOutcome::Dropped { step: s, current: self.next_step });
+            }
+            (Some(s), None) => (self.seqs.history, s),
+        };
+        let sealed = commit.unwrap_or(step.is_none());
+
+        self.fields.clear();
+        self.pending.clear();
+        let mut row = RowFields { core: self, count: 0 };
+        fill(&mut row)?;
+        let count = row.count;
+
+        let mut record = std::mem::take(&mut self.record);
+        record.clear();
+        payload::history_head(
+            &mut record,
+            seq,
+            row_step,
+            if sealed { HISTORY_SEALED } else { 0 },
+            now_micros(),
+            self.runtime_us(),
+            count,
+        );
+        record.extend_from_slice(&self.fields);
+        self.record = record;
+        self.append()?;
+
+        self.version += 1;
+        let version = self.version;
+        for (id, value) in self.pending.drain(..) {
+            self.keys[id as usize].observe(row_step, value, version);
+        }
+        if seq == self.seqs.history {
+            self.seqs.history += 1;
+        }
+        self.open_row = (!sealed).then_some(OpenRow { seq, step: row_step });
+        self.next_step = row_step + 1;
+        Ok(LogOutcome::Logged { step: row_step })
+    }
+
+    fn write_updates(&mut self, record_type: RecordType, set: &Map, remove: &[String]) -> Result<()> {
+        let stream = if record_type == RecordType::Config { &mut self.seqs.config } else { &mut self.seqs.summary };
+        let seq = *stream;
+        *stream += 1;
+        self.record.clear();
+        payload::updates(&mut self.record, record_type, seq, set, remove);
+        self.append()
+    }
+
+    pub fn update_config(&mut self, update: Map, allow_val_change: bool) -> Result<()> {
+        if !allow_val_change {
+            for (key, value) in &update {
+                if let Some(old) = self.config.get(key)
+                    && old.to_json() != value.to_json()
+                {
+                    return Err(ClientError::new(
+                        ErrorKind::Config,
+                        format!(
+                            "config key {key:?} already has the value {}; changing it to {} needs allow_val_change=True",
+                            old.to_json(),
+                            value.to_json()
+                        ),
+                    ));
+                }
+            }
+        }
+        let changed: Map = update.into_iter().filter(|(k, v)| self.config.get(k) != Some(v)).collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        self.write_updates(RecordType::Config, &changed, &[])?;
+        self.config.extend(changed);
+        Ok(())
+    }
+
+    pub fn remove_config(&mut self, keys: Vec<String>) -> Result<()> {
+        let keys: Vec<String> = keys.into_iter().filter(|k| self.config.contains_key(k)).collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.write_updates(RecordType::Config, &Map::new(), &keys)?;
+        for key in keys {
+            self.config.remove(&key);
+        }
+        Ok(())
+    }
+
+    pub fn update_summary(&mut self, set: Map, remove: Vec<String>) -> Result<()> {
+        self.write_updates(RecordType::Summary, &set, &remove)?;
+        self.version += 1;
+        for (key, value) in set {
+            self.summary_explicit.insert(key, (self.version, Some(value)));
+        }
+        for key in remove {
+            self.summary_explicit.insert(key, (self.version, None));
+        }
+        Ok(())
+    }
+
+    pub fn write_event(&mut self, event: &Value) -> Result<()> {
+        let seq = self.seqs.events;
+        self.seqs.events += 1;
+        self.record.clear();
+        payload::event(&mut self.record, seq, event);
+        self.append()
+    }
+
+    pub fn define_metric(&mut self, name: &str, summary_modes: Vec<String>, event: &Value) -> Result<()> {
+        self.write_event(event)?;
+        self.metric_summaries.retain(|(n, _)| n != name);
+        if !summary_modes.is_empty() {
+            self.metric_summaries.push((name.to_owned(), summary_modes));
+        }
+        Ok(())
+    }
+
+    fn modes_for(&self, name: &str) -> Option<&[String]> {
+        self.metric_summaries
+            .iter()
+            .find(|(pattern, _)| pattern == name)
+            .or_else(|| self.metric_summaries.iter().find(|(p, _)| p.contains('*') && glob_match(p, name)))
+            .map(|(_, modes)| modes.as_slice())
+    }
+
+    /// The summary as the server will compute it: history-derived values (per `define_metric`),
+    /// overlaid by explicit updates made after the key was last logged.
+    pub fn summary(&self) -> Map {
+        let mut out = Map::new();
+        for key in &self.keys {
+            if key.stream != KeyStream::History || key.count == 0 {
+                continue;
+            }
+            if let Some((version, _)) = self.summary_explicit.get(&key.path[0])
+                && *version > key.version
+            {
+                continue;
+            }
+            let modes = self.modes_for(&key.name);
+            let value = match modes {
+                None => key.last.clone(),
+                Some(modes) if modes.iter().any(|m| m == "none") => continue,
+                Some(modes) if modes == ["last"] => key.last.clone(),
+                Some(modes) => {
+                    let numeric = |v: f64| if key.num_count > 0 { Value::Float(v) } else { Value::Null };
+                    let mut nested = Map::new();
+                    for mode in modes {
+                        let v = match mode.as_str() {
+                            "last" => key.last.clone(),
+                            "first" => key.first.clone(),
+                            "min" => numeric(key.min),
+                            "max" => numeric(key.max),
+                            "mean" => numeric(key.sum / key.num_count.max(1) as f64),
+                            _ => continue,
+                        };
+                        nested.insert(mode.clone(), v);
+                    }
+                    Value::Map(nested)
+                }
+            };
+            insert_path(&mut out, &key.path, value);
+        }
+        for (key, (version, value)) in &self.summary_explicit {
+            let logged_later = self.keys.iter().any(|k| k.stream == KeyStream::History && k.path[0] == *key && k.version > *version);
+            if logged_later {
+                continue;
+            }
+            match value {
+                Some(v) => {
+                    out.insert(key.clone(), v.clone());
+                }
+                None => remove_path(&mut out, &[key]),
+            }
+        }
+        out
+    }
+
+    pub fn log_system(&mut self, timestamp_us: i64, fields: &[(&str, f64)]) -> Result<()> {
+        let mut ids = Vec::with_capacity(fields.len());
+        for (name, value) in fields {
+            let id = match self.system_keys.get(*name) {
+                Some(&id) => id,
+                None => {
+                    let id = self.define_key(KeyStream::System, vec![(*name).to_owned()])?;
+                    self.system_keys.insert((*name).into(), id);
+                    id
+                }
+            };
+            ids.push((id as u64, *value));
+        }
+        let seq = self.seqs.system;
+        self.seqs.system += 1;
+        self.record.clear();
+        payload::system(&mut self.record, seq, timestamp_us, &ids);
+        self.append()
+    }
+
+    /// Writes a console line; `line` is `None` for a new line, or the number of a line to rewrite.
+    pub fn log_console(&mut self, line: Option<u64>, stream: wire::ConsoleStream, text: &str) -> Result<u64> {
+        let line = line.unwrap_or_else(|| {
+            let l = self.console_line;
+            self.console_line += 1;
+            l
+        });
+        let seq = self.seqs.console;
+        self.seqs.console += 1;
+        self.record.clear();
+        payload::console(&mut self.record, seq, line, stream, now_micros(), text);
+        self.append()?;
+        Ok(line)
+    }
+
+    pub fn flush(&self) {
+        let _ = self.wal.flush();
+    }
+}
+
+/// Adds fields to the row being logged.
+pub struct RowFields<'a> {
+    core: &'a mut Core,
+    count: usize,
+}
+
+fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(ClientError::new(ErrorKind::InvalidValue, "a logged key must not be empty"));
+    }
+    if RESERVED_KEYS.contains(&key) {
+        return Err(ClientError::new(ErrorKind::InvalidValue, format!("key {key:?} is reserved; cairn sets it itself")));
+    }
+    Ok(())
+}
+
+impl RowFields<'_> {
+    #[inline]
+    fn flat_id(&mut self, key: &str) -> Result<u32> {
+        if let Some(&id) = self.core.flat_keys.get(key) {
+            return Ok(id);
+        }
+        check_key(key)?;
+        let id = self.core.define_key(KeyStream::History, vec![key.to_owned()])?;
+        self.core.flat_keys.insert(key.into(), id);
+        Ok(id)
+    }
+
+    fn nested_id(&mut self, path: &[&str]) -> Result<u32> {
+        let joined = path.join("\u{1f}");
+        if let Some(&id) = self.core.nested_keys.get(joined.as_str()) {
+            return Ok(id);
+        }
+        check_key(path[0])?;
+        let id = self.core.define_key(KeyStream::History, path.iter().map(|s| s.to_string()).collect())?;
+        self.core.nested_keys.insert(joined.into(), id);
+        Ok(id)
+    }
+
+    /// A float under a top-level key: the fast path.
+    #[inline]
+    pub fn float(&mut self, key: &str, value: f64) -> Result<()> {
+        let id = self.flat_id(key)?;
+        payload::history_float_field(&mut self.core.fields, id as u64, value);
+        self.core.pending.push((id, Value::Float(value)));
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Any value under a top-level key; maps are stored nested, as their leaves.
+    pub fn value(&mut self, key: &str, value: Value) -> Result<()> {
+        match value {
+            Value::Map(map) if !map.is_empty() => {
+                let mut path = vec![key];
+                self.nested(&mut path, &map)
+            }
+            Value::Float(f) => self.float(key, f),
+            other => {
+                let id = self.flat_id(key)?;
+                payload::history_field(&mut self.core.fields, id as u64, &other);
+                self.core.pending.push((id, other));
+                self.count += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn nested<'k>(&mut self, path: &mut Vec<&'k str>, map: &'k Map) -> Result<()> {
+        for (key, value) in map {
+            path.push(key);
+            match value {
+                Value::Map(child) if !child.is_empty() => self.nested(path, child)?,
+                leaf => {
+                    if key.is_empty() {
+                        return Err(ClientError::new(ErrorKind::InvalidValue, format!("key {:?} has an empty part", path.join("."))));
+                    }
+                    let id = self.nested_id(path)?;
+                    payload::history_field(&mut self.core.fields, id as u64, leaf);
+                    self.core.pending.push((id, leaf.clone()));
+                    self.count += 1;
+                }
+            }
+            path.pop();
+        }
+        Ok(())
+    }
+}
+
+/// `*` matches any run of characters.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let Some(mut rest) = name.strip_prefix(parts[0]) else { return false };
+    for (i, part) in parts.iter().enumerate().skip(1) {
+        if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        }
+        match rest.find(part) {
+            Some(pos) => rest = &rest[pos + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_types::map;
+    use cairn_types::wire::{Record, decode_record};
+
+    fn core() -> (Core, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = WalWriter::create(&dir.path().join("wal")).unwrap();
+        (Core::new(wal, StreamOffsets::default(), 0, 0, Map::new()), dir)
+    }
+
+    fn history(dir: &std::path::Path) -> Vec<(u64, i64, u8, usize)> {
+        let mut out = Vec::new();
+        crate::wal::WalReader::new(&dir.join("wal"))
+            .scan(0, u64::MAX, |_, _, p| {
+                if let Ok(Record::History { seq, step, flags, fields, .. }) = decode_record(p) {
+                    out.push((seq, step, flags, fields.len()));
+                }
+                true
+            })
+            .unwrap();
+        out
+    }
+
+    fn log(core: &mut Core, step: Option<i64>, commit: Option<bool>, data: Map) -> LogOutcome {
+        core.log_row(step, commit, |row| {
+            for (k, v) in data {
+                row.value(&k, v)?;
+            }
+            Ok(())
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn wandb_step_and_commit_semantics() {
+        let (mut c, dir) = core();
+        assert_eq!(log(&mut c, None, None, map! {"a" => 1}), LogOutcome::Logged { step: 0 });
+        assert_eq!(log(&mut c, None, Some(false), map! {"b" => 2}), LogOutcome::Logged { step: 1 });
+        assert_eq!(log(&mut c, None, None, map! {"c" => 3}), LogOutcome::Logged { step: 1 });
+        assert_eq!(log(&mut c, Some(5), None, map! {"a" => 4}), LogOutcome::Logged { step: 5 });
+        assert_eq!(log(&mut c, Some(5), None, map! {"b" => 5}), LogOutcome::Logged { step: 5 });
+        assert_eq!(log(&mut c, Some(3), None, map! {"a" => 6}), LogOutcome::Dropped { step: 3, current: 5 });
+        assert_eq!(log(&mut c, Some(7), Some(true), map! {"a" => 7}), LogOutcome::Logged { step: 7 });
+        assert_eq!(log(&mut c, Some(7), None, map! {"a" => 8}), LogOutcome::Dropped { step: 7, current: 8 });
+        assert_eq!(log(&mut c, None, None, map! {"a" => 9}), LogOutcome::Logged { step: 8 });
+        assert_eq!(
+            history(dir.path()),
+            vec![(0, 0, 1, 1), (1, 1, 0, 1), (1, 1, 1, 1), (2, 5, 0, 1), (2, 5, 0, 1), (3, 7, 1, 1), (4, 8, 1, 1)]
+        );
+        assert!(c.log_row(Some(-1), None, |_| Ok(())).is_err());
+    }
+
+    #[test]
+    fn summary_follows_metric_definitions_and_explicit_updates() {
+        let (mut c, _dir) = core();
+        for (i, loss) in [3.0, 1.0, 2.0].into_iter().enumerate() {
+            log(&mut c, None, None, map! {"loss" => loss, "val" => Value::Map(map! {"acc" => i as i64})});
+        }
+        assert_eq!(c.summary()["loss"], Value::Float(2.0));
+        assert_eq!(c.summary()["val"], Value::Map(map! {"acc" => 2}));
+        c.define_metric("loss", vec!["min".into(), "max".into()], &Value::Null).unwrap();
+        assert_eq!(c.summary()["loss"], Value::Map(map! {"min" => 1.0, "max" => 3.0}));
+        c.update_summary(map! {"loss" => "best"}, vec![]).unwrap();
+        assert_eq!(c.summary()["loss"], Value::from("best"));
+        log(&mut c, None, None, map! {"loss" => 0.5});
+        assert_eq!(c.summary()["loss"], Value::Map(map! {"min" => 0.5, "max" => 3.0}));
+        c.update_summary(Map::new(), vec!["val".into()]).unwrap();
+        assert!(!c.summary().contains_key("val"));
+    }
+
+    #[test]
+    fn config_changes_need_permission() {
+        let (mut c, _dir) = core();
+        c.update_config(map! {"lr" => 0.1}, false).unwrap();
+        c.update_config(map! {"lr" => 0.1, "epochs" => 3}, false).unwrap();
+        let err = c.update_config(map! {"lr" => 0.2}, false).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Config);
+        assert!(err.message.contains("lr") && err.message.contains("0.2"), "{}", err.message);
+        c.update_config(map! {"lr" => 0.2}, true).unwrap();
+        assert_eq!(c.config["lr"], Value::Float(0.2));
+        assert_eq!(c.seqs.config, 3);
+    }
+
+    #[test]
+    fn bad_keys_abort_the_row_and_leave_no_trace() {
+        let (mut c, dir) = core();
+        let err = c
+            .log_row(None, None, |row| {
+                row.float("ok", 1.0)?;
+                row.float("_step", 2.0)
+            })
+            .unwrap_err();
+        assert!(err.message.contains("_step"));
+        assert!(history(dir.path()).is_empty());
+        assert_eq!(c.keys[0].count, 0);
+        assert_eq!(c.step(), 0);
+    }
+}

@@ -1,0 +1,820 @@
+//! The run handle: `init`, `log`, config and summary, `finish`, and the two background threads
+//! (uploader and heartbeat) of an online run.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use cairn_types::api::{ResumeMode, RunPatch, RunState, StreamOffsets, UpsertRunRequest};
+use cairn_types::error::ErrorCode;
+use cairn_types::ids::{generate_run_id, validate_name, validate_run_id};
+use cairn_types::value::{Map, Value};
+use cairn_types::wire::ConsoleStream;
+use cairn_types::{RunPath, Timestamp, map};
+
+use crate::core::{Core, LogOutcome, RowFields, now_micros};
+use crate::error::{ClientError, ErrorKind, Result};
+use crate::http::{ApiClient, CallError};
+use crate::report::{self, FinishView, Links};
+use crate::rundir::{RunDir, RunFile, UploadFile};
+use crate::settings::{Mode, Resolved, Settings};
+use crate::upload::{MAX_BATCH_BYTES, Sender};
+use crate::wal::WalWriter;
+
+/// How often the uploader looks for new records when idle.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
+/// Init waits this long for the server to create the run.
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[derive(Debug)]
+struct UploadStatus {
+    path: Option<RunPath>,
+    acked: u64,
+    error: Option<String>,
+    done: bool,
+    last_progress: Instant,
+}
+
+type StopCallback = Box<dyn Fn() + Send + Sync>;
+
+/// What the run handle and its background threads share.
+struct Shared {
+    core: Mutex<Option<Core>>,
+    committed: Arc<AtomicU64>,
+    closing: AtomicBool,
+    stop_requested: AtomicBool,
+    on_stop: Mutex<Option<StopCallback>>,
+    signal: (Mutex<()>, Condvar),
+    status: Mutex<UploadStatus>,
+}
+
+impl Shared {
+    fn wait(&self, timeout: Duration) {
+        let guard = lock(&self.signal.0);
+        let _ = self.signal.1.wait_timeout(guard, timeout);
+    }
+
+    fn wake(&self) {
+        let _guard = lock(&self.signal.0);
+        self.signal.1.notify_all();
+    }
+
+    /// The server said stop: the run ends as killed, and the program is told.
+    fn trigger_stop(&self) {
+        if self.stop_requested.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(core) = lock(&self.core).as_mut()
+            && !core.finished
+        {
+            let event = Value::Map(map! {"type" => "finish", "state" => "killed", "time" => now_micros() as f64 / 1e6});
+            let _ = core.write_event(&event);
+            core.finished = true;
+        }
+        self.closing.store(true, Ordering::Release);
+        self.wake();
+        if let Some(callback) = lock(&self.on_stop).as_ref() {
+            callback();
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Identity {
+    entity: Option<String>,
+    project: Option<String>,
+    run_id: String,
+    name: String,
+}
+
+/// What `finish` reports: the final state, whether everything reached the server, and the lines
+/// it printed (or would have, when silent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishReport {
+    pub state: RunState,
+    pub exit_code: Option<i32>,
+    pub uploaded: bool,
+    pub pending: Option<String>,
+    pub lines: Vec<String>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    ident: Mutex<Identity>,
+    mode: Mode,
+    silent: bool,
+    base_url: String,
+    run_dir: Mutex<Option<RunDir>>,
+    dir_path: Option<PathBuf>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    report: Mutex<Option<FinishReport>>,
+}
+
+/// A run. Cheap to clone; every clone is the same run. Dropping the last clone finishes the run
+/// (as failed when the thread is panicking).
+#[derive(Clone)]
+pub struct Run {
+    inner: Arc<Inner>,
+}
+
+/// Starts a run. Settings not given come from the `CAIRN_*` environment variables.
+pub fn init(settings: Settings) -> Result<Run> {
+    Run::start(settings.resolve()?)
+}
+
+fn upsert_request(r: &Resolved, run_id: &str, metadata: Map, started_at: i64) -> UpsertRunRequest {
+    UpsertRunRequest {
+        entity: r.entity.clone(),
+        project: r.project.clone(),
+        run_id: run_id.to_owned(),
+        name: r.name.clone(),
+        notes: r.notes.clone(),
+        tags: r.tags.clone(),
+        group: r.group.clone(),
+        job_type: r.job_type.clone(),
+        config: Some(Value::Map(r.config.clone())),
+        metadata: Some(Value::Map(metadata)),
+        started_at: Some(Timestamp(started_at)),
+        resume: r.resume.unwrap_or(if r.run_id.is_some() { ResumeMode::Allow } else { ResumeMode::Never }),
+    }
+}
+
+/// The upsert request as a value, stored as the log's first record so `cairn sync` can create the
+/// run on a server that never heard of it.
+pub(crate) fn run_start_value(request: &UpsertRunRequest, mode: Mode) -> Value {
+    let mut value = Value::from_json(&serde_json::to_value(request).expect("requests serialize"));
+    if let Value::Map(m) = &mut value {
+        m.insert("mode".into(), Value::from(mode.as_str()));
+    }
+    value
+}
+
+pub(crate) fn upsert_from_run_start(value: &Value) -> Result<UpsertRunRequest> {
+    let mut json = value.to_json();
+    if let Some(object) = json.as_object_mut() {
+        object.remove("mode");
+    }
+    serde_json::from_value(json)
+        .map_err(|e| ClientError::new(ErrorKind::Io, format!("the run's first record is unreadable: {e}")))
+}
+
+impl Run {
+    fn start(r: Resolved) -> Result<Run> {
+        let run_id = r.run_id.clone().unwrap_or_else(generate_run_id);
+        validate_run_id(&run_id).map_err(ClientError::from)?;
+        if let Some(entity) = &r.entity {
+            validate_name("entity", entity).map_err(ClientError::from)?;
+        }
+        if let Some(project) = &r.project {
+            validate_name("project", project).map_err(ClientError::from)?;
+        }
+        if r.mode == Mode::Disabled {
+            return Ok(Run::disabled(&r, run_id));
+        }
+        let started_at = now_micros();
+        let mut metadata = crate::metadata::collect();
+        metadata.extend(r.metadata.clone());
+        let request = upsert_request(&r, &run_id, metadata, started_at);
+        let run_dir = RunDir::create(&r.dir, &run_id, started_at / 1_000_000)?;
+        let dir_path = run_dir.path.clone();
+        match Run::start_in(r, run_id, request, run_dir) {
+            Ok(run) => Ok(run),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir_path);
+                Err(e)
+            }
+        }
+    }
+
+    fn start_in(r: Resolved, run_id: String, request: UpsertRunRequest, run_dir: RunDir) -> Result<Run> {
+        let mut ident = Identity {
+            entity: r.entity.clone(),
+            project: r.project.clone(),
+            name: r.name.clone().unwrap_or_else(|| run_id.clone()),
+            run_id: run_id.clone(),
+        };
+        let mut seqs = StreamOffsets::default();
+        let mut next_step = 0;
+        let mut runtime_offset_us = 0;
+        let mut config = r.config.clone();
+        let mut path = None;
+        let mut degraded = None;
+        let api = ApiClient::new(&r.base_url, r.api_key.clone(), INIT_TIMEOUT);
+        if r.mode == Mode::Online {
+            match api.upsert_run(&request) {
+                Ok(info) => {
+                    ident = Identity {
+                        entity: Some(info.entity.clone()),
+                        project: Some(info.project.clone()),
+                        run_id: info.run_id.clone(),
+                        name: info.name.clone(),
+                    };
+                    seqs = info.offsets;
+                    if let Some(last) = info.last_step {
+                        next_step = last + 1;
+                        runtime_offset_us = (info.runtime_secs * 1e6) as i64;
+                    }
+                    config = info.config.clone();
+                    path = Some(info.path());
+                }
+                Err(CallError::Transport(message)) if r.run_id.is_none() => {
+                    degraded = Some(message);
+                }
+                Err(CallError::Transport(message)) => {
+                    return Err(ClientError::new(
+                        ErrorKind::Network,
+                        format!(
+                            "cannot reach the server at {} to start run {run_id:?}, which may exist already: {message}. \
+                             Start the server, or log offline (mode=\"offline\") and `cairn sync` later",
+                            r.base_url
+                        ),
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+
+        let wal = WalWriter::create(&run_dir.wal_dir()).map_err(|e| ClientError::io("create the log in", &run_dir.path, e))?;
+        let committed = wal.committed();
+        let mut core = Core::new(wal, seqs, next_step, runtime_offset_us, config);
+        core.write_run_start(&run_start_value(&request, r.mode))?;
+        run_dir.write_run_file(&RunFile {
+            run_id: run_id.clone(),
+            entity: ident.entity.clone(),
+            project: ident.project.clone(),
+            base_url: r.base_url.clone(),
+            mode: r.mode.as_str().to_owned(),
+            started_at: request.started_at.map_or(0, |t| t.micros()),
+            client_version: env!("CARGO_PKG_VERSION").to_owned(),
+        })?;
+
+        let shared = Arc::new(Shared {
+            core: Mutex::new(Some(core)),
+            committed,
+            closing: AtomicBool::new(false),
+            stop_requested: AtomicBool::new(false),
+            on_stop: Mutex::new(None),
+            signal: (Mutex::new(()), Condvar::new()),
+            status: Mutex::new(UploadStatus { path, acked: 0, error: None, done: false, last_progress: Instant::now() }),
+        });
+        let mut threads = Vec::new();
+        if r.mode == Mode::Online {
+            let uploader = Uploader {
+                shared: shared.clone(),
+                api: ApiClient::new(&r.base_url, r.api_key.clone(), Duration::from_secs(60)),
+                wal_dir: run_dir.wal_dir(),
+                run_dir: run_dir.path.clone(),
+                upsert: request,
+                initial_offsets: seqs,
+                finish_timeout: r.finish_timeout,
+            };
+            threads.push(
+                std::thread::Builder::new()
+                    .name("cairn-uploader".into())
+                    .spawn(move || uploader.run())
+                    .map_err(|e| ClientError::new(ErrorKind::Io, format!("cannot start the uploader thread: {e}")))?,
+            );
+            let (shared2, api2, interval) = (shared.clone(), ApiClient::new(&r.base_url, r.api_key.clone(), Duration::from_secs(10)), r.heartbeat_interval);
+            threads.push(
+                std::thread::Builder::new()
+                    .name("cairn-heartbeat".into())
+                    .spawn(move || heartbeat_loop(shared2, api2, interval))
+                    .map_err(|e| ClientError::new(ErrorKind::Io, format!("cannot start the heartbeat thread: {e}")))?,
+            );
+        }
+        let dir_path = Some(run_dir.path.clone());
+        let run = Run {
+            inner: Arc::new(Inner {
+                shared,
+                ident: Mutex::new(ident),
+                mode: r.mode,
+                silent: r.silent,
+                base_url: r.base_url.clone(),
+                run_dir: Mutex::new(Some(run_dir)),
+                dir_path,
+                threads: Mutex::new(threads),
+                report: Mutex::new(None),
+            }),
+        };
+        if !run.inner.silent {
+            let offline = (r.mode == Mode::Offline).then(|| run.inner.dir_display());
+            for line in report::init_lines(&run.inner.links(), offline.as_deref()) {
+                eprintln!("{line}");
+            }
+            if let Some(message) = degraded {
+                eprintln!(
+                    "{} cannot reach the server at {} ({message}); logging locally and retrying in the background",
+                    report::PREFIX,
+                    r.base_url
+                );
+            }
+        }
+        Ok(run)
+    }
+
+    fn disabled(r: &Resolved, run_id: String) -> Run {
+        Run {
+            inner: Arc::new(Inner {
+                shared: Arc::new(Shared {
+                    core: Mutex::new(None),
+                    committed: Arc::new(AtomicU64::new(0)),
+                    closing: AtomicBool::new(true),
+                    stop_requested: AtomicBool::new(false),
+                    on_stop: Mutex::new(None),
+                    signal: (Mutex::new(()), Condvar::new()),
+                    status: Mutex::new(UploadStatus { path: None, acked: 0, error: None, done: true, last_progress: Instant::now() }),
+                }),
+                ident: Mutex::new(Identity {
+                    entity: r.entity.clone(),
+                    project: r.project.clone(),
+                    name: r.name.clone().unwrap_or_else(|| "disabled".into()),
+                    run_id,
+                }),
+                mode: Mode::Disabled,
+                silent: true,
+                base_url: r.base_url.clone(),
+                run_dir: Mutex::new(None),
+                dir_path: None,
+                threads: Mutex::new(Vec::new()),
+                report: Mutex::new(None),
+            }),
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.inner.mode
+    }
+
+    pub fn id(&self) -> String {
+        lock(&self.inner.ident).run_id.clone()
+    }
+
+    pub fn name(&self) -> String {
+        lock(&self.inner.ident).name.clone()
+    }
+
+    pub fn entity(&self) -> Option<String> {
+        lock(&self.inner.ident).entity.clone()
+    }
+
+    pub fn project(&self) -> Option<String> {
+        lock(&self.inner.ident).project.clone()
+    }
+
+    /// `entity/project/run_id`, once the server has told the entity.
+    pub fn path(&self) -> Option<RunPath> {
+        self.inner.path()
+    }
+
+    pub fn url(&self) -> Option<String> {
+        self.inner.url()
+    }
+
+    pub fn project_url(&self) -> Option<String> {
+        self.inner.project_url()
+    }
+
+    /// The run directory (none when disabled).
+    pub fn dir(&self) -> Option<&Path> {
+        self.inner.dir_path.as_deref()
+    }
+
+    fn with_core<R>(&self, f: impl FnOnce(&mut Core) -> Result<R>) -> Result<Option<R>> {
+        match lock(&self.inner.shared.core).as_mut() {
+            Some(core) => f(core).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Logs a row at the next step: `run.log([("loss", 0.5), ("acc", 0.9)])`. Maps are stored nested.
+    pub fn log<K: AsRef<str>, V: Into<Value>>(&self, data: impl IntoIterator<Item = (K, V)>) -> Result<LogOutcome> {
+        self.log_with(None, None, |row| {
+            for (k, v) in data {
+                row.value(k.as_ref(), v.into())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Logs at an explicit step. With `commit` false the row stays open for more values at the same
+    /// step; a later step, a commit, or `finish` closes it. A step lower than the current one is
+    /// dropped (the outcome says so).
+    pub fn log_at<K: AsRef<str>, V: Into<Value>>(
+        &self,
+        step: i64,
+        data: impl IntoIterator<Item = (K, V)>,
+        commit: bool,
+    ) -> Result<LogOutcome> {
+        self.log_with(Some(step), Some(commit), |row| {
+            for (k, v) in data {
+                row.value(k.as_ref(), v.into())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The general form, for bindings: `fill` adds fields to the row. `commit: None` follows W&B:
+    /// commit unless a step was given.
+    #[inline]
+    pub fn log_with(
+        &self,
+        step: Option<i64>,
+        commit: Option<bool>,
+        fill: impl FnOnce(&mut RowFields<'_>) -> Result<()>,
+    ) -> Result<LogOutcome> {
+        let mut guard = lock(&self.inner.shared.core);
+        match guard.as_mut() {
+            Some(core) => core.log_row(step, commit, fill),
+            None => Ok(LogOutcome::Disabled),
+        }
+    }
+
+    /// The step the next `log` without a step goes to.
+    pub fn step(&self) -> i64 {
+        lock(&self.inner.shared.core).as_ref().map_or(0, Core::step)
+    }
+
+    pub fn config(&self) -> Map {
+        lock(&self.inner.shared.core).as_ref().map(|c| c.config.clone()).unwrap_or_default()
+    }
+
+    /// Merges keys into the config. Changing a key's value fails unless `allow_val_change`.
+    pub fn update_config(&self, update: Map, allow_val_change: bool) -> Result<()> {
+        self.with_core(|core| core.update_config(update, allow_val_change)).map(|_| ())
+    }
+
+    pub fn remove_config(&self, keys: Vec<String>) -> Result<()> {
+        self.with_core(|core| core.remove_config(keys)).map(|_| ())
+    }
+
+    /// The summary: the last value of each key unless `define_metric` says otherwise, with explicit
+    /// updates on top.
+    pub fn summary(&self) -> Map {
+        lock(&self.inner.shared.core).as_ref().map(Core::summary).unwrap_or_default()
+    }
+
+    pub fn update_summary(&self, set: Map, remove: Vec<String>) -> Result<()> {
+        self.with_core(|core| core.update_summary(set, remove)).map(|_| ())
+    }
+
+    /// Sets how a metric's summary is computed (`min`, `max`, `mean`, `first`, `last`, `none`, or
+    /// several joined by commas) and which key charts use as its x-axis. `name` may use `*`.
+    pub fn define_metric(&self, name: &str, step_metric: Option<&str>, summary: Option<&str>, hidden: bool) -> Result<()> {
+        if name.is_empty() {
+            return Err(ClientError::new(ErrorKind::InvalidValue, "define_metric needs a metric name"));
+        }
+        let modes: Vec<String> = match summary {
+            None => Vec::new(),
+            Some(text) => {
+                let modes: Vec<String> = text.split(',').map(|m| m.trim().to_lowercase()).filter(|m| !m.is_empty()).collect();
+                for mode in &modes {
+                    if !["min", "max", "mean", "first", "last", "none"].contains(&mode.as_str()) {
+                        return Err(ClientError::new(
+                            ErrorKind::InvalidValue,
+                            format!("summary {mode:?} is not one of min, max, mean, first, last, none"),
+                        ));
+                    }
+                }
+                modes
+            }
+        };
+        let mut event = map! {"type" => "define_metric", "name" => name, "hidden" => hidden};
+        if let Some(step_metric) = step_metric {
+            event.insert("step_metric".into(), Value::from(step_metric));
+        }
+        if !modes.is_empty() {
+            event.insert("summary".into(), Value::from(modes.join(",")));
+        }
+        self.with_core(|core| core.define_metric(name, modes, &Value::Map(event))).map(|_| ())
+    }
+
+    /// Changes tags, notes, name, group or job type.
+    pub fn update(&self, patch: RunPatch) -> Result<()> {
+        if let Some(name) = &patch.name {
+            lock(&self.inner.ident).name = name.clone();
+        }
+        let mut event = match Value::from_json(&serde_json::to_value(&patch).expect("patches serialize")) {
+            Value::Map(m) => m,
+            _ => Map::new(),
+        };
+        event.retain(|_, v| !v.is_null());
+        event.insert("type".into(), Value::from("update"));
+        self.with_core(|core| core.write_event(&Value::Map(event))).map(|_| ())
+    }
+
+    /// Logs one row of system metrics (`system.*` keys).
+    pub fn log_system(&self, timestamp_us: i64, fields: &[(&str, f64)]) -> Result<()> {
+        self.with_core(|core| core.log_system(timestamp_us, fields)).map(|_| ())
+    }
+
+    /// Logs a console line; pass the number of an earlier line to rewrite it (`\r` progress bars).
+    pub fn log_console(&self, line: Option<u64>, stream: ConsoleStream, text: &str) -> Result<u64> {
+        self.with_core(|core| core.log_console(line, stream, text)).map(|l| l.unwrap_or(0))
+    }
+
+    /// Whether the server asked the run to stop (from the UI or `cairn runs stop`).
+    pub fn stop_requested(&self) -> bool {
+        self.inner.shared.stop_requested.load(Ordering::Acquire)
+    }
+
+    /// Called once, from a background thread, when the server asks the run to stop.
+    pub fn on_stop(&self, callback: impl Fn() + Send + Sync + 'static) {
+        *lock(&self.inner.shared.on_stop) = Some(Box::new(callback));
+    }
+
+    /// `(uploaded, written)` log positions: equal once the server has everything.
+    pub fn upload_progress(&self) -> (u64, u64) {
+        (lock(&self.inner.shared.status).acked, self.inner.shared.committed.load(Ordering::Acquire))
+    }
+
+    /// Waits until the server has everything logged so far, up to `timeout`. For tests and tools.
+    pub fn wait_uploaded(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (acked, written) = self.upload_progress();
+            if acked >= written {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Finishes the run: exit code 0 or none means finished, anything else failed.
+    pub fn finish(&self, exit_code: Option<i32>) -> Result<FinishReport> {
+        self.inner.finish_as(None, exit_code)
+    }
+
+    /// Finishes with an explicit state (`Killed` after a KeyboardInterrupt, say). Waits for the
+    /// upload while it makes progress, and never longer than the finish timeout without progress:
+    /// what is left stays in the run directory for `cairn sync`.
+    pub fn finish_as(&self, state: Option<RunState>, exit_code: Option<i32>) -> Result<FinishReport> {
+        self.inner.finish_as(state, exit_code)
+    }
+}
+
+impl Inner {
+    fn path(&self) -> Option<RunPath> {
+        let ident = lock(&self.ident);
+        Some(RunPath::new(ident.entity.clone()?, ident.project.clone()?, ident.run_id.clone()))
+    }
+
+    fn url(&self) -> Option<String> {
+        self.path().map(|p| format!("{}/{}/{}/runs/{}", self.base_url, p.entity, p.project, p.run_id))
+    }
+
+    fn project_url(&self) -> Option<String> {
+        self.path().map(|p| format!("{}/{}/{}", self.base_url, p.entity, p.project))
+    }
+
+    /// The run directory, relative to the working directory when it is below it.
+    fn dir_display(&self) -> String {
+        let Some(dir) = self.dir_path.as_deref() else { return String::new() };
+        std::env::current_dir()
+            .ok()
+            .and_then(|cwd| dir.strip_prefix(cwd).ok().map(|p| p.display().to_string()))
+            .unwrap_or_else(|| dir.display().to_string())
+    }
+
+    fn links(&self) -> Links {
+        let online = self.mode == Mode::Online;
+        let run_name = lock(&self.ident).name.clone();
+        Links {
+            run_name,
+            run_url: self.url().filter(|_| online),
+            project_url: self.project_url().filter(|_| online),
+        }
+    }
+
+    fn finish_as(&self, state: Option<RunState>, exit_code: Option<i32>) -> Result<FinishReport> {
+        let mut report_slot = lock(&self.report);
+        if let Some(report) = report_slot.as_ref() {
+            return Ok(report.clone());
+        }
+        let final_state = state.unwrap_or(RunState::from_exit_code(exit_code.unwrap_or(0)));
+        let shared = &self.shared;
+        let (summary, sparklines, ended_state) = {
+            let mut guard = lock(&shared.core);
+            let Some(core) = guard.as_mut() else {
+                let report = FinishReport { state: final_state, exit_code, uploaded: true, pending: None, lines: Vec::new() };
+                *report_slot = Some(report.clone());
+                return Ok(report);
+            };
+            // A run stopped from the server has already ended, as killed.
+            let ended_state = if core.finished {
+                RunState::Killed
+            } else {
+                let mut event = map! {"type" => "finish", "state" => final_state.as_str(), "time" => now_micros() as f64 / 1e6};
+                if let Some(code) = exit_code {
+                    event.insert("exit_code".into(), Value::from(code));
+                }
+                core.write_event(&Value::Map(event))?;
+                core.finished = true;
+                final_state
+            };
+            let sparklines = core
+                .keys
+                .iter()
+                .filter(|k| k.stream == cairn_types::wire::KeyStream::History)
+                .filter_map(|k| k.sparkline.as_ref().map(|s| (k.name.clone(), s.render())))
+                .collect::<Vec<_>>();
+            core.flush();
+            (core.summary(), sparklines, ended_state)
+        };
+        shared.closing.store(true, Ordering::Release);
+        shared.wake();
+        for thread in lock(&self.threads).drain(..) {
+            let _ = thread.join();
+        }
+        let written = shared.committed.load(Ordering::Acquire);
+        let (uploaded, pending) = if self.mode == Mode::Online {
+            let status = lock(&shared.status);
+            if status.acked >= written {
+                (true, None)
+            } else {
+                let why = status.error.clone().unwrap_or_else(|| "the server did not answer in time".into());
+                let dir = self.dir_display();
+                (false, Some(format!("Some of this run was not uploaded ({why}). It is safe in {dir}; upload it with `cairn sync {dir}`")))
+            }
+        } else {
+            (false, None)
+        };
+        if let Some(dir) = lock(&self.run_dir).as_mut() {
+            if self.mode == Mode::Offline {
+                let _ = dir.write_upload_file(&UploadFile::default());
+            }
+            dir.unlock();
+        }
+        let logs_dir = self.dir_path.as_ref().map(|_| format!("{}/logs", self.dir_display())).unwrap_or_default();
+        let lines = report::finish_lines(&FinishView {
+            links: &self.links(),
+            sparklines,
+            summary: &summary,
+            logs_dir,
+            offline_dir: (self.mode == Mode::Offline).then(|| self.dir_display()),
+            pending_warning: pending.clone(),
+        });
+        if !self.silent {
+            for line in &lines {
+                eprintln!("{line}");
+            }
+        }
+        let report = FinishReport { state: ended_state, exit_code, uploaded, pending, lines };
+        *report_slot = Some(report.clone());
+        Ok(report)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.mode == Mode::Disabled {
+            return;
+        }
+        let _ = if std::thread::panicking() { self.finish_as(Some(RunState::Failed), Some(1)) } else { self.finish_as(None, None) };
+    }
+}
+
+struct Uploader {
+    shared: Arc<Shared>,
+    api: ApiClient,
+    wal_dir: PathBuf,
+    run_dir: PathBuf,
+    upsert: UpsertRunRequest,
+    initial_offsets: StreamOffsets,
+    finish_timeout: Duration,
+}
+
+impl Uploader {
+    fn save_state(&self, acked: u64, complete: bool) {
+        let status = lock(&self.shared.status);
+        let upload = UploadFile {
+            acked,
+            run_path: status.path.as_ref().map(ToString::to_string),
+            complete,
+            error: status.error.clone(),
+        };
+        drop(status);
+        let _ = crate::rundir::write_json(&self.run_dir.join("upload.json"), &upload);
+    }
+
+    fn fail(&self, message: String) {
+        lock(&self.shared.status).error = Some(message);
+    }
+
+    fn run(self) {
+        let mut sender = Sender::new(&self.wal_dir, 0, self.initial_offsets);
+        let mut backoff = Duration::from_millis(100);
+        let mut last_saved = Instant::now();
+        loop {
+            let closing = self.shared.closing.load(Ordering::Acquire);
+            if closing && lock(&self.shared.status).last_progress.elapsed() > self.finish_timeout {
+                lock(&self.shared.status)
+                    .error
+                    .get_or_insert_with(|| "the server could not be reached before the finish timeout".into());
+                break;
+            }
+            let path = lock(&self.shared.status).path.clone();
+            let path = match path {
+                Some(path) => path,
+                None => match self.api.upsert_run(&self.upsert) {
+                    Ok(info) => {
+                        let path = info.path();
+                        sender.server_offsets = info.offsets;
+                        let mut status = lock(&self.shared.status);
+                        status.path = Some(path.clone());
+                        status.last_progress = Instant::now();
+                        path
+                    }
+                    Err(e) if e.is_retryable() => {
+                        self.shared.wait(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                        continue;
+                    }
+                    Err(e) => {
+                        self.fail(format!("the server refused the run: {e}"));
+                        break;
+                    }
+                },
+            };
+            let written = self.shared.committed.load(Ordering::Acquire);
+            let batch = match sender.next_batch(written, closing, MAX_BATCH_BYTES) {
+                Ok(batch) => batch,
+                Err(e) => {
+                    self.fail(format!("cannot read the run's log: {e}"));
+                    break;
+                }
+            };
+            let Some(batch) = batch else {
+                lock(&self.shared.status).acked = sender.acked;
+                if closing {
+                    break;
+                }
+                self.shared.wait(FLUSH_INTERVAL);
+                continue;
+            };
+            match sender.send(&self.api, &path, &batch) {
+                Ok(ack) => {
+                    backoff = Duration::from_millis(100);
+                    {
+                        let mut status = lock(&self.shared.status);
+                        status.acked = sender.acked;
+                        status.last_progress = Instant::now();
+                    }
+                    if ack.stop {
+                        self.shared.trigger_stop();
+                    }
+                    if last_saved.elapsed() > Duration::from_secs(2) {
+                        self.save_state(sender.acked, false);
+                        last_saved = Instant::now();
+                    }
+                }
+                Err(CallError::Api { error, .. }) if error.code == ErrorCode::OffsetGap => {}
+                Err(CallError::Api { error, .. }) if error.code == ErrorCode::RunNotFound => {
+                    lock(&self.shared.status).path = None;
+                }
+                Err(e) if e.is_retryable() => {
+                    self.shared.wait(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => {
+                    self.fail(format!("the server refused the run's data: {e}"));
+                    break;
+                }
+            }
+        }
+        let written = self.shared.committed.load(Ordering::Acquire);
+        let closing = self.shared.closing.load(Ordering::Acquire);
+        let acked = sender.acked;
+        let complete = {
+            let mut status = lock(&self.shared.status);
+            status.acked = acked;
+            closing && acked >= written && status.error.is_none()
+        };
+        self.save_state(acked, complete);
+        lock(&self.shared.status).done = true;
+    }
+}
+
+fn heartbeat_loop(shared: Arc<Shared>, api: ApiClient, interval: Duration) {
+    loop {
+        shared.wait(interval);
+        if shared.closing.load(Ordering::Acquire) {
+            return;
+        }
+        let path = lock(&shared.status).path.clone();
+        if let Some(path) = path
+            && let Ok(reply) = api.heartbeat(&path)
+            && reply.stop
+        {
+            shared.trigger_stop();
+        }
+    }
+}

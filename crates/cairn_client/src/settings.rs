@@ -1,0 +1,256 @@
+//! Run settings: from arguments first, then from the environment (`CAIRN_*`), then defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cairn_types::api::ResumeMode;
+use cairn_types::value::Map;
+
+use crate::error::{ClientError, ErrorKind};
+
+pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8080";
+
+/// Every environment variable the client reads, in one place.
+pub mod env {
+    pub const BASE_URL: &str = "CAIRN_BASE_URL";
+    pub const ENTITY: &str = "CAIRN_ENTITY";
+    pub const PROJECT: &str = "CAIRN_PROJECT";
+    /// `online` (default), `offline` or `disabled`.
+    pub const MODE: &str = "CAIRN_MODE";
+    /// The folder under which `cairn/run-*` directories are made (default: the working directory).
+    pub const DIR: &str = "CAIRN_DIR";
+    pub const API_KEY: &str = "CAIRN_API_KEY";
+    pub const RUN_ID: &str = "CAIRN_RUN_ID";
+    /// Seconds between heartbeats (default 10).
+    pub const HEARTBEAT_SECS: &str = "CAIRN_HEARTBEAT_SECS";
+    /// Seconds `finish` waits for an upload that makes no progress (default 15).
+    pub const FINISH_TIMEOUT_SECS: &str = "CAIRN_FINISH_TIMEOUT_SECS";
+    /// `true` silences the terminal output.
+    pub const SILENT: &str = "CAIRN_SILENT";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Write the run directory and upload in the background.
+    #[default]
+    Online,
+    /// Write only the run directory; `cairn sync` uploads it later.
+    Offline,
+    /// Do nothing at all.
+    Disabled,
+}
+
+impl Mode {
+    pub fn parse(text: &str) -> Result<Mode, ClientError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "online" | "run" => Ok(Mode::Online),
+            "offline" | "dryrun" => Ok(Mode::Offline),
+            "disabled" => Ok(Mode::Disabled),
+            other => Err(ClientError::new(
+                ErrorKind::InvalidSetting,
+                format!("mode {other:?} is not online, offline or disabled"),
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Online => "online",
+            Mode::Offline => "offline",
+            Mode::Disabled => "disabled",
+        }
+    }
+}
+
+/// What `init` is given. Unset fields come from the environment, then from defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub base_url: Option<String>,
+    pub entity: Option<String>,
+    pub project: Option<String>,
+    pub run_id: Option<String>,
+    pub name: Option<String>,
+    pub notes: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub group: Option<String>,
+    pub job_type: Option<String>,
+    pub config: Option<Map>,
+    pub mode: Option<Mode>,
+    pub dir: Option<PathBuf>,
+    pub api_key: Option<String>,
+    pub resume: Option<ResumeMode>,
+    pub heartbeat_interval: Option<Duration>,
+    pub finish_timeout: Option<Duration>,
+    pub silent: Option<bool>,
+    /// Extra metadata from the binding (the Python version, say), merged over what the client collects.
+    pub metadata: Map,
+}
+
+macro_rules! setters {
+    ($($field:ident: $ty:ty),* $(,)?) => {$(
+        pub fn $field(mut self, value: impl Into<$ty>) -> Self {
+            self.$field = Some(value.into());
+            self
+        }
+    )*};
+}
+
+impl Settings {
+    pub fn new() -> Settings {
+        Settings::default()
+    }
+
+    setters!(
+        base_url: String, entity: String, project: String, run_id: String, name: String, notes: String,
+        group: String, job_type: String, config: Map, dir: PathBuf, api_key: String,
+    );
+
+    pub fn tags(mut self, tags: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.tags = Some(tags.into_iter().map(Into::into).collect());
+        self
+    }
+
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+
+    pub fn resume(mut self, resume: ResumeMode) -> Self {
+        self.resume = Some(resume);
+        self
+    }
+
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = Some(interval);
+        self
+    }
+
+    pub fn finish_timeout(mut self, timeout: Duration) -> Self {
+        self.finish_timeout = Some(timeout);
+        self
+    }
+
+    pub fn silent(mut self, silent: bool) -> Self {
+        self.silent = Some(silent);
+        self
+    }
+
+    /// Fills unset fields from the process environment.
+    pub fn resolve(self) -> Result<Resolved, ClientError> {
+        self.resolve_with(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    pub fn resolve_with(self, env: impl Fn(&str) -> Option<String>) -> Result<Resolved, ClientError> {
+        let secs = |name: &str, default: f64| -> Result<Duration, ClientError> {
+            match env(name) {
+                None => Ok(Duration::from_secs_f64(default)),
+                Some(text) => match text.trim().parse::<f64>() {
+                    Ok(v) if v.is_finite() && v > 0.0 => Ok(Duration::from_secs_f64(v)),
+                    _ => Err(ClientError::new(ErrorKind::InvalidSetting, format!("{name}={text:?} is not a positive number of seconds"))),
+                },
+            }
+        };
+        let mode = match self.mode {
+            Some(mode) => mode,
+            None => env(env::MODE).map(|m| Mode::parse(&m)).transpose()?.unwrap_or_default(),
+        };
+        let silent = match self.silent {
+            Some(s) => s,
+            None => env(env::SILENT).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes")),
+        };
+        let base_url = self.base_url.or_else(|| env(env::BASE_URL)).unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(ClientError::new(
+                ErrorKind::InvalidSetting,
+                format!("base URL {base_url:?} must start with http:// or https://"),
+            ));
+        }
+        Ok(Resolved {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            entity: self.entity.or_else(|| env(env::ENTITY)),
+            project: self.project.or_else(|| env(env::PROJECT)),
+            run_id: self.run_id.or_else(|| env(env::RUN_ID)),
+            name: self.name,
+            notes: self.notes,
+            tags: self.tags,
+            group: self.group,
+            job_type: self.job_type,
+            config: self.config.unwrap_or_default(),
+            mode,
+            dir: self.dir.or_else(|| env(env::DIR).map(PathBuf::from)).unwrap_or_else(|| PathBuf::from(".")),
+            api_key: self.api_key.or_else(|| env(env::API_KEY)),
+            resume: self.resume,
+            heartbeat_interval: match self.heartbeat_interval {
+                Some(d) => d,
+                None => secs(env::HEARTBEAT_SECS, 10.0)?,
+            },
+            finish_timeout: match self.finish_timeout {
+                Some(d) => d,
+                None => secs(env::FINISH_TIMEOUT_SECS, 15.0)?,
+            },
+            silent,
+            metadata: self.metadata,
+        })
+    }
+}
+
+/// Settings with every default applied.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub base_url: String,
+    pub entity: Option<String>,
+    pub project: Option<String>,
+    pub run_id: Option<String>,
+    pub name: Option<String>,
+    pub notes: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub group: Option<String>,
+    pub job_type: Option<String>,
+    pub config: Map,
+    pub mode: Mode,
+    pub dir: PathBuf,
+    pub api_key: Option<String>,
+    pub resume: Option<ResumeMode>,
+    pub heartbeat_interval: Duration,
+    pub finish_timeout: Duration,
+    pub silent: bool,
+    pub metadata: Map,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn arguments_win_over_the_environment() {
+        let env = env_of(&[
+            ("CAIRN_PROJECT", "from-env"),
+            ("CAIRN_ENTITY", "team"),
+            ("CAIRN_MODE", "offline"),
+            ("CAIRN_BASE_URL", "http://example:1/"),
+            ("CAIRN_HEARTBEAT_SECS", "2.5"),
+        ]);
+        let r = Settings::new().project("from-args").resolve_with(&env).unwrap();
+        assert_eq!(r.project.as_deref(), Some("from-args"));
+        assert_eq!(r.entity.as_deref(), Some("team"));
+        assert_eq!(r.mode, Mode::Offline);
+        assert_eq!(r.base_url, "http://example:1");
+        assert_eq!(r.heartbeat_interval, Duration::from_millis(2500));
+        let r = Settings::new().mode(Mode::Disabled).resolve_with(&env).unwrap();
+        assert_eq!(r.mode, Mode::Disabled);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let err = Settings::new().resolve_with(env_of(&[("CAIRN_MODE", "sometimes")])).unwrap_err();
+        assert!(err.message.contains("sometimes"));
+        let err = Settings::new().resolve_with(env_of(&[("CAIRN_HEARTBEAT_SECS", "-1")])).unwrap_err();
+        assert!(err.message.contains("CAIRN_HEARTBEAT_SECS"));
+        let err = Settings::new().base_url("localhost:8080").resolve_with(env_of(&[])).unwrap_err();
+        assert!(err.message.contains("localhost:8080"));
+    }
+}

@@ -1,0 +1,243 @@
+//! The run directory's write-ahead log.
+//!
+//! Records are appended to memory-mapped segment files (`wal/00000000.seg`, ...). A write into a
+//! shared file mapping lands in the kernel's page cache at once, so what `log` accepted survives a
+//! SIGKILL of the process without a system call per record; `flush` makes it durable on disk too.
+//!
+//! A position in the log is `(segment << 40) | byte offset`. Records never span segments: a record
+//! that does not fit starts the next segment. A segment file is zero-filled past its data, so a
+//! reader stops at a zero length, and at a CRC mismatch (a write that a crash cut off).
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cairn_types::wire::{FRAME_HEADER_LEN, Frame, frame_header, read_frame};
+use memmap2::{Mmap, MmapMut};
+
+/// Size of a new segment file (sparse until written).
+pub const SEGMENT_BYTES: usize = 64 << 20;
+const OFFSET_BITS: u32 = 40;
+
+pub fn position(segment: u64, offset: usize) -> u64 {
+    (segment << OFFSET_BITS) | offset as u64
+}
+
+pub fn split_position(position: u64) -> (u64, usize) {
+    (position >> OFFSET_BITS, (position & ((1 << OFFSET_BITS) - 1)) as usize)
+}
+
+pub fn segment_path(dir: &Path, segment: u64) -> PathBuf {
+    dir.join(format!("{segment:08}.seg"))
+}
+
+/// Appends records. Not thread-safe by itself: the run holds it under a lock.
+pub struct WalWriter {
+    dir: PathBuf,
+    segment: u64,
+    map: MmapMut,
+    offset: usize,
+    /// The end of complete records, published for the uploader.
+    committed: Arc<AtomicU64>,
+}
+
+fn create_segment(dir: &Path, segment: u64, size: usize) -> io::Result<MmapMut> {
+    let file = OpenOptions::new().read(true).write(true).create_new(true).open(segment_path(dir, segment))?;
+    file.set_len(size as u64)?;
+    // SAFETY: the file is ours alone to write: the run directory is locked by this process, and
+    // readers only read below the published `committed` position.
+    unsafe { MmapMut::map_mut(&file) }
+}
+
+impl WalWriter {
+    /// Starts a new log in `dir`, which must not hold one yet.
+    pub fn create(dir: &Path) -> io::Result<WalWriter> {
+        std::fs::create_dir_all(dir)?;
+        let map = create_segment(dir, 0, SEGMENT_BYTES)?;
+        Ok(WalWriter { dir: dir.to_owned(), segment: 0, map, offset: 0, committed: Arc::new(AtomicU64::new(0)) })
+    }
+
+    /// Continues an existing log after its last complete record (a resumed run directory).
+    pub fn open_append(dir: &Path) -> io::Result<WalWriter> {
+        let end = scan_end(dir)?;
+        let (segment, offset) = split_position(end);
+        let file = OpenOptions::new().read(true).write(true).open(segment_path(dir, segment))?;
+        // SAFETY: as in `create_segment`.
+        let mut map = unsafe { MmapMut::map_mut(&file)? };
+        // Clear whatever a torn write left behind, so readers stop at the end.
+        map[offset..].iter_mut().take(1 << 16).for_each(|b| *b = 0);
+        Ok(WalWriter { dir: dir.to_owned(), segment, map, offset, committed: Arc::new(AtomicU64::new(end)) })
+    }
+
+    pub fn committed(&self) -> Arc<AtomicU64> {
+        self.committed.clone()
+    }
+
+    pub fn end(&self) -> u64 {
+        position(self.segment, self.offset)
+    }
+
+    /// Appends one record (its payload; the frame header is added here).
+    #[inline]
+    pub fn append(&mut self, payload: &[u8]) -> io::Result<()> {
+        let need = FRAME_HEADER_LEN + payload.len();
+        if self.offset + need > self.map.len() {
+            self.next_segment(need)?;
+        }
+        let at = self.offset;
+        self.map[at + FRAME_HEADER_LEN..at + need].copy_from_slice(payload);
+        self.map[at..at + FRAME_HEADER_LEN].copy_from_slice(&frame_header(payload));
+        self.offset += need;
+        self.committed.store(position(self.segment, self.offset), Ordering::Release);
+        Ok(())
+    }
+
+    fn next_segment(&mut self, need: usize) -> io::Result<()> {
+        let _ = self.map.flush_async();
+        let size = SEGMENT_BYTES.max(need.next_power_of_two());
+        self.map = create_segment(&self.dir, self.segment + 1, size)?;
+        self.segment += 1;
+        self.offset = 0;
+        Ok(())
+    }
+
+    /// Writes dirty pages to disk (`msync`): for power loss, not needed against a process crash.
+    pub fn flush(&self) -> io::Result<()> {
+        self.map.flush()
+    }
+}
+
+/// A read-only view of one segment.
+struct SegmentView {
+    index: u64,
+    map: Mmap,
+}
+
+/// Reads records from a log, in another thread of the same process or after the process died.
+pub struct WalReader {
+    dir: PathBuf,
+    view: Option<SegmentView>,
+}
+
+impl WalReader {
+    pub fn new(dir: &Path) -> WalReader {
+        WalReader { dir: dir.to_owned(), view: None }
+    }
+
+    fn segment(&mut self, index: u64) -> io::Result<Option<&Mmap>> {
+        if self.view.as_ref().is_none_or(|v| v.index != index) {
+            let file = match File::open(segment_path(&self.dir, index)) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            // SAFETY: segments are only appended to, below which we never read past `end`.
+            let map = unsafe { Mmap::map(&file)? };
+            self.view = Some(SegmentView { index, map });
+        }
+        Ok(self.view.as_ref().map(|v| &v.map))
+    }
+
+    /// Calls `f(position, frame_bytes, payload)` for each complete record in `[from, end)`, and
+    /// returns the position after the last one visited. `f` returns false to stop early (the
+    /// record it was given is then not counted as visited).
+    pub fn scan(
+        &mut self,
+        from: u64,
+        end: u64,
+        mut f: impl FnMut(u64, &[u8], &[u8]) -> bool,
+    ) -> io::Result<u64> {
+        let mut pos = from;
+        loop {
+            if pos >= end {
+                return Ok(pos);
+            }
+            let (segment, offset) = split_position(pos);
+            let (end_segment, end_offset) = split_position(end);
+            let Some(map) = self.segment(segment)? else { return Ok(pos) };
+            let limit = if segment == end_segment { end_offset.min(map.len()) } else { map.len() };
+            let mut at = offset;
+            loop {
+                if at >= limit {
+                    break;
+                }
+                match read_frame(&map[at..limit]) {
+                    Frame::Record(payload) => {
+                        let len = FRAME_HEADER_LEN + payload.len();
+                        let frame = &map[at..at + len];
+                        if !f(position(segment, at), frame, &frame[FRAME_HEADER_LEN..]) {
+                            return Ok(position(segment, at));
+                        }
+                        at += len;
+                    }
+                    Frame::End | Frame::Torn => break,
+                }
+            }
+            if segment >= end_segment || !segment_path(&self.dir, segment + 1).exists() {
+                return Ok(position(segment, at));
+            }
+            pos = position(segment + 1, 0);
+        }
+    }
+}
+
+/// The position after the last complete record of the log in `dir`.
+pub fn scan_end(dir: &Path) -> io::Result<u64> {
+    let mut reader = WalReader::new(dir);
+    reader.scan(0, u64::MAX, |_, _, _| true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_survive_reopening_and_span_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("wal");
+        let mut writer = WalWriter::create(&wal_dir).unwrap();
+        writer.append(b"\x08first").unwrap();
+        let big = vec![7u8; SEGMENT_BYTES + 10];
+        writer.append(&big).unwrap();
+        writer.append(b"\x08third").unwrap();
+        let end = writer.end();
+        assert_eq!(split_position(end).0, 1);
+        drop(writer);
+
+        assert_eq!(scan_end(&wal_dir).unwrap(), end);
+        let mut seen = Vec::new();
+        WalReader::new(&wal_dir).scan(0, u64::MAX, |_, _, p| { seen.push(p.len()); true }).unwrap();
+        assert_eq!(seen, vec![6, SEGMENT_BYTES + 10, 6]);
+
+        let mut writer = WalWriter::open_append(&wal_dir).unwrap();
+        writer.append(b"\x08fourth").unwrap();
+        let mut count = 0;
+        WalReader::new(&wal_dir).scan(0, u64::MAX, |_, _, _| { count += 1; true }).unwrap();
+        assert_eq!(count, 4);
+    }
+
+    #[test]
+    fn a_torn_record_ends_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = WalWriter::create(dir.path()).unwrap();
+        writer.append(b"\x08one").unwrap();
+        let good_end = writer.end();
+        writer.append(b"\x08two!").unwrap();
+        drop(writer);
+        // Corrupt the last byte of the second record, as a write cut off by a crash would.
+        let seg = segment_path(dir.path(), 0);
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let (_, off) = split_position(good_end);
+        bytes[off + FRAME_HEADER_LEN + 3] = 0;
+        std::fs::write(&seg, &bytes).unwrap();
+        assert_eq!(scan_end(dir.path()).unwrap(), good_end);
+        let mut writer = WalWriter::open_append(dir.path()).unwrap();
+        assert_eq!(writer.end(), good_end);
+        writer.append(b"\x08three").unwrap();
+        let mut seen = Vec::new();
+        WalReader::new(dir.path()).scan(0, u64::MAX, |_, _, p| { seen.push(p.to_vec()); true }).unwrap();
+        assert_eq!(seen, vec![b"\x08one".to_vec(), b"\x08three".to_vec()]);
+    }
+}

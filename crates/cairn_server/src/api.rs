@@ -1,0 +1,482 @@
+//! REST handlers under `/api/v1`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use cairn_store::{HistoryRequest, Store};
+use cairn_types::api::{
+    ConsolePage, ConsoleQuery, EntityInfo, FileInfo, FinishRequest, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_COLUMNS_LIMIT,
+    HISTORY_MAX_LIMIT, HeartbeatReply, HistoryColumns, HistoryPage, HistoryQuery, IngestAck, IngestJson, KeyInfo,
+    ProjectInfo, RunInfo, RunListQuery, RunPage, RunPatch, RunSearch, SeriesQuery, SeriesResult, ServerInfo,
+    UpsertRunRequest,
+};
+use cairn_types::error::{CodedError, ErrorBody, ErrorCode};
+use cairn_types::value::{Map, Value, insert_path};
+use cairn_types::wire::{self, BATCH_CONTENT_TYPE, COLUMNS_CONTENT_TYPE, ColumnData, KeyStream};
+use cairn_types::{RunPath, Timestamp};
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult, BodyLimit, JsonBody, PathParams, QueryParams, content_type, parse_json, read_body};
+
+/// Runs store work on the blocking pool.
+pub async fn blocking<R: Send + 'static>(work: impl FnOnce() -> Result<R, CodedError> + Send + 'static) -> ApiResult<R> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "internal error while handling the request (a bug)"))?
+        .map_err(ApiError)
+}
+
+fn store(state: &AppState) -> Arc<dyn Store> {
+    state.store.clone()
+}
+
+type RunParams = PathParams<(String, String, String)>;
+
+fn run_path((entity, project, run_id): (String, String, String)) -> ApiResult<RunPath> {
+    let path = RunPath { entity, project, run_id };
+    path.validate()?;
+    Ok(path)
+}
+
+#[utoipa::path(get, path = "/api/v1/info", tag = "server",
+    responses((status = 200, description = "The server's version and defaults", body = ServerInfo)))]
+pub async fn info(State(state): State<AppState>) -> Json<ServerInfo> {
+    Json(ServerInfo {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        default_entity: state.config.default_entity.clone(),
+        storage: state.store.describe(),
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/entities", tag = "entities",
+    responses((status = 200, description = "All entities", body = Vec<EntityInfo>)))]
+pub async fn list_entities(State(state): State<AppState>) -> ApiResult<Json<Vec<EntityInfo>>> {
+    let store = store(&state);
+    blocking(move || store.list_entities()).await.map(Json)
+}
+
+#[utoipa::path(get, path = "/api/v1/entities/{entity}", tag = "entities",
+    params(("entity" = String, Path, description = "Entity name")),
+    responses((status = 200, body = EntityInfo), (status = 404, body = ErrorBody)))]
+pub async fn get_entity(State(state): State<AppState>, PathParams(entity): PathParams<String>) -> ApiResult<Json<EntityInfo>> {
+    let store = store(&state);
+    blocking(move || store.get_entity(&entity)).await.map(Json)
+}
+
+#[utoipa::path(get, path = "/api/v1/entities/{entity}/projects", tag = "projects",
+    params(("entity" = String, Path, description = "Entity name")),
+    responses((status = 200, body = Vec<ProjectInfo>), (status = 404, body = ErrorBody)))]
+pub async fn list_projects(
+    State(state): State<AppState>,
+    PathParams(entity): PathParams<String>,
+) -> ApiResult<Json<Vec<ProjectInfo>>> {
+    let store = store(&state);
+    blocking(move || store.list_projects(&entity)).await.map(Json)
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{entity}/{project}", tag = "projects",
+    params(("entity" = String, Path), ("project" = String, Path)),
+    responses((status = 200, body = ProjectInfo), (status = 404, body = ErrorBody)))]
+pub async fn get_project(
+    State(state): State<AppState>,
+    PathParams((entity, project)): PathParams<(String, String)>,
+) -> ApiResult<Json<ProjectInfo>> {
+    let store = store(&state);
+    blocking(move || store.get_project(&entity, &project)).await.map(Json)
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{entity}/{project}/runs", tag = "runs",
+    params(("entity" = String, Path), ("project" = String, Path), RunListQuery),
+    responses((status = 200, body = RunPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_runs(
+    State(state): State<AppState>,
+    PathParams((entity, project)): PathParams<(String, String)>,
+    QueryParams(query): QueryParams<RunListQuery>,
+) -> ApiResult<Json<RunPage>> {
+    let filter = match query.filter.as_deref().filter(|f| !f.trim().is_empty()) {
+        Some(text) => Some(serde_json::from_str(text).map_err(|e| {
+            ApiError::new(ErrorCode::InvalidFilter, format!("filter is not valid JSON: {e}"))
+        })?),
+        None => None,
+    };
+    let search = RunSearch {
+        filter,
+        sort: query.sort.map(|s| s.split(',').map(str::to_owned).filter(|s| !s.is_empty()).collect()).unwrap_or_default(),
+        limit: query.limit,
+        offset: query.offset,
+    };
+    let store = store(&state);
+    blocking(move || store.search_runs(&entity, &project, &search)).await.map(Json)
+}
+
+#[utoipa::path(post, path = "/api/v1/projects/{entity}/{project}/runs/search", tag = "runs",
+    params(("entity" = String, Path), ("project" = String, Path)),
+    request_body = RunSearch,
+    responses((status = 200, body = RunPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn search_runs(
+    State(state): State<AppState>,
+    PathParams((entity, project)): PathParams<(String, String)>,
+    JsonBody(search): JsonBody<RunSearch>,
+) -> ApiResult<Json<RunPage>> {
+    let store = store(&state);
+    blocking(move || store.search_runs(&entity, &project, &search)).await.map(Json)
+}
+
+#[utoipa::path(post, path = "/api/v1/runs", tag = "runs",
+    request_body = UpsertRunRequest,
+    responses((status = 200, description = "The run, created or resumed", body = RunInfo),
+        (status = 400, body = ErrorBody), (status = 404, description = "resume=must and no such run", body = ErrorBody),
+        (status = 409, description = "resume=never and the run exists, or the run was deleted", body = ErrorBody)))]
+pub async fn upsert_run(State(state): State<AppState>, JsonBody(request): JsonBody<UpsertRunRequest>) -> ApiResult<Json<RunInfo>> {
+    let store = store(&state);
+    blocking(move || store.upsert_run(request, Timestamp::now())).await.map(Json)
+}
+
+#[utoipa::path(get, path = "/api/v1/runs/{entity}/{project}/{run_id}", tag = "runs",
+    params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path)),
+    responses((status = 200, body = RunInfo), (status = 404, body = ErrorBody)))]
+pub async fn get_run(State(state): State<AppState>, PathParams(p): RunParams) -> ApiResult<Json<RunInfo>> {
+    let path = run_path(p)?;
+    let store = store(&state);
+    blocking(move || store.get_run(&path)).await.map(Json)
+}
+
+#[utoipa::path(patch, path = "/api/v1/runs/{entity}/{project}/{run_id}", tag = "runs",
+    params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path)),
+    request_body = RunPatch,
+    responses((status = 200, body = RunInfo), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update_run(
+    State(state): State<AppState>,
+    PathParams(p): RunParams,
+    JsonBody(patch): JsonBody<RunPatch>,
+) -> ApiResult<Json<RunInfo>> {
+    let path = run_path(p)?;
+    let store = store(&state);
+    blocking(move || store.update_run(&path, patch)).await.map(Json)
+}
+
+#[utoipa::path(delete, path = "/api/v1/runs/{entity}/{project}/{run_id}", tag = "runs",
+    params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)))]
+pub async fn delete_run(State(state): State<AppState>, PathParams(p): RunParams) -> ApiResult<StatusCode> {
+    let path = run_path(p)?;
+    let store = store(&state);
+    blocking(move || store.delete_run(&path)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/runs/{entity}/{project}/{run_id}/ingest", tag = "ingest",
+    params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path)),
+    request_body(description = "A batch: JSON, or the binary form that the clients send (application/x-cairn-batch)",
+        content((IngestJson = "application/json"), (Vec<u8> = "application/x-cairn-batch"))),
+    responses((status = 200, description = "Stored; the offsets expected next", body = IngestAck),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "offset_gap: a stream starts past what is stored; resend from expected_offsets", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
+pub async fn ingest(State(state): State<AppState>, PathParams(p): RunParams, request: Request) -> ApiResult<Json<IngestAck>> {
+    let path = run_path(p)?;
+    let (headers, body) = read_body(request, state.config.max_body_bytes).await?;
+    let now = Timestamp::now();
+    let store = store(&state);
+    let ct = content_type(&headers);
+    let ack = if ct == BATCH_CONTENT_TYPE {
+        blocking(move || {
+            let batch = wire::decode_batch(&body)?;
+            store.ingest(&path, batch, now)
+        })
+        .await?
+    } else if ct == "application/json" || ct.is_empty() {
+        let json: IngestJson = parse_json(&headers, &body)?;
+        blocking(move || store.ingest(&path, json.into_batch(now)?, now)).await?
+    } else {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("content type {ct:?} is not supported; send application/json or {BATCH_CONTENT_TYPE}"),
+        ));
+    };
+    Ok(Json(ack))
+}
+
+#[utoipa::path(post, path = "/api/v1/runs/{entity}/{project}/{run_id}/heartbeat", tag = "lifecycle",
+    params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path)),
+    responses((status = 200, description = "`stop` is true when the run was stopped from the UI or the CLI", body = HeartbeatReply),
+        (status = 404, body = ErrorBody)))]
+pub async fn heartbeat(State(state): State<AppState>, PathParams(p): RunParams) -> ApiResult<Json<HeartbeatReply>> {
+    let path = run_path(p)?;
+    let store = store(&state);
+    blocking(move || store.heartbeat(&path, Timestamp::now())).await.map(Json)
+}
+
+#[utoipa::path(post, path = "/api/v1/runs/{entity}/{project}/{run_id}/finish", tag = "lifecycle",
+    params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path)),
+    request_body = FinishRequest,
+    responses((status = 200, body = RunInfo), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn finish_run(
+    State(state): State<AppState>,
+    PathParams(p): RunParams,
+    JsonBody(request): JsonBody<FinishRequest>,
+) -> ApiResult<Json<RunInfo>> {
+    let path = run_path(p)?;
+    let store = store(&state);
+    blocking(move || store.finish_run(&path, request, Timestamp::now())).await.map(Json)
+}
+
+#[utoipa::path(post, path = "/api/v1/runs/{entity}/{project}/{run_id}/stop", tag = "lifecycle",
+    params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path)),
+    responses((status = 200, description = "Stop requested; the client learns of it at its next heartbeat", body = RunInfo),
+        (status = 404, body = ErrorBody), (status = 409, description = "The run has already ended", body = ErrorBody)))]
+pub async fn stop_run(State(state): State<AppState>, PathParams(p): RunParams) -> ApiResult<Json<RunInfo>> {
+    let path = run_path(p)?;
+    let store = store(&state);
+    blocking(move || store.request_stop(&path)).await.map(Json)
+}
+
+#[utoipa::path(get, path = "/api/v1/runs/{entity}/{project}/{run_id}/keys", tag = "history",
+    params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path)),
+    responses((status = 200, description = "Keys logged by the run, history and system", body = Vec<KeyInfo>),
+        (status = 404, body = ErrorBody)))]
+pub async fn list_keys(State(state): State<AppState>, PathParams(p): RunParams) -> ApiResult<Json<Vec<KeyInfo>>> {
+    let path = run_path(p)?;
+    let store = store(&state);
+    blocking(move || store.list_keys(&path)).await.map(Json)
+}
+
+fn value_or_null(value: Option<Value>) -> Value {
+    value.unwrap_or(Value::Null)
+}
+
+#[utoipa::path(get, path = "/api/v1/runs/{entity}/{project}/{run_id}/history", tag = "history",
+    params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path), HistoryQuery),
+    responses(
+        (status = 200, description = "Rows (format=rows), columns (format=columns), or binary columns (format=binary)",
+            content((HistoryPage = "application/json"), (HistoryColumns = "application/json"), (Vec<u8> = "application/x-cairn-columns"))),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn history(
+    State(state): State<AppState>,
+    PathParams(p): RunParams,
+    QueryParams(query): QueryParams<HistoryQuery>,
+) -> ApiResult<Response> {
+    let path = run_path(p)?;
+    let format = query.format.as_deref().unwrap_or("rows").to_owned();
+    let max = match format.as_str() {
+        "rows" => HISTORY_MAX_LIMIT,
+        "columns" | "binary" => HISTORY_MAX_COLUMNS_LIMIT,
+        other => {
+            return Err(ApiError::new(ErrorCode::InvalidQuery, format!("format {other:?} is not rows, columns or binary")));
+        }
+    };
+    let limit = query.limit.unwrap_or(HISTORY_DEFAULT_LIMIT);
+    if limit == 0 || limit > max {
+        return Err(ApiError::new(ErrorCode::InvalidQuery, format!("limit={limit} is out of range for format={format}; use 1 to {max}")));
+    }
+    let require_all = match query.require.as_deref() {
+        None | Some("any") => false,
+        Some("all") => true,
+        Some(other) => return Err(ApiError::new(ErrorCode::InvalidQuery, format!("require={other:?} is not any or all"))),
+    };
+    let stream = match query.stream.as_deref() {
+        None | Some("history") => KeyStream::History,
+        Some("system") => KeyStream::System,
+        Some(other) => return Err(ApiError::new(ErrorCode::InvalidQuery, format!("stream={other:?} is not history or system"))),
+    };
+    let keys = query.keys.as_deref().map(|k| k.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect());
+    let request = HistoryRequest { stream, keys, min_step: query.min_step, max_step: query.max_step, limit, require_all };
+    let store = store(&state);
+    let response = blocking(move || {
+        let data = store.history(&path, &request)?;
+        Ok(match format.as_str() {
+            "binary" => {
+                let columns: Vec<ColumnData> = data
+                    .columns
+                    .into_iter()
+                    .map(|c| ColumnData { name: c.name, path: c.path, values: c.values })
+                    .collect();
+                let body = wire::encode_columns(&data.steps, &columns, data.next_step);
+                ([(header::CONTENT_TYPE, COLUMNS_CONTENT_TYPE)], body).into_response()
+            }
+            "columns" => Json(HistoryColumns {
+                columns: data
+                    .columns
+                    .into_iter()
+                    .map(|c| (c.name, c.values.into_iter().map(value_or_null).collect()))
+                    .collect(),
+                steps: data.steps,
+                next_step: data.next_step,
+            })
+            .into_response(),
+            _ => {
+                let mut rows: Vec<Map> = data.steps.iter().map(|&s| Map::from([("_step".to_owned(), Value::Int(s))])).collect();
+                for column in data.columns {
+                    for (row, value) in rows.iter_mut().zip(column.values) {
+                        if let Some(value) = value {
+                            insert_path(row, &column.path, value);
+                        }
+                    }
+                }
+                Json(HistoryPage { rows, next_step: data.next_step }).into_response()
+            }
+        })
+    })
+    .await?;
+    Ok(response)
+}
+
+#[utoipa::path(get, path = "/api/v1/runs/{entity}/{project}/{run_id}/series", tag = "history",
+    params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path), SeriesQuery),
+    responses((status = 200, description = "Bucketed min, max, mean, last and count per key; never sampled", body = SeriesResult),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn series(
+    State(state): State<AppState>,
+    PathParams(p): RunParams,
+    QueryParams(query): QueryParams<SeriesQuery>,
+) -> ApiResult<Json<SeriesResult>> {
+    let path = run_path(p)?;
+    let store = store(&state);
+    blocking(move || store.series(&path, &query)).await.map(Json)
+}
+
+#[utoipa::path(get, path = "/api/v1/runs/{entity}/{project}/{run_id}/console", tag = "history",
+    params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path), ConsoleQuery),
+    responses((status = 200, body = ConsolePage), (status = 404, body = ErrorBody)))]
+pub async fn console(
+    State(state): State<AppState>,
+    PathParams(p): RunParams,
+    QueryParams(query): QueryParams<ConsoleQuery>,
+) -> ApiResult<Json<ConsolePage>> {
+    let path = run_path(p)?;
+    let store = store(&state);
+    blocking(move || store.console(&path, query.from_line.unwrap_or(0), query.limit.unwrap_or(1000))).await.map(Json)
+}
+
+#[utoipa::path(get, path = "/api/v1/runs/{entity}/{project}/{run_id}/files", tag = "files",
+    params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path)),
+    responses((status = 200, body = Vec<FileInfo>), (status = 404, body = ErrorBody)))]
+pub async fn list_files(State(state): State<AppState>, PathParams(p): RunParams) -> ApiResult<Json<Vec<FileInfo>>> {
+    let path = run_path(p)?;
+    let store = store(&state);
+    blocking(move || store.list_run_files(&path)).await.map(Json)
+}
+
+fn validate_file_path(file_path: &str) -> ApiResult<()> {
+    let bad = file_path.is_empty()
+        || file_path.len() > 1024
+        || file_path.starts_with('/')
+        || file_path.split('/').any(|s| s.is_empty() || s == "." || s == "..")
+        || file_path.chars().any(|c| c.is_control() || c == '\\');
+    if bad {
+        return Err(ApiError::new(
+            ErrorCode::InvalidValue,
+            format!("file path {file_path:?} must be relative, without '.', '..', empty segments or backslashes"),
+        ));
+    }
+    Ok(())
+}
+
+#[utoipa::path(put, path = "/api/v1/runs/{entity}/{project}/{run_id}/files/{file_path}", tag = "files",
+    params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path),
+        ("file_path" = String, Path, description = "Path of the file in the run, may contain /")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 200, description = "Stored, streamed to disk and content-addressed", body = FileInfo),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn put_file(
+    State(state): State<AppState>,
+    PathParams((entity, project, run_id, file_path)): PathParams<(String, String, String, String)>,
+    request: Request,
+) -> ApiResult<Json<FileInfo>> {
+    use http_body_util::BodyExt;
+    use std::io::Write;
+
+    let path = run_path((entity, project, run_id))?;
+    validate_file_path(&file_path)?;
+    let store = store(&state);
+    {
+        let store = store.clone();
+        let path = path.clone();
+        blocking(move || store.get_run(&path)).await?;
+    }
+    let staging = store.blobs().staging_dir().to_owned();
+    let tmp = tempfile::NamedTempFile::new_in(&staging)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("cannot create a staging file: {e}")))?;
+    let (file, tmp_path) = tmp.into_parts();
+    let mut file = std::io::BufWriter::new(file);
+    let mut body = request.into_body();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("upload ended early: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            file.write_all(&data).map_err(|e| ApiError::new(ErrorCode::Internal, format!("cannot write the upload: {e}")))?;
+        }
+    }
+    file.flush().map_err(|e| ApiError::new(ErrorCode::Internal, format!("cannot write the upload: {e}")))?;
+    drop(file);
+    blocking(move || {
+        let blob = store.blobs().put_file(&tmp_path)?;
+        drop(tmp_path);
+        let info = FileInfo { path: file_path, size: blob.size, sha256: blob.sha256, updated_at: Timestamp::now() };
+        store.put_run_file(&path, info.clone())?;
+        Ok(info)
+    })
+    .await
+    .map(Json)
+}
+
+#[utoipa::path(get, path = "/api/v1/runs/{entity}/{project}/{run_id}/files/{file_path}", tag = "files",
+    params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path), ("file_path" = String, Path)),
+    responses((status = 200, description = "The file's bytes, streamed", content_type = "application/octet-stream"),
+        (status = 404, body = ErrorBody)))]
+pub async fn get_file(
+    State(state): State<AppState>,
+    PathParams((entity, project, run_id, file_path)): PathParams<(String, String, String, String)>,
+) -> ApiResult<Response> {
+    let path = run_path((entity, project, run_id))?;
+    validate_file_path(&file_path)?;
+    let store = store(&state);
+    let (info, reader) = blocking(move || {
+        let info = store.get_run_file(&path, &file_path)?;
+        let reader = store.blobs().open(&info.sha256)?;
+        Ok((info, reader))
+    })
+    .await?;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut reader = reader;
+        loop {
+            let mut buf = vec![0u8; 1 << 16];
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if sender.blocking_send(Ok(buf)).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = sender.blocking_send(Err(e));
+                    break;
+                }
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(receiver, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let file_name = info.path.rsplit('/').next().unwrap_or("file").replace('"', "");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_LENGTH, info.size.to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{file_name}\"")),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+use std::io::Read as _;
+
+/// Sets the body limit for the JSON extractor.
+pub async fn with_body_limit(State(state): State<AppState>, mut request: Request, next: axum::middleware::Next) -> Response {
+    request.extensions_mut().insert(BodyLimit(state.config.max_body_bytes));
+    next.run(request).await
+}
