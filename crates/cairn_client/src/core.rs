@@ -42,6 +42,29 @@ pub struct KeyState {
 
 impl KeyState {
     #[inline]
+    fn observe_float(&mut self, step: i64, v: f64, version: u64) {
+        if !v.is_nan() {
+            self.num_count += 1;
+            self.min = self.min.min(v);
+            self.max = self.max.max(v);
+            self.sum += v;
+        }
+        match &mut self.sparkline {
+            Some(sparkline) => sparkline.push(step, v),
+            None => {
+                let mut sparkline = Sparkline::new(step);
+                sparkline.push(step, v);
+                self.sparkline = Some(sparkline);
+            }
+        }
+        if self.count == 0 {
+            self.first = Value::Float(v);
+        }
+        self.count += 1;
+        self.last = Value::Float(v);
+        self.version = version;
+    }
+
     fn observe(&mut self, step: i64, value: Value, version: u64) {
         if let Some(v) = value.as_f64().filter(|_| matches!(value, Value::Int(_) | Value::Float(_))) {
             if !v.is_nan() {
@@ -83,7 +106,11 @@ pub struct Core {
     record: Vec<u8>,
     fields: Vec<u8>,
     pending: Vec<(u32, Value)>,
+    pending_floats: Vec<(u32, f64)>,
     flat_keys: FxHashMap<Box<str>, u32>,
+    /// The flat key ids of the previous row, by position: most programs log the same keys in the
+    /// same order every step, so a comparison usually replaces a hash lookup.
+    row_ids: Vec<u32>,
     nested_keys: FxHashMap<Box<str>, u32>,
     system_keys: FxHashMap<Box<str>, u32>,
     pub keys: Vec<KeyState>,
@@ -107,7 +134,9 @@ impl Core {
             record: Vec::with_capacity(256),
             fields: Vec::with_capacity(256),
             pending: Vec::with_capacity(16),
+            pending_floats: Vec::with_capacity(16),
             flat_keys: FxHashMap::default(),
+            row_ids: Vec::new(),
             nested_keys: FxHashMap::default(),
             system_keys: FxHashMap::default(),
             keys: Vec::new(),
@@ -196,7 +225,8 @@ impl Core {
 
         self.fields.clear();
         self.pending.clear();
-        let mut row = RowFields { core: self, count: 0 };
+        self.pending_floats.clear();
+        let mut row = RowFields { core: self, count: 0, position: 0 };
         fill(&mut row)?;
         let count = row.count;
 
@@ -217,6 +247,9 @@ impl Core {
 
         self.version += 1;
         let version = self.version;
+        for &(id, value) in &self.pending_floats {
+            self.keys[id as usize].observe_float(row_step, value, version);
+        }
         for (id, value) in self.pending.drain(..) {
             self.keys[id as usize].observe(row_step, value, version);
         }
@@ -408,6 +441,8 @@ impl Core {
 pub struct RowFields<'a> {
     core: &'a mut Core,
     count: usize,
+    /// Index of the next flat key in the row.
+    position: usize,
 }
 
 fn check_key(key: &str) -> Result<()> {
@@ -423,12 +458,28 @@ fn check_key(key: &str) -> Result<()> {
 impl RowFields<'_> {
     #[inline]
     fn flat_id(&mut self, key: &str) -> Result<u32> {
-        if let Some(&id) = self.core.flat_keys.get(key) {
+        let position = self.position;
+        self.position += 1;
+        if let Some(&id) = self.core.row_ids.get(position)
+            && self.core.keys[id as usize].name == key
+        {
             return Ok(id);
         }
-        check_key(key)?;
-        let id = self.core.define_key(KeyStream::History, vec![key.to_owned()])?;
-        self.core.flat_keys.insert(key.into(), id);
+        let id = match self.core.flat_keys.get(key) {
+            Some(&id) => id,
+            None => {
+                check_key(key)?;
+                let id = self.core.define_key(KeyStream::History, vec![key.to_owned()])?;
+                self.core.flat_keys.insert(key.into(), id);
+                id
+            }
+        };
+        let row_ids = &mut self.core.row_ids;
+        if position < row_ids.len() {
+            row_ids[position] = id;
+        } else if position == row_ids.len() {
+            row_ids.push(id);
+        }
         Ok(id)
     }
 
@@ -448,7 +499,7 @@ impl RowFields<'_> {
     pub fn float(&mut self, key: &str, value: f64) -> Result<()> {
         let id = self.flat_id(key)?;
         payload::history_float_field(&mut self.core.fields, id as u64, value);
-        self.core.pending.push((id, Value::Float(value)));
+        self.core.pending_floats.push((id, value));
         self.count += 1;
         Ok(())
     }

@@ -15,14 +15,15 @@ const MAX_SUMMARY_LINES: usize = 20;
 #[derive(Debug, Clone)]
 pub struct Sparkline {
     first_step: i64,
-    width: i64,
+    /// Each bucket covers `1 << shift` steps.
+    shift: u32,
     sums: [f64; SPARKLINE_WIDTH],
     counts: [u32; SPARKLINE_WIDTH],
 }
 
 impl Sparkline {
     pub fn new(first_step: i64) -> Sparkline {
-        Sparkline { first_step, width: 1, sums: [0.0; SPARKLINE_WIDTH], counts: [0; SPARKLINE_WIDTH] }
+        Sparkline { first_step, shift: 0, sums: [0.0; SPARKLINE_WIDTH], counts: [0; SPARKLINE_WIDTH] }
     }
 
     #[inline]
@@ -31,7 +32,7 @@ impl Sparkline {
             return;
         }
         let offset = (step - self.first_step).max(0);
-        while offset / self.width >= SPARKLINE_WIDTH as i64 {
+        while (offset >> self.shift) >= SPARKLINE_WIDTH as i64 {
             for i in 0..SPARKLINE_WIDTH / 2 {
                 self.sums[i] = self.sums[2 * i] + self.sums[2 * i + 1];
                 self.counts[i] = self.counts[2 * i] + self.counts[2 * i + 1];
@@ -40,9 +41,9 @@ impl Sparkline {
                 self.sums[i] = 0.0;
                 self.counts[i] = 0;
             }
-            self.width *= 2;
+            self.shift += 1;
         }
-        let i = (offset / self.width) as usize;
+        let i = (offset >> self.shift) as usize;
         self.sums[i] += value;
         self.counts[i] += 1;
     }

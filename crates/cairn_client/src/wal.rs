@@ -11,8 +11,10 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use cairn_types::wire::{FRAME_HEADER_LEN, Frame, frame_header, read_frame};
 use memmap2::{Mmap, MmapMut};
@@ -33,6 +35,74 @@ pub fn segment_path(dir: &Path, segment: u64) -> PathBuf {
     dir.join(format!("{segment:08}.seg"))
 }
 
+/// Pages are made ready this far ahead of the write position.
+const PREFAULT_AHEAD: usize = 4 << 20;
+const PREFAULT_STEP: usize = 1 << 20;
+
+/// A helper thread that faults in the log's pages ahead of the writer (`MADV_POPULATE_WRITE`), so
+/// that `log` does not pay for the kernel zeroing fresh pages. Threads share the address space:
+/// populating the writer's mapping here makes its pages present for the writer too.
+struct Prefaulter {
+    base: AtomicUsize,
+    len: AtomicUsize,
+    target: AtomicUsize,
+    stop: AtomicBool,
+    /// Held while populating and while the writer swaps segments, so that a mapping is never
+    /// populated after it was unmapped.
+    lock: Mutex<usize>,
+    wake: Condvar,
+}
+
+impl Prefaulter {
+    fn start(base: usize, len: usize) -> (Arc<Prefaulter>, Option<JoinHandle<()>>) {
+        let state = Arc::new(Prefaulter {
+            base: AtomicUsize::new(base),
+            len: AtomicUsize::new(len),
+            target: AtomicUsize::new(PREFAULT_AHEAD.min(len)),
+            stop: AtomicBool::new(false),
+            lock: Mutex::new(0),
+            wake: Condvar::new(),
+        });
+        let worker = state.clone();
+        let thread = std::thread::Builder::new().name("cairn-wal-prefault".into()).spawn(move || worker.run()).ok();
+        (state, thread)
+    }
+
+    fn run(&self) {
+        let mut done = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if self.stop.load(Ordering::Acquire) {
+                return;
+            }
+            let target = self.target.load(Ordering::Acquire).min(self.len.load(Ordering::Acquire));
+            if target <= *done {
+                done = self.wake.wait_timeout(done, Duration::from_millis(50)).unwrap_or_else(|e| e.into_inner()).0;
+                continue;
+            }
+            let base = self.base.load(Ordering::Acquire);
+            // SAFETY: [base + done, base + target) lies inside the current segment's mapping, which
+            // the writer only unmaps while holding `lock` (held here). Populating pages does not
+            // change their contents.
+            let result = unsafe {
+                libc::madvise((base + *done) as *mut libc::c_void, target - *done, libc::MADV_POPULATE_WRITE)
+            };
+            if result != 0 {
+                // Not supported by this kernel: the writer just faults pages in itself.
+                return;
+            }
+            *done = target;
+        }
+    }
+
+    fn request(&self, offset: usize) {
+        let wanted = (offset + PREFAULT_AHEAD).next_multiple_of(PREFAULT_STEP);
+        if wanted > self.target.load(Ordering::Relaxed) {
+            self.target.store(wanted, Ordering::Release);
+            self.wake.notify_one();
+        }
+    }
+}
+
 /// Appends records. Not thread-safe by itself: the run holds it under a lock.
 pub struct WalWriter {
     dir: PathBuf,
@@ -41,6 +111,19 @@ pub struct WalWriter {
     offset: usize,
     /// The end of complete records, published for the uploader.
     committed: Arc<AtomicU64>,
+    prefault: Arc<Prefaulter>,
+    prefault_thread: Option<JoinHandle<()>>,
+    next_request: usize,
+}
+
+impl Drop for WalWriter {
+    fn drop(&mut self) {
+        self.prefault.stop.store(true, Ordering::Release);
+        self.prefault.wake.notify_all();
+        if let Some(thread) = self.prefault_thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 fn create_segment(dir: &Path, segment: u64, size: usize) -> io::Result<MmapMut> {
@@ -56,7 +139,17 @@ impl WalWriter {
     pub fn create(dir: &Path) -> io::Result<WalWriter> {
         std::fs::create_dir_all(dir)?;
         let map = create_segment(dir, 0, SEGMENT_BYTES)?;
-        Ok(WalWriter { dir: dir.to_owned(), segment: 0, map, offset: 0, committed: Arc::new(AtomicU64::new(0)) })
+        let (prefault, prefault_thread) = Prefaulter::start(map.as_ptr() as usize, map.len());
+        Ok(WalWriter {
+            dir: dir.to_owned(),
+            segment: 0,
+            map,
+            offset: 0,
+            committed: Arc::new(AtomicU64::new(0)),
+            prefault,
+            prefault_thread,
+            next_request: PREFAULT_STEP,
+        })
     }
 
     /// Continues an existing log after its last complete record (a resumed run directory).
@@ -68,7 +161,18 @@ impl WalWriter {
         let mut map = unsafe { MmapMut::map_mut(&file)? };
         // Clear whatever a torn write left behind, so readers stop at the end.
         map[offset..].iter_mut().take(1 << 16).for_each(|b| *b = 0);
-        Ok(WalWriter { dir: dir.to_owned(), segment, map, offset, committed: Arc::new(AtomicU64::new(end)) })
+        let (prefault, prefault_thread) = Prefaulter::start(map.as_ptr() as usize, map.len());
+        prefault.request(offset);
+        Ok(WalWriter {
+            dir: dir.to_owned(),
+            segment,
+            map,
+            offset,
+            committed: Arc::new(AtomicU64::new(end)),
+            prefault,
+            prefault_thread,
+            next_request: offset + PREFAULT_STEP,
+        })
     }
 
     pub fn committed(&self) -> Arc<AtomicU64> {
@@ -91,15 +195,28 @@ impl WalWriter {
         self.map[at..at + FRAME_HEADER_LEN].copy_from_slice(&frame_header(payload));
         self.offset += need;
         self.committed.store(position(self.segment, self.offset), Ordering::Release);
+        if self.offset >= self.next_request {
+            self.prefault.request(self.offset);
+            self.next_request = self.offset + PREFAULT_STEP;
+        }
         Ok(())
     }
 
     fn next_segment(&mut self, need: usize) -> io::Result<()> {
         let _ = self.map.flush_async();
         let size = SEGMENT_BYTES.max(need.next_power_of_two());
-        self.map = create_segment(&self.dir, self.segment + 1, size)?;
+        let map = create_segment(&self.dir, self.segment + 1, size)?;
+        {
+            let mut done = self.prefault.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.prefault.base.store(map.as_ptr() as usize, Ordering::Release);
+            self.prefault.len.store(map.len(), Ordering::Release);
+            self.prefault.target.store(0, Ordering::Release);
+            *done = 0;
+            self.map = map;
+        }
         self.segment += 1;
         self.offset = 0;
+        self.next_request = 0;
         Ok(())
     }
 

@@ -302,7 +302,7 @@ pub async fn history(
                 columns: data
                     .columns
                     .into_iter()
-                    .map(|c| (c.name, c.values.into_iter().map(value_or_null).collect()))
+                    .map(|c| (c.name, c.values.into_values().into_iter().map(value_or_null).collect()))
                     .collect(),
                 steps: data.steps,
                 next_step: data.next_step,
@@ -311,7 +311,7 @@ pub async fn history(
             _ => {
                 let mut rows: Vec<Map> = data.steps.iter().map(|&s| Map::from([("_step".to_owned(), Value::Int(s))])).collect();
                 for column in data.columns {
-                    for (row, value) in rows.iter_mut().zip(column.values) {
+                    for (row, value) in rows.iter_mut().zip(column.values.into_values()) {
                         if let Some(value) = value {
                             insert_path(row, &column.path, value);
                         }

@@ -77,8 +77,12 @@ impl Stats {
         }
     }
 
-    /// Merges `other`, which comes after `self` in step order.
+    /// Merges `other`; `last` comes from whichever covers the later steps, so the order of
+    /// merging does not matter.
     pub fn merge(&mut self, other: &Stats) {
+        if !other.last.is_nan() && (self.last.is_nan() || other.end_step >= self.end_step) {
+            self.last = other.last;
+        }
         self.start_step = self.start_step.min(other.start_step);
         self.end_step = self.end_step.max(other.end_step);
         self.count += other.count;
@@ -87,9 +91,6 @@ impl Stats {
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
         self.sum += other.sum;
-        if !other.last.is_nan() {
-            self.last = other.last;
-        }
     }
 
     /// Min and max as stored: `None` when there is no non-NaN number.
@@ -222,35 +223,94 @@ pub fn decode(bytes: &[u8], start_step: i64) -> Result<Points, CodedError> {
     Ok(Points { steps, values })
 }
 
-/// The numeric points of a chunk as `(steps, values)`; non-numeric values are left out.
-pub fn decode_numeric(bytes: &[u8], start_step: i64) -> Result<(Vec<i64>, Vec<f64>), CodedError> {
-    let h = header(bytes)?;
-    match h.kind {
-        KIND_F64 | KIND_I64 => {
-            let steps = decode_steps(&h, start_step)?;
-            let values: Vec<f64> = if h.kind == KIND_F64 {
-                pco_decompress(h.values)?
-            } else {
-                pco_decompress::<i64>(h.values)?.into_iter().map(|i| i as f64).collect()
-            };
-            if values.len() != steps.len() {
-                return Err(corrupt("value count"));
-            }
-            Ok((steps, values))
+/// The steps of a decoded chunk: `start, start+1, ...` when dense.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Steps {
+    Dense { start: i64, len: usize },
+    Sparse(Vec<i64>),
+}
+
+impl Steps {
+    pub fn len(&self) -> usize {
+        match self {
+            Steps::Dense { len, .. } => *len,
+            Steps::Sparse(steps) => steps.len(),
         }
-        _ => {
-            let points = decode(bytes, start_step)?;
-            let mut steps = Vec::with_capacity(points.steps.len());
-            let mut values = Vec::with_capacity(points.steps.len());
-            for (step, value) in points.steps.into_iter().zip(points.values) {
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[inline]
+    pub fn get(&self, i: usize) -> i64 {
+        match self {
+            Steps::Dense { start, .. } => start + i as i64,
+            Steps::Sparse(steps) => steps[i],
+        }
+    }
+
+    pub fn to_vec(&self) -> Vec<i64> {
+        (0..self.len()).map(|i| self.get(i)).collect()
+    }
+}
+
+/// Values of a decoded chunk, in their stored form.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChunkValues {
+    F64(Vec<f64>),
+    I64(Vec<i64>),
+    Mixed(Vec<Value>),
+}
+
+/// The numeric points of a chunk; non-numeric values are left out (the steps are then sparse).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NumericChunk {
+    pub steps: Steps,
+    pub values: Vec<f64>,
+}
+
+/// Decodes a chunk keeping floats and ints in plain arrays.
+pub fn decode_typed(bytes: &[u8], start_step: i64) -> Result<(Steps, ChunkValues), CodedError> {
+    let h = header(bytes)?;
+    let steps = match h.steps {
+        None => Steps::Dense { start: start_step, len: h.count },
+        Some(_) => Steps::Sparse(decode_steps(&h, start_step)?),
+    };
+    let values = match h.kind {
+        KIND_F64 => ChunkValues::F64(pco_decompress(h.values)?),
+        KIND_I64 => ChunkValues::I64(pco_decompress(h.values)?),
+        KIND_MIXED => ChunkValues::Mixed(decode(bytes, start_step)?.values),
+        _ => return Err(corrupt("kind")),
+    };
+    let n = match &values {
+        ChunkValues::F64(v) => v.len(),
+        ChunkValues::I64(v) => v.len(),
+        ChunkValues::Mixed(v) => v.len(),
+    };
+    if n != h.count {
+        return Err(corrupt("value count"));
+    }
+    Ok((steps, values))
+}
+
+pub fn decode_numeric(bytes: &[u8], start_step: i64) -> Result<NumericChunk, CodedError> {
+    let (steps, values) = decode_typed(bytes, start_step)?;
+    Ok(match values {
+        ChunkValues::F64(values) => NumericChunk { steps, values },
+        ChunkValues::I64(ints) => NumericChunk { steps, values: ints.into_iter().map(|i| i as f64).collect() },
+        ChunkValues::Mixed(mixed) => {
+            let mut kept_steps = Vec::with_capacity(mixed.len());
+            let mut values = Vec::with_capacity(mixed.len());
+            for (i, value) in mixed.iter().enumerate() {
                 if let Value::Int(_) | Value::Float(_) = value {
-                    steps.push(step);
+                    kept_steps.push(steps.get(i));
                     values.push(value.as_f64().expect("numeric"));
                 }
             }
-            Ok((steps, values))
+            NumericChunk { steps: Steps::Sparse(kept_steps), values }
         }
-    }
+    })
 }
 
 /// Splits points into chunks of at most [`TARGET_CHUNK_POINTS`], each with its stats and bytes.
@@ -310,10 +370,12 @@ mod tests {
         let steps = vec![0, 1, 2, 3, 4];
         let values = vec![Value::Float(1.0), Value::Float(f64::NAN), Value::from("x"), Value::Int(-4), Value::Float(9.0)];
         let bytes = encode(&steps, &values);
-        let (s, v) = decode_numeric(&bytes, 0).unwrap();
-        assert_eq!(s, vec![0, 1, 3, 4]);
-        assert_eq!(v[0], 1.0);
-        assert!(v[1].is_nan());
+        let chunk = decode_numeric(&bytes, 0).unwrap();
+        assert_eq!(chunk.steps.to_vec(), vec![0, 1, 3, 4]);
+        assert_eq!(chunk.values[0], 1.0);
+        assert!(chunk.values[1].is_nan());
+        let dense = decode_numeric(&encode(&[5, 6], &[Value::Float(1.0), Value::Float(2.0)]), 5).unwrap();
+        assert_eq!(dense.steps, Steps::Dense { start: 5, len: 2 });
         let stats = Points { steps, values }.stats();
         assert_eq!((stats.count, stats.num_count, stats.nan_count), (5, 3, 1));
         assert_eq!((stats.min, stats.max, stats.sum, stats.last), (-4.0, 9.0, 6.0, 9.0));

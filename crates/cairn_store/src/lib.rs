@@ -111,12 +111,12 @@ pub struct HistoryData {
     pub next_step: Option<i64>,
 }
 
-/// One key's values, aligned with [`HistoryData::steps`]; `None` where a row lacks the key.
+/// One key's values, aligned with [`HistoryData::steps`]: floats stay plain `f64` arrays.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistoryValues {
     pub name: String,
     pub path: Vec<String>,
-    pub values: Vec<Option<cairn_types::Value>>,
+    pub values: cairn_types::wire::ColumnValues,
 }
 
 /// A stored file's identity.

@@ -94,8 +94,8 @@ fn history_all(store: &impl Store, path: &RunPath) -> crate::HistoryData {
     store.history(path, &HistoryRequest { limit: 1_000_000, ..Default::default() }).unwrap()
 }
 
-fn column<'a>(data: &'a crate::HistoryData, name: &str) -> &'a [Option<Value>] {
-    &data.columns.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no column {name}")).values
+fn column(data: &crate::HistoryData, name: &str) -> Vec<Option<Value>> {
+    data.columns.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no column {name}")).values.clone().into_values()
 }
 
 pub fn upsert_creates_entity_project_and_names(store: &impl Store) {

@@ -1199,12 +1199,12 @@ const COLUMN_F64: u8 = 0;
 const COLUMN_VALUES: u8 = 1;
 const MISSING: u8 = 255;
 
-/// One column of [`Columns`]: values aligned with the steps, `None` where a row lacks the key.
+/// One column of [`Columns`]: values aligned with the steps.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnData {
     pub name: String,
     pub path: Vec<String>,
-    pub values: Vec<Option<Value>>,
+    pub values: ColumnValues,
 }
 
 /// `"CRNC" | version | next_step: i64 (MIN = none) | n: u64 | steps: n × i64 | ncols: varint |
@@ -1228,31 +1228,53 @@ pub fn encode_columns(steps: &[i64], columns: &[ColumnData], next_step: Option<i
         for segment in &column.path {
             put_str(&mut out, segment);
         }
-        let all_floats = column.values.iter().all(|v| matches!(v, None | Some(Value::Float(_))));
-        if all_floats {
-            out.push(COLUMN_F64);
-            let mut bitmap = vec![0u8; n.div_ceil(8)];
-            for (i, value) in column.values.iter().enumerate() {
-                match value {
-                    Some(Value::Float(f)) => {
-                        put_f64(&mut out, *f);
-                        bitmap[i / 8] |= 1 << (i % 8);
-                    }
-                    _ => put_f64(&mut out, f64::NAN),
+        match &column.values {
+            ColumnValues::Floats(values, present) => {
+                out.push(COLUMN_F64);
+                for v in values {
+                    put_f64(&mut out, *v);
                 }
+                out.extend_from_slice(&presence_bitmap(present));
             }
-            out.extend_from_slice(&bitmap);
-        } else {
-            out.push(COLUMN_VALUES);
-            for value in &column.values {
-                match value {
-                    Some(v) => put_value(&mut out, v),
-                    None => out.push(MISSING),
+            ColumnValues::Values(values) if values.iter().all(|v| matches!(v, None | Some(Value::Float(_)))) => {
+                out.push(COLUMN_F64);
+                let mut present = Vec::with_capacity(n);
+                for value in values {
+                    match value {
+                        Some(Value::Float(f)) => {
+                            put_f64(&mut out, *f);
+                            present.push(true);
+                        }
+                        _ => {
+                            put_f64(&mut out, f64::NAN);
+                            present.push(false);
+                        }
+                    }
+                }
+                out.extend_from_slice(&presence_bitmap(&present));
+            }
+            ColumnValues::Values(values) => {
+                out.push(COLUMN_VALUES);
+                for value in values {
+                    match value {
+                        Some(v) => put_value(&mut out, v),
+                        None => out.push(MISSING),
+                    }
                 }
             }
         }
     }
     out
+}
+
+fn presence_bitmap(present: &[bool]) -> Vec<u8> {
+    let mut bitmap = vec![0u8; present.len().div_ceil(8)];
+    for (i, p) in present.iter().enumerate() {
+        if *p {
+            bitmap[i / 8] |= 1 << (i % 8);
+        }
+    }
+    bitmap
 }
 
 /// Decoded binary columns. Float columns stay as plain `f64` arrays for speed.
@@ -1275,6 +1297,35 @@ pub enum ColumnValues {
     /// Values and whether each is present.
     Floats(Vec<f64>, Vec<bool>),
     Values(Vec<Option<Value>>),
+}
+
+impl ColumnValues {
+    pub fn len(&self) -> usize {
+        match self {
+            ColumnValues::Floats(values, _) => values.len(),
+            ColumnValues::Values(values) => values.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, i: usize) -> Option<Value> {
+        match self {
+            ColumnValues::Floats(values, present) => present[i].then(|| Value::Float(values[i])),
+            ColumnValues::Values(values) => values[i].clone(),
+        }
+    }
+
+    pub fn into_values(self) -> Vec<Option<Value>> {
+        match self {
+            ColumnValues::Floats(values, present) => {
+                values.into_iter().zip(present).map(|(v, p)| p.then_some(Value::Float(v))).collect()
+            }
+            ColumnValues::Values(values) => values,
+        }
+    }
 }
 
 pub fn decode_columns(body: &[u8]) -> Result<Columns, WireError> {
@@ -1335,9 +1386,15 @@ mod column_tests {
     #[test]
     fn columns_round_trip() {
         let steps = vec![0, 5, 9];
+        let mixed = vec![Some(Value::Int(1)), Some(Value::from("x")), None];
         let columns = vec![
-            ColumnData { name: "loss".into(), path: vec!["loss".into()], values: vec![Some(Value::Float(0.5)), None, Some(Value::Float(f64::INFINITY))] },
-            ColumnData { name: "a.b".into(), path: vec!["a".into(), "b".into()], values: vec![Some(Value::Int(1)), Some(Value::from("x")), None] },
+            ColumnData {
+                name: "loss".into(),
+                path: vec!["loss".into()],
+                values: ColumnValues::Values(vec![Some(Value::Float(0.5)), None, Some(Value::Float(f64::INFINITY))]),
+            },
+            ColumnData { name: "a.b".into(), path: vec!["a".into(), "b".into()], values: ColumnValues::Values(mixed.clone()) },
+            ColumnData { name: "f".into(), path: vec!["f".into()], values: ColumnValues::Floats(vec![1.0, 2.0, 3.0], vec![true, true, false]) },
         ];
         let body = encode_columns(&steps, &columns, Some(10));
         let back = decode_columns(&body).unwrap();
@@ -1350,7 +1407,9 @@ mod column_tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(back.columns[1].data, ColumnValues::Values(columns[1].values.clone()));
+        assert_eq!(back.columns[1].data, ColumnValues::Values(mixed));
+        assert_eq!(back.columns[2].data.get(1), Some(Value::Float(2.0)));
+        assert_eq!(back.columns[2].data.get(2), None);
         for cut in 0..body.len() {
             assert!(decode_columns(&body[..cut]).is_err());
         }

@@ -43,7 +43,8 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
     conn.execute_batch(
         "PRAGMA foreign_keys = ON;
          PRAGMA cache_size = -65536;
-         PRAGMA temp_store = MEMORY;",
+         PRAGMA temp_store = MEMORY;
+         PRAGMA mmap_size = 4294967296;",
     )
     .db()?;
     if !read_only {

@@ -6,14 +6,14 @@ use cairn_types::api::{
 };
 use cairn_types::error::{CodedError, ErrorCode};
 use cairn_types::value::Value;
-use cairn_types::wire::{KeyStream, Reader, put_value};
+use cairn_types::wire::{ColumnValues, KeyStream, Reader, put_value};
 use cairn_types::{RunPath, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::pool::DbResult;
 use super::{SqliteStore, load_doc, run_pk, save_doc, touch_project};
 use crate::bucket::{self, ChunkSource, Grid, NumericSeries};
-use crate::chunk::{self, Points, Stats, TARGET_CHUNK_POINTS};
+use crate::chunk::{self, ChunkValues, Points, Stats, Steps, TARGET_CHUNK_POINTS};
 use crate::ingest::{self, KeyColumn, KeyTotals, RUNTIME_KEY, TIMESTAMP_KEY};
 use crate::{HistoryData, HistoryRequest, HistoryValues, Result, SeriesStore};
 
@@ -244,24 +244,125 @@ impl ChunkSource for SqliteChunks<'_> {
     }
 }
 
+/// A key's points in step order, floats and ints kept in plain arrays while they are uniform.
+#[derive(Debug, Default)]
+struct KeyPoints {
+    steps: Vec<i64>,
+    values: Option<ChunkValues>,
+}
+
+impl KeyPoints {
+    fn append(&mut self, steps: &Steps, values: ChunkValues, lo: i64, hi: i64, room: usize) {
+        let n = steps.len();
+        let first = (0..n).find(|&i| steps.get(i) >= lo).unwrap_or(n);
+        let mut last = first;
+        while last < n && steps.get(last) <= hi && last - first < room {
+            last += 1;
+        }
+        for i in first..last {
+            self.steps.push(steps.get(i));
+        }
+        let taken = last - first;
+        let joined = match (self.values.take(), values) {
+            (None, ChunkValues::F64(v)) => ChunkValues::F64(v[first..last].to_vec()),
+            (None, ChunkValues::I64(v)) => ChunkValues::I64(v[first..last].to_vec()),
+            (None, ChunkValues::Mixed(v)) => ChunkValues::Mixed(v[first..last].to_vec()),
+            (Some(ChunkValues::F64(mut a)), ChunkValues::F64(b)) => {
+                a.extend_from_slice(&b[first..last]);
+                ChunkValues::F64(a)
+            }
+            (Some(ChunkValues::I64(mut a)), ChunkValues::I64(b)) => {
+                a.extend_from_slice(&b[first..last]);
+                ChunkValues::I64(a)
+            }
+            (Some(a), b) => {
+                let mut all = to_values(a);
+                all.extend(to_values(b).into_iter().skip(first).take(taken));
+                ChunkValues::Mixed(all)
+            }
+        };
+        self.values = Some(joined);
+    }
+}
+
+fn to_values(values: ChunkValues) -> Vec<Value> {
+    match values {
+        ChunkValues::F64(v) => v.into_iter().map(Value::Float).collect(),
+        ChunkValues::I64(v) => v.into_iter().map(Value::Int).collect(),
+        ChunkValues::Mixed(v) => v,
+    }
+}
+
 /// Points of a key in `[lo, hi]`, at most `limit` of them. Returns whether more exist.
-fn load_points(conn: &Connection, key_pk: i64, lo: i64, hi: i64, limit: usize) -> Result<(Points, bool)> {
+fn load_points(conn: &Connection, key_pk: i64, lo: i64, hi: i64, limit: usize) -> Result<(KeyPoints, bool)> {
+    let want = limit.saturating_add(1);
     let mut source = SqliteChunks { conn };
-    let mut out = Points { steps: Vec::new(), values: Vec::new() };
+    let mut out = KeyPoints::default();
     for stats in source.chunk_stats(key_pk, lo, hi)? {
-        let points = chunk::decode(&source.chunk_data(key_pk, stats.start_step)?, stats.start_step)?;
-        for (step, value) in points.steps.into_iter().zip(points.values) {
-            if step < lo || step > hi {
-                continue;
+        if out.steps.len() >= want {
+            break;
+        }
+        let (steps, values) = chunk::decode_typed(&source.chunk_data(key_pk, stats.start_step)?, stats.start_step)?;
+        out.append(&steps, values, lo, hi, want - out.steps.len());
+    }
+    let more = out.steps.len() > limit;
+    if more {
+        out.steps.truncate(limit);
+        out.values = out.values.map(|values| match values {
+            ChunkValues::F64(mut v) => {
+                v.truncate(limit);
+                ChunkValues::F64(v)
             }
-            if out.steps.len() == limit {
-                return Ok((out, true));
+            ChunkValues::I64(mut v) => {
+                v.truncate(limit);
+                ChunkValues::I64(v)
             }
-            out.steps.push(step);
-            out.values.push(value);
+            ChunkValues::Mixed(mut v) => {
+                v.truncate(limit);
+                ChunkValues::Mixed(v)
+            }
+        });
+    }
+    Ok((out, more))
+}
+
+/// The key's values at `steps` (a sorted superset of the key's own steps within the range).
+fn align(points: KeyPoints, steps: &[i64], time_scale: Option<f64>) -> ColumnValues {
+    let values = points.values.unwrap_or(ChunkValues::F64(Vec::new()));
+    let numeric = |v: f64| v * time_scale.unwrap_or(1.0);
+    if points.steps.len() == steps.len() {
+        // Every row has the key: no alignment needed.
+        return match (values, time_scale) {
+            (ChunkValues::F64(v), _) => ColumnValues::Floats(v, vec![true; steps.len()]),
+            (ChunkValues::I64(v), Some(_)) => ColumnValues::Floats(v.into_iter().map(|i| numeric(i as f64)).collect(), vec![true; steps.len()]),
+            (other, _) => ColumnValues::Values(to_values(other).into_iter().map(Some).collect()),
+        };
+    }
+    let positions: Vec<Option<usize>> = {
+        let mut out = Vec::with_capacity(steps.len());
+        let mut j = 0;
+        for &step in steps {
+            while j < points.steps.len() && points.steps[j] < step {
+                j += 1;
+            }
+            out.push((j < points.steps.len() && points.steps[j] == step).then_some(j));
+        }
+        out
+    };
+    match (values, time_scale) {
+        (ChunkValues::F64(v), _) => ColumnValues::Floats(
+            positions.iter().map(|p| p.map_or(f64::NAN, |j| v[j])).collect(),
+            positions.iter().map(Option::is_some).collect(),
+        ),
+        (ChunkValues::I64(v), Some(_)) => ColumnValues::Floats(
+            positions.iter().map(|p| p.map_or(f64::NAN, |j| numeric(v[j] as f64))).collect(),
+            positions.iter().map(Option::is_some).collect(),
+        ),
+        (other, _) => {
+            let all = to_values(other);
+            ColumnValues::Values(positions.iter().map(|p| p.map(|j| all[j].clone())).collect())
         }
     }
-    Ok((out, false))
 }
 
 fn key_info(key: &KeyRow) -> KeyInfo {
@@ -412,7 +513,9 @@ fn history(conn: &Connection, path: &RunPath, req: &HistoryRequest) -> Result<Hi
         }
         loaded.push(points);
     }
-    let mut steps: Vec<i64> = if req.require_all {
+    let mut steps: Vec<i64> = if loaded.len() == 1 {
+        loaded[0].steps.iter().copied().filter(|&s| s <= bound).collect()
+    } else if req.require_all {
         let mut common: Option<Vec<i64>> = None;
         for points in &loaded {
             let set: Vec<i64> = points.steps.iter().copied().filter(|&s| s <= bound).collect();
@@ -438,43 +541,43 @@ fn history(conn: &Connection, path: &RunPath, req: &HistoryRequest) -> Result<Hi
         None
     };
 
-    let align = |points: &Points| -> Vec<Option<Value>> {
-        let mut out = Vec::with_capacity(steps.len());
-        let mut j = 0;
-        for &step in &steps {
-            while j < points.steps.len() && points.steps[j] < step {
-                j += 1;
-            }
-            out.push((j < points.steps.len() && points.steps[j] == step).then(|| points.values[j].clone()));
-        }
-        out
-    };
     let mut data = HistoryData { steps: Vec::new(), columns: Vec::new(), next_step };
     if let (Some(&first), Some(&last)) = (steps.first(), steps.last()) {
-        let time_names: Vec<&str> = match &req.keys {
-            None if with_time => vec![TIMESTAMP_KEY, RUNTIME_KEY],
-            _ => Vec::new(),
-        };
+        let time_names: Vec<&str> = if with_time { vec![TIMESTAMP_KEY, RUNTIME_KEY] } else { Vec::new() };
         for name in time_names {
             if let Some(key) = find_key(conn, pk, req.stream, name)? {
                 let (points, _) = load_points(conn, key.key_pk, first, last, usize::MAX)?;
-                let values = align(&points)
-                    .into_iter()
-                    .map(|v| v.and_then(|v| v.as_f64()).map(|us| Value::Float(us / 1e6)))
-                    .collect();
-                data.columns.push(HistoryValues { name: name.to_owned(), path: vec![name.to_owned()], values });
+                let points = restrict(points, &steps);
+                data.columns.push(HistoryValues { name: name.to_owned(), path: vec![name.to_owned()], values: align(points, &steps, Some(1e-6)) });
             }
         }
-        for (key, points) in keys.iter().zip(&loaded) {
-            let mut values = align(points);
-            if is_time_key(&key.name) {
-                values = values.into_iter().map(|v| v.and_then(|v| v.as_f64()).map(|us| Value::Float(us / 1e6))).collect();
-            }
-            data.columns.push(HistoryValues { name: key.name.clone(), path: key.path.clone(), values });
+        for (key, points) in keys.iter().zip(loaded) {
+            let points = restrict(points, &steps);
+            let scale = is_time_key(&key.name).then_some(1e-6);
+            data.columns.push(HistoryValues { name: key.name.clone(), path: key.path.clone(), values: align(points, &steps, scale) });
         }
     }
     data.steps = steps;
     Ok(data)
+}
+
+/// Drops the points of a key that are not at one of `steps` (past the page, or excluded by
+/// `require_all`).
+fn restrict(points: KeyPoints, steps: &[i64]) -> KeyPoints {
+    if points.steps.len() <= steps.len() && points.steps.last() <= steps.last() && points.steps.first() >= steps.first() {
+        let all_in = points.steps.len() == steps.len() || points.steps.iter().all(|s| steps.binary_search(s).is_ok());
+        if all_in {
+            return points;
+        }
+    }
+    let keep: Vec<bool> = points.steps.iter().map(|s| steps.binary_search(s).is_ok()).collect();
+    let steps_kept: Vec<i64> = points.steps.iter().zip(&keep).filter(|(_, k)| **k).map(|(s, _)| *s).collect();
+    let values = points.values.map(|values| match values {
+        ChunkValues::F64(v) => ChunkValues::F64(v.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(v, _)| v).collect()),
+        ChunkValues::I64(v) => ChunkValues::I64(v.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(v, _)| v).collect()),
+        ChunkValues::Mixed(v) => ChunkValues::Mixed(v.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(v, _)| v).collect()),
+    });
+    KeyPoints { steps: steps_kept, values }
 }
 
 impl SeriesStore for SqliteStore {

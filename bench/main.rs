@@ -1,0 +1,335 @@
+//! `cargo run --release -p cairn_bench -- [all|log|ingest|query|storage|runs]`
+//!
+//! Prints the figures the DESIGN bars are about. Nothing here asserts: the machine is shared and
+//! noisy, so compare ratios and repeat. Each figure is the median of several repetitions.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_client::{Mode, Settings, Value, map};
+use cairn_server::ServerConfig;
+use cairn_store::sqlite::SqliteStore;
+use cairn_store::{HistoryRequest, MetaStore, SeriesStore, StoreConfig};
+use cairn_types::api::{RunSearch, SeriesQuery, UpsertRunRequest};
+use cairn_types::wire::{self, BatchWriter, KeyStream, payload};
+use cairn_types::{RunPath, Timestamp};
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    xs[xs.len() / 2]
+}
+
+fn store(dir: &Path) -> SqliteStore {
+    SqliteStore::open(dir, StoreConfig { default_entity: "bench".into() }).unwrap()
+}
+
+fn new_run(store: &SqliteStore, run_id: &str) -> RunPath {
+    store
+        .upsert_run(
+            UpsertRunRequest {
+                entity: Some("bench".into()),
+                project: Some("bench".into()),
+                run_id: run_id.into(),
+                ..Default::default()
+            },
+            Timestamp::now(),
+        )
+        .unwrap()
+        .path()
+}
+
+/// A binary batch of `rows` history rows of `values(step)` under keys `k0..kn`.
+fn batch(first: u64, rows: u64, keys: usize, value: impl Fn(u64, usize) -> f64) -> Vec<u8> {
+    let mut b = BatchWriter::new();
+    let mut p = Vec::new();
+    for k in 0..keys {
+        p.clear();
+        payload::key_def(&mut p, k as u64, KeyStream::History, &[format!("k{k}")]);
+        b.push_payload(&p);
+    }
+    let t0 = Timestamp::now().micros();
+    for i in first..first + rows {
+        p.clear();
+        payload::history_head(&mut p, i, i as i64, wire::HISTORY_SEALED, t0 + i as i64 * 1000, i as i64 * 1000, keys);
+        for k in 0..keys {
+            payload::history_float_field(&mut p, k as u64, value(i, k));
+        }
+        b.push_payload(&p);
+    }
+    b.finish()
+}
+
+fn bench_log() {
+    println!("\n## Rust client log() (offline mode: the write-ahead log only)");
+    let dir = tempfile::tempdir().unwrap();
+    let settings = || Settings::new().mode(Mode::Offline).dir(dir.path().to_owned()).silent(true).project("bench");
+    let keys10: Vec<String> = (0..10).map(|k| format!("m{k}")).collect();
+    let keys1000: Vec<String> = (0..1000).map(|k| format!("w{k:04}")).collect();
+    for (label, keys, steps) in [("10 floats", &keys10, 1_000_000usize), ("1,000 keys", &keys1000, 10_000)] {
+        let mut per_call = Vec::new();
+        for _ in 0..5 {
+            let run = cairn_client::init(settings()).unwrap();
+            let t = Instant::now();
+            for step in 0..steps {
+                let base = step as f64 * 1e-3;
+                run.log_with(None, None, |row| {
+                    for (j, key) in keys.iter().enumerate() {
+                        row.float(key, base + j as f64)?;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+            }
+            per_call.push(t.elapsed().as_secs_f64() / steps as f64);
+            run.finish(None).unwrap();
+        }
+        println!("log() of {label}: {:.3} µs per call (median of 5 × {steps} calls)", median(per_call) * 1e6);
+    }
+    // The generic API, with a map built per call (what a user writes).
+    let run = cairn_client::init(settings()).unwrap();
+    let steps = 200_000;
+    let t = Instant::now();
+    for step in 0..steps {
+        let v = step as f64;
+        run.log([("loss", v), ("acc", v), ("lr", v), ("m3", v), ("m4", v), ("m5", v), ("m6", v), ("m7", v), ("m8", v), ("m9", v)])
+            .unwrap();
+    }
+    println!("log([(&str, f64); 10]) generic API: {:.3} µs per call", t.elapsed().as_secs_f64() / steps as f64 * 1e6);
+    run.finish(None).unwrap();
+    let disabled = cairn_client::init(Settings::new().mode(Mode::Disabled)).unwrap();
+    let t = Instant::now();
+    for _ in 0..1_000_000 {
+        disabled.log([("loss", 1.0)]).unwrap();
+    }
+    println!("log() when disabled: {:.1} ns per call", t.elapsed().as_secs_f64() / 1e6 * 1e9);
+}
+
+fn serve(dir: &Path) -> (String, tokio::runtime::Runtime) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let store: Arc<dyn cairn_store::Store> = Arc::new(store(dir));
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    runtime.spawn(cairn_server::serve(listener, store, ServerConfig::default(), std::future::pending()));
+    (url, runtime)
+}
+
+fn bench_ingest() {
+    println!("\n## Ingest into the embedded store");
+    // Server side: decode + store, batches as the client sends them (10,000 rows × 10 floats).
+    let mut rates = Vec::new();
+    for rep in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let path = new_run(&s, &format!("r{rep}"));
+        let rows = 10_000u64;
+        let batches: Vec<Vec<u8>> =
+            (0..50).map(|b| batch(b * rows, rows, 10, |i, k| (i as f64 * 1e-3 + k as f64).sin())).collect();
+        let t = Instant::now();
+        for body in &batches {
+            s.ingest(&path, wire::decode_batch(body).unwrap(), Timestamp::now()).unwrap();
+        }
+        rates.push(5_000_000.0 / t.elapsed().as_secs_f64());
+    }
+    println!("store (decode + ingest, no HTTP): {:.2} M points/s (5M points, 10 keys, median of 3)", median(rates) / 1e6);
+
+    // End to end: a client logs 1M steps × 10 floats online; the clock stops when finish returns
+    // with everything acknowledged by the server (HTTP on loopback, SQLite committed).
+    let mut rates = Vec::new();
+    for _ in 0..3 {
+        let data = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let (url, runtime) = serve(data.path());
+        let steps = 1_000_000usize;
+        let keys: Vec<String> = (0..10).map(|k| format!("m{k}")).collect();
+        let t = Instant::now();
+        let run = cairn_client::init(Settings::new().base_url(url).dir(work.path().to_owned()).silent(true).project("bench")).unwrap();
+        for step in 0..steps {
+            let base = step as f64 * 1e-3;
+            run.log_with(None, None, |row| {
+                for (j, key) in keys.iter().enumerate() {
+                    row.float(key, base + j as f64)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        }
+        let report = run.finish(None).unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        assert!(report.uploaded);
+        rates.push((steps * 10) as f64 / secs);
+        drop(runtime);
+    }
+    println!("end to end (client log → WAL → HTTP → SQLite, finish included): {:.2} M points/s (10M points, median of 3)", median(rates) / 1e6);
+}
+
+fn shapes() -> Vec<(&'static str, Box<dyn Fn(u64) -> f64>)> {
+    vec![
+        ("ramp i*1e-3 (W4)", Box::new(|i| i as f64 * 1e-3)),
+        ("noisy loss, float32", Box::new(|i| {
+            let noise = ((i.wrapping_mul(2654435761) % 1000) as f64) / 1e4;
+            ((2f64.powf(-(i as f64) / 1e5) + noise) as f32) as f64
+        })),
+        ("random f64 in [0,1)", Box::new(|i| {
+            let mut x = i.wrapping_mul(0x9E3779B97F4A7C15) ^ 0xD1B54A32D192ED03;
+            x ^= x >> 33;
+            x = x.wrapping_mul(0xff51afd7ed558ccd);
+            x ^= x >> 33;
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        })),
+    ]
+}
+
+fn load_series(s: &SqliteStore, path: &RunPath, points: u64, value: &dyn Fn(u64) -> f64) {
+    let rows = 50_000u64;
+    for b in 0..points / rows {
+        let body = batch(b * rows, rows, 1, |i, _| value(i));
+        s.ingest(path, wire::decode_batch(&body).unwrap(), Timestamp::now()).unwrap();
+    }
+}
+
+fn bench_query() {
+    println!("\n## 1,000-bucket query over a 1,000,000-point series (at the store, no HTTP)");
+    for (label, value) in shapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let path = new_run(&s, "q");
+        load_series(&s, &path, 1_000_000, &*value);
+        let query = SeriesQuery { keys: "k0".into(), buckets: Some(1000), ..Default::default() };
+        let reps = std::env::var("CAIRN_BENCH_QUERY_REPS").ok().and_then(|r| r.parse().ok()).unwrap_or(21);
+        let mut times = Vec::new();
+        for _ in 0..reps {
+            let t = Instant::now();
+            let result = s.series(&path, &query).unwrap();
+            times.push(t.elapsed().as_secs_f64());
+            assert_eq!(result.series[0].buckets.count.iter().sum::<u64>(), 1_000_000);
+        }
+        let zoom = SeriesQuery { keys: "k0".into(), buckets: Some(1000), x_min: Some(400_000.0), x_max: Some(410_000.0), ..Default::default() };
+        let t = Instant::now();
+        for _ in 0..20 {
+            s.series(&path, &zoom).unwrap();
+        }
+        let zoom_ms = t.elapsed().as_secs_f64() / 20.0 * 1e3;
+        let by_runtime = SeriesQuery { keys: "k0".into(), x: Some("_runtime".into()), buckets: Some(1000), ..Default::default() };
+        let t = Instant::now();
+        s.series(&path, &by_runtime).unwrap();
+        let runtime_ms = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        let all = s.history(&path, &HistoryRequest { keys: Some(vec!["k0".into()]), limit: 10_000_000, ..Default::default() }).unwrap();
+        let read_ms = t.elapsed().as_secs_f64() * 1e3;
+        assert_eq!(all.steps.len(), 1_000_000);
+        println!(
+            "{label:<22} by _step: {:.1} ms (median of {reps})   zoom to 10k steps: {zoom_ms:.2} ms   by _runtime: {runtime_ms:.1} ms   read all 1M points: {read_ms:.0} ms",
+            median(times) * 1e3
+        );
+    }
+}
+
+fn db_bytes(s: &SqliteStore) -> u64 {
+    let conn = cairn_store::sqlite::open_connection(s.db_path(), false).unwrap();
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+    let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+    (pages * size) as u64
+}
+
+fn bench_storage() {
+    println!("\n## Bytes per point on disk (SQLite file after checkpoint, all tables and indexes)");
+    for (label, value) in shapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let empty = db_bytes(&s);
+        let path = new_run(&s, "b");
+        load_series(&s, &path, 1_000_000, &*value);
+        let used = db_bytes(&s) - empty;
+        println!(
+            "{label:<22} {:.2} bytes per logged point (1M points with _timestamp and _runtime per row; {:.1} MB)",
+            used as f64 / 1e6,
+            used as f64 / 1e6
+        );
+    }
+    // Ten keys per row, as W2 logs them: the row times are shared by ten points.
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let empty = db_bytes(&s);
+    let path = new_run(&s, "w2");
+    for b in 0..20u64 {
+        let body = batch(b * 10_000, 10_000, 10, |i, k| i as f64 * 1e-3 + k as f64);
+        s.ingest(&path, wire::decode_batch(&body).unwrap(), Timestamp::now()).unwrap();
+    }
+    let used = db_bytes(&s) - empty;
+    println!("10 keys per row (W2)    {:.2} bytes per logged point (200k rows × 10 keys)", used as f64 / 2e6);
+}
+
+fn bench_runs() {
+    println!("\n## Runs table: 10,000 runs, filtered and sorted (at the store)");
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let t = Instant::now();
+    for i in 0..10_000u64 {
+        let path = s
+            .upsert_run(
+                UpsertRunRequest {
+                    entity: Some("bench".into()),
+                    project: Some("sweep".into()),
+                    run_id: format!("run{i:05}"),
+                    tags: Some(if i % 3 == 0 { vec!["baseline".into()] } else { vec!["candidate".into()] }),
+                    group: Some(format!("g{}", i % 20)),
+                    config: Some(Value::Map(map! {
+                        "lr" => (i % 100) as f64 / 1000.0, "batch_size" => 32 * (1 + i % 4), "optimizer" => if i % 2 == 0 { "adam" } else { "sgd" },
+                        "layers" => (i % 8) as i64, "dropout" => (i % 5) as f64 / 10.0, "seed" => i as i64,
+                    })),
+                    ..Default::default()
+                },
+                Timestamp::now(),
+            )
+            .unwrap()
+            .path();
+        let rows = serde_json::json!({"history": {"offset": 0, "rows": [{
+            "_step": 0, "acc": (i % 997) as f64 / 997.0, "loss": 1.0 / (1.0 + i as f64), "val": {"acc": (i % 101) as f64 / 101.0},
+            "f1": 0.5, "epoch": 10, "throughput": i as f64 * 3.0, "grad_norm": 1.5, "lr_now": 0.001
+        }]}});
+        let batch: cairn_types::api::IngestJson = serde_json::from_value(rows).unwrap();
+        s.ingest(&path, batch.into_batch(Timestamp::now()).unwrap(), Timestamp::now()).unwrap();
+    }
+    println!("(created in {:.1} s)", t.elapsed().as_secs_f64());
+    let cases = [
+        ("no filter, newest first", None, vec![]),
+        ("config.lr ≥ 0.05 and optimizer = adam, sort -summary.acc", Some(serde_json::json!({"config.lr": {"$gte": 0.05}, "config.optimizer": "adam"})), vec!["-summary.acc".to_owned()]),
+        ("tags in [baseline] or summary.val.acc > 0.9, sort config.lr", Some(serde_json::json!({"$or": [{"tags": {"$in": ["baseline"]}}, {"summary.val.acc": {"$gt": 0.9}}]})), vec!["config.lr".to_owned()]),
+        ("name regex, sort summary.loss", Some(serde_json::json!({"name": {"$regex": "-1[0-9]$"}})), vec!["summary.loss".to_owned()]),
+    ];
+    for (label, filter, sort) in cases {
+        let search = RunSearch { filter, sort, limit: Some(100), offset: None };
+        let mut times = Vec::new();
+        let mut total = 0;
+        for _ in 0..11 {
+            let t = Instant::now();
+            total = s.search_runs("bench", "sweep", &search).unwrap().total;
+            times.push(t.elapsed().as_secs_f64());
+        }
+        println!("{label}: {:.1} ms for a page of 100 ({total} of 10,000 match; median of 11)", median(times) * 1e3);
+    }
+}
+
+fn main() {
+    let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    println!("cairn benchmarks ({} cores)", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    let all = which == "all";
+    if all || which == "log" {
+        bench_log();
+    }
+    if all || which == "ingest" {
+        bench_ingest();
+    }
+    if all || which == "query" {
+        bench_query();
+    }
+    if all || which == "storage" {
+        bench_storage();
+    }
+    if all || which == "runs" {
+        bench_runs();
+    }
+    let _ = Duration::ZERO;
+}
