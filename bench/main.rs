@@ -60,6 +60,20 @@ fn batch(first: u64, rows: u64, keys: usize, value: impl Fn(u64, usize) -> f64) 
     b.finish()
 }
 
+/// Logs `steps` rows of `keys` floats (`step * 1e-3 + key index`) through the fast row API.
+fn log_floats(run: &cairn_client::Run, keys: &[String], steps: usize) {
+    for step in 0..steps {
+        let base = step as f64 * 1e-3;
+        run.log_with(None, None, |row| {
+            for (j, key) in keys.iter().enumerate() {
+                row.float(key, base + j as f64)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+}
+
 fn bench_log() {
     println!("\n## Rust client log() (offline mode: the write-ahead log only)");
     let dir = tempfile::tempdir().unwrap();
@@ -71,16 +85,7 @@ fn bench_log() {
         for _ in 0..5 {
             let run = cairn_client::init(settings()).unwrap();
             let t = Instant::now();
-            for step in 0..steps {
-                let base = step as f64 * 1e-3;
-                run.log_with(None, None, |row| {
-                    for (j, key) in keys.iter().enumerate() {
-                        row.float(key, base + j as f64)?;
-                    }
-                    Ok(())
-                })
-                .unwrap();
-            }
+            log_floats(&run, keys, steps);
             per_call.push(t.elapsed().as_secs_f64() / steps as f64);
             run.finish(None).unwrap();
         }
@@ -144,16 +149,7 @@ fn bench_ingest() {
         let keys: Vec<String> = (0..10).map(|k| format!("m{k}")).collect();
         let t = Instant::now();
         let run = cairn_client::init(Settings::new().base_url(url).dir(work.path().to_owned()).silent(true).project("bench")).unwrap();
-        for step in 0..steps {
-            let base = step as f64 * 1e-3;
-            run.log_with(None, None, |row| {
-                for (j, key) in keys.iter().enumerate() {
-                    row.float(key, base + j as f64)?;
-                }
-                Ok(())
-            })
-            .unwrap();
-        }
+        log_floats(&run, &keys, steps);
         let report = run.finish(None).unwrap();
         let secs = t.elapsed().as_secs_f64();
         assert!(report.uploaded);

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs cairn with an example run, so there is data to look at: builds the binary, starts the
+# server on http://127.0.0.1:8080 (data in ~/.cairn unless CAIRN_DATA_DIR says otherwise), logs
+# the seed's training loop with the Rust client, and keeps the server in the foreground.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PORT=${CAIRN_PORT:-8080}
+URL="http://127.0.0.1:$PORT"
+
+echo "== building cairn (release; a few minutes the first time)"
+cargo build --release --locked -p cairn_cli -p cairn_examples
+
+./target/release/cairn server --port "$PORT" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null' EXIT INT TERM
+for _ in $(seq 50); do
+  curl -fs "$URL/api/v1/info" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+
+echo "== logging the seed's example run"
+(cd "${TMPDIR:-/tmp}" && CAIRN_BASE_URL="$URL" CAIRN_PROJECT=awesome-project "$OLDPWD/target/release/seed_training")
+
+echo
+echo "cairn is running at $URL (Ctrl+C stops it)"
+wait $SERVER
