@@ -105,6 +105,11 @@ impl ApiClient {
         &self.base_url
     }
 
+    /// The same client with another timeout per call.
+    pub fn with_timeout(&self, timeout: Duration) -> ApiClient {
+        ApiClient::new(&self.base_url, self.api_key.clone(), timeout)
+    }
+
     fn finish<T: DeserializeOwned>(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> CallResult<T> {
         let bytes = Self::finish_bytes(result)?;
         serde_json::from_slice(&bytes).map_err(|e| CallError::Transport(format!("the server sent an unexpected answer: {e}")))

@@ -33,3 +33,46 @@ pub use settings::{Mode, Settings};
 pub use cairn_types::api::{ResumeMode, RunPatch, RunState};
 pub use cairn_types::value::{Map, Value};
 pub use cairn_types::map;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offline(dir: &std::path::Path) -> Settings {
+        Settings::new().mode(Mode::Offline).dir(dir.to_owned()).silent(true)
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_named_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = init(offline(dir.path()).run_id("a/b")).err().unwrap();
+        assert_eq!(err.kind, ErrorKind::InvalidRunId);
+        assert!(err.message.contains("a/b"));
+        let err = init(offline(dir.path()).project("p:q")).err().unwrap();
+        assert!(err.message.contains("p:q"), "{}", err.message);
+        assert!(!dir.path().join("cairn").exists() || std::fs::read_dir(dir.path().join("cairn")).unwrap().count() == 0);
+
+        let run = init(offline(dir.path())).unwrap();
+        let err = run.log([("_step", 1.0)]).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidValue);
+        let err = run.define_metric("loss", None, Some("best"), false).unwrap_err();
+        assert!(err.message.contains("best"));
+        run.log([("nan", f64::NAN), ("inf", f64::INFINITY)]).unwrap();
+        assert!(matches!(run.summary()["nan"], Value::Float(f) if f.is_nan()));
+        let report = run.finish(None).unwrap();
+        assert_eq!(report.state, RunState::Finished);
+        assert!(report.lines.iter().any(|l| l.contains("cairn sync")));
+        let log = std::fs::read_to_string(run.dir().unwrap().join("logs/debug.log")).unwrap();
+        assert!(log.contains("mode=offline") && log.contains("finished as finished"), "{log}");
+        assert_eq!(run.log([("x", 1.0)]).unwrap_err().kind, ErrorKind::Finished);
+    }
+
+    #[test]
+    fn disabled_runs_do_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = init(Settings::new().mode(Mode::Disabled).dir(dir.path().to_owned())).unwrap();
+        assert_eq!(run.log([("loss", 1.0)]).unwrap(), LogOutcome::Disabled);
+        run.finish(None).unwrap();
+        assert!(!dir.path().join("cairn").exists());
+    }
+}

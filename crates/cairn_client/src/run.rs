@@ -25,8 +25,6 @@ use crate::wal::WalWriter;
 
 /// How often the uploader looks for new records when idle.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
-/// Init waits this long for the server to create the run.
-const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -55,8 +53,13 @@ struct Shared {
 }
 
 impl Shared {
+    /// Sleeps up to `timeout`, or until woken. Returns at once when the run is closing: `closing`
+    /// is set before `wake` takes the lock, so checking it under the lock loses no wake-up.
     fn wait(&self, timeout: Duration) {
         let guard = lock(&self.signal.0);
+        if self.closing.load(Ordering::Acquire) {
+            return;
+        }
         let _ = self.signal.1.wait_timeout(guard, timeout);
     }
 
@@ -114,6 +117,7 @@ struct Inner {
     dir_path: Option<PathBuf>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     report: Mutex<Option<FinishReport>>,
+    finish_timeout: Duration,
 }
 
 /// A run. Cheap to clone; every clone is the same run. Dropping the last clone finishes the run
@@ -205,7 +209,7 @@ impl Run {
         let mut config = r.config.clone();
         let mut path = None;
         let mut degraded = None;
-        let api = ApiClient::new(&r.base_url, r.api_key.clone(), INIT_TIMEOUT);
+        let api = ApiClient::new(&r.base_url, r.api_key.clone(), r.init_timeout);
         if r.mode == Mode::Online {
             match api.upsert_run(&request) {
                 Ok(info) => {
@@ -244,6 +248,20 @@ impl Run {
         let committed = wal.committed();
         let mut core = Core::new(wal, seqs, next_step, runtime_offset_us, config);
         core.write_run_start(&run_start_value(&request, r.mode))?;
+        crate::rundir::debug_log(
+            &run_dir.path,
+            &format!(
+                "cairn {} run {run_id} mode={} server={} {}",
+                env!("CARGO_PKG_VERSION"),
+                r.mode.as_str(),
+                r.base_url,
+                match (&path, &degraded) {
+                    (Some(path), _) => format!("path={path}"),
+                    (None, Some(e)) => format!("server unreachable at init ({e}); retrying in the background"),
+                    (None, None) => "offline".to_owned(),
+                }
+            ),
+        );
         run_dir.write_run_file(&RunFile {
             run_id: run_id.clone(),
             entity: ident.entity.clone(),
@@ -300,6 +318,7 @@ impl Run {
                 dir_path,
                 threads: Mutex::new(threads),
                 report: Mutex::new(None),
+                finish_timeout: r.finish_timeout,
             }),
         };
         if !run.inner.silent {
@@ -343,6 +362,7 @@ impl Run {
                 dir_path: None,
                 threads: Mutex::new(Vec::new()),
                 report: Mutex::new(None),
+                finish_timeout: r.finish_timeout,
             }),
         }
     }
@@ -631,8 +651,25 @@ impl Inner {
         };
         shared.closing.store(true, Ordering::Release);
         shared.wake();
+        // Wait while the upload makes progress; a thread stuck in a call to a hung server is left
+        // behind (what it did not send stays in the run directory).
+        if self.mode == Mode::Online {
+            loop {
+                let (done, idle) = {
+                    let status = lock(&shared.status);
+                    (status.done, status.last_progress.elapsed())
+                };
+                if done || idle > self.finish_timeout + Duration::from_millis(500) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let uploader_done = lock(&shared.status).done;
         for thread in lock(&self.threads).drain(..) {
-            let _ = thread.join();
+            if uploader_done || thread.thread().name() != Some("cairn-uploader") {
+                let _ = thread.join();
+            }
         }
         let written = shared.committed.load(Ordering::Acquire);
         let (uploaded, pending) = if self.mode == Mode::Online {
@@ -666,6 +703,12 @@ impl Inner {
             for line in &lines {
                 eprintln!("{line}");
             }
+        }
+        if let Some(dir) = &self.dir_path {
+            crate::rundir::debug_log(
+                dir,
+                &format!("finished as {} (exit code {exit_code:?}); uploaded={uploaded}", ended_state.as_str()),
+            );
         }
         let report = FinishReport { state: ended_state, exit_code, uploaded, pending, lines };
         *report_slot = Some(report.clone());
@@ -706,12 +749,42 @@ impl Uploader {
     }
 
     fn fail(&self, message: String) {
+        crate::rundir::debug_log(&self.run_dir, &format!("upload stopped: {message}"));
         lock(&self.shared.status).error = Some(message);
+    }
+
+    fn note_retry(&self, failures: &mut u32, what: &str, error: &CallError) {
+        *failures += 1;
+        if failures.is_power_of_two() {
+            crate::rundir::debug_log(&self.run_dir, &format!("{what} failed ({failures} times in a row), retrying: {error}"));
+        }
+    }
+
+    /// The client for the next call: once the run is closing, a call may not outlast what is left
+    /// of the finish timeout, so that a hung server cannot hold `finish`.
+    fn client(&self) -> std::borrow::Cow<'_, ApiClient> {
+        if !self.shared.closing.load(Ordering::Acquire) {
+            return std::borrow::Cow::Borrowed(&self.api);
+        }
+        let idle = lock(&self.shared.status).last_progress.elapsed();
+        let left = self.finish_timeout.saturating_sub(idle).max(Duration::from_millis(500));
+        std::borrow::Cow::Owned(self.api.with_timeout(left))
+    }
+
+    /// Sleeps before a retry; once the run is closing, never past the finish timeout.
+    fn pause(&self, wanted: Duration) {
+        if self.shared.closing.load(Ordering::Acquire) {
+            let idle = lock(&self.shared.status).last_progress.elapsed();
+            std::thread::sleep(wanted.min(self.finish_timeout.saturating_sub(idle) + Duration::from_millis(10)));
+        } else {
+            self.shared.wait(wanted);
+        }
     }
 
     fn run(self) {
         let mut sender = Sender::new(&self.wal_dir, 0, self.initial_offsets);
         let mut backoff = Duration::from_millis(100);
+        let mut failures = 0u32;
         let mut last_saved = Instant::now();
         loop {
             let closing = self.shared.closing.load(Ordering::Acquire);
@@ -724,7 +797,7 @@ impl Uploader {
             let path = lock(&self.shared.status).path.clone();
             let path = match path {
                 Some(path) => path,
-                None => match self.api.upsert_run(&self.upsert) {
+                None => match self.client().upsert_run(&self.upsert) {
                     Ok(info) => {
                         let path = info.path();
                         sender.server_offsets = info.offsets;
@@ -734,7 +807,8 @@ impl Uploader {
                         path
                     }
                     Err(e) if e.is_retryable() => {
-                        self.shared.wait(backoff);
+                        self.note_retry(&mut failures, "creating the run on the server", &e);
+                        self.pause(backoff);
                         backoff = (backoff * 2).min(Duration::from_secs(10));
                         continue;
                     }
@@ -760,9 +834,10 @@ impl Uploader {
                 self.shared.wait(FLUSH_INTERVAL);
                 continue;
             };
-            match sender.send(&self.api, &path, &batch) {
+            match sender.send(&self.client(), &path, &batch) {
                 Ok(ack) => {
                     backoff = Duration::from_millis(100);
+                    failures = 0;
                     {
                         let mut status = lock(&self.shared.status);
                         status.acked = sender.acked;
@@ -781,7 +856,8 @@ impl Uploader {
                     lock(&self.shared.status).path = None;
                 }
                 Err(e) if e.is_retryable() => {
-                    self.shared.wait(backoff);
+                    self.note_retry(&mut failures, "uploading a batch", &e);
+                    self.pause(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
                 Err(e) => {

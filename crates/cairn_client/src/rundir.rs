@@ -142,6 +142,16 @@ impl RunDir {
     }
 }
 
+/// Appends a line to the run's `logs/debug.log`: what the client did that the user does not see
+/// (where it uploads, retries, failures). Failures to write it are ignored.
+pub fn debug_log(run_dir: &Path, message: &str) {
+    use std::io::Write;
+    let stamp = cairn_types::Timestamp(crate::core::now_micros()).to_rfc3339();
+    if let Ok(mut file) = OpenOptions::new().create(true).append(true).open(run_dir.join("logs").join("debug.log")) {
+        let _ = writeln!(file, "{stamp} {message}");
+    }
+}
+
 /// Writes JSON atomically (a temporary file renamed over the target).
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let tmp = path.with_extension("json.tmp");

@@ -25,6 +25,8 @@ pub mod env {
     pub const HEARTBEAT_SECS: &str = "CAIRN_HEARTBEAT_SECS";
     /// Seconds `finish` waits for an upload that makes no progress (default 15).
     pub const FINISH_TIMEOUT_SECS: &str = "CAIRN_FINISH_TIMEOUT_SECS";
+    /// Seconds `init` waits for the server to create the run (default 10).
+    pub const INIT_TIMEOUT_SECS: &str = "CAIRN_INIT_TIMEOUT_SECS";
     /// `true` silences the terminal output.
     pub const SILENT: &str = "CAIRN_SILENT";
 }
@@ -81,6 +83,7 @@ pub struct Settings {
     pub resume: Option<ResumeMode>,
     pub heartbeat_interval: Option<Duration>,
     pub finish_timeout: Option<Duration>,
+    pub init_timeout: Option<Duration>,
     pub silent: Option<bool>,
     /// Extra metadata from the binding (the Python version, say), merged over what the client collects.
     pub metadata: Map,
@@ -127,6 +130,11 @@ impl Settings {
 
     pub fn finish_timeout(mut self, timeout: Duration) -> Self {
         self.finish_timeout = Some(timeout);
+        self
+    }
+
+    pub fn init_timeout(mut self, timeout: Duration) -> Self {
+        self.init_timeout = Some(timeout);
         self
     }
 
@@ -188,6 +196,10 @@ impl Settings {
                 Some(d) => d,
                 None => secs(env::FINISH_TIMEOUT_SECS, 15.0)?,
             },
+            init_timeout: match self.init_timeout {
+                Some(d) => d,
+                None => secs(env::INIT_TIMEOUT_SECS, 10.0)?,
+            },
             silent,
             metadata: self.metadata,
         })
@@ -213,6 +225,7 @@ pub struct Resolved {
     pub resume: Option<ResumeMode>,
     pub heartbeat_interval: Duration,
     pub finish_timeout: Duration,
+    pub init_timeout: Duration,
     pub silent: bool,
     pub metadata: Map,
 }

@@ -75,6 +75,16 @@ fn child() {
             writeln!(out, "finish took {} ms uploaded={}", started.elapsed().as_millis(), report.uploaded).unwrap();
             writeln!(out, "pending {}", report.pending.unwrap_or_default()).unwrap();
         }
+        // The server accepts connections and never answers.
+        "hung" => {
+            let started = std::time::Instant::now();
+            let run = cairn_client::init(settings.finish_timeout(Duration::from_millis(1500))).unwrap();
+            writeln!(out, "init took {} ms", started.elapsed().as_millis()).unwrap();
+            run.log([("loss", 1.0)]).unwrap();
+            let started = std::time::Instant::now();
+            let report = run.finish(None).unwrap();
+            writeln!(out, "finish took {} ms uploaded={}", started.elapsed().as_millis(), report.uploaded).unwrap();
+        }
         other => panic!("unknown child role {other}"),
     }
 }

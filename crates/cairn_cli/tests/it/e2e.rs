@@ -8,10 +8,10 @@ use cairn_types::api::RunState;
 use cairn_types::wire::ColumnValues;
 
 use crate::children::value_at;
-use crate::{ServerProcess, cairn, child, run_dir, wait_until};
+use crate::{Guard, ServerProcess, cairn, child, run_dir, wait_until};
 
 /// Waits for the child's `ready <run path>` line.
-fn ready_line(process: &mut std::process::Child) -> String {
+fn ready_line(process: &mut Guard) -> String {
     let lines = BufReader::new(process.stdout.take().unwrap()).lines();
     for line in lines {
         let line = line.unwrap();
@@ -57,7 +57,7 @@ fn kill_mid_run(extra_env: &[(&str, String)], server: &ServerProcess, work: &std
         ("CAIRN_ENTITY", "tester".to_owned()),
     ];
     envs.extend(extra_env.iter().cloned());
-    let mut process = child("log-forever", &envs).stdout(Stdio::piped()).spawn().unwrap();
+    let mut process = Guard(child("log-forever", &envs).stdout(Stdio::piped()).spawn().unwrap());
     let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
     let mut run_id = String::new();
     let mut last_logged = -1;
@@ -140,7 +140,7 @@ fn graceful_shutdown_and_restart_keep_the_data() {
         ("CAIRN_DIR", work.path().display().to_string()),
         ("CAIRN_ENTITY", "tester".to_owned()),
     ];
-    let mut process = child("log-then-sleep", &envs).stdout(Stdio::piped()).spawn().unwrap();
+    let mut process = Guard(child("log-then-sleep", &envs).stdout(Stdio::piped()).spawn().unwrap());
     let path = RunPath::parse(&ready_line(&mut process)).unwrap();
     process.kill().unwrap();
     process.wait().unwrap();
@@ -162,7 +162,7 @@ fn a_silent_client_is_marked_crashed_and_recovers_when_it_speaks() {
         ("CAIRN_DIR", work.path().display().to_string()),
         ("CAIRN_HEARTBEAT_SECS", "0.2".to_owned()),
     ];
-    let mut process = child("log-then-sleep", &envs).stdout(Stdio::piped()).spawn().unwrap();
+    let mut process = Guard(child("log-then-sleep", &envs).stdout(Stdio::piped()).spawn().unwrap());
     let path = RunPath::parse(&ready_line(&mut process)).unwrap();
     let api = server.api();
     // While it sends heartbeats it stays running.
@@ -186,7 +186,7 @@ fn stop_from_the_server_ends_the_run_as_killed() {
         ("CAIRN_DIR", work.path().display().to_string()),
         ("CAIRN_HEARTBEAT_SECS", "0.2".to_owned()),
     ];
-    let mut process = child("wait-for-stop", &envs).stdout(Stdio::piped()).spawn().unwrap();
+    let mut process = Guard(child("wait-for-stop", &envs).stdout(Stdio::piped()).spawn().unwrap());
     let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
     let path = lines.by_ref().find_map(|l| l.ok().and_then(|l| l.strip_prefix("ready ").map(str::to_owned))).unwrap();
     let out = cairn(&["runs", "stop", &path, "--base-url", &server.url]);
@@ -232,12 +232,41 @@ fn finish_does_not_hang_when_the_server_is_gone_and_sync_catches_up() {
 }
 
 #[test]
+fn finish_does_not_hang_on_a_server_that_never_answers() {
+    let work = tempfile::tempdir().unwrap();
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", hung.local_addr().unwrap());
+    // Accept connections and hold them open without a word.
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for stream in hung.incoming().take(64).flatten() {
+            open.push(stream);
+        }
+    });
+    let envs = [
+        ("CAIRN_BASE_URL", url),
+        ("CAIRN_DIR", work.path().display().to_string()),
+        ("CAIRN_INIT_TIMEOUT_SECS", "1".to_owned()),
+    ];
+    let out = child("hung", &envs).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let millis = |prefix: &str| -> u64 {
+        stdout.lines().find_map(|l| l.strip_prefix(prefix)).unwrap().split(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(millis("init took ") < 3_000, "{stdout}");
+    assert!(millis("finish took ") < 4_000, "{stdout}");
+    assert!(stdout.contains("uploaded=false"), "{stdout}");
+    drop(held);
+}
+
+#[test]
 fn runs_list_and_show_print_tables() {
     let data = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(data.path(), &["--default-entity", "nico"]);
     let envs = [("CAIRN_BASE_URL", server.url.clone()), ("CAIRN_DIR", work.path().display().to_string())];
-    let mut process = child("log-then-sleep", &envs).stdout(Stdio::piped()).spawn().unwrap();
+    let mut process = Guard(child("log-then-sleep", &envs).stdout(Stdio::piped()).spawn().unwrap());
     let path = ready_line(&mut process);
     assert!(path.starts_with("nico/e2e/"), "{path}");
     process.kill().unwrap();

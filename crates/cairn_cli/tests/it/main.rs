@@ -59,6 +59,29 @@ impl Drop for ServerProcess {
     }
 }
 
+/// A child process that is killed when the test ends, also when it fails.
+pub struct Guard(pub Child);
+
+impl std::ops::Deref for Guard {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Guard {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts a client process in the role `role`.
 pub fn child(role: &str, envs: &[(&str, String)]) -> Command {
     let mut command = Command::new(std::env::current_exe().unwrap());
