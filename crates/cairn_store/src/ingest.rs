@@ -78,7 +78,10 @@ pub struct KeyTotals {
 
 impl KeyTotals {
     pub fn from_column(column: &KeyColumn) -> KeyTotals {
-        let stats = crate::chunk::Points { steps: column.steps.clone(), values: column.values.clone() }.stats();
+        let mut stats = crate::chunk::Stats::empty();
+        for (step, value) in column.steps.iter().zip(&column.values) {
+            stats.push_value(*step, value);
+        }
         KeyTotals {
             count: stats.count,
             num_count: stats.num_count,
@@ -149,7 +152,7 @@ impl ColumnSet {
 
 /// Drops what is already stored, checks steps, applies config updates and events to `doc`, and
 /// returns the columns to append.
-pub fn plan(batch: IngestBatch, doc: &mut RunDoc, now: Timestamp) -> Result<IngestPlan> {
+pub fn plan(mut batch: IngestBatch, doc: &mut RunDoc, now: Timestamp) -> Result<IngestPlan> {
     // Check every stream before changing anything.
     for (stream, first, count) in batch.stream_ranges() {
         new_from(stream, first, count, &doc.offsets)?;
@@ -165,8 +168,10 @@ pub fn plan(batch: IngestBatch, doc: &mut RunDoc, now: Timestamp) -> Result<Inge
         })
     };
 
-    if let Some(history) = &batch.history {
+    if let Some(mut history) = batch.history.take() {
         let skip = new_from(Stream::History, history.first_offset, history.rows.len() as u64, &doc.offsets)?;
+        let mut fields = std::mem::take(&mut history.fields).into_iter();
+        let mut taken = 0usize;
         if skip < history.rows.len() {
             let ts_col = set.column(KeyStream::History, &[TIMESTAMP_KEY.to_owned()]);
             let rt_col = set.column(KeyStream::History, &[RUNTIME_KEY.to_owned()]);
@@ -193,15 +198,21 @@ pub fn plan(batch: IngestBatch, doc: &mut RunDoc, now: Timestamp) -> Result<Inge
                 };
                 set.columns[ts_col].push(row.step, Value::Int(row.timestamp_us));
                 set.columns[rt_col].push(row.step, Value::Int(runtime_us));
-                for (idx, value) in history.row_fields(i) {
-                    let col = column_of(&mut set, *idx);
+                let row_start = if i == 0 { 0 } else { history.rows[i - 1].fields_end as usize };
+                // Skip the fields of rows the store already has.
+                for _ in taken..row_start {
+                    fields.next();
+                }
+                taken = history.rows[i].fields_end as usize;
+                for (idx, value) in fields.by_ref().take(taken - row_start) {
+                    let col = column_of(&mut set, idx);
                     if set.columns[col].stream != KeyStream::History {
                         return Err(CodedError::new(
                             ErrorCode::InvalidBody,
                             format!("key {:?} is a system key but appears in a history row", set.columns[col].name),
                         ));
                     }
-                    set.columns[col].push(row.step, value.clone());
+                    set.columns[col].push(row.step, value);
                     plan.points += 1;
                 }
             }
