@@ -23,5 +23,6 @@ forbid cairn_types cairn_store cairn_client cairn_server cairn_cli tokio axum ru
 forbid cairn_client cairn_store cairn_server cairn_cli tokio axum rusqlite
 forbid cairn_store cairn_client cairn_server cairn_cli axum
 forbid cairn_server cairn_client cairn_cli
+forbid cairn_py cairn_store cairn_server cairn_cli tokio axum rusqlite
 [ $fail -eq 0 ] && echo "layering ok"
 exit $fail

@@ -14,7 +14,15 @@ step "layering: the client must not depend on the server or the store"
 scripts/check-layers.sh
 
 step "Rust tests (debug profile; one integration-test binary per crate)"
-timeout 45m cargo test --workspace --locked
+timeout 45m cargo test --locked
+
+step "Python package: a venv, the package installed with pip from the checkout, pytest"
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -r python/tests/requirements.txt
+timeout 20m .venv/bin/python -m pip install -q ./python
+CAIRN_BIN="$PWD/target/debug/cairn" timeout 20m .venv/bin/python -m pytest python/tests -q
 
 echo
 echo "all tests passed"

@@ -50,6 +50,8 @@ struct Shared {
     on_stop: Mutex<Option<StopCallback>>,
     signal: (Mutex<()>, Condvar),
     status: Mutex<UploadStatus>,
+    /// Notified with `status` when the uploader is done.
+    uploaded: Condvar,
 }
 
 impl Shared {
@@ -118,6 +120,10 @@ struct Inner {
     threads: Mutex<Vec<JoinHandle<()>>>,
     report: Mutex<Option<FinishReport>>,
     finish_timeout: Duration,
+    /// With `resume="auto"`: removed when the run finishes cleanly, kept otherwise.
+    resume_file: Mutex<Option<PathBuf>>,
+    /// Printed after the init lines: the server could not be reached, say.
+    init_warning: Option<String>,
 }
 
 /// A run. Cheap to clone; every clone is the same run. Dropping the last clone finishes the run
@@ -181,14 +187,31 @@ impl Run {
         if r.mode == Mode::Disabled {
             return Ok(Run::disabled(&r, run_id));
         }
+        let mut r = r;
+        let mut run_id = run_id;
+        if r.resume_auto {
+            if let Some(previous) = auto_resume(&r)? {
+                run_id = previous;
+                r.run_id = Some(run_id.clone());
+            }
+            r.resume = Some(ResumeMode::Allow);
+        }
         let started_at = now_micros();
         let mut metadata = crate::metadata::collect();
         metadata.extend(r.metadata.clone());
         let request = upsert_request(&r, &run_id, metadata, started_at);
         let run_dir = RunDir::create(&r.dir, &run_id, started_at / 1_000_000)?;
         let dir_path = run_dir.path.clone();
+        let resume_auto = r.resume_auto.then(|| crate::rundir::resume_file_path(&r.dir));
         match Run::start_in(r, run_id, request, run_dir) {
-            Ok(run) => Ok(run),
+            Ok(run) => {
+                if let Some(resume_path) = resume_auto {
+                    let file = crate::rundir::ResumeFile { run_id: run.id(), run_dir: dir_path };
+                    crate::rundir::write_json(&resume_path, &file)?;
+                    *lock(&run.inner.resume_file) = Some(resume_path);
+                }
+                Ok(run)
+            }
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir_path);
                 Err(e)
@@ -280,6 +303,7 @@ impl Run {
             on_stop: Mutex::new(None),
             signal: (Mutex::new(()), Condvar::new()),
             status: Mutex::new(UploadStatus { path, acked: 0, error: None, done: false, last_progress: Instant::now() }),
+            uploaded: Condvar::new(),
         });
         let mut threads = Vec::new();
         if r.mode == Mode::Online {
@@ -319,19 +343,19 @@ impl Run {
                 threads: Mutex::new(threads),
                 report: Mutex::new(None),
                 finish_timeout: r.finish_timeout,
+                resume_file: Mutex::new(None),
+                init_warning: degraded.as_ref().map(|message| {
+                    format!(
+                        "{} cannot reach the server at {} ({message}); logging locally and retrying in the background",
+                        report::PREFIX,
+                        r.base_url
+                    )
+                }),
             }),
         };
         if !run.inner.silent {
-            let offline = (r.mode == Mode::Offline).then(|| run.inner.dir_display());
-            for line in report::init_lines(&run.inner.links(), offline.as_deref()) {
+            for line in run.init_lines() {
                 eprintln!("{line}");
-            }
-            if let Some(message) = degraded {
-                eprintln!(
-                    "{} cannot reach the server at {} ({message}); logging locally and retrying in the background",
-                    report::PREFIX,
-                    r.base_url
-                );
             }
         }
         Ok(run)
@@ -348,6 +372,7 @@ impl Run {
                     on_stop: Mutex::new(None),
                     signal: (Mutex::new(()), Condvar::new()),
                     status: Mutex::new(UploadStatus { path: None, acked: 0, error: None, done: true, last_progress: Instant::now() }),
+                    uploaded: Condvar::new(),
                 }),
                 ident: Mutex::new(Identity {
                     entity: r.entity.clone(),
@@ -363,6 +388,8 @@ impl Run {
                 threads: Mutex::new(Vec::new()),
                 report: Mutex::new(None),
                 finish_timeout: r.finish_timeout,
+                resume_file: Mutex::new(None),
+                init_warning: None,
             }),
         }
     }
@@ -398,6 +425,17 @@ impl Run {
 
     pub fn project_url(&self) -> Option<String> {
         self.inner.project_url()
+    }
+
+    /// The lines printed at init (links, or where the offline run is kept).
+    pub fn init_lines(&self) -> Vec<String> {
+        if self.inner.mode == Mode::Disabled {
+            return Vec::new();
+        }
+        let offline = (self.inner.mode == Mode::Offline).then(|| self.inner.dir_display());
+        let mut lines = report::init_lines(&self.inner.links(), offline.as_deref());
+        lines.extend(self.inner.init_warning.clone());
+        lines
     }
 
     /// The run directory (none when disabled).
@@ -654,15 +692,9 @@ impl Inner {
         // Wait while the upload makes progress; a thread stuck in a call to a hung server is left
         // behind (what it did not send stays in the run directory).
         if self.mode == Mode::Online {
-            loop {
-                let (done, idle) = {
-                    let status = lock(&shared.status);
-                    (status.done, status.last_progress.elapsed())
-                };
-                if done || idle > self.finish_timeout + Duration::from_millis(500) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
+            let mut status = lock(&shared.status);
+            while !status.done && status.last_progress.elapsed() <= self.finish_timeout + Duration::from_millis(500) {
+                status = shared.uploaded.wait_timeout(status, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
             }
         }
         let uploader_done = lock(&shared.status).done;
@@ -704,6 +736,11 @@ impl Inner {
                 eprintln!("{line}");
             }
         }
+        if ended_state == RunState::Finished
+            && let Some(resume_path) = lock(&self.resume_file).take()
+        {
+            let _ = std::fs::remove_file(resume_path);
+        }
         if let Some(dir) = &self.dir_path {
             crate::rundir::debug_log(
                 dir,
@@ -714,6 +751,42 @@ impl Inner {
         *report_slot = Some(report.clone());
         Ok(report)
     }
+}
+
+/// `resume="auto"`: the id of the run that the last process in this directory left unfinished,
+/// after uploading what it left in its run directory (so history continues without a gap).
+fn auto_resume(r: &Resolved) -> Result<Option<String>> {
+    let path = crate::rundir::resume_file_path(&r.dir);
+    let Ok(file) = crate::rundir::read_json::<crate::rundir::ResumeFile>(&path) else {
+        return Ok(None);
+    };
+    if let Some(id) = &r.run_id
+        && *id != file.run_id
+    {
+        return Ok(None);
+    }
+    if r.mode == Mode::Online && file.run_dir.join("wal").is_dir() {
+        let upload = RunDir::open(&file.run_dir).map(|d| d.read_upload_file());
+        match upload {
+            Ok(upload) if upload.complete => {}
+            Ok(_) => {
+                crate::sync::sync_run_dir(&file.run_dir, Some(&r.base_url), r.api_key.clone(), &mut |_, _| {}).map_err(|e| {
+                    ClientError::new(
+                        e.kind,
+                        format!(
+                            "cannot upload what the previous run left in {} before resuming it: {}",
+                            file.run_dir.display(),
+                            e.message
+                        ),
+                    )
+                })?;
+            }
+            // Still locked: another process is writing that run.
+            Err(e) if e.kind == ErrorKind::Conflict => return Err(e),
+            Err(_) => {}
+        }
+    }
+    Ok(Some(file.run_id))
 }
 
 impl Drop for Inner {
@@ -876,6 +949,7 @@ impl Uploader {
         };
         self.save_state(acked, complete);
         lock(&self.shared.status).done = true;
+        self.shared.uploaded.notify_all();
     }
 }
 

@@ -35,6 +35,17 @@ pub struct UploadFile {
     pub error: Option<String>,
 }
 
+/// `<dir>/cairn/resume.json`: the run that `resume="auto"` continues.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResumeFile {
+    pub run_id: String,
+    pub run_dir: PathBuf,
+}
+
+pub fn resume_file_path(base: &Path) -> PathBuf {
+    base.join("cairn").join("resume.json")
+}
+
 /// `YYYYMMDD_HHMMSS` in local time.
 pub fn local_stamp(unix_secs: i64) -> String {
     // SAFETY: localtime_r writes only into `tm`, which we own.

@@ -81,6 +81,9 @@ pub struct Settings {
     pub dir: Option<PathBuf>,
     pub api_key: Option<String>,
     pub resume: Option<ResumeMode>,
+    /// W&B's `resume="auto"`: continue the run that the last process in the same directory
+    /// started (after uploading what it left), or start a new one.
+    pub resume_auto: bool,
     pub heartbeat_interval: Option<Duration>,
     pub finish_timeout: Option<Duration>,
     pub init_timeout: Option<Duration>,
@@ -120,6 +123,11 @@ impl Settings {
 
     pub fn resume(mut self, resume: ResumeMode) -> Self {
         self.resume = Some(resume);
+        self
+    }
+
+    pub fn resume_auto(mut self) -> Self {
+        self.resume_auto = true;
         self
     }
 
@@ -188,6 +196,7 @@ impl Settings {
             dir: self.dir.or_else(|| env(env::DIR).map(PathBuf::from)).unwrap_or_else(|| PathBuf::from(".")),
             api_key: self.api_key.or_else(|| env(env::API_KEY)),
             resume: self.resume,
+            resume_auto: self.resume_auto,
             heartbeat_interval: match self.heartbeat_interval {
                 Some(d) => d,
                 None => secs(env::HEARTBEAT_SECS, 10.0)?,
@@ -223,6 +232,7 @@ pub struct Resolved {
     pub dir: PathBuf,
     pub api_key: Option<String>,
     pub resume: Option<ResumeMode>,
+    pub resume_auto: bool,
     pub heartbeat_interval: Duration,
     pub finish_timeout: Duration,
     pub init_timeout: Duration,

@@ -157,12 +157,14 @@ impl Bucketer {
 
     pub fn finish(self) -> Buckets {
         let mut out = Buckets::default();
-        for acc in self.accs.into_iter().flatten() {
+        for (index, acc) in self.accs.into_iter().enumerate() {
+            let Some(acc) = acc else { continue };
             let s = &acc.stats;
             let count = s.num_count + s.nan_count;
             if count == 0 {
                 continue;
             }
+            out.index.push(index as u32);
             out.x.push((acc.x_min + acc.x_max) / 2.0);
             out.x_min.push(acc.x_min);
             out.x_max.push(acc.x_max);

@@ -360,6 +360,8 @@ pub const SERIES_MAX_BUCKETS: u32 = 100_000;
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Buckets {
+    /// The bucket's position in the grid (0 to buckets - 1), to line up several keys.
+    pub index: Vec<u32>,
     #[serde(serialize_with = "crate::value::serialize_f64_slice", deserialize_with = "crate::value::deserialize_f64_vec")]
     pub x: Vec<f64>,
     #[serde(serialize_with = "crate::value::serialize_f64_slice", deserialize_with = "crate::value::deserialize_f64_vec")]

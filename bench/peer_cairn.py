@@ -1,0 +1,83 @@
+"""cairn adapter for the peer benchmark (../shared/bench/peers, see its README).
+
+Online (the default): setup() starts a real `cairn server` (the release binary, or CAIRN_BIN) on
+the sandbox's data dir; runs upload to it, finish() returns once everything is stored, and W5 reads
+back through cairn.Api. The server is a child of the worker, so its CPU and memory count too.
+CAIRN_BENCH_MODE=offline writes the run directory only (like wandb offline); W5 is then N/A.
+"""
+
+import atexit
+import os
+import signal
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (the harness puts its folder on PYTHONPATH)
+
+NAME = "cairn"
+MODE = os.environ.get("CAIRN_BENCH_MODE", "online")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _stop(proc):
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def setup(variant, data_dir):
+    import cairn
+
+    ctx = {"cairn": cairn, "dir": data_dir, "mode": MODE, "url": None}
+    if MODE == "online":
+        binary = os.environ.get("CAIRN_BIN") or os.path.join(ROOT, "target", "release", "cairn")
+        proc = subprocess.Popen(
+            [binary, "server", "--port", "0", "--data-dir", os.path.join(data_dir, "server"), "--default-entity", "bench"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "CAIRN_LOG": "error"},
+        )
+        ctx["url"] = proc.stdout.readline().split()[-1]
+        # Registered before cairn's own exit hook, so it runs after it: runs finish first.
+        atexit.register(_stop, proc)
+    return ctx
+
+
+def versions():
+    import cairn
+
+    return {"cairn": cairn.__version__}
+
+
+def init(ctx, run_name):
+    settings = {"silent": True}
+    if ctx["url"]:
+        settings["base_url"] = ctx["url"]
+    return ctx["cairn"].init(project="bench", name=run_name, mode=ctx["mode"], dir=ctx["dir"], settings=settings)
+
+
+def log(run, metrics, step):
+    run.log(metrics, step=step)
+
+
+def finish(run):
+    run.finish()
+
+
+def run_info(ctx, run):
+    return {"path": run.path, "dir": run.dir, "run_id": run.id}
+
+
+def read_back(ctx, info, key):
+    if ctx["mode"] != "online":
+        raise NotImplementedError("offline runs are read after `cairn sync`, like wandb offline")
+    columns = ctx["cairn"].Api(base_url=ctx["url"]).run(info["path"]).history_columns(keys=[key])
+    return columns["_step"], columns[key]
+
+
+if __name__ == "__main__":
+    common.main(sys.modules[__name__])

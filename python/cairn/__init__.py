@@ -1,0 +1,37 @@
+"""cairn: self-hosted experiment tracking with W&B's run API.
+
+```python
+import cairn as wandb
+
+run = wandb.init(entity="nico", project="awesome-project", config={"learning_rate": 0.01})
+run.log({"accuracy": 0.9, "loss": 0.1})
+run.finish()
+```
+"""
+
+from . import errors
+from ._core import __version__
+from .api import Api
+from .sdk import Run, Settings, define_metric, finish, init, log
+from .sdk import _Preinit
+
+#: The current run, set by ``init`` and cleared by ``finish``.
+run: Run | None = None
+#: The current run's config and summary (usable after ``init``).
+config = _Preinit("config")
+summary = _Preinit("summary")
+
+__all__ = [
+    "Api",
+    "Run",
+    "Settings",
+    "__version__",
+    "config",
+    "define_metric",
+    "errors",
+    "finish",
+    "init",
+    "log",
+    "run",
+    "summary",
+]

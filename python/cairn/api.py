@@ -1,0 +1,338 @@
+"""The query side: ``cairn.Api()``, as wandb's public API.
+
+```python
+api = cairn.Api()
+run = api.run("nico/awesome-project/1jx1ud12")
+df = run.history(keys=["loss"])                # buckets with min and max: never samples away a spike
+for row in run.scan_history(keys=["loss"]):    # every row
+    ...
+for r in api.runs("nico/awesome-project", filters={"config.lr": {"$gt": 0.01}}, order="-summary_metrics.acc"):
+    ...
+```
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import _core, errors
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+    from typing import Any
+
+__all__ = ["Api", "Run", "Runs", "Project"]
+
+_DEFAULT_BASE_URL = "http://127.0.0.1:8080"
+
+
+def _split_path(path: str, default_entity: Callable[[], str], what: str) -> list[str]:
+    """Splits a run or project path; a missing entity is the server's default entity."""
+    parts = [p for p in path.strip("/").split("/") if p]
+    if what == "run":
+        if len(parts) == 4 and parts[2] == "runs":
+            parts = [parts[0], parts[1], parts[3]]
+        if len(parts) == 2:
+            parts = [default_entity(), *parts]
+        if len(parts) != 3:
+            raise errors.InvalidValue(f"run path {path!r} is not of the form entity/project/run_id")
+    else:
+        if len(parts) == 1:
+            parts = [default_entity(), *parts]
+        if len(parts) != 2:
+            raise errors.InvalidValue(f"project path {path!r} is not of the form entity/project")
+    return parts
+
+
+def _frame(rows: list[dict[str, Any]], pandas: bool) -> Any:
+    if pandas:
+        try:
+            import pandas as pd
+        except ImportError:
+            return rows
+        return pd.DataFrame(rows)
+    return rows
+
+
+class Api:
+    """Reads runs from a cairn server.
+
+    ``base_url`` defaults to ``overrides["base_url"]``, then ``CAIRN_BASE_URL``, then
+    ``http://127.0.0.1:8080``; ``api_key`` to ``CAIRN_API_KEY``.
+    """
+
+    def __init__(
+        self,
+        overrides: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+    ) -> None:
+        overrides = dict(overrides or {})
+        self.base_url = (
+            base_url or overrides.get("base_url") or os.environ.get("CAIRN_BASE_URL") or _DEFAULT_BASE_URL
+        ).rstrip("/")
+        self._client = _core.ApiClient(self.base_url, api_key or os.environ.get("CAIRN_API_KEY") or None, timeout or 60.0)
+        self._default_entity: str | None = overrides.get("entity") or os.environ.get("CAIRN_ENTITY")
+
+    @property
+    def default_entity(self) -> str:
+        if self._default_entity is None:
+            self._default_entity = self._client.info()["default_entity"]
+        return self._default_entity
+
+    def run(self, path: str) -> Run:
+        """A run by ``entity/project/run_id`` (``entity/project/runs/run_id`` works too)."""
+        entity, project, run_id = _split_path(path, lambda: self.default_entity, "run")
+        return Run(self, self._client.get_run(f"{entity}/{project}/{run_id}"))
+
+    def runs(
+        self,
+        path: str,
+        filters: Mapping[str, Any] | None = None,
+        order: str = "-created_at",
+        per_page: int = 50,
+    ) -> Runs:
+        """The runs of ``entity/project`` that match Mongo-style ``filters``, lazily, page by page.
+
+        Filters: ``$and $or $nor $eq $ne $gt $gte $lt $lte $in $nin $exists $regex`` over
+        ``config.*``, ``summary_metrics.*``, ``state``, ``tags``, ``display_name`` and
+        ``created_at``. ``order``: a field with ``-`` (descending) or ``+`` in front.
+        """
+        entity, project = _split_path(path, lambda: self.default_entity, "project")
+        if not isinstance(per_page, int) or per_page < 1:
+            raise errors.InvalidValue(f"per_page={per_page!r} must be a positive integer")
+        return Runs(self, entity, project, filters, order, per_page)
+
+    def projects(self, entity: str | None = None) -> list[Project]:
+        return [Project(self, p) for p in self._client.list_projects(entity or self.default_entity)]
+
+    def project(self, name: str, entity: str | None = None) -> Project:
+        entity = entity or self.default_entity
+        for project in self.projects(entity):
+            if project.name == name:
+                return project
+        raise errors.NotFound(f"project {entity}/{name} not found")
+
+
+class Project:
+    def __init__(self, api: Api, attrs: dict[str, Any]) -> None:
+        self._api = api
+        self.entity: str = attrs["entity"]
+        self.name: str = attrs["name"]
+        self.run_count: int = attrs["run_count"]
+        self.created_at: str = attrs["created_at"]
+        self.last_activity_at: str | None = attrs.get("last_activity_at")
+
+    @property
+    def path(self) -> list[str]:
+        return [self.entity, self.name]
+
+    def runs(self, **kwargs: Any) -> Runs:
+        return self._api.runs(f"{self.entity}/{self.name}", **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Project {self.entity}/{self.name}>"
+
+
+class Runs:
+    """A lazy, paged sequence of runs: iterating fetches pages of ``per_page`` as needed."""
+
+    def __init__(self, api: Api, entity: str, project: str, filters: Mapping[str, Any] | None, order: str, per_page: int) -> None:
+        self._api = api
+        self.entity, self.project = entity, project
+        if filters:
+            import json
+
+            self._filter = json.dumps(dict(filters))
+        else:
+            self._filter = None
+        order = (order or "").strip()
+        self._sort = [order.replace("summary_metrics.", "summary.")] if order else []
+        self._per_page = per_page
+        self._loaded: list[Run] = []
+        self._total: int | None = None
+
+    def _load_page(self) -> bool:
+        """Loads the next page; returns whether it brought anything."""
+        if self._total is not None and len(self._loaded) >= self._total:
+            return False
+        runs, total = self._api._client.search_runs(
+            self.entity, self.project, self._filter, self._sort, self._per_page, len(self._loaded)
+        )
+        self._total = total
+        self._loaded.extend(Run(self._api, r) for r in runs)
+        return bool(runs)
+
+    def __iter__(self) -> Iterator[Run]:
+        i = 0
+        while True:
+            while i < len(self._loaded):
+                yield self._loaded[i]
+                i += 1
+            if not self._load_page():
+                return
+
+    def __len__(self) -> int:
+        if self._total is None:
+            self._load_page()
+        return self._total or 0
+
+    def __getitem__(self, index: int) -> Run:
+        if index < 0:
+            index += len(self)
+        while index >= len(self._loaded) and self._load_page():
+            pass
+        return self._loaded[index]
+
+    def __repr__(self) -> str:
+        return f"<Runs {self.entity}/{self.project} ({len(self)})>"
+
+
+class Run:
+    """A run as the server has it. Edit ``tags``, ``notes``, ``name``, ``group`` or ``job_type`` and
+    call ``update()`` to save them."""
+
+    def __init__(self, api: Api, attrs: dict[str, Any]) -> None:
+        self._api = api
+        self._load(attrs)
+
+    def _load(self, attrs: dict[str, Any]) -> None:
+        self._attrs = attrs
+        self.entity: str = attrs["entity"]
+        self.project: str = attrs["project"]
+        self.id: str = attrs["run_id"]
+        self.name: str = attrs["name"]
+        self.state: str = attrs["state"]
+        self.config: dict[str, Any] = attrs["config"]
+        self.summary: dict[str, Any] = attrs["summary"]
+        self.tags: list[str] = list(attrs["tags"])
+        self.notes: str = attrs["notes"]
+        self.group: str | None = attrs["group"]
+        self.job_type: str | None = attrs["job_type"]
+        self.metadata: dict[str, Any] = attrs["metadata"]
+        self.created_at: str = attrs["created_at"]
+        self.heartbeat_at: str | None = attrs.get("heartbeat_at")
+        self.finished_at: str | None = attrs.get("finished_at")
+        self.exit_code: int | None = attrs.get("exit_code")
+        self.runtime: float = attrs.get("runtime_secs", 0.0)
+        self.last_step: int | None = attrs.get("last_step")
+
+    @property
+    def display_name(self) -> str:
+        return self.name
+
+    @display_name.setter
+    def display_name(self, value: str) -> None:
+        self.name = value
+
+    @property
+    def path(self) -> list[str]:
+        return [self.entity, self.project, self.id]
+
+    @property
+    def url(self) -> str:
+        return f"{self._api.base_url}/{self.entity}/{self.project}/runs/{self.id}"
+
+    def _path(self) -> str:
+        return f"{self.entity}/{self.project}/{self.id}"
+
+    def load(self) -> Run:
+        """Fetches the run again."""
+        self._load(self._api._client.get_run(self._path()))
+        return self
+
+    def update(self) -> None:
+        """Saves changes to ``tags``, ``notes``, ``name``, ``group`` and ``job_type``."""
+        attrs = self._api._client.update_run(
+            self._path(),
+            name=self.name,
+            notes=self.notes,
+            tags=[str(t) for t in self.tags],
+            group=self.group or "",
+            job_type=self.job_type or "",
+        )
+        self._load(attrs)
+
+    def delete(self) -> None:
+        self._api._client.delete_run(self._path())
+
+    def stop(self) -> None:
+        """Asks the run's process to stop; it ends as killed at its next heartbeat."""
+        self._load(self._api._client.stop_run(self._path()))
+
+    def keys(self) -> list[dict[str, Any]]:
+        """The keys the run logged, with counts and ranges."""
+        return self._api._client.list_keys(self._path())
+
+    def _numeric_keys(self) -> list[str]:
+        return [k["name"] for k in self.keys() if k["stream"] == "history" and k["numeric_count"] > 0]
+
+    def history(
+        self,
+        keys: list[str] | None = None,
+        samples: int = 500,
+        x_axis: str = "_step",
+        pandas: bool = True,
+    ) -> Any:
+        """At most ``samples`` rows for the numeric ``keys`` (all when None), one per bucket of
+        ``x_axis``: each key's mean, with ``<key>_min`` and ``<key>_max`` so that no spike is lost.
+        Nothing is sampled at random. A pandas DataFrame when pandas is installed and ``pandas``,
+        else a list of dicts."""
+        if not isinstance(samples, int) or not 1 <= samples <= 100_000:
+            raise errors.InvalidValue(f"samples={samples!r} must be an integer from 1 to 100000")
+        keys = list(keys) if keys is not None else self._numeric_keys()
+        if not keys:
+            return _frame([], pandas)
+        result = self._api._client.series(self._path(), keys, x_axis, samples)
+        rows: dict[int, dict[str, Any]] = {}
+        for series in result["series"]:
+            b = series["buckets"]
+            key = series["key"]
+            for i, index in enumerate(b["index"]):
+                row = rows.setdefault(index, {x_axis: b["x"][i]})
+                row[key] = b["mean"][i]
+                row[f"{key}_min"] = b["min"][i]
+                row[f"{key}_max"] = b["max"][i]
+        return _frame([rows[i] for i in sorted(rows)], pandas)
+
+    def scan_history(
+        self,
+        keys: list[str] | None = None,
+        page_size: int = 1000,
+        min_step: int | None = None,
+        max_step: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every row from ``min_step`` up to ``max_step`` (exclusive), fetched ``page_size`` at a
+        time. With ``keys``, only rows that hold all of them, with ``_step`` and those keys."""
+        if not isinstance(page_size, int) or page_size < 1:
+            raise errors.InvalidValue(f"page_size={page_size!r} must be a positive integer")
+        keys = list(keys) if keys is not None else None
+        cursor = min_step
+        while True:
+            steps, columns, next_step = self._api._client.history_columns(
+                self._path(), keys, cursor, max_step, page_size, keys is not None
+            )
+            names = list(columns)
+            for i, step in enumerate(steps):
+                row: dict[str, Any] = {"_step": step}
+                for name in names:
+                    value = columns[name][i]
+                    if value is not None:
+                        row[name] = value
+                yield row
+            if next_step is None:
+                return
+            cursor = next_step
+
+    def history_columns(
+        self, keys: list[str] | None = None, min_step: int | None = None, max_step: int | None = None
+    ) -> dict[str, list[Any]]:
+        """Every point of ``keys`` as columns: ``{"_step": [...], key: [...]}`` (None where a row
+        lacks a key). The fast way to read a long history."""
+        steps, columns, _ = self._api._client.history_columns(self._path(), keys, min_step, max_step)
+        return {"_step": steps, **columns}
+
+    def __repr__(self) -> str:
+        return f"<Run {self._path()} ({self.state})>"

@@ -1,0 +1,64 @@
+"""Typed errors. Every error cairn raises is a ``CairnError``; each message names the bad value."""
+
+__all__ = [
+    "CairnError",
+    "InvalidRunId",
+    "InvalidValue",
+    "InvalidSetting",
+    "ConfigError",
+    "NotFound",
+    "Conflict",
+    "RunFinished",
+    "CommError",
+    "ServerError",
+    "CairnIOError",
+    "UsageError",
+]
+
+
+class CairnError(Exception):
+    """Base class of cairn's errors."""
+
+
+class InvalidRunId(CairnError, ValueError):
+    """A run id with forbidden characters (``/ \\ # ? % :``), empty, or too long."""
+
+
+class InvalidValue(CairnError, ValueError):
+    """A value that cannot be logged, or an argument out of range."""
+
+
+class InvalidSetting(CairnError, ValueError):
+    """A setting or ``CAIRN_*`` environment variable with a bad value."""
+
+
+class ConfigError(CairnError):
+    """A config key changed without ``allow_val_change=True``."""
+
+
+class NotFound(CairnError, LookupError):
+    """The run, project, entity, key or file does not exist."""
+
+
+class Conflict(CairnError):
+    """The run exists when it must not (``resume="never"``), or was deleted."""
+
+
+class RunFinished(CairnError):
+    """The run has finished, or was stopped, and takes no more data."""
+
+
+class CommError(CairnError):
+    """The server could not be reached."""
+
+
+class ServerError(CairnError):
+    """The server failed."""
+
+
+class CairnIOError(CairnError, OSError):
+    """The run directory could not be written or read."""
+
+
+class UsageError(CairnError):
+    """The API was used in the wrong order, such as ``cairn.log`` before ``cairn.init``."""

@@ -1,0 +1,689 @@
+"""The run API: ``init``, ``Run``, ``Config``, ``Summary``, and what happens when the process ends.
+
+Everything that touches data is in Rust (``cairn._core``): the write-ahead log, the upload, W&B's
+step and commit rules, the summary. This module shapes it like W&B.
+"""
+
+from __future__ import annotations
+
+import _thread
+import atexit
+import os
+import sys
+
+from . import _core, errors
+
+# Keep `import cairn` fast: no typing, json, argparse or platform at import time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+    from typing import Any
+
+__all__ = ["Settings", "Run", "Config", "Summary", "init", "finish", "log", "define_metric"]
+
+# W&B settings that cairn accepts for compatibility and has no use for.
+_IGNORED_WANDB_SETTINGS = frozenset(
+    {
+        "start_method",
+        "anonymous",
+        "save_code",
+        "code_dir",
+        "disable_git",
+        "disable_code",
+        "disable_job_creation",
+        "show_info",
+        "show_warnings",
+        "show_errors",
+        "quiet",
+        "_disable_stats",
+        "_disable_meta",
+        "x_disable_stats",
+        "x_disable_meta",
+        "_service_wait",
+        "program",
+    }
+)
+
+
+class Settings:
+    """Settings for ``init``. Those not given come from the ``CAIRN_*`` environment variables.
+
+    ``base_url``: the server (``CAIRN_BASE_URL``, default ``http://127.0.0.1:8080``).
+    ``api_key``: sent as a bearer token (``CAIRN_API_KEY``).
+    ``mode``: ``online``, ``offline`` or ``disabled`` (``CAIRN_MODE``).
+    ``silent``: no terminal output (``CAIRN_SILENT``).
+    ``heartbeat_interval``, ``finish_timeout``, ``init_timeout``: seconds.
+    ``console``: ``auto`` or ``off``, whether stdout and stderr are captured.
+    """
+
+    _FIELDS = ("base_url", "api_key", "mode", "silent", "heartbeat_interval", "finish_timeout", "init_timeout", "console")
+
+    def __init__(self, **kwargs: Any) -> None:
+        for key in self._FIELDS:
+            setattr(self, key, None)
+        self.update(kwargs)
+
+    def update(self, values: Mapping[str, Any]) -> None:
+        for key, value in values.items():
+            if key in self._FIELDS:
+                setattr(self, key, value)
+            elif key not in _IGNORED_WANDB_SETTINGS:
+                raise errors.InvalidSetting(f"unknown setting {key!r}; cairn knows {', '.join(self._FIELDS)}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._FIELDS if getattr(self, k) is not None}
+
+    def __repr__(self) -> str:
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in self.as_dict().items())})"
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+def _print(lines: list[str], silent: bool) -> None:
+    if silent or _env_true("CAIRN_SILENT") or not lines:
+        return
+    stream = sys.stderr
+    for line in lines:
+        print(line, file=stream)
+    stream.flush()
+
+
+def _is_mapping(value: Any) -> bool:
+    if isinstance(value, dict):
+        return True
+    from collections.abc import Mapping
+
+    return isinstance(value, Mapping)
+
+
+def _config_dict(config: Any, what: str = "config") -> dict[str, Any]:
+    """A config given as a dict, an argparse.Namespace, or the path of a YAML or JSON file."""
+    if config is None:
+        return {}
+    argparse = sys.modules.get("argparse")
+    if argparse is not None and isinstance(config, argparse.Namespace):
+        return dict(vars(config))
+    if _is_mapping(config):
+        return dict(config)
+    if isinstance(config, (str, os.PathLike)):
+        path = os.fspath(config)
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            raise errors.InvalidValue(f"cannot read the config file {path!r}: {e.strerror}") from None
+        if path.endswith(".json"):
+            import json
+
+            loaded = json.loads(text)
+        else:
+            loaded = _core.parse_yaml(text)
+        if loaded is None:
+            return {}
+        if not isinstance(loaded, dict):
+            raise errors.InvalidValue(f"{what} file {path!r} must hold a mapping, not a {type(loaded).__name__}")
+        # W&B's config-defaults.yaml form: {key: {"value": v, "desc": "..."}}.
+        out = {}
+        for key, value in loaded.items():
+            if key in ("wandb_version", "_wandb"):
+                continue
+            if isinstance(value, dict) and "value" in value and set(value) <= {"value", "desc"}:
+                value = value["value"]
+            out[key] = value
+        return out
+    raise errors.InvalidValue(
+        f"{what} must be a dict, an argparse.Namespace or the path of a YAML file, not {type(config).__name__}"
+    )
+
+
+class Config:
+    """The run's config: attribute and item access, ``update()`` and ``setdefaults()``.
+
+    Changing a key that has a value raises ``cairn.errors.ConfigError`` unless
+    ``allow_val_change=True``.
+    """
+
+    def __init__(self, run: Run) -> None:
+        object.__setattr__(self, "_run", run)
+        object.__setattr__(self, "_cache", run._core.config_dict())
+
+    def update(self, values: Any = None, allow_val_change: bool = False, **kwargs: Any) -> None:
+        update = _config_dict(values)
+        update.update(kwargs)
+        if update:
+            self._run._core.update_config(update, allow_val_change)
+            self._cache.update(update)
+
+    def setdefaults(self, values: Any) -> None:
+        """Sets the keys that have no value yet; leaves the others as they are."""
+        missing = {k: v for k, v in _config_dict(values).items() if k not in self._cache}
+        self.update(missing)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._cache)
+
+    def keys(self):  # noqa: ANN201
+        return self._cache.keys()
+
+    def values(self):  # noqa: ANN201
+        return self._cache.values()
+
+    def items(self):  # noqa: ANN201
+        return self._cache.items()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._cache.get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._cache[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self._cache:
+            raise KeyError(key)
+        self._run._core.remove_config([key])
+        del self._cache[key]
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._cache[key]
+        except KeyError:
+            raise AttributeError(f"config has no key {key!r}") from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._cache
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._cache)
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def __eq__(self, other: object) -> bool:
+        return self._cache == (other._cache if isinstance(other, Config) else other)
+
+    def __repr__(self) -> str:
+        return f"Config({self._cache!r})"
+
+
+class Summary:
+    """The run's summary, dict-like. A key defaults to its last logged value (or to what
+    ``define_metric`` says); setting a key overrides it until the key is logged again."""
+
+    def __init__(self, run: Run) -> None:
+        object.__setattr__(self, "_run", run)
+
+    def _dict(self) -> dict[str, Any]:
+        return self._run._core.summary_dict()
+
+    def update(self, values: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        update = dict(values or {})
+        update.update(kwargs)
+        if update:
+            self._run._core.update_summary(update)
+
+    def as_dict(self) -> dict[str, Any]:
+        return self._dict()
+
+    def keys(self):  # noqa: ANN201
+        return self._dict().keys()
+
+    def values(self):  # noqa: ANN201
+        return self._dict().values()
+
+    def items(self):  # noqa: ANN201
+        return self._dict().items()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._dict().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._dict()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self._dict():
+            raise KeyError(key)
+        self._run._core.update_summary({}, [key])
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._dict()[key]
+        except KeyError:
+            raise AttributeError(f"summary has no key {key!r}") from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._dict()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self._dict())
+
+    def __repr__(self) -> str:
+        return f"Summary({self._dict()!r})"
+
+
+class Run:
+    """A run, as ``cairn.init`` returns it.
+
+    ``run.log(data, step=None, commit=None)`` goes straight to the Rust client: it writes to the
+    run directory's write-ahead log and returns without waiting on the network.
+    """
+
+    def __init__(self, core: _core.Run, silent: bool) -> None:
+        self._core = core
+        self._silent = silent
+        self._finished = False
+        self._tags: tuple[str, ...] = ()
+        self._notes = ""
+        self._group: str | None = None
+        self._job_type: str | None = None
+        # The hot path: a bound method of the extension, called without a Python frame in between.
+        self.log = core.log
+        self.config = Config(self)
+        self.summary = Summary(self)
+
+    # Identity -----------------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self._core.id
+
+    @property
+    def name(self) -> str:
+        return self._core.name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._core.update(name=value)
+
+    @property
+    def display_name(self) -> str:
+        return self.name
+
+    @property
+    def entity(self) -> str | None:
+        return self._core.entity
+
+    @property
+    def project(self) -> str | None:
+        return self._core.project
+
+    @property
+    def path(self) -> str | None:
+        """``entity/project/run_id``."""
+        return self._core.path
+
+    @property
+    def url(self) -> str | None:
+        return self._core.url
+
+    def get_url(self) -> str | None:
+        return self.url
+
+    @property
+    def project_url(self) -> str | None:
+        return self._core.project_url
+
+    def get_project_url(self) -> str | None:
+        return self.project_url
+
+    @property
+    def dir(self) -> str | None:
+        """The run directory (``<dir>/cairn/run-YYYYMMDD_HHMMSS-<id>``)."""
+        return self._core.dir
+
+    @property
+    def mode(self) -> str:
+        return self._core.mode
+
+    @property
+    def offline(self) -> bool:
+        return self._core.mode == "offline"
+
+    @property
+    def disabled(self) -> bool:
+        return self._core.mode == "disabled"
+
+    @property
+    def step(self) -> int:
+        """The step the next ``log`` without a step goes to."""
+        return self._core.step
+
+    # Editable fields ----------------------------------------------------------------------------
+
+    @property
+    def notes(self) -> str:
+        return self._notes
+
+    @notes.setter
+    def notes(self, value: str) -> None:
+        self._core.update(notes=value)
+        self._notes = value
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self._tags
+
+    @tags.setter
+    def tags(self, value: Any) -> None:
+        tags = tuple(value)
+        if not all(isinstance(t, str) for t in tags):
+            raise errors.InvalidValue(f"tags must be strings, got {list(tags)!r}")
+        self._core.update(tags=list(tags))
+        self._tags = tags
+
+    @property
+    def group(self) -> str | None:
+        return self._group
+
+    @group.setter
+    def group(self, value: str | None) -> None:
+        self._core.update(group=value or "")
+        self._group = value or None
+
+    @property
+    def job_type(self) -> str | None:
+        return self._job_type
+
+    @job_type.setter
+    def job_type(self, value: str | None) -> None:
+        self._core.update(job_type=value or "")
+        self._job_type = value or None
+
+    # Logging ------------------------------------------------------------------------------------
+
+    def define_metric(
+        self,
+        name: str,
+        step_metric: str | None = None,
+        summary: str | None = None,
+        hidden: bool = False,
+        **_ignored: Any,
+    ) -> None:
+        """How ``name``'s summary is computed (``min``, ``max``, ``mean``, ``first``, ``last``,
+        ``none``, or several joined by commas) and which key its charts use as x-axis. ``name``
+        may end with ``*``."""
+        self._core.define_metric(name, step_metric, summary, hidden)
+
+    # Ending -------------------------------------------------------------------------------------
+
+    def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
+        """Ends the run: finished when ``exit_code`` is 0 or None, failed otherwise."""
+        self._finish(exit_code, None, quiet)
+
+    def _finish(self, exit_code: int | None, state: str | None, quiet: bool | None = None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        _, _, lines = self._core.finish(exit_code, state)
+        _print(lines, self._silent or bool(quiet))
+        _forget(self)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if exc_type is None:
+            self.finish()
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self._finish(130, "killed")
+        else:
+            self._finish(1, "failed")
+        return False
+
+    def __repr__(self) -> str:
+        return f"<cairn.Run {self.path or self.id} ({self.name})>"
+
+
+# The process-wide state, as in wandb: the current run, and the hooks that end runs at exit.
+
+_lock = _thread.allocate_lock()
+_active: list[Run] = []
+_hooks_installed = False
+_exit_code: Any = None
+_exception: type[BaseException] | None = None
+
+
+class _Preinit:
+    """What ``cairn.config`` and ``cairn.summary`` are before ``cairn.init``."""
+
+    def __init__(self, what: str) -> None:
+        object.__setattr__(self, "_what", what)
+
+    def _fail(self, *_: Any, **__: Any) -> Any:
+        raise errors.UsageError(f"call cairn.init() before using cairn.{self._what}")
+
+    __getattr__ = __getitem__ = __setitem__ = __setattr__ = __contains__ = __iter__ = __len__ = update = _fail  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<cairn.{self._what} before cairn.init()>"
+
+
+def _package() -> Any:
+    return sys.modules[__package__]
+
+
+def _set_current(run: Run | None) -> None:
+    module = _package()
+    module.run = run
+    module.config = run.config if run is not None else _Preinit("config")
+    module.summary = run.summary if run is not None else _Preinit("summary")
+
+
+def _forget(run: Run) -> None:
+    with _lock:
+        if run in _active:
+            _active.remove(run)
+        current = _active[-1] if _active else None
+    if getattr(_package(), "run", None) is run:
+        _set_current(current)
+
+
+def _install_hooks() -> None:
+    """Ends runs when the process ends: failed on an uncaught exception or ``sys.exit(n)`` with
+    n != 0, killed on KeyboardInterrupt, finished otherwise."""
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    original_exit = sys.exit
+    original_hook = sys.excepthook
+
+    def exit_hook(code: Any = None) -> None:
+        global _exit_code
+        _exit_code = code
+        original_exit(code)
+
+    def excepthook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+        global _exception
+        _exception = exc_type
+        original_hook(exc_type, exc, tb)
+
+    sys.exit = exit_hook
+    sys.excepthook = excepthook
+    atexit.register(_finish_at_exit)
+
+
+def _finish_at_exit() -> None:
+    if _exception is not None and issubclass(_exception, KeyboardInterrupt):
+        state, code = "killed", 130
+    elif _exception is not None:
+        state, code = "failed", 1
+    elif _exit_code is None or _exit_code == 0:
+        state, code = None, 0
+    elif isinstance(_exit_code, int):
+        state, code = "failed", _exit_code
+    else:
+        state, code = "failed", 1
+    for run in list(_active):
+        try:
+            run._finish(code, state)
+        except Exception as e:  # noqa: BLE001 - the process is ending; report and go on
+            print(f"cairn: could not finish run {run.id}: {e}", file=sys.stderr)
+
+
+def _interrupt_main() -> None:
+    """A stop from the server interrupts the program, as wandb does."""
+    _thread.interrupt_main()
+
+
+def _metadata() -> dict[str, Any]:
+    argv = list(sys.argv)
+    program = argv[0] if argv else ""
+    version = sys.version_info
+    return {
+        "program": program,
+        "args": argv[1:],
+        "command": " ".join(["python", *argv]) if argv else "python",
+        "executable": sys.executable,
+        "language": "python",
+        "language_version": f"{version.major}.{version.minor}.{version.micro}",
+        "python_implementation": sys.implementation.name,
+    }
+
+
+def init(
+    entity: str | None = None,
+    project: str | None = None,
+    name: str | None = None,
+    id: str | None = None,  # noqa: A002 - wandb's name
+    notes: str | None = None,
+    tags: Any = None,
+    group: str | None = None,
+    job_type: str | None = None,
+    config: Any = None,
+    mode: str | None = None,
+    dir: str | os.PathLike[str] | None = None,  # noqa: A002 - wandb's name
+    resume: bool | str | None = None,
+    resume_from: str | None = None,
+    fork_from: str | None = None,
+    reinit: bool | str | None = None,
+    settings: Settings | Mapping[str, Any] | None = None,
+    allow_val_change: bool | None = None,
+    config_exclude_keys: list[str] | None = None,
+    config_include_keys: list[str] | None = None,
+    save_code: bool | None = None,
+    anonymous: str | None = None,
+) -> Run:
+    """Starts a run and makes it the current one (``cairn.run``).
+
+    ``resume``: ``"allow"`` resumes the run ``id`` if it exists and creates it otherwise,
+    ``"must"`` fails when it is missing, ``"never"`` fails when it exists, ``"auto"`` (or True)
+    continues the run that the last process in the same directory left unfinished.
+    ``reinit``: what to do when a run is active: ``"finish_previous"`` (the default, or True),
+    ``"return_previous"`` (False), or ``"create_new"`` (both stay active).
+    """
+    global _exception, _exit_code
+    policy = {None: "finish_previous", True: "finish_previous", False: "return_previous"}.get(reinit, reinit)  # type: ignore[arg-type]
+    if policy not in ("finish_previous", "return_previous", "create_new", "default"):
+        raise errors.InvalidSetting(f"reinit={reinit!r} is not one of finish_previous, return_previous, create_new")
+    with _lock:
+        previous = list(_active)
+    if previous and policy == "return_previous":
+        return previous[-1]
+    if previous and policy in ("finish_previous", "default"):
+        for run in previous:
+            run.finish()
+
+    resolved = Settings()
+    if isinstance(settings, Settings):
+        resolved.update(settings.as_dict())
+    elif _is_mapping(settings):
+        resolved.update(settings)
+    elif settings is not None:
+        raise errors.InvalidSetting(f"settings must be a cairn.Settings or a dict, not {type(settings).__name__}")
+    if mode is not None:
+        resolved.mode = mode
+    silent = bool(resolved.silent) or _env_true("CAIRN_SILENT")
+
+    config_values = _config_dict(config)
+    if config_include_keys is not None:
+        config_values = {k: v for k, v in config_values.items() if k in config_include_keys}
+    if config_exclude_keys is not None:
+        config_values = {k: v for k, v in config_values.items() if k not in config_exclude_keys}
+    if tags is not None:
+        tags = list(tags)
+        if not all(isinstance(t, str) for t in tags):
+            raise errors.InvalidValue(f"tags must be strings, got {tags!r}")
+
+    if resume is True:
+        resume = "auto"
+    elif resume is False:
+        resume = None
+    kwargs: dict[str, Any] = {
+        "entity": entity,
+        "project": project,
+        "name": name,
+        "id": id,
+        "notes": notes,
+        "tags": tags,
+        "group": group,
+        "job_type": job_type,
+        "config": config_values,
+        "dir": os.fspath(dir) if dir is not None else None,
+        "resume": resume,
+        "resume_from": resume_from,
+        "fork_from": fork_from,
+        "metadata": _metadata(),
+        "mode": resolved.mode,
+        "base_url": resolved.base_url,
+        "api_key": resolved.api_key,
+        "heartbeat_interval": resolved.heartbeat_interval,
+        "finish_timeout": resolved.finish_timeout,
+        "init_timeout": resolved.init_timeout,
+    }
+    core = _core.init(**kwargs)
+    run = Run(core, silent)
+    run._tags = tuple(tags or ())
+    run._notes = notes or ""
+    run._group = group
+    run._job_type = job_type
+    if allow_val_change:
+        run.config.update({}, allow_val_change=True)
+    if core.mode != "disabled":
+        core.on_stop(_interrupt_main)
+        _install_hooks()
+        _exception, _exit_code = None, None
+        with _lock:
+            _active.append(run)
+    _print(core.init_lines(), silent)
+    _set_current(run)
+    return run
+
+
+def _current(what: str) -> Run:
+    run = getattr(_package(), "run", None)
+    if run is None:
+        raise errors.UsageError(f"call cairn.init() before cairn.{what}()")
+    return run
+
+
+def log(data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+    """Logs to the current run (see ``Run.log``)."""
+    _current("log").log(data, step, commit)
+
+
+def define_metric(name: str, step_metric: str | None = None, summary: str | None = None, hidden: bool = False) -> None:
+    _current("define_metric").define_metric(name, step_metric, summary, hidden)
+
+
+def finish(exit_code: int | None = None, quiet: bool | None = None) -> None:
+    """Finishes the current run, if there is one."""
+    run = getattr(_package(), "run", None)
+    if run is not None:
+        run.finish(exit_code, quiet)

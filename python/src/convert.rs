@@ -1,0 +1,127 @@
+//! Python objects to cairn values and back.
+//!
+//! Numbers from numpy and torch are taken through `item()` or `__float__`, by duck typing: neither
+//! library is imported here.
+
+use cairn_types::value::{Map, Value};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+use crate::invalid_value;
+
+const MAX_DEPTH: usize = 32;
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
+}
+
+/// Converts a logged value; `key` names it in errors.
+pub fn to_value(obj: &Bound<'_, PyAny>, key: &str, depth: usize) -> PyResult<Value> {
+    let py = obj.py();
+    if depth > MAX_DEPTH {
+        return Err(invalid_value(py, format!("value of {key:?} is nested deeper than {MAX_DEPTH} levels")));
+    }
+    if let Ok(f) = obj.cast::<PyFloat>() {
+        return Ok(Value::Float(f.value()));
+    }
+    if obj.is_none() {
+        return Ok(Value::Null);
+    }
+    if let Ok(b) = obj.cast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if let Ok(i) = obj.cast::<PyInt>() {
+        return Ok(match i.extract::<i64>() {
+            Ok(v) => Value::Int(v),
+            // Beyond 64 bits: kept as the nearest float.
+            Err(_) => Value::Float(i.extract::<f64>()?),
+        });
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Value::Str(s.to_str()?.to_owned()));
+    }
+    if let Ok(dict) = obj.cast::<PyDict>() {
+        let mut map = Map::new();
+        for (k, v) in dict.iter() {
+            let Ok(k) = k.cast::<PyString>() else {
+                return Err(invalid_value(py, format!("keys under {key:?} must be strings, got {}", k.repr()?)));
+            };
+            let k = k.to_str()?;
+            let child = to_value(&v, &format!("{key}.{k}"), depth + 1)?;
+            map.insert(k.to_owned(), child);
+        }
+        return Ok(Value::Map(map));
+    }
+    if let Ok(list) = obj.cast::<PyList>() {
+        return list.iter().enumerate().map(|(i, v)| to_value(&v, &format!("{key}[{i}]"), depth + 1)).collect::<PyResult<Vec<_>>>().map(Value::List);
+    }
+    if let Ok(tuple) = obj.cast::<PyTuple>() {
+        return tuple.iter().enumerate().map(|(i, v)| to_value(&v, &format!("{key}[{i}]"), depth + 1)).collect::<PyResult<Vec<_>>>().map(Value::List);
+    }
+    // numpy scalars, 0-d arrays and one-element torch tensors: item() gives a Python number.
+    if obj.hasattr("item")? {
+        return match obj.call_method0("item") {
+            Ok(item) if !item.is(obj) => to_value(&item, key, depth + 1),
+            Ok(_) => Err(invalid_value(py, format!("value of {key:?} ({}) cannot be logged", type_name(obj)))),
+            Err(e) => Err(invalid_value(
+                py,
+                format!(
+                    "value of {key:?} ({}) cannot be logged: only scalars are supported ({})",
+                    type_name(obj),
+                    e.value(py)
+                ),
+            )),
+        };
+    }
+    if obj.hasattr("__float__")? {
+        let f: f64 = obj.call_method0("__float__")?.extract()?;
+        return Ok(Value::Float(f));
+    }
+    Err(invalid_value(
+        py,
+        format!("value of {key:?} has type {}, which cannot be logged; log numbers, strings, bools, None, lists or dicts", type_name(obj)),
+    ))
+}
+
+/// Converts a dict with string keys to a map.
+pub fn dict_to_map(dict: &Bound<'_, PyDict>, what: &str) -> PyResult<Map> {
+    let mut map = Map::new();
+    for (k, v) in dict.iter() {
+        let Ok(k) = k.cast::<PyString>() else {
+            return Err(invalid_value(dict.py(), format!("{what} keys must be strings, got {}", k.repr()?)));
+        };
+        let k = k.to_str()?;
+        map.insert(k.to_owned(), to_value(&v, k, 0)?);
+    }
+    Ok(map)
+}
+
+/// Converts a value to Python objects (NaN and infinities become floats).
+pub fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::Int(i) => i.into_pyobject(py)?.into_any(),
+        Value::Float(f) => PyFloat::new(py, *f).into_any(),
+        Value::Str(s) => PyString::new(py, s).into_any(),
+        Value::List(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(to_py(py, item)?)?;
+            }
+            list.into_any()
+        }
+        Value::Map(map) => {
+            let dict = PyDict::new(py);
+            for (k, v) in map {
+                dict.set_item(k, to_py(py, v)?)?;
+            }
+            dict.into_any()
+        }
+    })
+}
+
+/// Converts a JSON value from the server (NaN spelled as a string becomes a float).
+pub fn json_to_py<'py>(py: Python<'py>, json: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+    to_py(py, &Value::from_json(json))
+}

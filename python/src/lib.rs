@@ -1,0 +1,360 @@
+//! `cairn._core`: the thin PyO3 layer over the Rust client. Python objects are converted to
+//! cairn values here; everything else (the write-ahead log, upload, W&B step semantics, summary
+//! computation, terminal output) is the Rust client's.
+
+mod api;
+mod convert;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cairn_client::{ClientError, LogOutcome, Mode, ResumeMode, RunPatch, RunState, Settings};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+
+use crate::convert::{dict_to_map, to_py, to_value};
+
+/// Raises the `cairn.errors` class that matches a client error.
+pub(crate) fn raise(py: Python<'_>, error: ClientError) -> PyErr {
+    use cairn_client::ErrorKind::*;
+    let class = match error.kind {
+        InvalidRunId => "InvalidRunId",
+        InvalidValue => "InvalidValue",
+        InvalidSetting => "InvalidSetting",
+        Config => "ConfigError",
+        NotFound => "NotFound",
+        Conflict => "Conflict",
+        Finished => "RunFinished",
+        Network => "CommError",
+        Server => "ServerError",
+        Io => "CairnIOError",
+    };
+    match py.import("cairn.errors").and_then(|m| m.getattr(class)) {
+        Ok(class) => match class.call1((error.message.clone(),)) {
+            Ok(instance) => PyErr::from_value(instance),
+            Err(e) => e,
+        },
+        Err(e) => e,
+    }
+}
+
+pub(crate) fn invalid_value(py: Python<'_>, message: String) -> PyErr {
+    raise(py, ClientError::new(cairn_client::ErrorKind::InvalidValue, message))
+}
+
+fn opt_string(kwargs: &Bound<'_, PyDict>, key: &str) -> PyResult<Option<String>> {
+    match kwargs.get_item(key)? {
+        None => Ok(None),
+        Some(v) if v.is_none() => Ok(None),
+        Some(v) => match v.cast::<PyString>() {
+            Ok(s) => Ok(Some(s.to_str()?.to_owned())),
+            Err(_) => Err(PyTypeError::new_err(format!("{key} must be a string, got {}", v.get_type().name()?))),
+        },
+    }
+}
+
+fn opt_secs(kwargs: &Bound<'_, PyDict>, key: &str) -> PyResult<Option<Duration>> {
+    match kwargs.get_item(key)? {
+        None => Ok(None),
+        Some(v) if v.is_none() => Ok(None),
+        Some(v) => {
+            let secs: f64 = v.extract()?;
+            if !(secs.is_finite() && secs > 0.0) {
+                return Err(invalid_value(v.py(), format!("{key}={secs} must be a positive number of seconds")));
+            }
+            Ok(Some(Duration::from_secs_f64(secs)))
+        }
+    }
+}
+
+/// Builds client settings from the keyword arguments that `cairn.init` prepared.
+fn settings_from(py: Python<'_>, kwargs: &Bound<'_, PyDict>) -> PyResult<Settings> {
+    let mut settings = Settings::new();
+    settings.base_url = opt_string(kwargs, "base_url")?;
+    settings.entity = opt_string(kwargs, "entity")?;
+    settings.project = opt_string(kwargs, "project")?;
+    settings.run_id = opt_string(kwargs, "id")?;
+    settings.name = opt_string(kwargs, "name")?;
+    settings.notes = opt_string(kwargs, "notes")?;
+    settings.group = opt_string(kwargs, "group")?;
+    settings.job_type = opt_string(kwargs, "job_type")?;
+    settings.api_key = opt_string(kwargs, "api_key")?;
+    settings.dir = opt_string(kwargs, "dir")?.map(PathBuf::from);
+    if let Some(mode) = opt_string(kwargs, "mode")? {
+        settings.mode = Some(Mode::parse(&mode).map_err(|e| raise(py, e))?);
+    }
+    if let Some(resume) = opt_string(kwargs, "resume")?
+        && resume == "auto"
+    {
+        settings.resume_auto = true;
+    } else if let Some(resume) = opt_string(kwargs, "resume")? {
+        settings.resume = Some(match resume.as_str() {
+            "allow" => ResumeMode::Allow,
+            "must" => ResumeMode::Must,
+            "never" => ResumeMode::Never,
+            other => {
+                return Err(raise(
+                    py,
+                    ClientError::new(
+                        cairn_client::ErrorKind::InvalidSetting,
+                        format!("resume={other:?} is not one of allow, must, never, auto"),
+                    ),
+                ));
+            }
+        });
+    }
+    if let Some(tags) = kwargs.get_item("tags")?
+        && !tags.is_none()
+    {
+        let tags: Vec<String> = tags.extract().map_err(|_| PyTypeError::new_err("tags must be a list of strings"))?;
+        settings.tags = Some(tags);
+    }
+    if let Some(config) = kwargs.get_item("config")?
+        && !config.is_none()
+    {
+        let dict = config.cast::<PyDict>().map_err(|_| PyTypeError::new_err("config must be a dict"))?;
+        settings.config = Some(dict_to_map(dict, "config")?);
+    }
+    if let Some(metadata) = kwargs.get_item("metadata")?
+        && !metadata.is_none()
+    {
+        let dict = metadata.cast::<PyDict>().map_err(|_| PyTypeError::new_err("metadata must be a dict"))?;
+        settings.metadata = dict_to_map(dict, "metadata")?;
+    }
+    settings.heartbeat_interval = opt_secs(kwargs, "heartbeat_interval")?;
+    settings.finish_timeout = opt_secs(kwargs, "finish_timeout")?;
+    settings.init_timeout = opt_secs(kwargs, "init_timeout")?;
+    // The Python package prints the terminal output itself, through sys.stderr.
+    settings.silent = Some(true);
+    Ok(settings)
+}
+
+/// A run: what `cairn.init` returns wraps one.
+#[pyclass(name = "Run", module = "cairn._core", frozen)]
+struct PyRun {
+    run: cairn_client::Run,
+}
+
+#[pymethods]
+impl PyRun {
+    /// Logs a dict of values as one history row. `step` and `commit` follow W&B.
+    #[pyo3(signature = (data, step = None, commit = None))]
+    fn log(&self, py: Python<'_>, data: &Bound<'_, PyAny>, step: Option<i64>, commit: Option<bool>) -> PyResult<()> {
+        let dict = match data.cast::<PyDict>() {
+            Ok(dict) => dict.clone(),
+            Err(_) => {
+                return Err(invalid_value(py, format!("log() takes a dict, got {}", data.get_type().name()?)));
+            }
+        };
+        let mut py_error: Option<PyErr> = None;
+        let outcome = self.run.log_with(step, commit, |row| {
+            for (key, value) in dict.iter() {
+                let Ok(key) = key.cast::<PyString>() else {
+                    py_error = Some(invalid_value(py, format!("logged keys must be strings, got {}", key.repr().map(|r| r.to_string()).unwrap_or_default())));
+                    return Err(ClientError::new(cairn_client::ErrorKind::InvalidValue, "key"));
+                };
+                let key = match key.to_str() {
+                    Ok(k) => k,
+                    Err(e) => {
+                        py_error = Some(e);
+                        return Err(ClientError::new(cairn_client::ErrorKind::InvalidValue, "key"));
+                    }
+                };
+                if let Ok(f) = value.cast::<pyo3::types::PyFloat>() {
+                    row.float(key, f.value())?;
+                    continue;
+                }
+                match to_value(&value, key, 0) {
+                    Ok(v) => row.value(key, v)?,
+                    Err(e) => {
+                        py_error = Some(e);
+                        return Err(ClientError::new(cairn_client::ErrorKind::InvalidValue, "value"));
+                    }
+                }
+            }
+            Ok(())
+        });
+        match outcome {
+            Ok(LogOutcome::Dropped { step, current }) => {
+                let warnings = py.import("warnings")?;
+                warnings.call_method1(
+                    "warn",
+                    (format!(
+                        "cairn: tried to log to step {step}, which is lower than the current step {current}; \
+                         steps must increase, so this data is ignored"
+                    ),),
+                )?;
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(py_error.take().unwrap_or_else(|| raise(py, e))),
+        }
+    }
+
+    #[getter]
+    fn step(&self) -> i64 {
+        self.run.step()
+    }
+
+    #[getter]
+    fn id(&self) -> String {
+        self.run.id()
+    }
+
+    #[getter]
+    fn name(&self) -> String {
+        self.run.name()
+    }
+
+    #[getter]
+    fn entity(&self) -> Option<String> {
+        self.run.entity()
+    }
+
+    #[getter]
+    fn project(&self) -> Option<String> {
+        self.run.project()
+    }
+
+    #[getter]
+    fn path(&self) -> Option<String> {
+        self.run.path().map(|p| p.to_string())
+    }
+
+    #[getter]
+    fn url(&self) -> Option<String> {
+        self.run.url()
+    }
+
+    #[getter]
+    fn project_url(&self) -> Option<String> {
+        self.run.project_url()
+    }
+
+    #[getter]
+    fn dir(&self) -> Option<String> {
+        self.run.dir().map(|d| d.display().to_string())
+    }
+
+    #[getter]
+    fn mode(&self) -> &'static str {
+        self.run.mode().as_str()
+    }
+
+    fn init_lines(&self) -> Vec<String> {
+        self.run.init_lines()
+    }
+
+    fn config_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &cairn_types::Value::Map(self.run.config()))
+    }
+
+    #[pyo3(signature = (update, allow_val_change = false))]
+    fn update_config(&self, py: Python<'_>, update: &Bound<'_, PyDict>, allow_val_change: bool) -> PyResult<()> {
+        let map = dict_to_map(update, "config")?;
+        self.run.update_config(map, allow_val_change).map_err(|e| raise(py, e))
+    }
+
+    fn remove_config(&self, py: Python<'_>, keys: Vec<String>) -> PyResult<()> {
+        self.run.remove_config(keys).map_err(|e| raise(py, e))
+    }
+
+    fn summary_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &cairn_types::Value::Map(self.run.summary()))
+    }
+
+    #[pyo3(signature = (set, remove = Vec::new()))]
+    fn update_summary(&self, py: Python<'_>, set: &Bound<'_, PyDict>, remove: Vec<String>) -> PyResult<()> {
+        let map = dict_to_map(set, "summary")?;
+        self.run.update_summary(map, remove).map_err(|e| raise(py, e))
+    }
+
+    #[pyo3(signature = (name, step_metric = None, summary = None, hidden = false))]
+    fn define_metric(&self, py: Python<'_>, name: &str, step_metric: Option<&str>, summary: Option<&str>, hidden: bool) -> PyResult<()> {
+        self.run.define_metric(name, step_metric, summary, hidden).map_err(|e| raise(py, e))
+    }
+
+    #[pyo3(signature = (name = None, notes = None, tags = None, group = None, job_type = None))]
+    fn update(
+        &self,
+        py: Python<'_>,
+        name: Option<String>,
+        notes: Option<String>,
+        tags: Option<Vec<String>>,
+        group: Option<String>,
+        job_type: Option<String>,
+    ) -> PyResult<()> {
+        self.run.update(RunPatch { name, notes, tags, group, job_type }).map_err(|e| raise(py, e))
+    }
+
+    /// Calls `callback()` (from a background thread) when the server asks the run to stop.
+    fn on_stop(&self, callback: Py<PyAny>) {
+        self.run.on_stop(move || {
+            Python::attach(|py| {
+                if let Err(e) = callback.call0(py) {
+                    e.print(py);
+                }
+            });
+        });
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.run.stop_requested()
+    }
+
+    fn wait_uploaded(&self, py: Python<'_>, timeout: f64) -> bool {
+        let run = self.run.clone();
+        py.detach(move || run.wait_uploaded(Duration::from_secs_f64(timeout.max(0.0))))
+    }
+
+    /// Finishes the run; returns `(state, uploaded, lines to print)`.
+    #[pyo3(signature = (exit_code = None, state = None))]
+    fn finish(&self, py: Python<'_>, exit_code: Option<i32>, state: Option<&str>) -> PyResult<(String, bool, Vec<String>)> {
+        let state = match state {
+            None => None,
+            Some(s) => Some(RunState::parse(s).ok_or_else(|| invalid_value(py, format!("state {s:?} is not a run state")))?),
+        };
+        let run = self.run.clone();
+        let report = py.detach(move || run.finish_as(state, exit_code)).map_err(|e| raise(py, e))?;
+        Ok((report.state.as_str().to_owned(), report.uploaded, report.lines))
+    }
+}
+
+/// Starts a run. Keyword arguments are prepared by `cairn.init`.
+#[pyfunction]
+#[pyo3(signature = (**kwargs))]
+fn init(py: Python<'_>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<PyRun> {
+    let empty = PyDict::new(py);
+    let settings = settings_from(py, kwargs.unwrap_or(&empty))?;
+    let run = py.detach(move || cairn_client::init(settings)).map_err(|e| raise(py, e))?;
+    Ok(PyRun { run })
+}
+
+/// Uploads a run directory (`cairn sync`). Returns `(run path, records sent)`.
+#[pyfunction]
+#[pyo3(signature = (dir, base_url = None, api_key = None))]
+fn sync_run_dir(py: Python<'_>, dir: String, base_url: Option<String>, api_key: Option<String>) -> PyResult<(String, usize)> {
+    let report = py
+        .detach(move || cairn_client::sync::sync_run_dir(std::path::Path::new(&dir), base_url.as_deref(), api_key, &mut |_, _| {}))
+        .map_err(|e| raise(py, e))?;
+    Ok((report.run_path.to_string(), report.records_sent))
+}
+
+/// Parses YAML text into Python values (for `config="path.yaml"`).
+#[pyfunction]
+fn parse_yaml<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
+    let json: serde_json::Value = serde_norway::from_str(text).map_err(|e| invalid_value(py, format!("invalid YAML: {e}")))?;
+    to_py(py, &cairn_types::Value::from_json(&json))
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyRun>()?;
+    m.add_class::<api::PyApiClient>()?;
+    m.add_function(wrap_pyfunction!(init, m)?)?;
+    m.add_function(wrap_pyfunction!(sync_run_dir, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_yaml, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

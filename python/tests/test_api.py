@@ -1,0 +1,137 @@
+"""cairn.Api: runs, history (buckets), scan_history, update, delete, and the runs filters."""
+
+import datetime
+
+import pandas as pd
+import pytest
+
+import cairn
+from cairn import errors
+
+
+def make_run(project, **init):
+    run = cairn.init(project=project, **init)
+    return run
+
+
+def test_run_fields_update_and_delete(env, api, project):
+    run = make_run(project, tags=["t1"], notes="n", group="g", job_type="train", config={"lr": 0.1})
+    run.log({"loss": 1.0})
+    run.finish()
+    remote = api.run(run.path)
+    assert (remote.id, remote.name, remote.state) == (run.id, run.name, "finished")
+    assert (remote.config, remote.summary, remote.tags, remote.notes, remote.group, remote.job_type) == (
+        {"lr": 0.1}, {"loss": 1.0}, ["t1"], "n", "g", "train")
+    assert datetime.datetime.fromisoformat(remote.created_at.replace("Z", "+00:00")).year >= 2024
+    assert remote.url == f"{api.base_url}/{remote.entity}/{project}/runs/{run.id}"
+    assert remote.metadata["host"] and remote.metadata["language"] == "python"
+    assert api.run(f"{remote.entity}/{project}/runs/{run.id}").id == run.id
+    assert api.run(f"{project}/{run.id}").id == run.id  # the default entity
+    remote.tags.append("t2")
+    remote.notes = "edited <b>"
+    remote.name = "new-name"
+    remote.group = "g2"
+    remote.job_type = "eval"
+    remote.update()
+    again = api.run(run.path)
+    assert (again.tags, again.notes, again.name, again.group, again.job_type) == (["t1", "t2"], "edited <b>", "new-name", "g2", "eval")
+    again.delete()
+    with pytest.raises(errors.NotFound, match=run.id):
+        api.run(run.path)
+    with pytest.raises(errors.InvalidValue, match="entity/project/run_id"):
+        api.run("just-one-part")
+
+
+def test_history_is_bucketed_and_keeps_spikes(env, api, project):
+    run = make_run(project)
+    for step in range(20_000):
+        run.log({"loss": 100.0 if step == 12_345 else 1.0, "acc": step / 20_000})
+    run.finish()
+    remote = api.run(run.path)
+    frame = remote.history(keys=["loss", "acc"], samples=100)
+    assert isinstance(frame, pd.DataFrame)
+    assert len(frame) == 100
+    assert set(frame.columns) >= {"_step", "loss", "loss_min", "loss_max", "acc"}
+    assert frame["loss_max"].max() == 100.0
+    rows = remote.history(samples=7, pandas=False)
+    assert isinstance(rows, list) and len(rows) == 7
+    assert max(r["loss_max"] for r in rows) == 100.0
+    by_runtime = remote.history(keys=["loss"], samples=10, x_axis="_runtime", pandas=False)
+    assert by_runtime and "_runtime" in by_runtime[0]
+    with pytest.raises(errors.InvalidValue, match="samples"):
+        remote.history(samples=0)
+    with pytest.raises(errors.NotFound, match="nope"):
+        remote.history(keys=["nope"])
+
+
+def test_scan_history_pages_and_ranges(env, api, project):
+    run = make_run(project)
+    for step in range(2_500):
+        data = {"loss": step * 1.0}
+        if step % 2 == 0:
+            data["even"] = step
+        run.log(data)
+    run.finish()
+    remote = api.run(run.path)
+    rows = list(remote.scan_history(page_size=300))
+    assert [r["_step"] for r in rows] == list(range(2_500))
+    assert rows[3]["loss"] == 3.0 and "even" not in rows[3]
+    evens = list(remote.scan_history(keys=["even", "loss"], page_size=128))
+    assert [r["_step"] for r in evens] == list(range(0, 2_500, 2))
+    assert set(evens[0]) == {"_step", "even", "loss"}
+    window = list(remote.scan_history(keys=["loss"], min_step=100, max_step=110))
+    assert [r["_step"] for r in window] == list(range(100, 110))
+    columns = remote.history_columns(keys=["loss"])
+    assert columns["loss"][2_499] == 2_499.0
+    with pytest.raises(errors.InvalidValue, match="page_size"):
+        list(remote.scan_history(page_size=0))
+
+
+def test_runs_filters_order_and_paging(env, api, project):
+    for i in range(12):
+        run = make_run(
+            project,
+            name=f"run-{i:02d}",
+            tags=["even"] if i % 2 == 0 else ["odd"],
+            config={"lr": i / 100, "opt": "adam" if i < 6 else "sgd"},
+        )
+        run.log({"acc": i / 12})
+        if i == 11:
+            run.finish(exit_code=1)
+        else:
+            run.finish()
+    path = f"{api.default_entity}/{project}"
+
+    def names(filters=None, order="-created_at", per_page=50):
+        return [r.name for r in api.runs(path, filters=filters, order=order, per_page=per_page)]
+
+    assert names(order="+created_at") == [f"run-{i:02d}" for i in range(12)]
+    assert names({"config.lr": {"$gte": 0.09}}, order="-summary_metrics.acc") == ["run-11", "run-10", "run-09"]
+    assert names({"$and": [{"config.opt": "adam"}, {"tags": {"$in": ["odd"]}}]}, "config.lr") == ["run-01", "run-03", "run-05"]
+    assert names({"$or": [{"display_name": {"$regex": "^run-0[12]$"}}, {"state": "failed"}]}, "config.lr") == ["run-01", "run-02", "run-11"]
+    assert names({"config.opt": {"$ne": "adam"}, "summary_metrics.acc": {"$lt": 0.6}}, "config.lr") == ["run-06", "run-07"]
+    assert names({"config.lr": {"$nin": [0.0, 0.01]}, "config.opt": {"$eq": "adam"}, "tags": "even"}, "config.lr") == ["run-02", "run-04"]
+    assert names({"summary_metrics.acc": {"$exists": False}}) == []
+    assert names({"config.lr": {"$gt": 0.09}, "state": {"$in": ["finished"]}}, "config.lr") == ["run-10"]
+    assert len(names({"created_at": {"$gte": "2000-01-01T00:00:00Z"}})) == 12
+    assert names({"config.lr": {"$lte": 0.0}}) == ["run-00"]
+    lazy = api.runs(path, per_page=5)
+    assert len(lazy) == 12
+    assert lazy[11].name == "run-00"
+    assert len(list(lazy)) == 12
+    with pytest.raises(errors.InvalidValue, match=r"\$near"):
+        names({"config.lr": {"$near": 1}})
+    with pytest.raises(errors.NotFound, match="ghost"):
+        names_in_missing = list(api.runs(f"{api.default_entity}/ghost"))
+        del names_in_missing
+    assert [p.name for p in api.projects()].count(project) == 1
+
+
+def test_errors_are_typed_and_named(env, api, project):
+    with pytest.raises(errors.NotFound):
+        api.run(f"nobody/{project}/nothing")
+    dead = cairn.Api(base_url="http://127.0.0.1:9")
+    with pytest.raises(errors.CommError, match="reach"):
+        dead.run("a/b/c")
+    assert issubclass(errors.InvalidRunId, errors.CairnError) and issubclass(errors.InvalidRunId, ValueError)
+    assert issubclass(errors.NotFound, LookupError)

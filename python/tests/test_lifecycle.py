@@ -1,0 +1,163 @@
+"""How runs end: at exit, on errors, on a stop from the server, and after SIGKILL."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import run_script, wait_for
+
+
+def ended(tmp_path, env, api, body, **extra_env):
+    result = run_script(
+        """
+        import sys
+        import cairn
+        run = cairn.init(project="ends")
+        print(run.path, flush=True)
+        run.log({"loss": 1.0})
+        """
+        + textwrap.dedent(body),
+        tmp_path,
+        env,
+        **extra_env,
+    )
+    path = result.stdout.split()[0]
+    return result, api.run(path)
+
+
+@pytest.mark.parametrize(
+    ("body", "state", "exit_code", "returncode"),
+    [
+        ("", "finished", 0, 0),
+        ("raise ValueError('boom')", "failed", 1, 1),
+        ("sys.exit(3)", "failed", 3, 3),
+        ("sys.exit(0)", "finished", 0, 0),
+        ("raise KeyboardInterrupt", "killed", 130, None),
+    ],
+)
+def test_how_the_process_ends_sets_the_state(tmp_path, env, api, body, state, exit_code, returncode):
+    result, run = ended(tmp_path, env, api, body)
+    assert run.state == state, result.stderr
+    assert run.exit_code == exit_code
+    if returncode is not None:
+        assert result.returncode == returncode
+
+
+def test_a_stop_from_the_server_interrupts_the_program(tmp_path, env, api):
+    script = tmp_path / "stoppable.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import time
+            import cairn
+            run = cairn.init(project="stops", settings={"heartbeat_interval": 0.2})
+            run.log({"loss": 1.0})
+            print(run.path, flush=True)
+            try:
+                while True:
+                    time.sleep(0.05)
+            except KeyboardInterrupt:
+                print("interrupted", flush=True)
+                raise
+            """
+        )
+    )
+    process = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env={**os.environ, **env}
+    )
+    try:
+        path = process.stdout.readline().strip()
+        api.run(path).stop()
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert "interrupted" in out, err
+    assert api.run(path).state == "killed"
+
+
+def test_sigkill_then_sync_keeps_every_point_exactly_once(tmp_path, env, api, server):
+    script = tmp_path / "logger.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import cairn
+            run = cairn.init(project="killed")
+            print("path", run.path, flush=True)
+            print("dir", run.dir, flush=True)
+            step = 0
+            while True:
+                run.log({"loss": step * 0.5, "nested": {"x": step}})
+                if step % 500 == 0:
+                    print("logged", step, flush=True)
+                step += 1
+            """
+        )
+    )
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path, env={**os.environ, **env})
+    path = process.stdout.readline().split()[1]
+    run_dir = process.stdout.readline().split()[1]
+    last = 0
+    for line in process.stdout:
+        last = int(line.split()[1])
+        if last >= 20_000:
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    # The Python package's own `cairn sync`.
+    result = subprocess.run([sys.executable, "-m", "cairn", "sync", run_dir], capture_output=True, text=True, env={**os.environ, **env})
+    assert result.returncode == 0, result.stderr
+    assert path in result.stdout
+    again = subprocess.run([sys.executable, "-m", "cairn", "sync", run_dir], capture_output=True, text=True, env={**os.environ, **env})
+    assert again.returncode == 0, again.stderr
+    columns = api.run(path).history_columns(keys=["loss", "nested.x"])
+    steps = columns["_step"]
+    assert steps == list(range(len(steps)))
+    assert len(steps) > last
+    assert all(columns["loss"][i] == i * 0.5 and columns["nested.x"][i] == i for i in range(len(steps)))
+
+
+def test_resume_auto_continues_a_killed_run_without_gap_or_duplicate(tmp_path, env, api):
+    script = tmp_path / "auto.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys
+            import cairn
+            run = cairn.init(project="auto", resume="auto")
+            print("path", run.path, "start", run.step, flush=True)
+            limit = int(sys.argv[1])
+            for _ in range(limit):
+                step = run.step
+                run.log({"loss": step * 2.0})
+                if step % 200 == 0:
+                    print("logged", step, flush=True)
+            print("done", flush=True)
+            """
+        )
+    )
+    first = subprocess.Popen([sys.executable, str(script), "1000000"], stdout=subprocess.PIPE, text=True, cwd=tmp_path, env={**os.environ, **env})
+    path, start = (lambda parts: (parts[1], int(parts[3])))(first.stdout.readline().split())
+    assert start == 0
+    for line in first.stdout:
+        if int(line.split()[1]) >= 5000:
+            break
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    second = subprocess.run([sys.executable, str(script), "1000"], capture_output=True, text=True, cwd=tmp_path, env={**os.environ, **env}, timeout=60)
+    assert second.returncode == 0, second.stderr
+    header = second.stdout.splitlines()[0].split()
+    assert header[1] == path, "resume=auto must continue the same run"
+    resumed_at = int(header[3])
+    assert resumed_at > 5000
+    run = api.run(path)
+    assert run.state == "finished"
+    columns = run.history_columns(keys=["loss"])
+    assert columns["_step"] == list(range(resumed_at + 1000))
+    assert columns["loss"] == [s * 2.0 for s in columns["_step"]]
+    # A clean finish clears the resume file: the next run is a new one.
+    third = run_script("import cairn\nrun = cairn.init(project='auto', resume='auto')\nprint(run.path)\n", tmp_path, env)
+    assert third.stdout.strip() != path

@@ -1,0 +1,289 @@
+"""log, config, summary, define_metric, init parameters and the module-level API, in-process."""
+
+import argparse
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import cairn
+from cairn import errors
+from conftest import run_script
+
+
+def wait_uploaded(run):
+    assert run._core.wait_uploaded(15.0)
+
+
+def test_step_commit_and_nesting(env, api, project):
+    run = cairn.init(project=project)
+    run.log({"a": 1})
+    assert run.step == 1
+    run.log({"b": 2}, commit=False)
+    run.log({"c": 3})  # merges into step 1 and commits it
+    run.log({"loss": 0.5}, step=10)
+    run.log({"acc": 0.9}, step=10)  # same step: merged
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run.log({"loss": 9.9}, step=5)
+    assert any("lower than the current step 10" in str(w.message) for w in caught)
+    run.log({"train": {"loss": 0.25, "stage": "warm"}}, step=11)
+    run.finish()
+    rows = list(api.run(run.path).scan_history())
+    assert [r["_step"] for r in rows] == [0, 1, 10, 11]
+    assert rows[1]["b"] == 2 and rows[1]["c"] == 3
+    assert rows[2]["loss"] == 0.5 and rows[2]["acc"] == 0.9
+    assert rows[3]["train.loss"] == 0.25 and rows[3]["train.stage"] == "warm"
+    for row in rows:
+        assert row["_timestamp"] > 1.7e9 and row["_runtime"] >= 0
+    assert api.run(run.path).summary["train"] == {"loss": 0.25, "stage": "warm"}
+
+
+class FakeTensor:
+    """Quacks like a one-element torch tensor."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def item(self):
+        return self.value
+
+
+def test_value_types(env, api, project):
+    run = cairn.init(project=project)
+    run.log(
+        {
+            "int": 3,
+            "big": 2**70,
+            "float": 1.5,
+            "bool": True,
+            "str": "text",
+            "none": None,
+            "np_f32": np.float32(0.25),
+            "np_i64": np.int64(7),
+            "np_bool": np.bool_(False),
+            "np_0d": np.array(4.5),
+            "tensor": FakeTensor(0.125),
+            "list": [1, 2.5, "x"],
+            "nan": float("nan"),
+            "inf": float("inf"),
+        }
+    )
+    with pytest.raises(errors.InvalidValue, match="[\"']arr[\"']"):
+        run.log({"arr": np.arange(3)})
+    with pytest.raises(errors.InvalidValue, match="[\"']obj[\"'].*object"):
+        run.log({"obj": object()})
+    with pytest.raises(errors.InvalidValue, match="dict"):
+        run.log([("a", 1)])
+    with pytest.raises(errors.InvalidValue, match="reserved"):
+        run.log({"_step": 3})
+    with pytest.raises(errors.InvalidValue, match="strings"):
+        run.log({1: 2})
+    run.finish()
+    row = next(api.run(run.path).scan_history())
+    assert row["int"] == 3 and isinstance(row["int"], int)
+    assert row["big"] == float(2**70)
+    assert (row["float"], row["bool"], row["str"]) == (1.5, True, "text")
+    assert "none" not in row or row["none"] is None
+    assert row["np_f32"] == 0.25 and row["np_i64"] == 7 and row["np_bool"] is False
+    assert row["np_0d"] == 4.5 and row["tensor"] == 0.125
+    assert row["list"] == [1, 2.5, "x"]
+    assert row["nan"] != row["nan"] and row["inf"] == float("inf")
+    # Only the first log reached the server: the refused ones left nothing.
+    assert [r["_step"] for r in api.run(run.path).scan_history()] == [0]
+
+
+def test_numpy_and_torch_are_not_imported(tmp_path, env):
+    result = run_script(
+        """
+        import sys
+        import cairn
+        run = cairn.init(project="imports", mode="offline")
+        run.log({"loss": 0.5, "n": 3, "s": "x"})
+        run.finish()
+        print("numpy" in sys.modules, "torch" in sys.modules)
+        """,
+        tmp_path,
+        env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False"]
+
+
+def test_config_sources_and_changes(tmp_path, env, api, project):
+    yaml_path = tmp_path / "config-defaults.yaml"
+    yaml_path.write_text("wandb_version: 1\nlr:\n  desc: learning rate\n  value: 0.01\nlayers: [64, 32]\nname: resnet\n")
+    run = cairn.init(project=project, config=str(yaml_path))
+    assert run.config.lr == 0.01 and run.config["layers"] == [64, 32]
+    run.config.update(argparse.Namespace(batch_size=32, seed=1))
+    run.config.setdefaults({"seed": 99, "epochs": 5})
+    assert (run.config.seed, run.config.epochs) == (1, 5)
+    run.config.dropout = 0.1
+    run.config["momentum"] = 0.9
+    with pytest.raises(errors.ConfigError, match="[\"']lr[\"'].*0.02.*allow_val_change"):
+        run.config.update({"lr": 0.02})
+    with pytest.raises(errors.ConfigError):
+        run.config.lr = 0.5
+    run.config.update({"lr": 0.02}, allow_val_change=True)
+    run.config.update({"lr": 0.02})  # the same value is not a change
+    del run.config["name"]
+    assert "name" not in run.config and len(run.config) == 7
+    with pytest.raises(AttributeError):
+        run.config.missing
+    run.finish()
+    assert api.run(run.path).config == {
+        "lr": 0.02, "layers": [64, 32], "batch_size": 32, "seed": 1, "epochs": 5, "dropout": 0.1, "momentum": 0.9,
+    }
+    with pytest.raises(errors.InvalidValue, match="config must be"):
+        cairn.init(project=project, config=42)
+    with pytest.raises(errors.InvalidValue, match="cannot read"):
+        cairn.init(project=project, config=str(tmp_path / "missing.yaml"))
+
+
+def test_summary_and_define_metric(env, api, project):
+    run = cairn.init(project=project)
+    run.define_metric("val/*", summary="max")
+    run.define_metric("loss", summary="min,mean")
+    run.define_metric("noise", summary="none")
+    run.define_metric("epoch_acc", step_metric="epoch")
+    for i, (loss, val) in enumerate([(3.0, 0.2), (1.0, 0.9), (2.0, 0.5)]):
+        run.log({"loss": loss, "val/acc": val, "noise": i, "acc": i / 10})
+    assert run.summary["loss"] == {"min": 1.0, "mean": 2.0}
+    assert run.summary["val/acc"] == {"max": 0.9}
+    assert "noise" not in run.summary
+    assert run.summary.acc == 0.2
+    run.summary["best"] = "epoch 1"
+    run.summary.update({"acc": 1.0})
+    assert run.summary["acc"] == 1.0
+    del run.summary["best"]
+    assert "best" not in run.summary
+    with pytest.raises(errors.InvalidValue, match="[\"']best[\"']"):
+        run.define_metric("x", summary="best")
+    run.finish()
+    remote = api.run(run.path).summary
+    assert remote["loss"] == {"min": 1.0, "mean": 2.0}
+    assert remote["val/acc"] == {"max": 0.9}
+    assert "noise" not in remote and "best" not in remote
+    assert remote["acc"] == 1.0
+
+
+def test_init_parameters(env, api, project, tmp_path):
+    run = cairn.init(
+        entity="team",
+        project=project,
+        name="first",
+        id="abc-123",
+        notes="notes here",
+        tags=["a", "b"],
+        group="exp-1",
+        job_type="train",
+        config={"x": 1},
+        dir=str(tmp_path / "runs"),
+        settings=cairn.Settings(heartbeat_interval=5),
+    )
+    assert run.dir.startswith(str(tmp_path / "runs" / "cairn" / "run-"))
+    assert (run.tags, run.notes, run.group, run.job_type) == (("a", "b"), "notes here", "exp-1", "train")
+    run.tags = ["c"]
+    run.notes = "changed"
+    run.name = "renamed"
+    run.group = "exp-2"
+    run.job_type = "eval"
+    run.finish()
+    remote = api.run("team/" + project + "/abc-123")
+    assert (remote.name, remote.notes, remote.tags, remote.group, remote.job_type) == ("renamed", "changed", ["c"], "exp-2", "eval")
+    assert remote.metadata["language"] == "python"
+    assert remote.metadata["language_version"] == ".".join(map(str, sys.version_info[:3]))
+
+    # resume modes
+    with pytest.raises(errors.Conflict, match="abc-123"):
+        cairn.init(entity="team", project=project, id="abc-123", resume="never")
+    with pytest.raises(errors.NotFound, match="nope"):
+        cairn.init(entity="team", project=project, id="nope", resume="must")
+    resumed = cairn.init(entity="team", project=project, id="abc-123", resume="must", config={"y": 2})
+    assert resumed.config.as_dict() == {"x": 1, "y": 2}
+    resumed.finish()
+
+    # offline and disabled modes
+    offline = cairn.init(project=project, mode="offline")
+    assert offline.offline and offline.url is None
+    offline.log({"a": 1})
+    offline.finish()
+    disabled = cairn.init(project=project, mode="disabled")
+    disabled.log({"a": 1})
+    disabled.finish()
+    assert disabled.dir is None
+
+    with pytest.raises(errors.InvalidRunId, match="a/b"):
+        cairn.init(project=project, id="a/b")
+    with pytest.raises(errors.InvalidSetting, match="sometimes"):
+        cairn.init(project=project, mode="sometimes")
+    with pytest.raises(errors.InvalidSetting, match="'colour'"):
+        cairn.init(project=project, settings={"colour": "red"})
+    with pytest.raises(errors.InvalidSetting, match="resume"):
+        cairn.init(project=project, resume="perhaps")
+    with pytest.raises(errors.InvalidSetting, match="reinit"):
+        cairn.init(project=project, reinit="sometimes")
+    assert cairn.run is None
+
+
+def test_reinit_and_module_level_api(env, api, project):
+    with pytest.raises(errors.UsageError, match="init"):
+        cairn.log({"a": 1})
+    with pytest.raises(errors.UsageError, match="init"):
+        cairn.config["a"]
+    first = cairn.init(project=project)
+    assert cairn.run is first and cairn.config is first.config
+    cairn.log({"a": 1})
+    cairn.config.update({"lr": 0.1})
+    cairn.summary["note"] = "x"
+    assert cairn.init(project=project, reinit=False) is first
+    second = cairn.init(project=project)  # finishes the first
+    assert api.run(first.path).state == "finished"
+    third = cairn.init(project=project, reinit="create_new")
+    assert cairn.run is third
+    third.finish()
+    assert cairn.run is second
+    cairn.finish()
+    assert cairn.run is None
+    assert api.run(first.path).config == {"lr": 0.1}
+    assert api.run(first.path).summary["note"] == "x"
+    with cairn.init(project=project) as run:
+        run.log({"b": 2})
+    assert api.run(run.path).state == "finished"
+    with pytest.raises(ZeroDivisionError):
+        with cairn.init(project=project) as failing:
+            1 / 0
+    assert api.run(failing.path).state == "failed"
+
+
+def test_terminal_output_and_silence(tmp_path, env):
+    offline = run_script(
+        """
+        import cairn
+        run = cairn.init(project="out", mode="offline")
+        for i in range(30):
+            run.log({"loss": 1 / (i + 1), "acc": i / 30, "_hidden": i})
+        """,
+        tmp_path,
+        env,
+        CAIRN_SILENT="false",
+    )
+    err = offline.stderr
+    assert "cairn: Run `cairn sync " in err and "cairn: cairn sync " in err
+    assert "View run" not in err
+    history = err.split("cairn: Run history:\n")[1].split("cairn:\n")[0].splitlines()
+    assert [line.split()[1] for line in history] == ["loss", "acc"]
+    assert all(set(line.split()[2]) <= set("▁▂▃▄▅▆▇█") for line in history)
+    assert "_hidden" not in err
+    silent = run_script(
+        """
+        import cairn
+        run = cairn.init(project="out", mode="offline")
+        run.log({"loss": 1})
+        """,
+        tmp_path,
+        env,
+        CAIRN_SILENT="true",
+    )
+    assert silent.returncode == 0 and "cairn:" not in silent.stderr
