@@ -9,6 +9,7 @@ from __future__ import annotations
 import _thread
 import atexit
 import os
+import signal
 import sys
 
 from . import _core, errors
@@ -537,9 +538,29 @@ def _finish_at_exit() -> None:
             print(f"cairn: could not finish run {run.id}: {e}", file=sys.stderr)
 
 
+# The thread that imported cairn: the program's main thread. (Not `threading.main_thread()` at
+# stop time: imported first in a background thread, `threading` takes that thread for the main one.)
+_MAIN_THREAD = _thread.get_ident()
+
+
 def _interrupt_main() -> None:
-    """A stop from the server interrupts the program, as wandb does."""
-    _thread.interrupt_main()
+    """A stop from the server interrupts the program, as wandb does.
+
+    Where Python handles SIGINT, the main thread gets a real SIGINT, which also cuts short a
+    blocking call such as ``time.sleep``. Where SIGINT is ignored (a process started in the
+    background by a shell, or under nohup), KeyboardInterrupt is raised in the main thread
+    directly, at its next Python instruction.
+    """
+    main = _MAIN_THREAD
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler) and hasattr(signal, "pthread_kill"):
+        signal.pthread_kill(main, signal.SIGINT)
+    elif callable(handler):
+        _thread.interrupt_main()
+    else:
+        import ctypes
+
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(main), ctypes.py_object(KeyboardInterrupt))
 
 
 def _metadata() -> dict[str, Any]:

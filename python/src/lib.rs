@@ -188,6 +188,11 @@ impl PyRun {
                 Ok(())
             }
             Ok(_) => Ok(()),
+            // Stopped from the server: the interrupt that the stop sends may not have reached the
+            // main thread yet; `log` raises it, rather than an error about a finished run.
+            Err(e) if e.kind == cairn_client::ErrorKind::Finished && self.run.stop_requested() => {
+                Err(pyo3::exceptions::PyKeyboardInterrupt::new_err("the run was stopped from the server"))
+            }
             Err(e) => Err(py_error.take().unwrap_or_else(|| raise(py, e))),
         }
     }

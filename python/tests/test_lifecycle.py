@@ -47,24 +47,31 @@ def test_how_the_process_ends_sets_the_state(tmp_path, env, api, body, state, ex
         assert result.returncode == returncode
 
 
-def test_a_stop_from_the_server_interrupts_the_program(tmp_path, env, api):
+STOP_LOOPS = {
+    # Sleeping: the interrupt cuts the sleep short.
+    "sleeping": "while True:\n    time.sleep(0.05)",
+    # Logging as fast as it can: a log() after the stop raises KeyboardInterrupt too, never RunFinished.
+    "logging": "i = 0\nwhile True:\n    run.log({'loss': float(i)})\n    i += 1",
+    # SIGINT ignored (started in the background by a shell, or under nohup): still interrupted.
+    "sigint-ignored": "signal.signal(signal.SIGINT, signal.SIG_IGN)\nx = 0\nwhile True:\n    x += 1",
+}
+
+
+@pytest.mark.parametrize("loop", sorted(STOP_LOOPS))
+def test_a_stop_from_the_server_interrupts_the_program(tmp_path, env, api, loop):
     script = tmp_path / "stoppable.py"
+    body = textwrap.indent(STOP_LOOPS[loop], "    ")
     script.write_text(
-        textwrap.dedent(
-            """
-            import time
-            import cairn
-            run = cairn.init(project="stops", settings={"heartbeat_interval": 0.2})
-            run.log({"loss": 1.0})
-            print(run.path, flush=True)
-            try:
-                while True:
-                    time.sleep(0.05)
-            except KeyboardInterrupt:
-                print("interrupted", flush=True)
-                raise
-            """
-        )
+        "import signal, time\n"
+        "import cairn\n"
+        'run = cairn.init(project="stops", settings={"heartbeat_interval": 0.2})\n'
+        'run.log({"loss": 1.0})\n'
+        "print(run.path, flush=True)\n"
+        "try:\n"
+        f"{body}\n"
+        "except KeyboardInterrupt:\n"
+        '    print("interrupted", flush=True)\n'
+        "    raise\n"
     )
     process = subprocess.Popen(
         [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env={**os.environ, **env}
@@ -76,6 +83,7 @@ def test_a_stop_from_the_server_interrupts_the_program(tmp_path, env, api):
     finally:
         process.kill()
     assert "interrupted" in out, err
+    assert "RunFinished" not in err, err
     assert api.run(path).state == "killed"
 
 

@@ -154,6 +154,14 @@ impl Core {
         }
     }
 
+    /// After `finish` (or a stop from the server) the run takes nothing more.
+    fn check_open(&self) -> Result<()> {
+        if self.finished {
+            return Err(ClientError::new(ErrorKind::Finished, "the run has finished; it takes no more data"));
+        }
+        Ok(())
+    }
+
     fn append(&mut self) -> Result<()> {
         self.wal
             .append(&self.record)
@@ -204,9 +212,7 @@ impl Core {
         commit: Option<bool>,
         fill: impl FnOnce(&mut RowFields<'_>) -> Result<()>,
     ) -> Result<LogOutcome> {
-        if self.finished {
-            return Err(ClientError::new(ErrorKind::Finished, "the run has finished; it takes no more data"));
-        }
+        self.check_open()?;
         let (seq, row_step) = match (step, self.open_row) {
             (None, Some(open)) => (open.seq, open.step),
             (None, None) => (self.seqs.history, self.next_step),
@@ -261,16 +267,24 @@ impl Core {
         Ok(LogOutcome::Logged { step: row_step })
     }
 
+    /// Stream offsets move only once the record is in the log: a failed write leaves no gap.
     fn write_updates(&mut self, record_type: RecordType, set: &Map, remove: &[String]) -> Result<()> {
-        let stream = if record_type == RecordType::Config { &mut self.seqs.config } else { &mut self.seqs.summary };
-        let seq = *stream;
-        *stream += 1;
+        self.check_open()?;
+        let config = record_type == RecordType::Config;
+        let seq = if config { self.seqs.config } else { self.seqs.summary };
         self.record.clear();
         payload::updates(&mut self.record, record_type, seq, set, remove);
-        self.append()
+        self.append()?;
+        if config {
+            self.seqs.config += 1;
+        } else {
+            self.seqs.summary += 1;
+        }
+        Ok(())
     }
 
     pub fn update_config(&mut self, update: Map, allow_val_change: bool) -> Result<()> {
+        self.check_open()?;
         if !allow_val_change {
             for (key, value) in &update {
                 if let Some(old) = self.config.get(key)
@@ -321,11 +335,13 @@ impl Core {
     }
 
     pub fn write_event(&mut self, event: &Value) -> Result<()> {
+        self.check_open()?;
         let seq = self.seqs.events;
-        self.seqs.events += 1;
         self.record.clear();
         payload::event(&mut self.record, seq, event);
-        self.append()
+        self.append()?;
+        self.seqs.events += 1;
+        Ok(())
     }
 
     pub fn define_metric(&mut self, name: &str, summary_modes: Vec<String>, event: &Value) -> Result<()> {
@@ -398,6 +414,7 @@ impl Core {
     }
 
     pub fn log_system(&mut self, timestamp_us: i64, fields: &[(&str, f64)]) -> Result<()> {
+        self.check_open()?;
         let mut ids = Vec::with_capacity(fields.len());
         for (name, value) in fields {
             let id = match self.system_keys.get(*name) {
@@ -411,25 +428,26 @@ impl Core {
             ids.push((id as u64, *value));
         }
         let seq = self.seqs.system;
-        self.seqs.system += 1;
         self.record.clear();
         payload::system(&mut self.record, seq, timestamp_us, &ids);
-        self.append()
+        self.append()?;
+        self.seqs.system += 1;
+        Ok(())
     }
 
     /// Writes a console line; `line` is `None` for a new line, or the number of a line to rewrite.
     pub fn log_console(&mut self, line: Option<u64>, stream: wire::ConsoleStream, text: &str) -> Result<u64> {
-        let line = line.unwrap_or_else(|| {
-            let l = self.console_line;
-            self.console_line += 1;
-            l
-        });
+        self.check_open()?;
+        let number = line.unwrap_or(self.console_line);
         let seq = self.seqs.console;
-        self.seqs.console += 1;
         self.record.clear();
-        payload::console(&mut self.record, seq, line, stream, now_micros(), text);
+        payload::console(&mut self.record, seq, number, stream, now_micros(), text);
         self.append()?;
-        Ok(line)
+        self.seqs.console += 1;
+        if line.is_none() {
+            self.console_line += 1;
+        }
+        Ok(number)
     }
 
     pub fn flush(&self) {
@@ -595,6 +613,36 @@ mod tests {
             Ok(())
         })
         .unwrap()
+    }
+
+    #[test]
+    fn nothing_is_written_after_finish() {
+        let (mut c, dir) = core();
+        log(&mut c, None, None, map! {"a" => 1});
+        c.write_event(&Value::Map(map! {"type" => "finish"})).unwrap();
+        c.finished = true;
+        let before = c.seqs;
+        let finished = |r: Result<()>| assert_eq!(r.unwrap_err().kind, ErrorKind::Finished);
+        finished(c.update_config(map! {"lr" => 1}, false));
+        finished(c.update_summary(map! {"best" => 1}, vec![]));
+        finished(c.write_event(&Value::Map(map! {"type" => "update"})));
+        finished(c.log_system(0, &[("cpu", 1.0)]));
+        finished(c.log_console(None, wire::ConsoleStream::Stdout, "late").map(|_| ()));
+        finished(c.log_row(None, None, |_| Ok(())).map(|_| ()));
+        assert_eq!(c.seqs, before);
+        assert_eq!(history(dir.path()).len(), 1);
+    }
+
+    #[test]
+    fn a_record_over_the_limit_is_refused_and_leaves_no_gap() {
+        let (mut c, _dir) = core();
+        let huge = "x".repeat(wire::MAX_RECORD_LEN + 1);
+        let err = c.log_console(None, wire::ConsoleStream::Stdout, &huge).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Io);
+        assert!(err.message.contains("over the limit"), "{}", err.message);
+        assert_eq!(c.seqs.console, 0);
+        assert_eq!(c.log_console(None, wire::ConsoleStream::Stdout, "next").unwrap(), 0);
+        assert_eq!(c.seqs.console, 1);
     }
 
     #[test]

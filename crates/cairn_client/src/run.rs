@@ -157,18 +157,29 @@ fn upsert_request(r: &Resolved, run_id: &str, metadata: Map, started_at: i64) ->
 
 /// The upsert request as a value, stored as the log's first record so `cairn sync` can create the
 /// run on a server that never heard of it.
-pub(crate) fn run_start_value(request: &UpsertRunRequest, mode: Mode) -> Value {
+/// `continues`: the log goes on from an earlier process's log of the same run (an offline
+/// resume), whose records the server must have first.
+pub(crate) fn run_start_value(request: &UpsertRunRequest, mode: Mode, continues: bool) -> Value {
     let mut value = Value::from_json(&serde_json::to_value(request).expect("requests serialize"));
     if let Value::Map(m) = &mut value {
         m.insert("mode".into(), Value::from(mode.as_str()));
+        if continues {
+            m.insert("continues".into(), Value::Bool(true));
+        }
     }
     value
+}
+
+/// Whether a log's first record says that it continues an earlier log.
+pub(crate) fn run_start_continues(value: &Value) -> bool {
+    value.as_map().and_then(|m| m.get("continues")).is_some_and(|v| *v == Value::Bool(true))
 }
 
 pub(crate) fn upsert_from_run_start(value: &Value) -> Result<UpsertRunRequest> {
     let mut json = value.to_json();
     if let Some(object) = json.as_object_mut() {
         object.remove("mode");
+        object.remove("continues");
     }
     serde_json::from_value(json)
         .map_err(|e| ClientError::new(ErrorKind::Io, format!("the run's first record is unreadable: {e}")))
@@ -184,6 +195,9 @@ impl Run {
         if let Some(project) = &r.project {
             validate_name("project", project).map_err(ClientError::from)?;
         }
+        if let Some(tags) = &r.tags {
+            cairn_types::api::validate_tags(tags).map_err(ClientError::from)?;
+        }
         if r.mode == Mode::Disabled {
             return Ok(Run::disabled(&r, run_id));
         }
@@ -196,6 +210,33 @@ impl Run {
             }
             r.resume = Some(ResumeMode::Allow);
         }
+        // Resuming continues after everything earlier processes logged for this id: online, what
+        // they left unsent is uploaded first; offline, the new log continues their offsets.
+        let resume = r.resume.unwrap_or(if r.run_id.is_some() { ResumeMode::Allow } else { ResumeMode::Never });
+        let mut continue_from = None;
+        if matches!(resume, ResumeMode::Allow | ResumeMode::Must) {
+            match r.mode {
+                Mode::Online => crate::sync::sync_earlier_dirs(&r.dir, &run_id, &r.base_url, r.api_key.clone())?,
+                Mode::Offline => match crate::rundir::dirs_of_run(&r.dir, &run_id).last() {
+                    Some(dir) => {
+                        drop(RunDir::open(dir)?);
+                        continue_from = Some(crate::sync::log_end(&dir.join("wal"))?);
+                    }
+                    None if resume == ResumeMode::Must => {
+                        return Err(ClientError::new(
+                            ErrorKind::NotFound,
+                            format!(
+                                "run {run_id:?} has no earlier log in {}, so it cannot be resumed offline with \
+                                 resume=\"must\"; resume it online, or use resume=\"allow\"",
+                                r.dir.join("cairn").display()
+                            ),
+                        ));
+                    }
+                    None => {}
+                },
+                Mode::Disabled => {}
+            }
+        }
         let started_at = now_micros();
         let mut metadata = crate::metadata::collect();
         metadata.extend(r.metadata.clone());
@@ -203,7 +244,7 @@ impl Run {
         let run_dir = RunDir::create(&r.dir, &run_id, started_at / 1_000_000)?;
         let dir_path = run_dir.path.clone();
         let resume_auto = r.resume_auto.then(|| crate::rundir::resume_file_path(&r.dir));
-        match Run::start_in(r, run_id, request, run_dir) {
+        match Run::start_in(r, run_id, request, run_dir, continue_from) {
             Ok(run) => {
                 if let Some(resume_path) = resume_auto {
                     let file = crate::rundir::ResumeFile { run_id: run.id(), run_dir: dir_path };
@@ -219,7 +260,13 @@ impl Run {
         }
     }
 
-    fn start_in(r: Resolved, run_id: String, request: UpsertRunRequest, run_dir: RunDir) -> Result<Run> {
+    fn start_in(
+        r: Resolved,
+        run_id: String,
+        request: UpsertRunRequest,
+        run_dir: RunDir,
+        continue_from: Option<crate::sync::LogEnd>,
+    ) -> Result<Run> {
         let mut ident = Identity {
             entity: r.entity.clone(),
             project: r.project.clone(),
@@ -230,6 +277,12 @@ impl Run {
         let mut next_step = 0;
         let mut runtime_offset_us = 0;
         let mut config = r.config.clone();
+        if let Some(end) = &continue_from {
+            seqs = end.offsets;
+            next_step = end.last_step.map_or(0, |s| s + 1);
+            runtime_offset_us = end.runtime_us;
+            config = end.config.clone();
+        }
         let mut path = None;
         let mut degraded = None;
         let api = ApiClient::new(&r.base_url, r.api_key.clone(), r.init_timeout);
@@ -270,7 +323,22 @@ impl Run {
         let wal = WalWriter::create(&run_dir.wal_dir()).map_err(|e| ClientError::io("create the log in", &run_dir.path, e))?;
         let committed = wal.committed();
         let mut core = Core::new(wal, seqs, next_step, runtime_offset_us, config);
-        core.write_run_start(&run_start_value(&request, r.mode))?;
+        core.write_run_start(&run_start_value(&request, r.mode, continue_from.is_some()))?;
+        if continue_from.is_some() {
+            // The server applies a log's first record only to a run it does not have yet; what
+            // this process's init changes goes into the streams, which always apply.
+            core.update_config(r.config.clone(), true)?;
+            let patch = RunPatch {
+                name: r.name.clone(),
+                notes: r.notes.clone(),
+                tags: r.tags.clone(),
+                group: r.group.clone(),
+                job_type: r.job_type.clone(),
+            };
+            if patch != RunPatch::default() {
+                core.write_event(&update_event(&patch))?;
+            }
+        }
         crate::rundir::debug_log(
             &run_dir.path,
             &format!(
@@ -312,7 +380,10 @@ impl Run {
                 api: ApiClient::new(&r.base_url, r.api_key.clone(), Duration::from_secs(60)),
                 wal_dir: run_dir.wal_dir(),
                 run_dir: run_dir.path.clone(),
-                upsert: request,
+                // The uploader creates the run when init could not reach the server, and again
+                // if the server lost it; an existing run (an earlier attempt whose answer was
+                // lost, or the run as it stands) is left as it is.
+                upsert: UpsertRunRequest { resume: ResumeMode::Keep, ..request },
                 initial_offsets: seqs,
                 finish_timeout: r.finish_timeout,
             };
@@ -554,16 +625,12 @@ impl Run {
 
     /// Changes tags, notes, name, group or job type.
     pub fn update(&self, patch: RunPatch) -> Result<()> {
+        patch.validate().map_err(ClientError::from)?;
         if let Some(name) = &patch.name {
             lock(&self.inner.ident).name = name.clone();
         }
-        let mut event = match Value::from_json(&serde_json::to_value(&patch).expect("patches serialize")) {
-            Value::Map(m) => m,
-            _ => Map::new(),
-        };
-        event.retain(|_, v| !v.is_null());
-        event.insert("type".into(), Value::from("update"));
-        self.with_core(|core| core.write_event(&Value::Map(event))).map(|_| ())
+        let event = update_event(&patch);
+        self.with_core(|core| core.write_event(&event)).map(|_| ())
     }
 
     /// Logs one row of system metrics (`system.*` keys).
@@ -653,6 +720,12 @@ impl Inner {
     }
 
     fn finish_as(&self, state: Option<RunState>, exit_code: Option<i32>) -> Result<FinishReport> {
+        if let Some(s @ (RunState::Running | RunState::Crashed)) = state {
+            return Err(ClientError::new(
+                ErrorKind::InvalidValue,
+                format!("a run can only be finished as finished, failed or killed, not {}", s.as_str()),
+            ));
+        }
         let mut report_slot = lock(&self.report);
         if let Some(report) = report_slot.as_ref() {
             return Ok(report.clone());
@@ -697,9 +770,11 @@ impl Inner {
                 status = shared.uploaded.wait_timeout(status, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
             }
         }
+        // Only a finished uploader is joined. The heartbeat thread may be inside a call to a
+        // server that does not answer: it is left to end by itself (it sees `closing`).
         let uploader_done = lock(&shared.status).done;
         for thread in lock(&self.threads).drain(..) {
-            if uploader_done || thread.thread().name() != Some("cairn-uploader") {
+            if uploader_done && thread.thread().name() == Some("cairn-uploader") {
                 let _ = thread.join();
             }
         }
@@ -753,8 +828,19 @@ impl Inner {
     }
 }
 
-/// `resume="auto"`: the id of the run that the last process in this directory left unfinished,
-/// after uploading what it left in its run directory (so history continues without a gap).
+/// The events-stream record of a change to a run's name, notes, tags, group or job type.
+fn update_event(patch: &RunPatch) -> Value {
+    let mut event = match Value::from_json(&serde_json::to_value(patch).expect("patches serialize")) {
+        Value::Map(m) => m,
+        _ => Map::new(),
+    };
+    event.retain(|_, v| !v.is_null());
+    event.insert("type".into(), Value::from("update"));
+    Value::Map(event)
+}
+
+/// `resume="auto"`: the id of the run that the last process in this directory left unfinished
+/// (what earlier processes left unsent is uploaded before the run resumes).
 fn auto_resume(r: &Resolved) -> Result<Option<String>> {
     let path = crate::rundir::resume_file_path(&r.dir);
     let Ok(file) = crate::rundir::read_json::<crate::rundir::ResumeFile>(&path) else {
@@ -764,27 +850,6 @@ fn auto_resume(r: &Resolved) -> Result<Option<String>> {
         && *id != file.run_id
     {
         return Ok(None);
-    }
-    if r.mode == Mode::Online && file.run_dir.join("wal").is_dir() {
-        let upload = RunDir::open(&file.run_dir).map(|d| d.read_upload_file());
-        match upload {
-            Ok(upload) if upload.complete => {}
-            Ok(_) => {
-                crate::sync::sync_run_dir(&file.run_dir, Some(&r.base_url), r.api_key.clone(), &mut |_, _| {}).map_err(|e| {
-                    ClientError::new(
-                        e.kind,
-                        format!(
-                            "cannot upload what the previous run left in {} before resuming it: {}",
-                            file.run_dir.display(),
-                            e.message
-                        ),
-                    )
-                })?;
-            }
-            // Still locked: another process is writing that run.
-            Err(e) if e.kind == ErrorKind::Conflict => return Err(e),
-            Err(_) => {}
-        }
     }
     Ok(Some(file.run_id))
 }
@@ -858,6 +923,7 @@ impl Uploader {
         let mut sender = Sender::new(&self.wal_dir, 0, self.initial_offsets);
         let mut backoff = Duration::from_millis(100);
         let mut failures = 0u32;
+        let mut gaps = 0u32;
         let mut last_saved = Instant::now();
         loop {
             let closing = self.shared.closing.load(Ordering::Acquire);
@@ -911,6 +977,7 @@ impl Uploader {
                 Ok(ack) => {
                     backoff = Duration::from_millis(100);
                     failures = 0;
+                    gaps = 0;
                     {
                         let mut status = lock(&self.shared.status);
                         status.acked = sender.acked;
@@ -924,7 +991,17 @@ impl Uploader {
                         last_saved = Instant::now();
                     }
                 }
-                Err(CallError::Api { error, .. }) if error.code == ErrorCode::OffsetGap => {}
+                Err(CallError::Api { error, .. }) if error.code == ErrorCode::OffsetGap => {
+                    // The sender starts over with the server's offsets. A gap that persists
+                    // means the log lacks what the server needs: give up rather than spin.
+                    gaps += 1;
+                    if gaps > 5 {
+                        self.fail(format!("the server's offsets do not match the run's log: {}", error.message));
+                        break;
+                    }
+                    self.pause(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
                 Err(CallError::Api { error, .. }) if error.code == ErrorCode::RunNotFound => {
                     lock(&self.shared.status).path = None;
                 }

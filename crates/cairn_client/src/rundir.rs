@@ -46,6 +46,22 @@ pub fn resume_file_path(base: &Path) -> PathBuf {
     base.join("cairn").join("resume.json")
 }
 
+/// The directories under `<base>/cairn/` that hold a log of run `run_id`, oldest first.
+pub fn dirs_of_run(base: &Path, run_id: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(base.join("cairn")) else { return Vec::new() };
+    let mut dirs: Vec<(i64, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.join("wal").is_dir())
+        .filter_map(|p| {
+            let run = read_json::<RunFile>(&p.join("run.json")).ok()?;
+            (run.run_id == run_id).then_some((run.started_at, p))
+        })
+        .collect();
+    dirs.sort();
+    dirs.into_iter().map(|(_, p)| p).collect()
+}
+
 /// `YYYYMMDD_HHMMSS` in local time.
 pub fn local_stamp(unix_secs: i64) -> String {
     // SAFETY: localtime_r writes only into `tm`, which we own.

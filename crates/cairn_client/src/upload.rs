@@ -79,7 +79,9 @@ impl Sender {
         let mut capped = false;
 
         let stop = self.reader.scan(self.acked, end, |pos, frame, payload| {
-            if body.len() + row.len() >= max_bytes {
+            // Cut only once the batch holds something: a single row bigger than the limit must
+            // still go out whole, or the uploader would never get past it.
+            if frames > 0 && body.len() + row.len() >= max_bytes {
                 capped = true;
                 return false;
             }
@@ -195,4 +197,53 @@ fn history_flags(payload: &[u8]) -> u8 {
     let _ = r.varint();
     let _ = r.varint();
     r.u8().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::Core;
+    use crate::wal::WalWriter;
+    use cairn_types::value::{Map, Value};
+
+    fn write(rows: &[(i64, bool, usize)]) -> (tempfile::TempDir, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = WalWriter::create(&dir.path().join("wal")).unwrap();
+        let committed = wal.committed();
+        let mut core = Core::new(wal, StreamOffsets::default(), 0, 0, Map::new());
+        for &(step, commit, size) in rows {
+            core.log_row(Some(step), Some(commit), |row| row.value("text", Value::from("x".repeat(size)))).unwrap();
+        }
+        (dir, committed.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    #[test]
+    fn a_row_larger_than_a_batch_still_goes_out() {
+        // One open row of 5 kB, with batches cut at 1 kB.
+        let (dir, end) = write(&[(0, false, 5000)]);
+        let mut sender = Sender::new(&dir.path().join("wal"), 0, StreamOffsets::default());
+        // While the run goes on, the open row may still change: it waits.
+        assert!(sender.next_batch(end, false, 1000).unwrap().is_none());
+        // Once the run has ended, it is sent whole.
+        let batch = sender.next_batch(end, true, 1000).unwrap().expect("the row is sent");
+        assert_eq!(batch.records, 1);
+        assert_eq!(batch.next, end);
+    }
+
+    #[test]
+    fn batches_are_cut_between_rows() {
+        let (dir, end) = write(&[(0, true, 600), (1, true, 600), (2, true, 600), (3, true, 600)]);
+        let mut sender = Sender::new(&dir.path().join("wal"), 0, StreamOffsets::default());
+        let mut rows = 0;
+        let mut batches = 0;
+        while let Some(batch) = sender.next_batch(end, true, 1000).unwrap() {
+            assert!(batch.records <= 2, "{} records", batch.records);
+            rows += batch.records;
+            batches += 1;
+            sender.acked = batch.next;
+        }
+        assert_eq!(rows, 4);
+        assert!(batches >= 2);
+        assert_eq!(sender.acked, end);
+    }
 }

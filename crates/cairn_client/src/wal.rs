@@ -16,7 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use cairn_types::wire::{FRAME_HEADER_LEN, Frame, frame_header, read_frame};
+use cairn_types::wire::{FRAME_HEADER_LEN, Frame, MAX_RECORD_LEN, frame_header, read_frame};
 use memmap2::{Mmap, MmapMut};
 
 /// Size of a new segment file (sparse until written).
@@ -40,6 +40,10 @@ pub fn segment_path(dir: &Path, segment: u64) -> PathBuf {
 const PREFAULT_AHEAD: usize = 4 << 20;
 const PREFAULT_STEP: usize = 256 << 10;
 const PREFAULT_START: usize = 64 << 10;
+/// Disk blocks are reserved this far at a time (`fallocate`), ahead of the writer: a full disk then
+/// fails `log` with an error, instead of killing the process with SIGBUS when it writes a page of
+/// the sparse mapping that the file system cannot back.
+const ALLOCATE_STEP: usize = 1 << 20;
 
 /// A helper thread that faults in the log's pages ahead of the writer (`MADV_POPULATE_WRITE`), so
 /// that `log` does not pay for the kernel zeroing fresh pages. Threads share the address space:
@@ -113,8 +117,11 @@ impl Prefaulter {
 pub struct WalWriter {
     dir: PathBuf,
     segment: u64,
+    file: File,
     map: MmapMut,
     offset: usize,
+    /// Bytes of the segment file that have disk blocks reserved.
+    allocated: usize,
     /// The end of complete records, published for the uploader.
     committed: Arc<AtomicU64>,
     prefault: Arc<Prefaulter>,
@@ -132,29 +139,75 @@ impl Drop for WalWriter {
     }
 }
 
-fn create_segment(dir: &Path, segment: u64, size: usize) -> io::Result<MmapMut> {
-    let file = OpenOptions::new().read(true).write(true).create_new(true).open(segment_path(dir, segment))?;
-    file.set_len(size as u64)?;
-    // SAFETY: the file is ours alone to write: the run directory is locked by this process, and
-    // readers only read below the published `committed` position.
-    let map = unsafe { MmapMut::map_mut(&file)? };
-    // Without this, the first write into the sparse file faults in (and zeroes) a large folio:
-    // about 2 ms on ext4, paid by `init`. Pages ahead are prefaulted anyway.
-    let _ = map.advise(memmap2::Advice::Random);
-    Ok(map)
+/// Creates and maps a segment file; a file that could not be set up is removed again, so that the
+/// next attempt starts clean.
+fn create_segment(dir: &Path, segment: u64, size: usize) -> io::Result<(File, MmapMut)> {
+    let path = segment_path(dir, segment);
+    let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+    let setup = || -> io::Result<MmapMut> {
+        file.set_len(size as u64)?;
+        reserve_blocks(&file, 0, ALLOCATE_STEP.min(size))?;
+        // SAFETY: the file is ours alone to write: the run directory is locked by this process,
+        // and readers only read below the published `committed` position.
+        let map = unsafe { MmapMut::map_mut(&file)? };
+        // Without this, the first write into the sparse file faults in (and zeroes) a large
+        // folio: about 2 ms on ext4, paid by `init`. Pages ahead are prefaulted anyway.
+        let _ = map.advise(memmap2::Advice::Random);
+        Ok(map)
+    };
+    match setup() {
+        Ok(map) => Ok((file, map)),
+        Err(e) => {
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            Err(e)
+        }
+    }
+}
+
+/// Reserves disk blocks for `[from, to)` of the file. File systems that cannot (or a platform
+/// without `fallocate`) leave the file sparse: writes then work as before.
+fn reserve_blocks(file: &File, from: usize, to: usize) -> io::Result<()> {
+    if to <= from {
+        return Ok(());
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        loop {
+            // SAFETY: plain system call on a file descriptor we own; mode 0 only allocates.
+            let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, from as libc::off_t, (to - from) as libc::off_t) };
+            if r == 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => return Ok(()),
+                _ => return Err(e),
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        Ok(())
+    }
 }
 
 impl WalWriter {
     /// Starts a new log in `dir`, which must not hold one yet.
     pub fn create(dir: &Path) -> io::Result<WalWriter> {
         std::fs::create_dir_all(dir)?;
-        let map = create_segment(dir, 0, SEGMENT_BYTES)?;
+        let (file, map) = create_segment(dir, 0, SEGMENT_BYTES)?;
         let prefault = Prefaulter::new(map.as_ptr() as usize, map.len());
         Ok(WalWriter {
             dir: dir.to_owned(),
             segment: 0,
+            file,
             map,
             offset: 0,
+            allocated: ALLOCATE_STEP.min(SEGMENT_BYTES),
             committed: Arc::new(AtomicU64::new(0)),
             prefault,
             prefault_thread: None,
@@ -167,16 +220,21 @@ impl WalWriter {
         let end = scan_end(dir)?;
         let (segment, offset) = split_position(end);
         let file = OpenOptions::new().read(true).write(true).open(segment_path(dir, segment))?;
+        let len = file.metadata()?.len() as usize;
+        let clear_to = (offset + (1 << 16)).min(len);
+        reserve_blocks(&file, offset, clear_to)?;
         // SAFETY: as in `create_segment`.
         let mut map = unsafe { MmapMut::map_mut(&file)? };
         // Clear whatever a torn write left behind, so readers stop at the end.
-        map[offset..].iter_mut().take(1 << 16).for_each(|b| *b = 0);
+        map[offset..clear_to].iter_mut().for_each(|b| *b = 0);
         let prefault = Prefaulter::new(map.as_ptr() as usize, map.len());
         Ok(WalWriter {
             dir: dir.to_owned(),
             segment,
+            file,
             map,
             offset,
+            allocated: clear_to,
             committed: Arc::new(AtomicU64::new(end)),
             prefault,
             prefault_thread: None,
@@ -195,9 +253,18 @@ impl WalWriter {
     /// Appends one record (its payload; the frame header is added here).
     #[inline]
     pub fn append(&mut self, payload: &[u8]) -> io::Result<()> {
+        if payload.len() > MAX_RECORD_LEN {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a record of {} bytes is over the limit of {MAX_RECORD_LEN} bytes", payload.len()),
+            ));
+        }
         let need = FRAME_HEADER_LEN + payload.len();
         if self.offset + need > self.map.len() {
             self.next_segment(need)?;
+        }
+        if self.offset + need > self.allocated {
+            self.reserve(self.offset + need)?;
         }
         let at = self.offset;
         self.map[at + FRAME_HEADER_LEN..at + need].copy_from_slice(payload);
@@ -214,10 +281,18 @@ impl WalWriter {
         Ok(())
     }
 
+    #[cold]
+    fn reserve(&mut self, end: usize) -> io::Result<()> {
+        let target = end.next_multiple_of(ALLOCATE_STEP).min(self.map.len());
+        reserve_blocks(&self.file, self.allocated, target)?;
+        self.allocated = target;
+        Ok(())
+    }
+
     fn next_segment(&mut self, need: usize) -> io::Result<()> {
         let _ = self.map.flush_async();
         let size = SEGMENT_BYTES.max(need.next_power_of_two());
-        let map = create_segment(&self.dir, self.segment + 1, size)?;
+        let (file, map) = create_segment(&self.dir, self.segment + 1, size)?;
         {
             let mut done = self.prefault.lock.lock().unwrap_or_else(|e| e.into_inner());
             self.prefault.base.store(map.as_ptr() as usize, Ordering::Release);
@@ -226,6 +301,8 @@ impl WalWriter {
             *done = 0;
             self.map = map;
         }
+        self.file = file;
+        self.allocated = ALLOCATE_STEP.min(size);
         self.segment += 1;
         self.offset = 0;
         self.next_request = 0;

@@ -37,17 +37,32 @@ impl Grid {
         Grid { lo, hi, n, width: (hi - lo) / n as f64 }
     }
 
-    /// The first integer x whose bucket is after `bucket`.
+    /// The first integer x whose bucket is after `bucket` (approximate where x is too large for
+    /// an f64 to hold every integer; callers must not depend on it being exact).
     fn next_boundary(&self, bucket: usize) -> i64 {
         if bucket + 1 >= self.n || self.width <= 0.0 || !self.width.is_finite() {
             return i64::MAX;
         }
-        let mut x = (self.lo + (bucket + 1) as f64 * self.width).ceil() as i64;
-        // Floating point may put the estimate one off either way: settle it with `index`.
-        while self.index(x as f64) <= bucket {
-            x += 1;
+        let estimate = (self.lo + (bucket + 1) as f64 * self.width).ceil();
+        if estimate.is_nan() || estimate >= 9.2e18 {
+            return i64::MAX;
         }
-        while self.index((x - 1) as f64) > bucket {
+        if estimate <= -9.2e18 {
+            return i64::MIN;
+        }
+        let mut x = estimate as i64;
+        // Floating point may put the estimate one off either way: settle it with `index`, in a
+        // bounded number of steps (far from zero, consecutive integers share one f64).
+        for _ in 0..4 {
+            if self.index(x as f64) > bucket {
+                break;
+            }
+            x = x.saturating_add(1);
+        }
+        for _ in 0..4 {
+            if x == i64::MIN || self.index((x - 1) as f64) <= bucket {
+                break;
+            }
             x -= 1;
         }
         x
@@ -105,7 +120,8 @@ impl Bucketer {
         let mut step = lo;
         while step <= hi {
             let bucket = self.grid.index(step as f64);
-            let end = self.grid.next_boundary(bucket).min(hi + 1);
+            // Always at least one step forward, whatever the floating point says.
+            let end = self.grid.next_boundary(bucket).clamp(step + 1, hi + 1);
             let slice = &values[(step - start) as usize..(end - start) as usize];
             let mut s = reduce(slice);
             s.start_step = step;
@@ -341,6 +357,19 @@ mod tests {
     use super::*;
     use crate::chunk::{Points, split_encode};
     use cairn_types::value::Value;
+
+    #[test]
+    fn extreme_ranges_end_and_keep_every_point() {
+        for (lo, hi) in [(-1e300, 1e300), (-9.3e18, 9.3e18), (1e18, 1e18 + 4096.0), (0.0, 1e-9), (5.0, 5.0)] {
+            let mut b = Bucketer::new(Grid::new(lo, hi, 1000));
+            let start = if lo > 1e17 { lo as i64 } else { 0 };
+            b.push_dense(start, &vec![1.0; 5000]);
+            let (first, last) = (lo.ceil() as i64, hi.floor() as i64);
+            let inside = (0..5000i64).filter(|i| (first..=last).contains(&(start + i))).count() as u64;
+            let counted: u64 = b.accs.iter().flatten().map(|a| a.stats.count).sum();
+            assert_eq!(counted, inside, "{lo}..{hi}");
+        }
+    }
 
     struct MemSource {
         chunks: Vec<(Stats, Vec<u8>)>,

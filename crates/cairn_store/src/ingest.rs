@@ -118,6 +118,8 @@ pub struct IngestPlan {
     pub summary_updates: Vec<Update>,
     /// Values stored.
     pub points: u64,
+    /// Events that were invalid and left out.
+    pub skipped_events: u64,
 }
 
 /// The index of the first new record of a stream part, or an offset-gap error.
@@ -270,8 +272,13 @@ pub fn plan(mut batch: IngestBatch, doc: &mut RunDoc, now: Timestamp) -> Result<
     if let Some(events) = batch.events {
         let skip = new_from(Stream::Events, events.first_offset, events.events.len() as u64, &doc.offsets)?;
         doc.offsets.events = doc.offsets.events.max(events.first_offset + events.events.len() as u64);
-        for event in events.events.into_iter().skip(skip) {
-            apply_event(doc, &event, now)?;
+        // A bad event (an empty tag, say) is left out; it must not hold back the rest of the
+        // run's data, which a client would otherwise send again forever.
+        for (i, event) in events.events.into_iter().enumerate().skip(skip) {
+            if let Err(e) = apply_event(doc, &event, now) {
+                tracing::warn!("event at offset {} left out: {}", events.first_offset + i as u64, e.message);
+                plan.skipped_events += 1;
+            }
         }
     }
 
@@ -376,30 +383,17 @@ pub fn finish(doc: &mut RunDoc, request: FinishRequest, now: Timestamp) -> Resul
     Ok(())
 }
 
-pub fn validate_tags(tags: &[String]) -> Result<()> {
-    for tag in tags {
-        if tag.is_empty() || tag.chars().count() > 256 {
-            return Err(CodedError::new(
-                ErrorCode::InvalidValue,
-                format!("tag {tag:?} must have between 1 and 256 characters"),
-            ));
-        }
-    }
-    Ok(())
-}
+pub use cairn_types::api::validate_tags;
 
 pub fn apply_patch(doc: &mut RunDoc, patch: RunPatch) -> Result<()> {
+    patch.validate()?;
     if let Some(name) = patch.name {
-        if name.trim().is_empty() {
-            return Err(CodedError::new(ErrorCode::InvalidValue, "run name must not be empty".to_string()));
-        }
         doc.name = name;
     }
     if let Some(notes) = patch.notes {
         doc.notes = notes;
     }
     if let Some(tags) = patch.tags {
-        validate_tags(&tags)?;
         let mut unique: Vec<String> = Vec::with_capacity(tags.len());
         for tag in tags {
             if !unique.contains(&tag) {

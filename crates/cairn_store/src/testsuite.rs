@@ -162,6 +162,21 @@ pub fn resume_modes(store: &impl Store) {
     assert_eq!(resumed.seq, 1);
     assert_eq!(resumed.config, map! {"a" => 1, "b" => 2});
     assert_eq!(resumed.finished_at, None);
+
+    // "keep" leaves an existing run exactly as it is, and creates a missing one.
+    store.finish_run(&path, FinishRequest { exit_code: Some(0), ..Default::default() }, secs(20)).unwrap();
+    let mut keep = req(ResumeMode::Keep);
+    keep.config = Some(Value::Map(map! {"c" => 3}));
+    keep.name = Some("renamed".into());
+    let kept = store.upsert_run(keep.clone(), secs(30)).unwrap();
+    assert_eq!(kept.state, RunState::Finished);
+    assert_eq!(kept.config, map! {"a" => 1, "b" => 2});
+    assert_eq!(kept.finished_at, Some(secs(20)));
+    assert_ne!(kept.name, "renamed");
+    keep.run_id = "run2".into();
+    let created = store.upsert_run(keep, secs(30)).unwrap();
+    assert_eq!(created.state, RunState::Running);
+    assert_eq!(created.config, map! {"c" => 3});
 }
 
 pub fn bad_run_input_is_refused(store: &impl Store) {
@@ -439,6 +454,24 @@ pub fn lifecycle_states(store: &impl Store) {
     store.ingest(&path, json_batch(json!({"events": {"offset": 0, "events": [{"type": "finish", "exit_code": 2}]}})), secs(6)).unwrap();
     let run = store.get_run(&path).unwrap();
     assert_eq!((run.state, run.exit_code), (RunState::Failed, Some(2)));
+
+    // A bad event is left out; the rest of its batch is stored, and the offsets move past it.
+    let path = RunPath::new("e", "p", "badevent");
+    new_run(store, &path);
+    let mut batch = rows(0, 3);
+    batch.events = json_batch(json!({"events": {"offset": 0, "events": [
+        {"type": "update", "tags": [""]},
+        {"type": "finish", "state": "running"},
+        {"type": "update", "notes": "kept"}
+    ]}}))
+    .events;
+    let ack = store.ingest(&path, batch, secs(7)).unwrap();
+    assert_eq!(ack.offsets.events, 3);
+    assert_eq!(ack.offsets.history, 3);
+    let run = store.get_run(&path).unwrap();
+    assert_eq!(run.notes, "kept");
+    assert!(run.tags.is_empty());
+    assert_eq!(run.state, RunState::Running);
 }
 
 pub fn crash_monitor_and_recovery(store: &impl Store) {

@@ -166,6 +166,10 @@ pub enum ResumeMode {
     Allow,
     /// Fail when the run does not exist.
     Must,
+    /// Create the run when it does not exist, and leave an existing one exactly as it is (its
+    /// state included). `cairn sync` and the uploader's reconnects use it, so that uploading a
+    /// finished run's log does not make it running again.
+    Keep,
 }
 
 /// Creates a run, or resumes it (the body of `POST /api/v1/runs`).
@@ -219,6 +223,34 @@ pub struct RunPatch {
     pub group: Option<String>,
     #[serde(default)]
     pub job_type: Option<String>,
+}
+
+/// A tag has between 1 and 256 characters.
+pub fn validate_tags(tags: &[String]) -> Result<(), CodedError> {
+    for tag in tags {
+        if tag.is_empty() || tag.chars().count() > 256 {
+            return Err(CodedError::new(
+                ErrorCode::InvalidValue,
+                format!("tag {tag:?} must have between 1 and 256 characters"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl RunPatch {
+    /// Checks the whole patch, so that a bad field changes nothing.
+    pub fn validate(&self) -> Result<(), CodedError> {
+        if let Some(name) = &self.name
+            && name.trim().is_empty()
+        {
+            return Err(CodedError::new(ErrorCode::InvalidValue, "run name must not be empty".to_string()));
+        }
+        if let Some(tags) = &self.tags {
+            validate_tags(tags)?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -320,3 +320,101 @@ fn server_warns_when_exposed_and_refuses_bad_flags() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("heartbeat-timeout-secs"));
 }
+
+#[test]
+fn offline_resume_continues_the_log_and_sync_leaves_finished_runs_finished() {
+    use cairn_client::{Mode, ResumeMode, Settings, map};
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), &[]);
+    let settings = || {
+        Settings::new().base_url(server.url.clone()).project("resume").run_id("resumed1").dir(work.path()).silent(true)
+    };
+    // Two offline processes, the second resuming the first.
+    let first = cairn_client::init(settings().mode(Mode::Offline).config(map! {"a" => 1})).unwrap();
+    for step in 0..10 {
+        first.log([("loss", value_at(step))]).unwrap();
+    }
+    first.finish(None).unwrap();
+    let second = cairn_client::init(settings().mode(Mode::Offline).resume(ResumeMode::Allow).config(map! {"b" => 2}).notes("second"))
+        .unwrap();
+    for step in 10..20 {
+        assert_eq!(second.log([("loss", value_at(step))]).unwrap(), cairn_client::LogOutcome::Logged { step });
+    }
+    second.finish(None).unwrap();
+
+    // A directory that continues another needs that one first: alone, it is refused, and the
+    // run is not created from it.
+    let dirs = cairn_client::rundir::dirs_of_run(work.path(), "resumed1");
+    assert_eq!(dirs.len(), 2);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let copy = elsewhere.path().join("cairn").join(dirs[1].file_name().unwrap());
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    assert!(std::process::Command::new("cp").arg("-r").arg(&dirs[1]).arg(&copy).status().unwrap().success());
+    let out = cairn(&["sync", copy.to_str().unwrap(), "--base-url", &server.url]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sync the run's earlier directories first"), "{}", String::from_utf8_lossy(&out.stderr));
+    let api = server.api();
+    assert!(api.list_entities().unwrap().is_empty());
+    // Beside its earlier directory, syncing the later one uploads both, in order.
+    let out = cairn(&["sync", dirs[1].to_str().unwrap(), "--base-url", &server.url]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let path = RunPath::new(whoami(&api), "resume", "resumed1");
+    let (steps, values) = read_back(&api, &path, "loss");
+    assert_eq!(steps, (0..20).collect::<Vec<_>>());
+    assert_eq!(values[15], Some(value_at(15)));
+    let run = api.get_run(&path).unwrap();
+    assert_eq!(run.state, RunState::Finished);
+    assert_eq!(run.config["a"], cairn_types::Value::from(1));
+    assert_eq!(run.config["b"], cairn_types::Value::from(2));
+    assert_eq!(run.notes, "second");
+
+    // Syncing a finished run's directory again leaves it finished.
+    let out = cairn(&["sync", dirs[0].to_str().unwrap(), "--base-url", &server.url]);
+    assert!(out.status.success());
+    assert_eq!(api.get_run(&path).unwrap().state, RunState::Finished);
+
+    // Online, the run resumes after everything the offline processes logged.
+    let third = cairn_client::init(settings().resume(ResumeMode::Must)).unwrap();
+    assert_eq!(third.log([("loss", value_at(20))]).unwrap(), cairn_client::LogOutcome::Logged { step: 20 });
+    third.finish(None).unwrap();
+    let (steps, _) = read_back(&api, &path, "loss");
+    assert_eq!(steps, (0..21).collect::<Vec<_>>());
+
+    // Offline, "must" needs an earlier log of the run.
+    let Err(err) = cairn_client::init(settings().run_id("never-seen").mode(Mode::Offline).resume(ResumeMode::Must)) else {
+        panic!("an offline resume=\"must\" without an earlier log must fail");
+    };
+    assert_eq!(err.kind, cairn_client::ErrorKind::NotFound);
+    assert!(err.message.contains("cannot be resumed offline"), "{}", err.message);
+}
+
+#[test]
+fn online_resume_uploads_what_a_killed_process_left_first() {
+    use cairn_client::{ResumeMode, Settings};
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), &[]);
+    let api = server.api();
+    let (path, last_logged, _) = kill_mid_run(&[], &server, work.path());
+    // Resuming the killed run uploads what its log holds first, then continues after it.
+    let settings = Settings::new()
+        .base_url(server.url.clone())
+        .entity("tester")
+        .project("e2e")
+        .run_id(path.run_id.clone())
+        .dir(work.path())
+        .silent(true);
+    let run = cairn_client::init(settings.resume(ResumeMode::Must)).unwrap();
+    let count = assert_exactly_once(&api, &path, last_logged);
+    let next = count as i64;
+    assert_eq!(run.log([("loss", value_at(next))]).unwrap(), cairn_client::LogOutcome::Logged { step: next });
+    run.finish(None).unwrap();
+    assert_eq!(assert_exactly_once(&api, &path, next), count + 1);
+    assert_eq!(api.get_run(&path).unwrap().state, RunState::Finished);
+}
+
+fn whoami(api: &ApiClient) -> String {
+    api.list_entities().unwrap()[0].name.clone()
+}

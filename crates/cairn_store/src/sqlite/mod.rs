@@ -341,6 +341,7 @@ fn upsert_run(conn: &Connection, request: UpsertRunRequest, default_entity: &str
             ErrorCode::RunAlreadyExists,
             format!("run {path} already exists; resume it with resume=\"allow\" or \"must\", or choose another id"),
         )),
+        Some((pk, None)) if request.resume == ResumeMode::Keep => load_run(conn, pk),
         Some((pk, None)) => {
             let mut doc = load_doc(conn, pk)?;
             ingest::apply_patch(&mut doc, patch)?;

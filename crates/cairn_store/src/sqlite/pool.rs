@@ -27,7 +27,8 @@ impl<T> DbResult<T> for rusqlite::Result<T> {
 const MAX_JOBS_PER_COMMIT: usize = 256;
 
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+/// A job runs in the writer's transaction, or is told why there is none (and must not write).
+type Job = Box<dyn FnOnce(std::result::Result<&Connection, CodedError>) -> Completion + Send>;
 
 pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
     let flags = if read_only {
@@ -92,7 +93,10 @@ impl Writer {
     pub fn write<R: Send + 'static>(&self, op: impl FnOnce(&Connection) -> Result<R> + Send + 'static) -> Result<R> {
         let (reply, wait) = sync_channel::<Result<R>>(1);
         let job: Job = Box::new(move |conn| {
-            let result = in_savepoint(conn, op);
+            let result = match conn {
+                Ok(conn) => in_savepoint(conn, op),
+                Err(e) => Err(e),
+            };
             Box::new(move |committed: Result<()>| {
                 let _ = reply.send(committed.and(result));
             })
@@ -130,13 +134,14 @@ fn writer_loop(conn: Connection, receiver: Receiver<Job>) {
     while let Ok(first) = receiver.recv() {
         let mut completions: Vec<Completion> = Vec::new();
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE").db() {
-            first(&conn)(Err(e));
+            // Without a transaction the job would commit on its own: it is answered, not run.
+            first(Err(e.clone()))(Err(e));
             continue;
         }
-        completions.push(first(&conn));
+        completions.push(first(Ok(&conn)));
         while completions.len() < MAX_JOBS_PER_COMMIT {
             match receiver.try_recv() {
-                Ok(job) => completions.push(job(&conn)),
+                Ok(job) => completions.push(job(Ok(&conn))),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
