@@ -9,10 +9,11 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cairn_store::{HistoryRequest, Store};
 use cairn_types::api::{
-    ConsolePage, ConsoleQuery, EntityInfo, FileInfo, FinishRequest, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_COLUMNS_LIMIT,
-    HISTORY_MAX_LIMIT, HeartbeatReply, HistoryColumns, HistoryPage, HistoryQuery, IngestAck, IngestJson, KeyInfo,
-    ProjectInfo, RunInfo, RunListQuery, RunPage, RunPatch, RunSearch, SeriesQuery, SeriesResult, ServerInfo,
-    UpsertRunRequest,
+    ConsolePage, ConsoleQuery, EntityInfo, FileInfo, FinishRequest, GroupPage, GroupQuery, HISTORY_DEFAULT_LIMIT,
+    HISTORY_MAX_COLUMNS_LIMIT, HISTORY_MAX_LIMIT, HeartbeatReply, HistoryColumns, HistoryPage, HistoryQuery,
+    IngestAck, IngestJson, KeyInfo, ProjectColumns, ProjectInfo, ProjectKey, ProjectSeriesQuery,
+    ProjectSeriesResult, RunInfo, RunListQuery, RunPage, RunPatch, RunSearch, SeriesQuery, SeriesResult,
+    ServerInfo, UpsertRunRequest,
 };
 use cairn_types::error::{CodedError, ErrorBody, ErrorCode};
 use cairn_types::value::{Map, Value, insert_path};
@@ -20,6 +21,7 @@ use cairn_types::wire::{self, BATCH_CONTENT_TYPE, COLUMNS_CONTENT_TYPE, ColumnDa
 use cairn_types::{RunPath, Timestamp};
 
 use crate::AppState;
+use crate::events::{publish, publish_run};
 use crate::error::{ApiError, ApiResult, BodyLimit, JsonBody, PathParams, QueryParams, content_type, parse_json, read_body};
 
 /// Runs store work on the blocking pool.
@@ -126,6 +128,58 @@ pub async fn search_runs(
     blocking(move || store.search_runs(&entity, &project, &search)).await.map(Json)
 }
 
+#[utoipa::path(post, path = "/api/v1/projects/{entity}/{project}/runs/groups", tag = "runs",
+    params(("entity" = String, Path), ("project" = String, Path)),
+    request_body = GroupQuery,
+    responses((status = 200, description = "Runs grouped by a field, with numeric columns summarized per group", body = GroupPage),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn group_runs(
+    State(state): State<AppState>,
+    PathParams((entity, project)): PathParams<(String, String)>,
+    JsonBody(query): JsonBody<GroupQuery>,
+) -> ApiResult<Json<GroupPage>> {
+    let store = store(&state);
+    blocking(move || store.group_runs(&entity, &project, &query)).await.map(Json)
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{entity}/{project}/columns", tag = "runs",
+    params(("entity" = String, Path), ("project" = String, Path)),
+    responses((status = 200, description = "The config and summary keys of the project's runs (the runs table's columns)", body = ProjectColumns),
+        (status = 404, body = ErrorBody)))]
+pub async fn project_columns(
+    State(state): State<AppState>,
+    PathParams((entity, project)): PathParams<(String, String)>,
+) -> ApiResult<Json<ProjectColumns>> {
+    let store = store(&state);
+    blocking(move || store.project_columns(&entity, &project)).await.map(Json)
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{entity}/{project}/keys", tag = "history",
+    params(("entity" = String, Path), ("project" = String, Path)),
+    responses((status = 200, description = "The keys that the project's runs logged", body = Vec<ProjectKey>),
+        (status = 404, body = ErrorBody)))]
+pub async fn project_keys(
+    State(state): State<AppState>,
+    PathParams((entity, project)): PathParams<(String, String)>,
+) -> ApiResult<Json<Vec<ProjectKey>>> {
+    let store = store(&state);
+    blocking(move || store.project_keys(&entity, &project)).await.map(Json)
+}
+
+#[utoipa::path(post, path = "/api/v1/projects/{entity}/{project}/series", tag = "history",
+    params(("entity" = String, Path), ("project" = String, Path)),
+    request_body = ProjectSeriesQuery,
+    responses((status = 200, description = "Buckets of several runs and keys on one x-grid", body = ProjectSeriesResult),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn project_series(
+    State(state): State<AppState>,
+    PathParams((entity, project)): PathParams<(String, String)>,
+    JsonBody(query): JsonBody<ProjectSeriesQuery>,
+) -> ApiResult<Json<ProjectSeriesResult>> {
+    let store = store(&state);
+    blocking(move || store.project_series(&entity, &project, &query)).await.map(Json)
+}
+
 #[utoipa::path(post, path = "/api/v1/runs", tag = "runs",
     request_body = UpsertRunRequest,
     responses((status = 200, description = "The run, created or resumed", body = RunInfo),
@@ -133,7 +187,9 @@ pub async fn search_runs(
         (status = 409, description = "resume=never and the run exists, or the run was deleted", body = ErrorBody)))]
 pub async fn upsert_run(State(state): State<AppState>, JsonBody(request): JsonBody<UpsertRunRequest>) -> ApiResult<Json<RunInfo>> {
     let store = store(&state);
-    blocking(move || store.upsert_run(request, Timestamp::now())).await.map(Json)
+    let run = blocking(move || store.upsert_run(request, Timestamp::now())).await?;
+    publish_run(&state, "started", &run);
+    Ok(Json(run))
 }
 
 #[utoipa::path(get, path = "/api/v1/runs/{entity}/{project}/{run_id}", tag = "runs",
@@ -156,7 +212,9 @@ pub async fn update_run(
 ) -> ApiResult<Json<RunInfo>> {
     let path = run_path(p)?;
     let store = store(&state);
-    blocking(move || store.update_run(&path, patch)).await.map(Json)
+    let run = blocking(move || store.update_run(&path, patch)).await?;
+    publish_run(&state, "updated", &run);
+    Ok(Json(run))
 }
 
 #[utoipa::path(delete, path = "/api/v1/runs/{entity}/{project}/{run_id}", tag = "runs",
@@ -165,7 +223,9 @@ pub async fn update_run(
 pub async fn delete_run(State(state): State<AppState>, PathParams(p): RunParams) -> ApiResult<StatusCode> {
     let path = run_path(p)?;
     let store = store(&state);
+    let deleted = path.clone();
     blocking(move || store.delete_run(&path)).await?;
+    publish(&state, "deleted", &deleted, None, None);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -179,6 +239,7 @@ pub async fn delete_run(State(state): State<AppState>, PathParams(p): RunParams)
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
 pub async fn ingest(State(state): State<AppState>, PathParams(p): RunParams, request: Request) -> ApiResult<Json<IngestAck>> {
     let path = run_path(p)?;
+    let event_path = path.clone();
     let (headers, body) = read_body(request, state.config.max_body_bytes).await?;
     let now = Timestamp::now();
     let store = store(&state);
@@ -198,6 +259,7 @@ pub async fn ingest(State(state): State<AppState>, PathParams(p): RunParams, req
             format!("content type {ct:?} is not supported; send application/json or {BATCH_CONTENT_TYPE}"),
         ));
     };
+    publish(&state, "logged", &event_path, None, Some(ack.offsets.history));
     Ok(Json(ack))
 }
 
@@ -222,7 +284,9 @@ pub async fn finish_run(
 ) -> ApiResult<Json<RunInfo>> {
     let path = run_path(p)?;
     let store = store(&state);
-    blocking(move || store.finish_run(&path, request, Timestamp::now())).await.map(Json)
+    let run = blocking(move || store.finish_run(&path, request, Timestamp::now())).await?;
+    publish_run(&state, "finished", &run);
+    Ok(Json(run))
 }
 
 #[utoipa::path(post, path = "/api/v1/runs/{entity}/{project}/{run_id}/stop", tag = "lifecycle",
@@ -232,7 +296,9 @@ pub async fn finish_run(
 pub async fn stop_run(State(state): State<AppState>, PathParams(p): RunParams) -> ApiResult<Json<RunInfo>> {
     let path = run_path(p)?;
     let store = store(&state);
-    blocking(move || store.request_stop(&path)).await.map(Json)
+    let run = blocking(move || store.request_stop(&path)).await?;
+    publish_run(&state, "stopped", &run);
+    Ok(Json(run))
 }
 
 #[utoipa::path(get, path = "/api/v1/runs/{entity}/{project}/{run_id}/keys", tag = "history",

@@ -4,8 +4,9 @@
 
 pub mod api;
 pub mod error;
+pub mod events;
 mod openapi;
-mod ui;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,6 +52,14 @@ impl Default for ServerConfig {
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<ServerConfig>,
+    /// Changes to runs, for the live events stream.
+    pub events: tokio::sync::broadcast::Sender<cairn_types::api::RunEvent>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> AppState {
+        AppState { store, config: Arc::new(config), events: events::channel() }
+    }
 }
 
 /// The whole application: API, OpenAPI document and UI.
@@ -65,6 +74,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/projects/{entity}/{project}", get(api::get_project))
         .route("/api/v1/projects/{entity}/{project}/runs", get(api::list_runs))
         .route("/api/v1/projects/{entity}/{project}/runs/search", post(api::search_runs))
+        .route("/api/v1/projects/{entity}/{project}/runs/groups", post(api::group_runs))
+        .route("/api/v1/projects/{entity}/{project}/columns", get(api::project_columns))
+        .route("/api/v1/projects/{entity}/{project}/keys", get(api::project_keys))
+        .route("/api/v1/projects/{entity}/{project}/series", post(api::project_series))
+        .route("/api/v1/events", get(events::stream))
         .route("/api/v1/runs", post(api::upsert_run))
         .route(run, get(api::get_run).patch(api::update_run).delete(api::delete_run))
         .route(&format!("{run}/ingest"), post(api::ingest))
@@ -82,7 +96,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .merge(api)
-        .merge(ui::routes())
+        .fallback(ui::serve)
+        // Answers are gzipped for clients that ask (browsers): the UI's assets and JSON series.
+        // Server-sent events and small answers are left as they are.
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true))
         .layer(axum::middleware::from_fn_with_state(state.clone(), api::with_body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .with_state(state)
@@ -103,18 +120,20 @@ fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 /// Marks runs without a recent heartbeat as crashed, every `monitor_interval`.
-pub async fn crash_monitor(store: Arc<dyn Store>, config: Arc<ServerConfig>) {
+pub async fn crash_monitor(state: AppState) {
+    let config = state.config.clone();
     let mut ticker = tokio::time::interval(config.monitor_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let store = store.clone();
+        let store = state.store.clone();
         let timeout = config.heartbeat_timeout;
         let deadline = Timestamp(Timestamp::now().micros() - timeout.as_micros() as i64);
         match tokio::task::spawn_blocking(move || store.mark_crashed(deadline)).await {
             Ok(Ok(crashed)) => {
                 for path in crashed {
                     tracing::info!("run {path} sent no heartbeat for {}s: marked crashed", timeout.as_secs());
+                    events::publish(&state, "crashed", &path, Some(cairn_types::api::RunState::Crashed), None);
                 }
             }
             Ok(Err(e)) => tracing::warn!("crash monitor: {}", e.message),
@@ -131,9 +150,9 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let config = Arc::new(config);
-    let monitor = tokio::spawn(crash_monitor(store.clone(), config.clone()));
-    let app = router(AppState { store: store.clone(), config });
+    let state = AppState::new(store.clone(), config);
+    let monitor = tokio::spawn(crash_monitor(state.clone()));
+    let app = router(state);
     let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await;

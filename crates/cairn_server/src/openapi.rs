@@ -14,6 +14,7 @@ use crate::api;
         api::list_runs, api::search_runs, api::upsert_run, api::get_run, api::update_run, api::delete_run,
         api::ingest, api::heartbeat, api::finish_run, api::stop_run, api::list_keys, api::history,
         api::series, api::console, api::list_files, api::put_file, api::get_file,
+        api::group_runs, api::project_columns, api::project_keys, api::project_series, crate::events::stream,
     ),
     tags(
         (name = "entities", description = "Users and teams"),

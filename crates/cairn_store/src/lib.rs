@@ -21,8 +21,9 @@ use std::io::Read;
 use std::path::Path;
 
 use cairn_types::api::{
-    ConsolePage, EntityInfo, FileInfo, FinishRequest, HeartbeatReply, IngestAck, KeyInfo,
-    ProjectInfo, RunInfo, RunPage, RunPatch, RunSearch, SeriesQuery, SeriesResult, UpsertRunRequest,
+    ConsolePage, EntityInfo, FileInfo, FinishRequest, GroupPage, GroupQuery, HeartbeatReply, IngestAck, KeyInfo,
+    ProjectColumns, ProjectInfo, ProjectKey, ProjectSeriesQuery, ProjectSeriesResult, RunInfo, RunPage, RunPatch,
+    RunSearch, SeriesQuery, SeriesResult, UpsertRunRequest,
 };
 use cairn_types::error::CodedError;
 use cairn_types::wire::{IngestBatch, KeyStream};
@@ -51,6 +52,10 @@ pub trait MetaStore: Send + Sync {
     fn update_run(&self, path: &RunPath, patch: RunPatch) -> Result<RunInfo>;
     fn delete_run(&self, path: &RunPath) -> Result<()>;
     fn search_runs(&self, entity: &str, project: &str, search: &RunSearch) -> Result<RunPage>;
+    /// The config and summary leaf keys that the project's runs have.
+    fn project_columns(&self, entity: &str, project: &str) -> Result<ProjectColumns>;
+    /// The runs that match a filter, grouped by one field, with numeric columns summarized.
+    fn group_runs(&self, entity: &str, project: &str, query: &GroupQuery) -> Result<GroupPage>;
 
     /// Records a sign of life. A crashed run goes back to running.
     fn heartbeat(&self, path: &RunPath, now: Timestamp) -> Result<HeartbeatReply>;
@@ -75,6 +80,10 @@ pub trait SeriesStore: Send + Sync {
     /// `[min_step, max_step)`, at most `limit` rows. `require_all` keeps only rows that hold every key.
     fn history(&self, path: &RunPath, query: &HistoryRequest) -> Result<HistoryData>;
     fn series(&self, path: &RunPath, query: &SeriesQuery) -> Result<SeriesResult>;
+    /// The keys logged by a project's runs.
+    fn project_keys(&self, entity: &str, project: &str) -> Result<Vec<ProjectKey>>;
+    /// Buckets for several runs and keys on one x-grid; runs or keys that do not exist are left out.
+    fn project_series(&self, entity: &str, project: &str, query: &ProjectSeriesQuery) -> Result<ProjectSeriesResult>;
     fn console(&self, path: &RunPath, from_line: u64, limit: usize) -> Result<ConsolePage>;
 }
 

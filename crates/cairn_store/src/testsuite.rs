@@ -11,7 +11,8 @@
 //! ```
 
 use cairn_types::api::{
-    FileInfo, FinishRequest, IngestJson, ResumeMode, RunPatch, RunSearch, RunState, SeriesQuery, UpsertRunRequest,
+    FileInfo, FinishRequest, GroupQuery, IngestJson, ProjectSeriesQuery, ResumeMode, RunPatch, RunSearch, RunState,
+    SeriesQuery, UpsertRunRequest,
 };
 use cairn_types::error::ErrorCode;
 use cairn_types::value::Value;
@@ -43,7 +44,9 @@ macro_rules! store_test_suite {
             entities_and_projects_count_runs,
             big_values_are_stored,
             system_metrics,
-            binary_batches_with_amendments
+            binary_batches_with_amendments,
+            project_keys_columns_and_series,
+            grouping_with_distributions
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -368,8 +371,8 @@ pub fn series_on_other_axes(store: &impl Store) {
     let by_runtime = store
         .series(&path, &SeriesQuery { keys: "acc".into(), x: Some("_runtime".into()), buckets: Some(10), ..Default::default() })
         .unwrap();
-    assert_eq!(by_runtime.x_min, Some(0.0));
-    assert_eq!(by_runtime.x_max, Some(198.0));
+    assert_eq!(by_runtime.grid.x_min, Some(0.0));
+    assert_eq!(by_runtime.grid.x_max, Some(198.0));
     assert_eq!(by_runtime.series[0].buckets.count.iter().sum::<u64>(), 100);
     let by_epoch = store
         .series(&path, &SeriesQuery { keys: "acc".into(), x: Some("epoch".into()), buckets: Some(10), ..Default::default() })
@@ -382,7 +385,7 @@ pub fn series_on_other_axes(store: &impl Store) {
     let by_time = store
         .series(&path, &SeriesQuery { keys: "acc".into(), x: Some("_timestamp".into()), buckets: Some(1), ..Default::default() })
         .unwrap();
-    assert_eq!(by_time.x_min, Some(T0.as_secs_f64()));
+    assert_eq!(by_time.grid.x_min, Some(T0.as_secs_f64()));
 }
 
 pub fn summary_and_config(store: &impl Store) {
@@ -713,4 +716,84 @@ pub fn binary_batches_with_amendments(store: &impl Store) {
     let run = store.get_run(&path).unwrap();
     assert_eq!(run.offsets.history, 1);
     assert_eq!(run.config["x"], Value::Int(1));
+}
+
+pub fn project_keys_columns_and_series(store: &impl Store) {
+    for (i, run_id) in ["a", "b", "c"].into_iter().enumerate() {
+        let path = RunPath::new("e", "proj", run_id);
+        store
+            .upsert_run(
+                UpsertRunRequest {
+                    entity: Some("e".into()),
+                    project: Some("proj".into()),
+                    run_id: run_id.into(),
+                    config: Some(Value::Map(map! {"lr" => 0.1, "model" => Value::Map(map! {"depth" => i as i64})})),
+                    started_at: Some(T0),
+                    ..Default::default()
+                },
+                T0,
+            )
+            .unwrap();
+        let n = 100 * (i as u64 + 1);
+        let rows: Vec<serde_json::Value> = (0..n)
+            .map(|s| if run_id == "b" { json!({"_step": s, "loss": s as f64, "only_b": "text"}) } else { json!({"_step": s, "loss": s as f64}) })
+            .collect();
+        store.ingest(&path, json_batch(json!({"history": {"offset": 0, "rows": rows}})), secs(2)).unwrap();
+    }
+    let keys: Vec<(String, u64, bool)> = store.project_keys("e", "proj").unwrap().into_iter().map(|k| (k.name, k.runs, k.numeric)).collect();
+    assert_eq!(keys, [("loss".into(), 3, true), ("only_b".into(), 1, false)]);
+    let columns = store.project_columns("e", "proj").unwrap();
+    assert_eq!(columns.config, ["lr", "model.depth"]);
+    assert_eq!(columns.summary, ["loss", "only_b"]);
+    let result = store
+        .project_series(
+            "e",
+            "proj",
+            &ProjectSeriesQuery { run_ids: vec!["a".into(), "ghost".into(), "c".into()], keys: vec!["loss".into(), "nope".into()], buckets: Some(10), ..Default::default() },
+        )
+        .unwrap();
+    assert_eq!((result.grid.x_min, result.grid.x_max), (Some(0.0), Some(299.0)));
+    assert_eq!(result.runs.len(), 2);
+    assert_eq!(result.runs[0].run_id, "a");
+    // One shared grid: run a's 100 points fall in the first 4 of the 10 buckets.
+    assert_eq!(result.runs[0].series[0].buckets.index, vec![0, 1, 2, 3]);
+    assert_eq!(result.runs[1].series[0].buckets.count.iter().sum::<u64>(), 300);
+    let err = store.project_series("e", "proj", &ProjectSeriesQuery::default()).unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidQuery);
+    assert_eq!(store.project_keys("e", "ghost").unwrap_err().code, ErrorCode::ProjectNotFound);
+}
+
+pub fn grouping_with_distributions(store: &impl Store) {
+    for i in 0..9i64 {
+        let path = RunPath::new("e", "groups", format!("r{i}"));
+        store
+            .upsert_run(
+                UpsertRunRequest {
+                    entity: Some("e".into()),
+                    project: Some("groups".into()),
+                    run_id: path.run_id.clone(),
+                    config: Some(Value::Map(if i == 8 { map! {} } else { map! {"opt" => if i % 2 == 0 { "adam" } else { "sgd" }} })),
+                    ..Default::default()
+                },
+                T0,
+            )
+            .unwrap();
+        store.ingest(&path, json_batch(json!({"history": {"offset": 0, "rows": [{"_step": 0, "acc": i as f64}]}})), secs(1)).unwrap();
+    }
+    let page = store
+        .group_runs("e", "groups", &GroupQuery { by: "config.opt".into(), columns: vec!["summary.acc".into()], bins: Some(4), ..Default::default() })
+        .unwrap();
+    let summary: Vec<(Value, u64)> = page.groups.iter().map(|g| (g.value.clone(), g.count)).collect();
+    // Runs without the value come last.
+    assert_eq!(summary, [(Value::from("adam"), 4), (Value::from("sgd"), 4), (Value::Null, 1)]);
+    assert_eq!(page.ranges["summary.acc"], (0.0, 8.0));
+    let adam = &page.groups[0].columns["summary.acc"];
+    assert_eq!((adam.count, adam.min, adam.max, adam.mean), (4, Some(0.0), Some(6.0), Some(3.0)));
+    assert_eq!(adam.histogram, vec![1, 1, 1, 1]);
+    let filtered = store
+        .group_runs("e", "groups", &GroupQuery { by: "config.opt".into(), filter: Some(json!({"summary.acc": {"$gte": 5}})), ..Default::default() })
+        .unwrap();
+    assert_eq!(filtered.groups.iter().map(|g| g.count).sum::<u64>(), 4);
+    let err = store.group_runs("e", "groups", &GroupQuery { by: "tags".into(), ..Default::default() }).unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidQuery);
 }

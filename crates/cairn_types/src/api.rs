@@ -429,9 +429,11 @@ pub struct KeySeries {
     pub buckets: Buckets,
 }
 
+/// The x-grid that a series answer was bucketed on: the axis, its range (none when there was no
+/// data), and the number of buckets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct SeriesResult {
+pub struct SeriesGrid {
     pub x: String,
     #[serde(serialize_with = "crate::value::serialize_f64_opt", deserialize_with = "crate::value::deserialize_f64_opt")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>))]
@@ -440,6 +442,13 @@ pub struct SeriesResult {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>))]
     pub x_max: Option<f64>,
     pub buckets: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SeriesResult {
+    #[serde(flatten)]
+    pub grid: SeriesGrid,
     pub series: Vec<KeySeries>,
 }
 
@@ -810,4 +819,128 @@ mod tests {
         assert!(bad_sys.into_batch(Timestamp(0)).unwrap_err().message.contains("cpu"));
         assert!(serde_json::from_str::<IngestJson>(r#"{"histroy": {}}"#).unwrap_err().to_string().contains("histroy"));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Project-wide views, for the workspace and the runs table
+// ---------------------------------------------------------------------------------------------
+
+/// A key that runs of a project logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProjectKey {
+    pub name: String,
+    /// `history` or `system`.
+    pub stream: String,
+    /// How many runs logged it.
+    pub runs: u64,
+    /// Whether any of its values are numbers (only those are charted).
+    pub numeric: bool,
+}
+
+/// The config and summary keys (dotted leaf paths) that a project's runs have: the runs table's
+/// columns.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProjectColumns {
+    pub config: Vec<String>,
+    pub summary: Vec<String>,
+}
+
+/// Body of `POST .../series`: buckets for several runs and keys on one shared x-grid.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ProjectSeriesQuery {
+    pub run_ids: Vec<String>,
+    pub keys: Vec<String>,
+    #[serde(default)]
+    pub x: Option<String>,
+    #[serde(default)]
+    pub buckets: Option<u32>,
+    #[serde(default)]
+    pub x_min: Option<f64>,
+    #[serde(default)]
+    pub x_max: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunSeries {
+    pub run_id: String,
+    /// The keys this run logged, among those asked for.
+    pub series: Vec<KeySeries>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProjectSeriesResult {
+    #[serde(flatten)]
+    pub grid: SeriesGrid,
+    pub runs: Vec<RunSeries>,
+}
+
+/// Body of `POST .../runs/groups`: runs grouped by one field, with the distribution of numeric
+/// columns within each group.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct GroupQuery {
+    /// The field to group by: `config.opt`, `group`, `job_type`, `state`...
+    pub by: String,
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub filter: Option<serde_json::Value>,
+    /// Numeric columns to summarize per group, for example `summary.acc`.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// Histogram bins per column (default 10, at most 100).
+    #[serde(default)]
+    pub bins: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ColumnStats {
+    /// Runs of the group with a number in this column.
+    pub count: u64,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub mean: Option<f64>,
+    /// Counts in equal bins over the column's range across all groups (`range`).
+    pub histogram: Vec<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunGroup {
+    /// The group's value of the field (null for runs without one).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub value: Value,
+    pub count: u64,
+    pub columns: BTreeMap<String, ColumnStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GroupPage {
+    pub by: String,
+    pub groups: Vec<RunGroup>,
+    /// Per column, the `[min, max]` that the histograms' bins divide.
+    pub ranges: BTreeMap<String, (f64, f64)>,
+}
+
+/// What changed, sent on the live events stream (`GET /api/v1/events`, server-sent events).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunEvent {
+    /// `created`, `logged`, `updated`, `finished`, `stopped`, `crashed` or `deleted`.
+    pub kind: String,
+    pub entity: String,
+    pub project: String,
+    pub run_id: String,
+    pub state: Option<RunState>,
+    /// The history offset after the change (how many rows are stored).
+    pub history_offset: Option<u64>,
+    pub time: Timestamp,
 }

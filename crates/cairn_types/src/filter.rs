@@ -27,6 +27,8 @@ pub enum Field {
     JobType,
     Notes,
     CreatedAt,
+    /// Seconds from start to finish (or to the last sign of life).
+    Runtime,
 }
 
 impl Field {
@@ -47,6 +49,7 @@ impl Field {
             "job_type" | "jobType" => Field::JobType,
             "notes" => Field::Notes,
             "created_at" | "createdAt" => Field::CreatedAt,
+            "runtime" | "duration" => Field::Runtime,
             _ => {
                 if let Some(rest) = name.strip_prefix("config.") {
                     Field::Config(path(rest)?)
@@ -56,7 +59,7 @@ impl Field {
                     return Err(CodedError::new(
                         ErrorCode::InvalidFilter,
                         format!(
-                            "unknown field {name:?}; use config.<key>, summary.<key>, state, tags, name, run_id, group, job_type, notes or created_at"
+                            "unknown field {name:?}; use config.<key>, summary.<key>, state, tags, name, run_id, group, job_type, notes, created_at or runtime"
                         ),
                     ));
                 }
@@ -77,6 +80,7 @@ impl Field {
             Field::JobType => "job_type".into(),
             Field::Notes => "notes".into(),
             Field::CreatedAt => "created_at".into(),
+            Field::Runtime => "runtime".into(),
         }
     }
 }

@@ -5,6 +5,8 @@ use cairn_types::value::Value;
 use cairn_types::wire::{self, BatchWriter, KeyStream, payload};
 use serde_json::{Value as Json, json};
 
+use tower::ServiceExt;
+
 use crate::TestApp;
 
 #[tokio::test]
@@ -35,10 +37,15 @@ async fn info_and_openapi_document_every_route() {
         "/api/v1/runs/{entity}/{project}/{run_id}/console",
         "/api/v1/runs/{entity}/{project}/{run_id}/files",
         "/api/v1/runs/{entity}/{project}/{run_id}/files/{file_path}",
+        "/api/v1/projects/{entity}/{project}/runs/groups",
+        "/api/v1/projects/{entity}/{project}/columns",
+        "/api/v1/projects/{entity}/{project}/keys",
+        "/api/v1/projects/{entity}/{project}/series",
+        "/api/v1/events",
     ] {
         assert!(paths.iter().any(|p| *p == route), "{route} is not documented");
     }
-    assert_eq!(paths.len(), 19, "{paths:?}");
+    assert_eq!(paths.len(), 24, "{paths:?}");
     let history = &doc["paths"]["/api/v1/runs/{entity}/{project}/{run_id}/history"]["get"]["parameters"];
     let names: Vec<&str> = history.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"min_step") && names.contains(&"keys"), "{names:?}");
@@ -414,4 +421,122 @@ async fn no_malformed_request_panics_the_server() {
     // The server still works.
     assert_eq!(app.get(&run).await.status, StatusCode::OK);
     let _ = Value::Map(map! {});
+}
+
+#[tokio::test]
+async fn project_columns_keys_series_and_groups() {
+    let app = TestApp::new();
+    for (i, opt) in ["adam", "sgd", "adam"].iter().enumerate() {
+        let reply = app
+            .post("/api/v1/runs", &json!({"entity": "e", "project": "p", "run_id": format!("r{i}"), "config": {"opt": opt, "net": {"depth": i}}}))
+            .await;
+        assert_eq!(reply.status, 200);
+        let rows: Vec<Json> = (0..100).map(|s| json!({"_step": s, "loss": if s == 50 && i == 1 { 99.0 } else { s as f64 }, "train/acc": i})).collect();
+        let reply = app.post(&format!("/api/v1/runs/e/p/r{i}/ingest"), &json!({"history": {"offset": 0, "rows": rows}})).await;
+        assert_eq!(reply.status, 200, "{}", reply.json());
+    }
+    let columns = app.get("/api/v1/projects/e/p/columns").await.json();
+    assert_eq!(columns["config"], json!(["net.depth", "opt"]));
+    assert!(columns["summary"].as_array().unwrap().contains(&json!("loss")));
+    let keys = app.get("/api/v1/projects/e/p/keys").await.json();
+    let loss = keys.as_array().unwrap().iter().find(|k| k["name"] == "loss").unwrap();
+    assert_eq!((loss["runs"].as_u64(), loss["numeric"].as_bool(), loss["stream"].as_str()), (Some(3), Some(true), Some("history")));
+
+    // One grid for every run: the spike of r1 is in its bucket's max.
+    let series = app
+        .post("/api/v1/projects/e/p/series", &json!({"run_ids": ["r0", "r1", "missing"], "keys": ["loss"], "buckets": 10}))
+        .await
+        .json();
+    let runs = series["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{series}");
+    let r1 = &runs.iter().find(|r| r["run_id"] == "r1").unwrap()["series"][0]["buckets"];
+    assert_eq!(r1["max"][5], 99.0);
+    assert_eq!(r1["count"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).sum::<u64>(), 100);
+    assert_eq!(r1["index"].as_array().unwrap().len(), 10);
+    let zoomed = app
+        .post("/api/v1/projects/e/p/series", &json!({"run_ids": ["r1"], "keys": ["loss"], "buckets": 5, "x_min": 40, "x_max": 59}))
+        .await
+        .json();
+    assert_eq!(zoomed["runs"][0]["series"][0]["buckets"]["count"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).sum::<u64>(), 20);
+    app.post("/api/v1/projects/e/p/series", &json!({"run_ids": ["r1"], "keys": ["loss"], "buckets": 0}))
+        .await
+        .assert_error(400, "invalid_query", "buckets");
+    app.post("/api/v1/projects/e/p/series", &json!({"run_ids": ["r1"], "keys": ["loss"], "x_min": 5, "x_max": 1}))
+        .await
+        .assert_error(400, "invalid_query", "x_min");
+
+    let groups = app.post("/api/v1/projects/e/p/runs/groups", &json!({"by": "config.opt", "columns": ["summary.loss"]})).await.json();
+    let counts: Vec<(Json, u64)> = groups["groups"].as_array().unwrap().iter().map(|g| (g["value"].clone(), g["count"].as_u64().unwrap())).collect();
+    assert_eq!(counts, [(json!("adam"), 2), (json!("sgd"), 1)]);
+    assert_eq!(groups["groups"][0]["columns"]["summary.loss"]["count"], 2);
+    app.post("/api/v1/projects/e/p/runs/groups", &json!({"by": ""})).await.assert_error(400, "invalid_query", "by");
+    app.get("/api/v1/projects/e/nope/columns").await.assert_error(404, "project_not_found", "nope");
+}
+
+#[tokio::test]
+async fn events_stream_names_the_runs_that_change() {
+    use futures_util::StreamExt;
+    let app = TestApp::new();
+    let path = app.run("e", "p", "live").await;
+    app.run("e", "other", "quiet").await;
+    let response = app
+        .router
+        .clone()
+        .oneshot(axum::http::Request::get("/api/v1/events?entity=e&project=p").body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.into_body().into_data_stream();
+    // A change in another project is not sent; one in this project is.
+    app.post("/api/v1/runs/e/other/quiet/ingest", &history_batch(0, 0..1)).await;
+    app.post(&format!("{path}/ingest"), &history_batch(0, 0..3)).await;
+    let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), body.next()).await.expect("an event").unwrap().unwrap();
+    let text = String::from_utf8_lossy(&chunk).to_string();
+    assert!(text.starts_with("event: run\n"), "{text}");
+    let data: Json = serde_json::from_str(text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap()).unwrap();
+    assert_eq!((data["kind"].as_str(), data["run_id"].as_str(), data["history_offset"].as_u64()), (Some("logged"), Some("live"), Some(3)));
+    app.post(&format!("{path}/stop"), &json!({})).await;
+    let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), body.next()).await.expect("an event").unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&chunk).contains("\"kind\":\"stopped\""), "{}", String::from_utf8_lossy(&chunk));
+    app.get("/api/v1/events?bogus=1").await.assert_error(400, "invalid_query", "bogus");
+}
+
+#[tokio::test]
+async fn the_web_ui_is_served_with_an_app_fallback() {
+    let app = TestApp::new();
+    let home = app.get("/").await;
+    assert_eq!(home.status, 200);
+    assert!(home.content_type.starts_with("text/html"), "{}", home.content_type);
+    let text = String::from_utf8_lossy(&home.bytes).to_string();
+    // Built or not, the page says what it is: the app, or the command that builds it.
+    if cairn_server::ui::is_built() {
+        assert!(text.contains("<div id=\"app\">"), "{text}");
+    } else {
+        assert!(text.contains(cairn_server::ui::BUILD_COMMAND), "{text}");
+    }
+    // The app's own routes get the same page; missing assets and API routes do not.
+    let deep = app.get("/nico/awesome-project/runs/1jx1ud12?tab=logs").await;
+    assert_eq!((deep.status.as_u16(), deep.bytes.clone()), (200, home.bytes.clone()));
+    assert_eq!(app.get("/assets/missing-abc.js").await.status, 404);
+    app.get("/api/v1/nothing").await.assert_error(404, "route_not_found", "/api/v1/nothing");
+    app.request(Method::POST, "/somewhere", None, Vec::new()).await.assert_error(405, "method_not_allowed", "POST");
+}
+
+#[tokio::test]
+async fn answers_are_gzipped_for_clients_that_ask() {
+    let app = TestApp::new();
+    app.run("e", "p", "r").await;
+    let rows: Vec<Json> = (0..2000).map(|s| json!({"_step": s, "loss": s as f64})).collect();
+    app.post("/api/v1/runs/e/p/r/ingest", &json!({"history": {"offset": 0, "rows": rows}})).await;
+    let request = || axum::http::Request::get("/api/v1/runs/e/p/r/history?keys=loss");
+    let plain = app.router.clone().oneshot(request().body(axum::body::Body::empty()).unwrap()).await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    let gzipped = app
+        .router
+        .clone()
+        .oneshot(request().header("accept-encoding", "gzip").body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
 }

@@ -54,7 +54,7 @@ impl TestApp {
         config.default_entity = "tester".into();
         config.heartbeat_timeout = Duration::from_secs(60);
         let store = Arc::new(SqliteStore::open(dir.path(), StoreConfig { default_entity: "tester".into() }).unwrap());
-        let router = router(AppState { store: store.clone(), config: Arc::new(config) });
+        let router = router(AppState::new(store.clone(), config));
         TestApp { router, store, _dir: dir }
     }
 

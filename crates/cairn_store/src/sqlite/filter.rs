@@ -3,7 +3,8 @@
 //! Every leaf comparison is wrapped in `coalesce(..., 0)`, so a missing value never turns the
 //! expression into NULL: `$ne` and `$nin` match runs that lack the field, as in MongoDB.
 
-use cairn_types::api::RunPage;
+use cairn_types::api::{ColumnStats, GroupPage, GroupQuery, ProjectColumns, RunGroup, RunPage};
+use cairn_types::value::Value;
 use cairn_types::error::{CodedError, ErrorCode};
 use cairn_types::filter::{Field, Filter, Op, Operand, Scalar, SortKey};
 use rusqlite::types::Value as Sql;
@@ -76,7 +77,30 @@ impl Compiler {
             Field::Group => self.text_cmp("r.grp", field, op, operand),
             Field::JobType => self.text_cmp("r.job_type", field, op, operand),
             Field::Notes => self.text_cmp("nullif(r.notes, '')", field, op, operand),
+            Field::Runtime => self.number_cmp(RUNTIME_SQL, field, op, operand),
         }
+    }
+
+    fn number_cmp(&mut self, expr: &str, field: &Field, op: Op, operand: &Operand) -> Result<String> {
+        let number = |c: &mut Self, s: &Scalar| -> Result<String> {
+            match s {
+                Scalar::Int(i) => Ok(c.param(Sql::Integer(*i))),
+                Scalar::Float(f) => Ok(c.param(Sql::Real(*f))),
+                other => Err(invalid(format!("{} compares with numbers, not {other:?}", field.name()))),
+            }
+        };
+        Ok(match (op, operand) {
+            (Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge, Operand::Scalar(s)) => {
+                format!("({expr} {} {})", compare_symbol(op), number(self, s)?)
+            }
+            (Op::In | Op::Nin, Operand::List(items)) => {
+                let list = items.iter().map(|s| number(self, s)).collect::<Result<Vec<_>>>()?;
+                let not = if op == Op::Nin { "NOT " } else { "" };
+                format!("({expr} {not}IN ({}))", if list.is_empty() { "NULL".into() } else { list.join(", ") })
+            }
+            (Op::Exists, Operand::Exists(b)) => if *b { "1" } else { "0" }.to_owned(),
+            _ => return Err(invalid(format!("operator {op:?} cannot be used on {}", field.name()))),
+        })
     }
 
     fn list_or(&mut self, items: &[Scalar], mut each: impl FnMut(&mut Self, &Scalar) -> Result<String>) -> Result<String> {
@@ -168,12 +192,7 @@ impl Compiler {
         };
         Ok(match (op, operand) {
             (Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge, Operand::Scalar(s)) => {
-                let sym = match op {
-                    Op::Eq => "=",
-                    Op::Ne => "!=",
-                    _ => order_symbol(op),
-                };
-                format!("(r.created_at {sym} {})", self.param(Sql::Integer(micros(s)?)))
+                format!("(r.created_at {} {})", compare_symbol(op), self.param(Sql::Integer(micros(s)?)))
             }
             (Op::In | Op::Nin, Operand::List(items)) => {
                 let list = items.iter().map(|s| micros(s).map(|m| self.param(Sql::Integer(m)))).collect::<Result<Vec<_>>>()?;
@@ -211,6 +230,9 @@ impl Compiler {
     }
 }
 
+/// A run's runtime in seconds, as `RunInfo::runtime_secs` computes it.
+pub(super) const RUNTIME_SQL: &str = "((coalesce(r.finished_at, r.heartbeat_at, r.started_at) - r.started_at) / 1e6)";
+
 fn order_symbol(op: Op) -> &'static str {
     match op {
         Op::Lt => "<",
@@ -221,10 +243,19 @@ fn order_symbol(op: Op) -> &'static str {
     }
 }
 
-fn sort_expr(key: &SortKey) -> Result<String> {
-    Ok(match &key.field {
-        Field::Config(path) => format!("json_extract(r.config, {})", json_path(&key.field, path)?),
-        Field::Summary(path) => format!("json_extract(r.summary, {})", json_path(&key.field, path)?),
+/// The SQL operator of `=`, `!=` and the orderings.
+fn compare_symbol(op: Op) -> &'static str {
+    match op {
+        Op::Ne => "!=",
+        _ => order_symbol(op),
+    }
+}
+
+/// The SQL expression of a field's value, for sorting and grouping.
+pub(super) fn field_expr(field: &Field) -> Result<String> {
+    Ok(match field {
+        Field::Config(path) => format!("json_extract(r.config, {})", json_path(field, path)?),
+        Field::Summary(path) => format!("json_extract(r.summary, {})", json_path(field, path)?),
         Field::State => "r.state".into(),
         Field::Name => "r.name".into(),
         Field::RunId => "r.run_id".into(),
@@ -232,8 +263,21 @@ fn sort_expr(key: &SortKey) -> Result<String> {
         Field::JobType => "r.job_type".into(),
         Field::Notes => "nullif(r.notes, '')".into(),
         Field::CreatedAt => "r.created_at".into(),
-        Field::Tags => return Err(CodedError::new(ErrorCode::InvalidQuery, "runs cannot be sorted by tags")),
+        Field::Runtime => RUNTIME_SQL.into(),
+        Field::Tags => return Err(CodedError::new(ErrorCode::InvalidQuery, "runs cannot be sorted or grouped by tags")),
     })
+}
+
+pub(super) fn project_pk(conn: &Connection, entity: &str, project: &str) -> Result<i64> {
+    conn.prepare_cached(
+        "SELECT p.project_pk FROM projects p JOIN entities e ON e.entity_pk = p.entity_pk
+         WHERE e.name = ?1 AND p.name = ?2",
+    )
+    .db()?
+    .query_row([entity, project], |r| r.get(0))
+    .optional()
+    .db()?
+    .ok_or_else(|| CodedError::new(ErrorCode::ProjectNotFound, format!("project {entity}/{project} not found")))
 }
 
 pub(super) fn search(
@@ -245,22 +289,13 @@ pub(super) fn search(
     limit: usize,
     offset: usize,
 ) -> Result<RunPage> {
-    let project_pk: i64 = conn
-        .query_row(
-            "SELECT p.project_pk FROM projects p JOIN entities e ON e.entity_pk = p.entity_pk
-             WHERE e.name = ?1 AND p.name = ?2",
-            [entity, project],
-            |r| r.get(0),
-        )
-        .optional()
-        .db()?
-        .ok_or_else(|| CodedError::new(ErrorCode::ProjectNotFound, format!("project {entity}/{project} not found")))?;
+    let project_pk = project_pk(conn, entity, project)?;
     let mut compiler = Compiler { sql: String::new(), params: vec![Sql::Integer(project_pk)] };
     let condition = compiler.filter(filter)?;
     compiler.sql = format!("r.project_pk = ?1 AND r.deleted_at IS NULL AND {condition}");
     let mut order = Vec::new();
     for key in sort {
-        let expr = sort_expr(key)?;
+        let expr = field_expr(&key.field)?;
         order.push(format!("({expr}) IS NULL"));
         order.push(format!("{expr}{}", if key.descending { " DESC" } else { "" }));
     }
@@ -291,4 +326,162 @@ pub(super) fn search(
         runs.push(run_from_row(row)?);
     }
     Ok(RunPage { runs, total: total as u64, offset, limit })
+}
+
+/// `$.a."b.c"[2]` as path segments; `None` for paths inside arrays.
+fn json_tree_path(fullkey: &str) -> Option<Vec<String>> {
+    let rest = fullkey.strip_prefix('$')?;
+    let mut segments = Vec::new();
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '.' => {
+                let mut segment = String::new();
+                if chars.peek() == Some(&'"') {
+                    chars.next();
+                    for c in chars.by_ref() {
+                        if c == '"' {
+                            break;
+                        }
+                        segment.push(c);
+                    }
+                } else {
+                    while let Some(&c) = chars.peek() {
+                        if c == '.' || c == '[' {
+                            break;
+                        }
+                        segment.push(c);
+                        chars.next();
+                    }
+                }
+                segments.push(segment);
+            }
+            _ => return None,
+        }
+    }
+    (!segments.is_empty()).then_some(segments)
+}
+
+pub(super) fn project_columns(conn: &Connection, entity: &str, project: &str) -> Result<ProjectColumns> {
+    let project_pk = project_pk(conn, entity, project)?;
+    let mut out = ProjectColumns::default();
+    for (column, target) in [("config", &mut out.config), ("summary", &mut out.summary)] {
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT DISTINCT t.fullkey FROM runs r, json_tree(r.{column}) t
+                 WHERE r.project_pk = ?1 AND r.deleted_at IS NULL AND t.type != 'object' AND t.fullkey NOT LIKE '%[%'"
+            ))
+            .db()?;
+        let keys = stmt.query_map([project_pk], |r| r.get::<_, String>(0)).db()?.collect::<rusqlite::Result<Vec<_>>>().db()?;
+        let mut names: Vec<String> = keys.iter().filter_map(|k| json_tree_path(k)).map(|p| p.join(".")).collect();
+        names.sort();
+        names.dedup();
+        *target = names;
+    }
+    Ok(out)
+}
+
+fn sql_value(value: rusqlite::types::ValueRef<'_>) -> Value {
+    match value {
+        rusqlite::types::ValueRef::Null => Value::Null,
+        rusqlite::types::ValueRef::Integer(i) => Value::Int(i),
+        rusqlite::types::ValueRef::Real(f) => Value::Float(f),
+        rusqlite::types::ValueRef::Text(t) => Value::Str(String::from_utf8_lossy(t).into_owned()),
+        rusqlite::types::ValueRef::Blob(_) => Value::Null,
+    }
+}
+
+pub(super) fn group_runs(conn: &Connection, entity: &str, project: &str, query: &GroupQuery, filter: &Filter) -> Result<GroupPage> {
+    let project_pk = project_pk(conn, entity, project)?;
+    let by = Field::parse(&query.by).map_err(|e| CodedError::new(ErrorCode::InvalidQuery, format!("by: {}", e.message)))?;
+    let by_expr = field_expr(&by)?;
+    if query.columns.len() > 100 {
+        return Err(CodedError::new(ErrorCode::InvalidQuery, format!("{} columns asked for; at most 100", query.columns.len())));
+    }
+    let columns = query
+        .columns
+        .iter()
+        .map(|c| {
+            let field = Field::parse(c).map_err(|e| CodedError::new(ErrorCode::InvalidQuery, format!("columns: {}", e.message)))?;
+            field_expr(&field)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bins = query.bins.unwrap_or(10).clamp(1, 100);
+    let mut compiler = Compiler { sql: String::new(), params: vec![Sql::Integer(project_pk)] };
+    let condition = compiler.filter(filter)?;
+    let mut select = vec![by_expr];
+    select.extend(columns.iter().cloned());
+    let sql = format!(
+        "SELECT {} FROM runs r WHERE r.project_pk = ?1 AND r.deleted_at IS NULL AND {condition}",
+        select.join(", ")
+    );
+    let mut stmt = conn.prepare(&sql).db()?;
+    let mut rows = stmt.query(params_from_iter(compiler.params.iter())).db()?;
+    // Group key: the value's JSON text, so that 1 and "1" stay apart.
+    let mut groups: std::collections::BTreeMap<String, (Value, u64, Vec<Vec<f64>>)> = std::collections::BTreeMap::new();
+    while let Some(row) = rows.next().db()? {
+        let value = sql_value(row.get_ref(0).db()?);
+        let entry = groups
+            .entry(serde_json::to_string(&value).expect("values serialize"))
+            .or_insert_with(|| (value, 0, vec![Vec::new(); columns.len()]));
+        entry.1 += 1;
+        for i in 0..columns.len() {
+            if let rusqlite::types::ValueRef::Integer(_) | rusqlite::types::ValueRef::Real(_) = row.get_ref(i + 1).db()? {
+                let v: f64 = row.get(i + 1).db()?;
+                if v.is_finite() {
+                    entry.2[i].push(v);
+                }
+            }
+        }
+        if groups.len() > 10_000 {
+            return Err(CodedError::new(ErrorCode::InvalidQuery, format!("{} has more than 10000 distinct values", query.by)));
+        }
+    }
+    let mut ranges = std::collections::BTreeMap::new();
+    for (i, name) in query.columns.iter().enumerate() {
+        let all = groups.values().flat_map(|g| g.2[i].iter().copied());
+        let range = all.fold(None, |acc: Option<(f64, f64)>, v| Some(acc.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v)))));
+        if let Some(range) = range {
+            ranges.insert(name.clone(), range);
+        }
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    for (_, (value, count, values)) in groups {
+        let mut stats = std::collections::BTreeMap::new();
+        for (i, name) in query.columns.iter().enumerate() {
+            let vs = &values[i];
+            let mut histogram = vec![0u64; bins];
+            if let Some(&(lo, hi)) = ranges.get(name) {
+                for &v in vs {
+                    let bin = if hi > lo { (((v - lo) / (hi - lo)) * bins as f64) as usize } else { 0 };
+                    histogram[bin.min(bins - 1)] += 1;
+                }
+            }
+            stats.insert(
+                name.clone(),
+                ColumnStats {
+                    count: vs.len() as u64,
+                    min: vs.iter().copied().reduce(f64::min),
+                    max: vs.iter().copied().reduce(f64::max),
+                    mean: (!vs.is_empty()).then(|| vs.iter().sum::<f64>() / vs.len() as f64),
+                    histogram,
+                },
+            );
+        }
+        out.push(RunGroup { value, count, columns: stats });
+    }
+    Ok(GroupPage { by: query.by.clone(), groups: out, ranges })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_tree_path;
+
+    #[test]
+    fn json_tree_paths() {
+        assert_eq!(json_tree_path("$.a.b"), Some(vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!(json_tree_path("$.\"x.y\".z"), Some(vec!["x.y".to_owned(), "z".to_owned()]));
+        assert_eq!(json_tree_path("$.a[0]"), None);
+        assert_eq!(json_tree_path("$"), None);
+    }
 }

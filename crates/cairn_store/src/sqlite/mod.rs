@@ -519,6 +519,22 @@ impl MetaStore for SqliteStore {
         self.read(move |conn| filter::search(conn, &entity, &project, &parsed, &sort, limit, offset))
     }
 
+    fn project_columns(&self, entity: &str, project: &str) -> Result<cairn_types::api::ProjectColumns> {
+        validate_name("entity", entity)?;
+        validate_name("project", project)?;
+        self.read(|conn| filter::project_columns(conn, entity, project))
+    }
+
+    fn group_runs(&self, entity: &str, project: &str, query: &cairn_types::api::GroupQuery) -> Result<cairn_types::api::GroupPage> {
+        validate_name("entity", entity)?;
+        validate_name("project", project)?;
+        let parsed = match &query.filter {
+            Some(json) => Filter::parse(json)?,
+            None => Filter::always(),
+        };
+        self.read(|conn| filter::group_runs(conn, entity, project, query, &parsed))
+    }
+
     fn heartbeat(&self, path: &RunPath, now: Timestamp) -> Result<HeartbeatReply> {
         path.validate()?;
         let path = path.clone();

@@ -1,8 +1,8 @@
 //! Ingest, history and series queries on SQLite.
 
 use cairn_types::api::{
-    ConsoleLineOut, ConsolePage, IngestAck, KeyInfo, SERIES_DEFAULT_BUCKETS, SERIES_MAX_BUCKETS, SeriesQuery,
-    SeriesResult,
+    ConsoleLineOut, ConsolePage, IngestAck, KeyInfo, ProjectKey, ProjectSeriesQuery, ProjectSeriesResult, RunSeries,
+    SERIES_DEFAULT_BUCKETS, SERIES_MAX_BUCKETS, SeriesGrid, SeriesQuery, SeriesResult,
 };
 use cairn_types::error::{CodedError, ErrorCode};
 use cairn_types::value::Value;
@@ -416,69 +416,165 @@ fn parse_keys(keys: &str) -> Result<Vec<String>> {
     Ok(names)
 }
 
-fn series(conn: &Connection, path: &RunPath, query: &SeriesQuery) -> Result<SeriesResult> {
-    let pk = run_pk(conn, path)?;
-    let names = parse_keys(&query.keys)?;
-    let x = query.x.clone().filter(|x| !x.is_empty()).unwrap_or_else(|| "_step".to_owned());
-    let n = query.buckets.unwrap_or(SERIES_DEFAULT_BUCKETS);
+/// Validates the x-axis, bucket count and range of a series query.
+fn check_series(x: Option<&str>, buckets: Option<u32>, x_min: Option<f64>, x_max: Option<f64>) -> Result<(String, u32)> {
+    let x = x.filter(|x| !x.is_empty()).unwrap_or("_step").to_owned();
+    let n = buckets.unwrap_or(SERIES_DEFAULT_BUCKETS);
     if n == 0 || n > SERIES_MAX_BUCKETS {
         return Err(CodedError::new(
             ErrorCode::InvalidQuery,
             format!("buckets={n} is out of range; use 1 to {SERIES_MAX_BUCKETS}"),
         ));
     }
-    for (name, bound) in [("x_min", query.x_min), ("x_max", query.x_max)] {
+    for (name, bound) in [("x_min", x_min), ("x_max", x_max)] {
         if let Some(v) = bound
             && !v.is_finite()
         {
             return Err(CodedError::new(ErrorCode::InvalidQuery, format!("{name}={v} is not a finite number")));
         }
     }
-    if let (Some(lo), Some(hi)) = (query.x_min, query.x_max)
+    if let (Some(lo), Some(hi)) = (x_min, x_max)
         && lo > hi
     {
         return Err(CodedError::new(ErrorCode::InvalidQuery, format!("x_min={lo} is greater than x_max={hi}")));
     }
-    let keys = names.iter().map(|name| resolve_series_key(conn, path, pk, name)).collect::<Result<Vec<_>>>()?;
+    Ok((x, n))
+}
+
+/// One series to bucket: a key of a run.
+struct Target {
+    run_pk: i64,
+    key: KeyRow,
+}
+
+/// Buckets every target on one shared grid over `[x_min, x_max]` (by default the union of their
+/// ranges). A target whose run lacks the x key is an error when `strict` names the run, and has
+/// no buckets otherwise.
+fn bucket_targets(
+    conn: &Connection,
+    targets: &[Target],
+    x: &str,
+    n: u32,
+    x_min: Option<f64>,
+    x_max: Option<f64>,
+    strict: Option<&RunPath>,
+) -> Result<(f64, f64, Vec<Option<cairn_types::api::Buckets>>)> {
     let mut source = SqliteChunks { conn };
-    let mut result = SeriesResult { x: x.clone(), x_min: None, x_max: None, buckets: n, series: Vec::new() };
-
     if x == "_step" {
-        let lo = query.x_min.unwrap_or_else(|| keys.iter().map(|k| k.totals.first_step).min().unwrap_or(0) as f64);
-        let hi = query.x_max.unwrap_or_else(|| keys.iter().map(|k| k.totals.last_step).max().unwrap_or(0) as f64);
+        let lo = x_min.unwrap_or_else(|| targets.iter().map(|t| t.key.totals.first_step).min().unwrap_or(0) as f64);
+        let hi = x_max.unwrap_or_else(|| targets.iter().map(|t| t.key.totals.last_step).max().unwrap_or(0) as f64);
         let grid = Grid::new(lo, hi, n as usize);
-        for key in &keys {
-            result.series.push(cairn_types::api::KeySeries {
-                key: key.name.clone(),
-                buckets: bucket::step_buckets(&mut source, key.key_pk, grid)?,
-            });
+        let buckets = targets
+            .iter()
+            .map(|t| bucket::step_buckets(&mut source, t.key.key_pk, grid).map(Some))
+            .collect::<Result<Vec<_>>>()?;
+        return Ok((lo, hi, buckets));
+    }
+    let scale = if is_time_key(x) { 1e-6 } else { 1.0 };
+    let mut joined = Vec::with_capacity(targets.len());
+    for target in targets {
+        match find_key(conn, target.run_pk, target.key.stream, x)? {
+            Some(x_key) => {
+                let xs = NumericSeries::load(&mut source, x_key.key_pk, i64::MIN, i64::MAX)?.scale(scale);
+                let ys = NumericSeries::load(&mut source, target.key.key_pk, i64::MIN, i64::MAX)?;
+                joined.push(Some(bucket::join(&xs, &ys)));
+            }
+            None => match strict {
+                Some(path) => return Err(key_not_found(path, target.key.stream, x, conn, target.run_pk)),
+                None => joined.push(None),
+            },
         }
-        result.x_min = Some(lo);
-        result.x_max = Some(hi);
-        return Ok(result);
     }
-
-    let mut joined = Vec::with_capacity(keys.len());
-    for key in &keys {
-        let x_key = match find_key(conn, pk, key.stream, &x)? {
-            Some(x_key) => x_key,
-            None => return Err(key_not_found(path, key.stream, &x, conn, pk)),
-        };
-        let scale = if is_time_key(&x) { 1e-6 } else { 1.0 };
-        let xs = NumericSeries::load(&mut source, x_key.key_pk, i64::MIN, i64::MAX)?.scale(scale);
-        let ys = NumericSeries::load(&mut source, key.key_pk, i64::MIN, i64::MAX)?;
-        joined.push(bucket::join(&xs, &ys));
-    }
-    let data_range = joined.iter().filter_map(|p| bucket::x_range(p)).reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)));
-    let lo = query.x_min.or(data_range.map(|r| r.0)).unwrap_or(0.0);
-    let hi = query.x_max.or(data_range.map(|r| r.1)).unwrap_or(0.0);
+    let data_range = joined.iter().flatten().filter_map(|p| bucket::x_range(p)).reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)));
+    let lo = x_min.or(data_range.map(|r| r.0)).unwrap_or(0.0);
+    let hi = x_max.or(data_range.map(|r| r.1)).unwrap_or(0.0);
     let grid = Grid::new(lo, hi, n as usize);
-    for (key, points) in keys.iter().zip(&joined) {
-        result.series.push(cairn_types::api::KeySeries { key: key.name.clone(), buckets: bucket::xy_buckets(points, grid) });
+    Ok((lo, hi, joined.iter().map(|p| p.as_ref().map(|p| bucket::xy_buckets(p, grid))).collect()))
+}
+
+fn series(conn: &Connection, path: &RunPath, query: &SeriesQuery) -> Result<SeriesResult> {
+    let pk = run_pk(conn, path)?;
+    let names = parse_keys(&query.keys)?;
+    let (x, n) = check_series(query.x.as_deref(), query.buckets, query.x_min, query.x_max)?;
+    let targets = names
+        .iter()
+        .map(|name| resolve_series_key(conn, path, pk, name).map(|key| Target { run_pk: pk, key }))
+        .collect::<Result<Vec<_>>>()?;
+    let (lo, hi, buckets) = bucket_targets(conn, &targets, &x, n, query.x_min, query.x_max, Some(path))?;
+    let series = targets
+        .iter()
+        .zip(buckets)
+        .map(|(t, b)| cairn_types::api::KeySeries { key: t.key.name.clone(), buckets: b.unwrap_or_default() })
+        .collect();
+    Ok(SeriesResult { grid: SeriesGrid { x, x_min: Some(lo), x_max: Some(hi), buckets: n }, series })
+}
+
+fn project_series(conn: &Connection, entity: &str, project: &str, query: &ProjectSeriesQuery) -> Result<ProjectSeriesResult> {
+    let project_pk = super::filter::project_pk(conn, entity, project)?;
+    if query.run_ids.is_empty() || query.run_ids.len() > 1000 {
+        return Err(CodedError::new(ErrorCode::InvalidQuery, format!("run_ids has {} runs; ask for 1 to 1000", query.run_ids.len())));
     }
-    result.x_min = Some(lo);
-    result.x_max = Some(hi);
-    Ok(result)
+    if query.keys.is_empty() || query.keys.len() > 200 {
+        return Err(CodedError::new(ErrorCode::InvalidQuery, format!("keys has {} keys; ask for 1 to 200", query.keys.len())));
+    }
+    let (x, n) = check_series(query.x.as_deref(), query.buckets, query.x_min, query.x_max)?;
+    let mut targets = Vec::new();
+    let mut owners = Vec::new();
+    for (run_index, run_id) in query.run_ids.iter().enumerate() {
+        let pk: Option<i64> = conn
+            .prepare_cached("SELECT run_pk FROM runs WHERE project_pk = ?1 AND run_id = ?2 AND deleted_at IS NULL")
+            .db()?
+            .query_row(params![project_pk, run_id], |r| r.get(0))
+            .optional()
+            .db()?;
+        let Some(pk) = pk else { continue };
+        for name in &query.keys {
+            let key = match find_key(conn, pk, KeyStream::History, name)? {
+                Some(key) => Some(key),
+                None => find_key(conn, pk, KeyStream::System, name)?,
+            };
+            if let Some(key) = key {
+                targets.push(Target { run_pk: pk, key });
+                owners.push(run_index);
+            }
+        }
+    }
+    let (lo, hi, buckets) = bucket_targets(conn, &targets, &x, n, query.x_min, query.x_max, None)?;
+    let mut runs: Vec<RunSeries> = Vec::new();
+    for ((target, owner), buckets) in targets.iter().zip(owners).zip(buckets) {
+        let Some(buckets) = buckets else { continue };
+        let run_id = &query.run_ids[owner];
+        if runs.last().is_none_or(|r| &r.run_id != run_id) {
+            runs.push(RunSeries { run_id: run_id.clone(), series: Vec::new() });
+        }
+        runs.last_mut().expect("pushed").series.push(cairn_types::api::KeySeries { key: target.key.name.clone(), buckets });
+    }
+    Ok(ProjectSeriesResult { grid: SeriesGrid { x, x_min: Some(lo), x_max: Some(hi), buckets: n }, runs })
+}
+
+fn project_keys(conn: &Connection, entity: &str, project: &str) -> Result<Vec<ProjectKey>> {
+    let project_pk = super::filter::project_pk(conn, entity, project)?;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT k.stream, k.name, count(*), max(k.num_count + k.nan_count > 0)
+             FROM run_keys k JOIN runs r ON r.run_pk = k.run_pk
+             WHERE r.project_pk = ?1 AND r.deleted_at IS NULL AND k.name NOT IN ('_timestamp', '_runtime')
+             GROUP BY k.stream, k.name ORDER BY k.stream, k.name",
+        )
+        .db()?;
+    let keys = stmt
+        .query_map([project_pk], |r| {
+            Ok(ProjectKey {
+                stream: if r.get::<_, i64>(0)? == 1 { "system" } else { "history" }.to_owned(),
+                name: r.get(1)?,
+                runs: r.get::<_, i64>(2)? as u64,
+                numeric: r.get::<_, i64>(3)? != 0,
+            })
+        })
+        .db()?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .db()?;
+    Ok(keys)
 }
 
 fn history(conn: &Connection, path: &RunPath, req: &HistoryRequest) -> Result<HistoryData> {
@@ -634,6 +730,18 @@ impl SeriesStore for SqliteStore {
     fn series(&self, path: &RunPath, query: &SeriesQuery) -> Result<SeriesResult> {
         path.validate()?;
         self.read(|conn| series(conn, path, query))
+    }
+
+    fn project_keys(&self, entity: &str, project: &str) -> Result<Vec<ProjectKey>> {
+        cairn_types::ids::validate_name("entity", entity)?;
+        cairn_types::ids::validate_name("project", project)?;
+        self.read(|conn| project_keys(conn, entity, project))
+    }
+
+    fn project_series(&self, entity: &str, project: &str, query: &ProjectSeriesQuery) -> Result<ProjectSeriesResult> {
+        cairn_types::ids::validate_name("entity", entity)?;
+        cairn_types::ids::validate_name("project", project)?;
+        self.read(|conn| project_series(conn, entity, project, query))
     }
 
     fn console(&self, path: &RunPath, from_line: u64, limit: usize) -> Result<ConsolePage> {
