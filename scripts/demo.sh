@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Runs cairn with an example run, so there is data to look at: builds the binary, starts the
 # server on http://127.0.0.1:8080 (data in ~/.cairn unless CAIRN_DATA_DIR says otherwise), logs
-# the seed's training loop with the Rust client, and keeps the server in the foreground.
+# the seed's training loop with the Rust client, and keeps the server in the foreground. The web
+# UI is built first (it needs Node; installed with apt when missing) and embedded in the binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PORT=${CAIRN_PORT:-8080}
 URL="http://127.0.0.1:$PORT"
+
+source scripts/common.sh
+
+echo "== building the web UI"
+build_ui
 
 echo "== building cairn (release; a few minutes the first time)"
 cargo build --release --locked -p cairn_cli -p cairn_examples

@@ -6,9 +6,20 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
+source scripts/common.sh
+
 step "toolchain"
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
 cargo --version
+ensure_node
+[ -x "${CHROMIUM:-/usr/bin/chromium}" ] || apt_install chromium
+node --version
+"${CHROMIUM:-/usr/bin/chromium}" --version
+
+step "web UI: npm packages, build, type check, unit tests"
+build_ui
+npm --prefix ui run --silent check
+npm --prefix ui test
 
 step "layering: the client must not depend on the server or the store"
 scripts/check-layers.sh
@@ -23,6 +34,10 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q -r python/tests/requirements.txt
 timeout 20m .venv/bin/python -m pip install -q ./python
 CAIRN_BIN="$PWD/target/debug/cairn" timeout 20m .venv/bin/python -m pytest python/tests -q
+
+step "web UI end to end: headless Chromium, the real server, runs logged by the Python client"
+CAIRN_BIN="$PWD/target/debug/cairn" CAIRN_PYTHON="$PWD/.venv/bin/python" timeout 20m npm --prefix ui run e2e
+echo "screenshots: test-output/ui/"
 
 echo
 echo "all tests passed"

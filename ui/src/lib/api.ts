@@ -1,0 +1,223 @@
+// The REST API, typed. Errors carry the server's code and message.
+
+export interface EntityInfo {
+  name: string;
+  created_at: string;
+  project_count: number;
+  run_count: number;
+  last_activity_at: string | null;
+}
+
+export interface ProjectInfo {
+  entity: string;
+  name: string;
+  created_at: string;
+  run_count: number;
+  last_activity_at: string | null;
+}
+
+export type RunState = "running" | "finished" | "failed" | "crashed" | "killed";
+
+export interface RunInfo {
+  entity: string;
+  project: string;
+  run_id: string;
+  name: string;
+  seq: number;
+  state: RunState;
+  config: Record<string, unknown>;
+  summary: Record<string, unknown>;
+  tags: string[];
+  notes: string;
+  group: string | null;
+  job_type: string | null;
+  metadata: Record<string, unknown>;
+  created_at: string;
+  started_at: string;
+  heartbeat_at: string | null;
+  finished_at: string | null;
+  exit_code: number | null;
+  runtime_secs: number;
+  last_step: number | null;
+  stop_requested: boolean;
+  offsets: Record<string, number>;
+}
+
+export interface RunPage {
+  runs: RunInfo[];
+  total: number;
+  offset: number;
+  limit: number;
+}
+
+export interface Buckets {
+  index: number[];
+  x: number[];
+  x_min: number[];
+  x_max: number[];
+  min: (number | string)[];
+  max: (number | string)[];
+  mean: (number | string)[];
+  last: (number | string)[];
+  count: number[];
+}
+
+export interface KeySeries {
+  key: string;
+  buckets: Buckets;
+}
+
+export interface ProjectSeries {
+  x: string;
+  x_min: number | null;
+  x_max: number | null;
+  buckets: number;
+  runs: { run_id: string; series: KeySeries[] }[];
+}
+
+export interface ProjectKey {
+  name: string;
+  stream: string;
+  runs: number;
+  numeric: boolean;
+}
+
+export interface KeyInfo {
+  name: string;
+  path: string[];
+  stream: string;
+  count: number;
+  numeric_count: number;
+  first_step: number;
+  last_step: number;
+  min: number | null;
+  max: number | null;
+}
+
+export interface ColumnStats {
+  count: number;
+  min: number | null;
+  max: number | null;
+  mean: number | null;
+  histogram: number[];
+}
+
+export interface RunGroup {
+  value: unknown;
+  count: number;
+  columns: Record<string, ColumnStats>;
+}
+
+export interface GroupPage {
+  by: string;
+  groups: RunGroup[];
+  ranges: Record<string, [number, number]>;
+}
+
+export interface ConsoleLine {
+  line: number;
+  stream: "stdout" | "stderr";
+  time: string;
+  text: string;
+}
+
+export interface FileInfo {
+  path: string;
+  size: number;
+  sha256: string;
+  updated_at: string;
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const enc = encodeURIComponent;
+
+async function request<T>(method: string, url: string, body?: unknown): Promise<T> {
+  const init: RequestInit = { method, headers: {} };
+  if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    (init.headers as Record<string, string>)["Content-Type"] = "application/json";
+  }
+  const response = await fetch(url, init);
+  if (!response.ok) {
+    let code = "http_error";
+    let message = `${method} ${url}: HTTP ${response.status}`;
+    try {
+      const error = await response.json();
+      code = error.code ?? code;
+      message = error.message ?? message;
+    } catch {
+      // not JSON: keep the status line
+    }
+    throw new ApiError(response.status, code, message);
+  }
+  if (response.status === 204) return undefined as T;
+  return (await response.json()) as T;
+}
+
+const runUrl = (e: string, p: string, id: string) => `/api/v1/runs/${enc(e)}/${enc(p)}/${enc(id)}`;
+const projectUrl = (e: string, p: string) => `/api/v1/projects/${enc(e)}/${enc(p)}`;
+
+export const api = {
+  entities: () => request<EntityInfo[]>("GET", "/api/v1/entities"),
+  projects: (entity: string) => request<ProjectInfo[]>("GET", `/api/v1/entities/${enc(entity)}/projects`),
+  project: (entity: string, project: string) => request<ProjectInfo>("GET", projectUrl(entity, project)),
+  searchRuns: (entity: string, project: string, body: { filter?: unknown; sort?: string[]; limit?: number; offset?: number }) =>
+    request<RunPage>("POST", `${projectUrl(entity, project)}/runs/search`, body),
+  groupRuns: (entity: string, project: string, body: { by: string; filter?: unknown; columns: string[]; bins?: number }) =>
+    request<GroupPage>("POST", `${projectUrl(entity, project)}/runs/groups`, body),
+  columns: (entity: string, project: string) =>
+    request<{ config: string[]; summary: string[] }>("GET", `${projectUrl(entity, project)}/columns`),
+  projectKeys: (entity: string, project: string) => request<ProjectKey[]>("GET", `${projectUrl(entity, project)}/keys`),
+  projectSeries: (
+    entity: string,
+    project: string,
+    body: { run_ids: string[]; keys: string[]; x?: string; buckets?: number; x_min?: number; x_max?: number },
+  ) => request<ProjectSeries>("POST", `${projectUrl(entity, project)}/series`, body),
+  run: (e: string, p: string, id: string) => request<RunInfo>("GET", runUrl(e, p, id)),
+  updateRun: (e: string, p: string, id: string, patch: Partial<Pick<RunInfo, "name" | "notes" | "tags" | "group" | "job_type">>) =>
+    request<RunInfo>("PATCH", runUrl(e, p, id), patch),
+  deleteRun: (e: string, p: string, id: string) => request<void>("DELETE", runUrl(e, p, id)),
+  stopRun: (e: string, p: string, id: string) => request<RunInfo>("POST", `${runUrl(e, p, id)}/stop`, {}),
+  keys: (e: string, p: string, id: string) => request<KeyInfo[]>("GET", `${runUrl(e, p, id)}/keys`),
+  console: (e: string, p: string, id: string, fromLine = 0, limit = 5000) =>
+    request<{ lines: ConsoleLine[]; next_line: number | null }>(
+      "GET",
+      `${runUrl(e, p, id)}/console?from_line=${fromLine}&limit=${limit}`,
+    ),
+  files: (e: string, p: string, id: string) => request<FileInfo[]>("GET", `${runUrl(e, p, id)}/files`),
+  fileUrl: (e: string, p: string, id: string, path: string) =>
+    `${runUrl(e, p, id)}/files/${path.split("/").map(enc).join("/")}`,
+};
+
+export interface RunEvent {
+  kind: string;
+  entity: string;
+  project: string;
+  run_id: string;
+  state: RunState | null;
+  history_offset: number | null;
+  time: string;
+}
+
+/** Subscribes to live changes of a project's runs; returns the function that unsubscribes. */
+export function subscribe(
+  filter: { entity: string; project: string; run_id?: string },
+  onEvent: (event: RunEvent | null) => void,
+): () => void {
+  const params = new URLSearchParams({ entity: filter.entity, project: filter.project });
+  if (filter.run_id) params.set("run_id", filter.run_id);
+  const source = new EventSource(`/api/v1/events?${params}`);
+  source.addEventListener("run", (e) => onEvent(JSON.parse((e as MessageEvent).data)));
+  // Events were missed: the view reloads what it shows.
+  source.addEventListener("resync", () => onEvent(null));
+  return () => source.close();
+}

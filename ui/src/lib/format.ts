@@ -1,0 +1,109 @@
+// Formatting of values, times and names for display (always as text: nothing here builds HTML).
+
+export function formatNumber(v: number): string {
+  if (Number.isNaN(v)) return "NaN";
+  if (!Number.isFinite(v)) return v > 0 ? "∞" : "-∞";
+  if (v === 0) return "0";
+  const abs = Math.abs(v);
+  if (abs >= 1e5 || abs < 1e-4) return v.toExponential(3).replace(/\.?0+e/, "e");
+  return Number(v.toPrecision(5)).toString();
+}
+
+/** A cell's text for any JSON value. */
+export function formatValue(v: unknown): string {
+  if (v === null || v === undefined) return "";
+  if (typeof v === "number") return formatNumber(v);
+  if (v === "NaN" || v === "Infinity" || v === "-Infinity") return v === "NaN" ? "NaN" : v === "Infinity" ? "∞" : "-∞";
+  if (typeof v === "string") return v;
+  if (typeof v === "boolean") return v ? "true" : "false";
+  return JSON.stringify(v);
+}
+
+/** A number from a JSON value (the server writes non-finite floats as strings). */
+export function toNumber(v: unknown): number | null {
+  if (typeof v === "number") return v;
+  if (v === "NaN") return Number.NaN;
+  if (v === "Infinity") return Number.POSITIVE_INFINITY;
+  if (v === "-Infinity") return Number.NEGATIVE_INFINITY;
+  return null;
+}
+
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return "";
+  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)}s`;
+  const m = Math.floor(seconds / 60);
+  const s = Math.floor(seconds % 60);
+  if (m < 60) return `${m}m ${s}s`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return `${h}h ${m % 60}m`;
+  return `${Math.floor(h / 24)}d ${h % 24}h`;
+}
+
+export function formatTime(iso: string | null | undefined): string {
+  if (!iso) return "";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+export function timeAgo(iso: string | null | undefined, now = Date.now()): string {
+  if (!iso) return "never";
+  const seconds = (now - new Date(iso).getTime()) / 1000;
+  if (!Number.isFinite(seconds)) return "";
+  if (seconds < 45) return "just now";
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.round(seconds / 3600)} h ago`;
+  return `${Math.round(seconds / 86400)} d ago`;
+}
+
+/** Cuts a long name at the end, in the middle, or at the start, keeping `max` characters. */
+export function truncate(name: string, max: number, where: "end" | "middle" | "start"): string {
+  const chars = Array.from(name);
+  if (chars.length <= max) return name;
+  if (max <= 1) return "…";
+  if (where === "end") return chars.slice(0, max - 1).join("") + "…";
+  if (where === "start") return "…" + chars.slice(chars.length - (max - 1)).join("");
+  const head = Math.ceil((max - 1) / 2);
+  const tail = max - 1 - head;
+  return chars.slice(0, head).join("") + "…" + chars.slice(chars.length - tail).join("");
+}
+
+/** Exponential moving average, W&B style: values stay NaN/null where the input is. */
+export function ema(values: (number | null)[], weight: number): (number | null)[] {
+  if (weight <= 0) return values;
+  const out: (number | null)[] = new Array(values.length);
+  let last: number | null = null;
+  let debias = 0;
+  let acc = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v === null || !Number.isFinite(v)) {
+      out[i] = v;
+      continue;
+    }
+    acc = acc * weight + (1 - weight) * v;
+    debias = debias * weight + (1 - weight);
+    last = acc / debias;
+    out[i] = last;
+  }
+  return out;
+}
+
+/** A stable color for a run, from its id. */
+export function runColor(runId: string): string {
+  let h = 2166136261;
+  for (let i = 0; i < runId.length; i++) {
+    h ^= runId.charCodeAt(i);
+    h = Math.imul(h, 16777619);
+  }
+  const hue = (h >>> 0) % 360;
+  return `hsl(${hue} 70% 50%)`;
+}
+
+/** The section a chart belongs to: the key's prefix before "/", or "System" for system metrics. */
+export function sectionOf(key: string, stream: string): string {
+  if (stream === "system" || key.startsWith("system.") || key.startsWith("system/")) return "System";
+  const slash = key.indexOf("/");
+  return slash > 0 ? key.slice(0, slash) : "Charts";
+}

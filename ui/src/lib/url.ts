@@ -1,0 +1,147 @@
+// The view state lives in the URL, so that a copied link opens the same view: the filter, sort,
+// grouping, columns, the runs shown in the workspace, chart settings, the selected run and tab.
+
+export interface ViewState {
+  /** The filter builder's Mongo-style JSON, or null. */
+  filter: unknown;
+  /** A name regex typed in the search box. */
+  search: string;
+  /** Sort keys, `-` in front for descending. */
+  sort: string[];
+  /** Column to group by, or "". */
+  group: string;
+  /** Hidden columns, pinned columns, and the order of columns that were dragged. */
+  hidden: string[];
+  pinned: string[];
+  order: string[];
+  /** How long names are cut. */
+  truncate: "end" | "middle" | "start";
+  /** Runs hidden in the workspace (eye icons), and runs picked when there are many. */
+  hiddenRuns: string[];
+  /** Workspace chart settings. */
+  x: string;
+  smoothing: number;
+  logScale: boolean;
+  line: "mean" | "last";
+  panelSearch: string;
+  /** Run page tab. */
+  tab: string;
+}
+
+export const DEFAULT_VIEW: ViewState = {
+  filter: null,
+  search: "",
+  sort: [],
+  group: "",
+  hidden: [],
+  pinned: [],
+  order: [],
+  truncate: "middle",
+  hiddenRuns: [],
+  x: "_step",
+  smoothing: 0,
+  logScale: false,
+  line: "mean",
+  panelSearch: "",
+  tab: "overview",
+};
+
+function list(value: string | null): string[] {
+  return value ? value.split(",").filter((x) => x !== "") : [];
+}
+
+/** Reads the view from a query string; anything malformed falls back to the default. */
+export function decodeView(search: string): ViewState {
+  const p = new URLSearchParams(search);
+  let filter: unknown = null;
+  const rawFilter = p.get("filter");
+  if (rawFilter) {
+    try {
+      filter = JSON.parse(rawFilter);
+    } catch {
+      filter = null;
+    }
+  }
+  const truncate = p.get("trunc");
+  const line = p.get("line");
+  const smoothing = Number(p.get("smooth") ?? "0");
+  return {
+    filter,
+    search: p.get("q") ?? "",
+    sort: list(p.get("sort")),
+    group: p.get("group") ?? "",
+    hidden: list(p.get("hide")),
+    pinned: list(p.get("pin")),
+    order: list(p.get("order")),
+    truncate: truncate === "end" || truncate === "start" ? truncate : "middle",
+    hiddenRuns: list(p.get("off")),
+    x: p.get("x") || "_step",
+    smoothing: Number.isFinite(smoothing) ? Math.min(Math.max(smoothing, 0), 0.99) : 0,
+    logScale: p.get("log") === "1",
+    line: line === "last" ? "last" : "mean",
+    panelSearch: p.get("panels") ?? "",
+    tab: p.get("tab") || "overview",
+  };
+}
+
+/** Writes the view as a query string, leaving out what is at its default. */
+export function encodeView(view: ViewState): string {
+  const p = new URLSearchParams();
+  if (view.filter !== null && view.filter !== undefined) p.set("filter", JSON.stringify(view.filter));
+  if (view.search) p.set("q", view.search);
+  if (view.sort.length) p.set("sort", view.sort.join(","));
+  if (view.group) p.set("group", view.group);
+  if (view.hidden.length) p.set("hide", view.hidden.join(","));
+  if (view.pinned.length) p.set("pin", view.pinned.join(","));
+  if (view.order.length) p.set("order", view.order.join(","));
+  if (view.truncate !== "middle") p.set("trunc", view.truncate);
+  if (view.hiddenRuns.length) p.set("off", view.hiddenRuns.join(","));
+  if (view.x !== "_step") p.set("x", view.x);
+  if (view.smoothing > 0) p.set("smooth", String(view.smoothing));
+  if (view.logScale) p.set("log", "1");
+  if (view.line !== "mean") p.set("line", view.line);
+  if (view.panelSearch) p.set("panels", view.panelSearch);
+  if (view.tab !== "overview") p.set("tab", view.tab);
+  const s = p.toString();
+  return s ? `?${s}` : "";
+}
+
+/** The app's routes. */
+export type Route =
+  | { page: "home" }
+  | { page: "project"; entity: string; project: string; view: "workspace" | "table" }
+  | { page: "run"; entity: string; project: string; runId: string }
+  | { page: "missing"; path: string };
+
+export function parseRoute(pathname: string): Route {
+  let parts: string[];
+  try {
+    parts = pathname
+      .split("/")
+      .filter((p) => p !== "")
+      .map((p) => decodeURIComponent(p));
+  } catch {
+    return { page: "missing", path: pathname };
+  }
+  if (parts.length === 0) return { page: "home" };
+  if (parts.length === 2) return { page: "project", entity: parts[0], project: parts[1], view: "workspace" };
+  if (parts.length === 3 && (parts[2] === "table" || parts[2] === "workspace")) {
+    return { page: "project", entity: parts[0], project: parts[1], view: parts[2] };
+  }
+  if (parts.length === 4 && parts[2] === "runs") return { page: "run", entity: parts[0], project: parts[1], runId: parts[3] };
+  return { page: "missing", path: pathname };
+}
+
+export function routePath(route: Route): string {
+  const e = (s: string) => encodeURIComponent(s);
+  switch (route.page) {
+    case "home":
+      return "/";
+    case "project":
+      return `/${e(route.entity)}/${e(route.project)}${route.view === "table" ? "/table" : ""}`;
+    case "run":
+      return `/${e(route.entity)}/${e(route.project)}/runs/${e(route.runId)}`;
+    case "missing":
+      return route.path;
+  }
+}

@@ -1,0 +1,76 @@
+// What every e2e test needs: headless Chromium, the server's URL, and a Python that logs runs
+// through the real client.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { expect, inject } from "vitest";
+
+export const baseUrl = inject("baseUrl");
+const python = inject("python");
+const workDir = inject("workDir");
+const outputDir = inject("outputDir");
+
+export async function launch(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+  });
+}
+
+/** A page that fails the test on any uncaught error or console error. */
+export async function open(browser: Browser, path: string, viewport = { width: 1400, height: 900 }): Promise<Page & { errors: string[] }> {
+  const page = (await browser.newPage({ viewport })) as Page & { errors: string[] };
+  page.errors = [];
+  page.on("pageerror", (e) => page.errors.push(String(e)));
+  page.on("console", (m) => {
+    if (m.type() === "error") page.errors.push(m.text());
+  });
+  await page.goto(baseUrl + path);
+  return page;
+}
+
+export async function screenshot(page: Page, name: string) {
+  mkdirSync(outputDir, { recursive: true });
+  await page.screenshot({ path: join(outputDir, `${name}.png`), fullPage: false });
+}
+
+function pythonEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  return { ...process.env, CAIRN_BASE_URL: baseUrl, CAIRN_SILENT: "true", CAIRN_DIR: workDir, CAIRN_ENTITY: "e2e", ...extra };
+}
+
+/** Runs Python code to the end; fails with its stderr. */
+export function py(code: string, env: Record<string, string> = {}): string {
+  const result = spawnSync(python, ["-c", code], { env: pythonEnv(env), encoding: "utf8", timeout: 300_000 });
+  if (result.status !== 0) throw new Error(`python failed (${result.status ?? result.signal}):\n${result.stderr}`);
+  return result.stdout;
+}
+
+/** Starts Python code in the background; its output is kept in `output`. */
+export function pyBackground(code: string, env: Record<string, string> = {}): ChildProcess & { output: string } {
+  const child = spawn(python, ["-u", "-c", code], { env: pythonEnv(env), stdio: ["ignore", "pipe", "pipe"] }) as ChildProcess & { output: string };
+  child.output = "";
+  child.stdout!.on("data", (d) => (child.output += d));
+  child.stderr!.on("data", (d) => (child.output += d));
+  return child;
+}
+
+export async function getJson<T = any>(path: string): Promise<T> {
+  const response = await fetch(baseUrl + path);
+  if (!response.ok) throw new Error(`GET ${path}: ${response.status} ${await response.text()}`);
+  return (await response.json()) as T;
+}
+
+/** The names in the runs table, top to bottom (rendered rows only). */
+export async function tableNames(page: Page): Promise<string[]> {
+  return page.$$eval('[data-testid="runs-table"] .body .row[data-run] [data-col="name"] a', (links) =>
+    links
+      .map((a) => ({ top: (a.closest(".row") as HTMLElement).offsetTop, name: a.getAttribute("title") ?? "" }))
+      .sort((x, y) => x.top - y.top)
+      .map((x) => x.name),
+  );
+}
+
+export async function expectNoErrors(page: Page & { errors: string[] }) {
+  expect(page.errors).toEqual([]);
+}

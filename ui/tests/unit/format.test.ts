@@ -1,0 +1,67 @@
+import { describe, expect, it } from "vitest";
+import { ema, formatDuration, formatNumber, formatValue, runColor, sectionOf, toNumber, truncate } from "../../src/lib/format";
+
+describe("truncate", () => {
+  const name = "resnet50-imagenet-lr0.1-bs256";
+  it("cuts at the end, in the middle or at the start", () => {
+    expect(truncate(name, 10, "end")).toBe("resnet50-…");
+    expect(truncate(name, 10, "start")).toBe("…0.1-bs256");
+    expect(truncate(name, 10, "middle")).toBe("resne…s256");
+    for (const where of ["end", "middle", "start"] as const) expect(Array.from(truncate(name, 10, where))).toHaveLength(10);
+  });
+  it("leaves short names alone and counts characters, not UTF-16 units", () => {
+    expect(truncate("short", 10, "middle")).toBe("short");
+    expect(truncate("🚀🚀🚀🚀🚀", 3, "end")).toBe("🚀🚀…");
+  });
+});
+
+describe("ema", () => {
+  it("is the identity at weight 0", () => {
+    expect(ema([1, 2, 3], 0)).toEqual([1, 2, 3]);
+  });
+  it("is debiased, so it starts at the first value", () => {
+    const out = ema([10, 10, 10], 0.9) as number[];
+    for (const v of out) expect(v).toBeCloseTo(10);
+  });
+  it("smooths a step and skips gaps", () => {
+    const out = ema([0, null, 10, 10], 0.5);
+    expect(out[0]).toBe(0);
+    expect(out[1]).toBeNull();
+    expect(out[2]).toBeCloseTo(10 * 0.5 / 0.75);
+    expect(out[3]! > out[2]!).toBe(true);
+  });
+});
+
+describe("values", () => {
+  it("formats numbers readably", () => {
+    expect(formatNumber(0)).toBe("0");
+    expect(formatNumber(0.123456)).toBe("0.12346");
+    expect(formatNumber(1234567)).toBe("1.235e+6");
+    expect(formatNumber(Number.NaN)).toBe("NaN");
+    expect(formatNumber(-Infinity)).toBe("-∞");
+  });
+  it("reads the server's non-finite strings", () => {
+    expect(toNumber("NaN")).toBeNaN();
+    expect(toNumber("Infinity")).toBe(Infinity);
+    expect(toNumber("-Infinity")).toBe(-Infinity);
+    expect(toNumber("1")).toBeNull();
+    expect(formatValue("Infinity")).toBe("∞");
+    expect(formatValue({ a: [1] })).toBe('{"a":[1]}');
+    expect(formatValue("<b>x</b>")).toBe("<b>x</b>");
+  });
+  it("formats durations", () => {
+    expect(formatDuration(5.25)).toBe("5.3s");
+    expect(formatDuration(125)).toBe("2m 5s");
+    expect(formatDuration(3 * 3600 + 60)).toBe("3h 1m");
+    expect(formatDuration(50 * 3600)).toBe("2d 2h");
+  });
+  it("gives each run a stable color", () => {
+    expect(runColor("abc")).toBe(runColor("abc"));
+    expect(runColor("abc")).not.toBe(runColor("abd"));
+  });
+  it("puts charts in sections by prefix", () => {
+    expect(sectionOf("train/loss", "history")).toBe("train");
+    expect(sectionOf("loss", "history")).toBe("Charts");
+    expect(sectionOf("system.cpu", "system")).toBe("System");
+  });
+});
