@@ -149,24 +149,43 @@ impl PyRun {
         };
         let mut py_error: Option<PyErr> = None;
         let outcome = self.run.log_with(step, commit, |row| {
-            for (key, value) in dict.iter() {
+            let mut position: pyo3::ffi::Py_ssize_t = 0;
+            let mut key_ptr: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+            let mut value_ptr: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+            // SAFETY: the GIL is held and `dict` is a strong reference. PyDict_Next lends the
+            // key and value; they stay valid as long as no Python code runs, which is the case
+            // on the fast path (a str key and a float value). Anything else takes its own
+            // references before running Python code (a tensor's `item()`, say).
+            while unsafe { pyo3::ffi::PyDict_Next(dict.as_ptr(), &mut position, &mut key_ptr, &mut value_ptr) } != 0 {
+                if unsafe { pyo3::ffi::PyUnicode_Check(key_ptr) } != 0 && unsafe { pyo3::ffi::PyFloat_Check(value_ptr) } != 0 {
+                    let mut len: pyo3::ffi::Py_ssize_t = 0;
+                    let utf8 = unsafe { pyo3::ffi::PyUnicode_AsUTF8AndSize(key_ptr, &mut len) };
+                    if !utf8.is_null() {
+                        // SAFETY: CPython keeps the UTF-8 form alive with the string object,
+                        // which the dict holds.
+                        let bytes = unsafe { std::slice::from_raw_parts(utf8.cast::<u8>(), len as usize) };
+                        let key = unsafe { std::str::from_utf8_unchecked(bytes) };
+                        row.float(key, unsafe { pyo3::ffi::PyFloat_AsDouble(value_ptr) })?;
+                        continue;
+                    }
+                    // Not encodable (lone surrogates): the slow path below reports it.
+                    unsafe { pyo3::ffi::PyErr_Clear() };
+                }
+                let key = unsafe { Bound::from_borrowed_ptr(py, key_ptr) };
+                let value = unsafe { Bound::from_borrowed_ptr(py, value_ptr) };
                 let Ok(key) = key.cast::<PyString>() else {
                     py_error = Some(invalid_value(py, format!("logged keys must be strings, got {}", key.repr().map(|r| r.to_string()).unwrap_or_default())));
                     return Err(ClientError::new(cairn_client::ErrorKind::InvalidValue, "key"));
                 };
                 let key = match key.to_str() {
-                    Ok(k) => k,
+                    Ok(k) => k.to_owned(),
                     Err(e) => {
                         py_error = Some(e);
                         return Err(ClientError::new(cairn_client::ErrorKind::InvalidValue, "key"));
                     }
                 };
-                if let Ok(f) = value.cast::<pyo3::types::PyFloat>() {
-                    row.float(key, f.value())?;
-                    continue;
-                }
-                match to_value(&value, key, 0) {
-                    Ok(v) => row.value(key, v)?,
+                match to_value(&value, &key, 0) {
+                    Ok(v) => row.value(&key, v)?,
                     Err(e) => {
                         py_error = Some(e);
                         return Err(ClientError::new(cairn_client::ErrorKind::InvalidValue, "value"));

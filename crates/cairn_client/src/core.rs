@@ -61,7 +61,10 @@ impl KeyState {
             self.first = Value::Float(v);
         }
         self.count += 1;
-        self.last = Value::Float(v);
+        match &mut self.last {
+            Value::Float(last) => *last = v,
+            last => *last = Value::Float(v),
+        }
         self.version = version;
     }
 
@@ -118,6 +121,9 @@ pub struct Core {
     open_row: Option<OpenRow>,
     next_step: i64,
     started: Instant,
+    /// The wall clock at `started`: a row's timestamp is this plus the monotonic time since, so
+    /// that logging reads one clock.
+    started_wall_us: i64,
     runtime_offset_us: i64,
     version: u64,
     pub config: Map,
@@ -144,6 +150,7 @@ impl Core {
             open_row: None,
             next_step,
             started: Instant::now(),
+            started_wall_us: now_micros(),
             runtime_offset_us,
             version: 0,
             config,
@@ -172,10 +179,6 @@ impl Core {
         self.record.clear();
         payload::run_start(&mut self.record, info);
         self.append()
-    }
-
-    fn runtime_us(&self) -> i64 {
-        self.runtime_offset_us + self.started.elapsed().as_micros() as i64
     }
 
     /// The step the next `log` without a step goes to.
@@ -238,13 +241,14 @@ impl Core {
 
         let mut record = std::mem::take(&mut self.record);
         record.clear();
+        let elapsed_us = self.started.elapsed().as_micros() as i64;
         payload::history_head(
             &mut record,
             seq,
             row_step,
             if sealed { HISTORY_SEALED } else { 0 },
-            now_micros(),
-            self.runtime_us(),
+            self.started_wall_us + elapsed_us,
+            self.runtime_offset_us + elapsed_us,
             count,
         );
         record.extend_from_slice(&self.fields);
