@@ -1,4 +1,5 @@
-//! `cargo run --release -p cairn_bench -- [all|log|ingest|query|storage|runs]`
+//! `cargo run --release -p cairn_bench -- [all|log|ingest|query|storage|runs]`, and
+//! `cairn-bench ui-data DIR`, which writes the project of the UI render benchmark (`ui/bench/`).
 //!
 //! Prints the figures the DESIGN bars are about. Nothing here asserts: the machine is shared and
 //! noisy, so compare ratios and repeat. Each figure is the median of several repetitions.
@@ -41,11 +42,18 @@ fn new_run(store: &SqliteStore, run_id: &str) -> RunPath {
 
 /// A binary batch of `rows` history rows of `values(step)` under keys `k0..kn`.
 fn batch(first: u64, rows: u64, keys: usize, value: impl Fn(u64, usize) -> f64) -> Vec<u8> {
+    let names: Vec<String> = (0..keys).map(|k| format!("k{k}")).collect();
+    named_batch(first, rows, &names, value)
+}
+
+/// A binary batch of `rows` history rows with one float per key name.
+fn named_batch(first: u64, rows: u64, names: &[String], value: impl Fn(u64, usize) -> f64) -> Vec<u8> {
+    let keys = names.len();
     let mut b = BatchWriter::new();
     let mut p = Vec::new();
-    for k in 0..keys {
+    for (k, name) in names.iter().enumerate() {
         p.clear();
-        payload::key_def(&mut p, k as u64, KeyStream::History, &[format!("k{k}")]);
+        payload::key_def(&mut p, k as u64, KeyStream::History, &[name.clone()]);
         b.push_payload(&p);
     }
     let t0 = Timestamp::now().micros();
@@ -308,8 +316,82 @@ fn bench_runs() {
     }
 }
 
+/// `ui-data DIR`: a project for the UI render benchmark, written straight into a store: 1,000 runs
+/// (`bench/ui-bench`), 20 metrics each in sections, 10,000 steps per metric, configs to filter on.
+fn ui_data(dir: &Path) {
+    const METRICS: [&str; 20] = [
+        "loss", "acc", "train/loss", "train/acc", "train/lr", "train/grad_norm", "train/throughput", "val/loss", "val/acc",
+        "val/f1", "val/precision", "val/recall", "eval/bleu", "eval/perplexity", "gpu/util", "gpu/mem", "epoch",
+        "weights/mean", "weights/std", "weights/norm",
+    ];
+    let (runs, steps, per_batch) = (1_000u64, 10_000u64, 2_500u64);
+    let s = store(dir);
+    let names: Vec<String> = METRICS.iter().map(|m| (*m).to_owned()).collect();
+    let t = Instant::now();
+    for r in 0..runs {
+        let path = s
+            .upsert_run(
+                UpsertRunRequest {
+                    entity: Some("bench".into()),
+                    project: Some("ui-bench".into()),
+                    run_id: format!("ui{r:04}"),
+                    group: Some(format!("sweep-{}", r % 10)),
+                    tags: Some(vec![if r % 4 == 0 { "baseline".into() } else { "candidate".into() }]),
+                    config: Some(Value::Map(map! {
+                        "lr" => [0.1, 0.03, 0.01, 0.003, 0.001][(r % 5) as usize], "batch_size" => 32 * (1 + r % 4) as i64,
+                        "optimizer" => if r % 2 == 0 { "adam" } else { "sgd" }, "seed" => r as i64, "layers" => (2 + r % 6) as i64,
+                    })),
+                    ..Default::default()
+                },
+                Timestamp::now(),
+            )
+            .unwrap()
+            .path();
+        let rate = 1.0 + (r % 7) as f64 * 0.3;
+        for first in (0..steps).step_by(per_batch as usize) {
+            let body = named_batch(first, per_batch, &names, |i, k| {
+                let x = i as f64 / steps as f64;
+                let noise = ((i.wrapping_mul(2654435761).wrapping_add(r * 97 + k as u64 * 13)) % 1000) as f64 / 1e4;
+                let spike = if i == 7_777 && k == 0 && r % 100 == 0 { 50.0 } else { 0.0 };
+                (1.0 + k as f64 * 0.1) * (-rate * x * 3.0).exp() + noise + spike
+            });
+            s.ingest(&path, wire::decode_batch(&body).unwrap(), Timestamp::now()).unwrap();
+        }
+        s.finish_run(&path, cairn_types::api::FinishRequest { exit_code: Some(0), ..Default::default() }, Timestamp::now()).unwrap();
+        if (r + 1) % 100 == 0 {
+            println!("{} runs written ({:.0} s)", r + 1, t.elapsed().as_secs_f64());
+        }
+    }
+    println!("{} points in {:.1} s", runs * steps * METRICS.len() as u64, t.elapsed().as_secs_f64());
+
+    // 10,000 light runs (one row each) for scrolling the runs table.
+    for r in 0..10_000u64 {
+        let path = s
+            .upsert_run(
+                UpsertRunRequest {
+                    entity: Some("bench".into()),
+                    project: Some("ui-10k".into()),
+                    run_id: format!("t{r:05}"),
+                    config: Some(Value::Map(map! {"lr" => (r % 100) as f64 / 1000.0, "seed" => r as i64})),
+                    ..Default::default()
+                },
+                Timestamp::now(),
+            )
+            .unwrap()
+            .path();
+        let body = named_batch(0, 1, &["acc".to_owned(), "loss".to_owned()], |_, k| if k == 0 { (r % 997) as f64 / 997.0 } else { 1.0 / (1.0 + r as f64) });
+        s.ingest(&path, wire::decode_batch(&body).unwrap(), Timestamp::now()).unwrap();
+    }
+    println!("and 10,000 runs in bench/ui-10k ({:.1} s in all)", t.elapsed().as_secs_f64());
+}
+
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    if which == "ui-data" {
+        let dir = std::env::args().nth(2).expect("usage: cairn-bench ui-data DIR");
+        ui_data(Path::new(&dir));
+        return;
+    }
     println!("cairn benchmarks ({} cores)", std::thread::available_parallelism().map_or(0, |n| n.get()));
     let all = which == "all";
     if all || which == "log" {
