@@ -175,9 +175,17 @@ pub async fn project_series(
     State(state): State<AppState>,
     PathParams((entity, project)): PathParams<(String, String)>,
     JsonBody(query): JsonBody<ProjectSeriesQuery>,
-) -> ApiResult<Json<ProjectSeriesResult>> {
+) -> ApiResult<Response> {
+    let selection = cairn_types::api::BucketSelection::parse(query.fields.as_deref(), query.float32)?;
     let store = store(&state);
-    blocking(move || store.project_series(&entity, &project, &query)).await.map(Json)
+    // Serialized on the blocking pool too: a chart's answer can hold tens of thousands of numbers.
+    let body = blocking(move || {
+        let result = store.project_series(&entity, &project, &query)?;
+        serde_json::to_vec(&cairn_types::api::ProjectSeriesView { result: &result, selection })
+            .map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot write the series: {e}")))
+    })
+    .await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 #[utoipa::path(post, path = "/api/v1/runs", tag = "runs",

@@ -785,6 +785,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn series_view_narrows_values_but_not_x() {
+        let result = ProjectSeriesResult {
+            grid: SeriesGrid { x: "_timestamp".into(), x_min: Some(1.7e9), x_max: Some(1.7e9 + 1.0), buckets: 1 },
+            runs: vec![RunSeries {
+                run_id: "r".into(),
+                series: vec![KeySeries {
+                    key: "k".into(),
+                    buckets: Buckets {
+                        index: vec![0, 1, 2],
+                        x: vec![1_700_000_000.25, 1_700_000_000.5, 1_700_000_000.75],
+                        max: vec![0.1, f64::NAN, 1e300],
+                        ..Default::default()
+                    },
+                }],
+            }],
+        };
+        let selection = BucketSelection::parse(Some(&["x".into(), "max".into()]), true).unwrap();
+        let text = serde_json::to_string(&ProjectSeriesView { result: &result, selection }).unwrap();
+        assert!(text.contains(r#""buckets":{"x":[1700000000.25,1700000000.5,1700000000.75],"max":[0.1,"NaN",1e+300]}"#), "{text}");
+        assert!(BucketSelection::parse(Some(&["nope".into()]), false).unwrap_err().message.contains("index, x, x_min"));
+    }
+
+    #[test]
     fn json_batch_converts_nested_rows() {
         let json: IngestJson = serde_json::from_str(
             r#"{"history": {"offset": 3, "rows": [
@@ -862,6 +885,151 @@ pub struct ProjectSeriesQuery {
     pub x_min: Option<f64>,
     #[serde(default)]
     pub x_max: Option<f64>,
+    /// The per-bucket arrays to return, from `index`, `x`, `x_min`, `x_max`, `min`, `max`,
+    /// `mean`, `last` and `count` (default: all). A chart needs far fewer than all.
+    #[serde(default)]
+    pub fields: Option<Vec<String>>,
+    /// Values (`min`, `max`, `mean`, `last`, not x) rounded to 32-bit floats: plenty to draw, and
+    /// about half the JSON.
+    #[serde(default)]
+    pub float32: bool,
+}
+
+/// The per-bucket arrays of [`Buckets`], by name.
+pub const BUCKET_FIELDS: [&str; 9] = ["index", "x", "x_min", "x_max", "min", "max", "mean", "last", "count"];
+
+/// Which arrays of a bucket answer to write, and how.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BucketSelection {
+    mask: u16,
+    pub float32: bool,
+}
+
+impl BucketSelection {
+    pub const ALL: BucketSelection = BucketSelection { mask: (1 << BUCKET_FIELDS.len()) - 1, float32: false };
+
+    /// From the names in a query; an unknown name is an error that lists the known ones.
+    pub fn parse(fields: Option<&[String]>, float32: bool) -> Result<BucketSelection, CodedError> {
+        let Some(fields) = fields else { return Ok(BucketSelection { float32, ..BucketSelection::ALL }) };
+        let mut mask = 0;
+        for field in fields {
+            let Some(i) = BUCKET_FIELDS.iter().position(|f| f == field) else {
+                return Err(CodedError::new(
+                    ErrorCode::InvalidQuery,
+                    format!("unknown bucket field {field:?}; the fields are {}", BUCKET_FIELDS.join(", ")),
+                ));
+            };
+            mask |= 1 << i;
+        }
+        Ok(BucketSelection { mask, float32 })
+    }
+
+    fn has(&self, field: &str) -> bool {
+        BUCKET_FIELDS.iter().position(|f| *f == field).is_some_and(|i| self.mask & (1 << i) != 0)
+    }
+}
+
+/// Serializes a [`ProjectSeriesResult`] with only the selected bucket arrays: the answer of
+/// `POST .../series`, whose shape is that of `ProjectSeriesResult` less the arrays left out.
+pub struct ProjectSeriesView<'a> {
+    pub result: &'a ProjectSeriesResult,
+    pub selection: BucketSelection,
+}
+
+impl Serialize for ProjectSeriesView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Runs<'a>(&'a [RunSeries], BucketSelection);
+        struct Run<'a>(&'a RunSeries, BucketSelection);
+        struct Keys<'a>(&'a [KeySeries], BucketSelection);
+        struct Key<'a>(&'a KeySeries, BucketSelection);
+        struct Arrays<'a>(&'a Buckets, BucketSelection);
+        struct Values<'a>(&'a [f64], bool);
+        impl Serialize for Runs<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter().map(|r| Run(r, self.1)))
+            }
+        }
+        impl Serialize for Run<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("run_id", &self.0.run_id)?;
+                m.serialize_entry("series", &Keys(&self.0.series, self.1))?;
+                m.end()
+            }
+        }
+        impl Serialize for Keys<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter().map(|k| Key(k, self.1)))
+            }
+        }
+        impl Serialize for Key<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("key", &self.0.key)?;
+                m.serialize_entry("buckets", &Arrays(&self.0.buckets, self.1))?;
+                m.end()
+            }
+        }
+        impl Serialize for Values<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                if !self.1 {
+                    return crate::value::serialize_f64_slice(self.0, s);
+                }
+                s.collect_seq(self.0.iter().map(|v| {
+                    let narrow = *v as f32;
+                    // Out of the f32 range: the f64 stays, so nothing becomes infinite.
+                    if narrow.is_finite() || !v.is_finite() { F32OrF64::F32(narrow, *v) } else { F32OrF64::F64(*v) }
+                }))
+            }
+        }
+        enum F32OrF64 {
+            F32(f32, f64),
+            F64(f64),
+        }
+        impl Serialize for F32OrF64 {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match *self {
+                    F32OrF64::F32(narrow, _) if narrow.is_finite() => s.serialize_f32(narrow),
+                    F32OrF64::F32(_, wide) | F32OrF64::F64(wide) => crate::value::serialize_f64(&wide, s),
+                }
+            }
+        }
+        impl Serialize for Arrays<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let (b, sel) = (self.0, self.1);
+                let mut m = s.serialize_map(None)?;
+                if sel.has("index") {
+                    m.serialize_entry("index", &b.index)?;
+                }
+                for (name, values, narrow) in [
+                    ("x", &b.x, false),
+                    ("x_min", &b.x_min, false),
+                    ("x_max", &b.x_max, false),
+                    ("min", &b.min, sel.float32),
+                    ("max", &b.max, sel.float32),
+                    ("mean", &b.mean, sel.float32),
+                    ("last", &b.last, sel.float32),
+                ] {
+                    if sel.has(name) {
+                        m.serialize_entry(name, &Values(values, narrow))?;
+                    }
+                }
+                if sel.has("count") {
+                    m.serialize_entry("count", &b.count)?;
+                }
+                m.end()
+            }
+        }
+        let grid = &self.result.grid;
+        let mut m = serializer.serialize_map(Some(5))?;
+        m.serialize_entry("x", &grid.x)?;
+        m.serialize_entry("x_min", &grid.x_min.map(crate::value::JsonF64))?;
+        m.serialize_entry("x_max", &grid.x_max.map(crate::value::JsonF64))?;
+        m.serialize_entry("buckets", &grid.buckets)?;
+        m.serialize_entry("runs", &Runs(&self.result.runs, self.selection))?;
+        m.end()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

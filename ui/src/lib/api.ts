@@ -50,15 +50,16 @@ export interface RunPage {
   limit: number;
 }
 
+/** A series' buckets; arrays not asked for (`fields`) are absent. */
 export interface Buckets {
   index: number[];
   x: number[];
-  x_min: number[];
-  x_max: number[];
+  x_min?: number[];
+  x_max?: number[];
   min: (number | string)[];
   max: (number | string)[];
-  mean: (number | string)[];
-  last: (number | string)[];
+  mean?: (number | string)[];
+  last?: (number | string)[];
   count: number[];
 }
 
@@ -180,7 +181,16 @@ export const api = {
   projectSeries: (
     entity: string,
     project: string,
-    body: { run_ids: string[]; keys: string[]; x?: string; buckets?: number; x_min?: number; x_max?: number },
+    body: {
+      run_ids: string[];
+      keys: string[];
+      x?: string;
+      buckets?: number;
+      x_min?: number;
+      x_max?: number;
+      fields?: string[];
+      float32?: boolean;
+    },
   ) => request<ProjectSeries>("POST", `${projectUrl(entity, project)}/series`, body),
   run: (e: string, p: string, id: string) => request<RunInfo>("GET", runUrl(e, p, id)),
   updateRun: (e: string, p: string, id: string, patch: Partial<Pick<RunInfo, "name" | "notes" | "tags" | "group" | "job_type">>) =>

@@ -458,6 +458,19 @@ async fn project_columns_keys_series_and_groups() {
         .await
         .json();
     assert_eq!(zoomed["runs"][0]["series"][0]["buckets"]["count"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).sum::<u64>(), 20);
+    // Only the arrays asked for, values as 32-bit floats (x stays exact).
+    let slim = app
+        .post("/api/v1/projects/e/p/series", &json!({"run_ids": ["r1"], "keys": ["loss"], "buckets": 4, "fields": ["index", "x", "max"], "float32": true}))
+        .await
+        .json();
+    let b = &slim["runs"][0]["series"][0]["buckets"];
+    let mut names: Vec<&str> = b.as_object().unwrap().keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(names, ["index", "max", "x"]);
+    assert_eq!(b["max"][2], 99.0);
+    app.post("/api/v1/projects/e/p/series", &json!({"run_ids": ["r1"], "keys": ["loss"], "fields": ["median"]}))
+        .await
+        .assert_error(400, "invalid_query", "unknown bucket field \"median\"");
     app.post("/api/v1/projects/e/p/series", &json!({"run_ids": ["r1"], "keys": ["loss"], "buckets": 0}))
         .await
         .assert_error(400, "invalid_query", "buckets");
