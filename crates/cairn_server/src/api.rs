@@ -13,7 +13,7 @@ use cairn_types::api::{
     HISTORY_MAX_COLUMNS_LIMIT, HISTORY_MAX_LIMIT, HeartbeatReply, HistoryColumns, HistoryPage, HistoryQuery,
     IngestAck, IngestJson, KeyInfo, ProjectColumns, ProjectInfo, ProjectKey, ProjectSeriesQuery,
     ProjectSeriesResult, RunInfo, RunListQuery, RunPage, RunPatch, RunSearch, SeriesQuery, SeriesResult,
-    ServerInfo, UpsertRunRequest,
+    ServerInfo, UpsertRunRequest, FileLinkQuery, UploadQuery, UploadStatus,
 };
 use cairn_types::error::{CodedError, ErrorBody, ErrorCode};
 use cairn_types::value::{Map, Value, insert_path};
@@ -452,13 +452,15 @@ fn validate_file_path(file_path: &str) -> ApiResult<()> {
 
 #[utoipa::path(put, path = "/api/v1/runs/{entity}/{project}/{run_id}/files/{file_path}", tag = "files",
     params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path),
-        ("file_path" = String, Path, description = "Path of the file in the run, may contain /")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+        ("file_path" = String, Path, description = "Path of the file in the run, may contain /"), FileLinkQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+        description = "The content; empty with `sha256`, which names a content uploaded before"),
     responses((status = 200, description = "Stored, streamed to disk and content-addressed", body = FileInfo),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn put_file(
     State(state): State<AppState>,
     PathParams((entity, project, run_id, file_path)): PathParams<(String, String, String, String)>,
+    QueryParams(link): QueryParams<FileLinkQuery>,
     request: Request,
 ) -> ApiResult<Json<FileInfo>> {
     use http_body_util::BodyExt;
@@ -471,6 +473,22 @@ pub async fn put_file(
         let store = store.clone();
         let path = path.clone();
         blocking(move || store.get_run(&path)).await?;
+    }
+    if let Some(sha256) = link.sha256 {
+        // A content uploaded before (by this run or any other): only the name is new.
+        return blocking(move || {
+            let size = store.blobs().size(&sha256)?.ok_or_else(|| {
+                CodedError::new(
+                    ErrorCode::FileNotFound,
+                    format!("content {sha256} is not uploaded; send it first with PUT /api/v1/uploads/{sha256}"),
+                )
+            })?;
+            let info = FileInfo { path: file_path, size, sha256, updated_at: Timestamp::now() };
+            store.put_run_file(&path, info.clone())?;
+            Ok(info)
+        })
+        .await
+        .map(Json);
     }
     let staging = store.blobs().staging_dir().to_owned();
     let tmp = tempfile::NamedTempFile::new_in(&staging)
@@ -553,4 +571,137 @@ use std::io::Read as _;
 pub async fn with_body_limit(State(state): State<AppState>, mut request: Request, next: axum::middleware::Next) -> Response {
     request.extensions_mut().insert(BodyLimit(state.config.max_body_bytes));
     next.run(request).await
+}
+
+/// Where the bytes of an upload in progress wait: beside the blobs, so storing is a rename.
+fn partial_upload_path(store: &dyn Store, sha256: &str) -> std::path::PathBuf {
+    store.blobs().staging_dir().join(format!("upload-{sha256}.part"))
+}
+
+fn upload_status_of(store: &dyn Store, sha256: &str) -> Result<UploadStatus, CodedError> {
+    cairn_store::blob::valid_sha(sha256)?;
+    if let Some(size) = store.blobs().size(sha256)? {
+        return Ok(UploadStatus { sha256: sha256.to_owned(), received: size, complete: true });
+    }
+    let received = std::fs::metadata(partial_upload_path(store, sha256)).map(|m| m.len()).unwrap_or(0);
+    Ok(UploadStatus { sha256: sha256.to_owned(), received, complete: false })
+}
+
+#[utoipa::path(get, path = "/api/v1/uploads/{sha256}", tag = "files",
+    params(("sha256" = String, Path, description = "SHA-256 of the content, lowercase hex")),
+    responses((status = 200, description = "How much of the content the server holds", body = UploadStatus),
+        (status = 400, body = ErrorBody)))]
+pub async fn upload_status(State(state): State<AppState>, PathParams(sha256): PathParams<String>) -> ApiResult<Json<UploadStatus>> {
+    let store = store(&state);
+    blocking(move || upload_status_of(store.as_ref(), &sha256)).await.map(Json)
+}
+
+/// One upload per content at a time: a second writer would interleave its bytes.
+struct UploadClaim {
+    uploads: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    sha256: String,
+}
+
+impl Drop for UploadClaim {
+    fn drop(&mut self) {
+        self.uploads.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.sha256);
+    }
+}
+
+#[utoipa::path(put, path = "/api/v1/uploads/{sha256}", tag = "files",
+    params(("sha256" = String, Path, description = "SHA-256 of the content, lowercase hex"), UploadQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+        description = "The content from byte `offset`, whole or in part: an interrupted upload resumes from what the server holds"),
+    responses((status = 200, description = "What the server holds now; `complete` once the content is checked and stored", body = UploadStatus),
+        (status = 400, body = ErrorBody), (status = 409, description = "`offset` is not what the server holds, or another upload of the same content is under way", body = ErrorBody)))]
+pub async fn upload_part(
+    State(state): State<AppState>,
+    PathParams(sha256): PathParams<String>,
+    QueryParams(query): QueryParams<UploadQuery>,
+    request: Request,
+) -> ApiResult<Json<UploadStatus>> {
+    use http_body_util::BodyExt;
+    use std::io::Write;
+
+    let store = store(&state);
+    let status = {
+        let (store, sha256) = (store.clone(), sha256.clone());
+        blocking(move || upload_status_of(store.as_ref(), &sha256)).await?
+    };
+    if status.complete {
+        return Ok(Json(status));
+    }
+    if query.offset > query.size {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("offset {} is past the content's size {}", query.offset, query.size),
+        ));
+    }
+    let _claim = {
+        let mut uploads = state.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        if !uploads.insert(sha256.clone()) {
+            return Err(ApiError::new(ErrorCode::UploadInProgress, format!("content {sha256} is being uploaded by another request; retry")));
+        }
+        UploadClaim { uploads: state.uploads.clone(), sha256: sha256.clone() }
+    };
+    let partial = partial_upload_path(store.as_ref(), &sha256);
+    let io_error = |e: std::io::Error| ApiError::new(ErrorCode::Internal, format!("cannot write the upload of {sha256}: {e}"));
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(&partial).map_err(io_error)?;
+    let mut received = file.metadata().map_err(io_error)?.len();
+    if received != query.offset {
+        return Err(ApiError::new(
+            ErrorCode::UploadOffset,
+            format!("the server holds {received} bytes of {sha256}; send from offset {received}, not {}", query.offset),
+        ));
+    }
+    let mut file = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut body = request.into_body();
+    let mut broken = None;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    if received + data.len() as u64 > query.size {
+                        broken = Some(ApiError::new(
+                            ErrorCode::InvalidBody,
+                            format!("the upload of {sha256} is longer than its size {}", query.size),
+                        ));
+                        break;
+                    }
+                    file.write_all(&data).map_err(io_error)?;
+                    received += data.len() as u64;
+                }
+            }
+            Err(e) => {
+                // What arrived is kept: the client resumes from it.
+                broken = Some(ApiError::new(ErrorCode::InvalidBody, format!("the upload of {sha256} ended early: {e}")));
+                break;
+            }
+        }
+    }
+    file.flush().map_err(io_error)?;
+    drop(file);
+    if let Some(error) = broken {
+        if received > query.size {
+            let _ = std::fs::remove_file(&partial);
+        }
+        return Err(error);
+    }
+    if received < query.size {
+        return Ok(Json(UploadStatus { sha256, received, complete: false }));
+    }
+    blocking(move || {
+        let blob = store.blobs().put_file(&partial);
+        let _ = std::fs::remove_file(&partial);
+        let blob = blob?;
+        if blob.sha256 != sha256 {
+            return Err(CodedError::new(
+                ErrorCode::ContentMismatch,
+                format!("the uploaded content's SHA-256 is {}, not {sha256}; upload it again", blob.sha256),
+            ));
+        }
+        Ok(UploadStatus { sha256, received: blob.size, complete: true })
+    })
+    .await
+    .map(Json)
 }

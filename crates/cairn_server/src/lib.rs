@@ -54,11 +54,13 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Changes to runs, for the live events stream.
     pub events: tokio::sync::broadcast::Sender<cairn_types::api::RunEvent>,
+    /// Contents (by SHA-256) being uploaded now.
+    pub uploads: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> AppState {
-        AppState { store, config: Arc::new(config), events: events::channel() }
+        AppState { store, config: Arc::new(config), events: events::channel(), uploads: Default::default() }
     }
 }
 
@@ -79,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/projects/{entity}/{project}/keys", get(api::project_keys))
         .route("/api/v1/projects/{entity}/{project}/series", post(api::project_series))
         .route("/api/v1/events", get(events::stream))
+        .route("/api/v1/uploads/{sha256}", get(api::upload_status).put(api::upload_part))
         .route("/api/v1/runs", post(api::upsert_run))
         .route(run, get(api::get_run).patch(api::update_run).delete(api::delete_run))
         .route(&format!("{run}/ingest"), post(api::ingest))

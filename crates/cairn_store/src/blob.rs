@@ -39,7 +39,7 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn valid_sha(sha256: &str) -> Result<()> {
+pub fn valid_sha(sha256: &str) -> Result<()> {
     if sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
         Ok(())
     } else {
@@ -97,6 +97,15 @@ impl BlobStore for LocalBlobStore {
     fn exists(&self, sha256: &str) -> Result<bool> {
         valid_sha(sha256)?;
         Ok(self.blob_path(sha256).exists())
+    }
+
+    fn size(&self, sha256: &str) -> Result<Option<u64>> {
+        valid_sha(sha256)?;
+        match std::fs::metadata(self.blob_path(sha256)) {
+            Ok(meta) => Ok(Some(meta.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("read", &self.blob_path(sha256), e)),
+        }
     }
 
     fn staging_dir(&self) -> &Path {

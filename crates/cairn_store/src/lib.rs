@@ -144,6 +144,8 @@ pub trait BlobStore: Send + Sync {
     /// Reads a blob, streaming.
     fn open(&self, sha256: &str) -> Result<Box<dyn Read + Send>>;
     fn exists(&self, sha256: &str) -> Result<bool>;
+    /// The size of a stored blob, or `None` when it is not stored.
+    fn size(&self, sha256: &str) -> Result<Option<u64>>;
     /// A folder for temporary files on the same file system as the store, so `put_file` can rename.
     fn staging_dir(&self) -> &Path;
 }

@@ -531,6 +531,34 @@ pub struct ConsoleQuery {
     pub limit: Option<usize>,
 }
 
+/// Where a resumable upload of one content (by SHA-256) stands on the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UploadStatus {
+    pub sha256: String,
+    /// Bytes the server holds: send the rest from here.
+    pub received: u64,
+    /// The content is stored (possibly saved by another run before): nothing to send.
+    pub complete: bool,
+}
+
+/// `PUT /api/v1/uploads/{sha256}?offset=K&size=N`: the body is the content from byte K.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+pub struct UploadQuery {
+    /// Where the body starts in the content; must equal what the server holds.
+    pub offset: u64,
+    /// The content's whole size: when reached, the server checks the SHA-256 and stores it.
+    pub size: u64,
+}
+
+/// `PUT .../files/{path}?sha256=X`: names a content uploaded before, without sending it again.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+pub struct FileLinkQuery {
+    pub sha256: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileInfo {

@@ -59,6 +59,9 @@ error_codes! {
     RunDeleted => ("run_deleted", 409, Conflict),
     OffsetGap => ("offset_gap", 409, Conflict),
     RunFinished => ("run_finished", 409, Conflict),
+    UploadOffset => ("upload_offset", 409, Conflict),
+    UploadInProgress => ("upload_in_progress", 409, Conflict),
+    ContentMismatch => ("content_mismatch", 400, InvalidInput),
     ShuttingDown => ("shutting_down", 503, Unavailable),
     Internal => ("internal", 500, Internal),
 }

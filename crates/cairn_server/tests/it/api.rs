@@ -42,10 +42,11 @@ async fn info_and_openapi_document_every_route() {
         "/api/v1/projects/{entity}/{project}/keys",
         "/api/v1/projects/{entity}/{project}/series",
         "/api/v1/events",
+        "/api/v1/uploads/{sha256}",
     ] {
         assert!(paths.iter().any(|p| *p == route), "{route} is not documented");
     }
-    assert_eq!(paths.len(), 24, "{paths:?}");
+    assert_eq!(paths.len(), 25, "{paths:?}");
     let history = &doc["paths"]["/api/v1/runs/{entity}/{project}/{run_id}/history"]["get"]["parameters"];
     let names: Vec<&str> = history.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"min_step") && names.contains(&"keys"), "{names:?}");
@@ -346,6 +347,59 @@ async fn files_upload_and_download() {
     app.get(&format!("{run}/files/nope.txt")).await.assert_error(404, "file_not_found", "nope.txt");
     app.request(Method::PUT, &format!("{run}/files/a/../b"), None, b"x".to_vec()).await.assert_error(400, "invalid_value", "..");
     app.request(Method::PUT, "/api/v1/runs/e/p/ghost/files/a", None, b"x".to_vec()).await.assert_error(404, "run_not_found", "ghost");
+}
+
+#[tokio::test]
+async fn uploads_resume_from_what_the_server_holds_and_store_each_content_once() {
+    use sha2::Digest;
+    let app = TestApp::new();
+    let run = app.run("e", "p", "r1").await;
+    let content: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let sha: String = sha2::Sha256::digest(&content).iter().map(|b| format!("{b:02x}")).collect();
+    let size = content.len();
+    let status = app.get(&format!("/api/v1/uploads/{sha}")).await.json();
+    assert_eq!(status, json!({"sha256": sha, "received": 0, "complete": false}));
+    // Naming a content that is not uploaded is refused.
+    app.request(Method::PUT, &format!("{run}/files/m.bin?sha256={sha}"), None, Vec::new())
+        .await
+        .assert_error(404, "file_not_found", "not uploaded");
+    // A first part, then a part sent from the wrong offset, then the rest.
+    let first = app
+        .request(Method::PUT, &format!("/api/v1/uploads/{sha}?offset=0&size={size}"), None, content[..100_000].to_vec())
+        .await
+        .json();
+    assert_eq!(first["received"], 100_000);
+    assert_eq!(first["complete"], false);
+    app.request(Method::PUT, &format!("/api/v1/uploads/{sha}?offset=0&size={size}"), None, content[..10].to_vec())
+        .await
+        .assert_error(409, "upload_offset", "send from offset 100000");
+    assert_eq!(app.get(&format!("/api/v1/uploads/{sha}")).await.json()["received"], 100_000);
+    let last = app
+        .request(Method::PUT, &format!("/api/v1/uploads/{sha}?offset=100000&size={size}"), None, content[100_000..].to_vec())
+        .await
+        .json();
+    assert_eq!(last["complete"], true);
+    let linked = app.request(Method::PUT, &format!("{run}/files/ckpt/m.bin?sha256={sha}"), None, Vec::new()).await.json();
+    assert_eq!(linked["size"], size);
+    assert_eq!(app.get(&format!("{run}/files/ckpt/m.bin")).await.bytes, content);
+    // Another run names the same content without sending it.
+    let run2 = app.run("e", "p", "r2").await;
+    app.request(Method::PUT, &format!("{run2}/files/copy.bin?sha256={sha}"), None, Vec::new()).await.json();
+    assert_eq!(app.get(&format!("{run2}/files/copy.bin")).await.bytes, content);
+    // A content that does not match its SHA-256 is refused, and nothing is kept of it.
+    let wrong = "0".repeat(64);
+    app.request(Method::PUT, &format!("/api/v1/uploads/{wrong}?offset=0&size=3"), None, b"abc".to_vec())
+        .await
+        .assert_error(400, "content_mismatch", "upload it again");
+    assert_eq!(app.get(&format!("/api/v1/uploads/{wrong}")).await.json()["received"], 0);
+    // Bad input is named.
+    app.get("/api/v1/uploads/XYZ").await.assert_error(400, "invalid_value", "XYZ");
+    app.request(Method::PUT, &format!("/api/v1/uploads/{wrong}?offset=5&size=3"), None, Vec::new())
+        .await
+        .assert_error(400, "invalid_query", "offset 5");
+    app.request(Method::PUT, &format!("/api/v1/uploads/{wrong}?offset=0&size=2"), None, b"abc".to_vec())
+        .await
+        .assert_error(400, "invalid_body", "longer than its size 2");
 }
 
 #[tokio::test]
