@@ -12,7 +12,7 @@ run.finish()
 from . import errors
 from ._core import __version__
 from .api import Api
-from .sdk import Run, Settings, define_metric, finish, init, log
+from .sdk import Run, Settings, define_metric, finish, init, log, save
 from .sdk import _Preinit
 
 #: The current run, set by ``init`` and cleared by ``finish``.
@@ -33,5 +33,6 @@ __all__ = [
     "init",
     "log",
     "run",
+    "save",
     "summary",
 ]

@@ -11,6 +11,7 @@ import atexit
 import os
 import signal
 import sys
+import threading
 
 from . import _core, errors
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
     from typing import Any
 
-__all__ = ["Settings", "Run", "Config", "Summary", "init", "finish", "log", "define_metric"]
+__all__ = ["Settings", "Run", "Config", "Summary", "init", "finish", "log", "define_metric", "save"]
 
 # W&B settings that cairn accepts for compatibility and has no use for.
 _IGNORED_WANDB_SETTINGS = frozenset(
@@ -54,10 +55,24 @@ class Settings:
     ``mode``: ``online``, ``offline`` or ``disabled`` (``CAIRN_MODE``).
     ``silent``: no terminal output (``CAIRN_SILENT``).
     ``heartbeat_interval``, ``finish_timeout``, ``init_timeout``: seconds.
-    ``console``: ``auto`` or ``off``, whether stdout and stderr are captured.
+    ``console``: ``auto`` (default; stdout and stderr are captured at the file-descriptor level
+    and still shown) or ``off`` (``CAIRN_CONSOLE``).
+    ``stats_sampling_interval`` (W&B's ``x_stats_sampling_interval``): seconds between samples
+    of system metrics, 0 for none (``CAIRN_STATS_INTERVAL``, default 10).
     """
 
-    _FIELDS = ("base_url", "api_key", "mode", "silent", "heartbeat_interval", "finish_timeout", "init_timeout", "console")
+    _FIELDS = (
+        "base_url",
+        "api_key",
+        "mode",
+        "silent",
+        "heartbeat_interval",
+        "finish_timeout",
+        "init_timeout",
+        "console",
+        "stats_sampling_interval",
+    )
+    _ALIASES = {"x_stats_sampling_interval": "stats_sampling_interval", "_stats_sample_rate_seconds": "stats_sampling_interval"}
 
     def __init__(self, **kwargs: Any) -> None:
         for key in self._FIELDS:
@@ -66,6 +81,7 @@ class Settings:
 
     def update(self, values: Mapping[str, Any]) -> None:
         for key, value in values.items():
+            key = self._ALIASES.get(key, key)
             if key in self._FIELDS:
                 setattr(self, key, value)
             elif key not in _IGNORED_WANDB_SETTINGS:
@@ -289,6 +305,7 @@ class Run:
         self._core = core
         self._silent = silent
         self._finished = False
+        self._requirements: threading.Thread | None = None
         self._tags: tuple[str, ...] = ()
         self._notes = ""
         self._group: str | None = None
@@ -431,9 +448,33 @@ class Run:
         if self._finished:
             return
         self._finished = True
+        if self._requirements is not None and state != "killed":
+            try:
+                self._requirements.join(timeout=10)
+            except KeyboardInterrupt:
+                pass  # the run still finishes; requirements.txt may be missing
+        # What Python still buffers belongs to the run's console log.
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001, S110 - a closed or replaced stream
+                pass
         _, _, lines = self._core.finish(exit_code, state)
         _print(lines, self._silent or bool(quiet))
         _forget(self)
+
+    # Files ------------------------------------------------------------------------------------
+
+    def save(self, glob_str: str | os.PathLike[str], base_path: str | os.PathLike[str] | None = None, policy: str = "live") -> list[str]:
+        """Saves files with the run, as W&B's ``run.save``. ``glob_str`` is a path or a glob;
+        names in the run are relative to ``base_path`` (by default the folder before the first
+        wildcard). ``policy``: ``"live"`` uploads now and again whenever the file changes,
+        ``"now"`` once now, ``"end"`` when the run ends. Uploads stream from disk, resume after
+        an interruption, and store each content once on the server. Returns the names matched now."""
+        if policy not in ("live", "now", "end"):
+            raise errors.InvalidValue(f'policy {policy!r} must be "live", "now" or "end"')
+        base = os.fspath(base_path) if base_path is not None else None
+        return self._core.save(os.fspath(glob_str), base, policy)
 
     def __enter__(self) -> Run:
         return self
@@ -563,6 +604,40 @@ def _interrupt_main() -> None:
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(main), ctypes.py_object(KeyboardInterrupt))
 
 
+def _write_requirements(core: _core.Run) -> threading.Thread | None:
+    """``requirements.txt`` of this Python environment, saved with the run, written off the
+    training thread (listing the installed distributions reads many files)."""
+    directory = core.dir
+    if not directory:
+        return None
+
+    def write() -> None:
+        try:
+            from importlib import metadata
+
+            lines = sorted(
+                {f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata and d.metadata["Name"]},
+                key=str.lower,
+            )
+            path = os.path.join(directory, "files", "requirements.txt")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("\n".join(lines) + "\n")
+            core.save(path, os.path.join(directory, "files"), "now")
+        except Exception:  # noqa: BLE001, S110 - metadata is best effort, never the run's failure
+            pass
+
+    import threading
+
+    thread = threading.Thread(target=write, name="cairn-requirements", daemon=True)
+    thread.start()
+    return thread
+
+
+def save(glob_str: str | os.PathLike[str], base_path: str | os.PathLike[str] | None = None, policy: str = "live") -> list[str]:
+    """Saves files with the current run (see ``Run.save``)."""
+    return _current("save").save(glob_str, base_path, policy)
+
+
 def _metadata() -> dict[str, Any]:
     argv = list(sys.argv)
     program = argv[0] if argv else ""
@@ -667,6 +742,8 @@ def init(
         "heartbeat_interval": resolved.heartbeat_interval,
         "finish_timeout": resolved.finish_timeout,
         "init_timeout": resolved.init_timeout,
+        "console": resolved.console,
+        "stats_interval": resolved.stats_sampling_interval,
     }
     core = _core.init(**kwargs)
     run = Run(core, silent)
@@ -677,6 +754,7 @@ def init(
     if allow_val_change:
         run.config.update({}, allow_val_change=True)
     if core.mode != "disabled":
+        run._requirements = _write_requirements(core)
         core.on_stop(_interrupt_main)
         _install_hooks()
         _exception, _exit_code = None, None

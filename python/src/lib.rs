@@ -125,6 +125,18 @@ fn settings_from(py: Python<'_>, kwargs: &Bound<'_, PyDict>) -> PyResult<Setting
     settings.heartbeat_interval = opt_secs(kwargs, "heartbeat_interval")?;
     settings.finish_timeout = opt_secs(kwargs, "finish_timeout")?;
     settings.init_timeout = opt_secs(kwargs, "init_timeout")?;
+    if let Some(console) = opt_string(kwargs, "console")? {
+        settings.console = Some(cairn_client::Console::parse(&console).map_err(|e| raise(py, e))?);
+    }
+    if let Some(item) = kwargs.get_item("stats_interval")?
+        && !item.is_none()
+    {
+        let secs: f64 = item.extract().map_err(|_| PyTypeError::new_err("stats_sampling_interval must be a number of seconds"))?;
+        if !(secs.is_finite() && secs >= 0.0) {
+            return Err(invalid_value(py, format!("stats_sampling_interval {secs} must be 0 (off) or a positive number of seconds")));
+        }
+        settings.stats_interval = Some(Duration::from_secs_f64(secs));
+    }
     // The Python package prints the terminal output itself, through sys.stderr.
     settings.silent = Some(true);
     Ok(settings)
@@ -134,6 +146,9 @@ fn settings_from(py: Python<'_>, kwargs: &Bound<'_, PyDict>) -> PyResult<Setting
 #[pyclass(name = "Run", module = "cairn._core", frozen)]
 struct PyRun {
     run: cairn_client::Run,
+    /// A stop from the server interrupts the program once: by the signal that `on_stop` sends,
+    /// or by the `log` call that sees the stop first.
+    interrupted: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[pymethods]
@@ -210,6 +225,14 @@ impl PyRun {
             // Stopped from the server: the interrupt that the stop sends may not have reached the
             // main thread yet; `log` raises it, rather than an error about a finished run.
             Err(e) if e.kind == cairn_client::ErrorKind::Finished && self.run.stop_requested() => {
+                if self.interrupted.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                    // `on_stop` is sending the signal: its handler raises here, once. Give it a
+                    // moment to arrive (without the GIL, which the sender needs).
+                    for _ in 0..50 {
+                        py.check_signals()?;
+                        py.detach(|| std::thread::sleep(Duration::from_millis(2)));
+                    }
+                }
                 Err(pyo3::exceptions::PyKeyboardInterrupt::new_err("the run was stopped from the server"))
             }
             Err(e) => Err(py_error.take().unwrap_or_else(|| raise(py, e))),
@@ -314,8 +337,14 @@ impl PyRun {
 
     /// Calls `callback()` (from a background thread) when the server asks the run to stop.
     fn on_stop(&self, callback: Py<PyAny>) {
+        let interrupted = self.interrupted.clone();
         self.run.on_stop(move || {
             Python::attach(|py| {
+                // Under the GIL, so that `log` on the main thread sees either the flag unset (and
+                // raises itself) or the signal on its way.
+                if interrupted.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                    return; // `log` raised the interrupt already
+                }
                 if let Err(e) = callback.call0(py) {
                     e.print(py);
                 }
@@ -330,6 +359,15 @@ impl PyRun {
     fn wait_uploaded(&self, py: Python<'_>, timeout: f64) -> bool {
         let run = self.run.clone();
         py.detach(move || run.wait_uploaded(Duration::from_secs_f64(timeout.max(0.0))))
+    }
+
+    /// Saves files matching a glob with the run; returns the names matched now.
+    #[pyo3(signature = (glob, base = None, policy = "live"))]
+    fn save(&self, py: Python<'_>, glob: &str, base: Option<PathBuf>, policy: &str) -> PyResult<Vec<String>> {
+        let policy = cairn_client::Policy::parse(policy).map_err(|e| raise(py, e))?;
+        let run = self.run.clone();
+        let glob = glob.to_owned();
+        py.detach(move || run.save(&glob, base.as_deref(), policy)).map_err(|e| raise(py, e))
     }
 
     /// Finishes the run; returns `(state, uploaded, lines to print)`.
@@ -352,7 +390,7 @@ fn init(py: Python<'_>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<PyRun> {
     let empty = PyDict::new(py);
     let settings = settings_from(py, kwargs.unwrap_or(&empty))?;
     let run = py.detach(move || cairn_client::init(settings)).map_err(|e| raise(py, e))?;
-    Ok(PyRun { run })
+    Ok(PyRun { run, interrupted: Default::default() })
 }
 
 /// Uploads a run directory (`cairn sync`). Returns `(run path, records sent)`.

@@ -25,9 +25,9 @@ def cairn_binary() -> str:
 
 
 class Server:
-    def __init__(self, data_dir: Path, *extra: str) -> None:
+    def __init__(self, data_dir: Path, *extra: str, port: int | str = 0) -> None:
         self.process = subprocess.Popen(
-            [cairn_binary(), "server", "--port", "0", "--data-dir", str(data_dir), "--default-entity", "tester", *extra],
+            [cairn_binary(), "server", "--port", str(port), "--data-dir", str(data_dir), "--default-entity", "tester", *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use cairn_types::api::{
-    FinishRequest, HeartbeatReply, IngestAck, KeyInfo, ProjectInfo, RunInfo, RunPage, RunPatch, RunSearch,
+    FileInfo, FinishRequest, HeartbeatReply, UploadStatus, IngestAck, KeyInfo, ProjectInfo, RunInfo, RunPage, RunPatch, RunSearch,
     SeriesQuery, SeriesResult, ServerInfo, UpsertRunRequest,
 };
 use cairn_types::error::{CodedError, ErrorBody, ErrorCode};
@@ -182,6 +182,30 @@ impl ApiClient {
     pub fn ingest(&self, path: &RunPath, batch: &[u8]) -> CallResult<IngestAck> {
         let url = format!("{}/ingest", run_url(&self.base_url, path));
         Self::finish(self.auth(self.agent.post(url)).header("Content-Type", BATCH_CONTENT_TYPE).send(batch))
+    }
+
+    /// How much of a content (by SHA-256) the server holds.
+    pub fn upload_status(&self, sha256: &str) -> CallResult<UploadStatus> {
+        self.get_json(&format!("{}/api/v1/uploads/{sha256}", self.base_url), &[])
+    }
+
+    /// Sends `length` bytes of a content from `offset`, streamed from `reader`.
+    pub fn upload_part(&self, sha256: &str, offset: u64, size: u64, reader: &mut dyn std::io::Read, length: u64) -> CallResult<UploadStatus> {
+        let url = format!("{}/api/v1/uploads/{sha256}", self.base_url);
+        let request = self
+            .auth(self.agent.put(url))
+            .query("offset", offset.to_string())
+            .query("size", size.to_string())
+            .header("Content-Type", "application/octet-stream")
+            .header("Content-Length", length.to_string());
+        Self::finish(request.send(ureq::SendBody::from_reader(reader)))
+    }
+
+    /// Names an uploaded content as one of the run's files.
+    pub fn link_file(&self, path: &RunPath, name: &str, sha256: &str) -> CallResult<FileInfo> {
+        let encoded: Vec<String> = name.split('/').map(encode_segment).collect();
+        let url = format!("{}/files/{}", run_url(&self.base_url, path), encoded.join("/"));
+        Self::finish(self.auth(self.agent.put(url)).query("sha256", sha256).send(&[][..]))
     }
 
     pub fn heartbeat(&self, path: &RunPath) -> CallResult<HeartbeatReply> {

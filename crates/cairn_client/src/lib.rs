@@ -14,8 +14,10 @@
 //! `log` writes to the run directory's write-ahead log and returns; a background thread uploads.
 //! Data that `log` accepted survives a crash of the process and is uploaded by `cairn sync`.
 
+pub mod console;
 mod core;
 pub mod error;
+pub mod files;
 pub mod http;
 pub mod metadata;
 pub mod report;
@@ -23,13 +25,15 @@ mod run;
 pub mod rundir;
 pub mod settings;
 pub mod sync;
+pub mod system;
 pub mod upload;
 pub mod wal;
 
 pub use crate::core::{LogOutcome, RowFields};
 pub use error::{ClientError, ErrorKind};
 pub use run::{FinishReport, Run, init};
-pub use settings::{Mode, Settings};
+pub use files::Policy;
+pub use settings::{Console, Mode, Settings};
 pub use cairn_types::api::{ResumeMode, RunPatch, RunState};
 pub use cairn_types::value::{Map, Value};
 pub use cairn_types::map;

@@ -36,6 +36,8 @@ struct UploadStatus {
     acked: u64,
     error: Option<String>,
     done: bool,
+    /// The files thread has uploaded what the end of the run asks for (or given up).
+    files_done: bool,
     last_progress: Instant,
 }
 
@@ -46,6 +48,9 @@ struct Shared {
     core: Mutex<Option<Core>>,
     committed: Arc<AtomicU64>,
     closing: AtomicBool,
+    /// `finish` has begun (the console is stopped): the files thread makes its last pass. A stop
+    /// from the server closes the run before this.
+    finishing: AtomicBool,
     stop_requested: AtomicBool,
     on_stop: Mutex<Option<StopCallback>>,
     signal: (Mutex<()>, Condvar),
@@ -124,6 +129,8 @@ struct Inner {
     resume_file: Mutex<Option<PathBuf>>,
     /// Printed after the init lines: the server could not be reached, say.
     init_warning: Option<String>,
+    /// Console capture, stopped when the run finishes.
+    console: Mutex<Option<crate::console::Capture>>,
 }
 
 /// A run. Cheap to clone; every clone is the same run. Dropping the last clone finishes the run
@@ -131,6 +138,13 @@ struct Inner {
 #[derive(Clone)]
 pub struct Run {
     inner: Arc<Inner>,
+}
+
+fn spawn(name: &str, what: &str, work: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(work)
+        .map_err(|e| ClientError::new(ErrorKind::Io, format!("cannot start the {what} thread: {e}")))
 }
 
 /// Starts a run. Settings not given come from the `CAIRN_*` environment variables.
@@ -240,6 +254,14 @@ impl Run {
         let started_at = now_micros();
         let mut metadata = crate::metadata::collect();
         metadata.extend(r.metadata.clone());
+        let git = std::env::current_dir().ok().and_then(|cwd| crate::metadata::git_state(&cwd));
+        if let Some(git) = &git {
+            metadata.insert("git".into(), Value::Map(git.meta.clone()));
+        }
+        let mut r = r;
+        if let Some(diff) = git.and_then(|g| g.diff) {
+            r.extra_files.push(("diff.patch".into(), diff));
+        }
         let request = upsert_request(&r, &run_id, metadata, started_at);
         let run_dir = RunDir::create(&r.dir, &run_id, started_at / 1_000_000)?;
         let dir_path = run_dir.path.clone();
@@ -363,14 +385,22 @@ impl Run {
             client_version: env!("CARGO_PKG_VERSION").to_owned(),
         })?;
 
+        // Files the client writes for the run: uploaded once, now.
+        let files_dir = run_dir.path.join("files");
+        for (name, content) in &r.extra_files {
+            let target = files_dir.join(name);
+            std::fs::write(&target, content).map_err(|e| ClientError::io("write", &target, e))?;
+            crate::files::record_save(&run_dir.path, &crate::files::Save::new(&target.to_string_lossy(), Some(&files_dir), crate::files::Policy::Now)?)?;
+        }
         let shared = Arc::new(Shared {
             core: Mutex::new(Some(core)),
             committed,
             closing: AtomicBool::new(false),
+            finishing: AtomicBool::new(false),
             stop_requested: AtomicBool::new(false),
             on_stop: Mutex::new(None),
             signal: (Mutex::new(()), Condvar::new()),
-            status: Mutex::new(UploadStatus { path, acked: 0, error: None, done: false, last_progress: Instant::now() }),
+            status: Mutex::new(UploadStatus { path, acked: 0, error: None, done: false, files_done: false, last_progress: Instant::now() }),
             uploaded: Condvar::new(),
         });
         let mut threads = Vec::new();
@@ -388,19 +418,48 @@ impl Run {
                 finish_timeout: r.finish_timeout,
             };
             threads.push(
-                std::thread::Builder::new()
-                    .name("cairn-uploader".into())
-                    .spawn(move || uploader.run())
-                    .map_err(|e| ClientError::new(ErrorKind::Io, format!("cannot start the uploader thread: {e}")))?,
+                spawn("cairn-uploader", "uploader", move || uploader.run())?,
             );
             let (shared2, api2, interval) = (shared.clone(), ApiClient::new(&r.base_url, r.api_key.clone(), Duration::from_secs(10)), r.heartbeat_interval);
             threads.push(
-                std::thread::Builder::new()
-                    .name("cairn-heartbeat".into())
-                    .spawn(move || heartbeat_loop(shared2, api2, interval))
-                    .map_err(|e| ClientError::new(ErrorKind::Io, format!("cannot start the heartbeat thread: {e}")))?,
+                spawn("cairn-heartbeat", "heartbeat", move || heartbeat_loop(shared2, api2, interval))?,
             );
         }
+        if r.mode == Mode::Online {
+            let files = FilesThread {
+                shared: shared.clone(),
+                api: ApiClient::new(&r.base_url, r.api_key.clone(), Duration::from_secs(120)),
+                run_dir: run_dir.path.clone(),
+                finish_timeout: r.finish_timeout,
+            };
+            threads.push(
+                spawn("cairn-files", "files", move || files.run())?,
+            );
+        } else {
+            lock(&shared.status).files_done = true;
+        }
+        if !r.stats_interval.is_zero() {
+            let (shared2, interval, dir) = (shared.clone(), r.stats_interval, run_dir.path.clone());
+            threads.push(
+                spawn("cairn-stats", "system metrics", move || stats_loop(shared2, interval, dir))?,
+            );
+        }
+        let console = match r.console {
+            crate::settings::Console::Off => None,
+            crate::settings::Console::Auto => {
+                let log_path = files_dir.join("output.log");
+                let out = std::fs::File::create(&log_path).map_err(|e| ClientError::io("create", &log_path, e))?;
+                crate::files::record_save(&run_dir.path, &crate::files::Save::new(&log_path.to_string_lossy(), Some(&files_dir), crate::files::Policy::End)?)?;
+                let sink = ConsoleSink { shared: shared.clone(), out: std::io::BufWriter::new(out) };
+                match crate::console::Capture::start(Box::new(sink)) {
+                    Ok(capture) => Some(capture),
+                    Err(e) => {
+                        crate::rundir::debug_log(&run_dir.path, &format!("console capture is off: {e}"));
+                        None
+                    }
+                }
+            }
+        };
         let dir_path = Some(run_dir.path.clone());
         let run = Run {
             inner: Arc::new(Inner {
@@ -422,6 +481,7 @@ impl Run {
                         r.base_url
                     )
                 }),
+                console: Mutex::new(console),
             }),
         };
         if !run.inner.silent {
@@ -439,10 +499,11 @@ impl Run {
                     core: Mutex::new(None),
                     committed: Arc::new(AtomicU64::new(0)),
                     closing: AtomicBool::new(true),
+                    finishing: AtomicBool::new(true),
                     stop_requested: AtomicBool::new(false),
                     on_stop: Mutex::new(None),
                     signal: (Mutex::new(()), Condvar::new()),
-                    status: Mutex::new(UploadStatus { path: None, acked: 0, error: None, done: true, last_progress: Instant::now() }),
+                    status: Mutex::new(UploadStatus { path: None, acked: 0, error: None, done: true, files_done: true, last_progress: Instant::now() }),
                     uploaded: Condvar::new(),
                 }),
                 ident: Mutex::new(Identity {
@@ -461,6 +522,7 @@ impl Run {
                 finish_timeout: r.finish_timeout,
                 resume_file: Mutex::new(None),
                 init_warning: None,
+                console: Mutex::new(None),
             }),
         }
     }
@@ -643,6 +705,20 @@ impl Run {
         self.with_core(|core| core.log_console(line, stream, text)).map(|l| l.unwrap_or(0))
     }
 
+    /// Saves files matching `glob` with the run (W&B's `run.save`): names are relative to `base`
+    /// (by default the folder before the first wildcard). `Live` files are uploaded again when
+    /// they change; every saved file is uploaded as it stands when the run ends.
+    pub fn save(&self, glob: &str, base: Option<&Path>, policy: crate::files::Policy) -> Result<Vec<String>> {
+        let save = crate::files::Save::new(glob, base, policy)?;
+        let Some(dir) = self.inner.dir_path.as_deref() else { return Ok(Vec::new()) };
+        if lock(&self.inner.shared.core).as_ref().is_none_or(|c| c.finished) {
+            return Err(ClientError::new(ErrorKind::Finished, format!("the run has finished; {glob:?} was not saved")));
+        }
+        crate::files::record_save(dir, &save)?;
+        self.inner.shared.wake();
+        Ok(save.matches().into_iter().map(|(name, _)| name).collect())
+    }
+
     /// Whether the server asked the run to stop (from the UI or `cairn runs stop`).
     pub fn stop_requested(&self) -> bool {
         self.inner.shared.stop_requested.load(Ordering::Acquire)
@@ -731,7 +807,12 @@ impl Inner {
             return Ok(report.clone());
         }
         let final_state = state.unwrap_or(RunState::from_exit_code(exit_code.unwrap_or(0)));
+        // The console first: its last lines belong to the run (and `output.log` is complete).
+        if let Some(capture) = lock(&self.console).take() {
+            capture.stop();
+        }
         let shared = &self.shared;
+        shared.finishing.store(true, Ordering::Release);
         let (summary, sparklines, ended_state) = {
             let mut guard = lock(&shared.core);
             let Some(core) = guard.as_mut() else {
@@ -766,7 +847,7 @@ impl Inner {
         // behind (what it did not send stays in the run directory).
         if self.mode == Mode::Online {
             let mut status = lock(&shared.status);
-            while !status.done && status.last_progress.elapsed() <= self.finish_timeout + Duration::from_millis(500) {
+            while !(status.done && status.files_done) && status.last_progress.elapsed() <= self.finish_timeout + Duration::from_millis(500) {
                 status = shared.uploaded.wait_timeout(status, Duration::from_millis(100)).unwrap_or_else(|e| e.into_inner()).0;
             }
         }
@@ -774,7 +855,7 @@ impl Inner {
         // server that does not answer: it is left to end by itself (it sees `closing`).
         let uploader_done = lock(&shared.status).done;
         for thread in lock(&self.threads).drain(..) {
-            if uploader_done && thread.thread().name() == Some("cairn-uploader") {
+            if uploader_done && matches!(thread.thread().name(), Some("cairn-uploader" | "cairn-stats")) {
                 let _ = thread.join();
             }
         }
@@ -1043,5 +1124,121 @@ fn heartbeat_loop(shared: Arc<Shared>, api: ApiClient, interval: Duration) {
         {
             shared.trigger_stop();
         }
+    }
+}
+
+/// Console lines go into the run's log (stream `console`) and into `files/output.log`.
+struct ConsoleSink {
+    shared: Arc<Shared>,
+    out: std::io::BufWriter<std::fs::File>,
+}
+
+impl crate::console::Sink for ConsoleSink {
+    fn line(&mut self, rewrite: Option<u64>, stream: ConsoleStream, text: &str, done: bool) -> Option<u64> {
+        use std::io::Write;
+        if done {
+            let _ = self.out.write_all(text.as_bytes());
+            let _ = self.out.write_all(b"\n");
+        }
+        let mut guard = lock(&self.shared.core);
+        let core = guard.as_mut()?;
+        if core.finished {
+            return None;
+        }
+        core.log_console(rewrite, stream, text).ok()
+    }
+}
+
+impl Drop for ConsoleSink {
+    fn drop(&mut self) {
+        use std::io::Write;
+        let _ = self.out.flush();
+    }
+}
+
+/// Samples system metrics every `interval` (the first soon after start) until the run closes,
+/// and notes in the debug log what sampling cost.
+fn stats_loop(shared: Arc<Shared>, interval: Duration, run_dir: PathBuf) {
+    let started = crate::system::thread_cpu_time();
+    let mut sampler = crate::system::Sampler::new();
+    // CPU usage is measured between two readings: the first sample comes after a short wait.
+    shared.wait(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL.max(Duration::from_millis(200)));
+    let mut samples = 0u32;
+    let mut sampling = Duration::ZERO;
+    while !shared.closing.load(Ordering::Acquire) {
+        let before = crate::system::thread_cpu_time();
+        let sample = sampler.sample();
+        sampling += crate::system::thread_cpu_time().saturating_sub(before);
+        samples += 1;
+        let fields: Vec<(&str, f64)> = sample.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        {
+            let mut guard = lock(&shared.core);
+            match guard.as_mut() {
+                Some(core) if !core.finished => {
+                    let _ = core.log_system(now_micros(), &fields);
+                }
+                _ => break,
+            }
+        }
+        shared.wait(interval);
+    }
+    if samples > 0 {
+        let per_sample = sampling / samples;
+        crate::rundir::debug_log(
+            &run_dir,
+            &format!(
+                "system metrics: {samples} samples, {:.2} ms of CPU each ({:.4}% of one core at {:.1} s intervals; setup {:.2} ms)",
+                per_sample.as_secs_f64() * 1e3,
+                per_sample.as_secs_f64() / interval.as_secs_f64() * 100.0,
+                interval.as_secs_f64(),
+                crate::system::thread_cpu_time().saturating_sub(started).saturating_sub(sampling).as_secs_f64() * 1e3,
+            ),
+        );
+    }
+}
+
+/// Uploads saved files: `now` and changed `live` files every couple of seconds, and everything
+/// due when the run ends.
+struct FilesThread {
+    shared: Arc<Shared>,
+    api: ApiClient,
+    run_dir: PathBuf,
+    finish_timeout: Duration,
+}
+
+impl FilesThread {
+    fn run(self) {
+        let mut tracker = crate::files::Tracker::default();
+        let log_dir = self.run_dir.clone();
+        let mut log = move |m: &str| crate::rundir::debug_log(&log_dir, m);
+        loop {
+            let closing = self.shared.finishing.load(Ordering::Acquire);
+            if !closing && self.shared.closing.load(Ordering::Acquire) {
+                // Stopped from the server: `finish` is on its way (and `wait` no longer sleeps).
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            let path = lock(&self.shared.status).path.clone();
+            let stalled = || lock(&self.shared.status).last_progress.elapsed() > self.finish_timeout;
+            if let Some(path) = path {
+                // While the run goes on, a file that cannot be uploaded waits for the next pass;
+                // once it ends, for as long as uploads make progress.
+                let mut give_up = |failures: u32| if closing { stalled() } else { failures >= 3 };
+                let mut progress = |_sent: u64| lock(&self.shared.status).last_progress = Instant::now();
+                let saves = crate::files::read_saves(&self.run_dir);
+                let result = crate::files::upload_due(&self.api, &path, &saves, &mut tracker, closing, &mut log, &mut progress, &mut give_up);
+                if closing {
+                    if let Err(e) = result {
+                        log(&format!("files not uploaded before the finish timeout: {e}"));
+                    }
+                    break;
+                }
+            } else if closing && (stalled() || lock(&self.shared.status).done) {
+                break;
+            }
+            self.shared.wait(Duration::from_secs(2));
+        }
+        lock(&self.shared.status).files_done = true;
+        self.shared.uploaded.notify_all();
     }
 }

@@ -29,6 +29,29 @@ pub mod env {
     pub const INIT_TIMEOUT_SECS: &str = "CAIRN_INIT_TIMEOUT_SECS";
     /// `true` silences the terminal output.
     pub const SILENT: &str = "CAIRN_SILENT";
+    /// Seconds between samples of system metrics (default 10; 0 turns sampling off).
+    pub const STATS_INTERVAL: &str = "CAIRN_STATS_INTERVAL";
+    /// `auto` (default: capture fd 1 and fd 2) or `off`.
+    pub const CONSOLE: &str = "CAIRN_CONSOLE";
+}
+
+/// What happens to the program's console output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Console {
+    /// Captured at the file-descriptor level, and still shown.
+    #[default]
+    Auto,
+    Off,
+}
+
+impl Console {
+    pub fn parse(text: &str) -> Result<Console, ClientError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" | "wrap" | "redirect" | "on" => Ok(Console::Auto),
+            "off" => Ok(Console::Off),
+            _ => Err(ClientError::new(ErrorKind::InvalidSetting, format!("console {text:?} must be \"auto\" or \"off\""))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -90,6 +113,11 @@ pub struct Settings {
     pub silent: Option<bool>,
     /// Extra metadata from the binding (the Python version, say), merged over what the client collects.
     pub metadata: Map,
+    /// Between samples of system metrics; zero turns sampling off.
+    pub stats_interval: Option<Duration>,
+    pub console: Option<Console>,
+    /// Files the binding wrote for the run (`requirements.txt`, say): `(name in the run, content)`.
+    pub extra_files: Vec<(String, Vec<u8>)>,
 }
 
 macro_rules! setters {
@@ -148,6 +176,16 @@ impl Settings {
 
     pub fn silent(mut self, silent: bool) -> Self {
         self.silent = Some(silent);
+        self
+    }
+
+    pub fn stats_interval(mut self, interval: Duration) -> Self {
+        self.stats_interval = Some(interval);
+        self
+    }
+
+    pub fn console(mut self, console: Console) -> Self {
+        self.console = Some(console);
         self
     }
 
@@ -211,6 +249,26 @@ impl Settings {
             },
             silent,
             metadata: self.metadata,
+            stats_interval: match self.stats_interval {
+                Some(d) => d,
+                None => match env(env::STATS_INTERVAL) {
+                    None => Duration::from_secs(10),
+                    Some(text) => match text.trim().parse::<f64>() {
+                        Ok(v) if v.is_finite() && v >= 0.0 => Duration::from_secs_f64(v),
+                        _ => {
+                            return Err(ClientError::new(
+                                ErrorKind::InvalidSetting,
+                                format!("{}={text:?} is not a number of seconds (0 turns sampling off)", env::STATS_INTERVAL),
+                            ));
+                        }
+                    },
+                },
+            },
+            console: match self.console {
+                Some(c) => c,
+                None => env(env::CONSOLE).map(|c| Console::parse(&c)).transpose()?.unwrap_or_default(),
+            },
+            extra_files: self.extra_files,
         })
     }
 }
@@ -238,6 +296,9 @@ pub struct Resolved {
     pub init_timeout: Duration,
     pub silent: bool,
     pub metadata: Map,
+    pub stats_interval: Duration,
+    pub console: Console,
+    pub extra_files: Vec<(String, Vec<u8>)>,
 }
 
 #[cfg(test)]
@@ -273,6 +334,12 @@ mod tests {
         assert!(err.message.contains("sometimes"));
         let err = Settings::new().resolve_with(env_of(&[("CAIRN_HEARTBEAT_SECS", "-1")])).unwrap_err();
         assert!(err.message.contains("CAIRN_HEARTBEAT_SECS"));
+        let err = Settings::new().resolve_with(env_of(&[("CAIRN_STATS_INTERVAL", "often")])).unwrap_err();
+        assert!(err.message.contains("CAIRN_STATS_INTERVAL") && err.message.contains("often"));
+        let err = Settings::new().resolve_with(env_of(&[("CAIRN_CONSOLE", "loud")])).unwrap_err();
+        assert!(err.message.contains("loud"));
+        let r = Settings::new().resolve_with(env_of(&[("CAIRN_STATS_INTERVAL", "0"), ("CAIRN_CONSOLE", "off")])).unwrap();
+        assert_eq!((r.stats_interval, r.console), (Duration::ZERO, Console::Off));
         let err = Settings::new().base_url("localhost:8080").resolve_with(env_of(&[])).unwrap_err();
         assert!(err.message.contains("localhost:8080"));
     }

@@ -231,6 +231,14 @@ pub fn sync_run_dir(
     }
     let acked = sender.acked.min(end);
     progress(acked, end);
+    // Saved files, as they stand now (a crashed run's `live` and `end` files included).
+    let saves = crate::files::read_saves(dir);
+    if !saves.is_empty() {
+        let mut tracker = crate::files::Tracker::default();
+        let mut log = |m: &str| crate::rundir::debug_log(dir, &format!("sync: {m}"));
+        crate::files::upload_due(&api, &path, &saves, &mut tracker, true, &mut log, &mut |_| {}, &mut |failures| failures > 5)
+            .map_err(|e| ClientError::new(ErrorKind::Network, format!("cannot upload the files of {}: {e}", dir.display())))?;
+    }
     let complete = acked >= end;
     run_dir.write_upload_file(&UploadFile { acked, run_path: Some(path.to_string()), complete, error: None })?;
     if !complete {

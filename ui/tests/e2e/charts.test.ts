@@ -102,9 +102,12 @@ describe("workspace charts", () => {
     const page = await open(browser, `/e2e/${PROJECT}`);
     await page.waitForSelector('figure.chart[data-metric="train/loss"]');
     const sections = await page.$$eval(".section-head", (heads) => heads.map((h) => h.textContent!.replace(/[▾▸]/g, "").trim()));
-    expect(sections.map((s) => s.split(" ")[0])).toEqual(["Charts", "train", "val"]);
+    // The client samples system metrics by itself: they get a section of their own, last.
+    expect(sections.map((s) => s.split(" ")[0])).toEqual(["Charts", "train", "val", "System"]);
     const metrics = await page.$$eval("figure.chart", (f) => f.map((x) => x.getAttribute("data-metric")).sort());
-    expect(metrics).toEqual(["epoch", "lr", "spiky", "train/acc", "train/loss", "val/loss"]);
+    expect(metrics.filter((m) => !m!.startsWith("system."))).toEqual(["epoch", "lr", "spiky", "train/acc", "train/loss", "val/loss"]);
+    expect(metrics).toContain("system.cpu");
+    expect(metrics).toContain("system.memory_percent");
 
     await page.getByPlaceholder("Search panels").fill("loss");
     await expect.poll(() => page.$$eval("figure.chart", (f) => f.map((x) => x.getAttribute("data-metric")).sort())).toEqual(["train/loss", "val/loss"]);
