@@ -408,10 +408,19 @@ fn online_resume_uploads_what_a_killed_process_left_first() {
         .silent(true);
     let run = cairn_client::init(settings.resume(ResumeMode::Must)).unwrap();
     let count = assert_exactly_once(&api, &path, last_logged);
-    let next = count as i64;
+    // History continues after the last stored step. That is the last loss step, or one more when
+    // the kill came between a row's first part (`sparse`, not committed) and its second.
+    let next = api.get_run(&path).unwrap().last_step.unwrap() + 1;
+    assert!(next == count as i64 || next == count as i64 + 1, "next step {next} after {count} loss steps");
     assert_eq!(run.log([("loss", value_at(next))]).unwrap(), cairn_client::LogOutcome::Logged { step: next });
     run.finish(None).unwrap();
-    assert_eq!(assert_exactly_once(&api, &path, next), count + 1);
+    // What the killed process logged is there once, followed by the new step and nothing else.
+    let (steps, values) = read_back(&api, &path, "loss");
+    assert_eq!(steps.len(), count + 1);
+    assert!(steps[..count].iter().enumerate().all(|(i, s)| *s == i as i64), "the killed process's steps have a gap or a duplicate");
+    assert_eq!((steps.last(), values.last()), (Some(&next), Some(&Some(value_at(next)))));
+    let (sparse_steps, _) = read_back(&api, &path, "sparse");
+    assert!(sparse_steps.iter().all(|s| s % 7 == 3 && *s < next));
     assert_eq!(api.get_run(&path).unwrap().state, RunState::Finished);
 }
 
