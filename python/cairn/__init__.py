@@ -12,7 +12,7 @@ run.finish()
 from . import errors
 from ._core import __version__
 from .api import Api
-from .sdk import Run, Settings, define_metric, finish, init, log, save
+from .sdk import AlertLevel, Run, Settings, define_metric, finish, init, log, save
 from .sdk import _Preinit
 
 #: The current run, set by ``init`` and cleared by ``finish``.
@@ -22,6 +22,7 @@ config = _Preinit("config")
 summary = _Preinit("summary")
 
 __all__ = [
+    "AlertLevel",
     "Api",
     "Run",
     "Settings",

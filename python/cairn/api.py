@@ -105,6 +105,16 @@ class Api:
             raise errors.InvalidValue(f"per_page={per_page!r} must be a positive integer")
         return Runs(self, entity, project, filters, order, per_page)
 
+    def move_runs(self, paths: list[str], to: str) -> list[str]:
+        """Moves runs (``entity/project/run_id`` each) to the project ``to`` (``entity/project``,
+        or ``project`` of the default entity), created when missing. All move or none: an id that
+        the target holds already raises ``cairn.errors.Conflict``, a running run
+        ``InvalidValue``. Returns the new paths. The same operation as the UI's "Move to project"
+        and ``cairn runs move``."""
+        entity, project = _split_path(to, lambda: self.default_entity, "project")
+        full = ["/".join(_split_path(p, lambda: self.default_entity, "run")) for p in paths]
+        return self._client.move_runs(full, entity, project)
+
     def projects(self, entity: str | None = None) -> list[Project]:
         return [Project(self, p) for p in self._client.list_projects(entity or self.default_entity)]
 
@@ -255,8 +265,20 @@ class Run:
         )
         self._load(attrs)
 
-    def delete(self) -> None:
-        self._api._client.delete_run(self._path())
+    def delete(self, purge: bool = False) -> None:
+        """Deletes the run: softly (it disappears, and its id stays taken until the server's
+        retention window passes; re-using it raises ``cairn.errors.RunDeleted``), or for good
+        with ``purge=True`` (history, console and files; the id is free again). The same
+        operation as the UI's delete and ``cairn runs delete`` / ``cairn runs purge``."""
+        if purge:
+            self._api._client.purge_run(self._path())
+        else:
+            self._api._client.delete_run(self._path())
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The run's alerts (``run.alert``), oldest first: title, text, level, time, and how their
+        delivery went (``pending``, ``delivered``, ``failed`` or ``stored``)."""
+        return self._api._client.list_alerts(self._path())
 
     def stop(self) -> None:
         """Asks the run's process to stop; it ends as killed at its next heartbeat."""

@@ -8,6 +8,7 @@ __all__ = [
     "ConfigError",
     "NotFound",
     "Conflict",
+    "RunDeleted",
     "RunFinished",
     "CommError",
     "ServerError",
@@ -42,6 +43,11 @@ class NotFound(CairnError, LookupError):
 
 class Conflict(CairnError):
     """The run exists when it must not (``resume="never"``), or was deleted."""
+
+
+class RunDeleted(Conflict):
+    """The run id belongs to a deleted run: it is taken until the run is purged (``Api().run(path)
+    .delete(purge=True)``, ``cairn runs purge``, or the server's retention window)."""
 
 
 class RunFinished(CairnError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import _thread
 import atexit
+import enum
 import os
 import signal
 import sys
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
     from typing import Any
 
-__all__ = ["Settings", "Run", "Config", "Summary", "init", "finish", "log", "define_metric", "save"]
+__all__ = ["AlertLevel", "Settings", "Run", "Config", "Summary", "init", "finish", "log", "define_metric", "save"]
 
 # W&B settings that cairn accepts for compatibility and has no use for.
 _IGNORED_WANDB_SETTINGS = frozenset(
@@ -45,6 +46,14 @@ _IGNORED_WANDB_SETTINGS = frozenset(
         "program",
     }
 )
+
+
+class AlertLevel(str, enum.Enum):
+    """How serious an alert is (W&B's ``wandb.AlertLevel``)."""
+
+    INFO = "INFO"
+    WARN = "WARN"
+    ERROR = "ERROR"
 
 
 class Settings:
@@ -463,6 +472,23 @@ class Run:
         _print(lines, self._silent or bool(quiet))
         _forget(self)
 
+    # Alerts -----------------------------------------------------------------------------------
+
+    def alert(self, title: str, text: str, level: str | AlertLevel = "INFO", wait_duration: Any = 60) -> bool:
+        """Raises an alert, as W&B's ``run.alert``: stored with the run, shown in the UI, and
+        delivered by the server to its targets (a Slack-compatible webhook, email). ``level``:
+        ``INFO``, ``WARN`` or ``ERROR`` (or ``cairn.AlertLevel``). Within ``wait_duration``
+        (seconds or a ``timedelta``) the same title is sent once: a repeat returns False.
+        Delivery happens on the server: a target that fails is retried there, never here."""
+        if hasattr(wait_duration, "total_seconds"):
+            wait_duration = wait_duration.total_seconds()
+        if not isinstance(wait_duration, (int, float)) or isinstance(wait_duration, bool):
+            raise errors.InvalidValue(f"wait_duration must be seconds or a timedelta, not {wait_duration!r}")
+        level = getattr(level, "value", level)
+        if not isinstance(title, str) or not isinstance(text, str):
+            raise errors.InvalidValue(f"an alert's title and text must be strings, got {title!r} and {type(text).__name__}")
+        return self._core.alert(title, text, str(level), float(wait_duration))
+
     # Files ------------------------------------------------------------------------------------
 
     def save(self, glob_str: str | os.PathLike[str], base_path: str | os.PathLike[str] | None = None, policy: str = "live") -> list[str]:
@@ -743,6 +769,7 @@ def init(
         "finish_timeout": resolved.finish_timeout,
         "init_timeout": resolved.init_timeout,
         "console": resolved.console,
+        "allow_val_change": bool(allow_val_change),
         "stats_interval": resolved.stats_sampling_interval,
     }
     core = _core.init(**kwargs)

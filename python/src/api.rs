@@ -92,6 +92,26 @@ impl PyApiClient {
         py.detach(move || client.delete_run(&p)).map_err(|e| call_err(py, e))
     }
 
+    fn move_runs(&self, py: Python<'_>, run_paths: Vec<String>, entity: String, project: String) -> PyResult<Vec<String>> {
+        let paths = run_paths.iter().map(|p| path(py, p)).collect::<PyResult<Vec<_>>>()?;
+        let client = self.client.clone();
+        let moved = py.detach(move || client.move_runs(&paths, &entity, &project)).map_err(|e| call_err(py, e))?;
+        Ok(moved.iter().map(ToString::to_string).collect())
+    }
+
+    fn list_alerts<'py>(&self, py: Python<'py>, run_path: &str) -> PyResult<Bound<'py, PyAny>> {
+        let p = path(py, run_path)?;
+        let client = self.client.clone();
+        let alerts = py.detach(move || client.list_alerts(&p)).map_err(|e| call_err(py, e))?;
+        json_to_py(py, &to_json(&alerts))
+    }
+
+    fn purge_run(&self, py: Python<'_>, run_path: &str) -> PyResult<()> {
+        let p = path(py, run_path)?;
+        let client = self.client.clone();
+        py.detach(move || client.purge_run(&p)).map_err(|e| call_err(py, e))
+    }
+
     fn stop_run<'py>(&self, py: Python<'py>, run_path: &str) -> PyResult<Bound<'py, PyAny>> {
         let p = path(py, run_path)?;
         let client = self.client.clone();

@@ -25,6 +25,7 @@ pub(crate) fn raise(py: Python<'_>, error: ClientError) -> PyErr {
         Config => "ConfigError",
         NotFound => "NotFound",
         Conflict => "Conflict",
+        Deleted => "RunDeleted",
         Finished => "RunFinished",
         Network => "CommError",
         Server => "ServerError",
@@ -125,6 +126,11 @@ fn settings_from(py: Python<'_>, kwargs: &Bound<'_, PyDict>) -> PyResult<Setting
     settings.heartbeat_interval = opt_secs(kwargs, "heartbeat_interval")?;
     settings.finish_timeout = opt_secs(kwargs, "finish_timeout")?;
     settings.init_timeout = opt_secs(kwargs, "init_timeout")?;
+    if let Some(allow) = kwargs.get_item("allow_val_change")?
+        && !allow.is_none()
+    {
+        settings.allow_val_change = allow.is_truthy()?;
+    }
     if let Some(console) = opt_string(kwargs, "console")? {
         settings.console = Some(cairn_client::Console::parse(&console).map_err(|e| raise(py, e))?);
     }
@@ -359,6 +365,17 @@ impl PyRun {
     fn wait_uploaded(&self, py: Python<'_>, timeout: f64) -> bool {
         let run = self.run.clone();
         py.detach(move || run.wait_uploaded(Duration::from_secs_f64(timeout.max(0.0))))
+    }
+
+    /// Raises an alert; returns whether it was sent (false: the same title within wait_duration).
+    #[pyo3(signature = (title, text, level = "INFO", wait_duration = 60.0))]
+    fn alert(&self, py: Python<'_>, title: &str, text: &str, level: &str, wait_duration: f64) -> PyResult<bool> {
+        let level = cairn_types::api::AlertLevel::parse(level)
+            .ok_or_else(|| invalid_value(py, format!("alert level {level:?} must be INFO, WARN or ERROR")))?;
+        if !(wait_duration.is_finite() && wait_duration >= 0.0) {
+            return Err(invalid_value(py, format!("wait_duration {wait_duration} must be 0 or more seconds")));
+        }
+        self.run.alert(title, text, level, Duration::from_secs_f64(wait_duration)).map_err(|e| raise(py, e))
     }
 
     /// Saves files matching a glob with the run; returns the names matched now.

@@ -26,6 +26,7 @@ def cairn_binary() -> str:
 
 class Server:
     def __init__(self, data_dir: Path, *extra: str, port: int | str = 0) -> None:
+        self.data_dir = data_dir
         self.process = subprocess.Popen(
             [cairn_binary(), "server", "--port", str(port), "--data-dir", str(data_dir), "--default-entity", "tester", *extra],
             stdout=subprocess.PIPE,

@@ -1,6 +1,10 @@
 """cairn.Api: runs, history (buckets), scan_history, update, delete, and the runs filters."""
 
 import datetime
+import json
+import subprocess
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -135,3 +139,124 @@ def test_errors_are_typed_and_named(env, api, project):
         dead.run("a/b/c")
     assert issubclass(errors.InvalidRunId, errors.CairnError) and issubclass(errors.InvalidRunId, ValueError)
     assert issubclass(errors.NotFound, LookupError)
+
+
+def test_delete_then_recreate_is_refused_until_purged(server, env, tmp_path, project):
+    import cairn
+    from conftest import cairn_binary
+
+    (tmp_path / "ckpt.bin").write_bytes(b"weights of a run that goes away")
+    run = cairn.init(project=project, id="doomed")
+    run.log({"loss": 1.0})
+    run.save(str(tmp_path / "ckpt.bin"), policy="now")
+    run.finish()
+    api = cairn.Api(base_url=server.url)
+    sha = [f for f in _files(server, project, "doomed") if f["path"] == "ckpt.bin"][0]["sha256"]
+    blobs = list(Path(server.data_dir).rglob(sha))
+    assert len(blobs) == 1
+
+    api.run(f"tester/{project}/doomed").delete()
+    with pytest.raises(cairn.errors.NotFound):
+        api.run(f"tester/{project}/doomed")
+    assert [r.id for r in api.runs(f"tester/{project}")] == []
+    # Within the retention window the id stays taken: a typed error (HTTP 409) that says why.
+    with pytest.raises(cairn.errors.RunDeleted, match="doomed.*deleted"):
+        cairn.init(project=project, id="doomed")
+    status = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H", "Content-Type: application/json",
+         "-d", json.dumps({"entity": "tester", "project": project, "run_id": "doomed", "resume": "allow"}), f"{server.url}/api/v1/runs"],
+        capture_output=True, text=True,
+    ).stdout
+    assert status == "409"
+
+    # `cairn runs purge` removes it for good, its file's content included.
+    out = subprocess.run([cairn_binary(), "runs", "purge", f"tester/{project}/doomed", "--base-url", server.url], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert not blobs[0].exists()
+    again = cairn.init(project=project, id="doomed")
+    assert again.step == 0
+    again.finish()
+    assert api.run(f"tester/{project}/doomed").summary == {}
+
+
+def test_deleted_runs_are_purged_when_the_retention_window_passes(tmp_path, project):
+    import cairn
+    from conftest import Server
+
+    srv = Server(tmp_path / "data", "--deleted-retention-days", "0.00001", "--monitor-interval-secs", "0.2")
+    try:
+        run = cairn.init(project=project, id="brief", settings={"base_url": srv.url, "console": "off"}, dir=str(tmp_path))
+        run.finish()
+        api = cairn.Api(base_url=srv.url)
+        api.run(f"tester/{project}/brief").delete()
+        # 0.00001 days is under a second: the monitor purges it, and the id is free again.
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                cairn.init(project=project, id="brief", settings={"base_url": srv.url, "console": "off"}, dir=str(tmp_path)).finish()
+                break
+            except cairn.errors.RunDeleted:
+                assert time.monotonic() < deadline, "the deleted run was not purged"
+                time.sleep(0.2)
+    finally:
+        srv.stop()
+
+
+def _files(server, project, run_id):
+    import urllib.request
+
+    with urllib.request.urlopen(f"{server.url}/api/v1/runs/tester/{project}/{run_id}/files") as response:
+        return json.load(response)
+
+
+def test_move_runs_all_or_nothing(server, env, tmp_path, project):
+    import cairn
+    from conftest import cairn_binary
+
+    target = project + "-target"
+    for pid, run_id in [(project, "m1"), (project, "m2"), (target, "m2")]:
+        run = cairn.init(project=pid, id=run_id, config={"lr": 0.1})
+        run.log({"loss": 2.0})
+        run.finish()
+    api = cairn.Api(base_url=server.url)
+    # m2 exists in the target: a clear error that names it, and nothing moves.
+    with pytest.raises(cairn.errors.Conflict, match="m2.*nothing was moved"):
+        api.move_runs([f"tester/{project}/m1", f"tester/{project}/m2"], f"tester/{target}")
+    assert sorted(r.id for r in api.runs(f"tester/{project}")) == ["m1", "m2"]
+    # To another entity: the history, config and summary go with it.
+    moved = api.move_runs([f"tester/{project}/m1"], f"elsewhere/{target}")
+    assert moved == [f"elsewhere/{target}/m1"]
+    run = api.run(f"elsewhere/{target}/m1")
+    assert run.config["lr"] == 0.1 and run.summary["loss"] == 2.0
+    assert list(run.scan_history(keys=["loss"]))[0]["loss"] == 2.0
+    with pytest.raises(cairn.errors.NotFound):
+        api.run(f"tester/{project}/m1")
+    out = subprocess.run(
+        [cairn_binary(), "runs", "move", f"tester/{project}/m2", "--to", f"elsewhere/{target}", "--base-url", server.url],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 0 and f"moved tester/{project}/m2 to elsewhere/{target}/m2" in out.stdout, out.stderr
+    bad = subprocess.run(
+        [cairn_binary(), "runs", "move", f"elsewhere/{target}/m2", "--to", f"tester/{target}", "--base-url", server.url],
+        capture_output=True, text=True,
+    )
+    assert bad.returncode != 0 and "already has a run with id \"m2\"" in bad.stderr, bad.stderr
+
+
+def test_tags_and_notes_from_the_cli(server, env, project):
+    import cairn
+    from conftest import cairn_binary
+
+    run = cairn.init(project=project, id="tagged", tags=["a", "b"], notes="first")
+    run.tags = run.tags + ("from-sdk",)
+    run.finish()
+    path = f"tester/{project}/tagged"
+    cli = [cairn_binary(), "runs", "update", path, "--base-url", server.url]
+    out = subprocess.run([*cli, "--add-tag", "c", "--remove-tag", "a", "--notes", "edited <b>"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    info = cairn.Api(base_url=server.url).run(path)
+    assert info.tags == ["b", "from-sdk", "c"] and info.notes == "edited <b>"
+    bad = subprocess.run([*cli, "--remove-tag", "zzz"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "zzz" in bad.stderr
+    nothing = subprocess.run(cli, capture_output=True, text=True)
+    assert nothing.returncode != 0 and "nothing to change" in nothing.stderr

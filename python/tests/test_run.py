@@ -287,3 +287,26 @@ def test_terminal_output_and_silence(tmp_path, env):
         CAIRN_SILENT="true",
     )
     assert silent.returncode == 0 and "cairn:" not in silent.stderr
+
+
+def test_resume_merges_config_and_keeps_tags_and_notes(env, project, api):
+    import cairn
+
+    first = cairn.init(project=project, id="resumable", config={"lr": 0.1, "layers": 4}, tags=["base"], notes="first try")
+    first.log({"loss": 1.0})
+    first.finish()
+    # New keys are added; a changed value is kept as it was (W&B's rule without allow_val_change).
+    again = cairn.init(project=project, id="resumable", resume="allow", config={"lr": 0.5, "dropout": 0.2})
+    assert dict(again.config) == {"lr": 0.1, "layers": 4, "dropout": 0.2}
+    again.log({"loss": 0.5})
+    again.finish()
+    run = api.run(f"tester/{project}/resumable")
+    assert run.config == {"lr": 0.1, "layers": 4, "dropout": 0.2}
+    assert run.tags == ["base"] and run.notes == "first try"
+    # allow_val_change lets the new values win; new tags replace the old ones.
+    third = cairn.init(project=project, id="resumable", resume="must", config={"lr": 0.5}, allow_val_change=True, tags=["tuned"])
+    assert third.config["lr"] == 0.5
+    third.finish()
+    run = api.run(f"tester/{project}/resumable")
+    assert run.config["lr"] == 0.5 and run.tags == ["tuned"] and run.notes == "first try"
+    assert [row["loss"] for row in run.scan_history(keys=["loss"])] == [1.0, 0.5]

@@ -58,6 +58,57 @@ pub enum RunsCommand {
         #[command(flatten)]
         server: Server,
     },
+    /// Change a run's name, notes, tags, group or job type
+    Update {
+        /// entity/project/run_id
+        run: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// The run's notes (its description)
+        #[arg(long)]
+        notes: Option<String>,
+        /// Add a tag (repeat for more)
+        #[arg(long = "add-tag")]
+        add_tags: Vec<String>,
+        /// Remove a tag (repeat for more)
+        #[arg(long = "remove-tag")]
+        remove_tags: Vec<String>,
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long)]
+        job_type: Option<String>,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Delete runs softly: they disappear from the UI and the API, and their ids stay taken until
+    /// they are purged (by `purge`, or when the server's retention window passes)
+    Delete {
+        /// entity/project/run_id (several may be given)
+        #[arg(required = true)]
+        runs: Vec<String>,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Move runs to another project, of this entity or another: all of them, or none when an id
+    /// is taken in the target
+    Move {
+        /// entity/project/run_id (several may be given)
+        #[arg(required = true)]
+        runs: Vec<String>,
+        /// The target: entity/project
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Remove runs for good, deleted or not: history, console and their files
+    Purge {
+        /// entity/project/run_id (several may be given)
+        #[arg(required = true)]
+        runs: Vec<String>,
+        #[command(flatten)]
+        server: Server,
+    },
 }
 
 fn api_err(e: cairn_client::http::CallError) -> anyhow::Error {
@@ -95,7 +146,60 @@ pub fn run(command: RunsCommand) -> anyhow::Result<()> {
             println!("stop requested for {} ({}); it ends at its next heartbeat", info.path(), info.name);
             Ok(())
         }
+        RunsCommand::Update { run, name, notes, add_tags, remove_tags, group, job_type, server } => {
+            let path = RunPath::parse(&run).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let client = server.client();
+            let tags = if add_tags.is_empty() && remove_tags.is_empty() {
+                None
+            } else {
+                let mut tags = client.get_run(&path).map_err(api_err)?.tags;
+                for tag in &remove_tags {
+                    anyhow::ensure!(tags.contains(tag), "run {path} has no tag {tag:?} to remove (its tags: {tags:?})");
+                }
+                tags.retain(|t| !remove_tags.contains(t));
+                for tag in add_tags {
+                    if !tags.contains(&tag) {
+                        tags.push(tag);
+                    }
+                }
+                Some(tags)
+            };
+            let patch = cairn_types::api::RunPatch { name, notes, tags, group, job_type };
+            anyhow::ensure!(patch != cairn_types::api::RunPatch::default(), "nothing to change: give --name, --notes, --add-tag, --remove-tag, --group or --job-type");
+            let info = client.update_run(&path, &patch).map_err(api_err)?;
+            println!("updated {path}: name {:?}, tags {:?}, notes {:?}", info.name, info.tags, info.notes);
+            Ok(())
+        }
+        RunsCommand::Delete { runs, server } => {
+            let client = server.client();
+            for path in parse_paths(&runs)? {
+                client.delete_run(&path).map_err(api_err)?;
+                println!("deleted {path} (purge it with `cairn runs purge {path}`)");
+            }
+            Ok(())
+        }
+        RunsCommand::Move { runs, to, server } => {
+            let (entity, project) = cairn_types::ids::parse_project_path(&to).map_err(|e| anyhow::anyhow!("--to: {}", e.message))?;
+            let moved = server.client().move_runs(&parse_paths(&runs)?, &entity, &project).map_err(api_err)?;
+            for (from, to) in runs.iter().zip(&moved) {
+                println!("moved {from} to {to}");
+            }
+            Ok(())
+        }
+        RunsCommand::Purge { runs, server } => {
+            let client = server.client();
+            for path in parse_paths(&runs)? {
+                client.purge_run(&path).map_err(api_err)?;
+                println!("purged {path}");
+            }
+            Ok(())
+        }
     }
+}
+
+/// Every path is checked before anything is changed.
+fn parse_paths(runs: &[String]) -> anyhow::Result<Vec<RunPath>> {
+    runs.iter().map(|r| RunPath::parse(r).map_err(|e| anyhow::anyhow!("{}", e.message))).collect()
 }
 
 fn cell(value: Option<&Value>) -> String {

@@ -30,6 +30,30 @@ pub struct ServerArgs {
     /// Seconds between two checks for crashed runs
     #[arg(long, env = "CAIRN_MONITOR_INTERVAL_SECS", default_value_t = 10.0)]
     monitor_interval_secs: f64,
+    /// Days a deleted run is kept (its id stays taken) before it is purged for good
+    #[arg(long, env = "CAIRN_DELETED_RETENTION_DAYS", default_value_t = 30.0)]
+    deleted_retention_days: f64,
+    /// Slack-compatible incoming webhook that run alerts are posted to
+    #[arg(long, env = "CAIRN_ALERT_WEBHOOK_URL")]
+    alert_webhook_url: Option<String>,
+    /// SMTP server for run alerts by email, host or host:port (port 25 by default; STARTTLS
+    /// whenever the server offers it)
+    #[arg(long, env = "CAIRN_SMTP")]
+    smtp: Option<String>,
+    /// Sender of alert emails
+    #[arg(long, env = "CAIRN_SMTP_FROM", default_value = "cairn <cairn@localhost>")]
+    smtp_from: String,
+    /// Recipients of alert emails (repeat, or separate with commas)
+    #[arg(long, env = "CAIRN_SMTP_TO", value_delimiter = ',')]
+    smtp_to: Vec<String>,
+    /// SMTP user name (with CAIRN_SMTP_PASSWORD)
+    #[arg(long, env = "CAIRN_SMTP_USER")]
+    smtp_user: Option<String>,
+    #[arg(long, env = "CAIRN_SMTP_PASSWORD", hide_env_values = true)]
+    smtp_password: Option<String>,
+    /// The server's address as users reach it, for links in alerts [default: http://HOST:PORT]
+    #[arg(long, env = "CAIRN_PUBLIC_URL")]
+    public_url: Option<String>,
     /// Largest request body accepted, in MiB
     #[arg(long, env = "CAIRN_MAX_BODY_MB", default_value_t = 256)]
     max_body_mb: usize,
@@ -40,11 +64,36 @@ fn positive_secs(name: &str, secs: f64) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+fn alert_targets(args: &ServerArgs) -> anyhow::Result<cairn_server::alerts::AlertTargets> {
+    if let Some(url) = &args.alert_webhook_url {
+        anyhow::ensure!(url.starts_with("http://") || url.starts_with("https://"), "--alert-webhook-url {url:?} must start with http:// or https://");
+    }
+    let smtp = match &args.smtp {
+        None => None,
+        Some(address) => {
+            let (host, port) = match address.rsplit_once(':') {
+                Some((host, port)) => (host.to_owned(), port.parse::<u16>().map_err(|_| anyhow::anyhow!("--smtp {address:?}: {port:?} is not a port"))?),
+                None => (address.clone(), 25),
+            };
+            anyhow::ensure!(!args.smtp_to.is_empty(), "--smtp needs at least one --smtp-to recipient");
+            let credentials = match (&args.smtp_user, &args.smtp_password) {
+                (Some(user), Some(password)) => Some((user.clone(), password.clone())),
+                (None, None) => None,
+                _ => anyhow::bail!("--smtp-user and --smtp-password go together"),
+            };
+            Some(cairn_server::alerts::SmtpTarget { host, port, from: args.smtp_from.clone(), to: args.smtp_to.clone(), credentials })
+        }
+    };
+    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{}:{}", args.host, args.port));
+    Ok(cairn_server::alerts::AlertTargets { webhook_url: args.alert_webhook_url.clone(), smtp, public_url: Some(public_url) })
+}
+
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| "info".into()))
         .with_target(false)
         .init();
+    let alerts = alert_targets(&args)?;
     let data_dir = match args.data_dir {
         Some(dir) => dir,
         None => std::env::var_os("HOME").map(PathBuf::from).context("HOME is not set; pass --data-dir")?.join(".cairn"),
@@ -58,6 +107,13 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         heartbeat_timeout: positive_secs("heartbeat-timeout-secs", args.heartbeat_timeout_secs)?,
         monitor_interval: positive_secs("monitor-interval-secs", args.monitor_interval_secs)?,
         max_body_bytes: args.max_body_mb.max(1) << 20,
+        alerts,
+        alert_interval: Duration::from_millis(500),
+        deleted_retention: {
+            let days = args.deleted_retention_days;
+            anyhow::ensure!(days.is_finite() && days >= 0.0, "--deleted-retention-days must be 0 or more days, not {days}");
+            Duration::from_secs_f64(days * 86_400.0)
+        },
     };
     let store = SqliteStore::open(&data_dir, StoreConfig { default_entity })
         .map_err(|e| anyhow::anyhow!("{}", e.message))

@@ -14,8 +14,10 @@ pub enum ErrorKind {
     Config,
     /// The run (or what was asked for) does not exist.
     NotFound,
-    /// The run exists when it must not, or was deleted.
+    /// The run exists when it must not.
     Conflict,
+    /// The run was deleted: its id is taken until the run is purged.
+    Deleted,
     /// The run has finished or was stopped; it takes no more data.
     Finished,
     /// The server could not be reached.
@@ -52,7 +54,8 @@ impl From<CodedError> for ClientError {
             | ErrorCode::InvalidQuery => ErrorKind::InvalidValue,
             ErrorCode::EntityNotFound | ErrorCode::ProjectNotFound | ErrorCode::RunNotFound | ErrorCode::KeyNotFound
             | ErrorCode::FileNotFound => ErrorKind::NotFound,
-            ErrorCode::RunAlreadyExists | ErrorCode::RunDeleted => ErrorKind::Conflict,
+            ErrorCode::RunAlreadyExists => ErrorKind::Conflict,
+            ErrorCode::RunDeleted => ErrorKind::Deleted,
             ErrorCode::RunFinished => ErrorKind::Finished,
             ErrorCode::ShuttingDown => ErrorKind::Network,
             _ => ErrorKind::Server,

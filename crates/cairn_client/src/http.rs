@@ -178,6 +178,32 @@ impl ApiClient {
         Self::finish_bytes(self.auth(self.agent.delete(run_url(&self.base_url, path))).call()).map(|_| ())
     }
 
+    /// Moves runs to `entity/project`, all or none; returns their new paths.
+    pub fn move_runs(&self, runs: &[RunPath], entity: &str, project: &str) -> CallResult<Vec<RunPath>> {
+        let body = cairn_types::api::MoveRuns {
+            runs: runs.iter().map(ToString::to_string).collect(),
+            entity: entity.to_owned(),
+            project: project.to_owned(),
+        };
+        let moved: cairn_types::api::MovedRuns = self.post_json(&format!("{}/api/v1/runs/move", self.base_url), &body)?;
+        moved
+            .runs
+            .iter()
+            .map(|p| RunPath::parse(p).map_err(|e| CallError::Transport(format!("the server sent an unexpected path: {}", e.message))))
+            .collect()
+    }
+
+    /// The run's alerts, oldest first, with how their delivery went.
+    pub fn list_alerts(&self, path: &RunPath) -> CallResult<Vec<cairn_types::api::AlertInfo>> {
+        self.get_json(&format!("{}/alerts", run_url(&self.base_url, path)), &[])
+    }
+
+    /// Removes a run for good (deleted or not), its files included.
+    pub fn purge_run(&self, path: &RunPath) -> CallResult<()> {
+        let url = format!("{}/purge", run_url(&self.base_url, path));
+        Self::finish_bytes(self.auth(self.agent.post(url)).send(&[][..])).map(|_| ())
+    }
+
     /// Sends a binary batch (see [`cairn_types::wire`]).
     pub fn ingest(&self, path: &RunPath, batch: &[u8]) -> CallResult<IngestAck> {
         let url = format!("{}/ingest", run_url(&self.base_url, path));

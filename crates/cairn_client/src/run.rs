@@ -131,6 +131,8 @@ struct Inner {
     init_warning: Option<String>,
     /// Console capture, stopped when the run finishes.
     console: Mutex<Option<crate::console::Capture>>,
+    /// When each alert title was last sent, for `wait_duration`.
+    alerts_sent: Mutex<std::collections::HashMap<String, Instant>>,
 }
 
 /// A run. Cheap to clone; every clone is the same run. Dropping the last clone finishes the run
@@ -166,6 +168,7 @@ fn upsert_request(r: &Resolved, run_id: &str, metadata: Map, started_at: i64) ->
         metadata: Some(Value::Map(metadata)),
         started_at: Some(Timestamp(started_at)),
         resume: r.resume.unwrap_or(if r.run_id.is_some() { ResumeMode::Allow } else { ResumeMode::Never }),
+        allow_val_change: r.allow_val_change,
     }
 }
 
@@ -344,12 +347,18 @@ impl Run {
 
         let wal = WalWriter::create(&run_dir.wal_dir()).map_err(|e| ClientError::io("create the log in", &run_dir.path, e))?;
         let committed = wal.committed();
+        // An offline resume follows the server's rule: new keys, or every value with
+        // allow_val_change.
+        let mut config_update = r.config.clone();
+        if !r.allow_val_change {
+            config_update.retain(|k, _| !config.contains_key(k));
+        }
         let mut core = Core::new(wal, seqs, next_step, runtime_offset_us, config);
         core.write_run_start(&run_start_value(&request, r.mode, continue_from.is_some()))?;
         if continue_from.is_some() {
             // The server applies a log's first record only to a run it does not have yet; what
             // this process's init changes goes into the streams, which always apply.
-            core.update_config(r.config.clone(), true)?;
+            core.update_config(config_update, true)?;
             let patch = RunPatch {
                 name: r.name.clone(),
                 notes: r.notes.clone(),
@@ -482,6 +491,7 @@ impl Run {
                     )
                 }),
                 console: Mutex::new(console),
+                alerts_sent: Mutex::new(Default::default()),
             }),
         };
         if !run.inner.silent {
@@ -523,6 +533,7 @@ impl Run {
                 resume_file: Mutex::new(None),
                 init_warning: None,
                 console: Mutex::new(None),
+                alerts_sent: Mutex::new(Default::default()),
             }),
         }
     }
@@ -717,6 +728,38 @@ impl Run {
         crate::files::record_save(dir, &save)?;
         self.inner.shared.wake();
         Ok(save.matches().into_iter().map(|(name, _)| name).collect())
+    }
+
+    /// Raises an alert (W&B's `run.alert`): stored with the run, shown in the UI, and delivered
+    /// by the server to its targets (a Slack-compatible webhook, email). The same title is sent
+    /// once within `wait_duration`: a repeat returns `false` and sends nothing. Delivery happens
+    /// on the server, so a failing target never fails the program.
+    pub fn alert(&self, title: &str, text: &str, level: cairn_types::api::AlertLevel, wait_duration: Duration) -> Result<bool> {
+        if title.trim().is_empty() {
+            return Err(ClientError::new(ErrorKind::InvalidValue, "an alert needs a title, not an empty one"));
+        }
+        if title.len() > 1024 || text.len() > 64 * 1024 {
+            return Err(ClientError::new(
+                ErrorKind::InvalidValue,
+                format!("alert {:?}: the title is limited to 1 KiB and the text to 64 KiB", title.chars().take(60).collect::<String>()),
+            ));
+        }
+        {
+            let mut sent = lock(&self.inner.alerts_sent);
+            if sent.get(title).is_some_and(|t| t.elapsed() < wait_duration) {
+                return Ok(false);
+            }
+            sent.insert(title.to_owned(), Instant::now());
+        }
+        let event = Value::Map(map! {
+            "type" => "alert",
+            "title" => title,
+            "text" => text,
+            "level" => level.as_str(),
+            "wait_duration" => wait_duration.as_secs_f64(),
+            "time" => now_micros() as f64 / 1e6,
+        });
+        self.with_core(|core| core.write_event(&event)).map(|_| true)
     }
 
     /// Whether the server asked the run to stop (from the UI or `cairn runs stop`).

@@ -113,6 +113,9 @@ pub struct Settings {
     pub silent: Option<bool>,
     /// Extra metadata from the binding (the Python version, say), merged over what the client collects.
     pub metadata: Map,
+    /// On resume, config values given here replace the stored ones (otherwise only new keys
+    /// are added).
+    pub allow_val_change: bool,
     /// Between samples of system metrics; zero turns sampling off.
     pub stats_interval: Option<Duration>,
     pub console: Option<Console>,
@@ -269,6 +272,7 @@ impl Settings {
                 None => env(env::CONSOLE).map(|c| Console::parse(&c)).transpose()?.unwrap_or_default(),
             },
             extra_files: self.extra_files,
+            allow_val_change: self.allow_val_change,
         })
     }
 }
@@ -299,6 +303,7 @@ pub struct Resolved {
     pub stats_interval: Duration,
     pub console: Console,
     pub extra_files: Vec<(String, Vec<u8>)>,
+    pub allow_val_change: bool,
 }
 
 #[cfg(test)]

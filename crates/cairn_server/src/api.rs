@@ -13,7 +13,7 @@ use cairn_types::api::{
     HISTORY_MAX_COLUMNS_LIMIT, HISTORY_MAX_LIMIT, HeartbeatReply, HistoryColumns, HistoryPage, HistoryQuery,
     IngestAck, IngestJson, KeyInfo, ProjectColumns, ProjectInfo, ProjectKey, ProjectSeriesQuery,
     ProjectSeriesResult, RunInfo, RunListQuery, RunPage, RunPatch, RunSearch, SeriesQuery, SeriesResult,
-    ServerInfo, UpsertRunRequest, FileLinkQuery, UploadQuery, UploadStatus,
+    ServerInfo, UpsertRunRequest, FileLinkQuery, UploadQuery, UploadStatus, MoveRuns, MovedRuns, AlertInfo,
 };
 use cairn_types::error::{CodedError, ErrorBody, ErrorCode};
 use cairn_types::value::{Map, Value, insert_path};
@@ -227,13 +227,62 @@ pub async fn update_run(
 
 #[utoipa::path(delete, path = "/api/v1/runs/{entity}/{project}/{run_id}", tag = "runs",
     params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path)),
-    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "Deleted softly: gone from listings and queries; the id stays taken (409 run_deleted) until the run is purged, by POST .../purge or when the server's retention window passes"),
+        (status = 404, body = ErrorBody)))]
 pub async fn delete_run(State(state): State<AppState>, PathParams(p): RunParams) -> ApiResult<StatusCode> {
     let path = run_path(p)?;
     let store = store(&state);
     let deleted = path.clone();
     blocking(move || store.delete_run(&path)).await?;
     publish(&state, "deleted", &deleted, None, None);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/runs/move", tag = "runs",
+    request_body = MoveRuns,
+    responses((status = 200, description = "Moved, all of them; their new paths", body = MovedRuns),
+        (status = 400, description = "A bad path or name, or a running run", body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "A run id that the target holds already: nothing moved", body = ErrorBody)))]
+pub async fn move_runs(State(state): State<AppState>, JsonBody(request): JsonBody<MoveRuns>) -> ApiResult<Json<MovedRuns>> {
+    let paths = request.runs.iter().map(|r| RunPath::parse(r)).collect::<Result<Vec<_>, _>>()?;
+    let store = store(&state);
+    let sources = paths.clone();
+    let moved = blocking(move || store.move_runs(&paths, &request.entity, &request.project, Timestamp::now())).await?;
+    for (from, to) in sources.iter().zip(&moved) {
+        publish(&state, "deleted", from, None, None);
+        publish(&state, "created", to, None, None);
+    }
+    Ok(Json(MovedRuns { runs: moved.iter().map(ToString::to_string).collect() }))
+}
+
+#[utoipa::path(get, path = "/api/v1/runs/{entity}/{project}/{run_id}/alerts", tag = "runs",
+    params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path)),
+    responses((status = 200, description = "The run's alerts, oldest first, with how their delivery went", body = Vec<AlertInfo>),
+        (status = 404, body = ErrorBody)))]
+pub async fn list_alerts(State(state): State<AppState>, PathParams(p): RunParams) -> ApiResult<Json<Vec<AlertInfo>>> {
+    let path = run_path(p)?;
+    let store = store(&state);
+    blocking(move || store.list_alerts(&path)).await.map(Json)
+}
+
+/// Removes a run for good, then the contents that no run names any more.
+pub fn purge(store: &dyn Store, path: &RunPath) -> Result<(), CodedError> {
+    for sha256 in store.purge_run(path)? {
+        store.blobs().remove(&sha256)?;
+    }
+    Ok(())
+}
+
+#[utoipa::path(post, path = "/api/v1/runs/{entity}/{project}/{run_id}/purge", tag = "runs",
+    params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path)),
+    responses((status = 204, description = "Removed for good, deleted or not: history, console, files (contents no other run names), and the id is free again"),
+        (status = 404, body = ErrorBody)))]
+pub async fn purge_run(State(state): State<AppState>, PathParams(p): RunParams) -> ApiResult<StatusCode> {
+    let path = run_path(p)?;
+    let store = store(&state);
+    let purged = path.clone();
+    blocking(move || purge(store.as_ref(), &path)).await?;
+    publish(&state, "deleted", &purged, None, None);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -2,6 +2,7 @@
 //! monitor, and the web UI. The server keeps no state of its own beyond the store, so any number of
 //! instances can serve one PostgreSQL store.
 
+pub mod alerts;
 pub mod api;
 pub mod error;
 pub mod events;
@@ -17,8 +18,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use cairn_store::Store;
-use cairn_types::Timestamp;
-use cairn_types::error::ErrorCode;
+use cairn_types::{RunPath, Timestamp};
+use cairn_types::error::{CodedError, ErrorCode};
 use tokio::net::TcpListener;
 
 use crate::error::ApiError;
@@ -35,6 +36,12 @@ pub struct ServerConfig {
     pub monitor_interval: Duration,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
+    /// A deleted run is purged (and its id free again) this long after its deletion.
+    pub deleted_retention: Duration,
+    /// Where run alerts are delivered.
+    pub alerts: alerts::AlertTargets,
+    /// How often alerts waiting for delivery are looked for.
+    pub alert_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +51,9 @@ impl Default for ServerConfig {
             heartbeat_timeout: Duration::from_secs(60),
             monitor_interval: Duration::from_secs(10),
             max_body_bytes: 256 << 20,
+            deleted_retention: Duration::from_secs(30 * 24 * 3600),
+            alerts: alerts::AlertTargets::default(),
+            alert_interval: Duration::from_millis(500),
         }
     }
 }
@@ -83,11 +93,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events", get(events::stream))
         .route("/api/v1/uploads/{sha256}", get(api::upload_status).put(api::upload_part))
         .route("/api/v1/runs", post(api::upsert_run))
+        .route("/api/v1/runs/move", post(api::move_runs))
         .route(run, get(api::get_run).patch(api::update_run).delete(api::delete_run))
         .route(&format!("{run}/ingest"), post(api::ingest))
         .route(&format!("{run}/heartbeat"), post(api::heartbeat))
         .route(&format!("{run}/finish"), post(api::finish_run))
         .route(&format!("{run}/stop"), post(api::stop_run))
+        .route(&format!("{run}/purge"), post(api::purge_run))
+        .route(&format!("{run}/alerts"), get(api::list_alerts))
         .route(&format!("{run}/keys"), get(api::list_keys))
         .route(&format!("{run}/history"), get(api::history))
         .route(&format!("{run}/series"), get(api::series))
@@ -143,6 +156,32 @@ pub async fn crash_monitor(state: AppState) {
             Ok(Err(e)) => tracing::warn!("crash monitor: {}", e.message),
             Err(_) => tracing::warn!("crash monitor task failed"),
         }
+        purge_expired(&state).await;
+    }
+}
+
+/// Purges the runs whose retention window after deletion has passed.
+async fn purge_expired(state: &AppState) {
+    let store = state.store.clone();
+    let retention = state.config.deleted_retention;
+    let deadline = Timestamp(Timestamp::now().micros().saturating_sub(retention.as_micros().min(i64::MAX as u128) as i64));
+    let result = tokio::task::spawn_blocking(move || -> Result<Vec<RunPath>, CodedError> {
+        let mut purged = Vec::new();
+        for path in store.deleted_before(deadline)? {
+            api::purge(store.as_ref(), &path)?;
+            purged.push(path);
+        }
+        Ok(purged)
+    })
+    .await;
+    match result {
+        Ok(Ok(purged)) => {
+            for path in purged {
+                tracing::info!("run {path} was deleted {} days ago: purged", retention.as_secs() / 86_400);
+            }
+        }
+        Ok(Err(e)) => tracing::warn!("purging deleted runs: {}", e.message),
+        Err(_) => tracing::warn!("the purge task failed"),
     }
 }
 
@@ -156,11 +195,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let state = AppState::new(store.clone(), config);
     let monitor = tokio::spawn(crash_monitor(state.clone()));
+    let delivery = tokio::spawn(alerts::delivery_loop(state.clone(), state.config.alert_interval));
     let app = router(state);
     let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await;
     monitor.abort();
+    delivery.abort();
     tokio::task::spawn_blocking(move || store.close()).await.ok();
     result
 }

@@ -108,6 +108,16 @@ impl BlobStore for LocalBlobStore {
         }
     }
 
+    fn remove(&self, sha256: &str) -> Result<()> {
+        valid_sha(sha256)?;
+        let path = self.blob_path(sha256);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("remove", &path, e)),
+        }
+    }
+
     fn staging_dir(&self) -> &Path {
         &self.staging
     }

@@ -38,6 +38,19 @@ pub struct RunDoc {
     pub last_step: Option<i64>,
     pub offsets: StreamOffsets,
     pub stop_requested: bool,
+    /// Alerts raised by the events being applied, for the store to record.
+    pub new_alerts: Vec<NewAlert>,
+}
+
+/// An alert event, as the client sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAlert {
+    pub title: String,
+    pub text: String,
+    pub level: cairn_types::api::AlertLevel,
+    pub time: Timestamp,
+    /// Within this long after an alert of the same title, another is not sent.
+    pub wait_micros: i64,
 }
 
 /// Values to append to one key.
@@ -345,6 +358,21 @@ pub fn apply_event(doc: &mut RunDoc, event: &Value, now: Timestamp) -> Result<()
                 })
                 .map_err(|e| bad(format!("update event: {e}")))?;
             apply_patch(doc, patch)?;
+        }
+        Some("alert") => {
+            let title = event_str(map, "title").filter(|t| !t.trim().is_empty()).ok_or_else(|| bad("alert event has no title".into()))?;
+            let level = match event_str(map, "level") {
+                None => cairn_types::api::AlertLevel::Info,
+                Some(l) => cairn_types::api::AlertLevel::parse(l).ok_or_else(|| bad(format!("alert level {l:?} is not INFO, WARN or ERROR")))?,
+            };
+            let wait = map.get("wait_duration").and_then(Value::as_f64).unwrap_or(0.0);
+            doc.new_alerts.push(NewAlert {
+                title: title.to_owned(),
+                text: event_str(map, "text").unwrap_or("").to_owned(),
+                level,
+                time: map.get("time").and_then(Value::as_f64).map(Timestamp::from_secs_f64).unwrap_or(now),
+                wait_micros: if wait.is_finite() && wait > 0.0 { (wait.min(1e9) * 1e6) as i64 } else { 0 },
+            });
         }
         Some("metadata") => {
             if let Some(Value::Map(metadata)) = map.get("metadata") {

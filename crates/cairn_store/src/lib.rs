@@ -21,7 +21,7 @@ use std::io::Read;
 use std::path::Path;
 
 use cairn_types::api::{
-    ConsolePage, EntityInfo, FileInfo, FinishRequest, GroupPage, GroupQuery, HeartbeatReply, IngestAck, KeyInfo,
+    AlertInfo, ConsolePage, EntityInfo, FileInfo, FinishRequest, GroupPage, GroupQuery, HeartbeatReply, IngestAck, KeyInfo,
     ProjectColumns, ProjectInfo, ProjectKey, ProjectSeriesQuery, ProjectSeriesResult, RunInfo, RunPage, RunPatch,
     RunSearch, SeriesQuery, SeriesResult, UpsertRunRequest,
 };
@@ -50,7 +50,33 @@ pub trait MetaStore: Send + Sync {
     fn upsert_run(&self, request: UpsertRunRequest, now: Timestamp) -> Result<RunInfo>;
     fn get_run(&self, path: &RunPath) -> Result<RunInfo>;
     fn update_run(&self, path: &RunPath, patch: RunPatch) -> Result<RunInfo>;
+    /// Deletes a run softly: it disappears from every listing and query, and its id cannot be
+    /// used again until it is purged.
     fn delete_run(&self, path: &RunPath) -> Result<()>;
+    /// Removes a run for good, deleted or not: history, system metrics, console, keys and file
+    /// names. Returns the contents (SHA-256) that no run names any more, for the caller to remove
+    /// from the blob store.
+    fn purge_run(&self, path: &RunPath) -> Result<Vec<String>>;
+    /// Moves runs to another project (of any entity, created when missing), all or none: a run
+    /// id that the target holds already (deleted runs included), or a running run, is an error
+    /// and nothing moves. Returns the runs' new paths.
+    fn move_runs(&self, runs: &[RunPath], entity: &str, project: &str, now: Timestamp) -> Result<Vec<RunPath>>;
+    /// A run's alerts, oldest first.
+    fn list_alerts(&self, path: &RunPath) -> Result<Vec<AlertInfo>>;
+    /// Alerts waiting for delivery whose time has come: `(run, run name, alert)`.
+    fn due_alerts(&self, now: Timestamp, limit: usize) -> Result<Vec<(RunPath, String, AlertInfo)>>;
+    /// Notes an attempt to deliver an alert: its new state (`pending` to retry at `next_attempt`,
+    /// `delivered`, `failed` or `stored`), the targets that have it, and the error, if any.
+    fn record_alert_delivery(
+        &self,
+        id: i64,
+        delivery: &str,
+        delivered_to: &[String],
+        error: Option<String>,
+        next_attempt: Option<Timestamp>,
+    ) -> Result<()>;
+    /// The runs deleted before `deadline`: their retention window has passed.
+    fn deleted_before(&self, deadline: Timestamp) -> Result<Vec<RunPath>>;
     fn search_runs(&self, entity: &str, project: &str, search: &RunSearch) -> Result<RunPage>;
     /// The config and summary leaf keys that the project's runs have.
     fn project_columns(&self, entity: &str, project: &str) -> Result<ProjectColumns>;
@@ -146,6 +172,8 @@ pub trait BlobStore: Send + Sync {
     fn exists(&self, sha256: &str) -> Result<bool>;
     /// The size of a stored blob, or `None` when it is not stored.
     fn size(&self, sha256: &str) -> Result<Option<u64>>;
+    /// Removes a blob (no error when it is not there).
+    fn remove(&self, sha256: &str) -> Result<()>;
     /// A folder for temporary files on the same file system as the store, so `put_file` can rename.
     fn staging_dir(&self) -> &Path;
 }

@@ -46,7 +46,10 @@ macro_rules! store_test_suite {
             system_metrics,
             binary_batches_with_amendments,
             project_keys_columns_and_series,
-            grouping_with_distributions
+            grouping_with_distributions,
+            delete_then_purge,
+            move_all_or_nothing,
+            alerts_are_recorded_once_per_title
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -159,12 +162,16 @@ pub fn resume_modes(store: &impl Store) {
     assert_eq!(store.upsert_run(req(ResumeMode::Never), T0).unwrap_err().code, ErrorCode::RunAlreadyExists);
     store.finish_run(&path, FinishRequest { exit_code: Some(0), ..Default::default() }, secs(5)).unwrap();
     let mut again = req(ResumeMode::Must);
-    again.config = Some(Value::Map(map! {"b" => 2}));
-    let resumed = store.upsert_run(again, secs(10)).unwrap();
+    // New keys are added; a changed value is kept as it was, unless allow_val_change.
+    again.config = Some(Value::Map(map! {"a" => 10, "b" => 2}));
+    let resumed = store.upsert_run(again.clone(), secs(10)).unwrap();
     assert_eq!(resumed.state, RunState::Running);
     assert_eq!(resumed.seq, 1);
     assert_eq!(resumed.config, map! {"a" => 1, "b" => 2});
     assert_eq!(resumed.finished_at, None);
+    again.allow_val_change = true;
+    again.config = Some(Value::Map(map! {"a" => 1}));
+    assert_eq!(store.upsert_run(again, secs(11)).unwrap().config, map! {"a" => 1, "b" => 2});
 
     // "keep" leaves an existing run exactly as it is, and creates a missing one.
     store.finish_run(&path, FinishRequest { exit_code: Some(0), ..Default::default() }, secs(20)).unwrap();
@@ -796,4 +803,108 @@ pub fn grouping_with_distributions(store: &impl Store) {
     assert_eq!(filtered.groups.iter().map(|g| g.count).sum::<u64>(), 4);
     let err = store.group_runs("e", "groups", &GroupQuery { by: "tags".into(), ..Default::default() }).unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidQuery);
+}
+
+pub fn delete_then_purge(store: &impl Store) {
+    let path = RunPath::new("e", "p", "gone");
+    let keep = RunPath::new("e", "p", "kept");
+    new_run(store, &path);
+    new_run(store, &keep);
+    store.ingest(&path, json_batch(json!({"history": {"offset": 0, "rows": [{"_step": 0, "loss": 1.0}]}})), secs(1)).unwrap();
+    let tmp = |name: &str, bytes: &[u8]| {
+        let p = store.blobs().staging_dir().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        store.blobs().put_file(&p).unwrap()
+    };
+    let own = tmp("purge-own", b"only the purged run names this");
+    let shared = tmp("purge-shared", b"both runs name this");
+    for (run, blob, name) in [(&path, &own, "own.bin"), (&path, &shared, "shared.bin"), (&keep, &shared, "shared.bin")] {
+        store.put_run_file(run, FileInfo { path: name.into(), size: blob.size, sha256: blob.sha256.clone(), updated_at: secs(1) }).unwrap();
+    }
+    store.delete_run(&path).unwrap();
+    assert_eq!(store.get_run(&path).unwrap_err().code, ErrorCode::RunNotFound);
+    assert_eq!(store.deleted_before(secs(0)).unwrap(), []);
+    assert_eq!(store.deleted_before(Timestamp(i64::MAX)).unwrap(), [path.clone()]);
+    // The id stays taken until the run is purged.
+    let again = UpsertRunRequest {
+        entity: Some("e".into()),
+        project: Some("p".into()),
+        run_id: "gone".into(),
+        started_at: Some(T0),
+        resume: ResumeMode::Allow,
+        ..Default::default()
+    };
+    assert_eq!(store.upsert_run(again.clone(), secs(2)).unwrap_err().code, ErrorCode::RunDeleted);
+    let orphans = store.purge_run(&path).unwrap();
+    assert_eq!(orphans, [own.sha256.clone()]);
+    assert_eq!(store.deleted_before(Timestamp(i64::MAX)).unwrap(), []);
+    assert_eq!(store.purge_run(&path).unwrap_err().code, ErrorCode::RunNotFound);
+    // The id is free again, and the new run starts empty.
+    let info = store.upsert_run(again, secs(3)).unwrap();
+    assert_eq!(info.last_step, None);
+    assert!(store.list_keys(&path).unwrap().iter().all(|k| k.name != "loss"));
+    assert!(store.list_run_files(&path).unwrap().is_empty());
+    assert_eq!(store.list_run_files(&keep).unwrap().len(), 1);
+}
+
+pub fn move_all_or_nothing(store: &impl Store) {
+    let a = RunPath::new("e", "src", "a");
+    let b = RunPath::new("e", "src", "b");
+    let taken = RunPath::new("other", "dst", "b");
+    for path in [&a, &b, &taken] {
+        new_run(store, path);
+        store.finish_run(path, FinishRequest { exit_code: Some(0), ..Default::default() }, secs(1)).unwrap();
+    }
+    store.ingest(&a, json_batch(json!({"history": {"offset": 0, "rows": [{"_step": 0, "loss": 1.5}]}})), secs(1)).unwrap();
+    // b's id is taken in the target: nothing moves, a included.
+    let err = store.move_runs(&[a.clone(), b.clone()], "other", "dst", secs(2)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::RunAlreadyExists);
+    assert!(err.message.contains("\"b\"") && err.message.contains("nothing was moved"), "{}", err.message);
+    assert!(store.get_run(&a).is_ok() && store.get_run(&b).is_ok());
+    // A deleted run keeps its id in the target too.
+    store.delete_run(&taken).unwrap();
+    assert!(store.move_runs(&[b.clone()], "other", "dst", secs(2)).unwrap_err().message.contains("deleted"));
+    // To a new entity and project: everything goes with the run.
+    let moved = store.move_runs(&[a.clone(), b.clone()], "team", "new", secs(3)).unwrap();
+    assert_eq!(moved, [RunPath::new("team", "new", "a"), RunPath::new("team", "new", "b")]);
+    assert_eq!(store.get_run(&a).unwrap_err().code, ErrorCode::RunNotFound);
+    let run = store.get_run(&moved[0]).unwrap();
+    assert_eq!(run.summary.get("loss"), Some(&Value::Float(1.5)));
+    assert_eq!(column(&history_all(store, &moved[0]), "loss"), [Some(Value::Float(1.5))]);
+    assert_eq!(store.get_project("team", "new").unwrap().run_count, 2);
+    assert_eq!(store.get_project("e", "src").unwrap().run_count, 0);
+    // A running run does not move.
+    let live = RunPath::new("e", "src", "live");
+    new_run(store, &live);
+    assert!(store.move_runs(&[live], "team", "new", secs(4)).unwrap_err().message.contains("running"));
+    assert_eq!(store.move_runs(&[], "team", "new", secs(4)).unwrap_err().code, ErrorCode::InvalidValue);
+}
+
+pub fn alerts_are_recorded_once_per_title(store: &impl Store) {
+    let path = RunPath::new("e", "p", "alerts");
+    new_run(store, &path);
+    let alert = |title: &str, at: f64, wait: f64| json!({"type": "alert", "title": title, "text": "t", "level": "WARN", "time": at, "wait_duration": wait});
+    let t0 = T0.0 as f64 / 1e6;
+    let events = json!({"events": {"offset": 0, "events": [alert("nan", t0, 60.0), alert("nan", t0 + 30.0, 60.0), alert("other", t0 + 31.0, 60.0), alert("nan", t0 + 61.0, 60.0)]}});
+    store.ingest(&path, json_batch(events.clone()), secs(1)).unwrap();
+    // Sent again (a replay by `cairn sync`): stored once.
+    store.ingest(&path, json_batch(events), secs(2)).unwrap();
+    let alerts = store.list_alerts(&path).unwrap();
+    let titles: Vec<&str> = alerts.iter().map(|a| a.title.as_str()).collect();
+    assert_eq!(titles, ["nan", "other", "nan"]);
+    assert!(alerts.iter().all(|a| a.delivery == "pending" && a.level == cairn_types::api::AlertLevel::Warn));
+    let due = store.due_alerts(Timestamp(i64::MAX), 10).unwrap();
+    assert_eq!(due.len(), 3);
+    assert_eq!(due[0].0, path);
+    store.record_alert_delivery(alerts[0].id, "delivered", &["webhook".into(), "email".into()], None, None).unwrap();
+    store.record_alert_delivery(alerts[1].id, "pending", &["email".into()], Some("HTTP 500".into()), Some(Timestamp(i64::MAX - 1))).unwrap();
+    let due: Vec<i64> = store.due_alerts(secs(100_000), 10).unwrap().iter().map(|d| d.2.id).collect();
+    assert_eq!(due, [alerts[2].id]);
+    let after = store.list_alerts(&path).unwrap();
+    assert_eq!((after[0].delivery.as_str(), after[0].attempts), ("delivered", 1));
+    assert_eq!(after[1].last_error.as_deref(), Some("HTTP 500"));
+    assert_eq!((after[0].delivered_to.len(), after[1].delivered_to.as_slice()), (2, ["email".to_owned()].as_slice()));
+    let bad = json!({"events": {"offset": 4, "events": [{"type": "alert", "title": "x", "level": "LOUD"}]}});
+    assert!(store.ingest(&path, json_batch(bad), secs(3)).is_ok(), "a bad event is skipped, not the batch");
+    assert_eq!(store.list_alerts(&path).unwrap().len(), 3);
 }

@@ -194,10 +194,13 @@ pub struct UpsertRunRequest {
     pub group: Option<String>,
     #[serde(default)]
     pub job_type: Option<String>,
-    /// Must be a JSON object; merged into the stored config on resume.
+    /// Must be a JSON object. On resume only its new keys are added, unless `allow_val_change`.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub config: Option<Value>,
+    /// On resume, values in `config` replace the stored ones (otherwise they are kept).
+    #[serde(default)]
+    pub allow_val_change: bool,
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub metadata: Option<Value>,
@@ -529,6 +532,77 @@ pub struct ConsoleQuery {
     /// Default 1000, at most 100000.
     #[serde(default)]
     pub limit: Option<usize>,
+}
+
+/// How serious an alert is (W&B's `AlertLevel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "UPPERCASE")]
+pub enum AlertLevel {
+    Info,
+    Warn,
+    Error,
+}
+
+impl AlertLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertLevel::Info => "INFO",
+            AlertLevel::Warn => "WARN",
+            AlertLevel::Error => "ERROR",
+        }
+    }
+
+    /// `INFO`, `WARN` (or `WARNING`) and `ERROR`, in any case.
+    pub fn parse(text: &str) -> Option<AlertLevel> {
+        match text.to_ascii_uppercase().as_str() {
+            "INFO" => Some(AlertLevel::Info),
+            "WARN" | "WARNING" => Some(AlertLevel::Warn),
+            "ERROR" => Some(AlertLevel::Error),
+            _ => None,
+        }
+    }
+}
+
+/// An alert of a run, as stored, with how its delivery went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AlertInfo {
+    pub id: i64,
+    pub title: String,
+    pub text: String,
+    pub level: AlertLevel,
+    /// When the program raised it.
+    pub time: Timestamp,
+    /// `pending` (being delivered, or waiting for a retry), `delivered`, `failed` (retries spent)
+    /// or `stored` (the server has no delivery targets).
+    pub delivery: String,
+    pub attempts: u32,
+    /// Why the last delivery attempt failed.
+    pub last_error: Option<String>,
+    /// The targets (`webhook`, `email`) that have it: a retry goes only to the others.
+    #[serde(default)]
+    pub delivered_to: Vec<String>,
+}
+
+/// `POST /api/v1/runs/move`: runs to move, and where to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MoveRuns {
+    /// `entity/project/run_id` of each run.
+    pub runs: Vec<String>,
+    /// The target entity (created when missing).
+    pub entity: String,
+    /// The target project (created when missing).
+    pub project: String,
+}
+
+/// The moved runs' new paths, in the order asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MovedRuns {
+    pub runs: Vec<String>,
 }
 
 /// Where a resumable upload of one content (by SHA-256) stands on the server.

@@ -122,6 +122,18 @@ export interface ConsoleLine {
   text: string;
 }
 
+export interface AlertInfo {
+  id: number;
+  title: string;
+  text: string;
+  level: "INFO" | "WARN" | "ERROR";
+  time: string;
+  delivery: "pending" | "delivered" | "failed" | "stored";
+  attempts: number;
+  last_error: string | null;
+  delivered_to: string[];
+}
+
 export interface FileInfo {
   path: string;
   size: number;
@@ -196,6 +208,9 @@ export const api = {
   updateRun: (e: string, p: string, id: string, patch: Partial<Pick<RunInfo, "name" | "notes" | "tags" | "group" | "job_type">>) =>
     request<RunInfo>("PATCH", runUrl(e, p, id), patch),
   deleteRun: (e: string, p: string, id: string) => request<void>("DELETE", runUrl(e, p, id)),
+  /** Moves runs to entity/project, all or none (409 when an id is taken there). */
+  moveRuns: (runs: string[], entity: string, project: string) =>
+    request<{ runs: string[] }>("POST", "/api/v1/runs/move", { runs, entity, project }),
   stopRun: (e: string, p: string, id: string) => request<RunInfo>("POST", `${runUrl(e, p, id)}/stop`, {}),
   keys: (e: string, p: string, id: string) => request<KeyInfo[]>("GET", `${runUrl(e, p, id)}/keys`),
   console: (e: string, p: string, id: string, fromLine = 0, limit = 5000) =>
@@ -204,6 +219,7 @@ export const api = {
       `${runUrl(e, p, id)}/console?from_line=${fromLine}&limit=${limit}`,
     ),
   files: (e: string, p: string, id: string) => request<FileInfo[]>("GET", `${runUrl(e, p, id)}/files`),
+  alerts: (e: string, p: string, id: string) => request<AlertInfo[]>("GET", `${runUrl(e, p, id)}/alerts`),
   fileUrl: (e: string, p: string, id: string, path: string) =>
     `${runUrl(e, p, id)}/files/${path.split("/").map(enc).join("/")}`,
 };

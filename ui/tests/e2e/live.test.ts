@@ -163,6 +163,30 @@ print(run.id)
   });
 });
 
+describe("alerts", () => {
+  it("lists a run's alerts on its overview, as text", async () => {
+    const id = py(`
+import cairn
+run = cairn.init(project="${PROJECT}-alerts")
+run.alert("Loss spiked", "step 40: loss 9.1 <i>(was 0.3)</i>", level="ERROR")
+run.alert("Checkpoint saved", "epoch 2", level="INFO")
+run.finish()
+print(run.id)
+`).trim();
+    const page = await open(browser, `/e2e/${PROJECT}-alerts/runs/${id}`);
+    // The test server has no targets: the alerts are stored, once the delivery loop has looked.
+    await expect.poll(async () => (await page.reload(), await page.textContent('[data-testid="alerts"]')), { timeout: 15_000 }).toContain("stored");
+    const items = await page.$$eval('[data-testid="alerts"] li', (li) => li.map((x) => x.textContent!.replace(/\s+/g, " ").trim()));
+    expect(items[0]).toContain("ERROR");
+    expect(items[0]).toContain("Loss spiked");
+    expect(items[0]).toContain("step 40: loss 9.1 <i>(was 0.3)</i>");
+    expect(items[1]).toContain("Checkpoint saved");
+    expect(await page.locator('[data-testid="alerts"] i').count()).toBe(0);
+    await screenshot(page, "alerts");
+    await expectNoErrors(page);
+  });
+});
+
 describe("home", () => {
   it("lists entities and projects with run counts", async () => {
     const page = await open(browser, "/");

@@ -228,6 +228,37 @@ for name in ["doomed-a", "doomed-b", "kept-c"]:
     expect(kept.name).toBe("kept-c");
     await expectNoErrors(page);
   });
+
+  it("moves selected runs to another project, and names a clash without moving anything", async () => {
+    py(`
+import cairn
+for project, run_id in [("${PROJECT}-from", "mv-a"), ("${PROJECT}-from", "mv-b"), ("${PROJECT}-to", "mv-b")]:
+    cairn.init(project=project, id=run_id, name=run_id).finish()
+`);
+    const page = await open(browser, `/e2e/${PROJECT}-from/table`);
+    await waitForNames(page, ["mv-b", "mv-a"]);
+    for (const name of ["mv-a", "mv-b"]) await page.getByLabel(`select ${name}`).check();
+    await page.click('[data-testid="move-button"]');
+    await page.fill('[data-testid="move-target"]', `e2e/${PROJECT}-to`);
+    await page.click('[data-testid="confirm-move"]');
+    // mv-b exists there: the error names it, and both runs stay.
+    await expect.poll(() => page.textContent('[data-testid="move-error"]')).toContain('"mv-b"');
+    await screenshot(page, "move-clash");
+    expect((await tableNames(page)).sort()).toEqual(["mv-a", "mv-b"]);
+    // Chromium logs the refused request (409) as a console error: that one was asked for.
+    expect(page.errors.filter((e) => !e.includes("409"))).toEqual([]);
+    page.errors.length = 0;
+    // Only mv-a, to another entity: it leaves this table and is there.
+    await page.getByRole("dialog").getByRole("button", { name: "Cancel" }).click();
+    await page.getByLabel("select mv-b").uncheck();
+    await page.click('[data-testid="move-button"]');
+    await page.fill('[data-testid="move-target"]', `moved-e2e/${PROJECT}-to`);
+    await page.click('[data-testid="confirm-move"]');
+    await waitForNames(page, ["mv-b"]);
+    const moved = await getJson(`/api/v1/runs/moved-e2e/${PROJECT}-to/mv-a`);
+    expect(moved.name).toBe("mv-a");
+    await expectNoErrors(page);
+  });
 });
 
 async function headerIndex(page: Page, column: string): Promise<number> {

@@ -427,3 +427,61 @@ fn online_resume_uploads_what_a_killed_process_left_first() {
 fn whoami(api: &ApiClient) -> String {
     api.list_entities().unwrap()[0].name.clone()
 }
+
+#[test]
+fn lifecycle_from_rust_alerts_move_delete_and_purge() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), &["--default-entity", "nico"]);
+    let run = cairn_client::init(
+        cairn_client::Settings::new()
+            .base_url(server.url.clone())
+            .project("rust-life")
+            .run_id("life1")
+            .dir(work.path().to_owned())
+            .silent(true)
+            .console(cairn_client::Console::Off)
+            .stats_interval(Duration::ZERO),
+    )
+    .unwrap();
+    run.log([("loss", 0.5)]).unwrap();
+    use cairn_types::api::AlertLevel;
+    assert!(run.alert("diverged", "loss went up", AlertLevel::Error, Duration::from_secs(60)).unwrap());
+    assert!(!run.alert("diverged", "again", AlertLevel::Error, Duration::from_secs(60)).unwrap());
+    assert!(run.alert("", "no title", AlertLevel::Info, Duration::ZERO).is_err());
+    run.finish(None).unwrap();
+    let api = server.api();
+    let path = RunPath::new("nico", "rust-life", "life1");
+    let alerts = api.list_alerts(&path).unwrap();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!((alerts[0].title.as_str(), alerts[0].level), ("diverged", AlertLevel::Error));
+
+    // Move to another entity, then delete, re-create (refused), purge, re-create.
+    let moved = cairn(&["runs", "move", "nico/rust-life/life1", "--to", "team/kept", "--base-url", &server.url]);
+    assert!(moved.status.success(), "{}", String::from_utf8_lossy(&moved.stderr));
+    let target = RunPath::new("team", "kept", "life1");
+    assert_eq!(api.get_run(&target).unwrap().summary["loss"], cairn_types::Value::Float(0.5));
+    assert!(api.get_run(&path).is_err());
+    let deleted = cairn(&["runs", "delete", "team/kept/life1", "--base-url", &server.url]);
+    assert!(deleted.status.success(), "{}", String::from_utf8_lossy(&deleted.stderr));
+    let again = || {
+        cairn_client::init(
+            cairn_client::Settings::new()
+                .base_url(server.url.clone())
+                .entity("team")
+                .project("kept")
+                .run_id("life1")
+                .dir(work.path().to_owned())
+                .silent(true)
+                .console(cairn_client::Console::Off),
+        )
+    };
+    let err = again().err().expect("a deleted id is refused");
+    assert_eq!(err.kind, cairn_client::ErrorKind::Deleted);
+    assert!(err.message.contains("deleted"), "{}", err.message);
+    let purged = cairn(&["runs", "purge", "team/kept/life1", "--base-url", &server.url]);
+    assert!(purged.status.success(), "{}", String::from_utf8_lossy(&purged.stderr));
+    let fresh = again().unwrap();
+    assert_eq!(fresh.step(), 0);
+    fresh.finish(None).unwrap();
+}

@@ -43,10 +43,13 @@ async fn info_and_openapi_document_every_route() {
         "/api/v1/projects/{entity}/{project}/series",
         "/api/v1/events",
         "/api/v1/uploads/{sha256}",
+        "/api/v1/runs/move",
+        "/api/v1/runs/{entity}/{project}/{run_id}/purge",
+        "/api/v1/runs/{entity}/{project}/{run_id}/alerts",
     ] {
         assert!(paths.iter().any(|p| *p == route), "{route} is not documented");
     }
-    assert_eq!(paths.len(), 25, "{paths:?}");
+    assert_eq!(paths.len(), 28, "{paths:?}");
     let history = &doc["paths"]["/api/v1/runs/{entity}/{project}/{run_id}/history"]["get"]["parameters"];
     let names: Vec<&str> = history.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"min_step") && names.contains(&"keys"), "{names:?}");

@@ -7,7 +7,7 @@ mod series;
 use std::path::{Path, PathBuf};
 
 use cairn_types::api::{
-    DEFAULT_PROJECT, EntityInfo, FileInfo, FinishRequest, HeartbeatReply, ProjectInfo, RUNS_DEFAULT_LIMIT,
+    AlertInfo, AlertLevel, DEFAULT_PROJECT, EntityInfo, FileInfo, FinishRequest, HeartbeatReply, ProjectInfo, RUNS_DEFAULT_LIMIT,
     RUNS_MAX_LIMIT, ResumeMode, RunInfo, RunPage, RunPatch, RunSearch, RunState, StreamOffsets, UpsertRunRequest,
 };
 use cairn_types::error::{CodedError, ErrorCode};
@@ -181,6 +181,28 @@ pub(crate) fn load_run(conn: &Connection, run_pk: i64) -> Result<RunInfo> {
     run_from_row(row)
 }
 
+const ALERT_SELECT: &str = "SELECT alert_pk, title, text, level, time, delivery, attempts, last_error, delivered_to FROM alerts";
+
+fn alert_from_row(r: &Row) -> rusqlite::Result<AlertInfo> {
+    alert_at(r, 0)
+}
+
+/// An alert from the row's columns `at..at + 9` (as in `ALERT_SELECT`).
+fn alert_at(r: &Row, at: usize) -> rusqlite::Result<AlertInfo> {
+    let level: String = r.get(at + 3)?;
+    Ok(AlertInfo {
+        id: r.get(at)?,
+        title: r.get(at + 1)?,
+        text: r.get(at + 2)?,
+        level: AlertLevel::parse(&level).unwrap_or(AlertLevel::Info),
+        time: Timestamp(r.get(at + 4)?),
+        delivery: r.get(at + 5)?,
+        attempts: r.get::<_, i64>(at + 6)? as u32,
+        last_error: r.get(at + 7)?,
+        delivered_to: r.get::<_, String>(at + 8)?.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect(),
+    })
+}
+
 pub(crate) fn load_doc(conn: &Connection, run_pk: i64) -> Result<RunDoc> {
     let info = load_run(conn, run_pk)?;
     let metric_defs: String =
@@ -203,6 +225,7 @@ pub(crate) fn load_doc(conn: &Connection, run_pk: i64) -> Result<RunDoc> {
         last_step: info.last_step,
         offsets: info.offsets,
         stop_requested: info.stop_requested,
+        new_alerts: Vec::new(),
     })
 }
 
@@ -242,6 +265,24 @@ pub(crate) fn save_doc(conn: &Connection, run_pk: i64, doc: &RunDoc) -> Result<(
         doc.offsets.events as i64,
     ])
     .db()?;
+    for alert in &doc.new_alerts {
+        // The same title within the alert's wait duration is not sent again (a replay of the
+        // same event, from `cairn sync` say, is the same alert: stored once).
+        let recent: bool = conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM alerts WHERE run_pk = ?1 AND title = ?2 AND time > ?3 AND time <= ?4)")
+            .db()?
+            .query_row(params![run_pk, alert.title, alert.time.micros() - alert.wait_micros.max(1), alert.time.micros()], |r| r.get(0))
+            .db()?;
+        if recent {
+            continue;
+        }
+        conn.prepare_cached(
+            "INSERT INTO alerts (run_pk, time, title, text, level, delivery, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?2)",
+        )
+        .db()?
+        .execute(params![run_pk, alert.time.micros(), alert.title, alert.text, alert.level.as_str()])
+        .db()?;
+    }
     Ok(())
 }
 
@@ -345,9 +386,12 @@ fn upsert_run(conn: &Connection, request: UpsertRunRequest, default_entity: &str
         Some((pk, None)) => {
             let mut doc = load_doc(conn, pk)?;
             ingest::apply_patch(&mut doc, patch)?;
+            // W&B's rule: resuming adds new config keys; changing a value needs allow_val_change.
             if let Some(config) = config {
                 for (k, v) in config {
-                    doc.config.insert(k, v);
+                    if request.allow_val_change || !doc.config.contains_key(&k) {
+                        doc.config.insert(k, v);
+                    }
                 }
             }
             if let Some(metadata) = metadata {
@@ -502,6 +546,187 @@ impl MetaStore for SqliteStore {
             conn.execute("UPDATE runs SET deleted_at = ?2 WHERE run_pk = ?1", params![pk, Timestamp::now().micros()])
                 .db()?;
             Ok(())
+        })
+    }
+
+    fn purge_run(&self, path: &RunPath) -> Result<Vec<String>> {
+        path.validate()?;
+        let path = path.clone();
+        self.write(move |conn| {
+            let pk: i64 = conn
+                .prepare_cached(
+                    "SELECT r.run_pk FROM runs r
+                     JOIN projects p ON p.project_pk = r.project_pk
+                     JOIN entities e ON e.entity_pk = p.entity_pk
+                     WHERE e.name = ?1 AND p.name = ?2 AND r.run_id = ?3",
+                )
+                .db()?
+                .query_row(params![path.entity, path.project, path.run_id], |r| r.get(0))
+                .optional()
+                .db()?
+                .ok_or_else(|| not_found(&path))?;
+            let shas: Vec<String> = conn
+                .prepare_cached("SELECT DISTINCT sha256 FROM run_files WHERE run_pk = ?1")
+                .db()?
+                .query_map([pk], |r| r.get(0))
+                .db()?
+                .collect::<rusqlite::Result<_>>()
+                .db()?;
+            for sql in [
+                "DELETE FROM chunks WHERE key_pk IN (SELECT key_pk FROM run_keys WHERE run_pk = ?1)",
+                "DELETE FROM run_keys WHERE run_pk = ?1",
+                "DELETE FROM console_lines WHERE run_pk = ?1",
+                "DELETE FROM run_files WHERE run_pk = ?1",
+                "DELETE FROM alerts WHERE run_pk = ?1",
+                "DELETE FROM runs WHERE run_pk = ?1",
+            ] {
+                conn.prepare_cached(sql).db()?.execute([pk]).db()?;
+            }
+            let mut orphans = Vec::new();
+            for sha in shas {
+                let named: bool = conn
+                    .prepare_cached("SELECT EXISTS (SELECT 1 FROM run_files WHERE sha256 = ?1)")
+                    .db()?
+                    .query_row([&sha], |r| r.get(0))
+                    .db()?;
+                if !named {
+                    orphans.push(sha);
+                }
+            }
+            Ok(orphans)
+        })
+    }
+
+    fn move_runs(&self, runs: &[RunPath], entity: &str, project: &str, now: Timestamp) -> Result<Vec<RunPath>> {
+        validate_name("entity", entity)?;
+        validate_name("project", project)?;
+        if runs.is_empty() {
+            return Err(CodedError::new(ErrorCode::InvalidValue, "no runs to move"));
+        }
+        for path in runs {
+            path.validate()?;
+        }
+        let (runs, entity, project) = (runs.to_vec(), entity.to_owned(), project.to_owned());
+        self.write(move |conn| {
+            let mut seen = std::collections::HashSet::new();
+            let mut pks = Vec::with_capacity(runs.len());
+            for path in &runs {
+                if !seen.insert(path.run_id.clone()) {
+                    return Err(CodedError::new(
+                        ErrorCode::RunAlreadyExists,
+                        format!("two of the runs to move have the id {:?}; ids must be unique in {entity}/{project}, so nothing was moved", path.run_id),
+                    ));
+                }
+                let pk = run_pk(conn, path)?;
+                let state: String = conn.prepare_cached("SELECT state FROM runs WHERE run_pk = ?1").db()?.query_row([pk], |r| r.get(0)).db()?;
+                if state == "running" {
+                    return Err(CodedError::new(
+                        ErrorCode::InvalidValue,
+                        format!("run {path} is running: stop it or let it end before moving it (nothing was moved)"),
+                    ));
+                }
+                pks.push(pk);
+            }
+            let target = ensure_project(conn, &entity, &project, now)?;
+            for (path, &pk) in runs.iter().zip(&pks) {
+                let clash: Option<Option<i64>> = conn
+                    .prepare_cached("SELECT deleted_at FROM runs WHERE project_pk = ?1 AND run_id = ?2 AND run_pk != ?3")
+                    .db()?
+                    .query_row(params![target, path.run_id, pk], |r| r.get(0))
+                    .optional()
+                    .db()?;
+                if let Some(deleted) = clash {
+                    let what = if deleted.is_some() { "a deleted run (purge it first)" } else { "a run" };
+                    return Err(CodedError::new(
+                        ErrorCode::RunAlreadyExists,
+                        format!("{entity}/{project} already has {what} with id {:?}, so {path} cannot move there; nothing was moved", path.run_id),
+                    ));
+                }
+            }
+            let mut moved = Vec::with_capacity(runs.len());
+            for (path, pk) in runs.iter().zip(pks) {
+                let seq: i64 = conn
+                    .prepare_cached("UPDATE projects SET run_seq = run_seq + 1 WHERE project_pk = ?1 RETURNING run_seq")
+                    .db()?
+                    .query_row([target], |r| r.get(0))
+                    .db()?;
+                conn.prepare_cached("UPDATE runs SET project_pk = ?2, seq = ?3 WHERE run_pk = ?1").db()?.execute(params![pk, target, seq]).db()?;
+                moved.push(RunPath::new(&entity, &project, &path.run_id));
+            }
+            conn.prepare_cached("UPDATE projects SET last_activity_at = ?2 WHERE project_pk = ?1").db()?.execute(params![target, now.micros()]).db()?;
+            Ok(moved)
+        })
+    }
+
+    fn list_alerts(&self, path: &RunPath) -> Result<Vec<AlertInfo>> {
+        path.validate()?;
+        let path = path.clone();
+        self.read(move |conn| {
+            let pk = run_pk(conn, &path)?;
+            conn.prepare_cached(&format!("{ALERT_SELECT} WHERE run_pk = ?1 ORDER BY time, alert_pk"))
+                .db()?
+                .query_map([pk], alert_from_row)
+                .db()?
+                .collect::<rusqlite::Result<_>>()
+                .db()
+        })
+    }
+
+    fn due_alerts(&self, now: Timestamp, limit: usize) -> Result<Vec<(RunPath, String, AlertInfo)>> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT e.name, p.name, r.run_id, r.name, a.alert_pk, a.title, a.text, a.level, a.time, a.delivery, a.attempts, a.last_error, a.delivered_to
+                 FROM alerts a JOIN runs r ON r.run_pk = a.run_pk
+                 JOIN projects p ON p.project_pk = r.project_pk JOIN entities e ON e.entity_pk = p.entity_pk
+                 WHERE a.delivery = 'pending' AND a.next_attempt_at <= ?1 AND r.deleted_at IS NULL
+                 ORDER BY a.next_attempt_at LIMIT ?2",
+            )
+            .db()?
+            .query_map(params![now.micros(), limit as i64], |r| {
+                let path = RunPath::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?);
+                let name: String = r.get(3)?;
+                Ok((path, name, alert_at(r, 4)?))
+            })
+            .db()?
+            .collect::<rusqlite::Result<_>>()
+            .db()
+        })
+    }
+
+    fn record_alert_delivery(
+        &self,
+        id: i64,
+        delivery: &str,
+        delivered_to: &[String],
+        error: Option<String>,
+        next_attempt: Option<Timestamp>,
+    ) -> Result<()> {
+        let (delivery, delivered_to) = (delivery.to_owned(), delivered_to.join(","));
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE alerts SET delivery = ?2, attempts = attempts + 1, last_error = ?3,
+                    next_attempt_at = coalesce(?4, next_attempt_at), delivered_to = ?5 WHERE alert_pk = ?1",
+            )
+            .db()?
+            .execute(params![id, delivery, error, next_attempt.map(Timestamp::micros), delivered_to])
+            .db()?;
+            Ok(())
+        })
+    }
+
+    fn deleted_before(&self, deadline: Timestamp) -> Result<Vec<RunPath>> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT e.name, p.name, r.run_id FROM runs r
+                 JOIN projects p ON p.project_pk = r.project_pk
+                 JOIN entities e ON e.entity_pk = p.entity_pk
+                 WHERE r.deleted_at IS NOT NULL AND r.deleted_at < ?1",
+            )
+            .db()?
+            .query_map([deadline.micros()], |r| Ok(RunPath::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+            .db()?
+            .collect::<rusqlite::Result<_>>()
+            .db()
         })
     }
 

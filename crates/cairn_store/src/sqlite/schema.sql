@@ -103,3 +103,20 @@ CREATE TABLE IF NOT EXISTS run_files (
     updated_at  INTEGER NOT NULL,
     PRIMARY KEY (run_pk, path)
 ) WITHOUT ROWID;
+
+-- Alerts raised by runs (run.alert), and their delivery to the server's targets.
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_pk         INTEGER PRIMARY KEY,
+    run_pk           INTEGER NOT NULL,
+    time             INTEGER NOT NULL,
+    title            TEXT NOT NULL,
+    text             TEXT NOT NULL,
+    level            TEXT NOT NULL,
+    delivery         TEXT NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  INTEGER NOT NULL,
+    last_error       TEXT,
+    delivered_to     TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS alerts_by_run ON alerts (run_pk, title, time);
+CREATE INDEX IF NOT EXISTS alerts_pending ON alerts (next_attempt_at) WHERE delivery = 'pending';
