@@ -23,6 +23,8 @@ export interface ViewState {
   smoothing: number;
   logScale: boolean;
   line: "mean" | "last";
+  /** Workspace: one line per value of this column (mean line, min–max band), or "" for one per run. */
+  lineGroup: string;
   panelSearch: string;
   /** Run page tab. */
   tab: string;
@@ -42,6 +44,7 @@ export const DEFAULT_VIEW: ViewState = {
   smoothing: 0,
   logScale: false,
   line: "mean",
+  lineGroup: "",
   panelSearch: "",
   tab: "overview",
 };
@@ -79,6 +82,7 @@ export function decodeView(search: string): ViewState {
     smoothing: Number.isFinite(smoothing) ? Math.min(Math.max(smoothing, 0), 0.99) : 0,
     logScale: p.get("log") === "1",
     line: line === "last" ? "last" : "mean",
+    lineGroup: p.get("lgroup") ?? "",
     panelSearch: p.get("panels") ?? "",
     tab: p.get("tab") || "overview",
   };
@@ -100,6 +104,7 @@ export function encodeView(view: ViewState): string {
   if (view.smoothing > 0) p.set("smooth", String(view.smoothing));
   if (view.logScale) p.set("log", "1");
   if (view.line !== "mean") p.set("line", view.line);
+  if (view.lineGroup) p.set("lgroup", view.lineGroup);
   if (view.panelSearch) p.set("panels", view.panelSearch);
   if (view.tab !== "overview") p.set("tab", view.tab);
   const s = p.toString();

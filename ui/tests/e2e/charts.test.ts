@@ -140,4 +140,27 @@ describe("workspace charts", () => {
     await expect.poll(() => tooltip.isVisible()).toBe(true);
     expect(await tooltip.textContent()).toContain("sections:");
   });
+
+  it("groups lines by a column: a mean line and a min-max band per group", async () => {
+    py(`
+import cairn
+for name, group, level in [("g-a1", "alpha", 1.0), ("g-a2", "alpha", 3.0), ("g-b1", "beta", 10.0)]:
+    run = cairn.init(project="${PROJECT}-groups", name=name, group=group)
+    for step in range(50):
+        run.log({"metric": level})
+    run.finish()
+`);
+    const page = await open(browser, `/e2e/${PROJECT}-groups?lgroup=group`);
+    const chart = page.locator('figure.chart[data-metric="metric"]');
+    await expect.poll(() => chart.getAttribute("data-lines")).toBe("group=alpha (2 runs)|group=beta (1 runs)");
+    // The band spans the runs of each group: from alpha's 1 to beta's 10.
+    expect(Number(await chart.getAttribute("data-ymin"))).toBe(1);
+    expect(Number(await chart.getAttribute("data-ymax"))).toBe(10);
+    await screenshot(page, "workspace-grouped");
+    // Back to a line per run, from the toolbar.
+    await page.selectOption('[data-testid="line-group"]', "");
+    await expect.poll(async () => (await chart.getAttribute("data-lines"))!.split("|").sort()).toEqual(["g-a1", "g-a2", "g-b1"]);
+    expect(page.url()).not.toContain("lgroup");
+    await expectNoErrors(page);
+  });
 });

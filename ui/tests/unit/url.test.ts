@@ -22,6 +22,7 @@ describe("view state in the URL", () => {
       smoothing: 0.6,
       logScale: true,
       line: "last",
+      lineGroup: "config.optimizer",
       panelSearch: "loss",
       tab: "logs",
     };
