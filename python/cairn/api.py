@@ -275,6 +275,10 @@ class Run:
         else:
             self._api._client.delete_run(self._path())
 
+    def forks(self) -> list[str]:
+        """Ids of the runs forked from this one (``init(fork_from="<id>?_step=N")``)."""
+        return self._api._client.list_forks(self._path())
+
     def alerts(self) -> list[dict[str, Any]]:
         """The run's alerts (``run.alert``), oldest first: title, text, level, time, and how their
         delivery went (``pending``, ``delivered``, ``failed`` or ``stored``)."""

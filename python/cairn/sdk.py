@@ -709,6 +709,10 @@ def init(
     continues the run that the last process in the same directory left unfinished.
     ``reinit``: what to do when a run is active: ``"finish_previous"`` (the default, or True),
     ``"return_previous"`` (False), or ``"create_new"`` (both stay active).
+    ``fork_from="<run_id>?_step=N"``: a new run whose history up to step N is that run's (shared
+    on the server, not copied); it continues at N+1 with the source's config under its own.
+    ``resume_from="<run_id>?_step=N"``: rewinds that run to N and continues it at N+1; its
+    history after N is archived in a hidden run linked from its overview.
     """
     global _exception, _exit_code
     policy = {None: "finish_previous", True: "finish_previous", False: "return_previous"}.get(reinit, reinit)  # type: ignore[arg-type]

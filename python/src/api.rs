@@ -99,6 +99,12 @@ impl PyApiClient {
         Ok(moved.iter().map(ToString::to_string).collect())
     }
 
+    fn list_forks(&self, py: Python<'_>, run_path: &str) -> PyResult<Vec<String>> {
+        let p = path(py, run_path)?;
+        let client = self.client.clone();
+        py.detach(move || client.list_forks(&p)).map_err(|e| call_err(py, e))
+    }
+
     fn list_alerts<'py>(&self, py: Python<'py>, run_path: &str) -> PyResult<Bound<'py, PyAny>> {
         let p = path(py, run_path)?;
         let client = self.client.clone();

@@ -126,6 +126,8 @@ fn settings_from(py: Python<'_>, kwargs: &Bound<'_, PyDict>) -> PyResult<Setting
     settings.heartbeat_interval = opt_secs(kwargs, "heartbeat_interval")?;
     settings.finish_timeout = opt_secs(kwargs, "finish_timeout")?;
     settings.init_timeout = opt_secs(kwargs, "init_timeout")?;
+    settings.fork_from = opt_string(kwargs, "fork_from")?;
+    settings.resume_from = opt_string(kwargs, "resume_from")?;
     if let Some(allow) = kwargs.get_item("allow_val_change")?
         && !allow.is_none()
     {

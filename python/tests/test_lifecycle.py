@@ -169,3 +169,55 @@ def test_resume_auto_continues_a_killed_run_without_gap_or_duplicate(tmp_path, e
     # A clean finish clears the resume file: the next run is a new one.
     third = run_script("import cairn\nrun = cairn.init(project='auto', resume='auto')\nprint(run.path)\n", tmp_path, env)
     assert third.stdout.strip() != path
+
+
+def test_fork_and_rewind(env, api, tmp_path):
+    import cairn
+
+    project = "branches"
+    src = cairn.init(project=project, id="trunk", config={"lr": 0.1})
+    for i in range(30_000):
+        src.log({"loss": i * 0.5})
+    src.finish()
+    path = f"tester/{project}"
+
+    # Fork at N: the source's history up to N, then the fork's own; the summary is the fork's.
+    fork = cairn.init(project=project, fork_from="trunk?_step=20000", config={"lr": 0.01})
+    assert fork.step == 20_001 and fork.config["lr"] == 0.01
+    fork.log({"loss": -1.0})
+    fork.finish()
+    forked = api.run(f"{path}/{fork.id}")
+    rows = list(forked.scan_history(keys=["loss"], page_size=50_000))
+    assert len(rows) == 20_002 and rows[20_000]["loss"] == 10_000.0 and rows[-1] == {"_step": 20_001, "loss": -1.0}
+    assert forked.summary["loss"] == -1.0
+    assert forked.metadata["fork"] == {"run_id": "trunk", "step": 20_000}
+    # At step 0, and beyond the last step (a clear error, and no run is made).
+    zero = cairn.init(project=project, fork_from="trunk?_step=0")
+    assert zero.step == 1
+    zero.finish()
+    with pytest.raises(cairn.errors.CairnError, match="beyond.*29999"):
+        cairn.init(project=project, fork_from="trunk?_step=30000")
+    with pytest.raises(cairn.errors.InvalidValue, match="_step"):
+        cairn.init(project=project, fork_from="trunk@20000")
+    assert sorted(api.run(f"{path}/trunk").forks()) == sorted([fork.id, zero.id])
+
+    # Rewind: the same id continues at N+1; the history after N is archived and readable.
+    rewound = cairn.init(project=project, id="trunk", resume_from="trunk?_step=25000")
+    assert rewound.step == 25_001 and rewound.id == "trunk"
+    rewound.log({"loss": 7.0})
+    rewound.finish()
+    trunk = api.run(f"{path}/trunk")
+    assert trunk.summary["loss"] == 7.0
+    losses = [r["loss"] for r in trunk.scan_history(keys=["loss"], page_size=50_000)]
+    assert len(losses) == 25_002 and losses[25_000] == 12_500.0 and losses[-1] == 7.0
+    archive_id = trunk.metadata["rewinds"][0]["archive"]
+    archived = api.run(f"{path}/{archive_id}")
+    tail = list(archived.scan_history(keys=["loss"], page_size=50_000))
+    assert (tail[0]["_step"], tail[-1]["_step"], len(tail)) == (25_001, 29_999, 4_999)
+    assert archive_id not in [r.id for r in api.runs(path)]
+    # The fork still reads its history, part of which now lives in the archive.
+    assert len(list(api.run(f"{path}/{fork.id}").scan_history(keys=["loss"], page_size=50_000))) == 20_002
+    with pytest.raises(cairn.errors.CairnError, match="beyond"):
+        cairn.init(project=project, id="trunk", resume_from="trunk?_step=99999")
+    with pytest.raises(cairn.errors.InvalidSetting, match="same run"):
+        cairn.init(project=project, id="other", resume_from="trunk?_step=5")

@@ -193,6 +193,11 @@ impl ApiClient {
             .collect()
     }
 
+    /// Ids of the runs forked from this one.
+    pub fn list_forks(&self, path: &RunPath) -> CallResult<Vec<String>> {
+        self.get_json(&format!("{}/forks", run_url(&self.base_url, path)), &[])
+    }
+
     /// The run's alerts, oldest first, with how their delivery went.
     pub fn list_alerts(&self, path: &RunPath) -> CallResult<Vec<cairn_types::api::AlertInfo>> {
         self.get_json(&format!("{}/alerts", run_url(&self.base_url, path)), &[])

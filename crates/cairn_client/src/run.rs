@@ -167,8 +167,16 @@ fn upsert_request(r: &Resolved, run_id: &str, metadata: Map, started_at: i64) ->
         config: Some(Value::Map(r.config.clone())),
         metadata: Some(Value::Map(metadata)),
         started_at: Some(Timestamp(started_at)),
-        resume: r.resume.unwrap_or(if r.run_id.is_some() { ResumeMode::Allow } else { ResumeMode::Never }),
+        resume: if r.resume_from.is_some() {
+            ResumeMode::Must
+        } else if r.fork_from.is_some() {
+            ResumeMode::Never
+        } else {
+            r.resume.unwrap_or(if r.run_id.is_some() { ResumeMode::Allow } else { ResumeMode::Never })
+        },
         allow_val_change: r.allow_val_change,
+        fork_from: r.fork_from.clone(),
+        resume_from: r.resume_from.clone(),
     }
 }
 
@@ -220,6 +228,35 @@ impl Run {
         }
         let mut r = r;
         let mut run_id = run_id;
+        if r.fork_from.is_some() || r.resume_from.is_some() {
+            let what = if r.fork_from.is_some() { "fork_from" } else { "resume_from" };
+            if r.mode != Mode::Online {
+                return Err(ClientError::new(
+                    ErrorKind::InvalidSetting,
+                    format!("{what} needs the server, which holds the history: use mode=\"online\""),
+                ));
+            }
+            if r.fork_from.is_some() && r.resume_from.is_some() {
+                return Err(ClientError::new(ErrorKind::InvalidSetting, "fork_from and resume_from cannot be given together"));
+            }
+            if r.resume_auto || r.resume.is_some() {
+                return Err(ClientError::new(ErrorKind::InvalidSetting, format!("{what} cannot be combined with resume")));
+            }
+        }
+        if let Some(at) = &r.resume_from {
+            // A rewind keeps the run's id: the one in resume_from.
+            match &r.run_id {
+                Some(id) if *id != at.run_id => {
+                    return Err(ClientError::new(
+                        ErrorKind::InvalidSetting,
+                        format!("resume_from names run {:?} but id is {id:?}; a rewind continues the same run", at.run_id),
+                    ));
+                }
+                _ => {}
+            }
+            run_id = at.run_id.clone();
+            r.run_id = Some(run_id.clone());
+        }
         if r.resume_auto {
             if let Some(previous) = auto_resume(&r)? {
                 run_id = previous;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cairn_types::api::ResumeMode;
+use cairn_types::api::{ResumeMode, StepRef};
 use cairn_types::value::Map;
 
 use crate::error::{ClientError, ErrorKind};
@@ -116,6 +116,10 @@ pub struct Settings {
     /// On resume, config values given here replace the stored ones (otherwise only new keys
     /// are added).
     pub allow_val_change: bool,
+    /// `"<run_id>?_step=<N>"`: a new run whose history up to N is that run's.
+    pub fork_from: Option<String>,
+    /// `"<run_id>?_step=<N>"`: rewinds this run to N (its later history is archived).
+    pub resume_from: Option<String>,
     /// Between samples of system metrics; zero turns sampling off.
     pub stats_interval: Option<Duration>,
     pub console: Option<Console>,
@@ -184,6 +188,18 @@ impl Settings {
 
     pub fn stats_interval(mut self, interval: Duration) -> Self {
         self.stats_interval = Some(interval);
+        self
+    }
+
+    /// W&B's `fork_from="<run_id>?_step=<N>"`.
+    pub fn fork_from(mut self, at: impl Into<String>) -> Self {
+        self.fork_from = Some(at.into());
+        self
+    }
+
+    /// W&B's `resume_from="<run_id>?_step=<N>"`.
+    pub fn resume_from(mut self, at: impl Into<String>) -> Self {
+        self.resume_from = Some(at.into());
         self
     }
 
@@ -273,6 +289,8 @@ impl Settings {
             },
             extra_files: self.extra_files,
             allow_val_change: self.allow_val_change,
+            fork_from: self.fork_from.as_deref().map(|f| StepRef::parse(f, "fork_from")).transpose()?,
+            resume_from: self.resume_from.as_deref().map(|f| StepRef::parse(f, "resume_from")).transpose()?,
         })
     }
 }
@@ -304,6 +322,8 @@ pub struct Resolved {
     pub console: Console,
     pub extra_files: Vec<(String, Vec<u8>)>,
     pub allow_val_change: bool,
+    pub fork_from: Option<StepRef>,
+    pub resume_from: Option<StepRef>,
 }
 
 #[cfg(test)]

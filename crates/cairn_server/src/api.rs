@@ -265,6 +265,16 @@ pub async fn list_alerts(State(state): State<AppState>, PathParams(p): RunParams
     blocking(move || store.list_alerts(&path)).await.map(Json)
 }
 
+#[utoipa::path(get, path = "/api/v1/runs/{entity}/{project}/{run_id}/forks", tag = "runs",
+    params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path)),
+    responses((status = 200, description = "Ids of the runs forked from this one, oldest first", body = Vec<String>),
+        (status = 404, body = ErrorBody)))]
+pub async fn list_forks(State(state): State<AppState>, PathParams(p): RunParams) -> ApiResult<Json<Vec<String>>> {
+    let path = run_path(p)?;
+    let store = store(&state);
+    blocking(move || store.list_forks(&path)).await.map(Json)
+}
+
 /// Removes a run for good, then the contents that no run names any more.
 pub fn purge(store: &dyn Store, path: &RunPath) -> Result<(), CodedError> {
     for sha256 in store.purge_run(path)? {

@@ -101,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{run}/stop"), post(api::stop_run))
         .route(&format!("{run}/purge"), post(api::purge_run))
         .route(&format!("{run}/alerts"), get(api::list_alerts))
+        .route(&format!("{run}/forks"), get(api::list_forks))
         .route(&format!("{run}/keys"), get(api::list_keys))
         .route(&format!("{run}/history"), get(api::history))
         .route(&format!("{run}/series"), get(api::series))

@@ -11,7 +11,7 @@ use crate::api;
     info(title = "cairn", description = "Experiment tracking: runs, history, series, files."),
     paths(
         api::info, api::list_entities, api::get_entity, api::list_projects, api::get_project,
-        api::list_runs, api::search_runs, api::upsert_run, api::get_run, api::update_run, api::delete_run, api::purge_run, api::move_runs, api::list_alerts,
+        api::list_runs, api::search_runs, api::upsert_run, api::get_run, api::update_run, api::delete_run, api::purge_run, api::move_runs, api::list_alerts, api::list_forks,
         api::ingest, api::heartbeat, api::finish_run, api::stop_run, api::list_keys, api::history,
         api::series, api::console, api::list_files, api::put_file, api::get_file, api::upload_status, api::upload_part,
         api::group_runs, api::project_columns, api::project_keys, api::project_series, crate::events::stream,

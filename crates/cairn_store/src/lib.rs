@@ -61,6 +61,8 @@ pub trait MetaStore: Send + Sync {
     /// id that the target holds already (deleted runs included), or a running run, is an error
     /// and nothing moves. Returns the runs' new paths.
     fn move_runs(&self, runs: &[RunPath], entity: &str, project: &str, now: Timestamp) -> Result<Vec<RunPath>>;
+    /// The runs forked from this one (`fork_from`), oldest first.
+    fn list_forks(&self, path: &RunPath) -> Result<Vec<String>>;
     /// A run's alerts, oldest first.
     fn list_alerts(&self, path: &RunPath) -> Result<Vec<AlertInfo>>;
     /// Alerts waiting for delivery whose time has come: `(run, run name, alert)`.

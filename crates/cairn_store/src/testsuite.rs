@@ -49,7 +49,8 @@ macro_rules! store_test_suite {
             grouping_with_distributions,
             delete_then_purge,
             move_all_or_nothing,
-            alerts_are_recorded_once_per_title
+            alerts_are_recorded_once_per_title,
+            fork_shares_history_and_rewind_archives_it
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -907,4 +908,84 @@ pub fn alerts_are_recorded_once_per_title(store: &impl Store) {
     let bad = json!({"events": {"offset": 4, "events": [{"type": "alert", "title": "x", "level": "LOUD"}]}});
     assert!(store.ingest(&path, json_batch(bad), secs(3)).is_ok(), "a bad event is skipped, not the batch");
     assert_eq!(store.list_alerts(&path).unwrap().len(), 3);
+}
+
+fn loss_points(store: &impl Store, path: &RunPath) -> Vec<(i64, f64)> {
+    let data = history_all(store, path);
+    data.steps.iter().zip(column(&data, "loss")).filter_map(|(s, v)| v.and_then(|v| v.as_f64()).map(|v| (*s, v))).collect()
+}
+
+pub fn fork_shares_history_and_rewind_archives_it(store: &impl Store) {
+    let src = RunPath::new("e", "p", "src");
+    new_run(store, &src);
+    // 20,000 steps: two full chunks and a partial one; loss = step * 0.5.
+    store.ingest(&src, rows(0, 20_000), secs(1)).unwrap();
+    let fork = |run_id: &str, step: i64| UpsertRunRequest {
+        entity: Some("e".into()),
+        project: Some("p".into()),
+        run_id: run_id.into(),
+        fork_from: Some(cairn_types::api::StepRef { run_id: "src".into(), step }),
+        config: Some(Value::Map(map! {"extra" => 1})),
+        ..Default::default()
+    };
+    // At step N inside the second chunk, at 0, and beyond the last step (an error).
+    let forked = store.upsert_run(fork("f1", 12_345), secs(2)).unwrap();
+    assert_eq!(forked.last_step, Some(12_345));
+    let f1 = RunPath::new("e", "p", "f1");
+    let points = loss_points(store, &f1);
+    assert_eq!(points.len(), 12_346);
+    assert_eq!(points.last(), Some(&(12_345, 6_172.5)));
+    assert_eq!(forked.summary.get("loss"), Some(&Value::Float(6_172.5)));
+    assert_eq!(forked.metadata.get("fork"), Some(&Value::Map(map! {"run_id" => "src", "step" => 12_345})));
+    assert_eq!(forked.config.get("extra"), Some(&Value::Int(1)));
+    assert_eq!(store.upsert_run(fork("f0", 0), secs(2)).unwrap().last_step, Some(0));
+    assert_eq!(loss_points(store, &RunPath::new("e", "p", "f0")), [(0, 0.0)]);
+    let err = store.upsert_run(fork("f2", 20_000), secs(2)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidStep);
+    assert!(err.message.contains("beyond") && err.message.contains("19999"), "{}", err.message);
+    assert_eq!(store.list_forks(&src).unwrap(), ["f1", "f0"]);
+    // The fork goes on by itself; bucketed series see the shared and the own chunks alike.
+    store.ingest(&f1, json_batch(json!({"history": {"offset": 0, "rows": [{"_step": 12_346, "loss": -1.0}]}})), secs(3)).unwrap();
+    let series = store
+        .series(&f1, &SeriesQuery { keys: "loss".into(), x: None, buckets: Some(4), x_min: None, x_max: None })
+        .unwrap();
+    let b = &series.series[0].buckets;
+    assert_eq!(b.count.iter().sum::<u64>(), 12_347);
+    assert_eq!(b.min.iter().copied().fold(f64::INFINITY, f64::min), -1.0);
+
+    // Rewind the source to 9,000: what came after goes to an archive run, the fork keeps its
+    // history (it shared a chunk that now lives in the archive).
+    let rewind = UpsertRunRequest {
+        entity: Some("e".into()),
+        project: Some("p".into()),
+        run_id: "src".into(),
+        resume: ResumeMode::Must,
+        resume_from: Some(cairn_types::api::StepRef { run_id: "src".into(), step: 9_000 }),
+        ..Default::default()
+    };
+    let rewound = store.upsert_run(rewind.clone(), secs(4)).unwrap();
+    assert_eq!(rewound.last_step, Some(9_000));
+    assert_eq!(rewound.summary.get("loss"), Some(&Value::Float(4_500.0)));
+    assert_eq!(loss_points(store, &src).len(), 9_001);
+    let Some(Value::List(rewinds)) = rewound.metadata.get("rewinds") else { panic!("{:?}", rewound.metadata) };
+    let archive_id = rewinds[0].as_map().unwrap()["archive"].as_str().unwrap().to_owned();
+    assert_eq!(archive_id, "src-rewind-1");
+    let archive = RunPath::new("e", "p", &archive_id);
+    let archived = loss_points(store, &archive);
+    assert_eq!((archived.first(), archived.len()), (Some(&(9_001, 4_500.5)), 10_999));
+    assert_eq!(loss_points(store, &f1).len(), 12_347);
+    assert_eq!(loss_points(store, &f1)[10_000], (10_000, 5_000.0));
+    // The archive is reachable by its path but is not listed with the project's runs.
+    let listed: Vec<String> = store.search_runs("e", "p", &RunSearch::default()).unwrap().runs.into_iter().map(|r| r.run_id).collect();
+    assert!(!listed.contains(&archive_id) && listed.contains(&"src".to_owned()), "{listed:?}");
+    assert_eq!(store.get_project("e", "p").unwrap().run_count, 3);
+    // Rewinding beyond the last step is refused; purging the source keeps the forks whole.
+    let mut beyond = rewind;
+    beyond.resume_from = Some(cairn_types::api::StepRef { run_id: "src".into(), step: 9_001 });
+    assert_eq!(store.upsert_run(beyond, secs(5)).unwrap_err().code, ErrorCode::InvalidStep);
+    store.delete_run(&src).unwrap();
+    store.purge_run(&src).unwrap();
+    assert_eq!(store.get_run(&archive).unwrap_err().code, ErrorCode::RunNotFound);
+    assert_eq!(loss_points(store, &f1).len(), 12_347);
+    assert_eq!(loss_points(store, &f1)[12_000], (12_000, 6_000.0));
 }

@@ -201,6 +201,14 @@ pub struct UpsertRunRequest {
     /// On resume, values in `config` replace the stored ones (otherwise they are kept).
     #[serde(default)]
     pub allow_val_change: bool,
+    /// Creates the run as a fork: its history up to the step is the source's (shared, not
+    /// copied), and it continues after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork_from: Option<StepRef>,
+    /// Rewinds the run (which must exist, with this id) to the step: its history after it is
+    /// archived in a run of its own, and the run continues after the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_from: Option<StepRef>,
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub metadata: Option<Value>,
@@ -208,6 +216,29 @@ pub struct UpsertRunRequest {
     pub started_at: Option<Timestamp>,
     #[serde(default)]
     pub resume: ResumeMode,
+}
+
+/// A run at a step: W&B's `"<run_id>?_step=<N>"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StepRef {
+    pub run_id: String,
+    pub step: i64,
+}
+
+impl StepRef {
+    /// Parses `"<run_id>?_step=<N>"`; `what` names the argument in the error.
+    pub fn parse(text: &str, what: &str) -> Result<StepRef, CodedError> {
+        let bad = |why: &str| CodedError::new(ErrorCode::InvalidValue, format!("{what}={text:?} {why}; write \"<run_id>?_step=<N>\""));
+        let (run_id, query) = text.split_once('?').ok_or_else(|| bad("names no step"))?;
+        let step = query.strip_prefix("_step=").ok_or_else(|| bad("must give the step as _step"))?;
+        let step: i64 = step.parse().map_err(|_| bad("has a step that is not an integer"))?;
+        if step < 0 {
+            return Err(bad("has a negative step"));
+        }
+        crate::ids::validate_run_id(run_id)?;
+        Ok(StepRef { run_id: run_id.to_owned(), step })
+    }
 }
 
 /// Edits a run's user-facing fields (`PATCH`). An absent field is left as it is; an empty string
@@ -885,6 +916,15 @@ impl IngestJson {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_refs_parse_wandb_syntax_and_name_bad_input() {
+        assert_eq!(StepRef::parse("abc?_step=12", "fork_from").unwrap(), StepRef { run_id: "abc".into(), step: 12 });
+        for bad in ["abc", "abc?step=1", "abc?_step=x", "abc?_step=-1", "a/b?_step=1", "?_step=1"] {
+            let err = StepRef::parse(bad, "fork_from").unwrap_err();
+            assert!(err.message.contains("fork_from") || err.message.contains("run id"), "{bad}: {}", err.message);
+        }
+    }
 
     #[test]
     fn series_view_narrows_values_but_not_x() {

@@ -220,6 +220,7 @@ export const api = {
     ),
   files: (e: string, p: string, id: string) => request<FileInfo[]>("GET", `${runUrl(e, p, id)}/files`),
   alerts: (e: string, p: string, id: string) => request<AlertInfo[]>("GET", `${runUrl(e, p, id)}/alerts`),
+  forks: (e: string, p: string, id: string) => request<string[]>("GET", `${runUrl(e, p, id)}/forks`),
   fileUrl: (e: string, p: string, id: string, path: string) =>
     `${runUrl(e, p, id)}/files/${path.split("/").map(enc).join("/")}`,
 };

@@ -163,6 +163,33 @@ print(run.id)
   });
 });
 
+describe("fork and rewind", () => {
+  it("links a fork to its source, the source to its forks, and a rewound run to its archive", async () => {
+    const forkId = py(`
+import cairn
+trunk = cairn.init(project="${PROJECT}-lineage", id="trunk", name="trunk")
+for i in range(100):
+    trunk.log({"loss": i * 0.5})
+trunk.finish()
+fork = cairn.init(project="${PROJECT}-lineage", fork_from="trunk?_step=50", name="the-fork")
+fork.log({"loss": -1.0})
+fork.finish()
+cairn.init(project="${PROJECT}-lineage", id="trunk", resume_from="trunk?_step=80").finish()
+print(fork.id)
+`).trim();
+    const page = await open(browser, `/e2e/${PROJECT}-lineage/runs/${forkId}`);
+    await expect.poll(() => page.textContent('[data-testid="forked-from"]')).toContain("trunk at step 50");
+    await page.click('[data-testid="forked-from"] a');
+    await expect.poll(() => page.textContent('[data-testid="run-name"]')).toBe("trunk");
+    expect(await page.textContent('[data-testid="forks"]')).toContain(forkId);
+    expect(await page.textContent('[data-testid="rewinds"]')).toContain("to step 80");
+    await screenshot(page, "lineage");
+    await page.click('[data-testid="rewinds"] a');
+    await expect.poll(() => page.textContent('[data-testid="archive-of"]')).toContain("after step 80");
+    await expectNoErrors(page);
+  });
+});
+
 describe("alerts", () => {
   it("lists a run's alerts on its overview, as text", async () => {
     const id = py(`

@@ -483,5 +483,37 @@ fn lifecycle_from_rust_alerts_move_delete_and_purge() {
     assert!(purged.status.success(), "{}", String::from_utf8_lossy(&purged.stderr));
     let fresh = again().unwrap();
     assert_eq!(fresh.step(), 0);
+    for step in 0..10 {
+        fresh.log([("loss", step as f64)]).unwrap();
+    }
     fresh.finish(None).unwrap();
+
+    // Fork and rewind from Rust.
+    let settings = || {
+        cairn_client::Settings::new()
+            .base_url(server.url.clone())
+            .entity("team")
+            .project("kept")
+            .dir(work.path().to_owned())
+            .silent(true)
+            .console(cairn_client::Console::Off)
+    };
+    let fork = cairn_client::init(settings().fork_from("life1?_step=4")).unwrap();
+    assert_eq!(fork.step(), 5);
+    fork.finish(None).unwrap();
+    assert_eq!(api.list_forks(&RunPath::new("team", "kept", "life1")).unwrap(), [fork.id()]);
+    let rewound = cairn_client::init(settings().resume_from("life1?_step=2")).unwrap();
+    assert_eq!((rewound.id().as_str(), rewound.step()), ("life1", 3));
+    rewound.finish(None).unwrap();
+    let info = api.get_run(&RunPath::new("team", "kept", "life1")).unwrap();
+    assert_eq!(info.summary["loss"], cairn_types::Value::Float(2.0));
+    // At step 0: only the first row stays.
+    let again = cairn_client::init(settings().resume_from("life1?_step=0")).unwrap();
+    assert_eq!(again.step(), 1);
+    again.finish(None).unwrap();
+    assert_eq!(api.get_run(&RunPath::new("team", "kept", "life1")).unwrap().summary["loss"], cairn_types::Value::Float(0.0));
+    let err = cairn_client::init(settings().fork_from("life1?_step=50")).err().unwrap();
+    assert!(err.message.contains("beyond"), "{}", err.message);
+    let err = cairn_client::init(settings().fork_from("life1?_step=1").mode(cairn_client::Mode::Offline)).err().unwrap();
+    assert!(err.message.contains("online"), "{}", err.message);
 }

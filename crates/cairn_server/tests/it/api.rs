@@ -46,10 +46,11 @@ async fn info_and_openapi_document_every_route() {
         "/api/v1/runs/move",
         "/api/v1/runs/{entity}/{project}/{run_id}/purge",
         "/api/v1/runs/{entity}/{project}/{run_id}/alerts",
+        "/api/v1/runs/{entity}/{project}/{run_id}/forks",
     ] {
         assert!(paths.iter().any(|p| *p == route), "{route} is not documented");
     }
-    assert_eq!(paths.len(), 28, "{paths:?}");
+    assert_eq!(paths.len(), 29, "{paths:?}");
     let history = &doc["paths"]["/api/v1/runs/{entity}/{project}/{run_id}/history"]["get"]["parameters"];
     let names: Vec<&str> = history.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"min_step") && names.contains(&"keys"), "{names:?}");

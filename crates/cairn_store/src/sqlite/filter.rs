@@ -292,7 +292,7 @@ pub(super) fn search(
     let project_pk = project_pk(conn, entity, project)?;
     let mut compiler = Compiler { sql: String::new(), params: vec![Sql::Integer(project_pk)] };
     let condition = compiler.filter(filter)?;
-    compiler.sql = format!("r.project_pk = ?1 AND r.deleted_at IS NULL AND {condition}");
+    compiler.sql = format!("r.project_pk = ?1 AND r.deleted_at IS NULL AND r.archive_of IS NULL AND {condition}");
     let mut order = Vec::new();
     for key in sort {
         let expr = field_expr(&key.field)?;
@@ -369,7 +369,7 @@ pub(super) fn project_columns(conn: &Connection, entity: &str, project: &str) ->
         let mut stmt = conn
             .prepare(&format!(
                 "SELECT DISTINCT t.fullkey FROM runs r, json_tree(r.{column}) t
-                 WHERE r.project_pk = ?1 AND r.deleted_at IS NULL AND t.type != 'object' AND t.fullkey NOT LIKE '%[%'"
+                 WHERE r.project_pk = ?1 AND r.deleted_at IS NULL AND r.archive_of IS NULL AND t.type != 'object' AND t.fullkey NOT LIKE '%[%'"
             ))
             .db()?;
         let keys = stmt.query_map([project_pk], |r| r.get::<_, String>(0)).db()?.collect::<rusqlite::Result<Vec<_>>>().db()?;
@@ -412,7 +412,7 @@ pub(super) fn group_runs(conn: &Connection, entity: &str, project: &str, query: 
     let mut select = vec![by_expr];
     select.extend(columns.iter().cloned());
     let sql = format!(
-        "SELECT {} FROM runs r WHERE r.project_pk = ?1 AND r.deleted_at IS NULL AND {condition}",
+        "SELECT {} FROM runs r WHERE r.project_pk = ?1 AND r.deleted_at IS NULL AND r.archive_of IS NULL AND {condition}",
         select.join(", ")
     );
     let mut stmt = conn.prepare(&sql).db()?;

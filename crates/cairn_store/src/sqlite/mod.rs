@@ -1,5 +1,6 @@
 //! The embedded store: one SQLite file (`cairn.db`, WAL mode) plus a data directory for blobs.
 
+mod branch;
 mod filter;
 mod pool;
 mod series;
@@ -14,7 +15,7 @@ use cairn_types::error::{CodedError, ErrorCode};
 use cairn_types::filter::{Filter, SortKey};
 use cairn_types::ids::{validate_name, validate_run_id};
 use cairn_types::value::{Map, Value};
-use cairn_types::{RunPath, Timestamp};
+use cairn_types::{RunPath, Timestamp, map};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::blob::LocalBlobStore;
@@ -24,7 +25,7 @@ use pool::{DbResult, Readers, Writer};
 
 pub use pool::open_connection;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 pub struct SqliteStore {
     writer: Writer,
@@ -78,6 +79,20 @@ fn migrate(conn: &Connection) -> Result<()> {
         ));
     }
     conn.execute_batch(include_str!("schema.sql")).db()?;
+    // Version 2: forks share chunks (`chunks.shared_key`), rewinds archive into hidden runs
+    // (`runs.archive_of`). The tables of version 1 get the columns.
+    let has_column = |table: &str, column: &str| -> Result<bool> {
+        conn.prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))
+            .db()?
+            .exists([column])
+            .db()
+    };
+    if !has_column("chunks", "shared_key")? {
+        conn.execute_batch("ALTER TABLE chunks ADD COLUMN shared_key INTEGER").db()?;
+    }
+    if !has_column("runs", "archive_of")? {
+        conn.execute_batch("ALTER TABLE runs ADD COLUMN archive_of INTEGER").db()?;
+    }
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}")).db()?;
     Ok(())
 }
@@ -385,6 +400,15 @@ fn upsert_run(conn: &Connection, request: UpsertRunRequest, default_entity: &str
         Some((pk, None)) if request.resume == ResumeMode::Keep => load_run(conn, pk),
         Some((pk, None)) => {
             let mut doc = load_doc(conn, pk)?;
+            if let Some(at) = &request.resume_from {
+                if at.run_id != request.run_id {
+                    return Err(CodedError::new(
+                        ErrorCode::InvalidValue,
+                        format!("resume_from names run {:?}, but the run resumed is {:?}; a rewind keeps the run's id", at.run_id, request.run_id),
+                    ));
+                }
+                rewind_run(conn, project_pk, pk, &request.run_id, &mut doc, at.step, now)?;
+            }
             ingest::apply_patch(&mut doc, patch)?;
             // W&B's rule: resuming adds new config keys; changing a value needs allow_val_change.
             if let Some(config) = config {
@@ -408,9 +432,9 @@ fn upsert_run(conn: &Connection, request: UpsertRunRequest, default_entity: &str
             touch_project(conn, pk, now)?;
             load_run(conn, pk)
         }
-        None if request.resume == ResumeMode::Must => Err(CodedError::new(
+        None if request.resume == ResumeMode::Must || request.resume_from.is_some() => Err(CodedError::new(
             ErrorCode::RunNotFound,
-            format!("run {path} does not exist, so it cannot be resumed (resume=\"must\")"),
+            format!("run {path} does not exist, so it cannot be resumed or rewound"),
         )),
         None => {
             let seq: i64 = conn
@@ -435,10 +459,69 @@ fn upsert_run(conn: &Connection, request: UpsertRunRequest, default_entity: &str
             ingest::apply_patch(&mut doc, RunPatch { name: None, ..patch })?;
             doc.config = config.unwrap_or_default();
             doc.metadata = metadata.unwrap_or_default();
+            if let Some(from) = &request.fork_from {
+                let src_pk: i64 = conn
+                    .prepare_cached("SELECT run_pk FROM runs WHERE project_pk = ?1 AND run_id = ?2 AND deleted_at IS NULL")
+                    .db()?
+                    .query_row(params![project_pk, from.run_id], |r| r.get(0))
+                    .optional()
+                    .db()?
+                    .ok_or_else(|| {
+                        CodedError::new(ErrorCode::RunNotFound, format!("run {:?} to fork from is not in {entity}/{project}", from.run_id))
+                    })?;
+                let src = load_doc(conn, src_pk)?;
+                // The fork starts from its source's config; what init gives goes on top.
+                let mut merged = src.config.clone();
+                merged.extend(std::mem::take(&mut doc.config));
+                doc.config = merged;
+                branch::fork(conn, src_pk, &src, &from.run_id, pk, &mut doc, from.step)?;
+            }
             save_doc(conn, pk, &doc)?;
             load_run(conn, pk)
         }
     }
+}
+
+/// Rewinds run `pk` to `step`: what it logged after the step moves to a new hidden run,
+/// `<run_id>-rewind-<n>`, reachable from the run's metadata (`rewinds`).
+fn rewind_run(conn: &Connection, project_pk: i64, pk: i64, run_id: &str, doc: &mut RunDoc, step: i64, now: Timestamp) -> Result<()> {
+    let taken = |id: &str| -> Result<bool> {
+        conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM runs WHERE project_pk = ?1 AND run_id = ?2)")
+            .db()?
+            .query_row(params![project_pk, id], |r| r.get(0))
+            .db()
+    };
+    let mut n = 1;
+    let archive_id = loop {
+        let base: String = run_id.chars().take(100).collect();
+        let id = format!("{base}-rewind-{n}");
+        if !taken(&id)? {
+            break id;
+        }
+        n += 1;
+    };
+    let seq: i64 = conn
+        .prepare_cached("UPDATE projects SET run_seq = run_seq + 1 WHERE project_pk = ?1 RETURNING run_seq")
+        .db()?
+        .query_row([project_pk], |r| r.get(0))
+        .db()?;
+    conn.prepare_cached(
+        "INSERT INTO runs (project_pk, run_id, seq, name, state, created_at, started_at, finished_at, archive_of)
+         VALUES (?1, ?2, ?3, ?4, 'finished', ?5, ?6, ?5, ?7)",
+    )
+    .db()?
+    .execute(params![project_pk, archive_id, seq, format!("{} (after step {step}, rewound)", doc.name), now.micros(), doc.started_at.micros(), pk])
+    .db()?;
+    let archive_pk = conn.last_insert_rowid();
+    let mut archive = load_doc(conn, archive_pk)?;
+    archive.config = doc.config.clone();
+    archive.tags = doc.tags.clone();
+    archive.group = doc.group.clone();
+    archive.job_type = doc.job_type.clone();
+    archive.metadata = map! {"archive_of" => run_id, "rewound_at_step" => step};
+    branch::rewind(conn, pk, run_id, doc, archive_pk, &archive_id, &mut archive, step, now)?;
+    save_doc(conn, archive_pk, &archive)?;
+    Ok(())
 }
 
 fn clamp_limit(limit: Option<usize>, default: usize, max: usize) -> usize {
@@ -453,7 +536,7 @@ impl MetaStore for SqliteStore {
                     "SELECT e.name, e.created_at,
                         (SELECT count(*) FROM projects p WHERE p.entity_pk = e.entity_pk),
                         (SELECT count(*) FROM runs r JOIN projects p ON p.project_pk = r.project_pk
-                            WHERE p.entity_pk = e.entity_pk AND r.deleted_at IS NULL),
+                            WHERE p.entity_pk = e.entity_pk AND r.deleted_at IS NULL AND r.archive_of IS NULL),
                         (SELECT max(p.last_activity_at) FROM projects p WHERE p.entity_pk = e.entity_pk)
                      FROM entities e ORDER BY e.name",
                 )
@@ -495,7 +578,7 @@ impl MetaStore for SqliteStore {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT p.name, p.created_at, p.last_activity_at,
-                        (SELECT count(*) FROM runs r WHERE r.project_pk = p.project_pk AND r.deleted_at IS NULL)
+                        (SELECT count(*) FROM runs r WHERE r.project_pk = p.project_pk AND r.deleted_at IS NULL AND r.archive_of IS NULL)
                      FROM projects p WHERE p.entity_pk = ?1
                      ORDER BY coalesce(p.last_activity_at, p.created_at) DESC, p.name",
                 )
@@ -565,6 +648,33 @@ impl MetaStore for SqliteStore {
                 .optional()
                 .db()?
                 .ok_or_else(|| not_found(&path))?;
+            // Forks that share this run's chunks get their own copies; its rewind archives go too.
+            let keys: Vec<i64> = conn
+                .prepare_cached("SELECT key_pk FROM run_keys WHERE run_pk = ?1 OR run_pk IN (SELECT run_pk FROM runs WHERE archive_of = ?1)")
+                .db()?
+                .query_map([pk], |r| r.get(0))
+                .db()?
+                .collect::<rusqlite::Result<_>>()
+                .db()?;
+            for key in keys {
+                branch::unshare(conn, key, None)?;
+            }
+            let archives: Vec<i64> = conn
+                .prepare_cached("SELECT run_pk FROM runs WHERE archive_of = ?1")
+                .db()?
+                .query_map([pk], |r| r.get(0))
+                .db()?
+                .collect::<rusqlite::Result<_>>()
+                .db()?;
+            for archive in archives {
+                for sql in [
+                    "DELETE FROM chunks WHERE key_pk IN (SELECT key_pk FROM run_keys WHERE run_pk = ?1)",
+                    "DELETE FROM run_keys WHERE run_pk = ?1",
+                    "DELETE FROM runs WHERE run_pk = ?1",
+                ] {
+                    conn.prepare_cached(sql).db()?.execute([archive]).db()?;
+                }
+            }
             let shas: Vec<String> = conn
                 .prepare_cached("SELECT DISTINCT sha256 FROM run_files WHERE run_pk = ?1")
                 .db()?
@@ -651,6 +761,8 @@ impl MetaStore for SqliteStore {
                     .query_row([target], |r| r.get(0))
                     .db()?;
                 conn.prepare_cached("UPDATE runs SET project_pk = ?2, seq = ?3 WHERE run_pk = ?1").db()?.execute(params![pk, target, seq]).db()?;
+                // Its rewind archives go with it (their ids start with its id, unique there too).
+                conn.prepare_cached("UPDATE runs SET project_pk = ?2 WHERE archive_of = ?1").db()?.execute(params![pk, target]).db()?;
                 moved.push(RunPath::new(&entity, &project, &path.run_id));
             }
             conn.prepare_cached("UPDATE projects SET last_activity_at = ?2 WHERE project_pk = ?1").db()?.execute(params![target, now.micros()]).db()?;
@@ -711,6 +823,23 @@ impl MetaStore for SqliteStore {
             .execute(params![id, delivery, error, next_attempt.map(Timestamp::micros), delivered_to])
             .db()?;
             Ok(())
+        })
+    }
+
+    fn list_forks(&self, path: &RunPath) -> Result<Vec<String>> {
+        path.validate()?;
+        let path = path.clone();
+        self.read(move |conn| {
+            let pk = run_pk(conn, &path)?;
+            conn.prepare_cached(
+                "SELECT run_id FROM runs WHERE project_pk = (SELECT project_pk FROM runs WHERE run_pk = ?1)
+                    AND deleted_at IS NULL AND json_extract(metadata, '$.fork.run_id') = ?2 ORDER BY created_at",
+            )
+            .db()?
+            .query_map(params![pk, path.run_id], |r| r.get(0))
+            .db()?
+            .collect::<rusqlite::Result<_>>()
+            .db()
         })
     }
 
@@ -896,6 +1025,47 @@ mod tests {
         let store = SqliteStore::open(dir.path(), config()).unwrap();
         (store, dir)
     });
+
+    #[test]
+    fn a_fork_shares_its_sources_full_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), config()).unwrap();
+        let src = RunPath::new("e", "p", "big");
+        crate::testsuite::new_run(&store, &src);
+        for i in 0..10 {
+            store.ingest(&src, crate::testsuite::rows(i * 10_000, 10_000), Timestamp::now()).unwrap();
+        }
+        let fork = UpsertRunRequest {
+            entity: Some("e".into()),
+            project: Some("p".into()),
+            run_id: "fork".into(),
+            fork_from: Some(cairn_types::api::StepRef { run_id: "big".into(), step: 90_000 }),
+            ..Default::default()
+        };
+        store.upsert_run(fork, Timestamp::now()).unwrap();
+        let bytes = |run: &str, shared: bool| -> (i64, i64) {
+            store
+                .read(|conn| {
+                    conn.query_row(
+                        "SELECT count(*), coalesce(sum(length(c.data)), 0) FROM chunks c JOIN run_keys k ON k.key_pk = c.key_pk
+                         JOIN runs r ON r.run_pk = k.run_pk WHERE r.run_id = ?1 AND (c.shared_key IS NOT NULL) = ?2",
+                        params![run, shared],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .db()
+                })
+                .unwrap()
+        };
+        let (source_chunks, source_bytes) = bytes("big", false);
+        let (shared_chunks, shared_bytes) = bytes("fork", true);
+        let (own_chunks, own_bytes) = bytes("fork", false);
+        // 90,001 points of 3 keys (loss, _timestamp, _runtime): 10 full chunks each are shared,
+        // one partial chunk per key is the fork's own.
+        assert_eq!(shared_chunks, 30);
+        assert_eq!(shared_bytes, 0);
+        assert_eq!(own_chunks, 3);
+        assert!(own_bytes * 5 < source_bytes, "the fork wrote {own_bytes} bytes; its source holds {source_bytes} in {source_chunks} chunks");
+    }
 
     #[test]
     fn reopening_keeps_everything() {

@@ -18,11 +18,11 @@ use crate::ingest::{self, KeyColumn, KeyTotals, RUNTIME_KEY, TIMESTAMP_KEY};
 use crate::{HistoryData, HistoryRequest, HistoryValues, Result, SeriesStore};
 
 /// NaN cannot be stored in SQLite (it becomes NULL); NULL reads back as `default`.
-fn real(v: f64) -> Option<f64> {
+pub(crate) fn real(v: f64) -> Option<f64> {
     (!v.is_nan()).then_some(v)
 }
 
-fn encode_value(value: &Value) -> Vec<u8> {
+pub(crate) fn encode_value(value: &Value) -> Vec<u8> {
     let mut out = Vec::new();
     put_value(&mut out, value);
     out
@@ -33,12 +33,12 @@ fn decode_value(bytes: &[u8]) -> Result<Value> {
 }
 
 #[derive(Debug, Clone)]
-struct KeyRow {
-    key_pk: i64,
-    stream: KeyStream,
-    name: String,
-    path: Vec<String>,
-    totals: KeyTotals,
+pub(crate) struct KeyRow {
+    pub key_pk: i64,
+    pub stream: KeyStream,
+    pub name: String,
+    pub path: Vec<String>,
+    pub totals: KeyTotals,
 }
 
 const KEY_SELECT: &str = "SELECT key_pk, stream, name, path, count, num_count, nan_count, min, max, sum,
@@ -88,7 +88,7 @@ fn find_key(conn: &Connection, run_pk: i64, stream: KeyStream, name: &str) -> Re
         .transpose()
 }
 
-fn all_keys(conn: &Connection, run_pk: i64) -> Result<Vec<KeyRow>> {
+pub(crate) fn all_keys(conn: &Connection, run_pk: i64) -> Result<Vec<KeyRow>> {
     let mut stmt = conn.prepare_cached(&format!("{KEY_SELECT} WHERE run_pk = ?1 ORDER BY stream, name")).db()?;
     let rows = stmt.query_map([run_pk], key_from_row).db()?.collect::<rusqlite::Result<Vec<_>>>().db()?;
     rows.into_iter().map(finish_key).collect()
@@ -200,6 +200,17 @@ fn append_column(conn: &Connection, run_pk: i64, column: &mut KeyColumn) -> Resu
     Ok(totals)
 }
 
+/// A chunk's encoded points; a fork's chunk that shares its source's reads the source's.
+pub(crate) fn chunk_bytes(conn: &Connection, key: i64, start_step: i64) -> Result<Vec<u8>> {
+    conn.prepare_cached(
+        "SELECT coalesce((SELECT o.data FROM chunks o WHERE o.key_pk = c.shared_key AND o.start_step = c.start_step), c.data)
+         FROM chunks c WHERE c.key_pk = ?1 AND c.start_step = ?2",
+    )
+    .db()?
+    .query_row(params![key, start_step], |r| r.get(0))
+    .db()
+}
+
 struct SqliteChunks<'c> {
     conn: &'c Connection,
 }
@@ -236,11 +247,7 @@ impl ChunkSource for SqliteChunks<'_> {
     }
 
     fn chunk_data(&mut self, key: i64, start_step: i64) -> Result<Vec<u8>> {
-        self.conn
-            .prepare_cached("SELECT data FROM chunks WHERE key_pk = ?1 AND start_step = ?2")
-            .db()?
-            .query_row(params![key, start_step], |r| r.get(0))
-            .db()
+        chunk_bytes(self.conn, key, start_step)
     }
 }
 
@@ -558,7 +565,7 @@ fn project_keys(conn: &Connection, entity: &str, project: &str) -> Result<Vec<Pr
         .prepare_cached(
             "SELECT k.stream, k.name, count(*), max(k.num_count + k.nan_count > 0)
              FROM run_keys k JOIN runs r ON r.run_pk = k.run_pk
-             WHERE r.project_pk = ?1 AND r.deleted_at IS NULL AND k.name NOT IN ('_timestamp', '_runtime')
+             WHERE r.project_pk = ?1 AND r.deleted_at IS NULL AND r.archive_of IS NULL AND k.name NOT IN ('_timestamp', '_runtime')
              GROUP BY k.stream, k.name ORDER BY k.stream, k.name",
         )
         .db()?;

@@ -1,0 +1,331 @@
+//! Fork and rewind: a run's history cut at a step.
+//!
+//! A fork's history up to its step is its source's, without copying points: a full chunk
+//! (`TARGET_CHUNK_POINTS` points, never changed again) entirely before the cut is shared, as a
+//! row of the fork that names the source's key (`shared_key`) and holds no data; only the chunk
+//! across the cut is decoded and written again, cut. A rewind moves the chunks after the cut to
+//! a hidden archive run (`runs.archive_of`), splitting the one across it, so the history after
+//! the step stays readable. Whatever would leave a shared chunk without its data (a rewind that
+//! splits it, a purge) first gives the sharing forks their own copy.
+
+use cairn_types::error::{CodedError, ErrorCode};
+use cairn_types::value::{Map, Value};
+use cairn_types::wire::KeyStream;
+use cairn_types::{Timestamp, map};
+use rusqlite::{Connection, params};
+
+use super::pool::DbResult;
+use super::series::{KeyRow, all_keys, chunk_bytes, encode_value, real};
+use crate::Result;
+use crate::chunk::{self, Points, TARGET_CHUNK_POINTS};
+use crate::ingest::{self, KeyColumn, KeyTotals, RunDoc};
+
+#[derive(Debug, Clone, Copy)]
+struct ChunkMeta {
+    start: i64,
+    end: i64,
+    count: i64,
+}
+
+fn chunks_of(conn: &Connection, key_pk: i64) -> Result<Vec<ChunkMeta>> {
+    conn.prepare_cached("SELECT start_step, end_step, count FROM chunks WHERE key_pk = ?1 ORDER BY start_step")
+        .db()?
+        .query_map([key_pk], |r| Ok(ChunkMeta { start: r.get(0)?, end: r.get(1)?, count: r.get(2)? }))
+        .db()?
+        .collect::<rusqlite::Result<_>>()
+        .db()
+}
+
+fn decode(conn: &Connection, key_pk: i64, chunk: ChunkMeta) -> Result<Points> {
+    chunk::decode(&chunk_bytes(conn, key_pk, chunk.start)?, chunk.start)
+}
+
+fn totals_of(key: &KeyRow, points: &Points) -> Option<KeyTotals> {
+    if points.steps.is_empty() {
+        return None;
+    }
+    let column = KeyColumn {
+        stream: key.stream,
+        name: key.name.clone(),
+        path: key.path.clone(),
+        steps: points.steps.clone(),
+        values: points.values.clone(),
+    };
+    Some(KeyTotals::from_column(&column))
+}
+
+fn add(total: &mut Option<KeyTotals>, part: Option<KeyTotals>) {
+    match (total.as_mut(), part) {
+        (Some(t), Some(p)) => t.merge(&p),
+        (None, Some(p)) => *total = Some(p),
+        (_, None) => {}
+    }
+}
+
+/// Points of `points` with steps in `[lo, hi]`.
+fn slice(points: &Points, lo: i64, hi: i64) -> Points {
+    let mut out = Points { steps: Vec::new(), values: Vec::new() };
+    for (step, value) in points.steps.iter().zip(&points.values) {
+        if (lo..=hi).contains(step) {
+            out.steps.push(*step);
+            out.values.push(value.clone());
+        }
+    }
+    out
+}
+
+fn insert_points(conn: &Connection, key_pk: i64, points: &Points) -> Result<()> {
+    if points.steps.is_empty() {
+        return Ok(());
+    }
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO chunks (key_pk, start_step, end_step, count, num_count, nan_count, min, max, sum, last, data)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )
+        .db()?;
+    for (stats, bytes) in chunk::split_encode(points) {
+        let (min, max) = stats.min_max().unzip();
+        insert
+            .execute(params![
+                key_pk,
+                stats.start_step,
+                stats.end_step,
+                stats.count as i64,
+                stats.num_count as i64,
+                stats.nan_count as i64,
+                min,
+                max,
+                real(stats.sum),
+                real(stats.last),
+                bytes,
+            ])
+            .db()?;
+    }
+    Ok(())
+}
+
+fn new_key(conn: &Connection, run_pk: i64, key: &KeyRow, totals: &KeyTotals) -> Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO run_keys (run_pk, stream, name, path, count, num_count, nan_count, min, max, sum,
+            first_step, last_step, first_value, last_value)
+         VALUES (?1, ?2, ?3, ?4, 0, 0, 0, NULL, NULL, NULL, ?5, ?6, ?7, ?8)",
+    )
+    .db()?
+    .execute(params![
+        run_pk,
+        key.stream as i64,
+        key.name,
+        serde_json::to_string(&key.path).expect("paths serialize"),
+        totals.first_step,
+        totals.last_step,
+        encode_value(&totals.first_value),
+        encode_value(&totals.last_value),
+    ])
+    .db()?;
+    let pk = conn.last_insert_rowid();
+    set_totals(conn, pk, totals)?;
+    Ok(pk)
+}
+
+fn set_totals(conn: &Connection, key_pk: i64, t: &KeyTotals) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE run_keys SET count = ?2, num_count = ?3, nan_count = ?4, min = ?5, max = ?6, sum = ?7,
+            first_step = ?8, last_step = ?9, first_value = ?10, last_value = ?11 WHERE key_pk = ?1",
+    )
+    .db()?
+    .execute(params![
+        key_pk,
+        t.count as i64,
+        t.num_count as i64,
+        t.nan_count as i64,
+        (t.num_count > 0).then_some(t.min),
+        (t.num_count > 0).then_some(t.max),
+        real(t.sum),
+        t.first_step,
+        t.last_step,
+        encode_value(&t.first_value),
+        encode_value(&t.last_value),
+    ])
+    .db()?;
+    Ok(())
+}
+
+/// Gives the chunks that share `(key_pk, start)` (or any chunk of `key_pk` when `start` is
+/// `None`) their own copy of the data.
+pub(crate) fn unshare(conn: &Connection, key_pk: i64, start: Option<i64>) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE chunks SET data = (SELECT o.data FROM chunks o WHERE o.key_pk = chunks.shared_key AND o.start_step = chunks.start_step),
+            shared_key = NULL
+         WHERE shared_key = ?1 AND (?2 IS NULL OR start_step = ?2)",
+    )
+    .db()?
+    .execute(params![key_pk, start])
+    .db()?;
+    Ok(())
+}
+
+/// The history keys of a run, with the summary recomputed from them as a batch would.
+fn recompute_summary(conn: &Connection, run_pk: i64, doc: &mut RunDoc) -> Result<()> {
+    let keys = all_keys(conn, run_pk)?;
+    let touched: Vec<(KeyColumn, KeyTotals)> = keys
+        .into_iter()
+        .filter(|k| k.stream == KeyStream::History)
+        .map(|k| {
+            let column = KeyColumn { stream: k.stream, name: k.name.clone(), path: k.path.clone(), steps: Vec::new(), values: Vec::new() };
+            (column, k.totals)
+        })
+        .collect();
+    doc.summary = Map::new();
+    ingest::finalize(doc, &touched, Vec::new());
+    Ok(())
+}
+
+fn beyond(run_id: &str, step: i64, last: Option<i64>) -> CodedError {
+    match last {
+        Some(last) => CodedError::new(
+            ErrorCode::InvalidStep,
+            format!("step {step} is beyond run {run_id:?}'s last step {last}; choose a step from 0 to {last}"),
+        ),
+        None => CodedError::new(ErrorCode::InvalidStep, format!("run {run_id:?} has no history to continue from step {step}")),
+    }
+}
+
+/// Makes `dst` a fork of `src` at `step`: its history keys up to the step (full chunks shared),
+/// its summary recomputed from them, its last step the fork's step.
+pub(crate) fn fork(conn: &Connection, src_pk: i64, src: &RunDoc, src_id: &str, dst_pk: i64, dst: &mut RunDoc, step: i64) -> Result<()> {
+    if src.last_step.is_none_or(|last| step > last) {
+        return Err(beyond(src_id, step, src.last_step));
+    }
+    for key in all_keys(conn, src_pk)? {
+        if key.stream != KeyStream::History || key.totals.first_step > step {
+            continue;
+        }
+        let mut totals: Option<KeyTotals> = None;
+        let mut shared: Vec<ChunkMeta> = Vec::new();
+        let mut owned = Points { steps: Vec::new(), values: Vec::new() };
+        for chunk in chunks_of(conn, key.key_pk)? {
+            if chunk.start > step {
+                break;
+            }
+            let points = decode(conn, key.key_pk, chunk)?;
+            if chunk.end <= step && chunk.count as usize >= TARGET_CHUNK_POINTS {
+                add(&mut totals, totals_of(&key, &points));
+                shared.push(chunk);
+            } else {
+                let kept = slice(&points, i64::MIN, step);
+                add(&mut totals, totals_of(&key, &kept));
+                owned.steps.extend(kept.steps);
+                owned.values.extend(kept.values);
+            }
+        }
+        let Some(totals) = totals else { continue };
+        let dst_key = new_key(conn, dst_pk, &key, &totals)?;
+        for chunk in shared {
+            // The row names the chunk that holds the data: the source's, or the one it shares.
+            conn.prepare_cached(
+                "INSERT INTO chunks (key_pk, start_step, end_step, count, num_count, nan_count, min, max, sum, last, data, shared_key)
+                 SELECT ?1, start_step, end_step, count, num_count, nan_count, min, max, sum, last, x'', coalesce(shared_key, key_pk)
+                 FROM chunks WHERE key_pk = ?2 AND start_step = ?3",
+            )
+            .db()?
+            .execute(params![dst_key, key.key_pk, chunk.start])
+            .db()?;
+        }
+        insert_points(conn, dst_key, &owned)?;
+    }
+    dst.last_step = Some(step);
+    dst.metric_defs = src.metric_defs.clone();
+    recompute_summary(conn, dst_pk, dst)?;
+    dst.metadata.insert("fork".into(), Value::Map(map! {"run_id" => src_id, "step" => step}));
+    Ok(())
+}
+
+/// Rewinds a run to `step`: the history after it goes to a new archive run (`archive_pk`), the
+/// run's keys and summary are recomputed, and it continues after the step.
+pub(crate) fn rewind(
+    conn: &Connection,
+    run_pk: i64,
+    run_id: &str,
+    doc: &mut RunDoc,
+    archive_pk: i64,
+    archive_id: &str,
+    archive: &mut RunDoc,
+    step: i64,
+    now: Timestamp,
+) -> Result<()> {
+    if doc.last_step.is_none_or(|last| step > last) {
+        return Err(beyond(run_id, step, doc.last_step));
+    }
+    let last = doc.last_step;
+    for key in all_keys(conn, run_pk)? {
+        if key.stream != KeyStream::History || key.totals.last_step <= step {
+            continue;
+        }
+        let mut kept: Option<KeyTotals> = None;
+        let mut moved: Option<KeyTotals> = None;
+        let mut archived = Points { steps: Vec::new(), values: Vec::new() };
+        let mut archive_key: Option<i64> = None;
+        let placeholder = key.totals.clone();
+        for chunk in chunks_of(conn, key.key_pk)? {
+            let points = decode(conn, key.key_pk, chunk)?;
+            if chunk.end <= step {
+                add(&mut kept, totals_of(&key, &points));
+            } else if chunk.start > step {
+                add(&mut moved, totals_of(&key, &points));
+                let target = match archive_key {
+                    Some(k) => k,
+                    None => *archive_key.insert(new_key(conn, archive_pk, &key, &placeholder)?),
+                };
+                // Forks that share this chunk follow it to the archive.
+                conn.prepare_cached("UPDATE chunks SET shared_key = ?3 WHERE shared_key = ?1 AND start_step = ?2")
+                    .db()?
+                    .execute(params![key.key_pk, chunk.start, target])
+                    .db()?;
+                conn.prepare_cached("UPDATE chunks SET key_pk = ?3 WHERE key_pk = ?1 AND start_step = ?2")
+                    .db()?
+                    .execute(params![key.key_pk, chunk.start, target])
+                    .db()?;
+            } else {
+                // The chunk across the cut: forks sharing it get their own copy first.
+                unshare(conn, key.key_pk, Some(chunk.start))?;
+                conn.prepare_cached("DELETE FROM chunks WHERE key_pk = ?1 AND start_step = ?2")
+                    .db()?
+                    .execute(params![key.key_pk, chunk.start])
+                    .db()?;
+                let before = slice(&points, i64::MIN, step);
+                let after = slice(&points, step + 1, i64::MAX);
+                add(&mut kept, totals_of(&key, &before));
+                add(&mut moved, totals_of(&key, &after));
+                insert_points(conn, key.key_pk, &before)?;
+                archived = after;
+            }
+        }
+        if let Some(moved) = &moved {
+            let target = match archive_key {
+                Some(k) => k,
+                None => new_key(conn, archive_pk, &key, moved)?,
+            };
+            insert_points(conn, target, &archived)?;
+            set_totals(conn, target, moved)?;
+        }
+        match kept {
+            Some(kept) => set_totals(conn, key.key_pk, &kept)?,
+            None => {
+                conn.prepare_cached("DELETE FROM run_keys WHERE key_pk = ?1").db()?.execute([key.key_pk]).db()?;
+            }
+        }
+    }
+    archive.last_step = last;
+    archive.metric_defs = doc.metric_defs.clone();
+    recompute_summary(conn, archive_pk, archive)?;
+    doc.last_step = Some(step);
+    recompute_summary(conn, run_pk, doc)?;
+    let mut rewinds = match doc.metadata.get("rewinds") {
+        Some(Value::List(list)) => list.clone(),
+        _ => Vec::new(),
+    };
+    rewinds.push(Value::Map(map! {"step" => step, "archive" => archive_id, "time" => now.micros() as f64 / 1e6}));
+    doc.metadata.insert("rewinds".into(), Value::List(rewinds));
+    Ok(())
+}
