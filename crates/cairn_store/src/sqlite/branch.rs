@@ -15,7 +15,7 @@ use cairn_types::{Timestamp, map};
 use rusqlite::{Connection, params};
 
 use super::pool::DbResult;
-use super::series::{KeyRow, all_keys, chunk_bytes, encode_value, real};
+use super::series::{KeyRow, all_keys, chunk_bytes, encode_value, insert_chunks, real};
 use crate::Result;
 use crate::chunk::{self, Points, TARGET_CHUNK_POINTS};
 use crate::ingest::{self, KeyColumn, KeyTotals, RunDoc};
@@ -72,37 +72,6 @@ fn slice(points: &Points, lo: i64, hi: i64) -> Points {
         }
     }
     out
-}
-
-fn insert_points(conn: &Connection, key_pk: i64, points: &Points) -> Result<()> {
-    if points.steps.is_empty() {
-        return Ok(());
-    }
-    let mut insert = conn
-        .prepare_cached(
-            "INSERT INTO chunks (key_pk, start_step, end_step, count, num_count, nan_count, min, max, sum, last, data)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )
-        .db()?;
-    for (stats, bytes) in chunk::split_encode(points) {
-        let (min, max) = stats.min_max().unzip();
-        insert
-            .execute(params![
-                key_pk,
-                stats.start_step,
-                stats.end_step,
-                stats.count as i64,
-                stats.num_count as i64,
-                stats.nan_count as i64,
-                min,
-                max,
-                real(stats.sum),
-                real(stats.last),
-                bytes,
-            ])
-            .db()?;
-    }
-    Ok(())
 }
 
 fn new_key(conn: &Connection, run_pk: i64, key: &KeyRow, totals: &KeyTotals) -> Result<i64> {
@@ -232,7 +201,7 @@ pub(crate) fn fork(conn: &Connection, src_pk: i64, src: &RunDoc, src_id: &str, d
             .execute(params![dst_key, key.key_pk, chunk.start])
             .db()?;
         }
-        insert_points(conn, dst_key, &owned)?;
+        insert_chunks(conn, dst_key, &owned)?;
     }
     dst.last_step = Some(step);
     dst.metric_defs = src.metric_defs.clone();
@@ -297,7 +266,7 @@ pub(crate) fn rewind(
                 let after = slice(&points, step + 1, i64::MAX);
                 add(&mut kept, totals_of(&key, &before));
                 add(&mut moved, totals_of(&key, &after));
-                insert_points(conn, key.key_pk, &before)?;
+                insert_chunks(conn, key.key_pk, &before)?;
                 archived = after;
             }
         }
@@ -306,7 +275,7 @@ pub(crate) fn rewind(
                 Some(k) => k,
                 None => new_key(conn, archive_pk, &key, moved)?,
             };
-            insert_points(conn, target, &archived)?;
+            insert_chunks(conn, target, &archived)?;
             set_totals(conn, target, moved)?;
         }
         match kept {

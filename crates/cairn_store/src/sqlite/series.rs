@@ -173,13 +173,22 @@ fn append_column(conn: &Connection, run_pk: i64, column: &mut KeyColumn) -> Resu
             .execute(params![key_pk, start])
             .db()?;
     }
+    insert_chunks(conn, key_pk, &points)?;
+    Ok(totals)
+}
+
+/// Writes points as new chunks of a key (up to `TARGET_CHUNK_POINTS` each).
+pub(crate) fn insert_chunks(conn: &Connection, key_pk: i64, points: &Points) -> Result<()> {
+    if points.steps.is_empty() {
+        return Ok(());
+    }
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO chunks (key_pk, start_step, end_step, count, num_count, nan_count, min, max, sum, last, data)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )
         .db()?;
-    for (stats, bytes) in chunk::split_encode(&points) {
+    for (stats, bytes) in chunk::split_encode(points) {
         let (min, max) = stats.min_max().unzip();
         insert
             .execute(params![
@@ -197,7 +206,7 @@ fn append_column(conn: &Connection, run_pk: i64, column: &mut KeyColumn) -> Resu
             ])
             .db()?;
     }
-    Ok(totals)
+    Ok(())
 }
 
 /// A chunk's encoded points; a fork's chunk that shares its source's reads the source's.
