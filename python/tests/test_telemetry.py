@@ -320,3 +320,28 @@ def _restart(data: Path, port: str) -> Server:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def test_a_child_that_outlives_the_run_keeps_its_output_and_does_not_hold_finish(server, env, tmp_path, project):
+    result = run_script(
+        f"""
+        import subprocess, sys, time
+        import cairn
+        run = cairn.init(project={project!r}, id="outlived")
+        child = subprocess.Popen([sys.executable, "-c",
+            "import time\\nfor i in range(30):\\n    print('tick', i, flush=True)\\n    time.sleep(0.1)\\nprint('late', flush=True)"])
+        time.sleep(0.3)
+        started = time.monotonic()
+        run.finish()
+        print(f"finish took {{time.monotonic() - started:.2f}}", flush=True)
+        print("child exit", child.wait(), flush=True)
+        """,
+        tmp_path,
+        env,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    took = float(out.split("finish took ")[1].split()[0])
+    assert took < 5, out
+    # The child was not killed by SIGPIPE, and what it printed after the run reached the terminal.
+    assert "child exit 0" in out and "late" in out and "tick 29" in out, out

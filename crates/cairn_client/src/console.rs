@@ -304,6 +304,7 @@ fn pump(readers: Vec<(RawFd, ConsoleStream, RawFd)>, mut sink: Box<dyn Sink>, st
     let mut open: Vec<bool> = vec![true; readers.len()];
     let mut buf = vec![0u8; 64 << 10];
     let mut quiet_since_stop: Option<Instant> = None;
+    let mut stop_seen: Option<Instant> = None;
     loop {
         let mut fds: Vec<libc::pollfd> = readers
             .iter()
@@ -343,10 +344,16 @@ fn pump(readers: Vec<(RawFd, ConsoleStream, RawFd)>, mut sink: Box<dyn Sink>, st
             }
         }
         if stopping_now {
-            // Drain what is in flight; stop at the first quiet moment.
+            // Drain what is in flight; stop at the first quiet moment, and after 2 s whatever
+            // happens: a child process that outlives the run and keeps printing must not hold
+            // `finish` (its later output goes to the pipe's closed end, not to the terminal).
+            let since = *stop_seen.get_or_insert(now);
             if got {
                 quiet_since_stop = None;
             } else if quiet_since_stop.get_or_insert(now).elapsed() >= Duration::from_millis(50) || ready == 0 {
+                break;
+            }
+            if now.duration_since(since) >= Duration::from_secs(2) {
                 break;
             }
         } else if !got {
@@ -359,7 +366,36 @@ fn pump(readers: Vec<(RawFd, ConsoleStream, RawFd)>, mut sink: Box<dyn Sink>, st
     for l in &mut lines {
         l.flush_idle(now, true, sink.as_mut());
     }
-    for (fd, _, _) in readers {
+    for (i, (fd, _, terminal)) in readers.into_iter().enumerate() {
+        if open[i] {
+            // A child process still holds the pipe: keep showing what it writes (closing the read
+            // end would kill it with SIGPIPE at its next write), no longer logged.
+            // SAFETY: a copy of the terminal descriptor for the forwarder, which owns both.
+            let out = unsafe { libc::fcntl(terminal, libc::F_DUPFD_CLOEXEC, 3) };
+            if out >= 0 {
+                let forwarded = std::thread::Builder::new().name("cairn-console-forward".into()).spawn(move || {
+                    let mut buf = vec![0u8; 16 << 10];
+                    loop {
+                        // SAFETY: reads into our buffer from the descriptor this thread owns.
+                        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+                        if n > 0 {
+                            write_all(out, &buf[..n as usize]);
+                        } else if n == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                            break;
+                        }
+                    }
+                    // SAFETY: both are this thread's.
+                    unsafe {
+                        libc::close(fd);
+                        libc::close(out);
+                    }
+                });
+                if forwarded.is_ok() {
+                    continue;
+                }
+                unsafe { libc::close(out) };
+            }
+        }
         // SAFETY: our read ends.
         unsafe { libc::close(fd) };
     }
