@@ -117,11 +117,17 @@ print(run.id)
     await expect.poll(() => page.textContent('[data-testid="tags"]')).toContain("promising");
     await page.getByLabel("remove tag baseline").click();
     await expect.poll(() => page.textContent('[data-testid="tags"]')).not.toContain("baseline");
+    await page.click('[data-testid="group-edit"]');
+    await page.fill('[data-testid="group-input"]', "sweep-7");
+    await page.fill('[data-testid="job-type-input"]', "eval");
+    await page.click('[data-testid="group-save"]');
+    await expect.poll(() => page.textContent('[data-testid="group"]')).toBe("sweep-7 / eval");
     await screenshot(page, "run-overview");
 
     const run = await getJson(`/api/v1/runs/e2e/${PROJECT}/${id}`);
     expect(run.notes).toBe("lr sweep, second try");
     expect(run.tags).toEqual(["promising"]);
+    expect([run.group, run.job_type]).toEqual(["sweep-7", "eval"]);
 
     // The URL holds the tab: a reload opens the same one.
     await page.click('[data-tab="workspace"]');
