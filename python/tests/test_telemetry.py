@@ -345,3 +345,24 @@ def test_a_child_that_outlives_the_run_keeps_its_output_and_does_not_hold_finish
     assert took < 5, out
     # The child was not killed by SIGPIPE, and what it printed after the run reached the terminal.
     assert "child exit 0" in out and "late" in out and "tick 29" in out, out
+
+
+def test_a_resumed_run_keeps_the_console_of_its_earlier_processes(server, env, tmp_path, project):
+    for word in ["first", "second"]:
+        result = run_script(
+            f"""
+            import cairn
+            run = cairn.init(project={project!r}, id="twice", resume="allow")
+            print("{word} process, line one", flush=True)
+            print("{word} process, line two", flush=True)
+            run.finish()
+            """,
+            tmp_path,
+            env,
+        )
+        assert result.returncode == 0, result.stderr
+    lines = [line["text"] for line in get(run_url(server.url, project, "twice") + "/console?limit=1000")["lines"]]
+    assert lines == ["first process, line one", "first process, line two", "second process, line one", "second process, line two"], lines
+    names = sorted(f["path"] for f in get(run_url(server.url, project, "twice") + "/files"))
+    logs = [n for n in names if n.startswith("output")]
+    assert len(logs) == 2 and "output.log" in logs, names

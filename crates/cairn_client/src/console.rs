@@ -125,7 +125,10 @@ impl Lines {
 
     /// Logs a partial or rewritten line that has waited long enough (`force`: now, at the end).
     pub fn flush_idle(&mut self, now: Instant, force: bool, sink: &mut dyn Sink) {
-        if !self.state.dirty || self.state.buf.is_empty() {
+        // At the end, a line logged before as it stood (a prompt, a bar) is ended too, so that
+        // output.log gets it.
+        let unfinished = force && self.state.number.is_some();
+        if (!self.state.dirty && !unfinished) || self.state.buf.is_empty() {
             return;
         }
         let idle = self.state.last_input.is_none_or(|t| now.duration_since(t) >= IDLE_FLUSH);
@@ -466,6 +469,11 @@ mod tests {
         assert_eq!(sink.records, [(0, "Password: ".to_owned(), false)]);
         lines.feed(b"ok\n", t + IDLE_FLUSH, &mut sink);
         assert_eq!(sink.records[1], (0, "Password: ok".to_owned(), true));
+        // A line logged when idle and never ended is ended at the stop.
+        lines.feed(b"Continue? ", t, &mut sink);
+        lines.flush_idle(t + IDLE_FLUSH * 2, false, &mut sink);
+        lines.flush_idle(t + IDLE_FLUSH * 3, true, &mut sink);
+        assert_eq!(sink.records.last().unwrap(), &(1, "Continue? ".to_owned(), true));
     }
 
     #[test]

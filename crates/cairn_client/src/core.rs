@@ -157,7 +157,9 @@ impl Core {
             summary_explicit: BTreeMap::new(),
             metric_summaries: Vec::new(),
             finished: false,
-            console_line: 0,
+            // A resumed run's new lines come after every line earlier processes wrote: there
+            // are at most as many lines as console records.
+            console_line: seqs.console,
         }
     }
 

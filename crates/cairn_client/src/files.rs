@@ -55,6 +55,9 @@ pub struct Save {
     pub glob: String,
     pub base: PathBuf,
     pub policy: Policy,
+    /// `glob` is a path, not a pattern (the client's own files, whose folders may hold `[`).
+    #[serde(default)]
+    pub literal: bool,
 }
 
 fn has_wildcard(s: &str) -> bool {
@@ -72,7 +75,11 @@ impl Save {
         let cwd = std::env::current_dir().map_err(|e| ClientError::io("read the working directory", Path::new("."), e))?;
         let absolute = if Path::new(glob).is_absolute() { PathBuf::from(glob) } else { cwd.join(glob) };
         let absolute = absolute.to_string_lossy().into_owned();
-        glob::Pattern::new(&absolute).map_err(|e| ClientError::new(ErrorKind::InvalidValue, format!("glob {glob:?} is invalid: {e}")))?;
+        // A path that names an existing file is that file, even with `[` in a folder's name.
+        let literal = Path::new(&absolute).is_file();
+        if !literal {
+            glob::Pattern::new(&absolute).map_err(|e| ClientError::new(ErrorKind::InvalidValue, format!("glob {glob:?} is invalid: {e}")))?;
+        }
         let base = match base {
             Some(b) if b.is_absolute() => b.to_owned(),
             Some(b) => cwd.join(b),
@@ -93,14 +100,32 @@ impl Save {
                 format!("{glob:?} is not inside base path {}: file names are relative to it", base.display()),
             ));
         }
-        Ok(Save { glob: absolute, base, policy })
+        Ok(Save { glob: absolute, base, policy, literal })
+    }
+
+    /// One file by its path, taken as it is (no pattern), named relative to `base`.
+    pub fn literal(path: &Path, base: &Path, policy: Policy) -> Result<Save> {
+        if !path.starts_with(base) {
+            return Err(ClientError::new(
+                ErrorKind::InvalidValue,
+                format!("{} is not inside base path {}: file names are relative to it", path.display(), base.display()),
+            ));
+        }
+        Ok(Save { glob: path.to_string_lossy().into_owned(), base: base.to_owned(), policy, literal: true })
     }
 
     /// The files it matches now: `(name in the run, path)`.
     pub fn matches(&self) -> Vec<(String, PathBuf)> {
-        let Ok(paths) = glob::glob(&self.glob) else { return Vec::new() };
+        let paths: Vec<PathBuf> = if self.literal {
+            vec![PathBuf::from(&self.glob)]
+        } else {
+            match glob::glob(&self.glob) {
+                Ok(paths) => paths.filter_map(|p| p.ok()).collect(),
+                Err(_) => return Vec::new(),
+            }
+        };
         paths
-            .filter_map(|p| p.ok())
+            .into_iter()
             .filter(|p| p.is_file())
             .filter_map(|p| {
                 let name = p.strip_prefix(&self.base).ok()?.to_string_lossy().replace('\\', "/");
@@ -134,10 +159,20 @@ pub fn read_saves(run_dir: &Path) -> Vec<Save> {
 
 /// Hex SHA-256 and size of a file, read as a stream.
 pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
+    hash_file_with(path, &mut |_| {})
+}
+
+/// Bytes between two progress reports, while hashing or sending: `finish` waits on an upload as
+/// long as it reports progress, so a big file must report often.
+const PROGRESS_BYTES: u64 = 8 << 20;
+
+/// [`hash_file`], calling `progress(bytes read)` every [`PROGRESS_BYTES`].
+pub fn hash_file_with(path: &Path, progress: &mut dyn FnMut(u64)) -> std::io::Result<(String, u64)> {
     let mut file = File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
+    let mut reported = 0u64;
     loop {
         let n = file.read(&mut buf)?;
         if n == 0 {
@@ -145,8 +180,32 @@ pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
         }
         hasher.update(&buf[..n]);
         size += n as u64;
+        if size - reported >= PROGRESS_BYTES {
+            reported = size;
+            progress(size);
+        }
     }
     Ok((hasher.finalize().iter().map(|b| format!("{b:02x}")).collect(), size))
+}
+
+/// A reader that reports how much went through it, every [`PROGRESS_BYTES`].
+struct Reporting<'a, R> {
+    inner: R,
+    read: u64,
+    reported: u64,
+    progress: &'a mut dyn FnMut(u64),
+}
+
+impl<R: Read> Read for Reporting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read - self.reported >= PROGRESS_BYTES {
+            self.reported = self.read;
+            (self.progress)(self.read);
+        }
+        Ok(n)
+    }
 }
 
 /// Why an upload stopped.
@@ -208,7 +267,7 @@ pub fn upload(
         loop {
             let length = PART_BYTES.min(size - received);
             file.seek(SeekFrom::Start(received)).map_err(|e| UploadError::Fatal(format!("cannot read {}: {e}", source.display())))?;
-            let mut part = (&mut file).take(length);
+            let mut part = Reporting { inner: (&mut file).take(length), read: 0, reported: 0, progress: &mut *progress };
             match api.upload_part(&sha256, received, size, &mut part, length) {
                 Ok(status) => {
                     sent += status.received.saturating_sub(received);
@@ -291,7 +350,7 @@ pub fn upload_due(
         let mut hashed: Option<(String, u64)> = None;
         loop {
             if hashed.is_none() {
-                match hash_file(&path) {
+                match hash_file_with(&path, progress) {
                     Ok(h) => hashed = Some(h),
                     Err(e) => {
                         log(&format!("file {name} not uploaded: cannot read {}: {e}", path.display()));
@@ -356,6 +415,17 @@ mod tests {
         let err = Save::new(&glob, Some(&dir.path().join("elsewhere")), Policy::Now).unwrap_err();
         assert!(err.message.contains("not inside"), "{}", err.message);
         assert!(Policy::parse("sometimes").unwrap_err().message.contains("sometimes"));
+    }
+
+    #[test]
+    fn literal_paths_may_hold_glob_characters() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("exp[lr=0.1]");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("output.log"), b"x").unwrap();
+        let save = Save::literal(&folder.join("output.log"), &folder, Policy::End).unwrap();
+        assert_eq!(save.matches().into_iter().map(|m| m.0).collect::<Vec<_>>(), ["output.log"]);
+        assert!(Save::literal(&folder.join("output.log"), &dir.path().join("elsewhere"), Policy::End).is_err());
     }
 
     #[test]

@@ -436,8 +436,9 @@ impl Run {
         for (name, content) in &r.extra_files {
             let target = files_dir.join(name);
             std::fs::write(&target, content).map_err(|e| ClientError::io("write", &target, e))?;
-            crate::files::record_save(&run_dir.path, &crate::files::Save::new(&target.to_string_lossy(), Some(&files_dir), crate::files::Policy::Now)?)?;
+            crate::files::record_save(&run_dir.path, &crate::files::Save::literal(&target, &files_dir, crate::files::Policy::Now)?)?;
         }
+        let started_secs = started_at_secs(&request);
         let shared = Arc::new(Shared {
             core: Mutex::new(Some(core)),
             committed,
@@ -493,9 +494,16 @@ impl Run {
         let console = match r.console {
             crate::settings::Console::Off => None,
             crate::settings::Console::Auto => {
-                let log_path = files_dir.join("output.log");
+                // A resumed run keeps the output.log of its earlier processes: this one's gets a
+                // name of its own (the Logs tab shows all of it, in order).
+                let log_name = if seqs.console > 0 {
+                    format!("output-{}.log", crate::rundir::local_stamp(started_secs))
+                } else {
+                    "output.log".to_owned()
+                };
+                let log_path = files_dir.join(&log_name);
                 let out = std::fs::File::create(&log_path).map_err(|e| ClientError::io("create", &log_path, e))?;
-                crate::files::record_save(&run_dir.path, &crate::files::Save::new(&log_path.to_string_lossy(), Some(&files_dir), crate::files::Policy::End)?)?;
+                crate::files::record_save(&run_dir.path, &crate::files::Save::literal(&log_path, &files_dir, crate::files::Policy::End)?)?;
                 let sink = ConsoleSink { shared: shared.clone(), out: std::io::BufWriter::new(out) };
                 match crate::console::Capture::start(Box::new(sink)) {
                     Ok(capture) => Some(capture),
@@ -942,7 +950,7 @@ impl Inner {
         let written = shared.committed.load(Ordering::Acquire);
         let (uploaded, pending) = if self.mode == Mode::Online {
             let status = lock(&shared.status);
-            if status.acked >= written {
+            if status.acked >= written && status.files_done && status.error.is_none() {
                 (true, None)
             } else {
                 let why = status.error.clone().unwrap_or_else(|| "the server did not answer in time".into());
@@ -1207,6 +1215,10 @@ fn heartbeat_loop(shared: Arc<Shared>, api: ApiClient, interval: Duration) {
     }
 }
 
+fn started_at_secs(request: &UpsertRunRequest) -> i64 {
+    request.started_at.map_or(0, |t| t.micros() / 1_000_000)
+}
+
 /// Console lines go into the run's log (stream `console`) and into `files/output.log`.
 struct ConsoleSink {
     shared: Arc<Shared>,
@@ -1309,14 +1321,27 @@ impl FilesThread {
                 let result = crate::files::upload_due(&self.api, &path, &saves, &mut tracker, closing, &mut log, &mut progress, &mut give_up);
                 if closing {
                     if let Err(e) = result {
-                        log(&format!("files not uploaded before the finish timeout: {e}"));
+                        let message = format!("some saved files were not uploaded ({e})");
+                        log(&message);
+                        lock(&self.shared.status).error.get_or_insert(message);
+                        // `cairn sync` uploads them later: the directory is not complete.
+                        let path = self.run_dir.join("upload.json");
+                        if let Ok(mut upload) = crate::rundir::read_json::<UploadFile>(&path) {
+                            upload.complete = false;
+                            let _ = crate::rundir::write_json(&path, &upload);
+                        }
                     }
                     break;
                 }
             } else if closing && (stalled() || lock(&self.shared.status).done) {
                 break;
             }
-            self.shared.wait(Duration::from_secs(2));
+            if self.shared.closing.load(Ordering::Acquire) {
+                // `wait` no longer sleeps once the run is closing.
+                std::thread::sleep(Duration::from_millis(50));
+            } else {
+                self.shared.wait(Duration::from_secs(2));
+            }
         }
         lock(&self.shared.status).files_done = true;
         self.shared.uploaded.notify_all();

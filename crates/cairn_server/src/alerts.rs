@@ -44,6 +44,15 @@ fn run_link(targets: &AlertTargets, path: &RunPath) -> Option<String> {
     targets.public_url.as_ref().map(|base| format!("{}/{}/{}/runs/{}", base.trim_end_matches('/'), path.entity, path.project, path.run_id))
 }
 
+/// A webhook URL as it may be shown: its path holds the secret (Slack's token), so only the
+/// scheme and host are kept.
+fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}/…", rest.split('/').next().unwrap_or("")),
+        None => "the webhook".to_owned(),
+    }
+}
+
 fn post_webhook(url: &str, path: &RunPath, run_name: &str, alert: &AlertInfo, link: Option<&str>) -> Result<(), String> {
     let color = match alert.level {
         cairn_types::api::AlertLevel::Info => "#2eb67d",
@@ -68,13 +77,13 @@ fn post_webhook(url: &str, path: &RunPath, run_name: &str, alert: &AlertInfo, li
         .post(url)
         .header("Content-Type", "application/json")
         .send(serde_json::to_vec(&body).expect("alerts serialize").as_slice())
-        .map_err(|e| format!("webhook {url}: {e}"))?;
+        .map_err(|e| format!("webhook {}: {}", redact(url), e.to_string().replace(url, &redact(url))))?;
     let status = response.status().as_u16();
     if (200..300).contains(&status) {
         return Ok(());
     }
     let text = response.body_mut().read_to_string().unwrap_or_default();
-    Err(format!("webhook {url} answered HTTP {status}: {}", text.chars().take(200).collect::<String>()))
+    Err(format!("webhook {} answered HTTP {status}: {}", redact(url), text.chars().take(200).collect::<String>()))
 }
 
 fn send_email(smtp: &SmtpTarget, path: &RunPath, run_name: &str, alert: &AlertInfo, link: Option<&str>) -> Result<(), String> {
@@ -178,6 +187,12 @@ pub async fn delivery_loop(state: AppState, interval: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_secrets_are_not_shown() {
+        assert_eq!(redact("https://hooks.slack.com/services/T0/B0/secret"), "https://hooks.slack.com/…");
+        assert!(!redact("http://127.0.0.1:9/hooks/token").contains("token"));
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

@@ -750,15 +750,19 @@ pub async fn upload_part(
         return Ok(Json(UploadStatus { sha256, received, complete: false }));
     }
     blocking(move || {
+        // Checked before it is stored: a content that is not what it claims is dropped whole,
+        // and nothing of it stays in the store.
+        let (actual, _) = cairn_store::blob::sha256_file(&partial)?;
+        if actual != sha256 {
+            let _ = std::fs::remove_file(&partial);
+            return Err(CodedError::new(
+                ErrorCode::ContentMismatch,
+                format!("the uploaded content's SHA-256 is {actual}, not {sha256}; upload it again"),
+            ));
+        }
         let blob = store.blobs().put_file(&partial);
         let _ = std::fs::remove_file(&partial);
         let blob = blob?;
-        if blob.sha256 != sha256 {
-            return Err(CodedError::new(
-                ErrorCode::ContentMismatch,
-                format!("the uploaded content's SHA-256 is {}, not {sha256}; upload it again", blob.sha256),
-            ));
-        }
         Ok(UploadStatus { sha256, received: blob.size, complete: true })
     })
     .await

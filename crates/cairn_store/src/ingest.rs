@@ -51,6 +51,8 @@ pub struct NewAlert {
     pub time: Timestamp,
     /// Within this long after an alert of the same title, another is not sent.
     pub wait_micros: i64,
+    /// When the server got it: delivery starts then, whatever the client's clock says.
+    pub received: Timestamp,
 }
 
 /// Values to append to one key.
@@ -370,8 +372,9 @@ pub fn apply_event(doc: &mut RunDoc, event: &Value, now: Timestamp) -> Result<()
                 title: title.to_owned(),
                 text: event_str(map, "text").unwrap_or("").to_owned(),
                 level,
-                time: map.get("time").and_then(Value::as_f64).map(Timestamp::from_secs_f64).unwrap_or(now),
+                time: map.get("time").and_then(Value::as_f64).filter(|t| t.is_finite() && (0.0..1e11).contains(t)).map(Timestamp::from_secs_f64).unwrap_or(now),
                 wait_micros: if wait.is_finite() && wait > 0.0 { (wait.min(1e9) * 1e6) as i64 } else { 0 },
+                received: now,
             });
         }
         Some("metadata") => {

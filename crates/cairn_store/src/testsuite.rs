@@ -50,7 +50,8 @@ macro_rules! store_test_suite {
             delete_then_purge,
             move_all_or_nothing,
             alerts_are_recorded_once_per_title,
-            fork_shares_history_and_rewind_archives_it
+            fork_shares_history_and_rewind_archives_it,
+            forking_an_archive_and_explicit_summary_values
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -988,4 +989,51 @@ pub fn fork_shares_history_and_rewind_archives_it(store: &impl Store) {
     assert_eq!(store.get_run(&archive).unwrap_err().code, ErrorCode::RunNotFound);
     assert_eq!(loss_points(store, &f1).len(), 12_347);
     assert_eq!(loss_points(store, &f1)[12_000], (12_000, 6_000.0));
+}
+
+pub fn forking_an_archive_and_explicit_summary_values(store: &impl Store) {
+    let src = RunPath::new("e", "p", "long");
+    new_run(store, &src);
+    store.ingest(&src, rows(0, 30_000), secs(1)).unwrap();
+    store.ingest(&src, json_batch(json!({"summary": {"offset": 0, "updates": [{"set": {"best_epoch": 7}}]}})), secs(1)).unwrap();
+    let at = |run_id: &str, step| Some(cairn_types::api::StepRef { run_id: run_id.into(), step });
+    let rewound = store
+        .upsert_run(
+            UpsertRunRequest {
+                entity: Some("e".into()),
+                project: Some("p".into()),
+                run_id: "long".into(),
+                resume: ResumeMode::Must,
+                resume_from: at("long", 9_000),
+                ..Default::default()
+            },
+            secs(2),
+        )
+        .unwrap();
+    // What the user set stays; what came from history is recomputed.
+    assert_eq!(rewound.summary.get("best_epoch"), Some(&Value::Int(7)));
+    assert_eq!(rewound.summary.get("loss"), Some(&Value::Float(4_500.0)));
+    // The archive starts with the partial chunk cut at 9,000, then a full chunk: a fork of it
+    // inside the full chunk's range reads every step once, in order.
+    let forked = store
+        .upsert_run(
+            UpsertRunRequest {
+                entity: Some("e".into()),
+                project: Some("p".into()),
+                run_id: "of-archive".into(),
+                fork_from: at("long-rewind-1", 25_000),
+                ..Default::default()
+            },
+            secs(3),
+        )
+        .unwrap();
+    assert_eq!(forked.last_step, Some(25_000));
+    let points = loss_points(store, &RunPath::new("e", "p", "of-archive"));
+    let steps: Vec<i64> = points.iter().map(|p| p.0).collect();
+    assert_eq!(steps, (9_001..=25_000).collect::<Vec<_>>());
+    assert!(points.iter().all(|(s, v)| *v == *s as f64 * 0.5));
+    let series = store
+        .series(&RunPath::new("e", "p", "of-archive"), &SeriesQuery { keys: "loss".into(), buckets: Some(3), ..Default::default() })
+        .unwrap();
+    assert_eq!(series.series[0].buckets.count.iter().sum::<u64>(), 16_000);
 }

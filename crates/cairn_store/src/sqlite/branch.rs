@@ -134,8 +134,12 @@ pub(crate) fn unshare(conn: &Connection, key_pk: i64, start: Option<i64>) -> Res
     Ok(())
 }
 
-/// The history keys of a run, with the summary recomputed from them as a batch would.
-fn recompute_summary(conn: &Connection, run_pk: i64, doc: &mut RunDoc) -> Result<()> {
+/// The summary recomputed from the run's history keys as a batch would, after the entries of
+/// `before` (the history keys it had) are taken out; what the user set explicitly stays.
+fn recompute_summary(conn: &Connection, run_pk: i64, doc: &mut RunDoc, before: &[Vec<String>]) -> Result<()> {
+    for path in before {
+        cairn_types::value::remove_path(&mut doc.summary, path);
+    }
     let keys = all_keys(conn, run_pk)?;
     let touched: Vec<(KeyColumn, KeyTotals)> = keys
         .into_iter()
@@ -145,7 +149,6 @@ fn recompute_summary(conn: &Connection, run_pk: i64, doc: &mut RunDoc) -> Result
             (column, k.totals)
         })
         .collect();
-    doc.summary = Map::new();
     ingest::finalize(doc, &touched, Vec::new());
     Ok(())
 }
@@ -173,6 +176,7 @@ pub(crate) fn fork(conn: &Connection, src_pk: i64, src: &RunDoc, src_id: &str, d
         let mut totals: Option<KeyTotals> = None;
         let mut shared: Vec<ChunkMeta> = Vec::new();
         let mut owned = Points { steps: Vec::new(), values: Vec::new() };
+        let mut pending_owned: Vec<Points> = Vec::new();
         for chunk in chunks_of(conn, key.key_pk)? {
             if chunk.start > step {
                 break;
@@ -180,6 +184,11 @@ pub(crate) fn fork(conn: &Connection, src_pk: i64, src: &RunDoc, src_id: &str, d
             let points = decode(conn, key.key_pk, chunk)?;
             if chunk.end <= step && chunk.count as usize >= TARGET_CHUNK_POINTS {
                 add(&mut totals, totals_of(&key, &points));
+                // Points written before (a partial chunk, as an archive starts with) become
+                // chunks of their own first, ending before this one: chunks never overlap.
+                if !owned.steps.is_empty() {
+                    pending_owned.push(std::mem::replace(&mut owned, Points { steps: Vec::new(), values: Vec::new() }));
+                }
                 shared.push(chunk);
             } else {
                 let kept = slice(&points, i64::MIN, step);
@@ -201,11 +210,14 @@ pub(crate) fn fork(conn: &Connection, src_pk: i64, src: &RunDoc, src_id: &str, d
             .execute(params![dst_key, key.key_pk, chunk.start])
             .db()?;
         }
-        insert_chunks(conn, dst_key, &owned)?;
+        for points in pending_owned.iter().chain(std::iter::once(&owned)) {
+            insert_chunks(conn, dst_key, points)?;
+        }
     }
     dst.last_step = Some(step);
     dst.metric_defs = src.metric_defs.clone();
-    recompute_summary(conn, dst_pk, dst)?;
+    dst.summary = Map::new();
+    recompute_summary(conn, dst_pk, dst, &[])?;
     dst.metadata.insert("fork".into(), Value::Map(map! {"run_id" => src_id, "step" => step}));
     Ok(())
 }
@@ -227,6 +239,8 @@ pub(crate) fn rewind(
         return Err(beyond(run_id, step, doc.last_step));
     }
     let last = doc.last_step;
+    let history_paths: Vec<Vec<String>> =
+        all_keys(conn, run_pk)?.into_iter().filter(|k| k.stream == KeyStream::History).map(|k| k.path).collect();
     for key in all_keys(conn, run_pk)? {
         if key.stream != KeyStream::History || key.totals.last_step <= step {
             continue;
@@ -287,9 +301,9 @@ pub(crate) fn rewind(
     }
     archive.last_step = last;
     archive.metric_defs = doc.metric_defs.clone();
-    recompute_summary(conn, archive_pk, archive)?;
+    recompute_summary(conn, archive_pk, archive, &[])?;
     doc.last_step = Some(step);
-    recompute_summary(conn, run_pk, doc)?;
+    recompute_summary(conn, run_pk, doc, &history_paths)?;
     let mut rewinds = match doc.metadata.get("rewinds") {
         Some(Value::List(list)) => list.clone(),
         _ => Vec::new(),

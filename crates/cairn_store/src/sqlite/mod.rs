@@ -90,6 +90,8 @@ fn migrate(conn: &Connection) -> Result<()> {
     if !has_column("chunks", "shared_key")? {
         conn.execute_batch("ALTER TABLE chunks ADD COLUMN shared_key INTEGER").db()?;
     }
+    // Rewinds and purges look up the forks' rows that share a chunk.
+    conn.execute_batch("CREATE INDEX IF NOT EXISTS chunks_shared ON chunks (shared_key, start_step) WHERE shared_key IS NOT NULL").db()?;
     if !has_column("runs", "archive_of")? {
         conn.execute_batch("ALTER TABLE runs ADD COLUMN archive_of INTEGER").db()?;
     }
@@ -286,16 +288,16 @@ pub(crate) fn save_doc(conn: &Connection, run_pk: i64, doc: &RunDoc) -> Result<(
         let recent: bool = conn
             .prepare_cached("SELECT EXISTS (SELECT 1 FROM alerts WHERE run_pk = ?1 AND title = ?2 AND time > ?3 AND time <= ?4)")
             .db()?
-            .query_row(params![run_pk, alert.title, alert.time.micros() - alert.wait_micros.max(1), alert.time.micros()], |r| r.get(0))
+            .query_row(params![run_pk, alert.title, alert.time.micros().saturating_sub(alert.wait_micros.max(1)), alert.time.micros()], |r| r.get(0))
             .db()?;
         if recent {
             continue;
         }
         conn.prepare_cached(
-            "INSERT INTO alerts (run_pk, time, title, text, level, delivery, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?2)",
+            "INSERT INTO alerts (run_pk, time, title, text, level, delivery, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
         )
         .db()?
-        .execute(params![run_pk, alert.time.micros(), alert.title, alert.text, alert.level.as_str()])
+        .execute(params![run_pk, alert.time.micros(), alert.title, alert.text, alert.level.as_str(), alert.received.micros()])
         .db()?;
     }
     Ok(())
