@@ -128,7 +128,8 @@ pub struct Settings {
 }
 
 macro_rules! setters {
-    ($($field:ident: $ty:ty),* $(,)?) => {$(
+    ($($(#[$doc:meta])* $field:ident: $ty:ty),* $(,)?) => {$(
+        $(#[$doc])*
         pub fn $field(mut self, value: impl Into<$ty>) -> Self {
             self.$field = Some(value.into());
             self
@@ -144,6 +145,12 @@ impl Settings {
     setters!(
         base_url: String, entity: String, project: String, run_id: String, name: String, notes: String,
         group: String, job_type: String, config: Map, dir: PathBuf, api_key: String,
+        mode: Mode, resume: ResumeMode, heartbeat_interval: Duration, finish_timeout: Duration,
+        init_timeout: Duration, silent: bool, stats_interval: Duration, console: Console,
+        /// W&B's `fork_from="<run_id>?_step=<N>"`.
+        fork_from: String,
+        /// W&B's `resume_from="<run_id>?_step=<N>"`.
+        resume_from: String,
     );
 
     pub fn tags(mut self, tags: impl IntoIterator<Item = impl Into<String>>) -> Self {
@@ -151,60 +158,8 @@ impl Settings {
         self
     }
 
-    pub fn mode(mut self, mode: Mode) -> Self {
-        self.mode = Some(mode);
-        self
-    }
-
-    pub fn resume(mut self, resume: ResumeMode) -> Self {
-        self.resume = Some(resume);
-        self
-    }
-
     pub fn resume_auto(mut self) -> Self {
         self.resume_auto = true;
-        self
-    }
-
-    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
-        self.heartbeat_interval = Some(interval);
-        self
-    }
-
-    pub fn finish_timeout(mut self, timeout: Duration) -> Self {
-        self.finish_timeout = Some(timeout);
-        self
-    }
-
-    pub fn init_timeout(mut self, timeout: Duration) -> Self {
-        self.init_timeout = Some(timeout);
-        self
-    }
-
-    pub fn silent(mut self, silent: bool) -> Self {
-        self.silent = Some(silent);
-        self
-    }
-
-    pub fn stats_interval(mut self, interval: Duration) -> Self {
-        self.stats_interval = Some(interval);
-        self
-    }
-
-    /// W&B's `fork_from="<run_id>?_step=<N>"`.
-    pub fn fork_from(mut self, at: impl Into<String>) -> Self {
-        self.fork_from = Some(at.into());
-        self
-    }
-
-    /// W&B's `resume_from="<run_id>?_step=<N>"`.
-    pub fn resume_from(mut self, at: impl Into<String>) -> Self {
-        self.resume_from = Some(at.into());
-        self
-    }
-
-    pub fn console(mut self, console: Console) -> Self {
-        self.console = Some(console);
         self
     }
 

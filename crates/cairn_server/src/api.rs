@@ -752,7 +752,7 @@ pub async fn upload_part(
     blocking(move || {
         // Checked before it is stored: a content that is not what it claims is dropped whole,
         // and nothing of it stays in the store.
-        let (actual, _) = cairn_store::blob::sha256_file(&partial)?;
+        let (actual, size) = cairn_store::blob::sha256_file(&partial)?;
         if actual != sha256 {
             let _ = std::fs::remove_file(&partial);
             return Err(CodedError::new(
@@ -760,7 +760,7 @@ pub async fn upload_part(
                 format!("the uploaded content's SHA-256 is {actual}, not {sha256}; upload it again"),
             ));
         }
-        let blob = store.blobs().put_file(&partial);
+        let blob = store.blobs().put_hashed(&partial, cairn_store::BlobRef { sha256: actual, size });
         let _ = std::fs::remove_file(&partial);
         let blob = blob?;
         Ok(UploadStatus { sha256, received: blob.size, complete: true })

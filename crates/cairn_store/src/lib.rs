@@ -169,6 +169,9 @@ pub struct BlobRef {
 pub trait BlobStore: Send + Sync {
     /// Moves (or copies) the file at `path` into the store, under its content hash.
     fn put_file(&self, path: &Path) -> Result<BlobRef>;
+    /// [`BlobStore::put_file`] for a file whose SHA-256 the caller has just computed (an upload
+    /// checked on arrival): it is not read again.
+    fn put_hashed(&self, path: &Path, blob: BlobRef) -> Result<BlobRef>;
     /// Reads a blob, streaming.
     fn open(&self, sha256: &str) -> Result<Box<dyn Read + Send>>;
     fn exists(&self, sha256: &str) -> Result<bool>;

@@ -15,7 +15,7 @@ use cairn_types::{Timestamp, map};
 use rusqlite::{Connection, params};
 
 use super::pool::DbResult;
-use super::series::{KeyRow, all_keys, chunk_bytes, encode_value, insert_chunks, real};
+use super::series::{KeyRow, all_keys, chunk_bytes, encode_value, insert_chunks, insert_key, real};
 use crate::Result;
 use crate::chunk::{self, Points, TARGET_CHUNK_POINTS};
 use crate::ingest::{self, KeyColumn, KeyTotals, RunDoc};
@@ -75,26 +75,7 @@ fn slice(points: &Points, lo: i64, hi: i64) -> Points {
 }
 
 fn new_key(conn: &Connection, run_pk: i64, key: &KeyRow, totals: &KeyTotals) -> Result<i64> {
-    conn.prepare_cached(
-        "INSERT INTO run_keys (run_pk, stream, name, path, count, num_count, nan_count, min, max, sum,
-            first_step, last_step, first_value, last_value)
-         VALUES (?1, ?2, ?3, ?4, 0, 0, 0, NULL, NULL, NULL, ?5, ?6, ?7, ?8)",
-    )
-    .db()?
-    .execute(params![
-        run_pk,
-        key.stream as i64,
-        key.name,
-        serde_json::to_string(&key.path).expect("paths serialize"),
-        totals.first_step,
-        totals.last_step,
-        encode_value(&totals.first_value),
-        encode_value(&totals.last_value),
-    ])
-    .db()?;
-    let pk = conn.last_insert_rowid();
-    set_totals(conn, pk, totals)?;
-    Ok(pk)
+    insert_key(conn, run_pk, key.stream, &key.name, &key.path, totals)
 }
 
 fn set_totals(conn: &Connection, key_pk: i64, t: &KeyTotals) -> Result<()> {

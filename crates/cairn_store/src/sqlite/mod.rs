@@ -178,17 +178,27 @@ fn not_found(path: &RunPath) -> CodedError {
 
 /// The run's primary key, for a run that is not deleted.
 pub(crate) fn run_pk(conn: &Connection, path: &RunPath) -> Result<i64> {
+    find_run_pk(conn, path, false)
+}
+
+/// The run's primary key; with `deleted`, a deleted run's too.
+fn find_run_pk(conn: &Connection, path: &RunPath, deleted: bool) -> Result<i64> {
     conn.prepare_cached(
         "SELECT r.run_pk FROM runs r
          JOIN projects p ON p.project_pk = r.project_pk
          JOIN entities e ON e.entity_pk = p.entity_pk
-         WHERE e.name = ?1 AND p.name = ?2 AND r.run_id = ?3 AND r.deleted_at IS NULL",
+         WHERE e.name = ?1 AND p.name = ?2 AND r.run_id = ?3 AND (?4 OR r.deleted_at IS NULL)",
     )
     .db()?
-    .query_row(params![path.entity, path.project, path.run_id], |r| r.get(0))
+    .query_row(params![path.entity, path.project, path.run_id, deleted], |r| r.get(0))
     .optional()
     .db()?
     .ok_or_else(|| not_found(path))
+}
+
+/// The first column of every row a query returns.
+fn column<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<T>> {
+    conn.prepare_cached(sql).db()?.query_map(params, |r| r.get(0)).db()?.collect::<rusqlite::Result<_>>().db()
 }
 
 pub(crate) fn load_run(conn: &Connection, run_pk: i64) -> Result<RunInfo> {
@@ -638,61 +648,28 @@ impl MetaStore for SqliteStore {
         path.validate()?;
         let path = path.clone();
         self.write(move |conn| {
-            let pk: i64 = conn
-                .prepare_cached(
-                    "SELECT r.run_pk FROM runs r
-                     JOIN projects p ON p.project_pk = r.project_pk
-                     JOIN entities e ON e.entity_pk = p.entity_pk
-                     WHERE e.name = ?1 AND p.name = ?2 AND r.run_id = ?3",
-                )
-                .db()?
-                .query_row(params![path.entity, path.project, path.run_id], |r| r.get(0))
-                .optional()
-                .db()?
-                .ok_or_else(|| not_found(&path))?;
-            // Forks that share this run's chunks get their own copies; its rewind archives go too.
-            let keys: Vec<i64> = conn
-                .prepare_cached("SELECT key_pk FROM run_keys WHERE run_pk = ?1 OR run_pk IN (SELECT run_pk FROM runs WHERE archive_of = ?1)")
-                .db()?
-                .query_map([pk], |r| r.get(0))
-                .db()?
-                .collect::<rusqlite::Result<_>>()
-                .db()?;
-            for key in keys {
-                branch::unshare(conn, key, None)?;
+            let pk = find_run_pk(conn, &path, true)?;
+            // Forks that share the chunks of the run or of its rewind archives get their own
+            // copies; then the archives go with the run.
+            let archives: Vec<i64> = column(conn, "SELECT run_pk FROM runs WHERE archive_of = ?1", [pk])?;
+            let runs: Vec<i64> = archives.into_iter().chain(std::iter::once(pk)).collect();
+            for &run in &runs {
+                for key in column::<i64>(conn, "SELECT key_pk FROM run_keys WHERE run_pk = ?1", [run])? {
+                    branch::unshare(conn, key, None)?;
+                }
             }
-            let archives: Vec<i64> = conn
-                .prepare_cached("SELECT run_pk FROM runs WHERE archive_of = ?1")
-                .db()?
-                .query_map([pk], |r| r.get(0))
-                .db()?
-                .collect::<rusqlite::Result<_>>()
-                .db()?;
-            for archive in archives {
+            let shas: Vec<String> = column(conn, "SELECT DISTINCT sha256 FROM run_files WHERE run_pk = ?1", [pk])?;
+            for run in runs {
                 for sql in [
                     "DELETE FROM chunks WHERE key_pk IN (SELECT key_pk FROM run_keys WHERE run_pk = ?1)",
                     "DELETE FROM run_keys WHERE run_pk = ?1",
+                    "DELETE FROM console_lines WHERE run_pk = ?1",
+                    "DELETE FROM run_files WHERE run_pk = ?1",
+                    "DELETE FROM alerts WHERE run_pk = ?1",
                     "DELETE FROM runs WHERE run_pk = ?1",
                 ] {
-                    conn.prepare_cached(sql).db()?.execute([archive]).db()?;
+                    conn.prepare_cached(sql).db()?.execute([run]).db()?;
                 }
-            }
-            let shas: Vec<String> = conn
-                .prepare_cached("SELECT DISTINCT sha256 FROM run_files WHERE run_pk = ?1")
-                .db()?
-                .query_map([pk], |r| r.get(0))
-                .db()?
-                .collect::<rusqlite::Result<_>>()
-                .db()?;
-            for sql in [
-                "DELETE FROM chunks WHERE key_pk IN (SELECT key_pk FROM run_keys WHERE run_pk = ?1)",
-                "DELETE FROM run_keys WHERE run_pk = ?1",
-                "DELETE FROM console_lines WHERE run_pk = ?1",
-                "DELETE FROM run_files WHERE run_pk = ?1",
-                "DELETE FROM alerts WHERE run_pk = ?1",
-                "DELETE FROM runs WHERE run_pk = ?1",
-            ] {
-                conn.prepare_cached(sql).db()?.execute([pk]).db()?;
             }
             let mut orphans = Vec::new();
             for sha in shas {
@@ -833,15 +810,12 @@ impl MetaStore for SqliteStore {
         let path = path.clone();
         self.read(move |conn| {
             let pk = run_pk(conn, &path)?;
-            conn.prepare_cached(
+            column(
+                conn,
                 "SELECT run_id FROM runs WHERE project_pk = (SELECT project_pk FROM runs WHERE run_pk = ?1)
                     AND deleted_at IS NULL AND json_extract(metadata, '$.fork.run_id') = ?2 ORDER BY created_at",
+                params![pk, path.run_id],
             )
-            .db()?
-            .query_map(params![pk, path.run_id], |r| r.get(0))
-            .db()?
-            .collect::<rusqlite::Result<_>>()
-            .db()
         })
     }
 

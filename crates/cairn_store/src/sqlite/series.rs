@@ -125,33 +125,7 @@ fn append_column(conn: &Connection, run_pk: i64, column: &mut KeyColumn) -> Resu
             .db()?;
             (key.key_pk, key.totals)
         }
-        None => {
-            let t = &added;
-            conn.prepare_cached(
-                "INSERT INTO run_keys (run_pk, stream, name, path, count, num_count, nan_count, min, max, sum,
-                    first_step, last_step, first_value, last_value)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            )
-            .db()?
-            .execute(params![
-                run_pk,
-                column.stream as i64,
-                column.name,
-                serde_json::to_string(&column.path).expect("paths serialize"),
-                t.count as i64,
-                t.num_count as i64,
-                t.nan_count as i64,
-                (t.num_count > 0).then_some(t.min),
-                (t.num_count > 0).then_some(t.max),
-                real(t.sum),
-                t.first_step,
-                t.last_step,
-                encode_value(&t.first_value),
-                encode_value(&t.last_value),
-            ])
-            .db()?;
-            (conn.last_insert_rowid(), added)
-        }
+        None => (insert_key(conn, run_pk, column.stream, &column.name, &column.path, &added)?, added),
     };
 
     let mut points = Points { steps: std::mem::take(&mut column.steps), values: std::mem::take(&mut column.values) };
@@ -175,6 +149,34 @@ fn append_column(conn: &Connection, run_pk: i64, column: &mut KeyColumn) -> Resu
     }
     insert_chunks(conn, key_pk, &points)?;
     Ok(totals)
+}
+
+/// Adds a key to a run, with its totals; returns its `key_pk`.
+pub(crate) fn insert_key(conn: &Connection, run_pk: i64, stream: KeyStream, name: &str, path: &[String], t: &KeyTotals) -> Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO run_keys (run_pk, stream, name, path, count, num_count, nan_count, min, max, sum,
+            first_step, last_step, first_value, last_value)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )
+    .db()?
+    .execute(params![
+        run_pk,
+        stream as i64,
+        name,
+        serde_json::to_string(path).expect("paths serialize"),
+        t.count as i64,
+        t.num_count as i64,
+        t.nan_count as i64,
+        (t.num_count > 0).then_some(t.min),
+        (t.num_count > 0).then_some(t.max),
+        real(t.sum),
+        t.first_step,
+        t.last_step,
+        encode_value(&t.first_value),
+        encode_value(&t.last_value),
+    ])
+    .db()?;
+    Ok(conn.last_insert_rowid())
 }
 
 /// Writes points as new chunks of a key (up to `TARGET_CHUNK_POINTS` each).
