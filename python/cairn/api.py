@@ -227,6 +227,8 @@ class Run:
         self.finished_at: str | None = attrs.get("finished_at")
         self.exit_code: int | None = attrs.get("exit_code")
         self.runtime: float = attrs.get("runtime_secs", 0.0)
+        #: Seconds the run was active: pauses between a finish and a resume left out.
+        self.duration: float = attrs.get("duration_secs", self.runtime)
         self.last_step: int | None = attrs.get("last_step")
 
     @property

@@ -611,7 +611,11 @@ pub async fn get_file(
             }
         }
     });
-    let stream = futures_util::stream::unfold(receiver, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    // Fused: the gzip encoder of `CompressionLayer` polls its body once more after the end, and a
+    // bare `unfold` panics when polled again after it finished.
+    let stream = futures_util::StreamExt::fuse(futures_util::stream::unfold(receiver, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
     let file_name = info.path.rsplit('/').next().unwrap_or("file").replace('"', "");
     Ok((
         [

@@ -87,5 +87,6 @@ pub async fn stream(
             }
         }
     });
-    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    // Fused, like every streamed body: polling it after its end must not panic.
+    Sse::new(futures_util::StreamExt::fuse(events)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

@@ -37,6 +37,7 @@ macro_rules! store_test_suite {
             series_on_other_axes,
             summary_and_config,
             lifecycle_states,
+            duration_leaves_out_pauses,
             crash_monitor_and_recovery,
             search_filters_and_sorts,
             console_rewrites,
@@ -429,6 +430,47 @@ pub fn summary_and_config(store: &impl Store) {
     let run = store.get_run(&path).unwrap();
     assert_eq!(run.summary["loss"], Value::Float(9.0));
     assert_eq!(run.summary["best"], Value::from("yes"));
+}
+
+/// Runtime is the wall clock from start to end; Duration adds up the active sessions, so the
+/// pause between a finish and a resume counts in the first only.
+pub fn duration_leaves_out_pauses(store: &impl Store) {
+    let path = RunPath::new("e", "dur", "r");
+    new_run(store, &path);
+    store.heartbeat(&path, secs(10)).unwrap();
+    let run = store.get_run(&path).unwrap();
+    assert_eq!((run.runtime_secs, run.duration_secs), (10.0, 10.0));
+    let run = store.finish_run(&path, FinishRequest { exit_code: Some(0), ..Default::default() }, secs(30)).unwrap();
+    assert_eq!((run.runtime_secs, run.duration_secs), (30.0, 30.0));
+    // Resumed 70 s later, active for 20 s more.
+    let resume = UpsertRunRequest {
+        entity: Some("e".into()),
+        project: Some("dur".into()),
+        run_id: "r".into(),
+        resume: ResumeMode::Allow,
+        ..Default::default()
+    };
+    store.upsert_run(resume.clone(), secs(100)).unwrap();
+    store.heartbeat(&path, secs(110)).unwrap();
+    assert_eq!(store.get_run(&path).unwrap().duration_secs, 40.0);
+    let run = store.finish_run(&path, FinishRequest { exit_code: Some(0), ..Default::default() }, secs(120)).unwrap();
+    assert_eq!((run.runtime_secs, run.duration_secs), (120.0, 50.0));
+    // A session that crashed (no finish) counts to its last heartbeat.
+    store.upsert_run(resume, secs(200)).unwrap();
+    store.heartbeat(&path, secs(205)).unwrap();
+    assert_eq!(store.get_run(&path).unwrap().duration_secs, 55.0);
+    // Both filter and sort.
+    let other = RunPath::new("e", "dur", "short");
+    new_run(store, &other);
+    store.finish_run(&other, FinishRequest { exit_code: Some(0), ..Default::default() }, secs(52)).unwrap();
+    let ids = |filter: serde_json::Value, sort: &str| -> Vec<String> {
+        let search = RunSearch { filter: Some(filter), sort: vec![sort.to_owned()], limit: Some(10), offset: None };
+        store.search_runs("e", "dur", &search).unwrap().runs.into_iter().map(|r| r.run_id).collect()
+    };
+    assert_eq!(ids(json!({"duration": {"$gt": 54}}), "duration"), ["r"]);
+    assert_eq!(ids(json!({"runtime": {"$gt": 54}}), "runtime"), ["r"]);
+    assert_eq!(ids(json!({"duration": {"$gt": 0}}), "duration"), ["short", "r"]);
+    assert_eq!(ids(json!({"duration": {"$gt": 0}}), "-runtime"), ["r", "short"]);
 }
 
 pub fn lifecycle_states(store: &impl Store) {

@@ -139,8 +139,13 @@ pub struct RunInfo {
     pub heartbeat_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
     pub exit_code: Option<i32>,
-    /// Seconds from start to finish, or to the last sign of life while the run is not finished.
+    /// Runtime: wall-clock seconds from start to finish, or to the last sign of life while the
+    /// run is not finished; the pauses between a finish and a resume count.
     pub runtime_secs: f64,
+    /// Duration: the seconds the run was active, computing or logging. The sum of its sessions'
+    /// spans (each from its start or resume to its finish or last sign of life), pauses left out.
+    #[serde(default)]
+    pub duration_secs: f64,
     /// The last `_step` stored, if any history was logged.
     pub last_step: Option<i64>,
     /// Whether a stop was requested; the client learns it at its next heartbeat.
@@ -461,6 +466,10 @@ impl Buckets {
 pub struct KeySeries {
     pub key: String,
     pub buckets: Buckets,
+    /// The lowest and highest x of this series over all its data, whatever the grid: a chart
+    /// that pinned its grid learns from it that a live run has grown past the grid's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extent: Option<[f64; 2]>,
 }
 
 /// The x-grid that a series answer was bucketed on: the axis, its range (none when there was no
@@ -934,6 +943,7 @@ mod tests {
                 run_id: "r".into(),
                 series: vec![KeySeries {
                     key: "k".into(),
+                    extent: Some([1.7e9, 1.7e9 + 1.0]),
                     buckets: Buckets {
                         index: vec![0, 1, 2],
                         x: vec![1_700_000_000.25, 1_700_000_000.5, 1_700_000_000.75],
@@ -945,7 +955,7 @@ mod tests {
         };
         let selection = BucketSelection::parse(Some(&["x".into(), "max".into()]), true).unwrap();
         let text = serde_json::to_string(&ProjectSeriesView { result: &result, selection }).unwrap();
-        assert!(text.contains(r#""buckets":{"x":[1700000000.25,1700000000.5,1700000000.75],"max":[0.1,"NaN",1e+300]}"#), "{text}");
+        assert!(text.contains(r#""buckets":{"x":[1700000000.25,1700000000.5,1700000000.75],"max":[0.1,"NaN",1e+300]},"extent":[1700000000.0,1700000001.0]"#), "{text}");
         assert!(BucketSelection::parse(Some(&["nope".into()]), false).unwrap_err().message.contains("index, x, x_min"));
     }
 
@@ -1107,9 +1117,12 @@ impl Serialize for ProjectSeriesView<'_> {
         }
         impl Serialize for Key<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let mut m = s.serialize_map(Some(2))?;
+                let mut m = s.serialize_map(Some(3))?;
                 m.serialize_entry("key", &self.0.key)?;
                 m.serialize_entry("buckets", &Arrays(&self.0.buckets, self.1))?;
+                if let Some(extent) = &self.0.extent {
+                    m.serialize_entry("extent", extent)?;
+                }
                 m.end()
             }
         }

@@ -27,8 +27,11 @@ pub enum Field {
     JobType,
     Notes,
     CreatedAt,
-    /// Seconds from start to finish (or to the last sign of life).
+    /// Seconds from start to finish (or to the last sign of life), pauses included.
     Runtime,
+    /// Seconds the run was active: the sum of its sessions' spans, the pauses between a finish
+    /// and a resume left out.
+    Duration,
 }
 
 impl Field {
@@ -49,7 +52,8 @@ impl Field {
             "job_type" | "jobType" => Field::JobType,
             "notes" => Field::Notes,
             "created_at" | "createdAt" => Field::CreatedAt,
-            "runtime" | "duration" => Field::Runtime,
+            "runtime" => Field::Runtime,
+            "duration" => Field::Duration,
             _ => {
                 if let Some(rest) = name.strip_prefix("config.") {
                     Field::Config(path(rest)?)
@@ -59,7 +63,7 @@ impl Field {
                     return Err(CodedError::new(
                         ErrorCode::InvalidFilter,
                         format!(
-                            "unknown field {name:?}; use config.<key>, summary.<key>, state, tags, name, run_id, group, job_type, notes, created_at or runtime"
+                            "unknown field {name:?}; use config.<key>, summary.<key>, state, tags, name, run_id, group, job_type, notes, created_at, runtime or duration"
                         ),
                     ));
                 }
@@ -81,6 +85,7 @@ impl Field {
             Field::Notes => "notes".into(),
             Field::CreatedAt => "created_at".into(),
             Field::Runtime => "runtime".into(),
+            Field::Duration => "duration".into(),
         }
     }
 }

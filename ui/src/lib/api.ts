@@ -38,6 +38,7 @@ export interface RunInfo {
   finished_at: string | null;
   exit_code: number | null;
   runtime_secs: number;
+  duration_secs: number;
   last_step: number | null;
   stop_requested: boolean;
   offsets: Record<string, number>;
@@ -66,6 +67,8 @@ export interface Buckets {
 export interface KeySeries {
   key: string;
   buckets: Buckets;
+  /** The lowest and highest x of all the series' data, whatever the grid. */
+  extent?: [number, number];
 }
 
 export interface ProjectSeries {

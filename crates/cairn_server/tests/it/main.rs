@@ -2,6 +2,7 @@
 //! driven with `oneshot`).
 
 mod api;
+mod streamed;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -78,6 +78,7 @@ impl Compiler {
             Field::JobType => self.text_cmp("r.job_type", field, op, operand),
             Field::Notes => self.text_cmp("nullif(r.notes, '')", field, op, operand),
             Field::Runtime => self.number_cmp(RUNTIME_SQL, field, op, operand),
+            Field::Duration => self.number_cmp(DURATION_SQL, field, op, operand),
         }
     }
 
@@ -233,6 +234,9 @@ impl Compiler {
 /// A run's runtime in seconds, as `RunInfo::runtime_secs` computes it.
 pub(super) const RUNTIME_SQL: &str = "((coalesce(r.finished_at, r.heartbeat_at, r.started_at) - r.started_at) / 1e6)";
 
+/// A run's duration in seconds, as `RunInfo::duration_secs` computes it.
+pub(super) const DURATION_SQL: &str = "((r.active_us + max(0, coalesce(r.finished_at, r.heartbeat_at, r.started_at) - coalesce(r.session_at, r.started_at))) / 1e6)";
+
 fn order_symbol(op: Op) -> &'static str {
     match op {
         Op::Lt => "<",
@@ -264,6 +268,7 @@ pub(super) fn field_expr(field: &Field) -> Result<String> {
         Field::Notes => "nullif(r.notes, '')".into(),
         Field::CreatedAt => "r.created_at".into(),
         Field::Runtime => RUNTIME_SQL.into(),
+        Field::Duration => DURATION_SQL.into(),
         Field::Tags => return Err(CodedError::new(ErrorCode::InvalidQuery, "runs cannot be sorted or grouped by tags")),
     })
 }

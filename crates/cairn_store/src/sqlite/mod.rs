@@ -25,7 +25,7 @@ use pool::{DbResult, Readers, Writer};
 
 pub use pool::open_connection;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 pub struct SqliteStore {
     writer: Writer,
@@ -95,6 +95,10 @@ fn migrate(conn: &Connection) -> Result<()> {
     if !has_column("runs", "archive_of")? {
         conn.execute_batch("ALTER TABLE runs ADD COLUMN archive_of INTEGER").db()?;
     }
+    // Version 3: Duration apart from Runtime. Runs of earlier versions were one session each.
+    if !has_column("runs", "active_us")? {
+        conn.execute_batch("ALTER TABLE runs ADD COLUMN active_us INTEGER NOT NULL DEFAULT 0; ALTER TABLE runs ADD COLUMN session_at INTEGER").db()?;
+    }
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}")).db()?;
     Ok(())
 }
@@ -125,7 +129,7 @@ fn ts(micros: Option<i64>) -> Option<Timestamp> {
 pub(crate) const RUN_SELECT: &str = "SELECT e.name, p.name, r.run_id, r.name, r.seq, r.state, r.config, r.summary,
         r.tags, r.notes, r.grp, r.job_type, r.metadata, r.created_at, r.started_at, r.heartbeat_at,
         r.finished_at, r.exit_code, r.last_step, r.stop_requested, r.off_history, r.off_summary,
-        r.off_config, r.off_system, r.off_console, r.off_events
+        r.off_config, r.off_system, r.off_console, r.off_events, r.active_us, r.session_at
     FROM runs r
     JOIN projects p ON p.project_pk = r.project_pk
     JOIN entities e ON e.entity_pk = p.entity_pk";
@@ -137,6 +141,8 @@ pub(crate) fn run_from_row(row: &Row<'_>) -> Result<RunInfo> {
     let heartbeat_at: Option<i64> = row.get(15).map_err(get_err)?;
     let finished_at: Option<i64> = row.get(16).map_err(get_err)?;
     let end = finished_at.or(heartbeat_at).unwrap_or(started_at);
+    let active_us: i64 = row.get(26).map_err(get_err)?;
+    let session_at: i64 = row.get::<_, Option<i64>>(27).map_err(get_err)?.unwrap_or(started_at);
     let offset = |i: usize| -> Result<u64> { Ok(row.get::<_, i64>(i).map_err(get_err)? as u64) };
     Ok(RunInfo {
         entity: row.get(0).map_err(get_err)?,
@@ -159,6 +165,7 @@ pub(crate) fn run_from_row(row: &Row<'_>) -> Result<RunInfo> {
         finished_at: ts(finished_at),
         exit_code: row.get(17).map_err(get_err)?,
         runtime_secs: ((end - started_at).max(0)) as f64 / 1e6,
+        duration_secs: (active_us + (end - session_at).max(0)) as f64 / 1e6,
         last_step: row.get(18).map_err(get_err)?,
         stop_requested: row.get::<_, i64>(19).map_err(get_err)? != 0,
         offsets: StreamOffsets {
@@ -435,6 +442,15 @@ fn upsert_run(conn: &Connection, request: UpsertRunRequest, default_entity: &str
                     doc.metadata.insert(k, v);
                 }
             }
+            // A new session: the one before it (to its finish, or to its last sign of life)
+            // joins the active time, and the pause until now does not.
+            conn.prepare_cached(
+                "UPDATE runs SET active_us = active_us + max(0, coalesce(finished_at, heartbeat_at, session_at, started_at)
+                    - coalesce(session_at, started_at)), session_at = ?2 WHERE run_pk = ?1",
+            )
+            .db()?
+            .execute(params![pk, now.micros()])
+            .db()?;
             doc.state = RunState::Running;
             doc.exit_code = None;
             doc.finished_at = None;

@@ -45,6 +45,10 @@ CREATE TABLE IF NOT EXISTS runs (
     off_console     INTEGER NOT NULL DEFAULT 0,
     off_events      INTEGER NOT NULL DEFAULT 0,
     deleted_at      INTEGER,
+    -- The active time of the sessions before the current one, and when the current one began
+    -- (NULL: at started_at). Duration is their sum with the current session's span.
+    active_us       INTEGER NOT NULL DEFAULT 0,
+    session_at      INTEGER,
     UNIQUE (project_pk, run_id)
 );
 CREATE INDEX IF NOT EXISTS runs_by_project_created ON runs (project_pk, created_at);

@@ -465,6 +465,9 @@ struct Target {
     key: KeyRow,
 }
 
+/// One target's buckets and the x-range of all its data (none when it has no x).
+type TargetBuckets = Option<(cairn_types::api::Buckets, Option<[f64; 2]>)>;
+
 /// Buckets every target on one shared grid over `[x_min, x_max]` (by default the union of their
 /// ranges). A target whose run lacks the x key is an error when `strict` names the run, and has
 /// no buckets otherwise.
@@ -476,7 +479,7 @@ fn bucket_targets(
     x_min: Option<f64>,
     x_max: Option<f64>,
     strict: Option<&RunPath>,
-) -> Result<(f64, f64, Vec<Option<cairn_types::api::Buckets>>)> {
+) -> Result<(f64, f64, Vec<TargetBuckets>)> {
     let mut source = SqliteChunks { conn };
     if x == "_step" {
         let lo = x_min.unwrap_or_else(|| targets.iter().map(|t| t.key.totals.first_step).min().unwrap_or(0) as f64);
@@ -484,7 +487,11 @@ fn bucket_targets(
         let grid = Grid::new(lo, hi, n as usize);
         let buckets = targets
             .iter()
-            .map(|t| bucket::step_buckets(&mut source, t.key.key_pk, grid).map(Some))
+            .map(|t| {
+                let extent = (t.key.totals.count > 0)
+                    .then(|| [t.key.totals.first_step as f64, t.key.totals.last_step as f64]);
+                bucket::step_buckets(&mut source, t.key.key_pk, grid).map(|b| Some((b, extent)))
+            })
             .collect::<Result<Vec<_>>>()?;
         return Ok((lo, hi, buckets));
     }
@@ -507,7 +514,11 @@ fn bucket_targets(
     let lo = x_min.or(data_range.map(|r| r.0)).unwrap_or(0.0);
     let hi = x_max.or(data_range.map(|r| r.1)).unwrap_or(0.0);
     let grid = Grid::new(lo, hi, n as usize);
-    Ok((lo, hi, joined.iter().map(|p| p.as_ref().map(|p| bucket::xy_buckets(p, grid))).collect()))
+    let buckets = joined
+        .iter()
+        .map(|p| p.as_ref().map(|p| (bucket::xy_buckets(p, grid), bucket::x_range(p).map(|(a, b)| [a, b]))))
+        .collect();
+    Ok((lo, hi, buckets))
 }
 
 fn series(conn: &Connection, path: &RunPath, query: &SeriesQuery) -> Result<SeriesResult> {
@@ -522,7 +533,10 @@ fn series(conn: &Connection, path: &RunPath, query: &SeriesQuery) -> Result<Seri
     let series = targets
         .iter()
         .zip(buckets)
-        .map(|(t, b)| cairn_types::api::KeySeries { key: t.key.name.clone(), buckets: b.unwrap_or_default() })
+        .map(|(t, b)| {
+            let (buckets, extent) = b.unwrap_or_default();
+            cairn_types::api::KeySeries { key: t.key.name.clone(), buckets, extent }
+        })
         .collect();
     Ok(SeriesResult { grid: SeriesGrid { x, x_min: Some(lo), x_max: Some(hi), buckets: n }, series })
 }
@@ -560,12 +574,12 @@ fn project_series(conn: &Connection, entity: &str, project: &str, query: &Projec
     let (lo, hi, buckets) = bucket_targets(conn, &targets, &x, n, query.x_min, query.x_max, None)?;
     let mut runs: Vec<RunSeries> = Vec::new();
     for ((target, owner), buckets) in targets.iter().zip(owners).zip(buckets) {
-        let Some(buckets) = buckets else { continue };
+        let Some((buckets, extent)) = buckets else { continue };
         let run_id = &query.run_ids[owner];
         if runs.last().is_none_or(|r| &r.run_id != run_id) {
             runs.push(RunSeries { run_id: run_id.clone(), series: Vec::new() });
         }
-        runs.last_mut().expect("pushed").series.push(cairn_types::api::KeySeries { key: target.key.name.clone(), buckets });
+        runs.last_mut().expect("pushed").series.push(cairn_types::api::KeySeries { key: target.key.name.clone(), buckets, extent });
     }
     Ok(ProjectSeriesResult { grid: SeriesGrid { x, x_min: Some(lo), x_max: Some(hi), buckets: n }, runs })
 }

@@ -1,0 +1,127 @@
+// The two defects that every earlier test missed, tested as a user meets them: a file downloaded
+// from the Files tab by Chromium has the bytes that were saved, and a chart drawn from live
+// updates while a run logs is the same chart that a reload draws.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectNoErrors, getJson, launch, open, py, pyBackground, screenshot } from "./helpers";
+
+const PROJECT = "repair-e2e";
+let browser: Browser;
+
+beforeAll(async () => {
+  browser = await launch();
+});
+
+afterAll(async () => {
+  await browser?.close();
+});
+
+interface DrawnLine {
+  name: string;
+  line: (number | null)[];
+  min: (number | null)[];
+  max: (number | null)[];
+}
+
+/** What a chart drew: its x-axis and each line with its band (the chart exposes it for tests). */
+async function drawnData(page: Page, metric: string): Promise<{ x: number[]; lines: DrawnLine[] }> {
+  return page
+    .locator(`figure.chart[data-metric="${metric}"]`)
+    .evaluate((f) => JSON.parse(JSON.stringify((f as HTMLElement & { cairnDrawn: unknown }).cairnDrawn)));
+}
+
+describe("the repairs", () => {
+  it("downloads a saved file through the browser with the same bytes", async () => {
+    const out = py(`
+import os, cairn, tempfile
+d = tempfile.mkdtemp()
+# Text that the server gzips for a browser, and binary bytes over several reads.
+with open(os.path.join(d, "notes.txt"), "w") as f:
+    f.write("".join(f"line {i}: loss {1 / (i + 1)}\\n" for i in range(20000)))
+with open(os.path.join(d, "weights.bin"), "wb") as f:
+    f.write(os.urandom(300_000))
+run = cairn.init(project="${PROJECT}", name="with-files")
+run.save(os.path.join(d, "*"), base_path=d, policy="now")
+run.finish()
+print("ID", run.id, d)
+`);
+    const [, id, dir] = /ID (\S+) (\S+)/.exec(out)!;
+    const page = await open(browser, `/e2e/${PROJECT}/${id}?tab=files`);
+    for (const name of ["notes.txt", "weights.bin"]) {
+      const link = page.locator(`table.files a:text-is("${name}")`);
+      await link.waitFor();
+      const [download] = await Promise.all([page.waitForEvent("download"), link.click()]);
+      expect(await download.failure()).toBeNull();
+      expect(download.suggestedFilename()).toBe(name);
+      const got = readFileSync((await download.path())!);
+      const want = readFileSync(join(dir, name));
+      expect(got.length).toBe(want.length);
+      expect(got.equals(want)).toBe(true);
+    }
+    await screenshot(page, "files-download");
+    await expectNoErrors(page);
+  });
+
+  it("draws a live run on the same grid as a reload does", async () => {
+    // Finished runs set the x-range (2,000 steps); the live one logs well inside it.
+    py(`
+import math, cairn
+for r in range(5):
+    run = cairn.init(project="${PROJECT}", name=f"done-{r}", config={"seed": r})
+    for i in range(2000):
+        run.log({"loss": math.exp(-i / 500) + 0.05 * r + 0.02 * math.sin(i / 7)})
+    run.finish()
+`);
+    const page = await open(browser, `/e2e/${PROJECT}?panels=%5Eloss%24`);
+    const chart = page.locator('figure.chart[data-metric="loss"]');
+    await expect.poll(async () => Number(await chart.getAttribute("data-points")), { timeout: 20_000 }).toBe(10_000);
+
+    const live = pyBackground(`
+import math, time, cairn
+run = cairn.init(project="${PROJECT}", name="live")
+for i in range(600):
+    run.log({"loss": math.exp(-i / 500) + 0.3})
+    if i % 20 == 19:
+        time.sleep(0.25)
+run.finish()
+print("DONE", flush=True)
+`);
+    // The chart follows the live run through several partial updates.
+    const seen = new Set<number>();
+    await expect
+      .poll(
+        async () => {
+          seen.add(Number(await chart.getAttribute("data-points")));
+          return live.exitCode;
+        },
+        { timeout: 60_000, interval: 200, message: `the live run did not finish:\n${live.output}` },
+      )
+      .toBe(0);
+    expect([...seen].filter((n) => n > 10_000 && n < 10_600).length).toBeGreaterThan(2);
+    await expect.poll(async () => Number(await chart.getAttribute("data-points")), { timeout: 20_000 }).toBe(10_600);
+    await screenshot(page, "workspace-live-after");
+    const liveDrawn = await drawnData(page, "loss");
+
+    // While it logged, the x-axis stayed the finished runs' 0–1,999, and the live line ends at
+    // its last step, not stretched over the axis.
+    expect(liveDrawn.x[0]).toBeLessThan(5);
+    expect(liveDrawn.x[liveDrawn.x.length - 1]).toBeGreaterThan(1990);
+    const liveLine = liveDrawn.lines.find((l) => l.name === "live")!;
+    const lastDrawn = liveLine.line.reduce((last: number, v, i) => (v === null ? last : i), -1);
+    expect(liveDrawn.x[lastDrawn]).toBeGreaterThan(590);
+    expect(liveDrawn.x[lastDrawn]).toBeLessThan(610);
+
+    await page.reload();
+    await expect.poll(async () => Number(await chart.getAttribute("data-points")), { timeout: 20_000 }).toBe(10_600);
+    await screenshot(page, "workspace-live-reloaded");
+    const reloaded = await drawnData(page, "loss");
+    expect(liveDrawn.x).toEqual(reloaded.x);
+    const byName = (d: { lines: DrawnLine[] }) => Object.fromEntries(d.lines.map((l) => [l.name, l]));
+    expect(byName(liveDrawn)).toEqual(byName(reloaded));
+    const run = (await getJson(`/api/v1/projects/e2e/${PROJECT}/runs?limit=10`)).runs.find((r: { name: string }) => r.name === "live");
+    expect(run.state).toBe("finished");
+    await expectNoErrors(page);
+  });
+});
