@@ -38,6 +38,7 @@ macro_rules! store_test_suite {
             summary_and_config,
             lifecycle_states,
             duration_leaves_out_pauses,
+            bare_names_and_empty_text,
             crash_monitor_and_recovery,
             search_filters_and_sorts,
             console_rewrites,
@@ -473,6 +474,50 @@ pub fn duration_leaves_out_pauses(store: &impl Store) {
     assert_eq!(ids(json!({"duration": {"$gt": 0}}), "-runtime"), ["r", "short"]);
 }
 
+/// A bare name that is both a config and a summary key is refused with both named; an empty
+/// text matches a field that is empty or unset.
+pub fn bare_names_and_empty_text(store: &impl Store) {
+    for (id, notes, group) in [("a", "", None), ("b", "tuned", Some("g1")), ("c", "", Some(""))] {
+        store
+            .upsert_run(
+                UpsertRunRequest {
+                    entity: Some("e".into()),
+                    project: Some("bare".into()),
+                    run_id: id.into(),
+                    notes: Some(notes.into()),
+                    group: group.map(str::to_owned),
+                    config: Some(Value::Map(map! {"loss" => 1, "nested" => Value::Map(map! {"depth" => 3})})),
+                    ..Default::default()
+                },
+                T0,
+            )
+            .unwrap();
+        let path = RunPath::new("e", "bare", id);
+        store.ingest(&path, json_batch(json!({"history": {"offset": 0, "rows": [{"_step": 0, "loss": 0.5, "val/acc": 0.7}]}})), T0).unwrap();
+    }
+    let search = |filter: serde_json::Value| {
+        store.search_runs("e", "bare", &RunSearch { filter: Some(filter), sort: vec!["run_id".into()], ..Default::default() })
+    };
+    let ids = |filter: serde_json::Value| -> Vec<String> { search(filter).unwrap().runs.into_iter().map(|r| r.run_id).collect() };
+    let err = search(json!({"loss": 0.5})).unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidFilter);
+    assert!(err.message.contains("summary.loss") && err.message.contains("config.loss"), "{}", err.message);
+    assert_eq!(ids(json!({"val/acc": {"$gt": 0.6}})), ["a", "b", "c"]);
+    assert_eq!(ids(json!({"nested.depth": 3})), ["a", "b", "c"]);
+    assert_eq!(ids(json!({"notes": ""})), ["a", "c"]);
+    assert_eq!(ids(json!({"notes": {"$ne": ""}})), ["b"]);
+    assert_eq!(ids(json!({"group": ""})), ["a", "c"]);
+    assert_eq!(ids(json!({"group": {"$ne": ""}})), ["b"]);
+    assert_eq!(ids(json!({"notes": {"$exists": false}})), ["a", "c"]);
+    // Sorting and grouping take bare names too.
+    let page = store.search_runs("e", "bare", &RunSearch { sort: vec!["-val/acc".into()], ..Default::default() }).unwrap();
+    assert_eq!(page.total, 3);
+    let groups = store
+        .group_runs("e", "bare", &GroupQuery { by: "nested.depth".into(), columns: vec!["val/acc".into()], ..Default::default() })
+        .unwrap();
+    assert_eq!(groups.groups.len(), 1);
+}
+
 pub fn lifecycle_states(store: &impl Store) {
     let cases: [(&str, FinishRequest, RunState, Option<i32>); 4] = [
         ("ok", FinishRequest { exit_code: Some(0), ..Default::default() }, RunState::Finished, Some(0)),
@@ -619,6 +664,11 @@ pub fn search_filters_and_sorts(store: &impl Store) {
     };
     assert!(bad(json!({"name": {"$regex": "("}})).message.contains("regex"));
     assert_eq!(bad(json!({"bogus": 1})).code, ErrorCode::InvalidFilter);
+    assert!(bad(json!({"bogus": 1})).message.contains("no run of this project has a summary or config key"));
+    // Bare names, as W&B takes them: a metric is summary.<key>, a parameter config.<key>.
+    assert_eq!(ids(json!({"acc": {"$gt": 0.8}}), &["-acc"]), ["run19", "run18", "run17"]);
+    assert_eq!(ids(json!({"lr": {"$gte": 0.15}}), &["lr"]), ["run15", "run16", "run17", "run18"]);
+    assert_eq!(ids(json!({"opt": "sgd", "lr": {"$lt": 0.04}}), &["run_id"]), ["run01", "run03"]);
     assert_eq!(bad(json!({"tags": {"$gt": "a"}})).code, ErrorCode::InvalidFilter);
     assert_eq!(
         store.search_runs("team", "nope", &RunSearch::default()).unwrap_err().code,

@@ -32,6 +32,9 @@ pub enum Field {
     /// Seconds the run was active: the sum of its sessions' spans, the pauses between a finish
     /// and a resume left out.
     Duration,
+    /// A name without `config.` or `summary.` (`val_loss`): the store resolves it to the one of
+    /// the two that the project's runs have, as W&B does.
+    Bare(String),
 }
 
 impl Field {
@@ -59,6 +62,8 @@ impl Field {
                     Field::Config(path(rest)?)
                 } else if let Some(rest) = name.strip_prefix("summary_metrics.").or_else(|| name.strip_prefix("summary.")) {
                     Field::Summary(path(rest)?)
+                } else if !name.is_empty() && !name.starts_with('$') && !name.chars().any(char::is_control) {
+                    Field::Bare(name.to_owned())
                 } else {
                     return Err(CodedError::new(
                         ErrorCode::InvalidFilter,
@@ -86,6 +91,7 @@ impl Field {
             Field::CreatedAt => "created_at".into(),
             Field::Runtime => "runtime".into(),
             Field::Duration => "duration".into(),
+            Field::Bare(name) => name.clone(),
         }
     }
 }
@@ -337,7 +343,7 @@ mod tests {
         let f = Filter::parse(&json!({"name": {"$regex": "^a", "$options": "i"}})).unwrap();
         assert_eq!(f, Filter::Cmp { field: Field::Name, op: Op::Regex, operand: Operand::Regex("(?i)^a".into()) });
         for (bad, needle) in [
-            (json!({"confg.lr": 1}), "confg.lr"),
+            (json!({"": 1}), "unknown field"),
             (json!({"config.lr": {"$gtx": 1}}), "$gtx"),
             (json!({"state": "done"}), "done"),
             (json!({"$and": {}}), "$and"),
@@ -350,6 +356,9 @@ mod tests {
             assert_eq!(e.code, ErrorCode::InvalidFilter);
             assert!(e.message.contains(needle), "{} lacks {needle}", e.message);
         }
+        // A bare name is left for the store to resolve against the project's keys.
+        let f = Filter::parse(&json!({"val_loss": {"$lt": 1}})).unwrap();
+        assert!(matches!(f, Filter::Cmp { field: Field::Bare(ref n), .. } if n == "val_loss"));
         let mut deep = json!({"state": "running"});
         for _ in 0..40 {
             deep = json!({"$and": [deep]});
@@ -362,6 +371,7 @@ mod tests {
         assert_eq!(SortKey::parse("-summary.acc").unwrap(), SortKey { field: Field::Summary(vec!["acc".into()]), descending: true });
         assert_eq!(SortKey::parse("created_at").unwrap(), SortKey { field: Field::CreatedAt, descending: false });
         assert!(SortKey::parse("-tags").is_err());
-        assert!(SortKey::parse("bogus").is_err());
+        assert!(SortKey::parse("-").is_err());
+        assert_eq!(SortKey::parse("-val_loss").unwrap().field, Field::Bare("val_loss".into()));
     }
 }

@@ -32,6 +32,78 @@ fn json_path(field: &Field, path: &[String]) -> Result<String> {
     Ok(out)
 }
 
+fn unresolved(field: &Field) -> CodedError {
+    CodedError::new(ErrorCode::Internal, format!("field {} was not resolved to a config or summary key", field.name()))
+}
+
+/// Resolves bare names, as W&B does: `val_loss` is `summary.val_loss` when runs of the project
+/// have that summary key, `lr` is `config.lr` when they have that config key. A name that is
+/// both, or neither, is refused with the candidates named.
+pub(super) struct Resolver<'c> {
+    conn: &'c Connection,
+    project_pk: i64,
+}
+
+impl<'c> Resolver<'c> {
+    pub(super) fn new(conn: &'c Connection, project_pk: i64) -> Resolver<'c> {
+        Resolver { conn, project_pk }
+    }
+
+    fn has_key(&self, column: &str, field: &Field, path: &[String]) -> Result<bool> {
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM runs r WHERE r.project_pk = ?1 AND r.deleted_at IS NULL AND r.archive_of IS NULL
+               AND json_type(r.{column}, {}) IS NOT NULL)",
+            json_path(field, path)?
+        );
+        self.conn.prepare_cached(&sql).db()?.query_row([self.project_pk], |r| r.get(0)).db()
+    }
+
+    pub(super) fn field(&self, field: &Field) -> Result<Field> {
+        let Field::Bare(name) = field else { return Ok(field.clone()) };
+        // A flat key with dots (`a.b`) or a nested one (`{"a": {"b": ...}}`): both are tried.
+        let mut paths = vec![vec![name.clone()]];
+        if name.contains('.') {
+            paths.push(name.split('.').map(str::to_owned).collect());
+        }
+        let mut found = Vec::new();
+        for (column, make) in [("summary", Field::Summary as fn(Vec<String>) -> Field), ("config", Field::Config)] {
+            if let Some(path) = paths.iter().find(|p| self.has_key(column, field, p).unwrap_or(false)) {
+                found.push(make(path.clone()));
+            }
+        }
+        match found.len() {
+            1 => Ok(found.pop().expect("one")),
+            0 => Err(invalid(format!(
+                "unknown field {name:?}: no run of this project has a summary or config key of that name; \
+                 use summary.<key>, config.<key>, state, tags, name, run_id, group, job_type, notes, created_at, runtime or duration"
+            ))),
+            _ => Err(invalid(format!(
+                "field {name:?} is ambiguous: runs have both {} and {}; write one of them",
+                found[0].name(),
+                found[1].name()
+            ))),
+        }
+    }
+
+    pub(super) fn filter(&self, filter: &Filter) -> Result<Filter> {
+        Ok(match filter {
+            Filter::And(parts) => Filter::And(parts.iter().map(|p| self.filter(p)).collect::<Result<_>>()?),
+            Filter::Or(parts) => Filter::Or(parts.iter().map(|p| self.filter(p)).collect::<Result<_>>()?),
+            Filter::Not(inner) => Filter::Not(Box::new(self.filter(inner)?)),
+            Filter::Cmp { field, op, operand } => Filter::Cmp { field: self.field(field)?, op: *op, operand: operand.clone() },
+        })
+    }
+
+    pub(super) fn sort(&self, keys: &[SortKey]) -> Result<Vec<SortKey>> {
+        keys.iter()
+            .map(|k| {
+                let field = self.field(&k.field).map_err(|e| CodedError::new(ErrorCode::InvalidQuery, format!("sort: {}", e.message)))?;
+                Ok(SortKey { field, descending: k.descending })
+            })
+            .collect()
+    }
+}
+
 fn check_regex(pattern: &str) -> Result<()> {
     regex::RegexBuilder::new(pattern)
         .size_limit(1 << 20)
@@ -79,6 +151,7 @@ impl Compiler {
             Field::Notes => self.text_cmp("nullif(r.notes, '')", field, op, operand),
             Field::Runtime => self.number_cmp(RUNTIME_SQL, field, op, operand),
             Field::Duration => self.number_cmp(DURATION_SQL, field, op, operand),
+            Field::Bare(_) => Err(unresolved(field)),
         }
     }
 
@@ -163,6 +236,8 @@ impl Compiler {
         let eq = |c: &mut Self, s: &Scalar| -> Result<String> {
             Ok(match text(s)? {
                 None => format!("({col} IS NULL)"),
+                // An empty text matches a field that is empty or not set (notes, group...).
+                Some(t) if t.is_empty() => format!("(coalesce({col}, '') = '')"),
                 Some(t) => format!("({col} = {})", c.param(Sql::Text(t))),
             })
         };
@@ -269,6 +344,7 @@ pub(super) fn field_expr(field: &Field) -> Result<String> {
         Field::CreatedAt => "r.created_at".into(),
         Field::Runtime => RUNTIME_SQL.into(),
         Field::Duration => DURATION_SQL.into(),
+        Field::Bare(_) => return Err(unresolved(field)),
         Field::Tags => return Err(CodedError::new(ErrorCode::InvalidQuery, "runs cannot be sorted or grouped by tags")),
     })
 }
@@ -295,6 +371,9 @@ pub(super) fn search(
     offset: usize,
 ) -> Result<RunPage> {
     let project_pk = project_pk(conn, entity, project)?;
+    let resolver = Resolver::new(conn, project_pk);
+    let filter = &resolver.filter(filter)?;
+    let sort = &resolver.sort(sort)?;
     let mut compiler = Compiler { sql: String::new(), params: vec![Sql::Integer(project_pk)] };
     let condition = compiler.filter(filter)?;
     compiler.sql = format!("r.project_pk = ?1 AND r.deleted_at IS NULL AND r.archive_of IS NULL AND {condition}");
@@ -398,7 +477,11 @@ fn sql_value(value: rusqlite::types::ValueRef<'_>) -> Value {
 
 pub(super) fn group_runs(conn: &Connection, entity: &str, project: &str, query: &GroupQuery, filter: &Filter) -> Result<GroupPage> {
     let project_pk = project_pk(conn, entity, project)?;
-    let by = Field::parse(&query.by).map_err(|e| CodedError::new(ErrorCode::InvalidQuery, format!("by: {}", e.message)))?;
+    let resolver = Resolver::new(conn, project_pk);
+    let filter = &resolver.filter(filter)?;
+    let by = Field::parse(&query.by)
+        .and_then(|f| resolver.field(&f))
+        .map_err(|e| CodedError::new(ErrorCode::InvalidQuery, format!("by: {}", e.message)))?;
     let by_expr = field_expr(&by)?;
     if query.columns.len() > 100 {
         return Err(CodedError::new(ErrorCode::InvalidQuery, format!("{} columns asked for; at most 100", query.columns.len())));
@@ -407,7 +490,9 @@ pub(super) fn group_runs(conn: &Connection, entity: &str, project: &str, query: 
         .columns
         .iter()
         .map(|c| {
-            let field = Field::parse(c).map_err(|e| CodedError::new(ErrorCode::InvalidQuery, format!("columns: {}", e.message)))?;
+            let field = Field::parse(c)
+                .and_then(|f| resolver.field(&f))
+                .map_err(|e| CodedError::new(ErrorCode::InvalidQuery, format!("columns: {}", e.message)))?;
             field_expr(&field)
         })
         .collect::<Result<Vec<_>>>()?;
