@@ -11,6 +11,13 @@ URL="http://127.0.0.1:$PORT"
 
 source scripts/common.sh
 
+# Another program on the port would answer in the server's place: refuse to start instead.
+if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+  echo "error: port $PORT is already taken (another cairn server?). Stop it, or pick a port: CAIRN_PORT=8081 $0" >&2
+  exit 1
+fi
+
+
 echo "== building the web UI"
 build_ui
 
@@ -20,10 +27,17 @@ cargo build --release --locked -p cairn_cli -p cairn_examples
 ./target/release/cairn server --port "$PORT" &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null' EXIT INT TERM
-for _ in $(seq 50); do
-  curl -fs "$URL/api/v1/info" >/dev/null 2>&1 && break
+ready=""
+for _ in $(seq 100); do
+  if ! kill -0 "$SERVER" 2>/dev/null; then
+    wait "$SERVER" || true
+    echo "error: cairn server exited before it answered on $URL (see its message above)" >&2
+    exit 1
+  fi
+  curl -fs "$URL/api/v1/info" >/dev/null 2>&1 && { ready=1; break; }
   sleep 0.2
 done
+[ -n "$ready" ] || { echo "error: cairn server did not answer on $URL within 20 s" >&2; exit 1; }
 
 echo "== logging the seed's example run"
 (cd "${TMPDIR:-/tmp}" && CAIRN_BASE_URL="$URL" CAIRN_PROJECT=awesome-project "$OLDPWD/target/release/seed_training")

@@ -161,6 +161,20 @@ export function decompile(json: Json): Group {
   return group("and", items);
 }
 
+/** How many conditions a filter has: field tests, not the $and/$or nodes that join them. */
+export function countConditions(json: unknown): number {
+  if (json === null || typeof json !== "object") return 0;
+  if (Array.isArray(json)) return json.reduce((n: number, item) => n + countConditions(item), 0);
+  let n = 0;
+  for (const [key, value] of Object.entries(json as Record<string, unknown>)) {
+    if (key === "$and" || key === "$or" || key === "$nor") n += countConditions(value);
+    else if (value !== null && typeof value === "object" && !Array.isArray(value) && Object.keys(value).some((k) => k.startsWith("$"))) {
+      n += Object.keys(value).filter((k) => k.startsWith("$") && k !== "$options").length;
+    } else n += 1;
+  }
+  return n;
+}
+
 /** Combines filters with "and", leaving out the empty ones. */
 export function and(...filters: Json[]): Json {
   const parts = filters.filter((f) => f !== null && !(typeof f === "object" && Object.keys(f as object).length === 0));

@@ -90,15 +90,40 @@ export function ema(values: (number | null)[], weight: number): (number | null)[
   return out;
 }
 
-/** A stable color for a run, from its id. */
-export function runColor(runId: string): string {
-  let h = 2166136261;
-  for (let i = 0; i < runId.length; i++) {
-    h ^= runId.charCodeAt(i);
-    h = Math.imul(h, 16777619);
-  }
-  const hue = (h >>> 0) % 360;
-  return `hsl(${hue} 70% 50%)`;
+/** A qualitative palette (hue, saturation, lightness on a light background): neighbours differ in
+ * hue by far, so runs made one after another never look alike. */
+const PALETTE: [number, number, number][] = [
+  [212, 72, 45], // blue
+  [27, 90, 50], // orange
+  [140, 55, 36], // green
+  [354, 72, 50], // red
+  [268, 48, 54], // purple
+  [184, 75, 34], // teal
+  [322, 62, 54], // pink
+  [45, 88, 40], // ochre
+  [232, 55, 62], // periwinkle
+  [96, 50, 38], // olive
+  [12, 48, 40], // brown
+  [296, 40, 40], // plum
+];
+
+const dark = () => typeof window !== "undefined" && window.matchMedia?.("(prefers-color-scheme: dark)").matches;
+
+/** The `i`-th color of the palette, lighter on a dark background. */
+export function paletteColor(i: number, darkMode = dark()): string {
+  const n = PALETTE.length;
+  const [h, s, l] = PALETTE[((Math.trunc(i) % n) + n) % n];
+  return `hsl(${h} ${s}% ${darkMode ? Math.min(l + 18, 72) : l}%)`;
+}
+
+/** A symbol for a run's state, for lists too narrow for the table's badge (with the state as its title). */
+export function stateSymbol(state: string): string {
+  return ({ running: "▶", finished: "✓", failed: "✕", crashed: "⚠", killed: "■" } as Record<string, string>)[state] ?? "?";
+}
+
+/** A run's color: by its number in the project, so that it is stable and consecutive runs differ. */
+export function runColor(run: { seq: number }): string {
+  return paletteColor(run.seq - 1);
 }
 
 /** The section a chart belongs to: the key's prefix before "/", or "System" for system metrics. */
@@ -106,4 +131,49 @@ export function sectionOf(key: string, stream: string): string {
   if (stream === "system" || key.startsWith("system.") || key.startsWith("system/")) return "System";
   const slash = key.indexOf("/");
   return slash > 0 ? key.slice(0, slash) : "Charts";
+}
+
+/** A system metric's panel title, with its unit, and the factor from the stored unit to that one
+ * (network traffic is stored in bytes and drawn in MB). Other keys keep their name. */
+export function panelTitle(key: string): { title: string; scale: number } {
+  const plain = (title: string, scale = 1) => ({ title, scale });
+  let m: RegExpExecArray | null;
+  switch (key) {
+    case "system.cpu":
+      return plain("Process CPU Utilization (%)");
+    case "system.memory_percent":
+      return plain("System Memory Utilization (%)");
+    case "system.proc.memory.rssMB":
+      return plain("Process Memory In Use (MB)");
+    case "system.proc.memory.percent":
+      return plain("Process Memory In Use (%)");
+    case "system.proc.memory.availableMB":
+      return plain("Process Memory Available (MB)");
+    case "system.disk.in":
+      return plain("Disk I/O Read (MB)");
+    case "system.disk.out":
+      return plain("Disk I/O Written (MB)");
+    case "system.network.sent":
+      return plain("Network Traffic Sent (MB)", 1e-6);
+    case "system.network.recv":
+      return plain("Network Traffic Received (MB)", 1e-6);
+  }
+  if ((m = /^system\.cpu\.(\d+)\.cpu_percent$/.exec(key))) return plain(`CPU Core ${m[1]} Utilization (%)`);
+  if ((m = /^system\.disk\.(.+)\.usagePercent$/.exec(key))) return plain(`Disk Utilization ${m[1]} (%)`);
+  if ((m = /^system\.disk\.(.+)\.usageGB$/.exec(key))) return plain(`Disk Utilization ${m[1]} (GB)`);
+  if ((m = /^system\.gpu\.(\d+)\.(\w+)$/.exec(key))) {
+    const gpu = `GPU ${m[1]}`;
+    const titles: Record<string, [string, number]> = {
+      gpu: [`${gpu} Utilization (%)`, 1],
+      memory: [`${gpu} Time Spent Accessing Memory (%)`, 1],
+      memoryAllocated: [`${gpu} Memory Allocated (%)`, 1],
+      memoryAllocatedBytes: [`${gpu} Memory Allocated (GB)`, 1e-9],
+      temp: [`${gpu} Temperature (°C)`, 1],
+      powerWatts: [`${gpu} Power Usage (W)`, 1],
+      powerPercent: [`${gpu} Power Usage (%)`, 1],
+    };
+    const t = titles[m[2]];
+    if (t) return plain(t[0], t[1]);
+  }
+  return plain(key);
 }

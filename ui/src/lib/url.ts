@@ -133,7 +133,11 @@ export function parseRoute(pathname: string): Route {
   if (parts.length === 3 && (parts[2] === "table" || parts[2] === "workspace")) {
     return { page: "project", entity: parts[0], project: parts[1], view: parts[2] };
   }
+  if (parts.length === 3 && parts[2] === "runs") return { page: "project", entity: parts[0], project: parts[1], view: "table" };
   if (parts.length === 4 && parts[2] === "runs") return { page: "run", entity: parts[0], project: parts[1], runId: parts[3] };
+  // The seed's run URL, https://HOST/<entity>/<project>/<run-id>: a run id is never "table",
+  // "workspace" or "runs" (those stay the project's views; /runs/<id> reaches any run).
+  if (parts.length === 3) return { page: "run", entity: parts[0], project: parts[1], runId: parts[2] };
   return { page: "missing", path: pathname };
 }
 

@@ -30,6 +30,13 @@ export async function open(browser: Browser, path: string, viewport = { width: 1
   return page;
 }
 
+/** A project's runs table, once its first rows are drawn. */
+export async function openTable(browser: Browser, project: string, query = ""): Promise<Page & { errors: string[] }> {
+  const page = await open(browser, `/e2e/${project}/table${query}`);
+  await page.waitForSelector('[data-testid="runs-table"] .body .row[data-run]');
+  return page;
+}
+
 export async function screenshot(page: Page, name: string) {
   mkdirSync(outputDir, { recursive: true });
   await page.screenshot({ path: join(outputDir, `${name}.png`), fullPage: false });

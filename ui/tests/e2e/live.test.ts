@@ -72,6 +72,10 @@ describe("live runs", () => {
       await expect.poll(() => page.textContent('[data-testid="run-state"]')).toBe("running");
       await screenshot(page, "run-overview-running");
       await page.click('[data-testid="stop-button"]');
+      // Stop asks first.
+      await page.waitForSelector('[role="dialog"]');
+      await screenshot(page, "stop-confirmation");
+      await page.click('[data-testid="confirm-stop"]');
       await expect.poll(() => page.textContent('[data-testid="run-state"]'), { timeout: 20_000 }).toBe("killed");
       // Python ends an uncaught KeyboardInterrupt by killing itself with SIGINT, as shells expect.
       const ended = () => child.exitCode ?? child.signalCode;

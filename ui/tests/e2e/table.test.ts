@@ -2,7 +2,7 @@
 // truncation, checked against the rows that the runs should give.
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { expectNoErrors, getJson, launch, open, py, screenshot, tableNames } from "./helpers";
+import { expectNoErrors, getJson, launch, open, openTable, py, screenshot, tableNames } from "./helpers";
 
 const PROJECT = "table-e2e";
 const names = (ids: number[]) => ids.map((i) => `run-${String(i).padStart(2, "0")}`);
@@ -27,11 +27,7 @@ afterAll(async () => {
   await browser?.close();
 });
 
-async function tablePage(query = ""): Promise<Page & { errors: string[] }> {
-  const page = await open(browser, `/e2e/${PROJECT}/table${query}`);
-  await page.waitForSelector('[data-testid="runs-table"] .body .row[data-run]');
-  return page;
-}
+const tablePage = (query = "") => openTable(browser, PROJECT, query);
 
 async function waitForNames(page: Page, expected: string[]) {
   await expect.poll(() => tableNames(page), { timeout: 10_000 }).toEqual(expected);
@@ -124,7 +120,7 @@ describe("runs table", () => {
     expect(rows.slice(8).sort()).toEqual(names([2, 5, 8, 11]));
     await columnMenu(page, "name", "Sort Asc");
     await waitForNames(page, names([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]));
-    expect(await page.locator('.header [data-col="name"] .label').textContent()).toContain("▲");
+    expect(await page.locator('.header [data-col="name"] .sort').getAttribute("data-sort")).toBe("asc");
     expect(page.url()).toContain("sort=name");
   });
 

@@ -1,3 +1,4 @@
+import { countConditions } from "../../src/lib/filter";
 import { describe, expect, it } from "vitest";
 import { FilterError, and, compile, condition, decompile, group, parseValue, suggest } from "../../src/lib/filter";
 
@@ -108,5 +109,14 @@ describe("and / suggest", () => {
     expect(suggest(columns, "loss")).toEqual(["summary.loss", "config.loss_fn"]);
     expect(suggest(columns, "STATE")).toEqual(["state"]);
     expect(suggest(columns, "", 2)).toHaveLength(2);
+  });
+});
+
+describe("countConditions", () => {
+  it("counts conditions, not the and/or nodes", () => {
+    expect(countConditions(null)).toBe(0);
+    expect(countConditions({ lr: 0.1 })).toBe(1);
+    expect(countConditions({ $and: [{ a: { $lt: 1 } }, { $or: [{ b: 2 }, { c: { $gt: 1, $lt: 5 } }] }] })).toBe(4);
+    expect(countConditions({ name: { $regex: "x", $options: "i" } })).toBe(1);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ema, formatDuration, formatNumber, formatValue, runColor, sectionOf, toNumber, truncate } from "../../src/lib/format";
+import { ema, formatDuration, formatNumber, formatValue, paletteColor, runColor, sectionOf, toNumber, truncate } from "../../src/lib/format";
 
 describe("truncate", () => {
   const name = "resnet50-imagenet-lr0.1-bs256";
@@ -56,12 +56,50 @@ describe("values", () => {
     expect(formatDuration(50 * 3600)).toBe("2d 2h");
   });
   it("gives each run a stable color", () => {
-    expect(runColor("abc")).toBe(runColor("abc"));
-    expect(runColor("abc")).not.toBe(runColor("abd"));
+    expect(runColor({ seq: 3 })).toBe(runColor({ seq: 3 }));
+    // Neighbours never share a color, in light or dark mode; dark mode is lighter.
+    for (let i = 0; i < 30; i++) {
+      expect(paletteColor(i, false)).not.toBe(paletteColor(i + 1, false));
+      expect(paletteColor(i, true)).not.toBe(paletteColor(i + 1, true));
+      expect(paletteColor(i, true)).not.toBe(paletteColor(i, false));
+    }
+    const hue = (c: string) => Number(/hsl\((\d+)/.exec(c)![1]);
+    for (let i = 0; i < 12; i++) {
+      const d = Math.abs(hue(paletteColor(i, false)) - hue(paletteColor(i + 1, false)));
+      expect(Math.min(d, 360 - d)).toBeGreaterThan(30);
+    }
   });
   it("puts charts in sections by prefix", () => {
     expect(sectionOf("train/loss", "history")).toBe("train");
     expect(sectionOf("loss", "history")).toBe("Charts");
     expect(sectionOf("system.cpu", "system")).toBe("System");
+  });
+});
+
+describe("panelTitle", () => {
+  it("names system panels with their units", async () => {
+    const { panelTitle } = await import("../../src/lib/format");
+    expect(panelTitle("system.cpu").title).toBe("Process CPU Utilization (%)");
+    expect(panelTitle("system.proc.memory.rssMB").title).toBe("Process Memory In Use (MB)");
+    expect(panelTitle("system.network.sent")).toEqual({ title: "Network Traffic Sent (MB)", scale: 1e-6 });
+    expect(panelTitle("system.gpu.1.temp").title).toBe("GPU 1 Temperature (°C)");
+    expect(panelTitle("system.disk./.usagePercent").title).toBe("Disk Utilization / (%)");
+    expect(panelTitle("train/loss")).toEqual({ title: "train/loss", scale: 1 });
+  });
+});
+
+describe("fitText", () => {
+  it("cuts once, at the place asked, to the longest text that fits", async () => {
+    const { fitText } = await import("../../src/lib/fit");
+    const fits = (n: number) => (s: string) => Array.from(s).length <= n;
+    expect(fitText("short", "middle", fits(10))).toBe("short");
+    const name = "a-very-long-run-name-with-a-seed-1234";
+    for (const where of ["end", "middle", "start"] as const) {
+      const cut = fitText(name, where, fits(12));
+      expect(Array.from(cut).length).toBe(12);
+      expect(cut.split("…").length).toBe(2);
+    }
+    expect(fitText(name, "end", fits(12)).startsWith("a-very-long")).toBe(true);
+    expect(fitText(name, "start", fits(12)).endsWith("seed-1234")).toBe(true);
   });
 });

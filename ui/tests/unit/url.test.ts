@@ -64,6 +64,13 @@ describe("routes", () => {
     expect(parseRoute(routePath(route))).toEqual(route);
   });
 
+  it("opens a run at the seed's URL, /<entity>/<project>/<run-id>", () => {
+    expect(parseRoute("/nico/awesome-project/1jx1ud12")).toEqual({ page: "run", entity: "nico", project: "awesome-project", runId: "1jx1ud12" });
+    expect(parseRoute("/nico/awesome-project/runs/1jx1ud12")).toEqual({ page: "run", entity: "nico", project: "awesome-project", runId: "1jx1ud12" });
+    expect(parseRoute("/nico/awesome-project/table")).toEqual({ page: "project", entity: "nico", project: "awesome-project", view: "table" });
+    expect(parseRoute("/nico/awesome-project/runs")).toEqual({ page: "project", entity: "nico", project: "awesome-project", view: "table" });
+  });
+
   it("reports an unknown path, including malformed escapes", () => {
     expect(parseRoute("/a/b/c/d/e")).toEqual({ page: "missing", path: "/a/b/c/d/e" });
     expect(parseRoute("/%E0%A4%A/x")).toEqual({ page: "missing", path: "/%E0%A4%A/x" });
