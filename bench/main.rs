@@ -302,6 +302,8 @@ fn bench_runs() {
         ("config.lr ≥ 0.05 and optimizer = adam, sort -summary.acc", Some(serde_json::json!({"config.lr": {"$gte": 0.05}, "config.optimizer": "adam"})), vec!["-summary.acc".to_owned()]),
         ("tags in [baseline] or summary.val.acc > 0.9, sort config.lr", Some(serde_json::json!({"$or": [{"tags": {"$in": ["baseline"]}}, {"summary.val.acc": {"$gt": 0.9}}]})), vec!["config.lr".to_owned()]),
         ("name regex, sort summary.loss", Some(serde_json::json!({"name": {"$regex": "-1[0-9]$"}})), vec!["summary.loss".to_owned()]),
+        // W&B's bare names, resolved against the project's keys first.
+        ("bare names: lr ≥ 0.05 and optimizer = adam, sort -acc", Some(serde_json::json!({"lr": {"$gte": 0.05}, "optimizer": "adam"})), vec!["-acc".to_owned()]),
     ];
     for (label, filter, sort) in cases {
         let search = RunSearch { filter, sort, limit: Some(100), offset: None };
@@ -314,6 +316,16 @@ fn bench_runs() {
         }
         println!("{label}: {:.1} ms for a page of 100 ({total} of 10,000 match; median of 11)", median(times) * 1e3);
     }
+    // The worst case of resolving a bare name: no run has it, so both columns are scanned.
+    let search = RunSearch { filter: Some(serde_json::json!({"nosuchkey": 1})), limit: Some(100), ..Default::default() };
+    let mut times = Vec::new();
+    for _ in 0..11 {
+        let t = Instant::now();
+        let refused = s.search_runs("bench", "sweep", &search).is_err();
+        times.push(t.elapsed().as_secs_f64());
+        assert!(refused, "a bare name no run has is refused");
+    }
+    println!("bare name no run has (refused after scanning config and summary): {:.1} ms (median of 11)", median(times) * 1e3);
 }
 
 /// `ui-data DIR`: a project for the UI render benchmark, written straight into a store: 1,000 runs
