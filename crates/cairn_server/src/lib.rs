@@ -76,6 +76,7 @@ impl AppState {
 
 /// The whole application: API, OpenAPI document and UI.
 pub fn router(state: AppState) -> Router {
+    use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate as _};
     let run = "/api/v1/runs/{entity}/{project}/{run_id}";
     let api = Router::new()
         .route("/api/v1/info", get(api::info))
@@ -115,9 +116,16 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .fallback(ui::serve)
         // Answers are gzipped for clients that ask (browsers): the UI's assets and JSON series.
-        // Server-sent events and small answers are left as they are.
+        // Server-sent events, small answers and file downloads are left as they are: a
+        // download keeps its Content-Length (a browser shows its size and progress), and
+        // checkpoints do not compress anyway.
         // The fastest level: on a local network, a slower level costs more than it saves.
-        .layer(tower_http::compression::CompressionLayer::new().gzip(true).quality(tower_http::CompressionLevel::Fastest))
+        .layer(
+            tower_http::compression::CompressionLayer::new()
+                .gzip(true)
+                .quality(tower_http::CompressionLevel::Fastest)
+                .compress_when(DefaultPredicate::new().and(NotForContentType::const_new("application/octet-stream"))),
+        )
         .layer(axum::middleware::from_fn_with_state(state.clone(), api::with_body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .with_state(state)

@@ -1117,7 +1117,7 @@ impl Serialize for ProjectSeriesView<'_> {
         }
         impl Serialize for Key<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let mut m = s.serialize_map(Some(3))?;
+                let mut m = s.serialize_map(Some(2 + usize::from(self.0.extent.is_some())))?;
                 m.serialize_entry("key", &self.0.key)?;
                 m.serialize_entry("buckets", &Arrays(&self.0.buckets, self.1))?;
                 if let Some(extent) = &self.0.extent {

@@ -123,6 +123,8 @@ export function compile(node: Node): Json {
 
 function typeOf(value: Json): ValueType {
   if (value === null) return "null";
+  // "auto" reads true and false back as booleans.
+  if (typeof value === "boolean") return "auto";
   if (typeof value === "number") return Number.isInteger(value) ? "integer" : "float";
   if (typeof value === "string" && /^\d{4}-\d{2}-\d{2}T/.test(value)) return "timestamp";
   return "string";

@@ -124,4 +124,53 @@ print("DONE", flush=True)
     expect(run.state).toBe("finished");
     await expectNoErrors(page);
   });
+
+  it("draws a live run that leads the axis where its points are", async () => {
+    // The metric is the step itself, so every drawn bucket's value must sit at its x.
+    py(`
+import cairn
+run = cairn.init(project="${PROJECT}-lead", name="short")
+for i in range(300):
+    run.log({"lead": float(i)})
+run.finish()
+`);
+    const page = await open(browser, `/e2e/${PROJECT}-lead?panels=%5Elead%24`);
+    const chart = page.locator('figure.chart[data-metric="lead"]');
+    await expect.poll(async () => Number(await chart.getAttribute("data-points")), { timeout: 20_000 }).toBe(300);
+    const live = pyBackground(`
+import time, cairn
+run = cairn.init(project="${PROJECT}-lead", name="leader")
+for i in range(1200):
+    run.log({"lead": float(i)})
+    if i % 40 == 39:
+        time.sleep(0.25)
+run.finish()
+`);
+    const worst: number[] = [];
+    const lastX: number[] = [];
+    while (live.exitCode === null) {
+      const drawn = await drawnData(page, "lead").catch(() => null);
+      const leader = drawn?.lines.find((l) => l.name === "leader");
+      if (drawn && leader) {
+        const width = (drawn.x[drawn.x.length - 1] - drawn.x[0]) / Math.max(drawn.x.length - 1, 1);
+        let off = 0;
+        leader.line.forEach((v, i) => v !== null && (off = Math.max(off, Math.abs(v - drawn.x[i]) / Math.max(width, 1))));
+        worst.push(off);
+        lastX.push(drawn.x[leader.line.reduce((last: number, v, i) => (v === null ? last : i), 0)]);
+      }
+      await page.waitForTimeout(150);
+    }
+    expect(live.exitCode, live.output).toBe(0);
+    await expect.poll(async () => Number(await chart.getAttribute("data-points")), { timeout: 20_000 }).toBe(1500);
+    // Sampled through the run: the axis grew with it, and no bucket was drawn more than a
+    // bucket's width away from where its points are.
+    expect(worst.length).toBeGreaterThan(5);
+    expect(Math.max(...worst)).toBeLessThanOrEqual(1.01);
+    expect(new Set(lastX).size).toBeGreaterThan(3);
+    const final = await drawnData(page, "lead");
+    const leader = final.lines.find((l) => l.name === "leader")!;
+    expect(final.x[leader.line.reduce((last: number, v, i) => (v === null ? last : i), 0)]).toBeGreaterThan(1190);
+    await screenshot(page, "workspace-live-leading");
+    await expectNoErrors(page);
+  });
 });

@@ -121,6 +121,21 @@ describe("5: telling runs apart", () => {
     await screenshot(page, "rough-5-group-legend");
     await expectNoErrors(page);
   });
+
+  it("draws runs that share a name, each in the legend", async () => {
+    py(`
+import cairn
+for seed in range(2):
+    run = cairn.init(project="${PROJECT}-twins", name="baseline", config={"seed": seed})
+    run.log({"loss": 1.0 + seed})
+    run.finish()
+`);
+    const page = await open(browser, `/e2e/${PROJECT}-twins`);
+    const legend = page.locator('figure.chart[data-metric="loss"] [data-testid="legend"]');
+    await expect.poll(() => legend.locator(".entry").count(), { timeout: 15_000 }).toBe(2);
+    expect(await legend.locator(".entry").allTextContents()).toEqual(["baseline", "baseline"]);
+    await expectNoErrors(page);
+  });
 });
 
 describe("6: a readable runs table", () => {

@@ -67,8 +67,11 @@ impl<'c> Resolver<'c> {
         }
         let mut found = Vec::new();
         for (column, make) in [("summary", Field::Summary as fn(Vec<String>) -> Field), ("config", Field::Config)] {
-            if let Some(path) = paths.iter().find(|p| self.has_key(column, field, p).unwrap_or(false)) {
-                found.push(make(path.clone()));
+            for path in &paths {
+                if self.has_key(column, field, path)? {
+                    found.push(make(path.clone()));
+                    break;
+                }
             }
         }
         match found.len() {

@@ -95,7 +95,8 @@ fn migrate(conn: &Connection) -> Result<()> {
     if !has_column("runs", "archive_of")? {
         conn.execute_batch("ALTER TABLE runs ADD COLUMN archive_of INTEGER").db()?;
     }
-    // Version 3: Duration apart from Runtime. Runs of earlier versions were one session each.
+    // Version 3: Duration apart from Runtime. Earlier versions kept no sessions: a run resumed
+    // under them has its whole Runtime, pauses included, as its Duration.
     if !has_column("runs", "active_us")? {
         conn.execute_batch("ALTER TABLE runs ADD COLUMN active_us INTEGER NOT NULL DEFAULT 0; ALTER TABLE runs ADD COLUMN session_at INTEGER").db()?;
     }
@@ -910,9 +911,11 @@ impl MetaStore for SqliteStore {
                 match doc.state {
                     RunState::Running => doc.stop_requested = true,
                     // Nobody is left to hear the request: the run ends now.
+                    // It ended at its last sign of life, not now: the time since counts in neither
+                    // its Runtime nor its Duration.
                     RunState::Crashed => {
                         doc.state = RunState::Killed;
-                        doc.finished_at = Some(Timestamp::now());
+                        doc.finished_at = Some(doc.heartbeat_at.unwrap_or_else(Timestamp::now));
                     }
                     state => {
                         return Err(CodedError::new(
