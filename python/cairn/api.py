@@ -97,8 +97,10 @@ class Api:
         """The runs of ``entity/project`` that match Mongo-style ``filters``, lazily, page by page.
 
         Filters: ``$and $or $nor $eq $ne $gt $gte $lt $lte $in $nin $exists $regex`` over
-        ``config.*``, ``summary_metrics.*``, ``state``, ``tags``, ``display_name`` and
-        ``created_at``. ``order``: a field with ``-`` (descending) or ``+`` in front.
+        ``config.*``, ``summary_metrics.*``, ``state``, ``tags``, ``display_name``,
+        ``created_at``, ``runtime`` and ``duration``; a bare name (``val_loss``) is the summary or
+        config key of that name, as in W&B. ``order``: a field with ``-`` (descending) or ``+``
+        in front.
         """
         entity, project = _split_path(path, lambda: self.default_entity, "project")
         if not isinstance(per_page, int) or per_page < 1:

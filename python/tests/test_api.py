@@ -46,6 +46,20 @@ def test_run_fields_update_and_delete(env, api, project):
         api.run("just-one-part")
 
 
+def test_runtime_counts_a_pause_and_duration_does_not(env, api, project):
+    run = make_run(project)
+    run.log({"x": 1})
+    run.finish()
+    time.sleep(1.5)
+    run = make_run(project, id=run.id, resume="allow")
+    run.log({"x": 2})
+    run.finish()
+    remote = api.run(run.path)
+    assert remote.runtime >= 1.5
+    assert remote.duration < remote.runtime - 1.0
+    assert [r.id for r in api.runs(project, filters={"duration": {"$lt": remote.runtime - 1.0}})] == [run.id]
+
+
 def test_history_is_bucketed_and_keeps_spikes(env, api, project):
     run = make_run(project)
     for step in range(20_000):
