@@ -19,3 +19,27 @@ build_ui() {
   npm --prefix ui ci --no-audit --no-fund --loglevel=error
   npm --prefix ui run --silent build
 }
+
+# Starts an S3 API on loopback (moto in server mode, from the venv) with the bucket the tests
+# use, exports CAIRN_TEST_S3_ENDPOINT and CAIRN_TEST_S3_BUCKET, and stops it when the script ends.
+start_s3() {
+  local port
+  port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  .venv/bin/python -m moto.server -H 127.0.0.1 -p "$port" >"${TMPDIR:-/tmp}/cairn-moto-$port.log" 2>&1 &
+  MOTO_PID=$!
+  trap 'kill $MOTO_PID 2>/dev/null || true' EXIT
+  export CAIRN_TEST_S3_ENDPOINT="http://127.0.0.1:$port" CAIRN_TEST_S3_BUCKET=cairn-test
+  .venv/bin/python - <<'PY'
+import os, time, urllib.request, boto3
+for _ in range(200):
+    try:
+        urllib.request.urlopen(os.environ["CAIRN_TEST_S3_ENDPOINT"] + "/", timeout=1)
+        break
+    except Exception:
+        time.sleep(0.1)
+s3 = boto3.client("s3", endpoint_url=os.environ["CAIRN_TEST_S3_ENDPOINT"], region_name="us-east-1",
+                  aws_access_key_id="test", aws_secret_access_key="test")
+s3.create_bucket(Bucket=os.environ["CAIRN_TEST_S3_BUCKET"])
+PY
+  echo "S3 API (moto) at $CAIRN_TEST_S3_ENDPOINT, bucket $CAIRN_TEST_S3_BUCKET"
+}

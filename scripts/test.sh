@@ -24,14 +24,17 @@ npm --prefix ui test
 step "layering: the client must not depend on the server or the store"
 scripts/check-layers.sh
 
-step "Rust tests (debug profile; one integration-test binary per crate)"
-timeout 45m cargo test --locked
-
-step "Python package: a venv, the package installed with pip from the checkout, pytest"
+step "test tools: a venv with pytest's needs and moto, a real S3 API for the blob-store suite"
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -r python/tests/requirements.txt
+start_s3
+
+step "Rust tests (debug profile; one integration-test binary per crate)"
+timeout 45m cargo test --locked
+
+step "Python package: installed with pip from the checkout, pytest"
 timeout 20m .venv/bin/python -m pip install -q ./python
 CAIRN_BIN="$PWD/target/debug/cairn" timeout 20m .venv/bin/python -m pytest python/tests -q
 

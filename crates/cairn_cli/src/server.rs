@@ -21,6 +21,10 @@ pub struct ServerArgs {
     /// Where the embedded store keeps its SQLite file and blobs [default: ~/.cairn]
     #[arg(long, env = "CAIRN_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Where file contents go: file:///path, or s3://bucket/prefix with the AWS_* variables
+    /// (AWS_ENDPOINT_URL for MinIO, Ceph, R2...) [default: the blobs folder of --data-dir]
+    #[arg(long, env = "CAIRN_BLOBS")]
+    blobs: Option<String>,
     /// Entity for runs that name none [default: the OS user name]
     #[arg(long, env = "CAIRN_DEFAULT_ENTITY")]
     default_entity: Option<String>,
@@ -115,9 +119,16 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             Duration::from_secs_f64(days * 86_400.0)
         },
     };
-    let store = SqliteStore::open(&data_dir, StoreConfig { default_entity })
-        .map_err(|e| anyhow::anyhow!("{}", e.message))
-        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    let store_config = StoreConfig { default_entity };
+    let store = match &args.blobs {
+        None => SqliteStore::open(&data_dir, store_config),
+        Some(uri) => {
+            let blobs = cairn_store::open_blobs(uri).map_err(|e| anyhow::anyhow!("--blobs: {}", e.message))?;
+            SqliteStore::open_with_blobs(&data_dir, store_config, blobs)
+        }
+    }
+    .map_err(|e| anyhow::anyhow!("{}", e.message))
+    .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
     let store: Arc<dyn cairn_store::Store> = Arc::new(store);
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

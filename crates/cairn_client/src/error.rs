@@ -57,7 +57,7 @@ impl From<CodedError> for ClientError {
             ErrorCode::RunAlreadyExists => ErrorKind::Conflict,
             ErrorCode::RunDeleted => ErrorKind::Deleted,
             ErrorCode::RunFinished => ErrorKind::Finished,
-            ErrorCode::ShuttingDown => ErrorKind::Network,
+            ErrorCode::ShuttingDown | ErrorCode::BackendUnavailable => ErrorKind::Network,
             _ => ErrorKind::Server,
         };
         ClientError::new(kind, e.message)

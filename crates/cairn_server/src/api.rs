@@ -549,19 +549,39 @@ pub async fn put_file(
         .await
         .map(Json);
     }
-    let staging = store.blobs().staging_dir().to_owned();
-    let tmp = tempfile::NamedTempFile::new_in(&staging)
-        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("cannot create a staging file: {e}")))?;
+    // The body goes to a local scratch file (written off the async threads, a piece at a time),
+    // then into the blob store, which may be remote.
+    let tmp = blocking(|| {
+        tempfile::NamedTempFile::new().map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot create a scratch file: {e}")))
+    })
+    .await?;
     let (file, tmp_path) = tmp.into_parts();
-    let mut file = std::io::BufWriter::new(file);
+    let mut file = Some(file);
     let mut body = request.into_body();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("upload ended early: {e}")))?;
-        if let Ok(data) = frame.into_data() {
-            file.write_all(&data).map_err(|e| ApiError::new(ErrorCode::Internal, format!("cannot write the upload: {e}")))?;
+    let mut piece = Vec::with_capacity(UPLOAD_PIECE);
+    loop {
+        let frame = body.frame().await;
+        let done = frame.is_none();
+        if let Some(frame) = frame {
+            let frame = frame.map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("upload ended early: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                piece.extend_from_slice(&data);
+            }
+        }
+        if piece.len() >= UPLOAD_PIECE || (done && !piece.is_empty()) {
+            let (mut f, bytes) = (file.take().expect("the file is back after each write"), std::mem::take(&mut piece));
+            file = Some(
+                blocking(move || {
+                    f.write_all(&bytes).map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot write the upload: {e}")))?;
+                    Ok(f)
+                })
+                .await?,
+            );
+        }
+        if done {
+            break;
         }
     }
-    file.flush().map_err(|e| ApiError::new(ErrorCode::Internal, format!("cannot write the upload: {e}")))?;
     drop(file);
     blocking(move || {
         let blob = store.blobs().put_file(&tmp_path)?;
@@ -636,17 +656,15 @@ pub async fn with_body_limit(State(state): State<AppState>, mut request: Request
     next.run(request).await
 }
 
-/// Where the bytes of an upload in progress wait: beside the blobs, so storing is a rename.
-fn partial_upload_path(store: &dyn Store, sha256: &str) -> std::path::PathBuf {
-    store.blobs().staging_dir().join(format!("upload-{sha256}.part"))
-}
+/// The body of an upload is handed to the blob store in pieces of this size at most.
+const UPLOAD_PIECE: usize = 8 << 20;
 
 fn upload_status_of(store: &dyn Store, sha256: &str) -> Result<UploadStatus, CodedError> {
     cairn_store::blob::valid_sha(sha256)?;
     if let Some(size) = store.blobs().size(sha256)? {
         return Ok(UploadStatus { sha256: sha256.to_owned(), received: size, complete: true });
     }
-    let received = std::fs::metadata(partial_upload_path(store, sha256)).map(|m| m.len()).unwrap_or(0);
+    let received = store.blobs().upload_received(sha256)?;
     Ok(UploadStatus { sha256: sha256.to_owned(), received, complete: false })
 }
 
@@ -684,7 +702,6 @@ pub async fn upload_part(
     request: Request,
 ) -> ApiResult<Json<UploadStatus>> {
     use http_body_util::BodyExt;
-    use std::io::Write;
 
     let store = store(&state);
     let status = {
@@ -707,47 +724,54 @@ pub async fn upload_part(
         }
         UploadClaim { uploads: state.uploads.clone(), sha256: sha256.clone() }
     };
-    let partial = partial_upload_path(store.as_ref(), &sha256);
-    let io_error = |e: std::io::Error| ApiError::new(ErrorCode::Internal, format!("cannot write the upload of {sha256}: {e}"));
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(&partial).map_err(io_error)?;
-    let mut received = file.metadata().map_err(io_error)?.len();
-    if received != query.offset {
-        return Err(ApiError::new(
-            ErrorCode::UploadOffset,
-            format!("the server holds {received} bytes of {sha256}; send from offset {received}, not {}", query.offset),
-        ));
+    // Read again under the claim: another request may have added to it meanwhile.
+    let status = {
+        let (store, sha256) = (store.clone(), sha256.clone());
+        blocking(move || upload_status_of(store.as_ref(), &sha256)).await?
+    };
+    if status.complete {
+        return Ok(Json(status));
     }
-    let mut file = std::io::BufWriter::with_capacity(1 << 20, file);
+    if status.received != query.offset {
+        return Err(cairn_store::blob::offset_error(&sha256, status.received, query.offset).into());
+    }
+    // The body goes to the blob store a piece at a time; what arrived before a break is kept,
+    // and the client resumes from it.
+    let mut received = status.received;
     let mut body = request.into_body();
+    let mut piece = Vec::with_capacity(UPLOAD_PIECE);
     let mut broken = None;
-    while let Some(frame) = body.frame().await {
+    loop {
+        let frame = body.frame().await;
+        let done = frame.is_none();
         match frame {
-            Ok(frame) => {
+            Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
-                    if received + data.len() as u64 > query.size {
+                    if received + (piece.len() + data.len()) as u64 > query.size {
                         broken = Some(ApiError::new(
                             ErrorCode::InvalidBody,
                             format!("the upload of {sha256} is longer than its size {}", query.size),
                         ));
+                        piece.clear();
+                        let (store, sha256) = (store.clone(), sha256.clone());
+                        blocking(move || store.blobs().upload_discard(&sha256)).await?;
                         break;
                     }
-                    file.write_all(&data).map_err(io_error)?;
-                    received += data.len() as u64;
+                    piece.extend_from_slice(&data);
                 }
             }
-            Err(e) => {
-                // What arrived is kept: the client resumes from it.
-                broken = Some(ApiError::new(ErrorCode::InvalidBody, format!("the upload of {sha256} ended early: {e}")));
-                break;
-            }
+            Some(Err(e)) => broken = Some(ApiError::new(ErrorCode::InvalidBody, format!("the upload of {sha256} ended early: {e}"))),
+            None => {}
+        }
+        if piece.len() >= UPLOAD_PIECE || ((done || broken.is_some()) && !piece.is_empty()) {
+            let (store, sha256, bytes, at) = (store.clone(), sha256.clone(), std::mem::take(&mut piece), received);
+            received = blocking(move || store.blobs().upload_append(&sha256, at, &bytes)).await?;
+        }
+        if done || broken.is_some() {
+            break;
         }
     }
-    file.flush().map_err(io_error)?;
-    drop(file);
     if let Some(error) = broken {
-        if received > query.size {
-            let _ = std::fs::remove_file(&partial);
-        }
         return Err(error);
     }
     if received < query.size {
@@ -756,17 +780,7 @@ pub async fn upload_part(
     blocking(move || {
         // Checked before it is stored: a content that is not what it claims is dropped whole,
         // and nothing of it stays in the store.
-        let (actual, size) = cairn_store::blob::sha256_file(&partial)?;
-        if actual != sha256 {
-            let _ = std::fs::remove_file(&partial);
-            return Err(CodedError::new(
-                ErrorCode::ContentMismatch,
-                format!("the uploaded content's SHA-256 is {actual}, not {sha256}; upload it again"),
-            ));
-        }
-        let blob = store.blobs().put_hashed(&partial, cairn_store::BlobRef { sha256: actual, size });
-        let _ = std::fs::remove_file(&partial);
-        let blob = blob?;
+        let blob = store.blobs().upload_finish(&sha256)?;
         Ok(UploadStatus { sha256, received: blob.size, complete: true })
     })
     .await

@@ -30,6 +30,10 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(code = self.0.code.as_str(), "{}", self.0.message);
         }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Clients retry; a second is about what a backend takes to come back or fail over.
+            return (status, [(axum::http::header::RETRY_AFTER, "1")], axum::Json(self.0.body())).into_response();
+        }
         (status, axum::Json(self.0.body())).into_response()
     }
 }

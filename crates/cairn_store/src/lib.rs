@@ -17,8 +17,6 @@ pub mod sqlite;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 
-use std::io::Read;
-use std::path::Path;
 
 use cairn_types::api::{
     AlertInfo, ConsolePage, EntityInfo, FileInfo, FinishRequest, GroupPage, GroupQuery, HeartbeatReply, IngestAck, KeyInfo,
@@ -156,32 +154,7 @@ pub struct HistoryValues {
     pub values: cairn_types::wire::ColumnValues,
 }
 
-/// A stored file's identity.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlobRef {
-    /// SHA-256, hex.
-    pub sha256: String,
-    pub size: u64,
-}
-
-/// Content-addressed file contents: a content is stored once, whatever the number of runs that
-/// save it.
-pub trait BlobStore: Send + Sync {
-    /// Moves (or copies) the file at `path` into the store, under its content hash.
-    fn put_file(&self, path: &Path) -> Result<BlobRef>;
-    /// [`BlobStore::put_file`] for a file whose SHA-256 the caller has just computed (an upload
-    /// checked on arrival): it is not read again.
-    fn put_hashed(&self, path: &Path, blob: BlobRef) -> Result<BlobRef>;
-    /// Reads a blob, streaming.
-    fn open(&self, sha256: &str) -> Result<Box<dyn Read + Send>>;
-    fn exists(&self, sha256: &str) -> Result<bool>;
-    /// The size of a stored blob, or `None` when it is not stored.
-    fn size(&self, sha256: &str) -> Result<Option<u64>>;
-    /// Removes a blob (no error when it is not there).
-    fn remove(&self, sha256: &str) -> Result<()>;
-    /// A folder for temporary files on the same file system as the store, so `put_file` can rename.
-    fn staging_dir(&self) -> &Path;
-}
+pub use blob::{BlobRef, BlobStore, open_blobs};
 
 /// The whole store, as the server holds it.
 pub trait Store: MetaStore + SeriesStore {

@@ -703,7 +703,8 @@ pub fn console_rewrites(store: &impl Store) {
 pub fn files_are_recorded(store: &impl Store) {
     let path = RunPath::new("e", "p", "files");
     new_run(store, &path);
-    let tmp = store.blobs().staging_dir().join("upload-test");
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("upload-test");
     std::fs::write(&tmp, b"checkpoint bytes").unwrap();
     let blob = store.blobs().put_file(&tmp).unwrap();
     store
@@ -905,8 +906,9 @@ pub fn delete_then_purge(store: &impl Store) {
     new_run(store, &path);
     new_run(store, &keep);
     store.ingest(&path, json_batch(json!({"history": {"offset": 0, "rows": [{"_step": 0, "loss": 1.0}]}})), secs(1)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let tmp = |name: &str, bytes: &[u8]| {
-        let p = store.blobs().staging_dir().join(name);
+        let p = dir.path().join(name);
         std::fs::write(&p, bytes).unwrap();
         store.blobs().put_file(&p).unwrap()
     };

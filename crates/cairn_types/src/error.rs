@@ -63,6 +63,8 @@ error_codes! {
     UploadInProgress => ("upload_in_progress", 409, Conflict),
     ContentMismatch => ("content_mismatch", 400, InvalidInput),
     ShuttingDown => ("shutting_down", 503, Unavailable),
+    // The database or the object store cannot be reached now; a retry may succeed.
+    BackendUnavailable => ("backend_unavailable", 503, Unavailable),
     Internal => ("internal", 500, Internal),
 }
 

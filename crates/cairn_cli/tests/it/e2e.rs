@@ -517,3 +517,74 @@ fn lifecycle_from_rust_alerts_move_delete_and_purge() {
     let err = cairn_client::init(settings().fork_from("life1?_step=1").mode(cairn_client::Mode::Offline)).err().unwrap();
     assert!(err.message.contains("online"), "{}", err.message);
 }
+
+/// The S3 API that the test script starts (`moto` in server mode), or `None` outside CI.
+fn s3_endpoint() -> Option<(String, String)> {
+    match std::env::var("CAIRN_TEST_S3_ENDPOINT") {
+        Ok(endpoint) => Some((endpoint, std::env::var("CAIRN_TEST_S3_BUCKET").unwrap_or_else(|_| "cairn-test".into()))),
+        Err(_) => {
+            assert!(std::env::var_os("CI").is_none(), "CI must run the S3 cases: set CAIRN_TEST_S3_ENDPOINT");
+            eprintln!("skipped: CAIRN_TEST_S3_ENDPOINT is not set");
+            None
+        }
+    }
+}
+
+#[test]
+fn a_server_on_s3_blobs_keeps_files_in_the_bucket_and_serves_them_back() {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let Some((endpoint, bucket)) = s3_endpoint() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let prefix = format!("cli-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos());
+    let blobs = format!("s3://{bucket}/{prefix}");
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let server = ServerProcess::start_with_env(data.path(), &["--default-entity", "nico", "--blobs", &blobs], &env);
+    // A checkpoint of 9 MiB: more than one piece of an upload and of the multipart write.
+    let content: Vec<u8> = (0..9u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let want = cairn_store::blob::hex(&sha2::Sha256::digest(&content));
+    std::fs::write(work.path().join("model.ckpt"), &content).unwrap();
+    let run = cairn_client::init(
+        cairn_client::Settings::new()
+            .base_url(server.url.clone())
+            .project("s3")
+            .run_id("s3run")
+            .dir(work.path().to_owned())
+            .silent(true)
+            .console(cairn_client::Console::Off)
+            .stats_interval(Duration::ZERO),
+    )
+    .unwrap();
+    run.save(work.path().join("model.ckpt").to_str().unwrap(), Some(work.path()), cairn_client::files::Policy::Now).unwrap();
+    run.finish(None).unwrap();
+
+    // Served back whole, by its content hash.
+    let mut reply = ureq::get(format!("{}/api/v1/runs/nico/s3/s3run/files/model.ckpt", server.url)).call().unwrap();
+    let mut got = Vec::new();
+    reply.body_mut().as_reader().read_to_end(&mut got).unwrap();
+    assert_eq!(got.len(), content.len());
+    assert_eq!(cairn_store::blob::hex(&sha2::Sha256::digest(&got)), want);
+    // The bytes are in the bucket, and nowhere under the data directory.
+    let bucket_store = cairn_store::blob::S3BlobStore::connect(&bucket, &prefix, &endpoint, "test", "test").unwrap();
+    assert_eq!(cairn_store::BlobStore::size(&bucket_store, &want).unwrap(), Some(content.len() as u64));
+    let mut big_local = Vec::new();
+    let mut stack = vec![data.path().to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.len() >= 1 << 20 && !entry.file_name().to_string_lossy().starts_with("cairn.db") {
+                big_local.push(entry.path());
+            }
+        }
+    }
+    assert!(big_local.is_empty(), "file contents on local disk: {big_local:?}");
+}

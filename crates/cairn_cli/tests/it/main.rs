@@ -23,10 +23,15 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(data_dir: &Path, extra: &[&str]) -> ServerProcess {
+        ServerProcess::start_with_env(data_dir, extra, &[])
+    }
+
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> ServerProcess {
         let mut child = Command::new(CAIRN)
             .args(["server", "--port", "0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
+            .envs(envs.iter().copied())
             .env("CAIRN_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -19,6 +19,7 @@ use cairn_types::{RunPath, Timestamp, map};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::blob::LocalBlobStore;
+use std::sync::Arc;
 use crate::ingest::{self, RunDoc};
 use crate::{BlobStore, MetaStore, Result, Store, StoreConfig};
 use pool::{DbResult, Readers, Writer};
@@ -30,7 +31,7 @@ const SCHEMA_VERSION: i64 = 3;
 pub struct SqliteStore {
     writer: Writer,
     readers: Readers,
-    blobs: LocalBlobStore,
+    blobs: Arc<dyn BlobStore>,
     config: StoreConfig,
     db_path: PathBuf,
 }
@@ -38,6 +39,12 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (or creates) the store in `data_dir`: `cairn.db` and `blobs/`.
     pub fn open(data_dir: &Path, config: StoreConfig) -> Result<SqliteStore> {
+        let blobs = Arc::new(LocalBlobStore::open(&data_dir.join("blobs"))?);
+        SqliteStore::open_with_blobs(data_dir, config, blobs)
+    }
+
+    /// Opens (or creates) `cairn.db` in `data_dir`, with file contents in `blobs`.
+    pub fn open_with_blobs(data_dir: &Path, config: StoreConfig, blobs: Arc<dyn BlobStore>) -> Result<SqliteStore> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             CodedError::new(ErrorCode::Internal, format!("cannot create the data directory {}: {e}", data_dir.display()))
         })?;
@@ -48,7 +55,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: Writer::start(conn),
             readers: Readers::new(db_path.clone(), 4),
-            blobs: LocalBlobStore::open(&data_dir.join("blobs"))?,
+            blobs,
             config,
             db_path,
         })
@@ -988,11 +995,11 @@ impl MetaStore for SqliteStore {
 
 impl Store for SqliteStore {
     fn blobs(&self) -> &dyn BlobStore {
-        &self.blobs
+        self.blobs.as_ref()
     }
 
     fn describe(&self) -> String {
-        format!("embedded SQLite at {}", self.db_path.display())
+        format!("embedded SQLite at {}, {}", self.db_path.display(), self.blobs.describe())
     }
 
     fn close(&self) {

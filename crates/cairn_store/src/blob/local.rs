@@ -1,50 +1,18 @@
-//! Content-addressed blobs in a local directory: `blobs/<sha[0..2]>/<sha>`.
+//! Blobs in a local directory: `<root>/<sha[0..2]>/<sha>`, uploads in progress in
+//! `<root>/staging/upload-<sha>.part`.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use cairn_types::error::{CodedError, ErrorCode};
-use sha2::{Digest, Sha256};
 
-use crate::{BlobRef, BlobStore, Result};
+use super::{BlobRef, BlobStore, io_err, mismatch, offset_error, sha256_file, valid_sha};
+use crate::Result;
 
 pub struct LocalBlobStore {
     root: PathBuf,
     staging: PathBuf,
-}
-
-fn io_err(what: &str, path: &Path, e: io::Error) -> CodedError {
-    CodedError::new(ErrorCode::Internal, format!("cannot {what} {}: {e}", path.display()))
-}
-
-/// Hex SHA-256 of a file, read in blocks.
-pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
-    let mut file = File::open(path).map_err(|e| io_err("open", path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(|e| io_err("read", path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((hex(&hasher.finalize()), size))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub fn valid_sha(sha256: &str) -> Result<()> {
-    if sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
-        Ok(())
-    } else {
-        Err(CodedError::new(ErrorCode::InvalidValue, format!("{sha256:?} is not a lowercase hex SHA-256")))
-    }
 }
 
 impl LocalBlobStore {
@@ -58,11 +26,8 @@ impl LocalBlobStore {
         self.root.join(&sha256[..2]).join(sha256)
     }
 
-    /// Stores bytes (for small contents and tests).
-    pub fn put_bytes(&self, bytes: &[u8]) -> Result<BlobRef> {
-        let tmp = tempfile::NamedTempFile::new_in(&self.staging).map_err(|e| io_err("create a file in", &self.staging, e))?;
-        tmp.as_file().write_all(bytes).map_err(|e| io_err("write", tmp.path(), e))?;
-        self.put_file(tmp.path())
+    fn partial_path(&self, sha256: &str) -> PathBuf {
+        self.staging.join(format!("upload-{sha256}.part"))
     }
 }
 
@@ -100,11 +65,6 @@ impl BlobStore for LocalBlobStore {
         Ok(Box::new(file))
     }
 
-    fn exists(&self, sha256: &str) -> Result<bool> {
-        valid_sha(sha256)?;
-        Ok(self.blob_path(sha256).exists())
-    }
-
     fn size(&self, sha256: &str) -> Result<Option<u64>> {
         valid_sha(sha256)?;
         match std::fs::metadata(self.blob_path(sha256)) {
@@ -124,8 +84,54 @@ impl BlobStore for LocalBlobStore {
         }
     }
 
-    fn staging_dir(&self) -> &Path {
-        &self.staging
+    fn upload_received(&self, sha256: &str) -> Result<u64> {
+        valid_sha(sha256)?;
+        match std::fs::metadata(self.partial_path(sha256)) {
+            Ok(meta) => Ok(meta.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io_err("read", &self.partial_path(sha256), e)),
+        }
+    }
+
+    fn upload_append(&self, sha256: &str, offset: u64, bytes: &[u8]) -> Result<u64> {
+        valid_sha(sha256)?;
+        let path = self.partial_path(sha256);
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_err("open", &path, e))?;
+        let held = file.metadata().map_err(|e| io_err("read", &path, e))?.len();
+        if held != offset {
+            return Err(offset_error(sha256, held, offset));
+        }
+        file.write_all(bytes).map_err(|e| io_err("write", &path, e))?;
+        Ok(held + bytes.len() as u64)
+    }
+
+    fn upload_finish(&self, sha256: &str) -> Result<BlobRef> {
+        valid_sha(sha256)?;
+        let path = self.partial_path(sha256);
+        // An empty content arrives with no bytes, so nothing was appended.
+        if !path.exists() {
+            File::create(&path).map_err(|e| io_err("create", &path, e))?;
+        }
+        let (actual, size) = sha256_file(&path)?;
+        if actual != sha256 {
+            let _ = std::fs::remove_file(&path);
+            return Err(mismatch(sha256, &actual));
+        }
+        let stored = self.put_hashed(&path, BlobRef { sha256: actual, size });
+        let _ = std::fs::remove_file(&path);
+        stored
+    }
+
+    fn upload_discard(&self, sha256: &str) -> Result<()> {
+        valid_sha(sha256)?;
+        match std::fs::remove_file(self.partial_path(sha256)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", &self.partial_path(sha256), e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("blobs in {}", self.root.display())
     }
 }
 
@@ -133,19 +139,8 @@ impl BlobStore for LocalBlobStore {
 mod tests {
     use super::*;
 
-    #[test]
-    fn stores_once_by_content() {
+    crate::blob_test_suite!({
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalBlobStore::open(dir.path()).unwrap();
-        let a = store.put_bytes(b"hello").unwrap();
-        let b = store.put_bytes(b"hello").unwrap();
-        assert_eq!(a, b);
-        assert_eq!(a.sha256, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
-        let mut out = String::new();
-        store.open(&a.sha256).unwrap().read_to_string(&mut out).unwrap();
-        assert_eq!(out, "hello");
-        assert!(store.exists(&a.sha256).unwrap());
-        assert!(store.open("../etc/passwd").is_err());
-        assert_eq!(store.open(&"0".repeat(64)).err().unwrap().code, ErrorCode::FileNotFound);
-    }
+        (LocalBlobStore::open(dir.path()).unwrap(), LocalBlobStore::open(dir.path()).unwrap(), dir)
+    });
 }
