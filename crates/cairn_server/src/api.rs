@@ -551,8 +551,13 @@ pub async fn put_file(
     }
     // The body goes to a local scratch file (written off the async threads, a piece at a time),
     // then into the blob store, which may be remote.
-    let tmp = blocking(|| {
-        tempfile::NamedTempFile::new().map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot create a scratch file: {e}")))
+    let scratch = store.blobs().scratch_dir();
+    let tmp = blocking(move || {
+        match &scratch {
+            Some(dir) => tempfile::NamedTempFile::new_in(dir),
+            None => tempfile::NamedTempFile::new(),
+        }
+        .map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot create a scratch file: {e}")))
     })
     .await?;
     let (file, tmp_path) = tmp.into_parts();
@@ -717,12 +722,14 @@ pub async fn upload_part(
             format!("offset {} is past the content's size {}", query.offset, query.size),
         ));
     }
-    let _claim = {
+    // Shared with the blocking work it covers: a request cancelled by its client (a reset) drops
+    // its future at once, but the claim lasts until the append or finish under way is done.
+    let claim = {
         let mut uploads = state.uploads.lock().unwrap_or_else(|e| e.into_inner());
         if !uploads.insert(sha256.clone()) {
             return Err(ApiError::new(ErrorCode::UploadInProgress, format!("content {sha256} is being uploaded by another request; retry")));
         }
-        UploadClaim { uploads: state.uploads.clone(), sha256: sha256.clone() }
+        Arc::new(UploadClaim { uploads: state.uploads.clone(), sha256: sha256.clone() })
     };
     // Read again under the claim: another request may have added to it meanwhile.
     let status = {
@@ -753,8 +760,12 @@ pub async fn upload_part(
                             format!("the upload of {sha256} is longer than its size {}", query.size),
                         ));
                         piece.clear();
-                        let (store, sha256) = (store.clone(), sha256.clone());
-                        blocking(move || store.blobs().upload_discard(&sha256)).await?;
+                        let (store, sha256, claim) = (store.clone(), sha256.clone(), claim.clone());
+                        blocking(move || {
+                            let _claim = claim;
+                            store.blobs().upload_discard(&sha256)
+                        })
+                        .await?;
                         break;
                     }
                     piece.extend_from_slice(&data);
@@ -764,8 +775,12 @@ pub async fn upload_part(
             None => {}
         }
         if piece.len() >= UPLOAD_PIECE || ((done || broken.is_some()) && !piece.is_empty()) {
-            let (store, sha256, bytes, at) = (store.clone(), sha256.clone(), std::mem::take(&mut piece), received);
-            received = blocking(move || store.blobs().upload_append(&sha256, at, &bytes)).await?;
+            let (store, sha256, bytes, at, claim) = (store.clone(), sha256.clone(), std::mem::take(&mut piece), received, claim.clone());
+            received = blocking(move || {
+                let _claim = claim;
+                store.blobs().upload_append(&sha256, at, &bytes)
+            })
+            .await?;
         }
         if done || broken.is_some() {
             break;
@@ -780,6 +795,7 @@ pub async fn upload_part(
     blocking(move || {
         // Checked before it is stored: a content that is not what it claims is dropped whole,
         // and nothing of it stays in the store.
+        let _claim = claim;
         let blob = store.blobs().upload_finish(&sha256)?;
         Ok(UploadStatus { sha256, received: blob.size, complete: true })
     })

@@ -133,6 +133,10 @@ impl BlobStore for LocalBlobStore {
     fn describe(&self) -> String {
         format!("blobs in {}", self.root.display())
     }
+
+    fn scratch_dir(&self) -> Option<PathBuf> {
+        Some(self.staging.clone())
+    }
 }
 
 #[cfg(test)]

@@ -59,6 +59,12 @@ pub trait BlobStore: Send + Sync {
 
     /// Where the blobs are, for the server's banner.
     fn describe(&self) -> String;
+
+    /// A folder for scratch files from which [`BlobStore::put_file`] is cheapest (on the same
+    /// disk as the blobs, so storing is a rename); `None`: anywhere will do.
+    fn scratch_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 /// Opens the blob store that `uri` names: `file:///path` or `s3://bucket/prefix`. S3 settings

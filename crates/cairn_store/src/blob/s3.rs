@@ -29,15 +29,56 @@ pub struct S3BlobStore {
     store: Arc<dyn ObjectStore>,
     bucket: String,
     prefix: String,
-    /// `Some` until drop, where it is shut down without blocking (a drop may happen on an async
-    /// thread).
-    runtime: Option<tokio::runtime::Runtime>,
+    /// Shared with the readers it hands out, which may outlive the store.
+    runtime: Arc<OwnRuntime>,
 }
 
-/// Maps an object store error: a missing object is the caller's to handle; the rest means the
-/// store cannot be reached or refused, which a retry may cure.
+/// The store's runtime, shut down without blocking when the last user drops it (a drop may
+/// happen on an async thread).
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl OwnRuntime {
+    fn get(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("the runtime lives until drop")
+    }
+}
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Requests may take as long as a big blob takes to stream (no overall timeout), but a connection
+/// that stops sending for a minute is dead. These options replace the builder's, `allow_http`
+/// included, so it is set here.
+fn client_options(allow_http: bool) -> object_store::ClientOptions {
+    object_store::ClientOptions::new()
+        .with_allow_http(allow_http)
+        .with_timeout_disabled()
+        .with_connect_timeout(std::time::Duration::from_secs(10))
+        .with_read_timeout(std::time::Duration::from_secs(60))
+}
+
+/// Maps an object store error: a missing object is the caller's to handle; a refusal that a
+/// retry cannot cure (credentials, permissions, an unsupported call) is an internal error that
+/// says so; the rest means the store cannot be reached now, which a retry may cure.
 fn unavailable(what: &str, e: object_store::Error) -> CodedError {
-    CodedError::new(ErrorCode::BackendUnavailable, format!("the object store cannot {what}: {e}"))
+    use object_store::Error as E;
+    let code = match e {
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } | E::NotSupported { .. } | E::NotImplemented { .. }
+        | E::InvalidPath { .. } => ErrorCode::Internal,
+        _ => ErrorCode::BackendUnavailable,
+    };
+    CodedError::new(code, format!("the object store cannot {what}: {e}"))
+}
+
+/// The part size of a multipart write of `size` bytes: S3 takes at most 10,000 parts.
+fn part_size(size: u64) -> usize {
+    let needed = size.div_ceil(9_000) as usize;
+    needed.max(PIECE).next_multiple_of(1 << 20)
 }
 
 /// rustls needs one process-wide crypto provider before an HTTP client is built; ring is the one
@@ -51,9 +92,13 @@ impl S3BlobStore {
     /// S3-compatible service (plain `http://` is allowed for it).
     pub fn from_env(bucket: &str, prefix: &str) -> Result<S3BlobStore> {
         install_crypto();
-        let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
-        if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
-            builder = builder.with_allow_http(endpoint.starts_with("http://")).with_endpoint(endpoint);
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
+        let allow_http = endpoint.as_deref().is_some_and(|e| e.starts_with("http://"))
+            || std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v == "true" || v == "1");
+        let mut builder =
+            object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket).with_client_options(client_options(allow_http));
+        if let Some(endpoint) = endpoint {
+            builder = builder.with_endpoint(endpoint);
         }
         if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
             builder = builder.with_region("us-east-1");
@@ -61,7 +106,22 @@ impl S3BlobStore {
         let store = builder.build().map_err(|e| {
             CodedError::new(ErrorCode::InvalidValue, format!("cannot use the S3 bucket {bucket:?}: {e}"))
         })?;
-        S3BlobStore::new(Arc::new(store), bucket, prefix)
+        let store = S3BlobStore::new(Arc::new(store), bucket, prefix)?;
+        // A wrong bucket or key fails here, clearly, not later as missing files.
+        store.check()?;
+        Ok(store)
+    }
+
+    /// Lists the prefix once: the bucket exists and the credentials may read it.
+    pub fn check(&self) -> Result<()> {
+        let prefix = self.key("blobs");
+        self.block_on(self.store.list_with_delimiter(Some(&prefix))).map(|_| ()).map_err(|e| {
+            let message = format!("cannot use s3://{}/{}: {e}", self.bucket, self.prefix);
+            // A missing bucket comes back from a listing as a plain 404 with S3's code in it.
+            let missing = matches!(e, object_store::Error::NotFound { .. }) || message.contains("NoSuchBucket");
+            let code = if missing { ErrorCode::InvalidValue } else { unavailable("list", e).code };
+            CodedError::new(code, message)
+        })
     }
 
     /// Connects to `bucket` at `endpoint` with a static key (tests and tools; servers use
@@ -71,7 +131,7 @@ impl S3BlobStore {
         let store = object_store::aws::AmazonS3Builder::new()
             .with_bucket_name(bucket)
             .with_endpoint(endpoint)
-            .with_allow_http(endpoint.starts_with("http://"))
+            .with_client_options(client_options(endpoint.starts_with("http://")))
             .with_region("us-east-1")
             .with_access_key_id(access_key)
             .with_secret_access_key(secret)
@@ -87,11 +147,11 @@ impl S3BlobStore {
             .enable_all()
             .build()
             .map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot start the S3 client's threads: {e}")))?;
-        Ok(S3BlobStore { store, bucket: bucket.to_owned(), prefix: prefix.to_owned(), runtime: Some(runtime) })
+        Ok(S3BlobStore { store, bucket: bucket.to_owned(), prefix: prefix.to_owned(), runtime: Arc::new(OwnRuntime(Some(runtime))) })
     }
 
     fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
-        self.runtime.as_ref().expect("the runtime lives until drop").block_on(future)
+        self.runtime.get().block_on(future)
     }
 
     fn key(&self, rest: &str) -> Path {
@@ -158,12 +218,12 @@ impl S3BlobStore {
 
     /// Writes what `next` yields as the blob `sha256`, completing the write only when the bytes
     /// hash to it.
-    fn write_checked(&self, sha256: &str, mut next: impl FnMut() -> Result<Option<Bytes>>) -> Result<BlobRef> {
+    fn write_checked(&self, sha256: &str, size_hint: u64, mut next: impl FnMut() -> Result<Option<Bytes>>) -> Result<BlobRef> {
         let key = self.blob_key(sha256);
         let upload = self.block_on(self.store.put_multipart(&key)).map_err(|e| unavailable("start a write", e))?;
         // The writer spawns its part uploads: it needs the runtime as its context.
-        let _context = self.runtime.as_ref().expect("the runtime lives until drop").enter();
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PIECE);
+        let _context = self.runtime.get().enter();
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size(size_hint));
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let result = (|| {
@@ -189,25 +249,17 @@ impl S3BlobStore {
     }
 }
 
-impl Drop for S3BlobStore {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
 /// A blob's bytes as a blocking reader over the object's stream.
 struct StreamReader {
     stream: futures_util::stream::BoxStream<'static, object_store::Result<Bytes>>,
-    handle: tokio::runtime::Handle,
+    runtime: Arc<OwnRuntime>,
     current: Bytes,
 }
 
 impl Read for StreamReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.current.is_empty() {
-            match self.handle.block_on(self.stream.next()) {
+            match self.runtime.get().block_on(self.stream.next()) {
                 Some(Ok(bytes)) => self.current = bytes,
                 Some(Err(e)) => return Err(std::io::Error::other(format!("the object store stopped sending: {e}"))),
                 None => return Ok(0),
@@ -234,7 +286,7 @@ impl BlobStore for S3BlobStore {
         let mut file = std::fs::File::open(path).map_err(|e| super::io_err("open", path, e))?;
         let mut buf = vec![0u8; PIECE];
         // Hashed again while it is sent: a file that changed since it was hashed is refused.
-        self.write_checked(&blob.sha256, || {
+        self.write_checked(&blob.sha256, blob.size, || {
             let mut filled = 0;
             while filled < buf.len() {
                 match file.read(&mut buf[filled..]).map_err(|e| super::io_err("read", path, e))? {
@@ -252,8 +304,7 @@ impl BlobStore for S3BlobStore {
             object_store::Error::NotFound { .. } => CodedError::new(ErrorCode::FileNotFound, format!("blob {sha256} not found")),
             e => unavailable("read a blob", e),
         })?;
-        let handle = self.runtime.as_ref().expect("the runtime lives until drop").handle().clone();
-        Ok(Box::new(StreamReader { stream: result.into_stream(), handle, current: Bytes::new() }))
+        Ok(Box::new(StreamReader { stream: result.into_stream(), runtime: self.runtime.clone(), current: Bytes::new() }))
     }
 
     fn size(&self, sha256: &str) -> Result<Option<u64>> {
@@ -302,15 +353,19 @@ impl BlobStore for S3BlobStore {
         }
         let mut pieces = pieces.into_iter();
         let mut at = 0u64;
-        let stored = self.write_checked(sha256, || {
-            let Some((path, offset, _)) = pieces.next() else { return Ok(None) };
+        let changed = || CodedError::new(ErrorCode::BackendUnavailable, format!("the upload of {sha256} changed while it was finished; retry"));
+        let stored = self.write_checked(sha256, end, || {
+            let Some((path, offset, listed)) = pieces.next() else { return Ok(None) };
             let bytes = self.block_on(async { self.store.get(&path).await?.bytes().await }).map_err(|e| unavailable("read an upload's piece", e))?;
+            // Another instance rewrote this piece since the listing: try again, keeping it all.
+            if bytes.len() as u64 != listed || offset > at {
+                return Err(changed());
+            }
             // Overlapping pieces hold the same bytes: skip what was sent already.
-            let skip = (at - offset) as usize;
-            at = offset + bytes.len() as u64;
-            Ok(Some(bytes.slice(skip.min(bytes.len())..)))
+            let skip = ((at - offset) as usize).min(bytes.len());
+            at = at.max(offset + listed);
+            Ok(Some(bytes.slice(skip..)))
         });
-        debug_assert!(stored.is_err() || at == end);
         match stored {
             Err(e) if e.code == ErrorCode::ContentMismatch => {
                 self.clear_upload(sha256)?;
@@ -318,7 +373,10 @@ impl BlobStore for S3BlobStore {
             }
             Err(e) => Err(e),
             Ok(blob) => {
-                self.clear_upload(sha256)?;
+                // Stored: pieces left over are only clutter, not a failure of this request.
+                if let Err(e) = self.clear_upload(sha256) {
+                    tracing::warn!("cannot remove the pieces of the finished upload {sha256}: {}", e.message);
+                }
                 Ok(blob)
             }
         }
@@ -370,6 +428,37 @@ mod tests {
         uploads_resume_and_are_checked,
         an_upload_continues_on_another_instance
     );
+
+    #[test]
+    fn parts_stay_under_the_limit_of_ten_thousand() {
+        assert_eq!(part_size(0), PIECE);
+        assert_eq!(part_size(1 << 30), PIECE);
+        for size in [80u64 << 30, 1 << 40, 5 << 40] {
+            let part = part_size(size) as u64;
+            assert!(size.div_ceil(part) < 10_000, "{size}: parts of {part}");
+            assert_eq!(part % (1 << 20), 0);
+        }
+    }
+
+    #[test]
+    fn a_reader_outlives_its_store_and_a_wrong_bucket_is_named() {
+        let Some((a, b)) = store() else { return };
+        let bytes: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
+        let sha256 = crate::blob::sha256_reader(&bytes[..]).unwrap().0;
+        a.upload_append(&sha256, 0, &bytes).unwrap();
+        a.upload_finish(&sha256).unwrap();
+        let mut reader = a.open(&sha256).unwrap();
+        drop(a);
+        drop(b);
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).unwrap();
+        assert!(out == bytes);
+        let endpoint = std::env::var("CAIRN_TEST_S3_ENDPOINT").unwrap();
+        let wrong = S3BlobStore::connect("no-such-bucket-here", "", &endpoint, "test", "test").unwrap();
+        let err = wrong.check().unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidValue, "{}", err.message);
+        assert!(err.message.contains("no-such-bucket-here"), "{}", err.message);
+    }
 
     #[test]
     fn an_unreachable_store_is_unavailable_not_missing() {
