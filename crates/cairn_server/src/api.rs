@@ -522,7 +522,6 @@ pub async fn put_file(
     QueryParams(link): QueryParams<FileLinkQuery>,
     request: Request,
 ) -> ApiResult<Json<FileInfo>> {
-    use http_body_util::BodyExt;
     use std::io::Write;
 
     let path = run_path((entity, project, run_id))?;
@@ -563,18 +562,10 @@ pub async fn put_file(
     let (file, tmp_path) = tmp.into_parts();
     let mut file = Some(file);
     let mut body = request.into_body();
-    let mut piece = Vec::with_capacity(UPLOAD_PIECE);
     loop {
-        let frame = body.frame().await;
-        let done = frame.is_none();
-        if let Some(frame) = frame {
-            let frame = frame.map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("upload ended early: {e}")))?;
-            if let Ok(data) = frame.into_data() {
-                piece.extend_from_slice(&data);
-            }
-        }
-        if piece.len() >= UPLOAD_PIECE || (done && !piece.is_empty()) {
-            let (mut f, bytes) = (file.take().expect("the file is back after each write"), std::mem::take(&mut piece));
+        let (bytes, end) = next_piece(&mut body).await;
+        if !bytes.is_empty() {
+            let mut f = file.take().expect("the file is back after each write");
             file = Some(
                 blocking(move || {
                     f.write_all(&bytes).map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot write the upload: {e}")))?;
@@ -583,8 +574,10 @@ pub async fn put_file(
                 .await?,
             );
         }
-        if done {
-            break;
+        match end {
+            Some(Ok(())) => break,
+            Some(Err(e)) => return Err(ApiError::new(ErrorCode::InvalidBody, format!("upload ended early: {e}"))),
+            None => {}
         }
     }
     drop(file);
@@ -661,8 +654,28 @@ pub async fn with_body_limit(State(state): State<AppState>, mut request: Request
     next.run(request).await
 }
 
-/// The body of an upload is handed to the blob store in pieces of this size at most.
+/// The body of an upload is handed to the blob store in pieces of about this size.
 const UPLOAD_PIECE: usize = 8 << 20;
+
+/// Reads the next piece of a request body: at least [`UPLOAD_PIECE`] bytes unless the body ends
+/// first. `end` is `None` while there is more, `Some(Ok)` at the end, and `Some(Err)` when the
+/// body broke; the bytes read before a break come back all the same.
+async fn next_piece(body: &mut Body) -> (Vec<u8>, Option<Result<(), axum::Error>>) {
+    use http_body_util::BodyExt;
+    let mut piece = Vec::with_capacity(UPLOAD_PIECE);
+    while piece.len() < UPLOAD_PIECE {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    piece.extend_from_slice(&data);
+                }
+            }
+            Some(Err(e)) => return (piece, Some(Err(e))),
+            None => return (piece, Some(Ok(()))),
+        }
+    }
+    (piece, None)
+}
 
 fn upload_status_of(store: &dyn Store, sha256: &str) -> Result<UploadStatus, CodedError> {
     cairn_store::blob::valid_sha(sha256)?;
@@ -706,7 +719,6 @@ pub async fn upload_part(
     QueryParams(query): QueryParams<UploadQuery>,
     request: Request,
 ) -> ApiResult<Json<UploadStatus>> {
-    use http_body_util::BodyExt;
 
     let store = store(&state);
     let status = {
@@ -746,48 +758,30 @@ pub async fn upload_part(
     // and the client resumes from it.
     let mut received = status.received;
     let mut body = request.into_body();
-    let mut piece = Vec::with_capacity(UPLOAD_PIECE);
-    let mut broken = None;
     loop {
-        let frame = body.frame().await;
-        let done = frame.is_none();
-        match frame {
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    if received + (piece.len() + data.len()) as u64 > query.size {
-                        broken = Some(ApiError::new(
-                            ErrorCode::InvalidBody,
-                            format!("the upload of {sha256} is longer than its size {}", query.size),
-                        ));
-                        piece.clear();
-                        let (store, sha256, claim) = (store.clone(), sha256.clone(), claim.clone());
-                        blocking(move || {
-                            let _claim = claim;
-                            store.blobs().upload_discard(&sha256)
-                        })
-                        .await?;
-                        break;
-                    }
-                    piece.extend_from_slice(&data);
-                }
-            }
-            Some(Err(e)) => broken = Some(ApiError::new(ErrorCode::InvalidBody, format!("the upload of {sha256} ended early: {e}"))),
-            None => {}
+        let (bytes, end) = next_piece(&mut body).await;
+        if received + bytes.len() as u64 > query.size {
+            let (store, key, claim) = (store.clone(), sha256.clone(), claim.clone());
+            blocking(move || {
+                let _claim = claim;
+                store.blobs().upload_discard(&key)
+            })
+            .await?;
+            return Err(ApiError::new(ErrorCode::InvalidBody, format!("the upload of {sha256} is longer than its size {}", query.size)));
         }
-        if piece.len() >= UPLOAD_PIECE || ((done || broken.is_some()) && !piece.is_empty()) {
-            let (store, sha256, bytes, at, claim) = (store.clone(), sha256.clone(), std::mem::take(&mut piece), received, claim.clone());
+        if !bytes.is_empty() {
+            let (store, key, at, claim) = (store.clone(), sha256.clone(), received, claim.clone());
             received = blocking(move || {
                 let _claim = claim;
-                store.blobs().upload_append(&sha256, at, &bytes)
+                store.blobs().upload_append(&key, at, &bytes)
             })
             .await?;
         }
-        if done || broken.is_some() {
-            break;
+        match end {
+            Some(Ok(())) => break,
+            Some(Err(e)) => return Err(ApiError::new(ErrorCode::InvalidBody, format!("the upload of {sha256} ended early: {e}"))),
+            None => {}
         }
-    }
-    if let Some(error) = broken {
-        return Err(error);
     }
     if received < query.size {
         return Ok(Json(UploadStatus { sha256, received, complete: false }));

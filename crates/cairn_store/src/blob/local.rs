@@ -32,11 +32,6 @@ impl LocalBlobStore {
 }
 
 impl BlobStore for LocalBlobStore {
-    fn put_file(&self, path: &Path) -> Result<BlobRef> {
-        let (sha256, size) = sha256_file(path)?;
-        self.put_hashed(path, BlobRef { sha256, size })
-    }
-
     fn put_hashed(&self, path: &Path, blob: BlobRef) -> Result<BlobRef> {
         valid_sha(&blob.sha256)?;
         let BlobRef { sha256, size } = blob;

@@ -32,7 +32,10 @@ pub struct BlobRef {
 pub trait BlobStore: Send + Sync {
     /// Stores the content of the local file at `path` under its hash. The file is the store's
     /// afterwards: it may be moved away.
-    fn put_file(&self, path: &Path) -> Result<BlobRef>;
+    fn put_file(&self, path: &Path) -> Result<BlobRef> {
+        let (sha256, size) = sha256_file(path)?;
+        self.put_hashed(path, BlobRef { sha256, size })
+    }
     /// [`BlobStore::put_file`] for a file whose SHA-256 the caller has just computed: it is not
     /// hashed again.
     fn put_hashed(&self, path: &Path, blob: BlobRef) -> Result<BlobRef>;

@@ -19,7 +19,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use sha2::{Digest, Sha256};
 
-use super::{BlobRef, BlobStore, hex, mismatch, offset_error, sha256_file, valid_sha};
+use super::{BlobRef, BlobStore, hex, mismatch, offset_error, valid_sha};
 use crate::Result;
 
 /// Pieces of an upload and of a multipart write are at most this big.
@@ -273,11 +273,6 @@ impl Read for StreamReader {
 }
 
 impl BlobStore for S3BlobStore {
-    fn put_file(&self, path: &FsPath) -> Result<BlobRef> {
-        let (sha256, size) = sha256_file(path)?;
-        self.put_hashed(path, BlobRef { sha256, size })
-    }
-
     fn put_hashed(&self, path: &FsPath, blob: BlobRef) -> Result<BlobRef> {
         valid_sha(&blob.sha256)?;
         if self.exists(&blob.sha256)? {
