@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use cairn_client::{Mode, Settings, Value, map};
 use cairn_server::ServerConfig;
-use cairn_store::sqlite::SqliteStore;
+use cairn_store::sql::SqlStore;
 use cairn_store::{HistoryRequest, MetaStore, SeriesStore, StoreConfig};
 use cairn_types::api::{RunSearch, SeriesQuery, UpsertRunRequest};
 use cairn_types::wire::{self, BatchWriter, KeyStream, payload};
@@ -21,11 +21,11 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
-fn store(dir: &Path) -> SqliteStore {
-    SqliteStore::open(dir, StoreConfig { default_entity: "bench".into() }).unwrap()
+fn store(dir: &Path) -> SqlStore {
+    cairn_store::sqlite::open(dir, StoreConfig { default_entity: "bench".into() }).unwrap()
 }
 
-fn new_run(store: &SqliteStore, run_id: &str) -> RunPath {
+fn new_run(store: &SqlStore, run_id: &str) -> RunPath {
     store
         .upsert_run(
             UpsertRunRequest {
@@ -184,7 +184,7 @@ fn shapes() -> Vec<(&'static str, Box<dyn Fn(u64) -> f64>)> {
     ]
 }
 
-fn load_series(s: &SqliteStore, path: &RunPath, points: u64, value: &dyn Fn(u64) -> f64) {
+fn load_series(s: &SqlStore, path: &RunPath, points: u64, value: &dyn Fn(u64) -> f64) {
     let rows = 50_000u64;
     for b in 0..points / rows {
         let body = batch(b * rows, rows, 1, |i, _| value(i));
@@ -229,12 +229,8 @@ fn bench_query() {
     }
 }
 
-fn db_bytes(s: &SqliteStore) -> u64 {
-    let conn = cairn_store::sqlite::open_connection(s.db_path(), false).unwrap();
-    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
-    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
-    let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
-    (pages * size) as u64
+fn db_bytes(dir: &Path) -> u64 {
+    cairn_store::sqlite::file_bytes(&dir.join("cairn.db")).unwrap()
 }
 
 fn bench_storage() {
@@ -242,10 +238,10 @@ fn bench_storage() {
     for (label, value) in shapes() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path());
-        let empty = db_bytes(&s);
+        let empty = db_bytes(dir.path());
         let path = new_run(&s, "b");
         load_series(&s, &path, 1_000_000, &*value);
-        let used = db_bytes(&s) - empty;
+        let used = db_bytes(dir.path()) - empty;
         println!(
             "{label:<22} {:.2} bytes per logged point (1M points with _timestamp and _runtime per row; {:.1} MB)",
             used as f64 / 1e6,
@@ -255,13 +251,13 @@ fn bench_storage() {
     // Ten keys per row, as W2 logs them: the row times are shared by ten points.
     let dir = tempfile::tempdir().unwrap();
     let s = store(dir.path());
-    let empty = db_bytes(&s);
+    let empty = db_bytes(dir.path());
     let path = new_run(&s, "w2");
     for b in 0..20u64 {
         let body = batch(b * 10_000, 10_000, 10, |i, k| i as f64 * 1e-3 + k as f64);
         s.ingest(&path, wire::decode_batch(&body).unwrap(), Timestamp::now()).unwrap();
     }
-    let used = db_bytes(&s) - empty;
+    let used = db_bytes(dir.path()) - empty;
     println!("10 keys per row (W2)    {:.2} bytes per logged point (200k rows × 10 keys)", used as f64 / 2e6);
 }
 

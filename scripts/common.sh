@@ -43,3 +43,36 @@ s3.create_bucket(Bucket=os.environ["CAIRN_TEST_S3_BUCKET"])
 PY
   echo "S3 API (moto) at $CAIRN_TEST_S3_ENDPOINT, bucket $CAIRN_TEST_S3_BUCKET"
 }
+
+# The PostgreSQL server binaries: Debian's, installed with apt where they are missing.
+pg_bin() {
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  if [ -z "$dir" ] || [ ! -x "$dir/initdb" ]; then
+    apt_install postgresql >/dev/null
+    dir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  fi
+  echo "$dir"
+}
+
+# Starts a throw-away PostgreSQL cluster on loopback (initdb and pg_ctl as the postgres user,
+# since postgres refuses to run as root), exports CAIRN_TEST_POSTGRES with a URL of a database
+# the tests may use, and stops it when the script ends. Chains the EXIT trap of start_s3.
+start_postgres() {
+  local bin dir port as
+  bin=$(pg_bin)
+  dir=$(mktemp -d "${TMPDIR:-/tmp}/cairn-pg.XXXXXX")
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  as=""
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres "$dir"
+    as="runuser -u postgres --"
+  fi
+  $as "$bin/initdb" -D "$dir/data" -U cairn --auth=trust -E UTF8 >/dev/null
+  $as "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -o "-h 127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" start >/dev/null
+  PG_STOP="$as $bin/pg_ctl -D $dir/data -m immediate stop"
+  trap 'kill ${MOTO_PID:-} 2>/dev/null || true; $PG_STOP >/dev/null 2>&1 || true' EXIT
+  $as "$bin/createdb" -h 127.0.0.1 -p "$port" -U cairn cairn_test
+  export CAIRN_TEST_POSTGRES="postgres://cairn@127.0.0.1:$port/cairn_test"
+  echo "PostgreSQL at $CAIRN_TEST_POSTGRES"
+}

@@ -24,12 +24,13 @@ npm --prefix ui test
 step "layering: the client must not depend on the server or the store"
 scripts/check-layers.sh
 
-step "test tools: a venv with pytest's needs and moto, a real S3 API for the blob-store suite"
+step "test services: a venv with pytest's needs and moto (a real S3 API), a PostgreSQL cluster"
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -r python/tests/requirements.txt
 start_s3
+start_postgres
 
 step "Rust tests (debug profile; one integration-test binary per crate)"
 timeout 45m cargo test --locked

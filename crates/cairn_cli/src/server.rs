@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::Context;
 use cairn_server::ServerConfig;
 use cairn_store::StoreConfig;
-use cairn_store::sqlite::SqliteStore;
 
 #[derive(clap::Args)]
 pub struct ServerArgs {
@@ -21,6 +20,10 @@ pub struct ServerArgs {
     /// Where the embedded store keeps its SQLite file and blobs [default: ~/.cairn]
     #[arg(long, env = "CAIRN_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// The database: sqlite:///path/cairn.db, or postgres://user:password@host:port/database for
+    /// several servers on one database [default: cairn.db in --data-dir]
+    #[arg(long, env = "CAIRN_STORE", hide_env_values = true)]
+    store: Option<String>,
     /// Where file contents go: file:///path, or s3://bucket/prefix with the AWS_* variables
     /// (AWS_ENDPOINT_URL for MinIO, Ceph, R2...) [default: the blobs folder of --data-dir]
     #[arg(long, env = "CAIRN_BLOBS")]
@@ -120,15 +123,18 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
     };
     let store_config = StoreConfig { default_entity };
-    let store = match &args.blobs {
-        None => SqliteStore::open(&data_dir, store_config),
-        Some(uri) => {
-            let blobs = cairn_store::open_blobs(uri).map_err(|e| anyhow::anyhow!("--blobs: {}", e.message))?;
-            SqliteStore::open_with_blobs(&data_dir, store_config, blobs)
-        }
+    if args.store.as_deref().is_some_and(|s| s.starts_with("postgres")) && args.blobs.is_none() {
+        tracing::warn!(
+            "files go to {} on this machine; with several servers give them one --blobs s3://bucket/prefix",
+            data_dir.join("blobs").display()
+        );
     }
-    .map_err(|e| anyhow::anyhow!("{}", e.message))
-    .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    let store = cairn_store::open_store(args.store.as_deref(), args.blobs.as_deref(), &data_dir, store_config)
+        .map_err(|e| anyhow::anyhow!("{}", e.message))
+        .with_context(|| match &args.store {
+            Some(_) => "cannot open the store given by --store".to_owned(),
+            None => format!("cannot open the store in {}", data_dir.display()),
+        })?;
     let store: Arc<dyn cairn_store::Store> = Arc::new(store);
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -4,15 +4,19 @@
 //! - [`SeriesStore`]: ingest of batches, history reads and bucketed series queries.
 //! - [`BlobStore`]: content-addressed file contents.
 //!
-//! The embedded implementation is [`sqlite::SqliteStore`] with [`blob::LocalBlobStore`]. A new
-//! backend is correct when it passes [`store_test_suite!`]. The parts of the logic that do not depend
-//! on the backend (chunk encoding, bucketing, how a batch changes a run) live in [`chunk`],
-//! [`bucket`] and [`ingest`], so that each backend only moves bytes.
+//! Both SQL backends, the embedded [`sqlite`] and [`postgres`], are one [`sql::SqlStore`]: the
+//! rules are written once over the transactional port [`sql::Db`], and a backend only runs
+//! statements. A store is chosen by URI ([`open_store`]). Blobs are a separate port,
+//! [`BlobStore`], on a local directory or S3 ([`open_blobs`]). A new backend is correct when it
+//! passes [`store_test_suite!`]. The logic that needs no SQL (chunk encoding, bucketing, how a batch
+//! changes a run) lives in [`chunk`], [`bucket`] and [`ingest`].
 
 pub mod blob;
 pub mod bucket;
 pub mod chunk;
 pub mod ingest;
+pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
@@ -155,6 +159,39 @@ pub struct HistoryValues {
 }
 
 pub use blob::{BlobRef, BlobStore, open_blobs};
+
+/// Opens the store that `uri` names, with file contents in `blobs` (by default the `blobs`
+/// folder of `data_dir`):
+/// - none: the embedded SQLite store in `data_dir` (`cairn.db`);
+/// - `sqlite:///path/cairn.db`: an embedded store in that file;
+/// - `postgres://user:password@host:port/database` (or `postgresql://`): PostgreSQL.
+pub fn open_store(uri: Option<&str>, blobs: Option<&str>, data_dir: &std::path::Path, config: StoreConfig) -> Result<sql::SqlStore> {
+    let blobs = match blobs {
+        Some(uri) => open_blobs(uri)?,
+        None => std::sync::Arc::new(blob::LocalBlobStore::open(&data_dir.join("blobs"))?) as std::sync::Arc<dyn BlobStore>,
+    };
+    let bad = |why: &str| {
+        CodedError::new(
+            cairn_types::error::ErrorCode::InvalidValue,
+            format!("store {:?}: {why}; use sqlite:///path/cairn.db or postgres://user:password@host:port/database", uri.unwrap_or("")),
+        )
+    };
+    match uri {
+        None => sqlite::open_with_blobs(data_dir, config, blobs),
+        Some(uri) if uri.starts_with("postgres://") || uri.starts_with("postgresql://") => crate::postgres::open(uri, config, blobs),
+        Some(uri) => match uri.strip_prefix("sqlite://") {
+            Some(path) if path.starts_with('/') => {
+                let path = std::path::Path::new(path);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| blob::io_err("create", parent, e))?;
+                }
+                sqlite::open_file(path, config, blobs)
+            }
+            Some(_) => Err(bad("a sqlite:// path must be absolute (three slashes)")),
+            None => Err(bad("unknown scheme")),
+        },
+    }
+}
 
 /// The whole store, as the server holds it.
 pub trait Store: MetaStore + SeriesStore {

@@ -5,7 +5,7 @@
 //! ```ignore
 //! cairn_store::store_test_suite!({
 //!     let dir = tempfile::tempdir().unwrap();
-//!     let store = SqliteStore::open(dir.path(), config()).unwrap();
+//!     let store = cairn_store::sqlite::open(dir.path(), config()).unwrap();
 //!     (store, dir)
 //! });
 //! ```
@@ -20,7 +20,7 @@ use cairn_types::wire::{BatchWriter, KeyStream, RecordType, payload};
 use cairn_types::{RunPath, Timestamp, map};
 use serde_json::json;
 
-use crate::{HistoryRequest, Store};
+use crate::{HistoryRequest, MetaStore, SeriesStore, Store};
 
 #[macro_export]
 macro_rules! store_test_suite {
@@ -53,7 +53,9 @@ macro_rules! store_test_suite {
             move_all_or_nothing,
             alerts_are_recorded_once_per_title,
             fork_shares_history_and_rewind_archives_it,
-            forking_an_archive_and_explicit_summary_values
+            forking_an_archive_and_explicit_summary_values,
+            a_fork_shares_its_sources_full_chunks,
+            concurrent_writers_each_get_every_batch
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -1130,4 +1132,62 @@ pub fn forking_an_archive_and_explicit_summary_values(store: &impl Store) {
         .series(&RunPath::new("e", "p", "of-archive"), &SeriesQuery { keys: "loss".into(), buckets: Some(3), ..Default::default() })
         .unwrap();
     assert_eq!(series.series[0].buckets.count.iter().sum::<u64>(), 16_000);
+}
+
+/// Chunk rows of `run`'s keys: how many, and their bytes; `shared` picks the rows that name
+/// another key's chunk.
+fn chunk_bytes(store: &crate::sql::SqlStore, run: &str, shared: bool) -> (i64, i64) {
+    store
+        .read(|db| {
+            let r = db.row(
+                "SELECT count(*), coalesce(sum(length(c.data)), 0) FROM chunks c JOIN run_keys k ON k.key_pk = c.key_pk
+                 JOIN runs r ON r.run_pk = k.run_pk WHERE r.run_id = ?1 AND (c.shared_key IS NOT NULL) = ?2",
+                crate::sql::args![run, shared],
+            )?;
+            Ok((r.i64(0)?, r.i64(1)?))
+        })
+        .unwrap()
+}
+
+pub fn a_fork_shares_its_sources_full_chunks(store: &crate::sql::SqlStore) {
+    let src = RunPath::new("e", "p", "big");
+    new_run(store, &src);
+    for i in 0..10 {
+        store.ingest(&src, rows(i * 10_000, 10_000), Timestamp::now()).unwrap();
+    }
+    let fork = UpsertRunRequest {
+        entity: Some("e".into()),
+        project: Some("p".into()),
+        run_id: "fork".into(),
+        fork_from: Some(cairn_types::api::StepRef { run_id: "big".into(), step: 90_000 }),
+        ..Default::default()
+    };
+    store.upsert_run(fork, Timestamp::now()).unwrap();
+    let (source_chunks, source_bytes) = chunk_bytes(store, "big", false);
+    let (shared_chunks, shared_bytes) = chunk_bytes(store, "fork", true);
+    let (own_chunks, own_bytes) = chunk_bytes(store, "fork", false);
+    // 90,001 points of 3 keys (loss, _timestamp, _runtime): 10 full chunks each are shared,
+    // one partial chunk per key is the fork's own.
+    assert_eq!(shared_chunks, 30);
+    assert_eq!(shared_bytes, 0);
+    assert_eq!(own_chunks, 3);
+    assert!(own_bytes * 5 < source_bytes, "the fork wrote {own_bytes} bytes; its source holds {source_bytes} in {source_chunks} chunks");
+}
+
+pub fn concurrent_writers_each_get_every_batch(store: &crate::sql::SqlStore) {
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            scope.spawn(move || {
+                let path = RunPath::new("e", "p", format!("t{t}"));
+                new_run(store, &path);
+                for i in 0..20 {
+                    store.ingest(&path, rows(i * 10, 10), Timestamp::now()).unwrap();
+                }
+            });
+        }
+    });
+    for t in 0..8 {
+        let run = store.get_run(&RunPath::new("e", "p", format!("t{t}"))).unwrap();
+        assert_eq!(run.offsets.history, 200);
+    }
 }

@@ -12,14 +12,14 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use cairn_server::{AppState, ServerConfig, router};
 use cairn_store::StoreConfig;
-use cairn_store::sqlite::SqliteStore;
+use cairn_store::sql::SqlStore;
 use http_body_util::BodyExt;
 use serde_json::Value as Json;
 use tower::ServiceExt;
 
 pub struct TestApp {
     pub router: Router,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<SqlStore>,
     _dir: tempfile::TempDir,
 }
 
@@ -54,7 +54,7 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         config.default_entity = "tester".into();
         config.heartbeat_timeout = Duration::from_secs(60);
-        let store = Arc::new(SqliteStore::open(dir.path(), StoreConfig { default_entity: "tester".into() }).unwrap());
+        let store = Arc::new(cairn_store::sqlite::open(dir.path(), StoreConfig { default_entity: "tester".into() }).unwrap());
         let router = router(AppState::new(store.clone(), config));
         TestApp { router, store, _dir: dir }
     }

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use cairn_server::{ServerConfig, serve};
 use cairn_store::StoreConfig;
-use cairn_store::sqlite::SqliteStore;
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -82,7 +81,7 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
 
 async fn start() -> (SocketAddr, tempfile::TempDir, tokio::sync::oneshot::Sender<()>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(dir.path(), StoreConfig { default_entity: "tester".into() }).unwrap());
+    let store = Arc::new(cairn_store::sqlite::open(dir.path(), StoreConfig { default_entity: "tester".into() }).unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -55,6 +55,8 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").db()?;
     }
     register_functions(&conn)?;
+    // Every statement of the rules stays prepared (the default keeps 16).
+    conn.set_prepared_statement_cache_capacity(256);
     Ok(conn)
 }
 

@@ -1,35 +1,124 @@
-//! Compiles the runs filter and sort keys to SQLite SQL.
+//! Compiles the runs filter and sort keys to SQL, in either dialect, and runs the searches.
 //!
-//! Every leaf comparison is wrapped in `coalesce(..., 0)`, so a missing value never turns the
+//! Every leaf comparison is wrapped in `coalesce(..., FALSE)`, so a missing value never turns the
 //! expression into NULL: `$ne` and `$nin` match runs that lack the field, as in MongoDB.
 
 use cairn_types::api::{ColumnStats, GroupPage, GroupQuery, ProjectColumns, RunGroup, RunPage};
 use cairn_types::value::Value;
 use cairn_types::error::{CodedError, ErrorCode};
 use cairn_types::filter::{Field, Filter, Op, Operand, Scalar, SortKey};
-use rusqlite::types::Value as Sql;
-use rusqlite::{Connection, OptionalExtension, params_from_iter};
-
-use super::pool::DbResult;
-use super::{RUN_SELECT, run_from_row};
+use super::runs::{RUN_SELECT, run_from_row};
+use super::{Cell as Sql, Db, Dialect, ToParam, args};
 use crate::Result;
 
 fn invalid(message: String) -> CodedError {
     CodedError::new(ErrorCode::InvalidFilter, message)
 }
 
-fn json_path(field: &Field, path: &[String]) -> Result<String> {
-    let mut out = String::from("'$");
-    for segment in path {
-        if segment.contains('"') || segment.chars().any(char::is_control) {
-            return Err(invalid(format!("field {} has a quote or control character, which filters cannot address", field.name())));
+/// A path into a JSON column, as a SQL literal of the dialect: `'$."a"."b"'` for SQLite's
+/// `json_extract`, `'{"a","b"}'` for PostgreSQL's `#>`.
+fn path_literal(dialect: Dialect, path: &[&str]) -> String {
+    let quoted = |s: &str| s.replace('\'', "''");
+    match dialect {
+        Dialect::Sqlite => format!("'${}'", path.iter().map(|s| format!(".\"{}\"", quoted(s))).collect::<String>()),
+        Dialect::Postgres => {
+            let items: Vec<String> = path.iter().map(|s| format!("\"{}\"", quoted(&s.replace('\\', "\\\\")))).collect();
+            format!("'{{{}}}'", items.join(","))
         }
-        out.push_str(".\"");
-        out.push_str(&segment.replace('\'', "''"));
-        out.push('"');
     }
-    out.push('\'');
-    Ok(out)
+}
+
+fn check_path(field: &Field, path: &[String]) -> Result<()> {
+    if path.iter().any(|segment| segment.contains('"') || segment.chars().any(char::is_control)) {
+        return Err(invalid(format!("field {} has a quote or control character, which filters cannot address", field.name())));
+    }
+    Ok(())
+}
+
+/// The text at `path` in the JSON column `column` (NULL when it is missing).
+pub(crate) fn json_text(dialect: Dialect, column: &str, path: &[&str]) -> String {
+    let p = path_literal(dialect, path);
+    match dialect {
+        Dialect::Sqlite => format!("json_extract({column}, {p})"),
+        Dialect::Postgres => format!("({column} #>> {p})"),
+    }
+}
+
+/// A value inside a JSON column, as SQL fragments of the dialect.
+struct JsonAt {
+    dialect: Dialect,
+    /// SQLite: `json_type(..)`; PostgreSQL: the `jsonb` value.
+    at: String,
+    /// SQLite: `json_extract(..)`; PostgreSQL: the value as text.
+    text: String,
+}
+
+impl JsonAt {
+    fn new(dialect: Dialect, column: &str, field: &Field, path: &[String]) -> Result<JsonAt> {
+        check_path(field, path)?;
+        let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+        let p = path_literal(dialect, &segments);
+        Ok(match dialect {
+            Dialect::Sqlite => JsonAt { dialect, at: format!("json_type({column}, {p})"), text: format!("json_extract({column}, {p})") },
+            Dialect::Postgres => JsonAt { dialect, at: format!("({column} #> {p})"), text: format!("({column} #>> {p})") },
+        })
+    }
+
+    fn is_number(&self) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("{} IN ('integer', 'real')", self.at),
+            Dialect::Postgres => format!("jsonb_typeof({}) = 'number'", self.at),
+        }
+    }
+
+    fn is_text(&self) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("{} = 'text'", self.at),
+            Dialect::Postgres => format!("jsonb_typeof({}) = 'string'", self.at),
+        }
+    }
+
+    fn is_bool(&self, b: bool) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("{} = '{b}'", self.at),
+            Dialect::Postgres => format!("{} = CAST('{b}' AS jsonb)", self.at),
+        }
+    }
+
+    fn is_null(&self) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("({0} IS NULL OR {0} = 'null')", self.at),
+            Dialect::Postgres => format!("({0} IS NULL OR jsonb_typeof({0}) = 'null')", self.at),
+        }
+    }
+
+    fn exists(&self, yes: bool) -> String {
+        format!("({} IS {}NULL)", self.at, if yes { "NOT " } else { "" })
+    }
+
+    /// The number, where it is one.
+    fn number(&self) -> String {
+        match self.dialect {
+            Dialect::Sqlite => self.text.clone(),
+            Dialect::Postgres => format!("(CASE WHEN {} THEN CAST({} AS DOUBLE PRECISION) END)", self.is_number(), self.text),
+        }
+    }
+
+    /// The value, for sorting and grouping: numbers by value, text by text.
+    fn value(&self) -> String {
+        match self.dialect {
+            Dialect::Sqlite => self.text.clone(),
+            Dialect::Postgres => self.at.clone(),
+        }
+    }
+}
+
+/// `pattern` matches the text `expr`.
+fn regex_match(dialect: Dialect, pattern: &str, expr: &str) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("regexp({pattern}, {expr})"),
+        Dialect::Postgres => format!("({expr} ~ {pattern})"),
+    }
 }
 
 fn unresolved(field: &Field) -> CodedError {
@@ -40,22 +129,23 @@ fn unresolved(field: &Field) -> CodedError {
 /// have that summary key, `lr` is `config.lr` when they have that config key. A name that is
 /// both, or neither, is refused with the candidates named.
 pub(super) struct Resolver<'c> {
-    conn: &'c Connection,
+    db: &'c dyn Db,
     project_pk: i64,
 }
 
 impl<'c> Resolver<'c> {
-    pub(super) fn new(conn: &'c Connection, project_pk: i64) -> Resolver<'c> {
-        Resolver { conn, project_pk }
+    pub(super) fn new(db: &'c dyn Db, project_pk: i64) -> Resolver<'c> {
+        Resolver { db, project_pk }
     }
 
     fn has_key(&self, column: &str, field: &Field, path: &[String]) -> Result<bool> {
+        let at = JsonAt::new(self.db.dialect(), &format!("r.{column}"), field, path)?;
         let sql = format!(
             "SELECT EXISTS (SELECT 1 FROM runs r WHERE r.project_pk = ?1 AND r.deleted_at IS NULL AND r.archive_of IS NULL
-               AND json_type(r.{column}, {}) IS NOT NULL)",
-            json_path(field, path)?
+               AND {})",
+            at.exists(true)
         );
-        self.conn.prepare_cached(&sql).db()?.query_row([self.project_pk], |r| r.get(0)).db()
+        self.db.query_once(&sql, args![self.project_pk])?.first().map_or(Ok(false), |r| r.bool(0))
     }
 
     pub(super) fn field(&self, field: &Field) -> Result<Field> {
@@ -116,6 +206,7 @@ fn check_regex(pattern: &str) -> Result<()> {
 }
 
 struct Compiler {
+    dialect: Dialect,
     sql: String,
     params: Vec<Sql>,
 }
@@ -128,15 +219,15 @@ impl Compiler {
 
     fn filter(&mut self, filter: &Filter) -> Result<String> {
         Ok(match filter {
-            Filter::And(parts) if parts.is_empty() => "1".to_owned(),
-            Filter::Or(parts) if parts.is_empty() => "0".to_owned(),
+            Filter::And(parts) if parts.is_empty() => "TRUE".to_owned(),
+            Filter::Or(parts) if parts.is_empty() => "FALSE".to_owned(),
             Filter::And(parts) | Filter::Or(parts) => {
                 let joiner = if matches!(filter, Filter::And(_)) { " AND " } else { " OR " };
                 let compiled = parts.iter().map(|p| self.filter(p)).collect::<Result<Vec<_>>>()?;
                 format!("({})", compiled.join(joiner))
             }
             Filter::Not(inner) => format!("(NOT {})", self.filter(inner)?),
-            Filter::Cmp { field, op, operand } => format!("coalesce({}, 0)", self.cmp(field, *op, operand)?),
+            Filter::Cmp { field, op, operand } => format!("coalesce({}, FALSE)", self.cmp(field, *op, operand)?),
         })
     }
 
@@ -152,8 +243,8 @@ impl Compiler {
             Field::Group => self.text_cmp("r.grp", field, op, operand),
             Field::JobType => self.text_cmp("r.job_type", field, op, operand),
             Field::Notes => self.text_cmp("nullif(r.notes, '')", field, op, operand),
-            Field::Runtime => self.number_cmp(RUNTIME_SQL, field, op, operand),
-            Field::Duration => self.number_cmp(DURATION_SQL, field, op, operand),
+            Field::Runtime => self.number_cmp(&runtime_sql(), field, op, operand),
+            Field::Duration => self.number_cmp(&duration_sql(self.dialect), field, op, operand),
             Field::Bare(_) => Err(unresolved(field)),
         }
     }
@@ -161,7 +252,7 @@ impl Compiler {
     fn number_cmp(&mut self, expr: &str, field: &Field, op: Op, operand: &Operand) -> Result<String> {
         let number = |c: &mut Self, s: &Scalar| -> Result<String> {
             match s {
-                Scalar::Int(i) => Ok(c.param(Sql::Integer(*i))),
+                Scalar::Int(i) => Ok(c.param(Sql::Int(*i))),
                 Scalar::Float(f) => Ok(c.param(Sql::Real(*f))),
                 other => Err(invalid(format!("{} compares with numbers, not {other:?}", field.name()))),
             }
@@ -175,53 +266,52 @@ impl Compiler {
                 let not = if op == Op::Nin { "NOT " } else { "" };
                 format!("({expr} {not}IN ({}))", if list.is_empty() { "NULL".into() } else { list.join(", ") })
             }
-            (Op::Exists, Operand::Exists(b)) => if *b { "1" } else { "0" }.to_owned(),
+            (Op::Exists, Operand::Exists(b)) => if *b { "TRUE" } else { "FALSE" }.to_owned(),
             _ => return Err(invalid(format!("operator {op:?} cannot be used on {}", field.name()))),
         })
     }
 
     fn list_or(&mut self, items: &[Scalar], mut each: impl FnMut(&mut Self, &Scalar) -> Result<String>) -> Result<String> {
         if items.is_empty() {
-            return Ok("0".to_owned());
+            return Ok("FALSE".to_owned());
         }
-        let parts = items.iter().map(|s| each(self, s).map(|e| format!("coalesce({e}, 0)"))).collect::<Result<Vec<_>>>()?;
+        let parts = items.iter().map(|s| each(self, s).map(|e| format!("coalesce({e}, FALSE)"))).collect::<Result<Vec<_>>>()?;
         Ok(format!("({})", parts.join(" OR ")))
     }
 
     fn json_cmp(&mut self, col: &str, field: &Field, path: &[String], op: Op, operand: &Operand) -> Result<String> {
-        let p = json_path(field, path)?;
-        let ty = format!("json_type({col}, {p})");
-        let val = format!("json_extract({col}, {p})");
+        let at = JsonAt::new(self.dialect, col, field, path)?;
+        let (is_number, is_text, number, text) = (at.is_number(), at.is_text(), at.number(), at.text.clone());
         let eq = |c: &mut Self, s: &Scalar| -> Result<String> {
             Ok(match s {
-                Scalar::Null => format!("({ty} IS NULL OR {ty} = 'null')"),
-                Scalar::Bool(b) => format!("{ty} = '{}'", if *b { "true" } else { "false" }),
-                Scalar::Int(i) => format!("({ty} IN ('integer', 'real') AND {val} = {})", c.param(Sql::Integer(*i))),
-                Scalar::Float(f) => format!("({ty} IN ('integer', 'real') AND {val} = {})", c.param(Sql::Real(*f))),
-                Scalar::Str(s) => format!("({ty} = 'text' AND {val} = {})", c.param(Sql::Text(s.clone()))),
+                Scalar::Null => at.is_null(),
+                Scalar::Bool(b) => at.is_bool(*b),
+                Scalar::Int(i) => format!("({is_number} AND {number} = {})", c.param(Sql::Int(*i))),
+                Scalar::Float(f) => format!("({is_number} AND {number} = {})", c.param(Sql::Real(*f))),
+                Scalar::Str(s) => format!("({is_text} AND {text} = {})", c.param(Sql::Text(s.clone()))),
                 Scalar::Time(_) => return Err(invalid(format!("{} cannot be compared with a timestamp", field.name()))),
             })
         };
         Ok(match (op, operand) {
             (Op::Eq, Operand::Scalar(s)) => eq(self, s)?,
-            (Op::Ne, Operand::Scalar(s)) => format!("(NOT coalesce({}, 0))", eq(self, s)?),
+            (Op::Ne, Operand::Scalar(s)) => format!("(NOT coalesce({}, FALSE))", eq(self, s)?),
             (Op::In, Operand::List(items)) => self.list_or(items, eq)?,
             (Op::Nin, Operand::List(items)) => format!("(NOT {})", self.list_or(items, eq)?),
             (Op::Lt | Op::Le | Op::Gt | Op::Ge, Operand::Scalar(s)) => {
                 let sym = order_symbol(op);
                 match s {
-                    Scalar::Int(i) => format!("({ty} IN ('integer', 'real') AND {val} {sym} {})", self.param(Sql::Integer(*i))),
-                    Scalar::Float(f) => format!("({ty} IN ('integer', 'real') AND {val} {sym} {})", self.param(Sql::Real(*f))),
-                    Scalar::Str(s) => format!("({ty} = 'text' AND {val} {sym} {})", self.param(Sql::Text(s.clone()))),
+                    Scalar::Int(i) => format!("({is_number} AND {number} {sym} {})", self.param(Sql::Int(*i))),
+                    Scalar::Float(f) => format!("({is_number} AND {number} {sym} {})", self.param(Sql::Real(*f))),
+                    Scalar::Str(s) => format!("({is_text} AND {text} {sym} {})", self.param(Sql::Text(s.clone()))),
                     other => return Err(invalid(format!("{} cannot be ordered against {other:?}", field.name()))),
                 }
             }
             (Op::Regex, Operand::Regex(pattern)) => {
                 check_regex(pattern)?;
-                format!("({ty} = 'text' AND regexp({}, {val}))", self.param(Sql::Text(pattern.clone())))
+                let pattern = self.param(Sql::Text(pattern.clone()));
+                format!("({is_text} AND {})", regex_match(self.dialect, &pattern, &text))
             }
-            (Op::Exists, Operand::Exists(true)) => format!("({ty} IS NOT NULL)"),
-            (Op::Exists, Operand::Exists(false)) => format!("({ty} IS NULL)"),
+            (Op::Exists, Operand::Exists(yes)) => at.exists(*yes),
             _ => return Err(invalid(format!("operator {op:?} does not fit its operand on {}", field.name()))),
         })
     }
@@ -246,7 +336,7 @@ impl Compiler {
         };
         Ok(match (op, operand) {
             (Op::Eq, Operand::Scalar(s)) => eq(self, s)?,
-            (Op::Ne, Operand::Scalar(s)) => format!("(NOT coalesce({}, 0))", eq(self, s)?),
+            (Op::Ne, Operand::Scalar(s)) => format!("(NOT coalesce({}, FALSE))", eq(self, s)?),
             (Op::In, Operand::List(items)) => self.list_or(items, eq)?,
             (Op::Nin, Operand::List(items)) => format!("(NOT {})", self.list_or(items, eq)?),
             (Op::Lt | Op::Le | Op::Gt | Op::Ge, Operand::Scalar(s)) => match text(s)? {
@@ -255,7 +345,8 @@ impl Compiler {
             },
             (Op::Regex, Operand::Regex(pattern)) => {
                 check_regex(pattern)?;
-                format!("regexp({}, {col})", self.param(Sql::Text(pattern.clone())))
+                let pattern = self.param(Sql::Text(pattern.clone()));
+                regex_match(self.dialect, &pattern, col)
             }
             (Op::Exists, Operand::Exists(b)) => format!("({col} IS {}NULL)", if *b { "NOT " } else { "" }),
             _ => return Err(invalid(format!("operator {op:?} does not fit its operand on {}", field.name()))),
@@ -271,14 +362,14 @@ impl Compiler {
         };
         Ok(match (op, operand) {
             (Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge, Operand::Scalar(s)) => {
-                format!("(r.created_at {} {})", compare_symbol(op), self.param(Sql::Integer(micros(s)?)))
+                format!("(r.created_at {} {})", compare_symbol(op), self.param(Sql::Int(micros(s)?)))
             }
             (Op::In | Op::Nin, Operand::List(items)) => {
-                let list = items.iter().map(|s| micros(s).map(|m| self.param(Sql::Integer(m)))).collect::<Result<Vec<_>>>()?;
+                let list = items.iter().map(|s| micros(s).map(|m| self.param(Sql::Int(m)))).collect::<Result<Vec<_>>>()?;
                 let not = if op == Op::Nin { "NOT " } else { "" };
                 format!("(r.created_at {not}IN ({}))", if list.is_empty() { "NULL".into() } else { list.join(", ") })
             }
-            (Op::Exists, Operand::Exists(b)) => if *b { "1" } else { "0" }.to_owned(),
+            (Op::Exists, Operand::Exists(b)) => if *b { "TRUE" } else { "FALSE" }.to_owned(),
             _ => return Err(invalid(format!("operator {op:?} cannot be used on created_at"))),
         })
     }
@@ -290,30 +381,51 @@ impl Compiler {
                 other => Err(invalid(format!("tags are strings and cannot be compared with {other:?}"))),
             }
         };
-        let any = |cond: String| format!("EXISTS (SELECT 1 FROM json_each(r.tags) WHERE {cond})");
+        let each = match self.dialect {
+            Dialect::Sqlite => "json_each(r.tags)",
+            Dialect::Postgres => "jsonb_array_elements_text(r.tags) AS t(value)",
+        };
+        let any = |cond: String| format!("EXISTS (SELECT 1 FROM {each} WHERE {cond})");
         Ok(match (op, operand) {
             (Op::Eq, Operand::Scalar(s)) => any(format!("value = {}", self.param(Sql::Text(tag(s)?)))),
             (Op::Ne, Operand::Scalar(s)) => format!("(NOT {})", any(format!("value = {}", self.param(Sql::Text(tag(s)?))))),
             (Op::In | Op::Nin, Operand::List(items)) => {
                 let list = items.iter().map(|s| tag(s).map(|t| self.param(Sql::Text(t)))).collect::<Result<Vec<_>>>()?;
-                let inner = if list.is_empty() { "0".to_owned() } else { any(format!("value IN ({})", list.join(", "))) };
+                let inner = if list.is_empty() { "FALSE".to_owned() } else { any(format!("value IN ({})", list.join(", "))) };
                 if op == Op::Nin { format!("(NOT {inner})") } else { inner }
             }
             (Op::Regex, Operand::Regex(pattern)) => {
                 check_regex(pattern)?;
-                any(format!("regexp({}, value)", self.param(Sql::Text(pattern.clone()))))
+                let pattern = self.param(Sql::Text(pattern.clone()));
+                any(regex_match(self.dialect, &pattern, "value"))
             }
-            (Op::Exists, Operand::Exists(b)) => format!("(json_array_length(r.tags) {} 0)", if *b { ">" } else { "=" }),
+            (Op::Exists, Operand::Exists(b)) => {
+                let length = match self.dialect {
+                    Dialect::Sqlite => "json_array_length(r.tags)",
+                    Dialect::Postgres => "jsonb_array_length(r.tags)",
+                };
+                format!("({length} {} 0)", if *b { ">" } else { "=" })
+            }
             _ => return Err(invalid(format!("operator {op:?} cannot be used on tags; use $eq, $ne, $in, $nin, $regex or $exists"))),
         })
     }
 }
 
 /// A run's runtime in seconds, as `RunInfo::runtime_secs` computes it.
-pub(super) const RUNTIME_SQL: &str = "((coalesce(r.finished_at, r.heartbeat_at, r.started_at) - r.started_at) / 1e6)";
+fn runtime_sql() -> String {
+    "(CAST(coalesce(r.finished_at, r.heartbeat_at, r.started_at) - r.started_at AS DOUBLE PRECISION) / 1000000.0)".into()
+}
 
 /// A run's duration in seconds, as `RunInfo::duration_secs` computes it.
-pub(super) const DURATION_SQL: &str = "((r.active_us + max(0, coalesce(r.finished_at, r.heartbeat_at, r.started_at) - coalesce(r.session_at, r.started_at))) / 1e6)";
+fn duration_sql(dialect: Dialect) -> String {
+    let greatest = match dialect {
+        Dialect::Sqlite => "max",
+        Dialect::Postgres => "greatest",
+    };
+    format!(
+        "(CAST(r.active_us + {greatest}(0, coalesce(r.finished_at, r.heartbeat_at, r.started_at) - coalesce(r.session_at, r.started_at)) AS DOUBLE PRECISION) / 1000000.0)"
+    )
+}
 
 fn order_symbol(op: Op) -> &'static str {
     match op {
@@ -334,10 +446,10 @@ fn compare_symbol(op: Op) -> &'static str {
 }
 
 /// The SQL expression of a field's value, for sorting and grouping.
-pub(super) fn field_expr(field: &Field) -> Result<String> {
+pub(super) fn field_expr(dialect: Dialect, field: &Field) -> Result<String> {
     Ok(match field {
-        Field::Config(path) => format!("json_extract(r.config, {})", json_path(field, path)?),
-        Field::Summary(path) => format!("json_extract(r.summary, {})", json_path(field, path)?),
+        Field::Config(path) => JsonAt::new(dialect, "r.config", field, path)?.value(),
+        Field::Summary(path) => JsonAt::new(dialect, "r.summary", field, path)?.value(),
         Field::State => "r.state".into(),
         Field::Name => "r.name".into(),
         Field::RunId => "r.run_id".into(),
@@ -345,27 +457,25 @@ pub(super) fn field_expr(field: &Field) -> Result<String> {
         Field::JobType => "r.job_type".into(),
         Field::Notes => "nullif(r.notes, '')".into(),
         Field::CreatedAt => "r.created_at".into(),
-        Field::Runtime => RUNTIME_SQL.into(),
-        Field::Duration => DURATION_SQL.into(),
+        Field::Runtime => runtime_sql(),
+        Field::Duration => duration_sql(dialect),
         Field::Bare(_) => return Err(unresolved(field)),
         Field::Tags => return Err(CodedError::new(ErrorCode::InvalidQuery, "runs cannot be sorted or grouped by tags")),
     })
 }
 
-pub(super) fn project_pk(conn: &Connection, entity: &str, project: &str) -> Result<i64> {
-    conn.prepare_cached(
+pub(super) fn project_pk(db: &dyn Db, entity: &str, project: &str) -> Result<i64> {
+    db.opt_row(
         "SELECT p.project_pk FROM projects p JOIN entities e ON e.entity_pk = p.entity_pk
          WHERE e.name = ?1 AND p.name = ?2",
-    )
-    .db()?
-    .query_row([entity, project], |r| r.get(0))
-    .optional()
-    .db()?
-    .ok_or_else(|| CodedError::new(ErrorCode::ProjectNotFound, format!("project {entity}/{project} not found")))
+        args![entity, project],
+    )?
+    .ok_or_else(|| CodedError::new(ErrorCode::ProjectNotFound, format!("project {entity}/{project} not found")))?
+    .i64(0)
 }
 
 pub(super) fn search(
-    conn: &Connection,
+    db: &dyn Db,
     entity: &str,
     project: &str,
     filter: &Filter,
@@ -373,45 +483,34 @@ pub(super) fn search(
     limit: usize,
     offset: usize,
 ) -> Result<RunPage> {
-    let project_pk = project_pk(conn, entity, project)?;
-    let resolver = Resolver::new(conn, project_pk);
+    let project_pk = project_pk(db, entity, project)?;
+    let resolver = Resolver::new(db, project_pk);
     let filter = &resolver.filter(filter)?;
     let sort = &resolver.sort(sort)?;
-    let mut compiler = Compiler { sql: String::new(), params: vec![Sql::Integer(project_pk)] };
+    let mut compiler = Compiler { dialect: db.dialect(), sql: String::new(), params: vec![Sql::Int(project_pk)] };
     let condition = compiler.filter(filter)?;
     compiler.sql = format!("r.project_pk = ?1 AND r.deleted_at IS NULL AND r.archive_of IS NULL AND {condition}");
     let mut order = Vec::new();
     for key in sort {
-        let expr = field_expr(&key.field)?;
+        let expr = field_expr(db.dialect(), &key.field)?;
         order.push(format!("({expr}) IS NULL"));
         order.push(format!("{expr}{}", if key.descending { " DESC" } else { "" }));
     }
     order.push("r.created_at DESC".into());
     order.push("r.run_pk DESC".into());
 
-    let total: i64 = conn
-        .prepare(&format!("SELECT count(*) FROM runs r WHERE {}", compiler.sql))
-        .db()?
-        .query_row(params_from_iter(compiler.params.iter()), |r| r.get(0))
-        .db()?;
+    let params: Vec<_> = compiler.params.iter().map(|p| p.param()).collect();
+    let total = db.query_once(&format!("SELECT count(*) FROM runs r WHERE {}", compiler.sql), &params)?.first().map_or(Ok(0), |r| r.i64(0))?;
     let mut params = compiler.params.clone();
-    params.push(Sql::Integer(limit as i64));
-    params.push(Sql::Integer(offset.min(i64::MAX as usize) as i64));
+    params.push(Sql::Int(limit as i64));
+    params.push(Sql::Int(offset.min(i64::MAX as usize) as i64));
     let n = params.len();
-    let mut stmt = conn
-        .prepare(&format!(
-            "{RUN_SELECT} WHERE {} ORDER BY {} LIMIT ?{} OFFSET ?{}",
-            compiler.sql,
-            order.join(", "),
-            n - 1,
-            n
-        ))
-        .db()?;
-    let mut rows = stmt.query(params_from_iter(params.iter())).db()?;
-    let mut runs = Vec::new();
-    while let Some(row) = rows.next().db()? {
-        runs.push(run_from_row(row)?);
-    }
+    let params: Vec<_> = params.iter().map(|p| p.param()).collect();
+    let rows = db.query_once(
+        &format!("{RUN_SELECT} WHERE {} ORDER BY {} LIMIT ?{} OFFSET ?{}", compiler.sql, order.join(", "), n - 1, n),
+        &params,
+    )?;
+    let runs = rows.iter().map(run_from_row).collect::<Result<Vec<_>>>()?;
     Ok(RunPage { runs, total: total as u64, offset, limit })
 }
 
@@ -449,18 +548,41 @@ fn json_tree_path(fullkey: &str) -> Option<Vec<String>> {
     (!segments.is_empty()).then_some(segments)
 }
 
-pub(super) fn project_columns(conn: &Connection, entity: &str, project: &str) -> Result<ProjectColumns> {
-    let project_pk = project_pk(conn, entity, project)?;
+pub(super) fn project_columns(db: &dyn Db, entity: &str, project: &str) -> Result<ProjectColumns> {
+    let project_pk = project_pk(db, entity, project)?;
     let mut out = ProjectColumns::default();
     for (column, target) in [("config", &mut out.config), ("summary", &mut out.summary)] {
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT DISTINCT t.fullkey FROM runs r, json_tree(r.{column}) t
-                 WHERE r.project_pk = ?1 AND r.deleted_at IS NULL AND r.archive_of IS NULL AND t.type != 'object' AND t.fullkey NOT LIKE '%[%'"
-            ))
-            .db()?;
-        let keys = stmt.query_map([project_pk], |r| r.get::<_, String>(0)).db()?.collect::<rusqlite::Result<Vec<_>>>().db()?;
-        let mut names: Vec<String> = keys.iter().filter_map(|k| json_tree_path(k)).map(|p| p.join(".")).collect();
+        let paths: Vec<Vec<String>> = match db.dialect() {
+            Dialect::Sqlite => db
+                .query_once(
+                    &format!(
+                        "SELECT DISTINCT t.fullkey FROM runs r, json_tree(r.{column}) t
+                         WHERE r.project_pk = ?1 AND r.deleted_at IS NULL AND r.archive_of IS NULL AND t.type != 'object' AND t.fullkey NOT LIKE '%[%'"
+                    ),
+                    args![project_pk],
+                )?
+                .iter()
+                .filter_map(|r| r.str(0).ok().and_then(json_tree_path))
+                .collect(),
+            // The leaves of each document, walked down its objects; each path as a JSON list.
+            Dialect::Postgres => db
+                .query_once(
+                    &format!(
+                        "WITH RECURSIVE t(path, value) AS (
+                            SELECT ARRAY[e.key], e.value FROM runs r, jsonb_each(r.{column}) e
+                            WHERE r.project_pk = ?1 AND r.deleted_at IS NULL AND r.archive_of IS NULL
+                            UNION ALL
+                            SELECT t.path || e.key, e.value FROM t, jsonb_each(t.value) e WHERE jsonb_typeof(t.value) = 'object'
+                         )
+                         SELECT DISTINCT CAST(array_to_json(path) AS TEXT) FROM t WHERE jsonb_typeof(value) != 'object'"
+                    ),
+                    args![project_pk],
+                )?
+                .iter()
+                .filter_map(|r| r.str(0).ok().and_then(|t| serde_json::from_str(t).ok()))
+                .collect(),
+        };
+        let mut names: Vec<String> = paths.iter().map(|p| p.join(".")).collect();
         names.sort();
         names.dedup();
         *target = names;
@@ -468,24 +590,14 @@ pub(super) fn project_columns(conn: &Connection, entity: &str, project: &str) ->
     Ok(out)
 }
 
-fn sql_value(value: rusqlite::types::ValueRef<'_>) -> Value {
-    match value {
-        rusqlite::types::ValueRef::Null => Value::Null,
-        rusqlite::types::ValueRef::Integer(i) => Value::Int(i),
-        rusqlite::types::ValueRef::Real(f) => Value::Float(f),
-        rusqlite::types::ValueRef::Text(t) => Value::Str(String::from_utf8_lossy(t).into_owned()),
-        rusqlite::types::ValueRef::Blob(_) => Value::Null,
-    }
-}
-
-pub(super) fn group_runs(conn: &Connection, entity: &str, project: &str, query: &GroupQuery, filter: &Filter) -> Result<GroupPage> {
-    let project_pk = project_pk(conn, entity, project)?;
-    let resolver = Resolver::new(conn, project_pk);
+pub(super) fn group_runs(db: &dyn Db, entity: &str, project: &str, query: &GroupQuery, filter: &Filter) -> Result<GroupPage> {
+    let project_pk = project_pk(db, entity, project)?;
+    let resolver = Resolver::new(db, project_pk);
     let filter = &resolver.filter(filter)?;
     let by = Field::parse(&query.by)
         .and_then(|f| resolver.field(&f))
         .map_err(|e| CodedError::new(ErrorCode::InvalidQuery, format!("by: {}", e.message)))?;
-    let by_expr = field_expr(&by)?;
+    let by_expr = field_expr(db.dialect(), &by)?;
     if query.columns.len() > 100 {
         return Err(CodedError::new(ErrorCode::InvalidQuery, format!("{} columns asked for; at most 100", query.columns.len())));
     }
@@ -496,11 +608,11 @@ pub(super) fn group_runs(conn: &Connection, entity: &str, project: &str, query: 
             let field = Field::parse(c)
                 .and_then(|f| resolver.field(&f))
                 .map_err(|e| CodedError::new(ErrorCode::InvalidQuery, format!("columns: {}", e.message)))?;
-            field_expr(&field)
+            field_expr(db.dialect(), &field)
         })
         .collect::<Result<Vec<_>>>()?;
     let bins = query.bins.unwrap_or(10).clamp(1, 100);
-    let mut compiler = Compiler { sql: String::new(), params: vec![Sql::Integer(project_pk)] };
+    let mut compiler = Compiler { dialect: db.dialect(), sql: String::new(), params: vec![Sql::Int(project_pk)] };
     let condition = compiler.filter(filter)?;
     let mut select = vec![by_expr];
     select.extend(columns.iter().cloned());
@@ -508,22 +620,21 @@ pub(super) fn group_runs(conn: &Connection, entity: &str, project: &str, query: 
         "SELECT {} FROM runs r WHERE r.project_pk = ?1 AND r.deleted_at IS NULL AND r.archive_of IS NULL AND {condition}",
         select.join(", ")
     );
-    let mut stmt = conn.prepare(&sql).db()?;
-    let mut rows = stmt.query(params_from_iter(compiler.params.iter())).db()?;
+    let params: Vec<_> = compiler.params.iter().map(|p| p.param()).collect();
+    let rows = db.query_once(&sql, &params)?;
     // Group key: the value's JSON text, so that 1 and "1" stay apart.
     let mut groups: std::collections::BTreeMap<String, (Value, u64, Vec<Vec<f64>>)> = std::collections::BTreeMap::new();
-    while let Some(row) = rows.next().db()? {
-        let value = sql_value(row.get_ref(0).db()?);
+    for row in &rows {
+        let value = row.cell(0).to_value();
         let entry = groups
             .entry(serde_json::to_string(&value).expect("values serialize"))
             .or_insert_with(|| (value, 0, vec![Vec::new(); columns.len()]));
         entry.1 += 1;
         for i in 0..columns.len() {
-            if let rusqlite::types::ValueRef::Integer(_) | rusqlite::types::ValueRef::Real(_) = row.get_ref(i + 1).db()? {
-                let v: f64 = row.get(i + 1).db()?;
-                if v.is_finite() {
-                    entry.2[i].push(v);
-                }
+            if let Some(v) = row.cell(i + 1).as_f64()
+                && v.is_finite()
+            {
+                entry.2[i].push(v);
             }
         }
         if groups.len() > 10_000 {

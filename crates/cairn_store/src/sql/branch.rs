@@ -12,10 +12,8 @@ use cairn_types::error::{CodedError, ErrorCode};
 use cairn_types::value::{Map, Value};
 use cairn_types::wire::KeyStream;
 use cairn_types::{Timestamp, map};
-use rusqlite::{Connection, params};
-
-use super::pool::DbResult;
-use super::series::{KeyRow, all_keys, chunk_bytes, encode_value, insert_chunks, insert_key, real};
+use super::series::{KeyRow, all_keys, chunk_bytes, insert_chunks, insert_key, set_totals};
+use super::{Db, args};
 use crate::Result;
 use crate::chunk::{self, Points, TARGET_CHUNK_POINTS};
 use crate::ingest::{self, KeyColumn, KeyTotals, RunDoc};
@@ -27,17 +25,15 @@ struct ChunkMeta {
     count: i64,
 }
 
-fn chunks_of(conn: &Connection, key_pk: i64) -> Result<Vec<ChunkMeta>> {
-    conn.prepare_cached("SELECT start_step, end_step, count FROM chunks WHERE key_pk = ?1 ORDER BY start_step")
-        .db()?
-        .query_map([key_pk], |r| Ok(ChunkMeta { start: r.get(0)?, end: r.get(1)?, count: r.get(2)? }))
-        .db()?
-        .collect::<rusqlite::Result<_>>()
-        .db()
+fn chunks_of(db: &dyn Db, key_pk: i64) -> Result<Vec<ChunkMeta>> {
+    db.query("SELECT start_step, end_step, count FROM chunks WHERE key_pk = ?1 ORDER BY start_step", args![key_pk])?
+        .iter()
+        .map(|r| Ok(ChunkMeta { start: r.i64(0)?, end: r.i64(1)?, count: r.i64(2)? }))
+        .collect()
 }
 
-fn decode(conn: &Connection, key_pk: i64, chunk: ChunkMeta) -> Result<Points> {
-    chunk::decode(&chunk_bytes(conn, key_pk, chunk.start)?, chunk.start)
+fn decode(db: &dyn Db, key_pk: i64, chunk: ChunkMeta) -> Result<Points> {
+    chunk::decode(&chunk_bytes(db, key_pk, chunk.start)?, chunk.start)
 }
 
 fn totals_of(key: &KeyRow, points: &Points) -> Option<KeyTotals> {
@@ -74,54 +70,29 @@ fn slice(points: &Points, lo: i64, hi: i64) -> Points {
     out
 }
 
-fn new_key(conn: &Connection, run_pk: i64, key: &KeyRow, totals: &KeyTotals) -> Result<i64> {
-    insert_key(conn, run_pk, key.stream, &key.name, &key.path, totals)
-}
-
-fn set_totals(conn: &Connection, key_pk: i64, t: &KeyTotals) -> Result<()> {
-    conn.prepare_cached(
-        "UPDATE run_keys SET count = ?2, num_count = ?3, nan_count = ?4, min = ?5, max = ?6, sum = ?7,
-            first_step = ?8, last_step = ?9, first_value = ?10, last_value = ?11 WHERE key_pk = ?1",
-    )
-    .db()?
-    .execute(params![
-        key_pk,
-        t.count as i64,
-        t.num_count as i64,
-        t.nan_count as i64,
-        (t.num_count > 0).then_some(t.min),
-        (t.num_count > 0).then_some(t.max),
-        real(t.sum),
-        t.first_step,
-        t.last_step,
-        encode_value(&t.first_value),
-        encode_value(&t.last_value),
-    ])
-    .db()?;
-    Ok(())
+fn new_key(db: &dyn Db, run_pk: i64, key: &KeyRow, totals: &KeyTotals) -> Result<i64> {
+    insert_key(db, run_pk, key.stream, &key.name, &key.path, totals)
 }
 
 /// Gives the chunks that share `(key_pk, start)` (or any chunk of `key_pk` when `start` is
 /// `None`) their own copy of the data.
-pub(crate) fn unshare(conn: &Connection, key_pk: i64, start: Option<i64>) -> Result<()> {
-    conn.prepare_cached(
+pub(crate) fn unshare(db: &dyn Db, key_pk: i64, start: Option<i64>) -> Result<()> {
+    db.execute(
         "UPDATE chunks SET data = (SELECT o.data FROM chunks o WHERE o.key_pk = chunks.shared_key AND o.start_step = chunks.start_step),
             shared_key = NULL
-         WHERE shared_key = ?1 AND (?2 IS NULL OR start_step = ?2)",
-    )
-    .db()?
-    .execute(params![key_pk, start])
-    .db()?;
+         WHERE shared_key = ?1 AND (CAST(?2 AS BIGINT) IS NULL OR start_step = ?2)",
+        args![key_pk, start],
+    )?;
     Ok(())
 }
 
 /// The summary recomputed from the run's history keys as a batch would, after the entries of
 /// `before` (the history keys it had) are taken out; what the user set explicitly stays.
-fn recompute_summary(conn: &Connection, run_pk: i64, doc: &mut RunDoc, before: &[Vec<String>]) -> Result<()> {
+fn recompute_summary(db: &dyn Db, run_pk: i64, doc: &mut RunDoc, before: &[Vec<String>]) -> Result<()> {
     for path in before {
         cairn_types::value::remove_path(&mut doc.summary, path);
     }
-    let keys = all_keys(conn, run_pk)?;
+    let keys = all_keys(db, run_pk)?;
     let touched: Vec<(KeyColumn, KeyTotals)> = keys
         .into_iter()
         .filter(|k| k.stream == KeyStream::History)
@@ -146,11 +117,11 @@ fn beyond(run_id: &str, step: i64, last: Option<i64>) -> CodedError {
 
 /// Makes `dst` a fork of `src` at `step`: its history keys up to the step (full chunks shared),
 /// its summary recomputed from them, its last step the fork's step.
-pub(crate) fn fork(conn: &Connection, src_pk: i64, src: &RunDoc, src_id: &str, dst_pk: i64, dst: &mut RunDoc, step: i64) -> Result<()> {
+pub(crate) fn fork(db: &dyn Db, src_pk: i64, src: &RunDoc, src_id: &str, dst_pk: i64, dst: &mut RunDoc, step: i64) -> Result<()> {
     if src.last_step.is_none_or(|last| step > last) {
         return Err(beyond(src_id, step, src.last_step));
     }
-    for key in all_keys(conn, src_pk)? {
+    for key in all_keys(db, src_pk)? {
         if key.stream != KeyStream::History || key.totals.first_step > step {
             continue;
         }
@@ -158,11 +129,11 @@ pub(crate) fn fork(conn: &Connection, src_pk: i64, src: &RunDoc, src_id: &str, d
         let mut shared: Vec<ChunkMeta> = Vec::new();
         let mut owned = Points { steps: Vec::new(), values: Vec::new() };
         let mut pending_owned: Vec<Points> = Vec::new();
-        for chunk in chunks_of(conn, key.key_pk)? {
+        for chunk in chunks_of(db, key.key_pk)? {
             if chunk.start > step {
                 break;
             }
-            let points = decode(conn, key.key_pk, chunk)?;
+            let points = decode(db, key.key_pk, chunk)?;
             if chunk.end <= step && chunk.count as usize >= TARGET_CHUNK_POINTS {
                 add(&mut totals, totals_of(&key, &points));
                 // Points written before (a partial chunk, as an archive starts with) become
@@ -179,26 +150,24 @@ pub(crate) fn fork(conn: &Connection, src_pk: i64, src: &RunDoc, src_id: &str, d
             }
         }
         let Some(totals) = totals else { continue };
-        let dst_key = new_key(conn, dst_pk, &key, &totals)?;
+        let dst_key = new_key(db, dst_pk, &key, &totals)?;
         for chunk in shared {
             // The row names the chunk that holds the data: the source's, or the one it shares.
-            conn.prepare_cached(
+            db.execute(
                 "INSERT INTO chunks (key_pk, start_step, end_step, count, num_count, nan_count, min, max, sum, last, data, shared_key)
-                 SELECT ?1, start_step, end_step, count, num_count, nan_count, min, max, sum, last, x'', coalesce(shared_key, key_pk)
+                 SELECT ?1, start_step, end_step, count, num_count, nan_count, min, max, sum, last, ?4, coalesce(shared_key, key_pk)
                  FROM chunks WHERE key_pk = ?2 AND start_step = ?3",
-            )
-            .db()?
-            .execute(params![dst_key, key.key_pk, chunk.start])
-            .db()?;
+                args![dst_key, key.key_pk, chunk.start, b"".as_slice()],
+            )?;
         }
         for points in pending_owned.iter().chain(std::iter::once(&owned)) {
-            insert_chunks(conn, dst_key, points)?;
+            insert_chunks(db, dst_key, points)?;
         }
     }
     dst.last_step = Some(step);
     dst.metric_defs = src.metric_defs.clone();
     dst.summary = Map::new();
-    recompute_summary(conn, dst_pk, dst, &[])?;
+    recompute_summary(db, dst_pk, dst, &[])?;
     dst.metadata.insert("fork".into(), Value::Map(map! {"run_id" => src_id, "step" => step}));
     Ok(())
 }
@@ -206,7 +175,7 @@ pub(crate) fn fork(conn: &Connection, src_pk: i64, src: &RunDoc, src_id: &str, d
 /// Rewinds a run to `step`: the history after it goes to a new archive run (`archive_pk`), the
 /// run's keys and summary are recomputed, and it continues after the step.
 pub(crate) fn rewind(
-    conn: &Connection,
+    db: &dyn Db,
     run_pk: i64,
     run_id: &str,
     doc: &mut RunDoc,
@@ -221,8 +190,8 @@ pub(crate) fn rewind(
     }
     let last = doc.last_step;
     let history_paths: Vec<Vec<String>> =
-        all_keys(conn, run_pk)?.into_iter().filter(|k| k.stream == KeyStream::History).map(|k| k.path).collect();
-    for key in all_keys(conn, run_pk)? {
+        all_keys(db, run_pk)?.into_iter().filter(|k| k.stream == KeyStream::History).map(|k| k.path).collect();
+    for key in all_keys(db, run_pk)? {
         if key.stream != KeyStream::History || key.totals.last_step <= step {
             continue;
         }
@@ -231,60 +200,51 @@ pub(crate) fn rewind(
         let mut archived = Points { steps: Vec::new(), values: Vec::new() };
         let mut archive_key: Option<i64> = None;
         let placeholder = key.totals.clone();
-        for chunk in chunks_of(conn, key.key_pk)? {
-            let points = decode(conn, key.key_pk, chunk)?;
+        for chunk in chunks_of(db, key.key_pk)? {
+            let points = decode(db, key.key_pk, chunk)?;
             if chunk.end <= step {
                 add(&mut kept, totals_of(&key, &points));
             } else if chunk.start > step {
                 add(&mut moved, totals_of(&key, &points));
                 let target = match archive_key {
                     Some(k) => k,
-                    None => *archive_key.insert(new_key(conn, archive_pk, &key, &placeholder)?),
+                    None => *archive_key.insert(new_key(db, archive_pk, &key, &placeholder)?),
                 };
                 // Forks that share this chunk follow it to the archive.
-                conn.prepare_cached("UPDATE chunks SET shared_key = ?3 WHERE shared_key = ?1 AND start_step = ?2")
-                    .db()?
-                    .execute(params![key.key_pk, chunk.start, target])
-                    .db()?;
-                conn.prepare_cached("UPDATE chunks SET key_pk = ?3 WHERE key_pk = ?1 AND start_step = ?2")
-                    .db()?
-                    .execute(params![key.key_pk, chunk.start, target])
-                    .db()?;
+                db.execute("UPDATE chunks SET shared_key = ?3 WHERE shared_key = ?1 AND start_step = ?2", args![key.key_pk, chunk.start, target])?;
+                db.execute("UPDATE chunks SET key_pk = ?3 WHERE key_pk = ?1 AND start_step = ?2", args![key.key_pk, chunk.start, target])?;
             } else {
                 // The chunk across the cut: forks sharing it get their own copy first.
-                unshare(conn, key.key_pk, Some(chunk.start))?;
-                conn.prepare_cached("DELETE FROM chunks WHERE key_pk = ?1 AND start_step = ?2")
-                    .db()?
-                    .execute(params![key.key_pk, chunk.start])
-                    .db()?;
+                unshare(db, key.key_pk, Some(chunk.start))?;
+                db.execute("DELETE FROM chunks WHERE key_pk = ?1 AND start_step = ?2", args![key.key_pk, chunk.start])?;
                 let before = slice(&points, i64::MIN, step);
                 let after = slice(&points, step + 1, i64::MAX);
                 add(&mut kept, totals_of(&key, &before));
                 add(&mut moved, totals_of(&key, &after));
-                insert_chunks(conn, key.key_pk, &before)?;
+                insert_chunks(db, key.key_pk, &before)?;
                 archived = after;
             }
         }
         if let Some(moved) = &moved {
             let target = match archive_key {
                 Some(k) => k,
-                None => new_key(conn, archive_pk, &key, moved)?,
+                None => new_key(db, archive_pk, &key, moved)?,
             };
-            insert_chunks(conn, target, &archived)?;
-            set_totals(conn, target, moved)?;
+            insert_chunks(db, target, &archived)?;
+            set_totals(db, target, moved)?;
         }
         match kept {
-            Some(kept) => set_totals(conn, key.key_pk, &kept)?,
+            Some(kept) => set_totals(db, key.key_pk, &kept)?,
             None => {
-                conn.prepare_cached("DELETE FROM run_keys WHERE key_pk = ?1").db()?.execute([key.key_pk]).db()?;
+                db.execute("DELETE FROM run_keys WHERE key_pk = ?1", args![key.key_pk])?;
             }
         }
     }
     archive.last_step = last;
     archive.metric_defs = doc.metric_defs.clone();
-    recompute_summary(conn, archive_pk, archive, &[])?;
+    recompute_summary(db, archive_pk, archive, &[])?;
     doc.last_step = Some(step);
-    recompute_summary(conn, run_pk, doc, &history_paths)?;
+    recompute_summary(db, run_pk, doc, &history_paths)?;
     let mut rewinds = match doc.metadata.get("rewinds") {
         Some(Value::List(list)) => list.clone(),
         _ => Vec::new(),

@@ -1,4 +1,6 @@
-//! Ingest, history and series queries on SQLite.
+//! Ingest, history and series queries over [`Db`], for every SQL backend.
+
+use std::collections::HashMap;
 
 use cairn_types::api::{
     ConsoleLineOut, ConsolePage, IngestAck, KeyInfo, ProjectKey, ProjectSeriesQuery, ProjectSeriesResult, RunSeries,
@@ -8,19 +10,13 @@ use cairn_types::error::{CodedError, ErrorCode};
 use cairn_types::value::Value;
 use cairn_types::wire::{ColumnValues, KeyStream, Reader, put_value};
 use cairn_types::{RunPath, Timestamp};
-use rusqlite::{Connection, OptionalExtension, params};
 
-use super::pool::DbResult;
-use super::{SqliteStore, load_doc, run_pk, save_doc, touch_project};
+use super::runs::{load_doc, run_pk, save_doc, touch_project};
+use super::{Cell, Db, Param, Row, SqlStore, ToParam, args};
 use crate::bucket::{self, ChunkSource, Grid, NumericSeries};
 use crate::chunk::{self, ChunkValues, Points, Stats, Steps, TARGET_CHUNK_POINTS};
 use crate::ingest::{self, KeyColumn, KeyTotals, RUNTIME_KEY, TIMESTAMP_KEY};
 use crate::{HistoryData, HistoryRequest, HistoryValues, Result, SeriesStore};
-
-/// NaN cannot be stored in SQLite (it becomes NULL); NULL reads back as `default`.
-pub(crate) fn real(v: f64) -> Option<f64> {
-    (!v.is_nan()).then_some(v)
-}
 
 pub(crate) fn encode_value(value: &Value) -> Vec<u8> {
     let mut out = Vec::new();
@@ -35,6 +31,7 @@ fn decode_value(bytes: &[u8]) -> Result<Value> {
 #[derive(Debug, Clone)]
 pub(crate) struct KeyRow {
     pub key_pk: i64,
+    pub run_pk: i64,
     pub stream: KeyStream,
     pub name: String,
     pub path: Vec<String>,
@@ -42,158 +39,169 @@ pub(crate) struct KeyRow {
 }
 
 const KEY_SELECT: &str = "SELECT key_pk, stream, name, path, count, num_count, nan_count, min, max, sum,
-    first_step, last_step, first_value, last_value FROM run_keys";
+    first_step, last_step, first_value, last_value, run_pk FROM run_keys";
 
-fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(KeyRow, Vec<u8>, Vec<u8>)> {
-    let stream: i64 = r.get(1)?;
-    let path_text: String = r.get(3)?;
-    Ok((
-        KeyRow {
-            key_pk: r.get(0)?,
-            stream: if stream == 1 { KeyStream::System } else { KeyStream::History },
-            name: r.get(2)?,
-            path: serde_json::from_str(&path_text).unwrap_or_else(|_| vec![path_text.clone()]),
-            totals: KeyTotals {
-                count: r.get::<_, i64>(4)? as u64,
-                num_count: r.get::<_, i64>(5)? as u64,
-                nan_count: r.get::<_, i64>(6)? as u64,
-                min: r.get::<_, Option<f64>>(7)?.unwrap_or(f64::INFINITY),
-                max: r.get::<_, Option<f64>>(8)?.unwrap_or(f64::NEG_INFINITY),
-                sum: r.get::<_, Option<f64>>(9)?.unwrap_or(f64::NAN),
-                first_step: r.get(10)?,
-                last_step: r.get(11)?,
-                first_value: Value::Null,
-                last_value: Value::Null,
-            },
+fn key_from_row(r: &Row) -> Result<KeyRow> {
+    let path_text = r.str(3)?;
+    Ok(KeyRow {
+        key_pk: r.i64(0)?,
+        run_pk: r.i64(14)?,
+        stream: if r.i64(1)? == 1 { KeyStream::System } else { KeyStream::History },
+        name: r.string(2)?,
+        path: serde_json::from_str(path_text).unwrap_or_else(|_| vec![path_text.to_owned()]),
+        totals: KeyTotals {
+            count: r.i64(4)? as u64,
+            num_count: r.i64(5)? as u64,
+            nan_count: r.i64(6)? as u64,
+            min: r.f64_or(7, f64::INFINITY)?,
+            max: r.f64_or(8, f64::NEG_INFINITY)?,
+            sum: r.f64_or(9, f64::NAN)?,
+            first_step: r.i64(10)?,
+            last_step: r.i64(11)?,
+            first_value: decode_value(r.blob(12)?)?,
+            last_value: decode_value(r.blob(13)?)?,
         },
-        r.get(12)?,
-        r.get(13)?,
-    ))
+    })
 }
 
-fn finish_key(row: (KeyRow, Vec<u8>, Vec<u8>)) -> Result<KeyRow> {
-    let (mut key, first, last) = row;
-    key.totals.first_value = decode_value(&first)?;
-    key.totals.last_value = decode_value(&last)?;
-    Ok(key)
-}
-
-fn find_key(conn: &Connection, run_pk: i64, stream: KeyStream, name: &str) -> Result<Option<KeyRow>> {
-    conn.prepare_cached(&format!("{KEY_SELECT} WHERE run_pk = ?1 AND stream = ?2 AND name = ?3"))
-        .db()?
-        .query_row(params![run_pk, stream as i64, name], key_from_row)
-        .optional()
-        .db()?
-        .map(finish_key)
+fn find_key(db: &dyn Db, run_pk: i64, stream: KeyStream, name: &str) -> Result<Option<KeyRow>> {
+    db.opt_row(&format!("{KEY_SELECT} WHERE run_pk = ?1 AND stream = ?2 AND name = ?3"), args![run_pk, stream as i64, name])?
+        .map(|r| key_from_row(&r))
         .transpose()
 }
 
-pub(crate) fn all_keys(conn: &Connection, run_pk: i64) -> Result<Vec<KeyRow>> {
-    let mut stmt = conn.prepare_cached(&format!("{KEY_SELECT} WHERE run_pk = ?1 ORDER BY stream, name")).db()?;
-    let rows = stmt.query_map([run_pk], key_from_row).db()?.collect::<rusqlite::Result<Vec<_>>>().db()?;
-    rows.into_iter().map(finish_key).collect()
+pub(crate) fn all_keys(db: &dyn Db, run_pk: i64) -> Result<Vec<KeyRow>> {
+    db.query(&format!("{KEY_SELECT} WHERE run_pk = ?1 ORDER BY stream, name"), args![run_pk])?.iter().map(key_from_row).collect()
+}
+
+/// Rows of `sql` (whose `{list}` is a list of placeholders) for every item, a few hundred
+/// items per statement: one round trip per batch, not per item. An item is one placeholder, or a
+/// tuple of them for `IN (VALUES ...)`; `casts` gives each place its SQL type (PostgreSQL takes
+/// the values of a `VALUES` list for text otherwise), or `""` for none.
+fn batched<T>(db: &dyn Db, sql: &str, fixed: &[Param<'_>], items: &[T], casts: &[&str], param: impl Fn(&T) -> Vec<Param<'_>>) -> Result<Vec<Row>> {
+    let width = casts.len();
+    const BATCH: usize = 300;
+    let mut out = Vec::new();
+    for part in items.chunks(BATCH) {
+        let mut params: Vec<Param<'_>> = fixed.to_vec();
+        let mut list = Vec::with_capacity(part.len());
+        for item in part {
+            let values = param(item);
+            debug_assert_eq!(values.len(), width);
+            let start = params.len();
+            params.extend(values);
+            let places: Vec<String> = casts
+                .iter()
+                .enumerate()
+                .map(|(i, cast)| if cast.is_empty() { format!("?{}", start + i + 1) } else { format!("CAST(?{} AS {cast})", start + i + 1) })
+                .collect();
+            list.push(if width == 1 { places.concat() } else { format!("({})", places.join(", ")) });
+        }
+        out.extend(db.query(&sql.replace("{list}", &list.join(", ")), &params)?);
+    }
+    Ok(out)
 }
 
 fn is_time_key(name: &str) -> bool {
     name == TIMESTAMP_KEY || name == RUNTIME_KEY
 }
 
+fn totals_params(t: &KeyTotals) -> [Cell; 6] {
+    let real = |v: f64| if v.is_nan() { Cell::Null } else { Cell::Real(v) };
+    [
+        Cell::Int(t.count as i64),
+        Cell::Int(t.num_count as i64),
+        Cell::Int(t.nan_count as i64),
+        if t.num_count > 0 { Cell::Real(t.min) } else { Cell::Null },
+        if t.num_count > 0 { Cell::Real(t.max) } else { Cell::Null },
+        real(t.sum),
+    ]
+}
+
 /// Appends a column's points to its key: merges them into the key's last chunk while that chunk
 /// is not full, and updates the key's totals. Returns the totals.
-fn append_column(conn: &Connection, run_pk: i64, column: &mut KeyColumn) -> Result<KeyTotals> {
+fn append_column(db: &dyn Db, run_pk: i64, column: &mut KeyColumn) -> Result<KeyTotals> {
     let added = KeyTotals::from_column(column);
-    let (key_pk, totals) = match find_key(conn, run_pk, column.stream, &column.name)? {
+    let (key_pk, totals) = match find_key(db, run_pk, column.stream, &column.name)? {
         Some(mut key) => {
             key.totals.merge(&added);
             let t = &key.totals;
-            conn.prepare_cached(
+            let [count, num_count, nan_count, min, max, sum] = totals_params(t);
+            db.execute(
                 "UPDATE run_keys SET count = ?2, num_count = ?3, nan_count = ?4, min = ?5, max = ?6, sum = ?7,
                     last_step = ?8, last_value = ?9 WHERE key_pk = ?1",
-            )
-            .db()?
-            .execute(params![
-                key.key_pk,
-                t.count as i64,
-                t.num_count as i64,
-                t.nan_count as i64,
-                (t.num_count > 0).then_some(t.min),
-                (t.num_count > 0).then_some(t.max),
-                real(t.sum),
-                t.last_step,
-                encode_value(&t.last_value),
-            ])
-            .db()?;
+                args![key.key_pk, count, num_count, nan_count, min, max, sum, t.last_step, encode_value(&t.last_value)],
+            )?;
             (key.key_pk, key.totals)
         }
-        None => (insert_key(conn, run_pk, column.stream, &column.name, &column.path, &added)?, added),
+        None => (insert_key(db, run_pk, column.stream, &column.name, &column.path, &added)?, added),
     };
 
     let mut points = Points { steps: std::mem::take(&mut column.steps), values: std::mem::take(&mut column.values) };
-    let tail: Option<(i64, i64, Vec<u8>)> = conn
-        .prepare_cached("SELECT start_step, count, data FROM chunks WHERE key_pk = ?1 ORDER BY start_step DESC LIMIT 1")
-        .db()?
-        .query_row([key_pk], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()
-        .db()?;
-    if let Some((start, count, data)) = tail
-        && (count as usize) < TARGET_CHUNK_POINTS
+    let tail = db.opt_row("SELECT start_step, count, data FROM chunks WHERE key_pk = ?1 ORDER BY start_step DESC LIMIT 1", args![key_pk])?;
+    if let Some(mut tail) = tail
+        && (tail.i64(1)? as usize) < TARGET_CHUNK_POINTS
     {
-        let mut old = chunk::decode(&data, start)?;
+        let start = tail.i64(0)?;
+        let mut old = chunk::decode(&tail.take_blob(2)?, start)?;
         old.steps.append(&mut points.steps);
         old.values.append(&mut points.values);
         points = old;
-        conn.prepare_cached("DELETE FROM chunks WHERE key_pk = ?1 AND start_step = ?2")
-            .db()?
-            .execute(params![key_pk, start])
-            .db()?;
+        db.execute("DELETE FROM chunks WHERE key_pk = ?1 AND start_step = ?2", args![key_pk, start])?;
     }
-    insert_chunks(conn, key_pk, &points)?;
+    insert_chunks(db, key_pk, &points)?;
     Ok(totals)
 }
 
 /// Adds a key to a run, with its totals; returns its `key_pk`.
-pub(crate) fn insert_key(conn: &Connection, run_pk: i64, stream: KeyStream, name: &str, path: &[String], t: &KeyTotals) -> Result<i64> {
-    conn.prepare_cached(
+pub(crate) fn insert_key(db: &dyn Db, run_pk: i64, stream: KeyStream, name: &str, path: &[String], t: &KeyTotals) -> Result<i64> {
+    let [count, num_count, nan_count, min, max, sum] = totals_params(t);
+    db.row(
         "INSERT INTO run_keys (run_pk, stream, name, path, count, num_count, nan_count, min, max, sum,
             first_step, last_step, first_value, last_value)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-    )
-    .db()?
-    .execute(params![
-        run_pk,
-        stream as i64,
-        name,
-        serde_json::to_string(path).expect("paths serialize"),
-        t.count as i64,
-        t.num_count as i64,
-        t.nan_count as i64,
-        (t.num_count > 0).then_some(t.min),
-        (t.num_count > 0).then_some(t.max),
-        real(t.sum),
-        t.first_step,
-        t.last_step,
-        encode_value(&t.first_value),
-        encode_value(&t.last_value),
-    ])
-    .db()?;
-    Ok(conn.last_insert_rowid())
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) RETURNING key_pk",
+        args![
+            run_pk,
+            stream as i64,
+            name,
+            serde_json::to_string(path).expect("paths serialize"),
+            count,
+            num_count,
+            nan_count,
+            min,
+            max,
+            sum,
+            t.first_step,
+            t.last_step,
+            encode_value(&t.first_value),
+            encode_value(&t.last_value),
+        ],
+    )?
+    .i64(0)
+}
+
+/// Writes a key's totals.
+pub(crate) fn set_totals(db: &dyn Db, key_pk: i64, t: &KeyTotals) -> Result<()> {
+    let [count, num_count, nan_count, min, max, sum] = totals_params(t);
+    db.execute(
+        "UPDATE run_keys SET count = ?2, num_count = ?3, nan_count = ?4, min = ?5, max = ?6, sum = ?7,
+            first_step = ?8, last_step = ?9, first_value = ?10, last_value = ?11 WHERE key_pk = ?1",
+        args![key_pk, count, num_count, nan_count, min, max, sum, t.first_step, t.last_step, encode_value(&t.first_value), encode_value(&t.last_value)],
+    )?;
+    Ok(())
 }
 
 /// Writes points as new chunks of a key (up to `TARGET_CHUNK_POINTS` each).
-pub(crate) fn insert_chunks(conn: &Connection, key_pk: i64, points: &Points) -> Result<()> {
+pub(crate) fn insert_chunks(db: &dyn Db, key_pk: i64, points: &Points) -> Result<()> {
     if points.steps.is_empty() {
         return Ok(());
     }
-    let mut insert = conn
-        .prepare_cached(
-            "INSERT INTO chunks (key_pk, start_step, end_step, count, num_count, nan_count, min, max, sum, last, data)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )
-        .db()?;
     for (stats, bytes) in chunk::split_encode(points) {
         let (min, max) = stats.min_max().unzip();
-        insert
-            .execute(params![
+        db.execute(
+            "INSERT INTO chunks (key_pk, start_step, end_step, count, num_count, nan_count, min, max, sum, last, data)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            args![
                 key_pk,
                 stats.start_step,
                 stats.end_step,
@@ -202,67 +210,133 @@ pub(crate) fn insert_chunks(conn: &Connection, key_pk: i64, points: &Points) -> 
                 stats.nan_count as i64,
                 min,
                 max,
-                real(stats.sum),
-                real(stats.last),
+                stats.sum,
+                stats.last,
                 bytes,
-            ])
-            .db()?;
+            ],
+        )?;
     }
     Ok(())
 }
 
 /// A chunk's encoded points; a fork's chunk that shares its source's reads the source's.
-pub(crate) fn chunk_bytes(conn: &Connection, key: i64, start_step: i64) -> Result<Vec<u8>> {
-    conn.prepare_cached(
+pub(crate) fn chunk_bytes(db: &dyn Db, key: i64, start_step: i64) -> Result<Vec<u8>> {
+    db.row(
         "SELECT coalesce((SELECT o.data FROM chunks o WHERE o.key_pk = c.shared_key AND o.start_step = c.start_step), c.data)
          FROM chunks c WHERE c.key_pk = ?1 AND c.start_step = ?2",
-    )
-    .db()?
-    .query_row(params![key, start_step], |r| r.get(0))
-    .db()
+        args![key, start_step],
+    )?
+    .take_blob(0)
 }
 
-struct SqliteChunks<'c> {
-    conn: &'c Connection,
+const STATS_COLUMNS: &str = "start_step, end_step, count, num_count, nan_count, min, max, sum, last";
+
+fn stats_from_row(r: &Row, at: usize) -> Result<Stats> {
+    Ok(Stats {
+        start_step: r.i64(at)?,
+        end_step: r.i64(at + 1)?,
+        count: r.i64(at + 2)? as u64,
+        num_count: r.i64(at + 3)? as u64,
+        nan_count: r.i64(at + 4)? as u64,
+        min: r.f64_or(at + 5, f64::INFINITY)?,
+        max: r.f64_or(at + 6, f64::NEG_INFINITY)?,
+        sum: r.f64_or(at + 7, f64::NAN)?,
+        last: r.f64_or(at + 8, f64::NAN)?,
+    })
 }
 
-impl ChunkSource for SqliteChunks<'_> {
+/// Chunks read one statement at a time.
+struct DbChunks<'d> {
+    db: &'d dyn Db,
+}
+
+impl ChunkSource for DbChunks<'_> {
     fn chunk_stats(&mut self, key: i64, lo: i64, hi: i64) -> Result<Vec<Stats>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT start_step, end_step, count, num_count, nan_count, min, max, sum, last FROM chunks
-                 WHERE key_pk = ?1
-                   AND start_step >= coalesce((SELECT max(start_step) FROM chunks WHERE key_pk = ?1 AND start_step <= ?2), ?2)
-                   AND start_step <= ?3
-                 ORDER BY start_step",
-            )
-            .db()?;
-        let rows = stmt
-            .query_map(params![key, lo, hi], |r| {
-                Ok(Stats {
-                    start_step: r.get(0)?,
-                    end_step: r.get(1)?,
-                    count: r.get::<_, i64>(2)? as u64,
-                    num_count: r.get::<_, i64>(3)? as u64,
-                    nan_count: r.get::<_, i64>(4)? as u64,
-                    min: r.get::<_, Option<f64>>(5)?.unwrap_or(f64::INFINITY),
-                    max: r.get::<_, Option<f64>>(6)?.unwrap_or(f64::NEG_INFINITY),
-                    sum: r.get::<_, Option<f64>>(7)?.unwrap_or(f64::NAN),
-                    last: r.get::<_, Option<f64>>(8)?.unwrap_or(f64::NAN),
-                })
-            })
-            .db()?;
-        let stats = rows.collect::<rusqlite::Result<Vec<_>>>().db()?;
+        let stats = self
+            .db
+            .query(
+                &format!(
+                    "SELECT {STATS_COLUMNS} FROM chunks
+                     WHERE key_pk = ?1
+                       AND start_step >= coalesce((SELECT max(start_step) FROM chunks WHERE key_pk = ?1 AND start_step <= ?2), ?2)
+                       AND start_step <= ?3
+                     ORDER BY start_step"
+                ),
+                args![key, lo, hi],
+            )?
+            .iter()
+            .map(|r| stats_from_row(r, 0))
+            .collect::<Result<Vec<_>>>()?;
         Ok(stats.into_iter().filter(|s| s.end_step >= lo).collect())
     }
 
     fn chunk_data(&mut self, key: i64, start_step: i64) -> Result<Vec<u8>> {
-        chunk_bytes(self.conn, key, start_step)
+        chunk_bytes(self.db, key, start_step)
     }
 }
 
-/// A key's points in step order, floats and ints kept in plain arrays while they are uniform.
+/// The chunks of many keys, read in a few statements: the statistics of every chunk in the
+/// range, and the data of the chunks that `need` says a query decodes. What was not read ahead
+/// is read when asked for.
+struct Prefetched<'d> {
+    stats: HashMap<i64, Vec<Stats>>,
+    data: HashMap<(i64, i64), Vec<u8>>,
+    fallback: DbChunks<'d>,
+}
+
+impl<'d> Prefetched<'d> {
+    fn load(db: &'d dyn Db, keys: &[i64], lo: i64, hi: i64, need: impl Fn(&Stats) -> bool) -> Result<Prefetched<'d>> {
+        let mut keys = keys.to_vec();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut stats: HashMap<i64, Vec<Stats>> = HashMap::new();
+        let rows = batched(
+            db,
+            &format!("SELECT key_pk, {STATS_COLUMNS} FROM chunks WHERE end_step >= ?1 AND start_step <= ?2 AND key_pk IN ({{list}}) ORDER BY key_pk, start_step"),
+            args![lo, hi],
+            &keys,
+            &[""],
+            |k| vec![k.param()],
+        )?;
+        let mut wanted = Vec::new();
+        for r in &rows {
+            let key = r.i64(0)?;
+            let s = stats_from_row(r, 1)?;
+            if need(&s) {
+                wanted.push((key, s.start_step));
+            }
+            stats.entry(key).or_default().push(s);
+        }
+        let mut data = HashMap::with_capacity(wanted.len());
+        let rows = batched(
+            db,
+            "SELECT c.key_pk, c.start_step,
+                coalesce((SELECT o.data FROM chunks o WHERE o.key_pk = c.shared_key AND o.start_step = c.start_step), c.data)
+             FROM chunks c WHERE (c.key_pk, c.start_step) IN (VALUES {list})",
+            &[],
+            &wanted,
+            &["BIGINT", "BIGINT"],
+            |(k, s)| vec![k.param(), s.param()],
+        )?;
+        for mut r in rows {
+            data.insert((r.i64(0)?, r.i64(1)?), r.take_blob(2)?);
+        }
+        Ok(Prefetched { stats, data, fallback: DbChunks { db } })
+    }
+}
+
+impl ChunkSource for Prefetched<'_> {
+    fn chunk_stats(&mut self, key: i64, lo: i64, hi: i64) -> Result<Vec<Stats>> {
+        Ok(self.stats.get(&key).map_or_else(Vec::new, |all| all.iter().filter(|s| s.end_step >= lo && s.start_step <= hi).copied().collect()))
+    }
+
+    fn chunk_data(&mut self, key: i64, start_step: i64) -> Result<Vec<u8>> {
+        match self.data.remove(&(key, start_step)) {
+            Some(bytes) => Ok(bytes),
+            None => self.fallback.chunk_data(key, start_step),
+        }
+    }
+}
 #[derive(Debug, Default)]
 struct KeyPoints {
     steps: Vec<i64>,
@@ -312,9 +386,9 @@ fn to_values(values: ChunkValues) -> Vec<Value> {
 }
 
 /// Points of a key in `[lo, hi]`, at most `limit` of them. Returns whether more exist.
-fn load_points(conn: &Connection, key_pk: i64, lo: i64, hi: i64, limit: usize) -> Result<(KeyPoints, bool)> {
+fn load_points(db: &dyn Db, key_pk: i64, lo: i64, hi: i64, limit: usize) -> Result<(KeyPoints, bool)> {
     let want = limit.saturating_add(1);
-    let mut source = SqliteChunks { conn };
+    let mut source = DbChunks { db };
     let mut out = KeyPoints::default();
     for stats in source.chunk_stats(key_pk, lo, hi)? {
         if out.steps.len() >= want {
@@ -383,6 +457,7 @@ fn align(points: KeyPoints, steps: &[i64], time_scale: Option<f64>) -> ColumnVal
     }
 }
 
+
 fn key_info(key: &KeyRow) -> KeyInfo {
     let t = &key.totals;
     KeyInfo {
@@ -398,8 +473,8 @@ fn key_info(key: &KeyRow) -> KeyInfo {
     }
 }
 
-fn key_not_found(path: &RunPath, stream: KeyStream, name: &str, conn: &Connection, pk: i64) -> CodedError {
-    let known: Vec<String> = all_keys(conn, pk)
+fn key_not_found(path: &RunPath, stream: KeyStream, name: &str, db: &dyn Db, pk: i64) -> CodedError {
+    let known: Vec<String> = all_keys(db, pk)
         .unwrap_or_default()
         .into_iter()
         .filter(|k| k.stream == stream && !is_time_key(&k.name))
@@ -411,18 +486,6 @@ fn key_not_found(path: &RunPath, stream: KeyStream, name: &str, conn: &Connectio
         format!("run {path} has no {} key {name:?}; it has: {}", stream.name(), known.join(", ")),
     )
 }
-
-/// Resolves a series key name: history first, then system metrics.
-fn resolve_series_key(conn: &Connection, path: &RunPath, pk: i64, name: &str) -> Result<KeyRow> {
-    if let Some(key) = find_key(conn, pk, KeyStream::History, name)? {
-        return Ok(key);
-    }
-    if let Some(key) = find_key(conn, pk, KeyStream::System, name)? {
-        return Ok(key);
-    }
-    Err(key_not_found(path, KeyStream::History, name, conn, pk))
-}
-
 fn parse_keys(keys: &str) -> Result<Vec<String>> {
     let names: Vec<String> = keys.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect();
     if names.is_empty() {
@@ -459,20 +522,50 @@ fn check_series(x: Option<&str>, buckets: Option<u32>, x_min: Option<f64>, x_max
     Ok((x, n))
 }
 
-/// One series to bucket: a key of a run.
-struct Target {
-    run_pk: i64,
-    key: KeyRow,
-}
 
 /// One target's buckets and the x-range of all its data (none when it has no x).
 type TargetBuckets = Option<(cairn_types::api::Buckets, Option<[f64; 2]>)>;
 
+/// One series to bucket: a key of a run.
+struct Target {
+    key: KeyRow,
+}
+
+/// The keys named `names` of the runs `run_pks`, in one statement per batch: `(run_pk, name) ->
+/// key`, the history key where a run has a key of that name in both streams.
+fn keys_of(db: &dyn Db, run_pks: &[i64], names: &[String]) -> Result<HashMap<(i64, String), KeyRow>> {
+    let mut out = HashMap::new();
+    // System rows first, so the history key of a name wins.
+    for key in keys_in(db, run_pks, names)? {
+        out.insert((key.run_pk, key.name.clone()), key);
+    }
+    Ok(out)
+}
+
+/// The keys named `names` of the runs `run_pks`, of both streams, system ones first.
+fn keys_in(db: &dyn Db, run_pks: &[i64], names: &[String]) -> Result<Vec<KeyRow>> {
+    let mut pairs = Vec::with_capacity(run_pks.len() * names.len());
+    for &pk in run_pks {
+        for name in names {
+            pairs.push((pk, name.as_str()));
+        }
+    }
+    let rows = batched(
+        db,
+        &format!("{KEY_SELECT} WHERE (run_pk, name) IN (VALUES {{list}}) ORDER BY stream DESC"),
+        &[],
+        &pairs,
+        &["BIGINT", "TEXT"],
+        |(pk, name)| vec![pk.param(), Param::Text(name)],
+    )?;
+    rows.iter().map(key_from_row).collect()
+}
+
 /// Buckets every target on one shared grid over `[x_min, x_max]` (by default the union of their
 /// ranges). A target whose run lacks the x key is an error when `strict` names the run, and has
-/// no buckets otherwise.
+/// no buckets otherwise. Chunks are read ahead for all targets at once.
 fn bucket_targets(
-    conn: &Connection,
+    db: &dyn Db,
     targets: &[Target],
     x: &str,
     n: u32,
@@ -480,11 +573,16 @@ fn bucket_targets(
     x_max: Option<f64>,
     strict: Option<&RunPath>,
 ) -> Result<(f64, f64, Vec<TargetBuckets>)> {
-    let mut source = SqliteChunks { conn };
     if x == "_step" {
         let lo = x_min.unwrap_or_else(|| targets.iter().map(|t| t.key.totals.first_step).min().unwrap_or(0) as f64);
         let hi = x_max.unwrap_or_else(|| targets.iter().map(|t| t.key.totals.last_step).max().unwrap_or(0) as f64);
         let grid = Grid::new(lo, hi, n as usize);
+        let (lo_step, hi_step) = (grid.lo.ceil() as i64, grid.hi.floor() as i64);
+        let keys: Vec<i64> = targets.iter().map(|t| t.key.key_pk).collect();
+        // What `step_buckets` decodes: the chunks that do not fall inside one bucket.
+        let mut source = Prefetched::load(db, &keys, lo_step, hi_step, |s| {
+            !(s.start_step >= lo_step && s.end_step <= hi_step && grid.index(s.start_step as f64) == grid.index(s.end_step as f64))
+        })?;
         let buckets = targets
             .iter()
             .map(|t| {
@@ -496,16 +594,24 @@ fn bucket_targets(
         return Ok((lo, hi, buckets));
     }
     let scale = if is_time_key(x) { 1e-6 } else { 1.0 };
+    let mut runs: Vec<i64> = targets.iter().map(|t| t.key.run_pk).collect();
+    runs.dedup();
+    let x_keys: HashMap<(i64, i64), KeyRow> =
+        keys_in(db, &runs, &[x.to_owned()])?.into_iter().map(|k| ((k.run_pk, k.stream as i64), k)).collect();
+    let x_of = |t: &Target| x_keys.get(&(t.key.run_pk, t.key.stream as i64));
+    let mut keys: Vec<i64> = targets.iter().map(|t| t.key.key_pk).collect();
+    keys.extend(targets.iter().filter_map(|t| x_of(t).map(|k| k.key_pk)));
+    let mut source = Prefetched::load(db, &keys, i64::MIN, i64::MAX, |_| true)?;
     let mut joined = Vec::with_capacity(targets.len());
     for target in targets {
-        match find_key(conn, target.run_pk, target.key.stream, x)? {
+        match x_of(target) {
             Some(x_key) => {
                 let xs = NumericSeries::load(&mut source, x_key.key_pk, i64::MIN, i64::MAX)?.scale(scale);
                 let ys = NumericSeries::load(&mut source, target.key.key_pk, i64::MIN, i64::MAX)?;
                 joined.push(Some(bucket::join(&xs, &ys)));
             }
             None => match strict {
-                Some(path) => return Err(key_not_found(path, target.key.stream, x, conn, target.run_pk)),
+                Some(path) => return Err(key_not_found(path, target.key.stream, x, db, target.key.run_pk)),
                 None => joined.push(None),
             },
         }
@@ -521,15 +627,19 @@ fn bucket_targets(
     Ok((lo, hi, buckets))
 }
 
-fn series(conn: &Connection, path: &RunPath, query: &SeriesQuery) -> Result<SeriesResult> {
-    let pk = run_pk(conn, path)?;
+fn series(db: &dyn Db, path: &RunPath, query: &SeriesQuery) -> Result<SeriesResult> {
+    let pk = run_pk(db, path)?;
     let names = parse_keys(&query.keys)?;
     let (x, n) = check_series(query.x.as_deref(), query.buckets, query.x_min, query.x_max)?;
+    let found = keys_of(db, &[pk], &names)?;
     let targets = names
         .iter()
-        .map(|name| resolve_series_key(conn, path, pk, name).map(|key| Target { run_pk: pk, key }))
+        .map(|name| match found.get(&(pk, name.clone())) {
+            Some(key) => Ok(Target { key: key.clone() }),
+            None => Err(key_not_found(path, KeyStream::History, name, db, pk)),
+        })
         .collect::<Result<Vec<_>>>()?;
-    let (lo, hi, buckets) = bucket_targets(conn, &targets, &x, n, query.x_min, query.x_max, Some(path))?;
+    let (lo, hi, buckets) = bucket_targets(db, &targets, &x, n, query.x_min, query.x_max, Some(path))?;
     let series = targets
         .iter()
         .zip(buckets)
@@ -541,8 +651,8 @@ fn series(conn: &Connection, path: &RunPath, query: &SeriesQuery) -> Result<Seri
     Ok(SeriesResult { grid: SeriesGrid { x, x_min: Some(lo), x_max: Some(hi), buckets: n }, series })
 }
 
-fn project_series(conn: &Connection, entity: &str, project: &str, query: &ProjectSeriesQuery) -> Result<ProjectSeriesResult> {
-    let project_pk = super::filter::project_pk(conn, entity, project)?;
+fn project_series(db: &dyn Db, entity: &str, project: &str, query: &ProjectSeriesQuery) -> Result<ProjectSeriesResult> {
+    let project_pk = super::query::project_pk(db, entity, project)?;
     if query.run_ids.is_empty() || query.run_ids.len() > 1000 {
         return Err(CodedError::new(ErrorCode::InvalidQuery, format!("run_ids has {} runs; ask for 1 to 1000", query.run_ids.len())));
     }
@@ -550,28 +660,32 @@ fn project_series(conn: &Connection, entity: &str, project: &str, query: &Projec
         return Err(CodedError::new(ErrorCode::InvalidQuery, format!("keys has {} keys; ask for 1 to 200", query.keys.len())));
     }
     let (x, n) = check_series(query.x.as_deref(), query.buckets, query.x_min, query.x_max)?;
+    let rows = batched(
+        db,
+        "SELECT run_id, run_pk FROM runs WHERE project_pk = ?1 AND deleted_at IS NULL AND run_id IN ({list})",
+        args![project_pk],
+        &query.run_ids,
+        &[""],
+        |id| vec![id.param()],
+    )?;
+    let mut pks: HashMap<String, i64> = HashMap::new();
+    for r in &rows {
+        pks.insert(r.string(0)?, r.i64(1)?);
+    }
+    let run_pks: Vec<i64> = query.run_ids.iter().filter_map(|id| pks.get(id).copied()).collect();
+    let found = keys_of(db, &run_pks, &query.keys)?;
     let mut targets = Vec::new();
     let mut owners = Vec::new();
     for (run_index, run_id) in query.run_ids.iter().enumerate() {
-        let pk: Option<i64> = conn
-            .prepare_cached("SELECT run_pk FROM runs WHERE project_pk = ?1 AND run_id = ?2 AND deleted_at IS NULL")
-            .db()?
-            .query_row(params![project_pk, run_id], |r| r.get(0))
-            .optional()
-            .db()?;
-        let Some(pk) = pk else { continue };
+        let Some(&pk) = pks.get(run_id) else { continue };
         for name in &query.keys {
-            let key = match find_key(conn, pk, KeyStream::History, name)? {
-                Some(key) => Some(key),
-                None => find_key(conn, pk, KeyStream::System, name)?,
-            };
-            if let Some(key) = key {
-                targets.push(Target { run_pk: pk, key });
+            if let Some(key) = found.get(&(pk, name.clone())) {
+                targets.push(Target { key: key.clone() });
                 owners.push(run_index);
             }
         }
     }
-    let (lo, hi, buckets) = bucket_targets(conn, &targets, &x, n, query.x_min, query.x_max, None)?;
+    let (lo, hi, buckets) = bucket_targets(db, &targets, &x, n, query.x_min, query.x_max, None)?;
     let mut runs: Vec<RunSeries> = Vec::new();
     for ((target, owner), buckets) in targets.iter().zip(owners).zip(buckets) {
         let Some((buckets, extent)) = buckets else { continue };
@@ -584,33 +698,29 @@ fn project_series(conn: &Connection, entity: &str, project: &str, query: &Projec
     Ok(ProjectSeriesResult { grid: SeriesGrid { x, x_min: Some(lo), x_max: Some(hi), buckets: n }, runs })
 }
 
-fn project_keys(conn: &Connection, entity: &str, project: &str) -> Result<Vec<ProjectKey>> {
-    let project_pk = super::filter::project_pk(conn, entity, project)?;
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT k.stream, k.name, count(*), max(k.num_count + k.nan_count > 0)
-             FROM run_keys k JOIN runs r ON r.run_pk = k.run_pk
-             WHERE r.project_pk = ?1 AND r.deleted_at IS NULL AND r.archive_of IS NULL AND k.name NOT IN ('_timestamp', '_runtime')
-             GROUP BY k.stream, k.name ORDER BY k.stream, k.name",
-        )
-        .db()?;
-    let keys = stmt
-        .query_map([project_pk], |r| {
-            Ok(ProjectKey {
-                stream: if r.get::<_, i64>(0)? == 1 { "system" } else { "history" }.to_owned(),
-                name: r.get(1)?,
-                runs: r.get::<_, i64>(2)? as u64,
-                numeric: r.get::<_, i64>(3)? != 0,
-            })
+fn project_keys(db: &dyn Db, entity: &str, project: &str) -> Result<Vec<ProjectKey>> {
+    let project_pk = super::query::project_pk(db, entity, project)?;
+    db.query(
+        "SELECT k.stream, k.name, count(*), max(CASE WHEN k.num_count + k.nan_count > 0 THEN 1 ELSE 0 END)
+         FROM run_keys k JOIN runs r ON r.run_pk = k.run_pk
+         WHERE r.project_pk = ?1 AND r.deleted_at IS NULL AND r.archive_of IS NULL AND k.name NOT IN ('_timestamp', '_runtime')
+         GROUP BY k.stream, k.name ORDER BY k.stream, k.name",
+        args![project_pk],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(ProjectKey {
+            stream: if r.i64(0)? == 1 { "system" } else { "history" }.to_owned(),
+            name: r.string(1)?,
+            runs: r.i64(2)? as u64,
+            numeric: r.i64(3)? != 0,
         })
-        .db()?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .db()?;
-    Ok(keys)
+    })
+    .collect()
 }
 
-fn history(conn: &Connection, path: &RunPath, req: &HistoryRequest) -> Result<HistoryData> {
-    let pk = run_pk(conn, path)?;
+fn history(db: &dyn Db, path: &RunPath, req: &HistoryRequest) -> Result<HistoryData> {
+    let pk = run_pk(db, path)?;
     let lo = req.min_step.unwrap_or(i64::MIN);
     let hi = req.max_step.map_or(i64::MAX, |m| m.saturating_sub(1));
     let limit = req.limit.max(1);
@@ -618,15 +728,15 @@ fn history(conn: &Connection, path: &RunPath, req: &HistoryRequest) -> Result<Hi
         Some(names) => {
             let mut keys = Vec::new();
             for name in names {
-                match find_key(conn, pk, req.stream, name)? {
+                match find_key(db, pk, req.stream, name)? {
                     Some(key) => keys.push(key),
-                    None => return Err(key_not_found(path, req.stream, name, conn, pk)),
+                    None => return Err(key_not_found(path, req.stream, name, db, pk)),
                 }
             }
             (keys, false)
         }
         None => (
-            all_keys(conn, pk)?.into_iter().filter(|k| k.stream == req.stream && !is_time_key(&k.name)).collect(),
+            all_keys(db, pk)?.into_iter().filter(|k| k.stream == req.stream && !is_time_key(&k.name)).collect(),
             true,
         ),
     };
@@ -635,7 +745,7 @@ fn history(conn: &Connection, path: &RunPath, req: &HistoryRequest) -> Result<Hi
     let mut loaded = Vec::with_capacity(keys.len());
     let mut bound = hi;
     for key in &keys {
-        let (points, more) = load_points(conn, key.key_pk, lo, hi, limit)?;
+        let (points, more) = load_points(db, key.key_pk, lo, hi, limit)?;
         if more && let Some(&last) = points.steps.last() {
             bound = bound.min(last);
         }
@@ -673,8 +783,8 @@ fn history(conn: &Connection, path: &RunPath, req: &HistoryRequest) -> Result<Hi
     if let (Some(&first), Some(&last)) = (steps.first(), steps.last()) {
         let time_names: Vec<&str> = if with_time { vec![TIMESTAMP_KEY, RUNTIME_KEY] } else { Vec::new() };
         for name in time_names {
-            if let Some(key) = find_key(conn, pk, req.stream, name)? {
-                let (points, _) = load_points(conn, key.key_pk, first, last, usize::MAX)?;
+            if let Some(key) = find_key(db, pk, req.stream, name)? {
+                let (points, _) = load_points(db, key.key_pk, first, last, usize::MAX)?;
                 let points = restrict(points, &steps);
                 data.columns.push(HistoryValues { name: name.to_owned(), path: vec![name.to_owned()], values: align(points, &steps, Some(1e-6)) });
             }
@@ -708,44 +818,41 @@ fn restrict(points: KeyPoints, steps: &[i64]) -> KeyPoints {
     KeyPoints { steps: steps_kept, values }
 }
 
-impl SeriesStore for SqliteStore {
+
+impl SeriesStore for SqlStore {
     fn ingest(&self, path: &RunPath, batch: cairn_types::wire::IngestBatch, now: Timestamp) -> Result<IngestAck> {
         path.validate()?;
         let path = path.clone();
-        self.write(move |conn| {
-            let pk = run_pk(conn, &path)?;
-            let mut doc = load_doc(conn, pk)?;
+        self.write(move |db| {
+            let pk = run_pk(db, &path)?;
+            // Locked: a retry of the same batch on another server waits, then finds it stored.
+            let before = load_doc(db, pk)?;
+            let mut doc = before.clone();
             let mut plan = ingest::plan(batch, &mut doc, now)?;
             let mut touched = Vec::with_capacity(plan.columns.len());
             for mut column in std::mem::take(&mut plan.columns) {
-                let totals = append_column(conn, pk, &mut column)?;
+                let totals = append_column(db, pk, &mut column)?;
                 touched.push((column, totals));
             }
-            if !plan.console.is_empty() {
-                let mut insert = conn
-                    .prepare_cached(
-                        "INSERT INTO console_lines (run_pk, line, stream, ts, text) VALUES (?1, ?2, ?3, ?4, ?5)
-                         ON CONFLICT (run_pk, line) DO UPDATE SET stream = ?3, ts = ?4, text = ?5",
-                    )
-                    .db()?;
-                for line in &plan.console {
-                    insert
-                        .execute(params![pk, line.line as i64, line.stream as i64, line.timestamp_us, line.text])
-                        .db()?;
-                }
+            for line in &plan.console {
+                db.execute(
+                    "INSERT INTO console_lines (run_pk, line, stream, ts, text) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (run_pk, line) DO UPDATE SET stream = excluded.stream, ts = excluded.ts, text = excluded.text",
+                    args![pk, line.line as i64, line.stream as i64, line.timestamp_us, line.text],
+                )?;
             }
             ingest::finalize(&mut doc, &touched, std::mem::take(&mut plan.summary_updates));
-            save_doc(conn, pk, &doc)?;
-            touch_project(conn, pk, now)?;
+            save_doc(db, pk, &before, &doc)?;
+            touch_project(db, pk, now)?;
             Ok(IngestAck { offsets: doc.offsets, points: plan.points, stop: doc.stop_requested })
         })
     }
 
     fn list_keys(&self, path: &RunPath) -> Result<Vec<KeyInfo>> {
         path.validate()?;
-        self.read(|conn| {
-            let pk = run_pk(conn, path)?;
-            Ok(all_keys(conn, pk)?.iter().filter(|k| !is_time_key(&k.name)).map(key_info).collect())
+        self.read(|db| {
+            let pk = run_pk(db, path)?;
+            Ok(all_keys(db, pk)?.iter().filter(|k| !is_time_key(&k.name)).map(key_info).collect())
         })
     }
 
@@ -756,49 +863,46 @@ impl SeriesStore for SqliteStore {
         {
             return Err(CodedError::new(ErrorCode::InvalidQuery, format!("min_step={lo} is greater than max_step={hi}")));
         }
-        self.read(|conn| history(conn, path, query))
+        self.read(|db| history(db, path, query))
     }
 
     fn series(&self, path: &RunPath, query: &SeriesQuery) -> Result<SeriesResult> {
         path.validate()?;
-        self.read(|conn| series(conn, path, query))
+        self.read(|db| series(db, path, query))
     }
 
     fn project_keys(&self, entity: &str, project: &str) -> Result<Vec<ProjectKey>> {
         cairn_types::ids::validate_name("entity", entity)?;
         cairn_types::ids::validate_name("project", project)?;
-        self.read(|conn| project_keys(conn, entity, project))
+        self.read(|db| project_keys(db, entity, project))
     }
 
     fn project_series(&self, entity: &str, project: &str, query: &ProjectSeriesQuery) -> Result<ProjectSeriesResult> {
         cairn_types::ids::validate_name("entity", entity)?;
         cairn_types::ids::validate_name("project", project)?;
-        self.read(|conn| project_series(conn, entity, project, query))
+        self.read(|db| project_series(db, entity, project, query))
     }
 
     fn console(&self, path: &RunPath, from_line: u64, limit: usize) -> Result<ConsolePage> {
         path.validate()?;
         let limit = limit.clamp(1, 100_000);
-        self.read(|conn| {
-            let pk = run_pk(conn, path)?;
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT line, stream, ts, text FROM console_lines WHERE run_pk = ?1 AND line >= ?2
-                     ORDER BY line LIMIT ?3",
-                )
-                .db()?;
-            let mut lines = stmt
-                .query_map(params![pk, from_line.min(i64::MAX as u64) as i64, limit as i64 + 1], |r| {
+        self.read(|db| {
+            let pk = run_pk(db, path)?;
+            let mut lines = db
+                .query(
+                    "SELECT line, stream, ts, text FROM console_lines WHERE run_pk = ?1 AND line >= ?2 ORDER BY line LIMIT ?3",
+                    args![pk, from_line.min(i64::MAX as u64) as i64, limit as i64 + 1],
+                )?
+                .iter()
+                .map(|r| {
                     Ok(ConsoleLineOut {
-                        line: r.get::<_, i64>(0)? as u64,
-                        stream: if r.get::<_, i64>(1)? == 1 { "stderr" } else { "stdout" }.to_owned(),
-                        time: Timestamp(r.get(2)?),
-                        text: r.get(3)?,
+                        line: r.i64(0)? as u64,
+                        stream: if r.i64(1)? == 1 { "stderr" } else { "stdout" }.to_owned(),
+                        time: Timestamp(r.i64(2)?),
+                        text: r.string(3)?,
                     })
                 })
-                .db()?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .db()?;
+                .collect::<Result<Vec<_>>>()?;
             let next_line = if lines.len() > limit { lines.pop().map(|l| l.line) } else { None };
             Ok(ConsolePage { lines, next_line })
         })
