@@ -73,6 +73,9 @@ start_postgres() {
   PG_STOP="$as $bin/pg_ctl -D $dir/data -m immediate stop"
   trap 'kill ${MOTO_PID:-} 2>/dev/null || true; $PG_STOP >/dev/null 2>&1 || true' EXIT
   $as "$bin/createdb" -h 127.0.0.1 -p "$port" -U cairn cairn_test
+  $as "$bin/createdb" -h 127.0.0.1 -p "$port" -U cairn cairn_ui
+  # Rust tests make a schema of their own in cairn_test; the browser tests use cairn_ui.
   export CAIRN_TEST_POSTGRES="postgres://cairn@127.0.0.1:$port/cairn_test"
+  export CAIRN_TEST_POSTGRES_UI="postgres://cairn@127.0.0.1:$port/cairn_ui"
   echo "PostgreSQL at $CAIRN_TEST_POSTGRES"
 }

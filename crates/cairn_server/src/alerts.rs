@@ -141,6 +141,9 @@ pub fn backoff(attempts: u32) -> Duration {
     Duration::from_secs(1u64 << attempts.min(8)).min(Duration::from_secs(300))
 }
 
+/// How long a server holds the alerts it is delivering.
+const CLAIM: Duration = Duration::from_secs(120);
+
 /// Delivers due alerts, every `interval`, until the server stops.
 pub async fn delivery_loop(state: AppState, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
@@ -150,7 +153,9 @@ pub async fn delivery_loop(state: AppState, interval: Duration) {
         let store = state.store.clone();
         let targets = state.config.alerts.clone();
         let result = tokio::task::spawn_blocking(move || -> Result<(), cairn_types::error::CodedError> {
-            for (path, run_name, alert) in store.due_alerts(Timestamp::now(), 32)? {
+            // Claimed for longer than a delivery can take (two targets, 15 s each): with several
+            // servers, each alert goes out from one of them.
+            for (path, run_name, alert) in store.claim_due_alerts(Timestamp::now(), CLAIM, 32)? {
                 if targets.is_empty() {
                     store.record_alert_delivery(alert.id, "stored", &[], None, None)?;
                     continue;

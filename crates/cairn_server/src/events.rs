@@ -1,15 +1,19 @@
-//! Live updates: every change to a run is published on a broadcast channel, and
+//! Live updates: every change to a run is published to every server's subscribers, and
 //! `GET /api/v1/events` streams them as server-sent events, filtered by entity, project or run.
 //! The UI refetches what it shows of a run when an event names it, and never whole histories.
 //!
-//! The channel lives in one server process. Several servers behind a load balancer each see only
-//! their own changes; PostgreSQL's LISTEN/NOTIFY is the way to share them.
+//! On a store that several servers share (PostgreSQL), an event goes out through the store's
+//! notices (LISTEN/NOTIFY) and comes back to every server, this one included, so a browser sees
+//! the change whichever server took the write. On the embedded store the events stay in the
+//! process. A subscriber that may have missed events gets `resync`, and refetches what it shows.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use cairn_store::Notices;
 use cairn_types::api::{RunEvent, RunInfo, RunState};
 use cairn_types::{RunPath, Timestamp};
 use futures_util::Stream;
@@ -22,13 +26,69 @@ use crate::error::QueryParams;
 /// Events kept for subscribers that fall behind before they are told to resync.
 pub const CHANNEL_CAPACITY: usize = 4096;
 
-pub fn channel() -> broadcast::Sender<RunEvent> {
-    broadcast::channel(CHANNEL_CAPACITY).0
+/// The kind of the event that tells subscribers they may have missed some.
+const RESYNC: &str = "resync";
+
+/// Where events go: this process's subscribers, through the store's notices when it has them.
+#[derive(Clone)]
+pub struct Hub {
+    local: broadcast::Sender<RunEvent>,
+    shared: Option<Arc<dyn Notices>>,
+}
+
+impl Hub {
+    /// A hub for this process alone, or shared through `notices`, whose events it starts
+    /// listening to.
+    pub fn new(notices: Option<Arc<dyn Notices>>) -> Hub {
+        let local = broadcast::channel(CHANNEL_CAPACITY).0;
+        if let Some(notices) = &notices {
+            let to = local.clone();
+            notices.listen(Box::new(move |payload| {
+                let event = match payload {
+                    Some(payload) => match serde_json::from_str::<RunEvent>(&payload) {
+                        Ok(event) => event,
+                        Err(e) => {
+                            tracing::warn!("an event from another server is unreadable ({e}): {payload}");
+                            return;
+                        }
+                    },
+                    None => resync_event(),
+                };
+                let _ = to.send(event);
+            }));
+        }
+        Hub { local, shared: notices }
+    }
+
+    pub fn send(&self, event: RunEvent) {
+        match &self.shared {
+            Some(notices) => notices.notify(serde_json::to_string(&event).expect("events serialize")),
+            // Nobody listening is fine.
+            None => {
+                let _ = self.local.send(event);
+            }
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
+        self.local.subscribe()
+    }
+}
+
+fn resync_event() -> RunEvent {
+    RunEvent {
+        kind: RESYNC.into(),
+        entity: String::new(),
+        project: String::new(),
+        run_id: String::new(),
+        state: None,
+        history_offset: None,
+        time: Timestamp::now(),
+    }
 }
 
 pub fn publish(state: &AppState, kind: &str, path: &RunPath, run_state: Option<RunState>, history_offset: Option<u64>) {
-    // Nobody listening is fine.
-    let _ = state.events.send(RunEvent {
+    state.events.send(RunEvent {
         kind: kind.to_owned(),
         entity: path.entity.clone(),
         project: path.project.clone(),
@@ -74,6 +134,9 @@ pub async fn stream(
     let events = futures_util::stream::unfold((receiver, query), |(mut receiver, query)| async move {
         loop {
             match receiver.recv().await {
+                Ok(event) if event.kind == RESYNC => {
+                    return Some((Ok(Event::default().event("resync").data("0")), (receiver, query)));
+                }
                 Ok(event) if query.matches(&event) => {
                     let data = serde_json::to_string(&event).expect("events serialize");
                     return Some((Ok(Event::default().event("run").data(data)), (receiver, query)));

@@ -62,16 +62,26 @@ impl Default for ServerConfig {
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<ServerConfig>,
-    /// Changes to runs, for the live events stream.
-    pub events: tokio::sync::broadcast::Sender<cairn_types::api::RunEvent>,
+    /// Changes to runs, for the live events stream (of every server on the store).
+    pub events: events::Hub,
+    /// This server among those on one store: the holder of its leases.
+    pub instance: String,
     /// Contents (by SHA-256) being uploaded now.
     pub uploads: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> AppState {
-        AppState { store, config: Arc::new(config), events: events::channel(), uploads: Default::default() }
+        let events = events::Hub::new(store.notices());
+        AppState { store, config: Arc::new(config), events, instance: instance_id(), uploads: Default::default() }
     }
+}
+
+/// A name for this process that no other server on the store has: host, process and a random part.
+fn instance_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{}-{}-{:x}", if host.is_empty() { "cairn" } else { &host }, std::process::id(), nanos & 0xffff_ffff)
 }
 
 /// The whole application: API, OpenAPI document and UI.
@@ -150,8 +160,21 @@ pub async fn crash_monitor(state: AppState) {
     let config = state.config.clone();
     let mut ticker = tokio::time::interval(config.monitor_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One server among several does this at a time: the one holding the lease, which it renews
+    // at every tick; when it stops, another takes over once the lease lapses.
+    let lease = config.monitor_interval.saturating_mul(3).max(Duration::from_secs(5));
     loop {
         ticker.tick().await;
+        let (store, holder) = (state.store.clone(), state.instance.clone());
+        match tokio::task::spawn_blocking(move || store.try_lease("monitor", &holder, Timestamp::now(), lease)).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => continue,
+            Ok(Err(e)) => {
+                tracing::warn!("crash monitor: {}", e.message);
+                continue;
+            }
+            Err(_) => continue,
+        }
         let store = state.store.clone();
         let timeout = config.heartbeat_timeout;
         let deadline = Timestamp(Timestamp::now().micros() - timeout.as_micros() as i64);
@@ -177,8 +200,12 @@ async fn purge_expired(state: &AppState) {
     let result = tokio::task::spawn_blocking(move || -> Result<Vec<RunPath>, CodedError> {
         let mut purged = Vec::new();
         for path in store.deleted_before(deadline)? {
-            api::purge(store.as_ref(), &path)?;
-            purged.push(path);
+            match api::purge(store.as_ref(), &path) {
+                Ok(()) => purged.push(path),
+                // Purged meanwhile (by a server that held the lease before this one).
+                Err(e) if e.code == ErrorCode::RunNotFound => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(purged)
     })
@@ -203,6 +230,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let state = AppState::new(store.clone(), config);
+    let state_instance = state.instance.clone();
     let monitor = tokio::spawn(crash_monitor(state.clone()));
     let delivery = tokio::spawn(alerts::delivery_loop(state.clone(), state.config.alert_interval));
     let app = router(state);
@@ -211,6 +239,8 @@ pub async fn serve(
         .await;
     monitor.abort();
     delivery.abort();
+    let (leases, holder) = (store.clone(), state_instance);
+    tokio::task::spawn_blocking(move || leases.release("monitor", &holder)).await.ok();
     tokio::task::spawn_blocking(move || store.close()).await.ok();
     result
 }

@@ -67,8 +67,10 @@ pub trait MetaStore: Send + Sync {
     fn list_forks(&self, path: &RunPath) -> Result<Vec<String>>;
     /// A run's alerts, oldest first.
     fn list_alerts(&self, path: &RunPath) -> Result<Vec<AlertInfo>>;
-    /// Alerts waiting for delivery whose time has come: `(run, run name, alert)`.
-    fn due_alerts(&self, now: Timestamp, limit: usize) -> Result<Vec<(RunPath, String, AlertInfo)>>;
+    /// Claims alerts waiting for delivery whose time has come, for `lease`: another server does
+    /// not see them again until the claim lapses (or the delivery is recorded). Returns
+    /// `(run, run name, alert)`.
+    fn claim_due_alerts(&self, now: Timestamp, lease: std::time::Duration, limit: usize) -> Result<Vec<(RunPath, String, AlertInfo)>>;
     /// Notes an attempt to deliver an alert: its new state (`pending` to retry at `next_attempt`,
     /// `delivered`, `failed` or `stored`), the targets that have it, and the error, if any.
     fn record_alert_delivery(
@@ -193,9 +195,33 @@ pub fn open_store(uri: Option<&str>, blobs: Option<&str>, data_dir: &std::path::
     }
 }
 
+/// Change notices shared by every server on one store (PostgreSQL's LISTEN/NOTIFY). A store
+/// that only one process uses has none, and the server keeps its events in the process.
+pub trait Notices: Send + Sync {
+    /// Sends `payload` to the listeners of every server, this one's included. Does not wait.
+    fn notify(&self, payload: String);
+    /// Calls `deliver` with every payload any server sends, from a thread of its own, until the
+    /// store closes. `deliver(None)` means some may have been missed (the connection was lost).
+    fn listen(&self, deliver: Box<dyn Fn(Option<String>) + Send>);
+}
+
+/// Work that one server among several does at a time (the crash monitor, purges): a lease by
+/// name, held by the server that took it until it lapses.
+pub trait Leases: Send + Sync {
+    /// Takes or renews the lease `name` for `holder` until `now + ttl`. Returns whether `holder`
+    /// has it: false while another holder's lease runs.
+    fn try_lease(&self, name: &str, holder: &str, now: Timestamp, ttl: std::time::Duration) -> Result<bool>;
+    /// Gives the lease up, if `holder` has it.
+    fn release(&self, name: &str, holder: &str) -> Result<()>;
+}
+
 /// The whole store, as the server holds it.
-pub trait Store: MetaStore + SeriesStore {
+pub trait Store: MetaStore + SeriesStore + Leases {
     fn blobs(&self) -> &dyn BlobStore;
+    /// The notices shared with the other servers on this store, if there can be others.
+    fn notices(&self) -> Option<std::sync::Arc<dyn Notices>> {
+        None
+    }
     /// A line that says what the store is, for the server's banner.
     fn describe(&self) -> String;
     /// Flushes and stops background work; called once at shutdown.

@@ -55,6 +55,8 @@ macro_rules! store_test_suite {
             fork_shares_history_and_rewind_archives_it,
             forking_an_archive_and_explicit_summary_values,
             a_fork_shares_its_sources_full_chunks,
+            leases_are_held_by_one_holder,
+            a_heartbeat_racing_an_ingest_loses_nothing,
             concurrent_writers_each_get_every_batch
         );
     };
@@ -991,12 +993,16 @@ pub fn alerts_are_recorded_once_per_title(store: &impl Store) {
     let titles: Vec<&str> = alerts.iter().map(|a| a.title.as_str()).collect();
     assert_eq!(titles, ["nan", "other", "nan"]);
     assert!(alerts.iter().all(|a| a.delivery == "pending" && a.level == cairn_types::api::AlertLevel::Warn));
-    let due = store.due_alerts(Timestamp(i64::MAX), 10).unwrap();
+    let lease = std::time::Duration::from_secs(60);
+    let due = store.claim_due_alerts(secs(1_000), lease, 10).unwrap();
     assert_eq!(due.len(), 3);
     assert_eq!(due[0].0, path);
+    // Claimed: another server looking now finds none, until the claim lapses.
+    assert!(store.claim_due_alerts(secs(1_030), lease, 10).unwrap().is_empty());
     store.record_alert_delivery(alerts[0].id, "delivered", &["webhook".into(), "email".into()], None, None).unwrap();
     store.record_alert_delivery(alerts[1].id, "pending", &["email".into()], Some("HTTP 500".into()), Some(Timestamp(i64::MAX - 1))).unwrap();
-    let due: Vec<i64> = store.due_alerts(secs(100_000), 10).unwrap().iter().map(|d| d.2.id).collect();
+    // The third was claimed and never recorded (its server died): it is due again.
+    let due: Vec<i64> = store.claim_due_alerts(secs(100_000), lease, 10).unwrap().iter().map(|d| d.2.id).collect();
     assert_eq!(due, [alerts[2].id]);
     let after = store.list_alerts(&path).unwrap();
     assert_eq!((after[0].delivery.as_str(), after[0].attempts), ("delivered", 1));
@@ -1190,4 +1196,54 @@ pub fn concurrent_writers_each_get_every_batch(store: &crate::sql::SqlStore) {
         let run = store.get_run(&RunPath::new("e", "p", format!("t{t}"))).unwrap();
         assert_eq!(run.offsets.history, 200);
     }
+}
+
+pub fn leases_are_held_by_one_holder(store: &impl Store) {
+    let ttl = std::time::Duration::from_secs(10);
+    assert!(store.try_lease("monitor", "a", secs(0), ttl).unwrap());
+    assert!(!store.try_lease("monitor", "b", secs(5), ttl).unwrap(), "a's lease runs");
+    assert!(store.try_lease("monitor", "a", secs(8), ttl).unwrap(), "a renews");
+    assert!(!store.try_lease("monitor", "b", secs(15), ttl).unwrap(), "renewed until 18");
+    assert!(store.try_lease("monitor", "b", secs(19), ttl).unwrap(), "lapsed: b takes it");
+    assert!(store.try_lease("purge", "a", secs(19), ttl).unwrap(), "another name is another lease");
+    store.release("monitor", "a").unwrap();
+    assert!(!store.try_lease("monitor", "a", secs(20), ttl).unwrap(), "a cannot release b's lease");
+    store.release("monitor", "b").unwrap();
+    assert!(store.try_lease("monitor", "a", secs(20), ttl).unwrap());
+}
+
+/// Heartbeats, stop requests and batches of one run from many threads at once (on PostgreSQL,
+/// many connections): every batch's records are stored exactly once, the offsets never go back,
+/// and the stop request survives the heartbeats and ingests that race it.
+pub fn a_heartbeat_racing_an_ingest_loses_nothing(store: &(impl Store + Sync)) {
+    let path = RunPath::new("e", "p", "race");
+    new_run(store, &path);
+    std::thread::scope(|scope| {
+        let ingest = scope.spawn(|| {
+            for i in 0..50 {
+                let batch = rows(i * 20, 20);
+                // Retried once, as a client whose answer was lost would.
+                store.ingest(&path, batch.clone(), Timestamp::now()).unwrap();
+                store.ingest(&path, batch, Timestamp::now()).unwrap();
+            }
+        });
+        for _ in 0..3 {
+            scope.spawn(|| {
+                for _ in 0..60 {
+                    let reply = store.heartbeat(&path, Timestamp::now()).unwrap();
+                    assert_eq!(reply.state, RunState::Running);
+                }
+            });
+        }
+        scope.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            store.request_stop(&path).unwrap();
+        });
+        ingest.join().unwrap();
+    });
+    let run = store.get_run(&path).unwrap();
+    assert_eq!(run.offsets.history, 1000);
+    assert!(run.stop_requested, "the stop request was written over");
+    let data = history_all(store, &path);
+    assert_eq!(data.steps, (0..1000).collect::<Vec<i64>>());
 }

@@ -3,13 +3,14 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import { chromium, type Browser, type Locator, type Page } from "playwright-core";
 import { expect, inject } from "vitest";
 
 export const baseUrl = inject("baseUrl");
 const python = inject("python");
 const workDir = inject("workDir");
 const outputDir = inject("outputDir");
+export const bin = inject("bin");
 
 export async function launch(): Promise<Browser> {
   return chromium.launch({
@@ -18,7 +19,8 @@ export async function launch(): Promise<Browser> {
   });
 }
 
-/** A page that fails the test on any uncaught error or console error. */
+/** A page that fails the test on any uncaught error or console error; `path` is on the test
+ * server, or a whole URL. */
 export async function open(browser: Browser, path: string, viewport = { width: 1400, height: 900 }): Promise<Page & { errors: string[] }> {
   const page = (await browser.newPage({ viewport })) as Page & { errors: string[] };
   page.errors = [];
@@ -26,7 +28,7 @@ export async function open(browser: Browser, path: string, viewport = { width: 1
   page.on("console", (m) => {
     if (m.type() === "error") page.errors.push(m.text());
   });
-  await page.goto(baseUrl + path);
+  await page.goto(path.startsWith("http") ? path : baseUrl + path);
   return page;
 }
 
@@ -80,4 +82,33 @@ export async function tableNames(page: Page): Promise<string[]> {
 
 export async function expectNoErrors(page: Page & { errors: string[] }) {
   expect(page.errors).toEqual([]);
+}
+
+export interface DrawnLine {
+  name: string;
+  line: (number | null)[];
+  min: (number | null)[];
+  max: (number | null)[];
+}
+
+/** What a chart drew: its x-axis and each line with its band (the chart exposes it for tests). */
+export async function drawnData(page: Page, metric: string): Promise<{ x: number[]; lines: DrawnLine[] }> {
+  return page
+    .locator(`figure.chart[data-metric="${metric}"]`)
+    .evaluate((f) => JSON.parse(JSON.stringify((f as HTMLElement & { cairnDrawn: unknown }).cairnDrawn)));
+}
+
+/** The point counts a chart showed while `live` ran, until it exited with 0. */
+export async function pointCountsUntilExit(chart: Locator, live: ChildProcess & { output: string }): Promise<Set<number>> {
+  const seen = new Set<number>();
+  await expect
+    .poll(
+      async () => {
+        seen.add(Number(await chart.getAttribute("data-points")));
+        return live.exitCode;
+      },
+      { timeout: 60_000, interval: 200, message: `the live run did not finish:\n${live.output}` },
+    )
+    .toBe(0);
+  return seen;
 }

@@ -3,9 +3,9 @@
 // updates while a run logs is the same chart that a reload draws.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Browser, Page } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { expectNoErrors, getJson, launch, open, py, pyBackground, screenshot } from "./helpers";
+import { type DrawnLine, drawnData, expectNoErrors, pointCountsUntilExit, getJson, launch, open, py, pyBackground, screenshot } from "./helpers";
 
 const PROJECT = "repair-e2e";
 let browser: Browser;
@@ -17,20 +17,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
 });
-
-interface DrawnLine {
-  name: string;
-  line: (number | null)[];
-  min: (number | null)[];
-  max: (number | null)[];
-}
-
-/** What a chart drew: its x-axis and each line with its band (the chart exposes it for tests). */
-async function drawnData(page: Page, metric: string): Promise<{ x: number[]; lines: DrawnLine[] }> {
-  return page
-    .locator(`figure.chart[data-metric="${metric}"]`)
-    .evaluate((f) => JSON.parse(JSON.stringify((f as HTMLElement & { cairnDrawn: unknown }).cairnDrawn)));
-}
 
 describe("the repairs", () => {
   it("downloads a saved file through the browser with the same bytes", async () => {
@@ -89,16 +75,7 @@ run.finish()
 print("DONE", flush=True)
 `);
     // The chart follows the live run through several partial updates.
-    const seen = new Set<number>();
-    await expect
-      .poll(
-        async () => {
-          seen.add(Number(await chart.getAttribute("data-points")));
-          return live.exitCode;
-        },
-        { timeout: 60_000, interval: 200, message: `the live run did not finish:\n${live.output}` },
-      )
-      .toBe(0);
+    const seen = await pointCountsUntilExit(chart, live);
     expect([...seen].filter((n) => n > 10_000 && n < 10_600).length).toBeGreaterThan(2);
     await expect.poll(async () => Number(await chart.getAttribute("data-points")), { timeout: 20_000 }).toBe(10_600);
     await screenshot(page, "workspace-live-after");

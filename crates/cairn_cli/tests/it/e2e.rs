@@ -530,31 +530,34 @@ fn s3_endpoint() -> Option<(String, String)> {
     }
 }
 
-#[test]
-fn a_server_on_s3_blobs_keeps_files_in_the_bucket_and_serves_them_back() {
+/// The AWS variables of the test S3 API.
+fn s3_env(endpoint: &str) -> [(&'static str, &str); 4] {
+    [("AWS_ENDPOINT_URL", endpoint), ("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_REGION", "us-east-1")]
+}
+
+/// A prefix in the test bucket that no other test uses.
+fn fresh_prefix(what: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{what}-{}-{nanos}", std::process::id())
+}
+
+/// Saves a 9 MiB checkpoint through `through`, downloads it from `from`, and checks that it
+/// comes back with the same SHA-256, that its bytes are in the bucket, and that none of the data
+/// directories holds them.
+fn checkpoint_round_trip(through: &ServerProcess, from: &ServerProcess, project: &str, endpoint: &str, bucket: &str, prefix: &str, data_dirs: &[&std::path::Path]) {
     use sha2::Digest as _;
     use std::io::Read as _;
-    let Some((endpoint, bucket)) = s3_endpoint() else { return };
-    let data = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
-    let prefix = format!("cli-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos());
-    let blobs = format!("s3://{bucket}/{prefix}");
-    let env = [
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-    ];
-    let server = ServerProcess::start_with_env(data.path(), &["--default-entity", "nico", "--blobs", &blobs], &env);
-    // A checkpoint of 9 MiB: more than one piece of an upload and of the multipart write.
+    // More than one piece of an upload and of the multipart write.
     let content: Vec<u8> = (0..9u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     let want = cairn_store::blob::hex(&sha2::Sha256::digest(&content));
     std::fs::write(work.path().join("model.ckpt"), &content).unwrap();
     let run = cairn_client::init(
         cairn_client::Settings::new()
-            .base_url(server.url.clone())
-            .project("s3")
-            .run_id("s3run")
+            .base_url(through.url.clone())
+            .entity("nico")
+            .project(project)
+            .run_id("ckpt")
             .dir(work.path().to_owned())
             .silent(true)
             .console(cairn_client::Console::Off)
@@ -565,16 +568,16 @@ fn a_server_on_s3_blobs_keeps_files_in_the_bucket_and_serves_them_back() {
     run.finish(None).unwrap();
 
     // Served back whole, by its content hash.
-    let mut reply = ureq::get(format!("{}/api/v1/runs/nico/s3/s3run/files/model.ckpt", server.url)).call().unwrap();
+    let mut reply = ureq::get(format!("{}/api/v1/runs/nico/{project}/ckpt/files/model.ckpt", from.url)).call().unwrap();
     let mut got = Vec::new();
     reply.body_mut().as_reader().read_to_end(&mut got).unwrap();
     assert_eq!(got.len(), content.len());
     assert_eq!(cairn_store::blob::hex(&sha2::Sha256::digest(&got)), want);
-    // The bytes are in the bucket, and nowhere under the data directory.
-    let bucket_store = cairn_store::blob::S3BlobStore::connect(&bucket, &prefix, &endpoint, "test", "test").unwrap();
+    // The bytes are in the bucket, and nowhere under the data directories.
+    let bucket_store = cairn_store::blob::S3BlobStore::connect(bucket, prefix, endpoint, "test", "test").unwrap();
     assert_eq!(cairn_store::BlobStore::size(&bucket_store, &want).unwrap(), Some(content.len() as u64));
     let mut big_local = Vec::new();
-    let mut stack = vec![data.path().to_owned()];
+    let mut stack: Vec<std::path::PathBuf> = data_dirs.iter().map(|d| d.to_path_buf()).collect();
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let entry = entry.unwrap();
@@ -587,4 +590,108 @@ fn a_server_on_s3_blobs_keeps_files_in_the_bucket_and_serves_them_back() {
         }
     }
     assert!(big_local.is_empty(), "file contents on local disk: {big_local:?}");
+}
+
+#[test]
+fn a_server_on_s3_blobs_keeps_files_in_the_bucket_and_serves_them_back() {
+    let Some((endpoint, bucket)) = s3_endpoint() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let prefix = fresh_prefix("cli");
+    let blobs = format!("s3://{bucket}/{prefix}");
+    let server = ServerProcess::start_with_env(data.path(), &["--default-entity", "nico", "--blobs", &blobs], &s3_env(&endpoint));
+    checkpoint_round_trip(&server, &server, "s3", &endpoint, &bucket, &prefix, &[data.path()]);
+}
+
+/// Reads server-sent events from `url` on a thread; each `data:` line arrives on the channel.
+fn events_of(url: String) -> std::sync::mpsc::Receiver<String> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok(mut reply) = ureq::get(url).call() else { return };
+        for line in BufReader::new(reply.body_mut().as_reader()).lines() {
+            let Ok(line) = line else { return };
+            if let Some(data) = line.strip_prefix("data:") {
+                if sender.send(data.trim().to_owned()).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    receiver
+}
+
+/// Two servers on one PostgreSQL database and one bucket behave as one: a run logged through
+/// the first is live on the second; the first dies by SIGKILL mid-ingest and the client carries
+/// on when it comes back; the run's batches, retried and uploaded again through the other
+/// server by `cairn sync`, are stored exactly once; a file saved through one downloads from the
+/// other, from the bucket.
+#[test]
+fn two_servers_on_postgres_and_s3_act_as_one() {
+    let Some((endpoint, bucket)) = s3_endpoint() else { return };
+    let Some((store, _schema)) = cairn_store::postgres::testing::fresh_schema() else { return };
+    let (data_one, data_two, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let prefix = fresh_prefix("two");
+    let blobs = format!("s3://{bucket}/{prefix}");
+    let args = ["--default-entity", "nico", "--store", &store, "--blobs", &blobs];
+    let env = s3_env(&endpoint);
+    let one = ServerProcess::start_with_env(data_one.path(), &args, &env);
+    let two = ServerProcess::start_with_env(data_two.path(), &args, &env);
+    let events = events_of(format!("{}/api/v1/events?project=e2e", two.url));
+
+    let envs = [
+        ("CAIRN_BASE_URL", one.url.clone()),
+        ("CAIRN_DIR", work.path().display().to_string()),
+        ("CAIRN_ENTITY", "tester".to_owned()),
+    ];
+    let mut process = Guard(child("log-forever", &envs).stdout(Stdio::piped()).spawn().unwrap());
+    let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
+    let mut run_id = String::new();
+    let mut last_logged = -1;
+    let mut read_until = |target: i64, lines: &mut dyn Iterator<Item = std::io::Result<String>>| {
+        while let Some(line) = lines.next() {
+            let line = line.unwrap();
+            if let Some(id) = line.strip_prefix("id ") {
+                run_id = id.to_owned();
+            }
+            if let Some(step) = line.strip_prefix("logged ") {
+                last_logged = step.parse().unwrap();
+                if last_logged >= target {
+                    break;
+                }
+            }
+        }
+        (run_id.clone(), last_logged)
+    };
+    let (run_id, _) = read_until(10_000, &mut lines);
+    let path = RunPath::new("tester", "e2e", &run_id);
+    // Live on the other server: its event stream names the run's new history.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let event = events.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("an event on server two");
+        let event: serde_json::Value = serde_json::from_str(&event).unwrap();
+        if event["run_id"] == run_id.as_str() && event["kind"] == "logged" && event["history_offset"].as_u64() > Some(0) {
+            break;
+        }
+    }
+
+    // Server one dies mid-ingest, and comes back on its port; the client carries on.
+    let port = one.port();
+    one.signal(libc::SIGKILL);
+    drop(one);
+    let _one = ServerProcess::start_on(port, data_one.path(), &args, &env);
+    let (_, logged) = read_until(30_000, &mut lines);
+    wait_until("server one to hold step 30000", Duration::from_secs(60), || {
+        two.api().get_run(&path).is_ok_and(|run| run.last_step.is_some_and(|s| s >= 30_000))
+    });
+
+    // The client dies; what it had not sent goes up through server two, and everything is
+    // there once, whichever server took it.
+    process.kill().unwrap();
+    process.wait().unwrap();
+    let last_logged = lines.map_while(Result::ok).filter_map(|l| l.strip_prefix("logged ").and_then(|s| s.parse().ok())).last().unwrap_or(logged);
+    let sync = cairn(&["sync", run_dir(work.path()).to_str().unwrap(), "--base-url", &two.url]);
+    assert!(sync.status.success(), "{}", String::from_utf8_lossy(&sync.stderr));
+    let count = assert_exactly_once(&two.api(), &path, last_logged);
+    assert_eq!(two.api().get_run(&path).unwrap().offsets.history as usize, count);
+
+    checkpoint_round_trip(&_one, &two, "files", &endpoint, &bucket, &prefix, &[data_one.path(), data_two.path()]);
 }

@@ -27,8 +27,13 @@ impl ServerProcess {
     }
 
     pub fn start_with_env(data_dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> ServerProcess {
+        ServerProcess::start_on(0, data_dir, extra, envs)
+    }
+
+    /// A server on `port` (0: a free one).
+    pub fn start_on(port: u16, data_dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> ServerProcess {
         let mut child = Command::new(CAIRN)
-            .args(["server", "--port", "0", "--data-dir"])
+            .args(["server", "--port", &port.to_string(), "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .envs(envs.iter().copied())
@@ -49,6 +54,10 @@ impl ServerProcess {
 
     pub fn api(&self) -> ApiClient {
         ApiClient::new(&self.url, None, Duration::from_secs(30))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
     }
 
     pub fn signal(&self, signal: i32) {

@@ -26,9 +26,9 @@ use crate::sql::{Backend, Cell, Db, Dialect, Param, Row, SqlStore, numbered_plac
 use crate::{BlobStore, Result, StoreConfig};
 
 /// The schema versions, in order; each runs once, in a transaction, under a lock.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql")), (2, include_str!("schema_2.sql"))];
 /// The schema this cairn writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 /// `pg_advisory_lock` key held while migrating: two servers starting at once take turns.
 const MIGRATION_LOCK: i64 = 0x6361_6972_6e00_0001;
 /// Connections a server keeps open at most.
@@ -52,7 +52,107 @@ pub fn open(url: &str, config: StoreConfig, blobs: Arc<dyn BlobStore>) -> Result
         let mut conn = pool.get()?;
         migrate(&mut conn.client)?;
     }
-    SqlStore::new(Box::new(PgBackend { pool, describe }), blobs, config)
+    let notices = Arc::new(PgNotices::start(pool.pg.clone()));
+    SqlStore::new(Box::new(PgBackend { pool, describe, notices }), blobs, config)
+}
+
+/// The channel that servers on one database share their events on.
+const CHANNEL: &str = "cairn_events";
+
+/// LISTEN/NOTIFY on connections of their own: one that sends, one per listener.
+struct PgNotices {
+    pg: postgres::Config,
+    sender: Mutex<Option<std::sync::mpsc::Sender<String>>>,
+    closed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl PgNotices {
+    fn start(pg: postgres::Config) -> PgNotices {
+        let (sender, receiver) = std::sync::mpsc::channel::<String>();
+        let config = pg.clone();
+        std::thread::Builder::new()
+            .name("cairn-pg-notify".into())
+            .spawn(move || {
+                let mut client: Option<Client> = None;
+                // Ends when the store closes (the sender is dropped).
+                for payload in receiver {
+                    for attempt in 0..2 {
+                        if client.as_ref().is_none_or(Client::is_closed) {
+                            client = config.connect(NoTls).map_err(|e| tracing::warn!("events: {}", pg_error(e).message)).ok();
+                        }
+                        let Some(c) = client.as_mut() else { break };
+                        match c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]) {
+                            Ok(_) => break,
+                            Err(e) => {
+                                client = None;
+                                if attempt == 1 {
+                                    tracing::warn!("an event was not shared with the other servers: {}", pg_error(e).message);
+                                }
+                            }
+                        }
+                    }
+                }
+            })
+            .expect("spawn the notify thread");
+        PgNotices { pg, sender: Mutex::new(Some(sender)), closed: Default::default() }
+    }
+
+    fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.sender.lock().expect("sender lock").take();
+    }
+}
+
+impl crate::Notices for PgNotices {
+    fn notify(&self, payload: String) {
+        if let Some(sender) = self.sender.lock().expect("sender lock").as_ref() {
+            let _ = sender.send(payload);
+        }
+    }
+
+    fn listen(&self, deliver: Box<dyn Fn(Option<String>) + Send>) {
+        let (pg, closed) = (self.pg.clone(), self.closed.clone());
+        let spawned = std::thread::Builder::new().name("cairn-pg-listen".into()).spawn(move || {
+            let mut connected_before = false;
+            while !closed.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut client = match pg.connect(NoTls).and_then(|mut c| c.batch_execute(&format!("LISTEN {CHANNEL}")).map(|_| c)) {
+                    Ok(client) => client,
+                    Err(e) => {
+                        tracing::warn!("events from other servers: {}", pg_error(e).message);
+                        std::thread::sleep(Duration::from_secs(1));
+                        continue;
+                    }
+                };
+                // After a gap, what was sent meanwhile is lost: subscribers resync.
+                if connected_before {
+                    deliver(None);
+                }
+                connected_before = true;
+                'listening: while !closed.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut notifications = client.notifications();
+                    let mut batch = notifications.timeout_iter(Duration::from_millis(500));
+                    loop {
+                        match postgres::fallible_iterator::FallibleIterator::next(&mut batch) {
+                            Ok(Some(n)) => deliver(Some(n.payload().to_owned())),
+                            Ok(None) => break,
+                            Err(e) => {
+                                tracing::warn!("events from other servers: {}", pg_error(e).message);
+                                break 'listening;
+                            }
+                        }
+                    }
+                    drop(batch);
+                    drop(notifications);
+                    if client.is_closed() {
+                        break;
+                    }
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot listen for events from other servers: {e}");
+        }
+    }
 }
 
 fn migrate(client: &mut Client) -> Result<()> {
@@ -202,6 +302,7 @@ impl Pool {
 struct PgBackend {
     pool: Pool,
     describe: String,
+    notices: Arc<PgNotices>,
 }
 
 impl PgBackend {
@@ -248,7 +349,12 @@ impl Backend for PgBackend {
         self.describe.clone()
     }
 
+    fn notices(&self) -> Option<Arc<dyn crate::Notices>> {
+        Some(self.notices.clone())
+    }
+
     fn close(&self) {
+        self.notices.close();
         self.pool.idle.lock().expect("pool lock").clear();
     }
 }
@@ -451,10 +557,37 @@ mod tests {
         });
         let mut client = postgres::Client::connect(&url, NoTls).unwrap();
         let versions: i64 = client.query_one("SELECT count(*) FROM cairn_schema", &[]).unwrap().get(0);
-        assert_eq!(versions, 1);
+        assert_eq!(versions, MIGRATIONS.len() as i64);
         client.execute("INSERT INTO cairn_schema (version) VALUES ($1)", &[&(SCHEMA_VERSION + 1)]).unwrap();
         let err = open(&url, config(), blobs).err().expect("a newer schema is refused");
         assert!(err.message.contains("newer than this cairn"), "{}", err.message);
+    }
+
+    #[test]
+    fn notices_reach_every_store_on_the_database() {
+        use crate::Store as _;
+        let Some((url, _guard)) = testing::fresh_schema() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::open(dir.path()).unwrap());
+        let (one, two) = (open(&url, config(), blobs.clone()).unwrap(), open(&url, config(), blobs).unwrap());
+        let (sender, received) = std::sync::mpsc::channel();
+        for (name, store) in [("one", &one), ("two", &two)] {
+            let sender = Mutex::new(sender.clone());
+            store.notices().unwrap().listen(Box::new(move |payload| {
+                let _ = sender.lock().unwrap().send((name, payload));
+            }));
+        }
+        // Listening takes a moment to start: send until both have heard one.
+        let mut heard = std::collections::HashSet::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while heard.len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "heard only {heard:?}");
+            one.notices().unwrap().notify("hello".into());
+            while let Ok((name, payload)) = received.recv_timeout(Duration::from_millis(200)) {
+                assert_eq!(payload.as_deref(), Some("hello"));
+                heard.insert(name);
+            }
+        }
     }
 
     #[test]

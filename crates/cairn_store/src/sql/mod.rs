@@ -285,6 +285,10 @@ pub trait Backend: Send + Sync {
     fn write(&self, op: Box<dyn FnOnce(&dyn Db) -> Result<()> + Send>) -> Result<()>;
     /// A line that says what the database is (no password).
     fn describe(&self) -> String;
+    /// Notices shared with the other servers on this database, if there can be others.
+    fn notices(&self) -> Option<Arc<dyn crate::Notices>> {
+        None
+    }
     /// Flushes and stops background work.
     fn close(&self);
 }
@@ -339,6 +343,10 @@ impl crate::Store for SqlStore {
 
     fn describe(&self) -> String {
         format!("{}, {}", self.backend.describe(), self.blobs.describe())
+    }
+
+    fn notices(&self) -> Option<Arc<dyn crate::Notices>> {
+        self.backend.notices()
     }
 
     fn close(&self) {

@@ -13,7 +13,7 @@ use cairn_types::{RunPath, Timestamp, map};
 
 use super::{Cell, Db, Dialect, Row, SqlStore, ToParam, args, branch, query};
 use crate::ingest::{self, RunDoc};
-use crate::{MetaStore, Result};
+use crate::{Leases, MetaStore, Result};
 
 pub(crate) fn to_json_text(map: &Map) -> String {
     serde_json::to_string(map).expect("maps serialize")
@@ -639,19 +639,38 @@ impl MetaStore for SqlStore {
         })
     }
 
-    fn due_alerts(&self, now: Timestamp, limit: usize) -> Result<Vec<(RunPath, String, AlertInfo)>> {
-        self.read(|db| {
-            db.query(
-                "SELECT e.name, p.name, r.run_id, r.name, a.alert_pk, a.title, a.text, a.level, a.time, a.delivery, a.attempts, a.last_error, a.delivered_to
-                 FROM alerts a JOIN runs r ON r.run_pk = a.run_pk
-                 JOIN projects p ON p.project_pk = r.project_pk JOIN entities e ON e.entity_pk = p.entity_pk
-                 WHERE a.delivery = 'pending' AND a.next_attempt_at <= ?1 AND r.deleted_at IS NULL
-                 ORDER BY a.next_attempt_at LIMIT ?2",
-                args![now.micros(), limit as i64],
-            )?
-            .iter()
-            .map(|r| Ok((path_from_row(r)?, r.string(3)?, alert_at(r, 4)?)))
-            .collect()
+    fn claim_due_alerts(&self, now: Timestamp, lease: std::time::Duration, limit: usize) -> Result<Vec<(RunPath, String, AlertInfo)>> {
+        let until = now.micros().saturating_add(lease.as_micros().min(i64::MAX as u128) as i64);
+        self.write(move |db| {
+            // One statement takes them: a server that claims at the same time skips the rows
+            // this one locked (PostgreSQL) or runs after it (SQLite's one writer).
+            let skip = match db.dialect() {
+                Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+                Dialect::Sqlite => "",
+            };
+            let claimed = db.column_i64(
+                &format!(
+                    "UPDATE alerts SET next_attempt_at = ?3 WHERE alert_pk IN (
+                        SELECT a.alert_pk FROM alerts a JOIN runs r ON r.run_pk = a.run_pk
+                        WHERE a.delivery = 'pending' AND a.next_attempt_at <= ?1 AND r.deleted_at IS NULL
+                        ORDER BY a.next_attempt_at LIMIT ?2{skip})
+                     RETURNING alert_pk"
+                ),
+                args![now.micros(), limit as i64, until],
+            )?;
+            let mut out = Vec::with_capacity(claimed.len());
+            for pk in claimed {
+                let r = db.row(
+                    "SELECT e.name, p.name, r.run_id, r.name, a.alert_pk, a.title, a.text, a.level, a.time, a.delivery, a.attempts, a.last_error, a.delivered_to
+                     FROM alerts a JOIN runs r ON r.run_pk = a.run_pk
+                     JOIN projects p ON p.project_pk = r.project_pk JOIN entities e ON e.entity_pk = p.entity_pk
+                     WHERE a.alert_pk = ?1",
+                    args![pk],
+                )?;
+                out.push((path_from_row(&r)?, r.string(3)?, alert_at(&r, 4)?));
+            }
+            out.sort_by_key(|(_, _, a)| (a.time, a.id));
+            Ok(out)
         })
     }
 
@@ -821,6 +840,32 @@ impl MetaStore for SqlStore {
     fn get_run_file(&self, path: &RunPath, file_path: &str) -> Result<FileInfo> {
         self.list_run_files(path)?.into_iter().find(|f| f.path == file_path).ok_or_else(|| {
             CodedError::new(ErrorCode::FileNotFound, format!("run {path} has no file {file_path:?}"))
+        })
+    }
+}
+
+impl Leases for SqlStore {
+    fn try_lease(&self, name: &str, holder: &str, now: Timestamp, ttl: std::time::Duration) -> Result<bool> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        let until = now.micros().saturating_add(ttl.as_micros().min(i64::MAX as u128) as i64);
+        self.write(move |db| {
+            // Taken when free, lapsed, or already ours; the row comes back only then.
+            let rows = db.query(
+                "INSERT INTO leases (name, holder, until) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+                 WHERE leases.until < ?4 OR leases.holder = excluded.holder
+                 RETURNING holder",
+                args![name, holder, until, now.micros()],
+            )?;
+            Ok(!rows.is_empty())
+        })
+    }
+
+    fn release(&self, name: &str, holder: &str) -> Result<()> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.write(move |db| {
+            db.execute("DELETE FROM leases WHERE name = ?1 AND holder = ?2", args![name, holder])?;
+            Ok(())
         })
     }
 }

@@ -124,3 +124,10 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 CREATE INDEX IF NOT EXISTS alerts_by_run ON alerts (run_pk, title, time);
 CREATE INDEX IF NOT EXISTS alerts_pending ON alerts (next_attempt_at) WHERE delivery = 'pending';
+
+-- Work that one server does at a time (version 4): the holder and when its lease lapses.
+CREATE TABLE IF NOT EXISTS leases (
+    name    TEXT PRIMARY KEY,
+    holder  TEXT NOT NULL,
+    until   INTEGER NOT NULL
+);
