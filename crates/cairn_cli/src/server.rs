@@ -99,6 +99,8 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| "info".into()))
         .with_target(false)
+        // stdout is for the banner (the first line is the URL, which scripts read).
+        .with_writer(std::io::stderr)
         .init();
     let alerts = alert_targets(&args)?;
     let data_dir = match args.data_dir {

@@ -695,15 +695,55 @@ pub async fn upload_status(State(state): State<AppState>, PathParams(sha256): Pa
     blocking(move || upload_status_of(store.as_ref(), &sha256)).await.map(Json)
 }
 
-/// One upload per content at a time: a second writer would interleave its bytes.
+/// One upload per content at a time, across every server on the store: a second writer would
+/// interleave its bytes. The claim is a lease (`upload:<sha256>`) that the request renews while
+/// its body streams; when its server dies, the lease lapses and the client's retry, on any
+/// server, takes over.
 struct UploadClaim {
-    uploads: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
-    sha256: String,
+    store: Arc<dyn Store>,
+    name: String,
+    holder: String,
+    /// Whether the lease is this request's, to release when it ends.
+    held: bool,
+}
+
+/// How long an upload's claim lasts without renewal, and how often it is renewed.
+const UPLOAD_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+const UPLOAD_RENEW: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl UploadClaim {
+    /// Claims the upload of `sha256`, or says that another request has it.
+    fn take(store: Arc<dyn Store>, instance: &str, sha256: &str) -> Result<UploadClaim, CodedError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let holder = format!("{instance}/{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let mut claim = UploadClaim { store, name: format!("upload:{sha256}"), holder, held: false };
+        claim.held = claim.renew()?;
+        if !claim.held {
+            return Err(CodedError::new(ErrorCode::UploadInProgress, format!("content {sha256} is being uploaded by another request; retry")));
+        }
+        Ok(claim)
+    }
+
+    fn renew(&self) -> Result<bool, CodedError> {
+        self.store.try_lease(&self.name, &self.holder, Timestamp::now(), UPLOAD_LEASE)
+    }
 }
 
 impl Drop for UploadClaim {
     fn drop(&mut self) {
-        self.uploads.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.sha256);
+        if !self.held {
+            return;
+        }
+        let (store, name, holder) = (self.store.clone(), std::mem::take(&mut self.name), std::mem::take(&mut self.holder));
+        let release = move || {
+            if let Err(e) = store.release(&name, &holder) {
+                tracing::warn!("releasing {name}: {} (it lapses by itself)", e.message);
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(release)),
+            Err(_) => release(),
+        }
     }
 }
 
@@ -737,12 +777,10 @@ pub async fn upload_part(
     // Shared with the blocking work it covers: a request cancelled by its client (a reset) drops
     // its future at once, but the claim lasts until the append or finish under way is done.
     let claim = {
-        let mut uploads = state.uploads.lock().unwrap_or_else(|e| e.into_inner());
-        if !uploads.insert(sha256.clone()) {
-            return Err(ApiError::new(ErrorCode::UploadInProgress, format!("content {sha256} is being uploaded by another request; retry")));
-        }
-        Arc::new(UploadClaim { uploads: state.uploads.clone(), sha256: sha256.clone() })
+        let (store, instance, sha256) = (store.clone(), state.instance.clone(), sha256.clone());
+        Arc::new(blocking(move || UploadClaim::take(store, &instance, &sha256)).await?)
     };
+    let mut renewed = std::time::Instant::now();
     // Read again under the claim: another request may have added to it meanwhile.
     let status = {
         let (store, sha256) = (store.clone(), sha256.clone());
@@ -770,12 +808,18 @@ pub async fn upload_part(
             return Err(ApiError::new(ErrorCode::InvalidBody, format!("the upload of {sha256} is longer than its size {}", query.size)));
         }
         if !bytes.is_empty() {
+            let renew = renewed.elapsed() >= UPLOAD_RENEW;
             let (store, key, at, claim) = (store.clone(), sha256.clone(), received, claim.clone());
             received = blocking(move || {
-                let _claim = claim;
+                if renew && !claim.renew()? {
+                    return Err(CodedError::new(ErrorCode::UploadInProgress, format!("the claim on the upload of {key} lapsed; retry")));
+                }
                 store.blobs().upload_append(&key, at, &bytes)
             })
             .await?;
+            if renew {
+                renewed = std::time::Instant::now();
+            }
         }
         match end {
             Some(Ok(())) => break,

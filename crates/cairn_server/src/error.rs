@@ -27,7 +27,10 @@ impl From<CodedError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if status.is_server_error() {
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // The database or the bucket is away: clients retry, the server recovers by itself.
+            tracing::warn!(code = self.0.code.as_str(), "{}", self.0.message);
+        } else if status.is_server_error() {
             tracing::error!(code = self.0.code.as_str(), "{}", self.0.message);
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {

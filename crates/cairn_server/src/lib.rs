@@ -66,14 +66,12 @@ pub struct AppState {
     pub events: events::Hub,
     /// This server among those on one store: the holder of its leases.
     pub instance: String,
-    /// Contents (by SHA-256) being uploaded now.
-    pub uploads: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> AppState {
         let events = events::Hub::new(store.notices());
-        AppState { store, config: Arc::new(config), events, instance: instance_id(), uploads: Default::default() }
+        AppState { store, config: Arc::new(config), events, instance: instance_id() }
     }
 }
 

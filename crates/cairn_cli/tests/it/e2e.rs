@@ -602,6 +602,22 @@ fn a_server_on_s3_blobs_keeps_files_in_the_bucket_and_serves_them_back() {
     checkpoint_round_trip(&server, &server, "s3", &endpoint, &bucket, &prefix, &[data.path()]);
 }
 
+/// Reads a `log-forever` client's lines up to its step `target`, noting its run id; returns the
+/// step reached.
+fn logged_until(lines: &mut impl Iterator<Item = String>, target: i64, run_id: &mut String) -> i64 {
+    for line in lines {
+        if let Some(id) = line.strip_prefix("id ") {
+            *run_id = id.to_owned();
+        }
+        if let Some(step) = line.strip_prefix("logged ").and_then(|s| s.parse::<i64>().ok())
+            && step >= target
+        {
+            return step;
+        }
+    }
+    panic!("the client stopped logging");
+}
+
 /// Reads server-sent events from `url` on a thread; each `data:` line arrives on the channel.
 fn events_of(url: String) -> std::sync::mpsc::Receiver<String> {
     let (sender, receiver) = std::sync::mpsc::channel();
@@ -643,25 +659,9 @@ fn two_servers_on_postgres_and_s3_act_as_one() {
         ("CAIRN_ENTITY", "tester".to_owned()),
     ];
     let mut process = Guard(child("log-forever", &envs).stdout(Stdio::piped()).spawn().unwrap());
-    let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
+    let mut lines = BufReader::new(process.stdout.take().unwrap()).lines().map_while(Result::ok);
     let mut run_id = String::new();
-    let mut last_logged = -1;
-    let mut read_until = |target: i64, lines: &mut dyn Iterator<Item = std::io::Result<String>>| {
-        while let Some(line) = lines.next() {
-            let line = line.unwrap();
-            if let Some(id) = line.strip_prefix("id ") {
-                run_id = id.to_owned();
-            }
-            if let Some(step) = line.strip_prefix("logged ") {
-                last_logged = step.parse().unwrap();
-                if last_logged >= target {
-                    break;
-                }
-            }
-        }
-        (run_id.clone(), last_logged)
-    };
-    let (run_id, _) = read_until(10_000, &mut lines);
+    logged_until(&mut lines, 10_000, &mut run_id);
     let path = RunPath::new("tester", "e2e", &run_id);
     // Live on the other server: its event stream names the run's new history.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -678,7 +678,7 @@ fn two_servers_on_postgres_and_s3_act_as_one() {
     one.signal(libc::SIGKILL);
     drop(one);
     let _one = ServerProcess::start_on(port, data_one.path(), &args, &env);
-    let (_, logged) = read_until(30_000, &mut lines);
+    let logged = logged_until(&mut lines, 30_000, &mut run_id);
     wait_until("server one to hold step 30000", Duration::from_secs(60), || {
         two.api().get_run(&path).is_ok_and(|run| run.last_step.is_some_and(|s| s >= 30_000))
     });
@@ -687,11 +687,122 @@ fn two_servers_on_postgres_and_s3_act_as_one() {
     // there once, whichever server took it.
     process.kill().unwrap();
     process.wait().unwrap();
-    let last_logged = lines.map_while(Result::ok).filter_map(|l| l.strip_prefix("logged ").and_then(|s| s.parse().ok())).last().unwrap_or(logged);
+    let last_logged = lines.filter_map(|l| l.strip_prefix("logged ").and_then(|s| s.parse().ok())).last().unwrap_or(logged);
     let sync = cairn(&["sync", run_dir(work.path()).to_str().unwrap(), "--base-url", &two.url]);
     assert!(sync.status.success(), "{}", String::from_utf8_lossy(&sync.stderr));
     let count = assert_exactly_once(&two.api(), &path, last_logged);
     assert_eq!(two.api().get_run(&path).unwrap().offsets.history as usize, count);
 
     checkpoint_round_trip(&_one, &two, "files", &endpoint, &bucket, &prefix, &[data_one.path(), data_two.path()]);
+}
+
+/// The JSON error of a request that failed with `status`, and its Retry-After header.
+fn failed(reply: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Option<(u16, Option<String>, serde_json::Value)> {
+    let mut reply = reply.ok()?;
+    let status = reply.status().as_u16();
+    let retry = reply.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let body: serde_json::Value = reply.body_mut().read_json().unwrap_or_default();
+    Some((status, retry, body))
+}
+
+fn no_status_errors() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+/// PostgreSQL stops (as in a crash) while a run logs: requests answer 503 with Retry-After and
+/// `backend_unavailable`, the server does not fall over, and once the database is back the client
+/// carries on by itself; nothing is lost or stored twice.
+#[test]
+fn the_server_rides_out_a_database_restart() {
+    let Some(cluster) = cairn_store::postgres::testing::Cluster::start() else { return };
+    let (data, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut server = ServerProcess::start(data.path(), &["--default-entity", "nico", "--store", &cluster.url()]);
+    let envs = [
+        ("CAIRN_BASE_URL", server.url.clone()),
+        ("CAIRN_DIR", work.path().display().to_string()),
+        ("CAIRN_ENTITY", "tester".to_owned()),
+    ];
+    let mut process = Guard(child("log-forever", &envs).stdout(Stdio::piped()).spawn().unwrap());
+    let mut lines = BufReader::new(process.stdout.take().unwrap()).lines().map_while(Result::ok);
+    let mut run_id = String::new();
+    logged_until(&mut lines, 5_000, &mut run_id);
+    let path = RunPath::new("tester", "e2e", &run_id);
+    wait_until("the first steps on the server", Duration::from_secs(30), || server.api().get_run(&path).is_ok_and(|r| r.last_step.is_some()));
+
+    cluster.stop();
+    let agent = no_status_errors();
+    let url = format!("{}/api/v1/runs/{path}", server.url);
+    let (status, retry, body) = failed(agent.get(&url).call()).expect("an answer while the database is down");
+    assert_eq!(status, 503, "{body}");
+    assert!(retry.is_some(), "503 without Retry-After");
+    assert_eq!(body["code"], "backend_unavailable", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("PostgreSQL"), "{body}");
+    // The client logs on meanwhile, into its run directory.
+    logged_until(&mut lines, 15_000, &mut run_id);
+    std::thread::sleep(Duration::from_secs(1));
+    cluster.resume();
+
+    let logged = logged_until(&mut lines, 25_000, &mut run_id);
+    wait_until("the server to catch up after the restart", Duration::from_secs(60), || {
+        server.api().get_run(&path).is_ok_and(|run| run.last_step.is_some_and(|s| s >= logged))
+    });
+    assert!(server.child.try_wait().unwrap().is_none(), "the server exited");
+    process.kill().unwrap();
+    process.wait().unwrap();
+    let last_logged = lines.filter_map(|l| l.strip_prefix("logged ").and_then(|s| s.parse().ok())).last().unwrap_or(logged);
+    let sync = cairn(&["sync", run_dir(work.path()).to_str().unwrap(), "--base-url", &server.url]);
+    assert!(sync.status.success(), "{}", String::from_utf8_lossy(&sync.stderr));
+    assert_exactly_once(&server.api(), &path, last_logged);
+    let _ = &mut server;
+}
+
+/// The bucket goes away in the middle of an upload: the part answers 503 with Retry-After, and
+/// when the bucket is back the upload starts over from what it holds and the file reads back whole.
+#[test]
+fn uploads_wait_out_a_bucket_outage() {
+    use sha2::Digest as _;
+    // A bucket of this test's own, on an S3 API it can stop: moto, from the suite's venv.
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    if !python.exists() {
+        assert!(std::env::var_os("CI").is_none(), "no venv with moto at {}: run scripts/test.sh", python.display());
+        eprintln!("skipped: no venv with moto");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let own = format!("http://127.0.0.1:{port}");
+    let start_moto = || -> Guard {
+        let moto = Guard(std::process::Command::new(&python).args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start moto"));
+        wait_until("moto to answer", Duration::from_secs(30), || ureq::get(&own).call().is_ok());
+        no_status_errors().put(format!("{own}/outage")).send_empty().expect("create the bucket");
+        moto
+    };
+    let mut moto = start_moto();
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_with_env(data.path(), &["--default-entity", "nico", "--blobs", "s3://outage/cairn"], &s3_env(&own));
+    let run = format!("{}/api/v1/runs/nico/outage/r1", server.url);
+    let agent = no_status_errors();
+    agent.post(format!("{}/api/v1/runs", server.url)).send_json(serde_json::json!({"entity": "nico", "project": "outage", "run_id": "r1"})).unwrap();
+    let content: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    let sha = cairn_store::blob::hex(&sha2::Sha256::digest(&content));
+    let put = |from: usize, to: usize| failed(agent.put(format!("{}/api/v1/uploads/{sha}?offset={from}&size={}", server.url, content.len())).send(&content[from..to]));
+    let (status, _, body) = put(0, 1_000_000).unwrap();
+    assert_eq!((status, body["received"].as_u64()), (200, Some(1_000_000)), "{body}");
+
+    moto.kill().unwrap();
+    moto.wait().unwrap();
+    let (status, retry, body) = put(1_000_000, content.len()).unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(retry.is_some(), "503 without Retry-After");
+    assert_eq!(body["code"], "backend_unavailable", "{body}");
+
+    // Back (empty: moto keeps nothing): the client asks what is held and sends from there.
+    let _moto = start_moto();
+    let held: serde_json::Value = agent.get(format!("{}/api/v1/uploads/{sha}", server.url)).call().unwrap().body_mut().read_json().unwrap();
+    let from = held["received"].as_u64().unwrap() as usize;
+    let (status, _, body) = put(from, content.len()).unwrap();
+    assert_eq!((status, body["complete"].as_bool()), (200, Some(true)), "{body}");
+    let (status, _, body) = failed(agent.put(format!("{run}/files/model.bin?sha256={sha}")).send_empty()).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let got = agent.get(format!("{run}/files/model.bin")).call().unwrap().body_mut().with_config().limit(u64::MAX).read_to_vec().unwrap();
+    assert_eq!(got, content);
 }

@@ -354,6 +354,33 @@ async fn files_upload_and_download() {
 }
 
 #[tokio::test]
+async fn an_upload_claimed_by_another_server_waits_for_its_lease() {
+    use cairn_store::Leases as _;
+    use sha2::Digest;
+    let app = TestApp::new();
+    let content = b"weights".to_vec();
+    let sha: String = sha2::Sha256::digest(&content).iter().map(|b| format!("{b:02x}")).collect();
+    // Another server (another holder) is uploading the same content.
+    let now = cairn_types::Timestamp::now();
+    assert!(app.store.try_lease(&format!("upload:{sha}"), "other-server/1", now, std::time::Duration::from_secs(30)).unwrap());
+    let put = format!("/api/v1/uploads/{sha}?offset=0&size={}", content.len());
+    app.request(Method::PUT, &put, None, content.clone()).await.assert_error(409, "upload_in_progress", "retry");
+    // Its lease goes (it finished, or died and the lease lapsed): this one goes through, and
+    // gives its own claim back.
+    app.store.release(&format!("upload:{sha}"), "other-server/1").unwrap();
+    assert_eq!(app.request(Method::PUT, &put, None, content.clone()).await.json()["complete"], true);
+    let mut free = false;
+    for _ in 0..100 {
+        free = app.store.try_lease(&format!("upload:{sha}"), "third/1", cairn_types::Timestamp::now(), std::time::Duration::from_secs(30)).unwrap();
+        if free {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(free, "the request kept its claim after it ended");
+}
+
+#[tokio::test]
 async fn uploads_resume_from_what_the_server_holds_and_store_each_content_once() {
     use sha2::Digest;
     let app = TestApp::new();

@@ -505,6 +505,81 @@ pub mod testing {
         }
     }
 
+    /// A PostgreSQL cluster of its own, for tests that stop and start the database: initdb and
+    /// pg_ctl from Debian's PostgreSQL, as the postgres user when the tests run as root.
+    pub struct Cluster {
+        dir: tempfile::TempDir,
+        bin: std::path::PathBuf,
+        port: u16,
+        as_postgres: bool,
+    }
+
+    impl Cluster {
+        /// `None` outside CI when PostgreSQL is not installed.
+        pub fn start() -> Option<Cluster> {
+            let bin = std::fs::read_dir("/usr/lib/postgresql")
+                .ok()
+                .and_then(|dirs| dirs.filter_map(|d| d.ok()).map(|d| d.path().join("bin")).filter(|b| b.join("initdb").exists()).max());
+            let Some(bin) = bin else {
+                assert!(std::env::var_os("CI").is_none(), "PostgreSQL is not installed under /usr/lib/postgresql");
+                eprintln!("skipped: PostgreSQL is not installed");
+                return None;
+            };
+            let as_postgres = std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+            let dir = tempfile::tempdir().expect("a directory for the cluster");
+            if as_postgres {
+                let status = std::process::Command::new("chown").arg("postgres").arg(dir.path()).status().expect("chown");
+                assert!(status.success(), "chown the cluster's directory to postgres");
+            }
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let cluster = Cluster { dir, bin, port, as_postgres };
+            cluster.run("initdb", &["-D", "data", "-U", "cairn", "--auth=trust", "-E", "UTF8"]);
+            cluster.resume();
+            Some(cluster)
+        }
+
+        /// A PostgreSQL tool, run as the postgres user where needed, in the cluster's directory.
+        fn command(&self, tool: &str) -> std::process::Command {
+            let tool = self.bin.join(tool);
+            let mut command = if self.as_postgres {
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(tool);
+                c
+            } else {
+                std::process::Command::new(tool)
+            };
+            command.current_dir(self.dir.path());
+            command
+        }
+
+        fn run(&self, tool: &str, args: &[&str]) {
+            let output = self.command(tool).args(args).output().expect("run a PostgreSQL tool");
+            assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        }
+
+        /// `postgres://` URL of its `postgres` database.
+        pub fn url(&self) -> String {
+            format!("postgres://cairn@127.0.0.1:{}/postgres", self.port)
+        }
+
+        /// Stops the database at once, as a crash or a restart does.
+        pub fn stop(&self) {
+            self.run("pg_ctl", &["-D", "data", "-m", "immediate", "-w", "stop"]);
+        }
+
+        /// Starts it (again).
+        pub fn resume(&self) {
+            let options = format!("-h 127.0.0.1 -p {} -k {} -c fsync=off", self.port, self.dir.path().display());
+            self.run("pg_ctl", &["-D", "data", "-l", "log", "-w", "-o", &options, "start"]);
+        }
+    }
+
+    impl Drop for Cluster {
+        fn drop(&mut self) {
+            let _ = self.command("pg_ctl").args(["-D", "data", "-m", "immediate", "stop"]).output();
+        }
+    }
+
     /// The URL of a new, empty schema, and its guard.
     pub fn fresh_schema() -> Option<(String, SchemaGuard)> {
         let url = match std::env::var("CAIRN_TEST_POSTGRES") {
