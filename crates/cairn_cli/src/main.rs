@@ -1,5 +1,6 @@
 //! The `cairn` binary.
 
+mod migrate;
 mod runs;
 mod server;
 mod sync;
@@ -19,6 +20,8 @@ enum Command {
     Server(server::ServerArgs),
     /// Upload run directories that were logged offline or whose upload was cut off
     Sync(sync::SyncArgs),
+    /// Copy the embedded store of a data directory into PostgreSQL (and its files into S3)
+    Migrate(migrate::MigrateArgs),
     /// List, show and stop runs
     Runs {
         #[command(subcommand)]
@@ -31,6 +34,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Server(args) => server::run(args),
         Command::Sync(args) => sync::run(args),
+        Command::Migrate(args) => migrate::run(args),
         Command::Runs { command } => runs::run(command),
     };
     match result {

@@ -56,6 +56,7 @@ macro_rules! store_test_suite {
             forking_an_archive_and_explicit_summary_values,
             a_fork_shares_its_sources_full_chunks,
             leases_are_held_by_one_holder,
+            a_copy_in_steps_reads_back_the_same,
             a_heartbeat_racing_an_ingest_loses_nothing,
             concurrent_writers_each_get_every_batch
         );
@@ -97,6 +98,14 @@ fn json_batch(value: serde_json::Value) -> cairn_types::wire::IngestBatch {
 }
 
 /// A batch of `n` history rows from offset `offset`, `loss = step * 0.5`.
+/// History rows at steps `first..first + n` from the record offset `offset`.
+fn rows_from(first: i64, n: i64, offset: u64) -> cairn_types::wire::IngestBatch {
+    let rows: Vec<serde_json::Value> = (first..first + n)
+        .map(|i| json!({"_step": i, "_timestamp": (T0.0 as f64 / 1e6) + i as f64, "loss": i as f64 * 0.25}))
+        .collect();
+    json_batch(json!({"history": {"offset": offset, "rows": rows}}))
+}
+
 pub fn rows(offset: u64, n: u64) -> cairn_types::wire::IngestBatch {
     let rows: Vec<serde_json::Value> = (offset..offset + n)
         .map(|i| json!({"_step": i, "_timestamp": (T0.0 as f64 / 1e6) + i as f64, "loss": i as f64 * 0.5}))
@@ -1246,4 +1255,111 @@ pub fn a_heartbeat_racing_an_ingest_loses_nothing(store: &(impl Store + Sync)) {
     assert!(run.stop_requested, "the stop request was written over");
     let data = history_all(store, &path);
     assert_eq!(data.steps, (0..1000).collect::<Vec<i64>>());
+}
+
+/// What a run reads back as, through every query: the run, its keys, all its history and
+/// system metrics, its console, files (with their bytes), alerts and forks.
+fn everything(store: &impl Store, path: &RunPath) -> serde_json::Value {
+    let mut run = serde_json::to_value(store.get_run(path).unwrap()).unwrap();
+    run.as_object_mut().unwrap().remove("seq");
+    let history = |stream| {
+        let data = store.history(path, &HistoryRequest { stream, limit: 1_000_000, ..Default::default() }).unwrap();
+        format!("{data:?}")
+    };
+    let files: Vec<(String, Vec<u8>)> = store
+        .list_run_files(path)
+        .unwrap()
+        .into_iter()
+        .map(|f| {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut store.blobs().open(&f.sha256).unwrap(), &mut bytes).unwrap();
+            (f.path, bytes)
+        })
+        .collect();
+    json!({
+        "run": run,
+        "keys": serde_json::to_value(store.list_keys(path).unwrap()).unwrap(),
+        "history": history(KeyStream::History),
+        "system": history(KeyStream::System),
+        "console": serde_json::to_value(store.console(path, 0, 100_000).unwrap()).unwrap(),
+        "files": format!("{files:?}"),
+        "alerts": serde_json::to_value(store.list_alerts(path).unwrap()).unwrap(),
+        "forks": store.list_forks(path).unwrap(),
+    })
+}
+
+/// `cairn migrate`: an embedded store with forks, a rewind and its archive, console, system
+/// metrics, files, alerts and a deleted run, copied in two steps (as if stopped once), reads back
+/// the same in the target, and the target's forks still share their sources' chunks.
+pub fn a_copy_in_steps_reads_back_the_same(target: &crate::sql::SqlStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let source = crate::sqlite::open(dir.path(), crate::StoreConfig { default_entity: "e".into() }).unwrap();
+    let src = RunPath::new("e", "p", "src");
+    new_run(&source, &src);
+    source.ingest(&src, rows(0, 20_000), secs(1)).unwrap();
+    let events = json!({
+        "console": {"offset": 0, "lines": [{"line": 0, "text": "epoch 1"}, {"line": 1, "text": "oops", "stream": "stderr"}]},
+        "system": {"offset": 0, "rows": [{"_timestamp": 1.7e9, "gpu.0.util": 50.0}, {"_timestamp": 1.7e9 + 10.0, "gpu.0.util": 70.0}]},
+        "events": {"offset": 0, "events": [{"type": "alert", "title": "nan", "text": "loss is nan", "level": "ERROR", "time": 1.7e9}]},
+    });
+    source.ingest(&src, json_batch(events), secs(2)).unwrap();
+    let file = dir.path().join("ckpt");
+    std::fs::write(&file, b"weights of the source run").unwrap();
+    let blob = source.blobs().put_file(&file).unwrap();
+    source.put_run_file(&src, FileInfo { path: "model.pt".into(), size: blob.size, sha256: blob.sha256, updated_at: secs(3) }).unwrap();
+    let fork = |run_id: &str, from: &str, step: i64| UpsertRunRequest {
+        entity: Some("e".into()),
+        project: Some("p".into()),
+        run_id: run_id.into(),
+        fork_from: Some(cairn_types::api::StepRef { run_id: from.into(), step }),
+        ..Default::default()
+    };
+    source.upsert_run(fork("f1", "src", 17_000), secs(4)).unwrap();
+    // The source rewound below the fork's step: the fork's shared chunks follow into the archive.
+    let rewind = UpsertRunRequest {
+        entity: Some("e".into()),
+        project: Some("p".into()),
+        run_id: "src".into(),
+        resume_from: Some(cairn_types::api::StepRef { run_id: "src".into(), step: 5_000 }),
+        ..Default::default()
+    };
+    source.upsert_run(rewind, secs(5)).unwrap();
+    source.ingest(&src, rows_from(5_001, 20_000, 100), secs(6)).unwrap();
+    source.finish_run(&src, FinishRequest { exit_code: Some(0), ..Default::default() }, secs(7)).unwrap();
+    // A fork of the archive, and a deleted run.
+    let archive = source.get_run(&src).unwrap().metadata["rewinds"].clone();
+    let archive_id = match &archive {
+        Value::List(list) => match &list[0] {
+            Value::Map(m) => m["archive"].as_str().unwrap().to_owned(),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    source.upsert_run(fork("f2", &archive_id, 12_000), secs(8)).unwrap();
+    let gone = RunPath::new("e", "q", "gone");
+    new_run(&source, &gone);
+    source.delete_run(&gone).unwrap();
+
+    let runs = [src.clone(), RunPath::new("e", "p", "f1"), RunPath::new("e", "p", &archive_id), RunPath::new("e", "p", "f2")];
+    let mut seen = Vec::new();
+    let first = crate::sql::copy::copy_store(&source, target, Some(2), &mut |p| seen.push(p.done)).unwrap();
+    assert_eq!((first.runs, first.done, first.already), (5, 2, 0));
+    let second = crate::sql::copy::copy_store(&source, target, None, &mut |_| {}).unwrap();
+    assert_eq!((second.runs, second.done, second.already), (5, 5, 2));
+    for path in &runs {
+        assert_eq!(everything(target, path), everything(&source, path), "{path} reads back differently");
+    }
+    assert!(target.get_run(&gone).is_err(), "a deleted run stays deleted");
+    assert_eq!(crate::sql::copy::Counts::of(target).unwrap(), crate::sql::copy::Counts::of(&source).unwrap());
+    // Shared, not copied: the forks' rows that name another key's chunk hold no data.
+    let shared = |store: &crate::sql::SqlStore| {
+        store
+            .read(|db| db.row("SELECT count(*), coalesce(sum(length(data)), 0) FROM chunks WHERE shared_key IS NOT NULL", &[]).map(|r| (r.i64(0).unwrap(), r.i64(1).unwrap())))
+            .unwrap()
+    };
+    assert_eq!(shared(target), shared(&source));
+    assert!(shared(target).0 > 0);
+    // Copying again finds nothing to do.
+    let third = crate::sql::copy::copy_store(&source, target, None, &mut |_| {}).unwrap();
+    assert_eq!((third.done, third.already), (5, 5));
 }

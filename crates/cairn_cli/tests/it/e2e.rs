@@ -295,7 +295,7 @@ fn runs_list_and_show_print_tables() {
 
 #[test]
 fn help_everywhere() {
-    for args in [&["--help"][..], &["server", "--help"], &["sync", "--help"], &["runs", "--help"], &["runs", "list", "--help"], &["runs", "show", "--help"], &["runs", "stop", "--help"]] {
+    for args in [&["--help"][..], &["server", "--help"], &["sync", "--help"], &["migrate", "--help"], &["runs", "--help"], &["runs", "list", "--help"], &["runs", "show", "--help"], &["runs", "stop", "--help"]] {
         let out = cairn(args);
         assert!(out.status.success(), "{args:?}");
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: cairn"), "{args:?}");
@@ -805,4 +805,71 @@ fn uploads_wait_out_a_bucket_outage() {
     assert_eq!(status, 200, "{body}");
     let got = agent.get(format!("{run}/files/model.bin")).call().unwrap().body_mut().with_config().limit(u64::MAX).read_to_vec().unwrap();
     assert_eq!(got, content);
+}
+
+/// `cairn migrate` moves a data directory onto PostgreSQL and S3 in two steps (as if stopped
+/// once), checks the counts, and a server on the target serves what a server on the source did.
+#[test]
+fn migrate_moves_a_data_directory_onto_postgres_and_s3() {
+    let Some((endpoint, bucket)) = s3_endpoint() else { return };
+    let Some((store, _schema)) = cairn_store::postgres::testing::fresh_schema() else { return };
+    let (data, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let source = ServerProcess::start(data.path(), &["--default-entity", "nico"]);
+    std::fs::write(work.path().join("notes.txt"), "a file of the first run").unwrap();
+    for (i, id) in ["m1", "m2", "m3"].iter().enumerate() {
+        let run = cairn_client::init(
+            cairn_client::Settings::new()
+                .base_url(source.url.clone())
+                .project("moving")
+                .run_id(*id)
+                .dir(work.path().to_owned())
+                .silent(true)
+                .console(cairn_client::Console::Off)
+                .stats_interval(Duration::ZERO),
+        )
+        .unwrap();
+        for step in 0..2_000 {
+            run.log([("loss", 1.0 / (step + i + 1) as f64)]).unwrap();
+        }
+        if i == 0 {
+            run.save(work.path().join("notes.txt").to_str().unwrap(), Some(work.path()), cairn_client::files::Policy::Now).unwrap();
+        }
+        run.finish(None).unwrap();
+    }
+    let paths: Vec<RunPath> = ["m1", "m2", "m3"].iter().map(|id| RunPath::new("nico", "moving", *id)).collect();
+    let read = |server: &ServerProcess, path: &RunPath| {
+        let mut run = serde_json::to_value(server.api().get_run(path).unwrap()).unwrap();
+        run.as_object_mut().unwrap().remove("seq");
+        (run, read_back(&server.api(), path, "loss"))
+    };
+    let before: Vec<_> = paths.iter().map(|p| read(&source, p)).collect();
+    drop(source);
+
+    let prefix = fresh_prefix("migrate");
+    let blobs = format!("s3://{bucket}/{prefix}");
+    let env = s3_env(&endpoint);
+    let migrate = |extra: &[&str]| {
+        let output = std::process::Command::new(crate::CAIRN)
+            .args(["migrate", "--data-dir", data.path().to_str().unwrap(), "--store", &store, "--blobs", &blobs])
+            .args(extra)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let first = migrate(&["--max-runs", "1"]);
+    assert!(first.contains("copied 1 run ") && first.contains("2 runs left"), "{first}");
+    let second = migrate(&[]);
+    assert!(second.contains("copied 2 runs") && second.contains("1 run there already"), "{second}");
+    assert!(second.contains("every run is in the target"), "{second}");
+    assert!(second.lines().any(|l| l.starts_with("points") && l.split_whitespace().nth(1) == l.split_whitespace().nth(2)), "{second}");
+
+    let target_dir = tempfile::tempdir().unwrap();
+    let target = ServerProcess::start_with_env(target_dir.path(), &["--default-entity", "nico", "--store", &store, "--blobs", &blobs], &env);
+    for (path, want) in paths.iter().zip(&before) {
+        assert_eq!(&read(&target, path), want, "{path}");
+    }
+    let file = ureq::get(format!("{}/api/v1/runs/nico/moving/m1/files/notes.txt", target.url)).call().unwrap().body_mut().read_to_string().unwrap();
+    assert_eq!(file, "a file of the first run");
 }

@@ -10,6 +10,7 @@
 //! ingest that raced it.
 
 mod branch;
+pub mod copy;
 pub(crate) mod query;
 mod runs;
 mod series;
