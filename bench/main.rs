@@ -1,8 +1,11 @@
-//! `cargo run --release -p cairn_bench -- [all|log|ingest|query|storage|runs]`, and
+//! `cargo run --release -p cairn_bench -- [all|log|ingest|query|storage|runs|project]`, and
 //! `cairn-bench ui-data DIR`, which writes the project of the UI render benchmark (`ui/bench/`).
 //!
 //! Prints the figures the DESIGN bars are about. Nothing here asserts: the machine is shared and
 //! noisy, so compare ratios and repeat. Each figure is the median of several repetitions.
+//!
+//! The store benchmarks run on the embedded store, and also on PostgreSQL, side by side, when
+//! `CAIRN_BENCH_POSTGRES` names a database (each case gets a fresh schema in it).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,7 +14,7 @@ use std::time::{Duration, Instant};
 use cairn_client::{Mode, Settings, Value, map};
 use cairn_server::ServerConfig;
 use cairn_store::sql::SqlStore;
-use cairn_store::{HistoryRequest, MetaStore, SeriesStore, StoreConfig};
+use cairn_store::{HistoryRequest, RunStore, SeriesStore, StoreConfig};
 use cairn_types::api::{RunSearch, SeriesQuery, UpsertRunRequest};
 use cairn_types::wire::{self, BatchWriter, KeyStream, payload};
 use cairn_types::{RunPath, Timestamp};
@@ -23,6 +26,62 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 fn store(dir: &Path) -> SqlStore {
     cairn_store::sqlite::open(dir, StoreConfig { default_entity: "bench".into() }).unwrap()
+}
+
+/// A backend the store benchmarks run on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The backends to compare: SQLite always, PostgreSQL when `CAIRN_BENCH_POSTGRES` is set.
+fn backends() -> Vec<Backend> {
+    let mut out = vec![Backend::Sqlite];
+    if std::env::var_os("CAIRN_BENCH_POSTGRES").is_some() {
+        out.push(Backend::Postgres);
+    }
+    out
+}
+
+/// A fresh store on a backend, with what keeps it alive.
+struct Bench {
+    store: SqlStore,
+    backend: Backend,
+    dir: tempfile::TempDir,
+    _schema: Option<cairn_store::postgres::testing::SchemaGuard>,
+}
+
+impl Bench {
+    fn new(backend: Backend) -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, schema) = match backend {
+            Backend::Sqlite => (store(dir.path()), None),
+            Backend::Postgres => {
+                let (url, guard) = cairn_store::postgres::testing::schema_in(&std::env::var("CAIRN_BENCH_POSTGRES").unwrap());
+                let blobs = std::sync::Arc::new(cairn_store::blob::LocalBlobStore::open(&dir.path().join("blobs")).unwrap());
+                (cairn_store::postgres::open(&url, StoreConfig { default_entity: "bench".into() }, blobs).unwrap(), Some(guard))
+            }
+        };
+        Bench { store, backend, dir, _schema: schema }
+    }
+
+    fn label(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "[sqlite]  ",
+            Backend::Postgres => "[postgres]",
+        }
+    }
+
+    /// What the store takes on disk: the SQLite file after a checkpoint, or the schema's tables
+    /// with their indexes and TOAST (after `VACUUM FULL` with `vacuum`, which returns the space
+    /// of rows that later writes replaced).
+    fn bytes(&self, vacuum: bool) -> u64 {
+        match self.backend {
+            Backend::Sqlite => cairn_store::sqlite::file_bytes(&self.dir.path().join("cairn.db")).unwrap(),
+            Backend::Postgres => cairn_store::postgres::schema_bytes(&self.store, vacuum).unwrap(),
+        }
+    }
 }
 
 fn new_run(store: &SqlStore, run_id: &str) -> RunPath {
@@ -128,23 +187,27 @@ fn serve(dir: &Path) -> (String, tokio::runtime::Runtime) {
 }
 
 fn bench_ingest() {
-    println!("\n## Ingest into the embedded store");
+    println!("\n## Ingest");
     // Server side: decode + store, batches as the client sends them (10,000 rows × 10 floats).
-    let mut rates = Vec::new();
-    for rep in 0..3 {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path());
-        let path = new_run(&s, &format!("r{rep}"));
-        let rows = 10_000u64;
-        let batches: Vec<Vec<u8>> =
-            (0..50).map(|b| batch(b * rows, rows, 10, |i, k| (i as f64 * 1e-3 + k as f64).sin())).collect();
-        let t = Instant::now();
-        for body in &batches {
-            s.ingest(&path, wire::decode_batch(body).unwrap(), Timestamp::now()).unwrap();
+    for backend in backends() {
+        let mut rates = Vec::new();
+        let mut label = "";
+        for rep in 0..3 {
+            let b = Bench::new(backend);
+            label = b.label();
+            let s = &b.store;
+            let path = new_run(s, &format!("r{rep}"));
+            let rows = 10_000u64;
+            let batches: Vec<Vec<u8>> =
+                (0..50).map(|b| batch(b * rows, rows, 10, |i, k| (i as f64 * 1e-3 + k as f64).sin())).collect();
+            let t = Instant::now();
+            for body in &batches {
+                s.ingest(&path, wire::decode_batch(body).unwrap(), Timestamp::now()).unwrap();
+            }
+            rates.push(5_000_000.0 / t.elapsed().as_secs_f64());
         }
-        rates.push(5_000_000.0 / t.elapsed().as_secs_f64());
+        println!("{label} store (decode + ingest, no HTTP): {:.2} M points/s (5M points, 10 keys, median of 3)", median(rates) / 1e6);
     }
-    println!("store (decode + ingest, no HTTP): {:.2} M points/s (5M points, 10 keys, median of 3)", median(rates) / 1e6);
 
     // End to end: a client logs 1M steps × 10 floats online; the clock stops when finish returns
     // with everything acknowledged by the server (HTTP on loopback, SQLite committed).
@@ -164,17 +227,19 @@ fn bench_ingest() {
         rates.push((steps * 10) as f64 / secs);
         drop(runtime);
     }
-    println!("end to end (client log → WAL → HTTP → SQLite, finish included): {:.2} M points/s (10M points, median of 3)", median(rates) / 1e6);
+    println!("[sqlite]   end to end (client log → WAL → HTTP → SQLite, finish included): {:.2} M points/s (10M points, median of 3)", median(rates) / 1e6);
 }
 
-fn shapes() -> Vec<(&'static str, Box<dyn Fn(u64) -> f64>)> {
+type Shape = (&'static str, std::rc::Rc<dyn Fn(u64) -> f64>);
+
+fn shapes() -> Vec<Shape> {
     vec![
-        ("ramp i*1e-3 (W4)", Box::new(|i| i as f64 * 1e-3)),
-        ("noisy loss, float32", Box::new(|i| {
+        ("ramp i*1e-3 (W4)", std::rc::Rc::new(|i| i as f64 * 1e-3)),
+        ("noisy loss, float32", std::rc::Rc::new(|i| {
             let noise = ((i.wrapping_mul(2654435761) % 1000) as f64) / 1e4;
             ((2f64.powf(-(i as f64) / 1e5) + noise) as f32) as f64
         })),
-        ("random f64 in [0,1)", Box::new(|i| {
+        ("random f64 in [0,1)", std::rc::Rc::new(|i| {
             let mut x = i.wrapping_mul(0x9E3779B97F4A7C15) ^ 0xD1B54A32D192ED03;
             x ^= x >> 33;
             x = x.wrapping_mul(0xff51afd7ed558ccd);
@@ -194,11 +259,11 @@ fn load_series(s: &SqlStore, path: &RunPath, points: u64, value: &dyn Fn(u64) ->
 
 fn bench_query() {
     println!("\n## 1,000-bucket query over a 1,000,000-point series (at the store, no HTTP)");
-    for (label, value) in shapes() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path());
-        let path = new_run(&s, "q");
-        load_series(&s, &path, 1_000_000, &*value);
+    for ((label, value), backend) in shapes().into_iter().flat_map(|shape| backends().into_iter().map(move |b| (shape.clone(), b))) {
+        let b = Bench::new(backend);
+        let (s, label) = (&b.store, format!("{} {label}", b.label()));
+        let path = new_run(s, "q");
+        load_series(s, &path, 1_000_000, &*value);
         let query = SeriesQuery { keys: "k0".into(), buckets: Some(1000), ..Default::default() };
         let reps = std::env::var("CAIRN_BENCH_QUERY_REPS").ok().and_then(|r| r.parse().ok()).unwrap_or(21);
         let mut times = Vec::new();
@@ -223,48 +288,53 @@ fn bench_query() {
         let read_ms = t.elapsed().as_secs_f64() * 1e3;
         assert_eq!(all.steps.len(), 1_000_000);
         println!(
-            "{label:<22} by _step: {:.1} ms (median of {reps})   zoom to 10k steps: {zoom_ms:.2} ms   by _runtime: {runtime_ms:.1} ms   read all 1M points: {read_ms:.0} ms",
+            "{label:<33} by _step: {:.1} ms (median of {reps})   zoom to 10k steps: {zoom_ms:.2} ms   by _runtime: {runtime_ms:.1} ms   read all 1M points: {read_ms:.0} ms",
             median(times) * 1e3
         );
     }
 }
 
-fn db_bytes(dir: &Path) -> u64 {
-    cairn_store::sqlite::file_bytes(&dir.join("cairn.db")).unwrap()
-}
-
 fn bench_storage() {
-    println!("\n## Bytes per point on disk (SQLite file after checkpoint, all tables and indexes)");
-    for (label, value) in shapes() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path());
-        let empty = db_bytes(dir.path());
-        let path = new_run(&s, "b");
-        load_series(&s, &path, 1_000_000, &*value);
-        let used = db_bytes(dir.path()) - empty;
-        println!(
-            "{label:<22} {:.2} bytes per logged point (1M points with _timestamp and _runtime per row; {:.1} MB)",
-            used as f64 / 1e6,
-            used as f64 / 1e6
-        );
+    println!("\n## Bytes per point on disk (SQLite: the file after a checkpoint; PostgreSQL: tables, indexes and TOAST, as written and after VACUUM FULL)");
+    let report = |b: &Bench, label: &str, points: f64, before: (u64, u64)| {
+        let used = b.bytes(false) - before.0;
+        match b.backend {
+            Backend::Sqlite => println!("{} {label:<22} {:.2} bytes per logged point", b.label(), used as f64 / points),
+            Backend::Postgres => {
+                let packed = b.bytes(true) - before.1;
+                println!("{} {label:<22} {:.2} bytes per logged point as written, {:.2} after VACUUM FULL", b.label(), used as f64 / points, packed as f64 / points)
+            }
+        }
+    };
+    for ((label, value), backend) in shapes().into_iter().flat_map(|shape| backends().into_iter().map(move |b| (shape.clone(), b))) {
+        let b = Bench::new(backend);
+        let before = (b.bytes(false), b.bytes(true));
+        let path = new_run(&b.store, "b");
+        load_series(&b.store, &path, 1_000_000, &*value);
+        report(&b, label, 1e6, before);
     }
     // Ten keys per row, as W2 logs them: the row times are shared by ten points.
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(dir.path());
-    let empty = db_bytes(dir.path());
-    let path = new_run(&s, "w2");
-    for b in 0..20u64 {
-        let body = batch(b * 10_000, 10_000, 10, |i, k| i as f64 * 1e-3 + k as f64);
-        s.ingest(&path, wire::decode_batch(&body).unwrap(), Timestamp::now()).unwrap();
+    for backend in backends() {
+        let b = Bench::new(backend);
+        let before = (b.bytes(false), b.bytes(true));
+        let path = new_run(&b.store, "w2");
+        for i in 0..20u64 {
+            let body = batch(i * 10_000, 10_000, 10, |i, k| i as f64 * 1e-3 + k as f64);
+            b.store.ingest(&path, wire::decode_batch(&body).unwrap(), Timestamp::now()).unwrap();
+        }
+        report(&b, "10 keys per row (W2)", 2e6, before);
     }
-    let used = db_bytes(dir.path()) - empty;
-    println!("10 keys per row (W2)    {:.2} bytes per logged point (200k rows × 10 keys)", used as f64 / 2e6);
 }
 
 fn bench_runs() {
     println!("\n## Runs table: 10,000 runs, filtered and sorted (at the store)");
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(dir.path());
+    for backend in backends() {
+        let b = Bench::new(backend);
+        bench_runs_on(&b.store, b.label());
+    }
+}
+
+fn bench_runs_on(s: &SqlStore, backend: &str) {
     let t = Instant::now();
     for i in 0..10_000u64 {
         let path = s
@@ -292,7 +362,7 @@ fn bench_runs() {
         let batch: cairn_types::api::IngestJson = serde_json::from_value(rows).unwrap();
         s.ingest(&path, batch.into_batch(Timestamp::now()).unwrap(), Timestamp::now()).unwrap();
     }
-    println!("(created in {:.1} s)", t.elapsed().as_secs_f64());
+    println!("{backend} (created in {:.1} s)", t.elapsed().as_secs_f64());
     let cases = [
         ("no filter, newest first", None, vec![]),
         ("config.lr ≥ 0.05 and optimizer = adam, sort -summary.acc", Some(serde_json::json!({"config.lr": {"$gte": 0.05}, "config.optimizer": "adam"})), vec!["-summary.acc".to_owned()]),
@@ -310,7 +380,7 @@ fn bench_runs() {
             total = s.search_runs("bench", "sweep", &search).unwrap().total;
             times.push(t.elapsed().as_secs_f64());
         }
-        println!("{label}: {:.1} ms for a page of 100 ({total} of 10,000 match; median of 11)", median(times) * 1e3);
+        println!("{backend} {label}: {:.1} ms for a page of 100 ({total} of 10,000 match; median of 11)", median(times) * 1e3);
     }
     // The worst case of resolving a bare name: no run has it, so both columns are scanned.
     let search = RunSearch { filter: Some(serde_json::json!({"nosuchkey": 1})), limit: Some(100), ..Default::default() };
@@ -321,7 +391,32 @@ fn bench_runs() {
         times.push(t.elapsed().as_secs_f64());
         assert!(refused, "a bare name no run has is refused");
     }
-    println!("bare name no run has (refused after scanning config and summary): {:.1} ms (median of 11)", median(times) * 1e3);
+    println!("{backend} bare name no run has (refused after scanning config and summary): {:.1} ms (median of 11)", median(times) * 1e3);
+}
+
+/// The workspace's query: buckets of 20 keys for 100 runs on one grid, in one request.
+fn bench_project_series() {
+    println!("\n## Project series: 100 runs × 20 keys × 1,000 steps, 500 buckets (at the store)");
+    let names: Vec<String> = (0..20).map(|k| format!("m{k:02}")).collect();
+    for backend in backends() {
+        let b = Bench::new(backend);
+        let mut run_ids = Vec::new();
+        for r in 0..100u64 {
+            let path = new_run(&b.store, &format!("p{r:03}"));
+            let body = named_batch(0, 1_000, &names, |i, k| (i as f64 * 1e-3 + k as f64 + r as f64).sin());
+            b.store.ingest(&path, wire::decode_batch(&body).unwrap(), Timestamp::now()).unwrap();
+            run_ids.push(path.run_id);
+        }
+        let query = cairn_types::api::ProjectSeriesQuery { run_ids, keys: names.clone(), buckets: Some(500), ..Default::default() };
+        let mut times = Vec::new();
+        for _ in 0..11 {
+            let t = Instant::now();
+            let result = b.store.project_series("bench", "bench", &query).unwrap();
+            times.push(t.elapsed().as_secs_f64());
+            assert_eq!(result.runs.len(), 100);
+        }
+        println!("{} 100 runs × 20 keys: {:.1} ms (median of 11)", b.label(), median(times) * 1e3);
+    }
 }
 
 /// `ui-data DIR`: a project for the UI render benchmark, written straight into a store: 1,000 runs
@@ -416,6 +511,9 @@ fn main() {
     }
     if all || which == "runs" {
         bench_runs();
+    }
+    if all || which == "project" {
+        bench_project_series();
     }
     let _ = Duration::ZERO;
 }

@@ -285,7 +285,12 @@ pub fn upload(
             }
         }
     }
-    api.link_file(run, name, &sha256).map_err(|e| call_error(&format!("naming {name}"), e))?;
+    api.link_file(run, name, &sha256).map_err(|e| match e.code() {
+        // The content was removed between the two requests (the last run naming it was purged):
+        // the next attempt sends it again.
+        Some(ErrorCode::FileNotFound) => UploadError::Retry(format!("naming {name}: its content went away; sending it again")),
+        _ => call_error(&format!("naming {name}"), e),
+    })?;
     Ok(Uploaded { sha256, size, sent, resumed_from })
 }
 

@@ -277,8 +277,10 @@ pub async fn list_forks(State(state): State<AppState>, PathParams(p): RunParams)
 
 /// Removes a run for good, then the contents that no run names any more.
 pub fn purge(store: &dyn Store, path: &RunPath) -> Result<(), CodedError> {
-    for sha256 in store.purge_run(path)? {
-        store.blobs().remove(&sha256)?;
+    let orphans = store.purge_run(path)?;
+    // The run is gone either way; contents left behind are collected on the next pass.
+    if let Err(e) = store.collect_blobs(Some(&orphans)) {
+        tracing::warn!("removing the files of {path}: {} (they are removed later)", e.message);
     }
     Ok(())
 }

@@ -196,6 +196,8 @@ async fn purge_expired(state: &AppState) {
     let retention = state.config.deleted_retention;
     let deadline = Timestamp(Timestamp::now().micros().saturating_sub(retention.as_micros().min(i64::MAX as u128) as i64));
     let result = tokio::task::spawn_blocking(move || -> Result<Vec<RunPath>, CodedError> {
+        // Contents a purge left behind (its server stopped before removing them).
+        store.collect_blobs(None)?;
         let mut purged = Vec::new();
         for path in store.deleted_before(deadline)? {
             match api::purge(store.as_ref(), &path) {

@@ -1,7 +1,11 @@
 //! cairn's storage: run metadata, history and series, and files, behind traits.
 //!
-//! - [`MetaStore`]: entities, projects, runs and their lifecycle.
-//! - [`SeriesStore`]: ingest of batches, history reads and bucketed series queries.
+//! The store is split by aggregate, and [`Store`] is all of them:
+//! - [`RunStore`]: entities, projects, runs and their lifecycle;
+//! - [`SeriesStore`]: ingest of batches, history reads and bucketed series queries;
+//! - [`FileStore`]: the files runs save, and the collection of contents nothing names;
+//! - [`AlertStore`]: alerts and their delivery;
+//! - [`Leases`]: work that one server among several does at a time;
 //! - [`BlobStore`]: content-addressed file contents.
 //!
 //! Both SQL backends, the embedded [`sqlite`] and [`postgres`], are one [`sql::SqlStore`]: the
@@ -40,13 +44,12 @@ pub struct StoreConfig {
     pub default_entity: String,
 }
 
-/// Entities, projects and runs.
-pub trait MetaStore: Send + Sync {
+/// Entities, projects and runs: their lifecycle, queries, deletion and moves.
+pub trait RunStore: Send + Sync {
     fn list_entities(&self) -> Result<Vec<EntityInfo>>;
     fn get_entity(&self, entity: &str) -> Result<EntityInfo>;
     fn list_projects(&self, entity: &str) -> Result<Vec<ProjectInfo>>;
     fn get_project(&self, entity: &str, project: &str) -> Result<ProjectInfo>;
-
     /// Creates a run, or resumes it, as `request.resume` says. Creates the entity and project when
     /// they do not exist yet.
     fn upsert_run(&self, request: UpsertRunRequest, now: Timestamp) -> Result<RunInfo>;
@@ -56,8 +59,8 @@ pub trait MetaStore: Send + Sync {
     /// used again until it is purged.
     fn delete_run(&self, path: &RunPath) -> Result<()>;
     /// Removes a run for good, deleted or not: history, system metrics, console, keys and file
-    /// names. Returns the contents (SHA-256) that no run names any more, for the caller to remove
-    /// from the blob store.
+    /// names. Returns the contents (SHA-256) that nothing names any more: they are recorded for
+    /// [`FileStore::collect_blobs`], which the caller runs next.
     fn purge_run(&self, path: &RunPath) -> Result<Vec<String>>;
     /// Moves runs to another project (of any entity, created when missing), all or none: a run
     /// id that the target holds already (deleted runs included), or a running run, is an error
@@ -65,6 +68,36 @@ pub trait MetaStore: Send + Sync {
     fn move_runs(&self, runs: &[RunPath], entity: &str, project: &str, now: Timestamp) -> Result<Vec<RunPath>>;
     /// The runs forked from this one (`fork_from`), oldest first.
     fn list_forks(&self, path: &RunPath) -> Result<Vec<String>>;
+    /// The runs deleted before `deadline`: their retention window has passed.
+    fn deleted_before(&self, deadline: Timestamp) -> Result<Vec<RunPath>>;
+    fn search_runs(&self, entity: &str, project: &str, search: &RunSearch) -> Result<RunPage>;
+    /// The config and summary leaf keys that the project's runs have.
+    fn project_columns(&self, entity: &str, project: &str) -> Result<ProjectColumns>;
+    /// The runs that match a filter, grouped by one field, with numeric columns summarized.
+    fn group_runs(&self, entity: &str, project: &str, query: &GroupQuery) -> Result<GroupPage>;
+    /// Records a sign of life. A crashed run goes back to running.
+    fn heartbeat(&self, path: &RunPath, now: Timestamp) -> Result<HeartbeatReply>;
+    fn finish_run(&self, path: &RunPath, request: FinishRequest, now: Timestamp) -> Result<RunInfo>;
+    /// Asks the run's client to stop; it learns of it at its next heartbeat.
+    fn request_stop(&self, path: &RunPath) -> Result<RunInfo>;
+    /// Marks running runs whose last heartbeat is older than `deadline` as crashed.
+    fn mark_crashed(&self, deadline: Timestamp) -> Result<Vec<RunPath>>;
+}
+
+/// The files runs save: names of contents in the blob store, and the collection of contents
+/// nothing names any more.
+pub trait FileStore: Send + Sync {
+    fn put_run_file(&self, path: &RunPath, file: FileInfo) -> Result<()>;
+    fn list_run_files(&self, path: &RunPath) -> Result<Vec<FileInfo>>;
+    /// Removes from the blob store the contents among `only` (every recorded candidate when
+    /// `None`) that nothing names any more, and returns them. Safe against a run naming one of
+    /// them at the same time: that run either keeps the content or is told it is gone.
+    fn collect_blobs(&self, only: Option<&[String]>) -> Result<Vec<String>>;
+    fn get_run_file(&self, path: &RunPath, file_path: &str) -> Result<FileInfo>;
+}
+
+/// Alerts that runs raise, and their delivery.
+pub trait AlertStore: Send + Sync {
     /// A run's alerts, oldest first.
     fn list_alerts(&self, path: &RunPath) -> Result<Vec<AlertInfo>>;
     /// Claims alerts waiting for delivery whose time has come, for `lease`: another server does
@@ -81,25 +114,6 @@ pub trait MetaStore: Send + Sync {
         error: Option<String>,
         next_attempt: Option<Timestamp>,
     ) -> Result<()>;
-    /// The runs deleted before `deadline`: their retention window has passed.
-    fn deleted_before(&self, deadline: Timestamp) -> Result<Vec<RunPath>>;
-    fn search_runs(&self, entity: &str, project: &str, search: &RunSearch) -> Result<RunPage>;
-    /// The config and summary leaf keys that the project's runs have.
-    fn project_columns(&self, entity: &str, project: &str) -> Result<ProjectColumns>;
-    /// The runs that match a filter, grouped by one field, with numeric columns summarized.
-    fn group_runs(&self, entity: &str, project: &str, query: &GroupQuery) -> Result<GroupPage>;
-
-    /// Records a sign of life. A crashed run goes back to running.
-    fn heartbeat(&self, path: &RunPath, now: Timestamp) -> Result<HeartbeatReply>;
-    fn finish_run(&self, path: &RunPath, request: FinishRequest, now: Timestamp) -> Result<RunInfo>;
-    /// Asks the run's client to stop; it learns of it at its next heartbeat.
-    fn request_stop(&self, path: &RunPath) -> Result<RunInfo>;
-    /// Marks running runs whose last heartbeat is older than `deadline` as crashed.
-    fn mark_crashed(&self, deadline: Timestamp) -> Result<Vec<RunPath>>;
-
-    fn put_run_file(&self, path: &RunPath, file: FileInfo) -> Result<()>;
-    fn list_run_files(&self, path: &RunPath) -> Result<Vec<FileInfo>>;
-    fn get_run_file(&self, path: &RunPath, file_path: &str) -> Result<FileInfo>;
 }
 
 /// History, system metrics and console output.
@@ -216,7 +230,7 @@ pub trait Leases: Send + Sync {
 }
 
 /// The whole store, as the server holds it.
-pub trait Store: MetaStore + SeriesStore + Leases {
+pub trait Store: RunStore + SeriesStore + FileStore + AlertStore + Leases {
     fn blobs(&self) -> &dyn BlobStore;
     /// The notices shared with the other servers on this store, if there can be others.
     fn notices(&self) -> Option<std::sync::Arc<dyn Notices>> {

@@ -20,7 +20,7 @@ use cairn_types::wire::{BatchWriter, KeyStream, RecordType, payload};
 use cairn_types::{RunPath, Timestamp, map};
 use serde_json::json;
 
-use crate::{HistoryRequest, MetaStore, SeriesStore, Store};
+use crate::{FileStore, HistoryRequest, RunStore, SeriesStore, Store};
 
 #[macro_export]
 macro_rules! store_test_suite {
@@ -56,6 +56,7 @@ macro_rules! store_test_suite {
             forking_an_archive_and_explicit_summary_values,
             a_fork_shares_its_sources_full_chunks,
             leases_are_held_by_one_holder,
+            a_content_named_during_a_purge_is_never_lost,
             a_copy_in_steps_reads_back_the_same,
             a_heartbeat_racing_an_ingest_loses_nothing,
             concurrent_writers_each_get_every_batch
@@ -946,6 +947,10 @@ pub fn delete_then_purge(store: &impl Store) {
     assert_eq!(store.upsert_run(again.clone(), secs(2)).unwrap_err().code, ErrorCode::RunDeleted);
     let orphans = store.purge_run(&path).unwrap();
     assert_eq!(orphans, [own.sha256.clone()]);
+    assert!(store.blobs().exists(&own.sha256).unwrap(), "removed by the collection, not by the purge");
+    assert_eq!(store.collect_blobs(Some(&orphans)).unwrap(), [own.sha256.clone()]);
+    assert!(!store.blobs().exists(&own.sha256).unwrap());
+    assert!(store.blobs().exists(&shared.sha256).unwrap(), "the kept run still names it");
     assert_eq!(store.deleted_before(Timestamp(i64::MAX)).unwrap(), []);
     assert_eq!(store.purge_run(&path).unwrap_err().code, ErrorCode::RunNotFound);
     // The id is free again, and the new run starts empty.
@@ -1362,4 +1367,63 @@ pub fn a_copy_in_steps_reads_back_the_same(target: &crate::sql::SqlStore) {
     // Copying again finds nothing to do.
     let third = crate::sql::copy::copy_store(&source, target, None, &mut |_| {}).unwrap();
     assert_eq!((third.done, third.already), (5, 5));
+}
+
+/// A content that a purge leaves unnamed, named again by another run before, during or after its
+/// collection: either the content stays, or naming it fails; never a name without its content.
+pub fn a_content_named_during_a_purge_is_never_lost(store: &(impl Store + Sync)) {
+    let dir = tempfile::tempdir().unwrap();
+    let content = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        store.blobs().put_file(&p).unwrap()
+    };
+    let file = |blob: &crate::BlobRef, name: &str| FileInfo { path: name.into(), size: blob.size, sha256: blob.sha256.clone(), updated_at: secs(1) };
+    let keep = RunPath::new("e", "p", "keeper");
+    new_run(store, &keep);
+
+    // Named again before the collection: it stays.
+    let a = content("a", b"content a");
+    let purged = RunPath::new("e", "p", "purged-a");
+    new_run(store, &purged);
+    store.put_run_file(&purged, file(&a, "a.bin")).unwrap();
+    let orphans = store.purge_run(&purged).unwrap();
+    store.put_run_file(&keep, file(&a, "a.bin")).unwrap();
+    assert!(store.collect_blobs(Some(&orphans)).unwrap().is_empty());
+    assert!(store.blobs().exists(&a.sha256).unwrap());
+
+    // Named after it: refused, so the client sends it again.
+    let b = content("b", b"content b");
+    let purged = RunPath::new("e", "p", "purged-b");
+    new_run(store, &purged);
+    store.put_run_file(&purged, file(&b, "b.bin")).unwrap();
+    let orphans = store.purge_run(&purged).unwrap();
+    assert_eq!(store.collect_blobs(Some(&orphans)).unwrap(), [b.sha256.clone()]);
+    assert_eq!(store.put_run_file(&keep, file(&b, "b.bin")).unwrap_err().code, ErrorCode::FileNotFound);
+
+    // At the same time, many times over.
+    for round in 0..10 {
+        let c = content("c", format!("content c, round {round}").as_bytes());
+        let purged = RunPath::new("e", "p", format!("purged-c{round}"));
+        new_run(store, &purged);
+        store.put_run_file(&purged, file(&c, "c.bin")).unwrap();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let orphans = store.purge_run(&purged).unwrap();
+                store.collect_blobs(Some(&orphans)).unwrap();
+            });
+            scope.spawn(|| {
+                for i in 0..5 {
+                    match store.put_run_file(&keep, file(&c, &format!("c{round}-{i}.bin"))) {
+                        Ok(()) => {}
+                        Err(e) => assert_eq!(e.code, ErrorCode::FileNotFound, "{}", e.message),
+                    }
+                }
+            });
+        });
+        let named = store.list_run_files(&keep).unwrap().iter().any(|f| f.sha256 == c.sha256);
+        assert!(!named || store.blobs().exists(&c.sha256).unwrap(), "round {round}: a run names a content that was removed");
+    }
+    // Nothing is left for a later pass.
+    assert!(store.collect_blobs(None).unwrap().is_empty());
 }

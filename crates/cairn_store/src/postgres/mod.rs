@@ -26,9 +26,10 @@ use crate::sql::{Backend, Cell, Db, Dialect, Param, Row, SqlStore, numbered_plac
 use crate::{BlobStore, Result, StoreConfig};
 
 /// The schema versions, in order; each runs once, in a transaction, under a lock.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql")), (2, include_str!("schema_2.sql"))];
+const MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("schema.sql")), (2, include_str!("schema_2.sql")), (3, include_str!("schema_3.sql"))];
 /// The schema this cairn writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 /// `pg_advisory_lock` key held while migrating: two servers starting at once take turns.
 const MIGRATION_LOCK: i64 = 0x6361_6972_6e00_0001;
 /// Connections a server keeps open at most.
@@ -54,6 +55,23 @@ pub fn open(url: &str, config: StoreConfig, blobs: Arc<dyn BlobStore>) -> Result
     }
     let notices = Arc::new(PgNotices::start(pool.pg.clone()));
     SqlStore::new(Box::new(PgBackend { pool, describe, notices }), blobs, config)
+}
+
+/// What the store's tables take in its schema, indexes and TOAST included; after `VACUUM FULL`
+/// with `vacuum`, which returns the space of rows that later writes replaced.
+pub fn schema_bytes(store: &SqlStore, vacuum: bool) -> Result<u64> {
+    if vacuum {
+        store.maintenance("VACUUM FULL")?;
+    }
+    store.read(|db| {
+        db.row(
+            "SELECT CAST(coalesce(sum(pg_total_relation_size(c.oid)), 0) AS BIGINT) FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind = 'r'",
+            &[],
+        )?
+        .i64(0)
+        .map(|b| b as u64)
+    })
 }
 
 /// The channel that servers on one database share their events on.
@@ -353,6 +371,10 @@ impl Backend for PgBackend {
         Some(self.notices.clone())
     }
 
+    fn maintenance(&self, sql: &str) -> Result<()> {
+        self.pool.get()?.client.batch_execute(sql).map_err(pg_error)
+    }
+
     fn close(&self) {
         self.notices.close();
         self.pool.idle.lock().expect("pool lock").clear();
@@ -584,14 +606,19 @@ pub mod testing {
 
     /// The URL of a new, empty schema, and its guard.
     pub fn fresh_schema() -> Option<(String, SchemaGuard)> {
-        let url = match std::env::var("CAIRN_TEST_POSTGRES") {
-            Ok(url) => url,
+        match std::env::var("CAIRN_TEST_POSTGRES") {
+            Ok(url) => Some(schema_in(&url)),
             Err(_) if std::env::var_os("CI").is_some() => panic!("CAIRN_TEST_POSTGRES is not set: run the suite with scripts/test.sh"),
             Err(_) => {
                 eprintln!("skipped: CAIRN_TEST_POSTGRES is not set (scripts/test.sh starts a cluster)");
-                return None;
+                None
             }
-        };
+        }
+    }
+
+    /// A new, empty schema in the database at `url`: its URL, and the guard that drops it.
+    pub fn schema_in(url: &str) -> (String, SchemaGuard) {
+        let url = url.to_owned();
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
@@ -599,7 +626,7 @@ pub mod testing {
         let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect to the test cluster");
         client.batch_execute(&format!("CREATE SCHEMA {schema}")).expect("create a test schema");
         let sep = if url.contains('?') { '&' } else { '?' };
-        Some((format!("{url}{sep}options=-csearch_path%3D{schema}"), SchemaGuard { url, schema }))
+        (format!("{url}{sep}options=-csearch_path%3D{schema}"), SchemaGuard { url, schema })
     }
 }
 

@@ -290,6 +290,10 @@ pub trait Backend: Send + Sync {
     fn notices(&self) -> Option<Arc<dyn crate::Notices>> {
         None
     }
+    /// Runs a statement outside any transaction (`VACUUM`, say), where the database has them.
+    fn maintenance(&self, sql: &str) -> Result<()> {
+        Err(CodedError::new(ErrorCode::InvalidValue, format!("this database does not run {sql:?}")))
+    }
     /// Flushes and stops background work.
     fn close(&self);
 }
@@ -309,6 +313,12 @@ impl SqlStore {
 
     pub fn dialect(&self) -> Dialect {
         self.backend.dialect()
+    }
+
+    /// Runs a statement outside any transaction, where the backend has them (PostgreSQL's
+    /// `VACUUM`).
+    pub fn maintenance(&self, sql: &str) -> Result<()> {
+        self.backend.maintenance(sql)
     }
 
     /// Runs `op` on a snapshot.

@@ -13,7 +13,7 @@ use cairn_types::{RunPath, Timestamp, map};
 
 use super::{Cell, Db, Dialect, Row, SqlStore, ToParam, args, branch, query};
 use crate::ingest::{self, RunDoc};
-use crate::{Leases, MetaStore, Result};
+use crate::{AlertStore, FileStore, Leases, Result, RunStore};
 
 pub(crate) fn to_json_text(map: &Map) -> String {
     serde_json::to_string(map).expect("maps serialize")
@@ -448,11 +448,16 @@ fn entity_from_row(r: &Row) -> Result<EntityInfo> {
     })
 }
 
+/// How many names a content has: every table that names contents by SHA-256 counts here.
+fn referrers(db: &dyn Db, sha256: &str) -> Result<i64> {
+    db.row("SELECT count(*) FROM run_files WHERE sha256 = ?1", args![sha256])?.i64(0)
+}
+
 fn path_from_row(r: &Row) -> Result<RunPath> {
     Ok(RunPath::new(r.string(0)?, r.string(1)?, r.string(2)?))
 }
 
-impl MetaStore for SqlStore {
+impl RunStore for SqlStore {
     fn list_entities(&self) -> Result<Vec<EntityInfo>> {
         self.read(|db| {
             db.query(
@@ -565,9 +570,15 @@ impl MetaStore for SqlStore {
                     db.execute(sql, args![run])?;
                 }
             }
+            // Contents that nothing names now are candidates for collection (`collect_blobs`),
+            // recorded in this transaction: a crash before they are removed leaves them listed.
             let mut orphans = Vec::new();
             for sha in shas {
-                if !db.row("SELECT EXISTS (SELECT 1 FROM run_files WHERE sha256 = ?1)", args![sha])?.bool(0)? {
+                if referrers(db, &sha)? == 0 {
+                    db.execute(
+                        "INSERT INTO blob_gc (sha256, since) VALUES (?1, ?2) ON CONFLICT (sha256) DO NOTHING",
+                        args![sha, Timestamp::now().micros()],
+                    )?;
                     orphans.push(sha);
                 }
             }
@@ -628,68 +639,6 @@ impl MetaStore for SqlStore {
             }
             db.execute("UPDATE projects SET last_activity_at = ?2 WHERE project_pk = ?1", args![target, now.micros()])?;
             Ok(moved)
-        })
-    }
-
-    fn list_alerts(&self, path: &RunPath) -> Result<Vec<AlertInfo>> {
-        path.validate()?;
-        self.read(|db| {
-            let pk = run_pk(db, path)?;
-            db.query(&format!("{ALERT_SELECT} WHERE run_pk = ?1 ORDER BY time, alert_pk"), args![pk])?.iter().map(|r| alert_at(r, 0)).collect()
-        })
-    }
-
-    fn claim_due_alerts(&self, now: Timestamp, lease: std::time::Duration, limit: usize) -> Result<Vec<(RunPath, String, AlertInfo)>> {
-        let until = now.micros().saturating_add(lease.as_micros().min(i64::MAX as u128) as i64);
-        self.write(move |db| {
-            // One statement takes them: a server that claims at the same time skips the rows
-            // this one locked (PostgreSQL) or runs after it (SQLite's one writer).
-            let skip = match db.dialect() {
-                Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-                Dialect::Sqlite => "",
-            };
-            let claimed = db.column_i64(
-                &format!(
-                    "UPDATE alerts SET next_attempt_at = ?3 WHERE alert_pk IN (
-                        SELECT a.alert_pk FROM alerts a JOIN runs r ON r.run_pk = a.run_pk
-                        WHERE a.delivery = 'pending' AND a.next_attempt_at <= ?1 AND r.deleted_at IS NULL
-                        ORDER BY a.next_attempt_at LIMIT ?2{skip})
-                     RETURNING alert_pk"
-                ),
-                args![now.micros(), limit as i64, until],
-            )?;
-            let mut out = Vec::with_capacity(claimed.len());
-            for pk in claimed {
-                let r = db.row(
-                    "SELECT e.name, p.name, r.run_id, r.name, a.alert_pk, a.title, a.text, a.level, a.time, a.delivery, a.attempts, a.last_error, a.delivered_to
-                     FROM alerts a JOIN runs r ON r.run_pk = a.run_pk
-                     JOIN projects p ON p.project_pk = r.project_pk JOIN entities e ON e.entity_pk = p.entity_pk
-                     WHERE a.alert_pk = ?1",
-                    args![pk],
-                )?;
-                out.push((path_from_row(&r)?, r.string(3)?, alert_at(&r, 4)?));
-            }
-            out.sort_by_key(|(_, _, a)| (a.time, a.id));
-            Ok(out)
-        })
-    }
-
-    fn record_alert_delivery(
-        &self,
-        id: i64,
-        delivery: &str,
-        delivered_to: &[String],
-        error: Option<String>,
-        next_attempt: Option<Timestamp>,
-    ) -> Result<()> {
-        let (delivery, delivered_to) = (delivery.to_owned(), delivered_to.join(","));
-        self.write(move |db| {
-            db.execute(
-                "UPDATE alerts SET delivery = ?2, attempts = attempts + 1, last_error = ?3,
-                    next_attempt_at = coalesce(?4, next_attempt_at), delivered_to = ?5 WHERE alert_pk = ?1",
-                args![id, delivery, error, next_attempt.map(Timestamp::micros), delivered_to],
-            )?;
-            Ok(())
         })
     }
 
@@ -811,12 +760,87 @@ impl MetaStore for SqlStore {
             pks.into_iter().map(|pk| load_run(db, pk).map(|info| info.path())).collect()
         })
     }
+}
 
+impl AlertStore for SqlStore {
+    fn list_alerts(&self, path: &RunPath) -> Result<Vec<AlertInfo>> {
+        path.validate()?;
+        self.read(|db| {
+            let pk = run_pk(db, path)?;
+            db.query(&format!("{ALERT_SELECT} WHERE run_pk = ?1 ORDER BY time, alert_pk"), args![pk])?.iter().map(|r| alert_at(r, 0)).collect()
+        })
+    }
+
+    fn claim_due_alerts(&self, now: Timestamp, lease: std::time::Duration, limit: usize) -> Result<Vec<(RunPath, String, AlertInfo)>> {
+        let until = now.micros().saturating_add(lease.as_micros().min(i64::MAX as u128) as i64);
+        self.write(move |db| {
+            // One statement takes them: a server that claims at the same time skips the rows
+            // this one locked (PostgreSQL) or runs after it (SQLite's one writer).
+            let skip = match db.dialect() {
+                Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+                Dialect::Sqlite => "",
+            };
+            let claimed = db.column_i64(
+                &format!(
+                    "UPDATE alerts SET next_attempt_at = ?3 WHERE alert_pk IN (
+                        SELECT a.alert_pk FROM alerts a JOIN runs r ON r.run_pk = a.run_pk
+                        WHERE a.delivery = 'pending' AND a.next_attempt_at <= ?1 AND r.deleted_at IS NULL
+                        ORDER BY a.next_attempt_at LIMIT ?2{skip})
+                     RETURNING alert_pk"
+                ),
+                args![now.micros(), limit as i64, until],
+            )?;
+            let mut out = Vec::with_capacity(claimed.len());
+            for pk in claimed {
+                let r = db.row(
+                    "SELECT e.name, p.name, r.run_id, r.name, a.alert_pk, a.title, a.text, a.level, a.time, a.delivery, a.attempts, a.last_error, a.delivered_to
+                     FROM alerts a JOIN runs r ON r.run_pk = a.run_pk
+                     JOIN projects p ON p.project_pk = r.project_pk JOIN entities e ON e.entity_pk = p.entity_pk
+                     WHERE a.alert_pk = ?1",
+                    args![pk],
+                )?;
+                out.push((path_from_row(&r)?, r.string(3)?, alert_at(&r, 4)?));
+            }
+            out.sort_by_key(|(_, _, a)| (a.time, a.id));
+            Ok(out)
+        })
+    }
+
+    fn record_alert_delivery(
+        &self,
+        id: i64,
+        delivery: &str,
+        delivered_to: &[String],
+        error: Option<String>,
+        next_attempt: Option<Timestamp>,
+    ) -> Result<()> {
+        let (delivery, delivered_to) = (delivery.to_owned(), delivered_to.join(","));
+        self.write(move |db| {
+            db.execute(
+                "UPDATE alerts SET delivery = ?2, attempts = attempts + 1, last_error = ?3,
+                    next_attempt_at = coalesce(?4, next_attempt_at), delivered_to = ?5 WHERE alert_pk = ?1",
+                args![id, delivery, error, next_attempt.map(Timestamp::micros), delivered_to],
+            )?;
+            Ok(())
+        })
+    }
+}
+
+impl FileStore for SqlStore {
     fn put_run_file(&self, path: &RunPath, file: FileInfo) -> Result<()> {
         path.validate()?;
-        let path = path.clone();
+        let (path, blobs) = (path.clone(), self.blobs.clone());
         self.write(move |db| {
             let pk = run_pk(db, &path)?;
+            // A content being collected is taken off the list first (waiting for a collection
+            // under way to end), then checked: it is named only if it is still there.
+            db.execute("DELETE FROM blob_gc WHERE sha256 = ?1", args![file.sha256])?;
+            if !blobs.exists(&file.sha256)? {
+                return Err(CodedError::new(
+                    ErrorCode::FileNotFound,
+                    format!("content {} is not uploaded; send it first with PUT /api/v1/uploads/{}", file.sha256, file.sha256),
+                ));
+            }
             db.execute(
                 "INSERT INTO run_files (run_pk, path, sha256, size, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (run_pk, path) DO UPDATE SET sha256 = excluded.sha256, size = excluded.size, updated_at = excluded.updated_at",
@@ -824,6 +848,28 @@ impl MetaStore for SqlStore {
             )?;
             Ok(())
         })
+    }
+
+    fn collect_blobs(&self, only: Option<&[String]>) -> Result<Vec<String>> {
+        let candidates = match only {
+            Some(shas) => shas.to_vec(),
+            None => self.read(|db| db.column_string("SELECT sha256 FROM blob_gc ORDER BY since LIMIT 1000", &[]))?,
+        };
+        let mut removed = Vec::new();
+        for sha in candidates {
+            let blobs = self.blobs.clone();
+            // One transaction per content: the candidate's row stays locked while the content
+            // is removed, so a run naming it meanwhile waits, then finds it gone.
+            let gone = self.write(move |db| {
+                if db.query("DELETE FROM blob_gc WHERE sha256 = ?1 RETURNING sha256", args![sha])?.is_empty() || referrers(db, &sha)? > 0 {
+                    return Ok(None);
+                }
+                blobs.remove(&sha)?;
+                Ok(Some(sha))
+            })?;
+            removed.extend(gone);
+        }
+        Ok(removed)
     }
 
     fn list_run_files(&self, path: &RunPath) -> Result<Vec<FileInfo>> {

@@ -131,3 +131,10 @@ CREATE TABLE IF NOT EXISTS leases (
     holder  TEXT NOT NULL,
     until   INTEGER NOT NULL
 );
+
+-- Contents that nothing names any more, to remove from the blob store (version 5).
+CREATE TABLE IF NOT EXISTS blob_gc (
+    sha256  TEXT PRIMARY KEY,
+    since   INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS run_files_by_sha ON run_files (sha256);
