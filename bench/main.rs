@@ -269,19 +269,19 @@ fn bench_query() {
         let mut times = Vec::new();
         for _ in 0..reps {
             let t = Instant::now();
-            let result = s.series(&path, &query).unwrap();
+            let result = s.series(&path, &cairn_store::SeriesRequest::from_query(&query).unwrap()).unwrap();
             times.push(t.elapsed().as_secs_f64());
             assert_eq!(result.series[0].buckets.count.iter().sum::<u64>(), 1_000_000);
         }
         let zoom = SeriesQuery { keys: "k0".into(), buckets: Some(1000), x_min: Some(400_000.0), x_max: Some(410_000.0), ..Default::default() };
         let t = Instant::now();
         for _ in 0..20 {
-            s.series(&path, &zoom).unwrap();
+            s.series(&path, &cairn_store::SeriesRequest::from_query(&zoom).unwrap()).unwrap();
         }
         let zoom_ms = t.elapsed().as_secs_f64() / 20.0 * 1e3;
         let by_runtime = SeriesQuery { keys: "k0".into(), x: Some("_runtime".into()), buckets: Some(1000), ..Default::default() };
         let t = Instant::now();
-        s.series(&path, &by_runtime).unwrap();
+        s.series(&path, &cairn_store::SeriesRequest::from_query(&by_runtime).unwrap()).unwrap();
         let runtime_ms = t.elapsed().as_secs_f64() * 1e3;
         let t = Instant::now();
         let all = s.history(&path, &HistoryRequest { keys: Some(vec!["k0".into()]), limit: 10_000_000, ..Default::default() }).unwrap();
@@ -411,7 +411,7 @@ fn bench_project_series() {
         let mut times = Vec::new();
         for _ in 0..11 {
             let t = Instant::now();
-            let result = b.store.project_series("bench", "bench", &query).unwrap();
+            let result = b.store.project_series("bench", "bench", &cairn_store::ProjectSeriesRequest::from_query(&query).unwrap()).unwrap();
             times.push(t.elapsed().as_secs_f64());
             assert_eq!(result.runs.len(), 100);
         }

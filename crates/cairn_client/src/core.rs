@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use cairn_types::api::StreamOffsets;
+use cairn_types::summary;
 use cairn_types::value::{Map, Value, insert_path, remove_path};
 use cairn_types::wire::{self, HISTORY_SEALED, KeyStream, RecordType, payload};
 use rustc_hash::FxHashMap;
@@ -360,11 +361,7 @@ impl Core {
     }
 
     fn modes_for(&self, name: &str) -> Option<&[String]> {
-        self.metric_summaries
-            .iter()
-            .find(|(pattern, _)| pattern == name)
-            .or_else(|| self.metric_summaries.iter().find(|(p, _)| p.contains('*') && glob_match(p, name)))
-            .map(|(_, modes)| modes.as_slice())
+        summary::definition_for(self.metric_summaries.iter().map(|(p, modes)| (p.as_str(), modes.as_slice())), name)
     }
 
     /// The summary as the server will compute it: history-derived values (per `define_metric`),
@@ -380,29 +377,10 @@ impl Core {
             {
                 continue;
             }
-            let modes = self.modes_for(&key.name);
-            let value = match modes {
-                None => key.last.clone(),
-                Some(modes) if modes.iter().any(|m| m == "none") => continue,
-                Some(modes) if modes == ["last"] => key.last.clone(),
-                Some(modes) => {
-                    let numeric = |v: f64| if key.num_count > 0 { Value::Float(v) } else { Value::Null };
-                    let mut nested = Map::new();
-                    for mode in modes {
-                        let v = match mode.as_str() {
-                            "last" => key.last.clone(),
-                            "first" => key.first.clone(),
-                            "min" => numeric(key.min),
-                            "max" => numeric(key.max),
-                            "mean" => numeric(key.sum / key.num_count.max(1) as f64),
-                            _ => continue,
-                        };
-                        nested.insert(mode.clone(), v);
-                    }
-                    Value::Map(nested)
-                }
-            };
-            insert_path(&mut out, &key.path, value);
+            let stats = summary::KeyStats { first: &key.first, last: &key.last, min: key.min, max: key.max, sum: key.sum, num_count: key.num_count };
+            if let Some(value) = summary::value(self.modes_for(&key.name), stats) {
+                insert_path(&mut out, &key.path, value);
+            }
         }
         for (key, (version, value)) in &self.summary_explicit {
             let logged_later = self.keys.iter().any(|k| k.stream == KeyStream::History && k.path[0] == *key && k.version > *version);
@@ -565,25 +543,6 @@ impl RowFields<'_> {
         }
         Ok(())
     }
-}
-
-/// `*` matches any run of characters.
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == name;
-    }
-    let Some(mut rest) = name.strip_prefix(parts[0]) else { return false };
-    for (i, part) in parts.iter().enumerate().skip(1) {
-        if i == parts.len() - 1 {
-            return rest.ends_with(part);
-        }
-        match rest.find(part) {
-            Some(pos) => rest = &rest[pos + part.len()..],
-            None => return false,
-        }
-    }
-    true
 }
 
 #[cfg(test)]

@@ -236,7 +236,11 @@ pub fn sync_run_dir(
     if !saves.is_empty() {
         let mut tracker = crate::files::Tracker::default();
         let mut log = |m: &str| crate::rundir::debug_log(dir, &format!("sync: {m}"));
-        crate::files::upload_due(&api, &path, &saves, &mut tracker, true, &mut log, &mut |_| {}, &mut |failures| failures > 5)
+        // Retried for a minute at least: a server that died mid-upload holds the upload's claim
+        // until its lease lapses, and another server waits for it.
+        let started = std::time::Instant::now();
+        let mut give_up = |failures: u32| failures > 5 && started.elapsed() > std::time::Duration::from_secs(60);
+        crate::files::upload_due(&api, &path, &saves, &mut tracker, true, &mut log, &mut |_| {}, &mut give_up)
             .map_err(|e| ClientError::new(ErrorKind::Network, format!("cannot upload the files of {}: {e}", dir.display())))?;
     }
     let complete = acked >= end;

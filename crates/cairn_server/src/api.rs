@@ -180,7 +180,7 @@ pub async fn project_series(
     let store = store(&state);
     // Serialized on the blocking pool too: a chart's answer can hold tens of thousands of numbers.
     let body = blocking(move || {
-        let result = store.project_series(&entity, &project, &query)?;
+        let result = store.project_series(&entity, &project, &cairn_store::ProjectSeriesRequest::from_query(&query)?)?;
         serde_json::to_vec(&cairn_types::api::ProjectSeriesView { result: &result, selection })
             .map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot write the series: {e}")))
     })
@@ -471,7 +471,7 @@ pub async fn series(
 ) -> ApiResult<Json<SeriesResult>> {
     let path = run_path(p)?;
     let store = store(&state);
-    blocking(move || store.series(&path, &query)).await.map(Json)
+    blocking(move || store.series(&path, &cairn_store::SeriesRequest::from_query(&query)?)).await.map(Json)
 }
 
 #[utoipa::path(get, path = "/api/v1/runs/{entity}/{project}/{run_id}/console", tag = "history",
@@ -699,7 +699,7 @@ pub async fn upload_status(State(state): State<AppState>, PathParams(sha256): Pa
 
 /// One upload per content at a time, across every server on the store: a second writer would
 /// interleave its bytes. The claim is a lease (`upload:<sha256>`) that the request renews while
-/// its body streams; when its server dies, the lease lapses and the client's retry, on any
+/// its body streams; when its server dies, the lease lapses (15 s) and the client's retry, on any
 /// server, takes over.
 struct UploadClaim {
     store: Arc<dyn Store>,
@@ -710,8 +710,8 @@ struct UploadClaim {
 }
 
 /// How long an upload's claim lasts without renewal, and how often it is renewed.
-const UPLOAD_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
-const UPLOAD_RENEW: std::time::Duration = std::time::Duration::from_secs(10);
+const UPLOAD_LEASE: std::time::Duration = std::time::Duration::from_secs(15);
+const UPLOAD_RENEW: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl UploadClaim {
     /// Claims the upload of `sha256`, or says that another request has it.

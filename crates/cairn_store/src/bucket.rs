@@ -117,6 +117,18 @@ impl Bucketer {
     pub fn push_dense(&mut self, start: i64, values: &[f64]) {
         let lo = (self.grid.lo.ceil() as i64).max(start);
         let hi = (self.grid.hi.floor() as i64).min(start + values.len() as i64 - 1);
+        if self.grid.width < 8.0 {
+            // A few points per bucket: finding each bucket's end costs more than the points.
+            for step in lo..=hi {
+                let y = values[(step - start) as usize];
+                let x = step as f64;
+                let acc = self.accs[self.grid.index(x)].get_or_insert(Acc { stats: Stats::empty(), x_min: x, x_max: x });
+                acc.stats.push_number(step, y);
+                acc.x_min = acc.x_min.min(x);
+                acc.x_max = acc.x_max.max(x);
+            }
+            return;
+        }
         let mut step = lo;
         while step <= hi {
             let bucket = self.grid.index(step as f64);
@@ -427,7 +439,7 @@ mod tests {
     #[test]
     fn dense_and_pointwise_bucketing_agree() {
         let values: Vec<f64> = (0..10_007).map(|i| ((i * 7919) % 1000) as f64 - if i == 5000 { f64::NAN } else { 0.0 }).collect();
-        for (lo, hi, n) in [(0.0, 10_006.0, 1000), (3.0, 9_999.5, 7), (100.0, 100.0, 5), (-50.0, 20_000.0, 333), (0.0, 10_006.0, 30_000)] {
+        for (lo, hi, n) in [(0.0, 10_006.0, 1000), (3.0, 9_999.5, 7), (100.0, 100.0, 5), (-50.0, 20_000.0, 333), (0.0, 10_006.0, 30_000), (0.0, 10_006.0, 2_000), (1.5, 9_000.0, 1_500)] {
             let grid = Grid::new(lo, hi, n);
             let mut dense = Bucketer::new(grid);
             dense.push_dense(0, &values);

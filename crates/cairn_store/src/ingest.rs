@@ -9,7 +9,7 @@ use cairn_types::api::{FinishRequest, RunPatch, RunState, StreamOffsets};
 use cairn_types::error::{CodedError, ErrorCode};
 use cairn_types::value::{Map, Value, insert_path, remove_path};
 use cairn_types::wire::{ConsoleLine, IngestBatch, KeyPath, KeyStream, RUNTIME_UNKNOWN, Stream, Update, key_name};
-use cairn_types::Timestamp;
+use cairn_types::{Timestamp, summary};
 
 use crate::Result;
 
@@ -442,38 +442,10 @@ pub fn apply_patch(doc: &mut RunDoc, patch: RunPatch) -> Result<()> {
     Ok(())
 }
 
-/// `*` matches any run of characters.
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == name;
-    }
-    let mut rest = name;
-    for (i, part) in parts.iter().enumerate() {
-        if i == 0 {
-            let Some(r) = rest.strip_prefix(part) else { return false };
-            rest = r;
-        } else if i == parts.len() - 1 {
-            return rest.ends_with(part);
-        } else {
-            match rest.find(part) {
-                Some(pos) => rest = &rest[pos + part.len()..],
-                None => return false,
-            }
-        }
-    }
-    true
-}
-
-/// The summary modes defined for a key: `["last"]` unless `define_metric` says otherwise.
-fn summary_modes(doc: &RunDoc, name: &str) -> Vec<String> {
-    let def = doc.metric_defs.get(name).or_else(|| {
-        doc.metric_defs.iter().find(|(pattern, _)| pattern.contains('*') && glob_match(pattern, name)).map(|(_, d)| d)
-    });
-    match def.and_then(|d| d.as_map()).and_then(|d| d.get("summary")).and_then(Value::as_str) {
-        Some(modes) => modes.split(',').map(|m| m.trim().to_lowercase()).filter(|m| !m.is_empty()).collect(),
-        None => vec!["last".to_owned()],
-    }
+/// The summary modes defined for a key, if `define_metric` gave it any.
+fn summary_modes(doc: &RunDoc, name: &str) -> Option<Vec<String>> {
+    let def = summary::definition_for(doc.metric_defs.iter().map(|(p, d)| (p.as_str(), d)), name)?;
+    def.as_map().and_then(|d| d.get("summary")).and_then(Value::as_str).map(summary::parse_modes)
 }
 
 /// Updates the summary from the history keys a batch touched, then applies explicit updates.
@@ -483,50 +455,22 @@ pub fn finalize(doc: &mut RunDoc, touched: &[(KeyColumn, KeyTotals)], summary_up
             continue;
         }
         let modes = summary_modes(doc, &column.name);
-        if modes.iter().any(|m| m == "none") {
-            remove_path(&mut doc.summary, &column.path);
-            continue;
-        }
-        let numeric = |v: f64| if totals.num_count > 0 { Value::Float(v) } else { Value::Null };
-        let value_for = |mode: &str| -> Option<Value> {
-            Some(match mode {
-                "last" => totals.last_value.clone(),
-                "first" => totals.first_value.clone(),
-                "min" => numeric(totals.min),
-                "max" => numeric(totals.max),
-                "mean" => numeric(totals.sum / totals.num_count.max(1) as f64),
-                _ => return None,
-            })
+        let stats = summary::KeyStats {
+            first: &totals.first_value,
+            last: &totals.last_value,
+            min: totals.min,
+            max: totals.max,
+            sum: totals.sum,
+            num_count: totals.num_count,
         };
-        let value = if modes == ["last"] {
-            totals.last_value.clone()
-        } else {
-            let mut nested = Map::new();
-            for mode in &modes {
-                if let Some(v) = value_for(mode) {
-                    nested.insert(mode.clone(), v);
-                }
+        match summary::value(modes.as_deref(), stats) {
+            Some(value) => insert_path(&mut doc.summary, &column.path, value),
+            None => {
+                remove_path(&mut doc.summary, &column.path);
             }
-            Value::Map(nested)
-        };
-        insert_path(&mut doc.summary, &column.path, value);
+        }
     }
     for update in summary_updates {
         apply_update(&mut doc.summary, update);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("train/*", "train/loss"));
-        assert!(glob_match("*loss", "val_loss"));
-        assert!(glob_match("a*b*c", "axxbyyc"));
-        assert!(!glob_match("a*b*c", "axxbyy"));
-        assert!(glob_match("loss", "loss"));
-        assert!(!glob_match("loss", "losses"));
     }
 }

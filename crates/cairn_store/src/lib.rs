@@ -125,12 +125,82 @@ pub trait SeriesStore: Send + Sync {
     /// History as columns for `keys` (all, with `_timestamp` and `_runtime`, when `None`) over
     /// `[min_step, max_step)`, at most `limit` rows. `require_all` keeps only rows that hold every key.
     fn history(&self, path: &RunPath, query: &HistoryRequest) -> Result<HistoryData>;
-    fn series(&self, path: &RunPath, query: &SeriesQuery) -> Result<SeriesResult>;
+    fn series(&self, path: &RunPath, query: &SeriesRequest) -> Result<SeriesResult>;
     /// The keys logged by a project's runs.
     fn project_keys(&self, entity: &str, project: &str) -> Result<Vec<ProjectKey>>;
     /// Buckets for several runs and keys on one x-grid; runs or keys that do not exist are left out.
-    fn project_series(&self, entity: &str, project: &str, query: &ProjectSeriesQuery) -> Result<ProjectSeriesResult>;
+    fn project_series(&self, entity: &str, project: &str, query: &ProjectSeriesRequest) -> Result<ProjectSeriesResult>;
     fn console(&self, path: &RunPath, from_line: u64, limit: usize) -> Result<ConsolePage>;
+}
+
+/// A bucketed series read, validated: the keys (history first, then system metrics), the x
+/// axis (`_step`, `_runtime`, `_timestamp` or a logged key), the bucket count and the x range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesRequest {
+    pub keys: Vec<String>,
+    pub x: String,
+    pub buckets: u32,
+    pub x_min: Option<f64>,
+    pub x_max: Option<f64>,
+}
+
+impl SeriesRequest {
+    pub fn new(keys: Vec<String>, x: Option<&str>, buckets: Option<u32>, x_min: Option<f64>, x_max: Option<f64>) -> Result<SeriesRequest> {
+        use cairn_types::api::{SERIES_DEFAULT_BUCKETS, SERIES_MAX_BUCKETS};
+        use cairn_types::error::ErrorCode;
+        let invalid = |message: String| CodedError::new(ErrorCode::InvalidQuery, message);
+        if keys.is_empty() {
+            return Err(invalid("keys must name at least one key".into()));
+        }
+        if keys.len() > 1000 {
+            return Err(invalid(format!("{} keys asked for; at most 1000", keys.len())));
+        }
+        let x = x.filter(|x| !x.is_empty()).unwrap_or("_step").to_owned();
+        let buckets = buckets.unwrap_or(SERIES_DEFAULT_BUCKETS);
+        if buckets == 0 || buckets > SERIES_MAX_BUCKETS {
+            return Err(invalid(format!("buckets={buckets} is out of range; use 1 to {SERIES_MAX_BUCKETS}")));
+        }
+        for (name, bound) in [("x_min", x_min), ("x_max", x_max)] {
+            if let Some(v) = bound
+                && !v.is_finite()
+            {
+                return Err(invalid(format!("{name}={v} is not a finite number")));
+            }
+        }
+        if let (Some(lo), Some(hi)) = (x_min, x_max)
+            && lo > hi
+        {
+            return Err(invalid(format!("x_min={lo} is greater than x_max={hi}")));
+        }
+        Ok(SeriesRequest { keys, x, buckets, x_min, x_max })
+    }
+
+    /// From the REST query, whose `keys` are comma-separated.
+    pub fn from_query(query: &SeriesQuery) -> Result<SeriesRequest> {
+        let keys = query.keys.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect();
+        SeriesRequest::new(keys, query.x.as_deref(), query.buckets, query.x_min, query.x_max)
+    }
+}
+
+/// Series of several runs of a project on one grid, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectSeriesRequest {
+    pub run_ids: Vec<String>,
+    pub series: SeriesRequest,
+}
+
+impl ProjectSeriesRequest {
+    pub fn from_query(query: &ProjectSeriesQuery) -> Result<ProjectSeriesRequest> {
+        use cairn_types::error::ErrorCode;
+        if query.run_ids.is_empty() || query.run_ids.len() > 1000 {
+            return Err(CodedError::new(ErrorCode::InvalidQuery, format!("run_ids has {} runs; ask for 1 to 1000", query.run_ids.len())));
+        }
+        if query.keys.is_empty() || query.keys.len() > 200 {
+            return Err(CodedError::new(ErrorCode::InvalidQuery, format!("keys has {} keys; ask for 1 to 200", query.keys.len())));
+        }
+        let series = SeriesRequest::new(query.keys.clone(), query.x.as_deref(), query.buckets, query.x_min, query.x_max)?;
+        Ok(ProjectSeriesRequest { run_ids: query.run_ids.clone(), series })
+    }
 }
 
 /// A history read, already validated.

@@ -56,6 +56,7 @@ macro_rules! store_test_suite {
             forking_an_archive_and_explicit_summary_values,
             a_fork_shares_its_sources_full_chunks,
             leases_are_held_by_one_holder,
+            project_series_of_many_runs_match_each_run,
             a_content_named_during_a_purge_is_never_lost,
             a_copy_in_steps_reads_back_the_same,
             a_heartbeat_racing_an_ingest_loses_nothing,
@@ -112,6 +113,15 @@ pub fn rows(offset: u64, n: u64) -> cairn_types::wire::IngestBatch {
         .map(|i| json!({"_step": i, "_timestamp": (T0.0 as f64 / 1e6) + i as f64, "loss": i as f64 * 0.5}))
         .collect();
     json_batch(json!({"history": {"offset": offset, "rows": rows}}))
+}
+
+/// A series read as the REST API takes it.
+fn series_of(store: &impl Store, path: &RunPath, query: &SeriesQuery) -> crate::Result<cairn_types::api::SeriesResult> {
+    store.series(path, &crate::SeriesRequest::from_query(query)?)
+}
+
+fn project_series_of(store: &impl Store, entity: &str, project: &str, query: &ProjectSeriesQuery) -> crate::Result<cairn_types::api::ProjectSeriesResult> {
+    store.project_series(entity, project, &crate::ProjectSeriesRequest::from_query(query)?)
 }
 
 fn history_all(store: &impl Store, path: &RunPath) -> crate::HistoryData {
@@ -363,8 +373,7 @@ pub fn series_buckets_keep_spikes(store: &impl Store) {
         store.ingest(&path, json_batch(json!({"history": {"offset": start, "rows": rows}})), secs(2)).unwrap();
     }
     for buckets in [1u32, 7, 100, 1000] {
-        let result = store
-            .series(&path, &SeriesQuery { keys: "loss".into(), buckets: Some(buckets), ..Default::default() })
+        let result = series_of(store, &path, &SeriesQuery { keys: "loss".into(), buckets: Some(buckets), ..Default::default() })
             .unwrap();
         let b = &result.series[0].buckets;
         assert!(b.len() <= buckets as usize);
@@ -373,16 +382,15 @@ pub fn series_buckets_keep_spikes(store: &impl Store) {
         assert_eq!(b.min.iter().cloned().fold(f64::MAX, f64::min), 0.0);
     }
     // Zooming re-buckets: one point per bucket around the spike.
-    let zoom = store
-        .series(&path, &SeriesQuery { keys: "loss".into(), buckets: Some(11), x_min: Some(43_205.0), x_max: Some(43_215.0), ..Default::default() })
+    let zoom = series_of(store, &path, &SeriesQuery { keys: "loss".into(), buckets: Some(11), x_min: Some(43_205.0), x_max: Some(43_215.0), ..Default::default() })
         .unwrap();
     let b = &zoom.series[0].buckets;
     assert_eq!(b.x, (43_205..=43_215).map(|s| s as f64).collect::<Vec<_>>());
     assert_eq!(b.max[5], 1000.0);
     assert_eq!(b.mean[0], 5.0);
-    let err = store.series(&path, &SeriesQuery { keys: "loss".into(), buckets: Some(0), ..Default::default() }).unwrap_err();
+    let err = series_of(store, &path, &SeriesQuery { keys: "loss".into(), buckets: Some(0), ..Default::default() }).unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidQuery);
-    let err = store.series(&path, &SeriesQuery { keys: "nope".into(), ..Default::default() }).unwrap_err();
+    let err = series_of(store, &path, &SeriesQuery { keys: "nope".into(), ..Default::default() }).unwrap_err();
     assert_eq!(err.code, ErrorCode::KeyNotFound);
 }
 
@@ -393,22 +401,19 @@ pub fn series_on_other_axes(store: &impl Store) {
         .map(|i| json!({"_step": i, "_timestamp": (T0.0 / 1_000_000) as f64 + 2.0 * i as f64, "epoch": i / 10, "acc": i as f64}))
         .collect();
     store.ingest(&path, json_batch(json!({"history": {"offset": 0, "rows": rows}})), secs(2)).unwrap();
-    let by_runtime = store
-        .series(&path, &SeriesQuery { keys: "acc".into(), x: Some("_runtime".into()), buckets: Some(10), ..Default::default() })
+    let by_runtime = series_of(store, &path, &SeriesQuery { keys: "acc".into(), x: Some("_runtime".into()), buckets: Some(10), ..Default::default() })
         .unwrap();
     assert_eq!(by_runtime.grid.x_min, Some(0.0));
     assert_eq!(by_runtime.grid.x_max, Some(198.0));
     assert_eq!(by_runtime.series[0].buckets.count.iter().sum::<u64>(), 100);
-    let by_epoch = store
-        .series(&path, &SeriesQuery { keys: "acc".into(), x: Some("epoch".into()), buckets: Some(10), ..Default::default() })
+    let by_epoch = series_of(store, &path, &SeriesQuery { keys: "acc".into(), x: Some("epoch".into()), buckets: Some(10), ..Default::default() })
         .unwrap();
     let b = &by_epoch.series[0].buckets;
     assert_eq!(b.len(), 10);
     assert_eq!(b.min[3], 30.0);
     assert_eq!(b.max[3], 39.0);
     assert_eq!(b.last[3], 39.0);
-    let by_time = store
-        .series(&path, &SeriesQuery { keys: "acc".into(), x: Some("_timestamp".into()), buckets: Some(1), ..Default::default() })
+    let by_time = series_of(store, &path, &SeriesQuery { keys: "acc".into(), x: Some("_timestamp".into()), buckets: Some(1), ..Default::default() })
         .unwrap();
     assert_eq!(by_time.grid.x_min, Some(T0.as_secs_f64()));
 }
@@ -784,8 +789,7 @@ pub fn system_metrics(store: &impl Store) {
     let keys = store.list_keys(&path).unwrap();
     assert_eq!(keys.len(), 1);
     assert_eq!((keys[0].name.as_str(), keys[0].stream.as_str()), ("system.cpu", "system"));
-    let series = store
-        .series(&path, &SeriesQuery { keys: "system.cpu".into(), x: Some("_runtime".into()), buckets: Some(20), ..Default::default() })
+    let series = series_of(store, &path, &SeriesQuery { keys: "system.cpu".into(), x: Some("_runtime".into()), buckets: Some(20), ..Default::default() })
         .unwrap();
     let b = &series.series[0].buckets;
     assert_eq!(b.len(), 20);
@@ -861,8 +865,7 @@ pub fn project_keys_columns_and_series(store: &impl Store) {
     let columns = store.project_columns("e", "proj").unwrap();
     assert_eq!(columns.config, ["lr", "model.depth"]);
     assert_eq!(columns.summary, ["loss", "only_b"]);
-    let result = store
-        .project_series(
+    let result = project_series_of(store, 
             "e",
             "proj",
             &ProjectSeriesQuery { run_ids: vec!["a".into(), "ghost".into(), "c".into()], keys: vec!["loss".into(), "nope".into()], buckets: Some(10), ..Default::default() },
@@ -874,7 +877,7 @@ pub fn project_keys_columns_and_series(store: &impl Store) {
     // One shared grid: run a's 100 points fall in the first 4 of the 10 buckets.
     assert_eq!(result.runs[0].series[0].buckets.index, vec![0, 1, 2, 3]);
     assert_eq!(result.runs[1].series[0].buckets.count.iter().sum::<u64>(), 300);
-    let err = store.project_series("e", "proj", &ProjectSeriesQuery::default()).unwrap_err();
+    let err = project_series_of(store, "e", "proj", &ProjectSeriesQuery::default()).unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidQuery);
     assert_eq!(store.project_keys("e", "ghost").unwrap_err().code, ErrorCode::ProjectNotFound);
 }
@@ -1063,8 +1066,7 @@ pub fn fork_shares_history_and_rewind_archives_it(store: &impl Store) {
     assert_eq!(store.list_forks(&src).unwrap(), ["f1", "f0"]);
     // The fork goes on by itself; bucketed series see the shared and the own chunks alike.
     store.ingest(&f1, json_batch(json!({"history": {"offset": 0, "rows": [{"_step": 12_346, "loss": -1.0}]}})), secs(3)).unwrap();
-    let series = store
-        .series(&f1, &SeriesQuery { keys: "loss".into(), x: None, buckets: Some(4), x_min: None, x_max: None })
+    let series = series_of(store, &f1, &SeriesQuery { keys: "loss".into(), x: None, buckets: Some(4), x_min: None, x_max: None })
         .unwrap();
     let b = &series.series[0].buckets;
     assert_eq!(b.count.iter().sum::<u64>(), 12_347);
@@ -1148,8 +1150,7 @@ pub fn forking_an_archive_and_explicit_summary_values(store: &impl Store) {
     let steps: Vec<i64> = points.iter().map(|p| p.0).collect();
     assert_eq!(steps, (9_001..=25_000).collect::<Vec<_>>());
     assert!(points.iter().all(|(s, v)| *v == *s as f64 * 0.5));
-    let series = store
-        .series(&RunPath::new("e", "p", "of-archive"), &SeriesQuery { keys: "loss".into(), buckets: Some(3), ..Default::default() })
+    let series = series_of(store, &RunPath::new("e", "p", "of-archive"), &SeriesQuery { keys: "loss".into(), buckets: Some(3), ..Default::default() })
         .unwrap();
     assert_eq!(series.series[0].buckets.count.iter().sum::<u64>(), 16_000);
 }
@@ -1426,4 +1427,27 @@ pub fn a_content_named_during_a_purge_is_never_lost(store: &(impl Store + Sync))
     }
     // Nothing is left for a later pass.
     assert!(store.collect_blobs(None).unwrap().is_empty());
+}
+
+/// The workspace's query over many runs (bucketed on two threads) gives each run the buckets
+/// that its own series query gives, on the same grid.
+pub fn project_series_of_many_runs_match_each_run(store: &impl Store) {
+    let mut ids = Vec::new();
+    for r in 0..12i64 {
+        let path = RunPath::new("e", "many", format!("r{r:02}"));
+        new_run(store, &path);
+        let rows: Vec<serde_json::Value> = (0..(500 + r * 100)).map(|i| json!({"_step": i, "a": (i * r) as f64, "b": (i % 7) as f64 + r as f64})).collect();
+        store.ingest(&path, json_batch(json!({"history": {"offset": 0, "rows": rows}})), secs(1)).unwrap();
+        ids.push(path.run_id);
+    }
+    let query = ProjectSeriesQuery { run_ids: ids.clone(), keys: vec!["a".into(), "b".into()], buckets: Some(50), ..Default::default() };
+    let all = project_series_of(store, "e", "many", &query).unwrap();
+    assert_eq!(all.runs.len(), 12);
+    let (lo, hi) = (all.grid.x_min.unwrap(), all.grid.x_max.unwrap());
+    assert_eq!((lo, hi), (0.0, 1599.0));
+    for (run, id) in all.runs.iter().zip(&ids) {
+        assert_eq!(&run.run_id, id);
+        let one = series_of(store, &RunPath::new("e", "many", id), &SeriesQuery { keys: "a,b".into(), buckets: Some(50), x_min: Some(lo), x_max: Some(hi), ..Default::default() }).unwrap();
+        assert_eq!(run.series, one.series, "run {id}");
+    }
 }

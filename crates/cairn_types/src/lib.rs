@@ -9,6 +9,7 @@ pub mod error;
 pub mod filter;
 pub mod ids;
 pub mod names;
+pub mod summary;
 pub mod time;
 pub mod value;
 pub mod wire;

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use cairn_types::api::{
-    ConsoleLineOut, ConsolePage, IngestAck, KeyInfo, ProjectKey, ProjectSeriesQuery, ProjectSeriesResult, RunSeries,
-    SERIES_DEFAULT_BUCKETS, SERIES_MAX_BUCKETS, SeriesGrid, SeriesQuery, SeriesResult,
+    ConsoleLineOut, ConsolePage, IngestAck, KeyInfo, ProjectKey, ProjectSeriesResult, RunSeries,
+    SeriesGrid, SeriesResult,
 };
 use cairn_types::error::{CodedError, ErrorCode};
 use cairn_types::value::Value;
@@ -16,7 +16,7 @@ use super::{Cell, Db, Param, Row, SqlStore, ToParam, args};
 use crate::bucket::{self, ChunkSource, Grid, NumericSeries};
 use crate::chunk::{self, ChunkValues, Points, Stats, Steps, TARGET_CHUNK_POINTS};
 use crate::ingest::{self, KeyColumn, KeyTotals, RUNTIME_KEY, TIMESTAMP_KEY};
-use crate::{HistoryData, HistoryRequest, HistoryValues, Result, SeriesStore};
+use crate::{HistoryData, HistoryRequest, HistoryValues, ProjectSeriesRequest, Result, SeriesRequest, SeriesStore};
 
 pub(crate) fn encode_value(value: &Value) -> Vec<u8> {
     let mut out = Vec::new();
@@ -325,6 +325,36 @@ impl<'d> Prefetched<'d> {
     }
 }
 
+impl Prefetched<'_> {
+    /// Moves what was read ahead for `keys` into a source of its own, for another thread; a
+    /// chunk it lacks is an error there.
+    fn detach(&mut self, keys: impl Iterator<Item = i64>) -> Detached {
+        let keys: std::collections::HashSet<i64> = keys.collect();
+        let stats = keys.iter().filter_map(|k| self.stats.remove(k).map(|s| (*k, s))).collect();
+        let wanted: Vec<(i64, i64)> = self.data.keys().filter(|(k, _)| keys.contains(k)).copied().collect();
+        let data = wanted.into_iter().filter_map(|at| self.data.remove(&at).map(|d| (at, d))).collect();
+        Detached { stats, data }
+    }
+}
+
+/// Chunks read ahead, owned, with no connection behind them.
+struct Detached {
+    stats: HashMap<i64, Vec<Stats>>,
+    data: HashMap<(i64, i64), Vec<u8>>,
+}
+
+impl ChunkSource for Detached {
+    fn chunk_stats(&mut self, key: i64, lo: i64, hi: i64) -> Result<Vec<Stats>> {
+        Ok(self.stats.get(&key).map_or_else(Vec::new, |all| all.iter().filter(|s| s.end_step >= lo && s.start_step <= hi).copied().collect()))
+    }
+
+    fn chunk_data(&mut self, key: i64, start_step: i64) -> Result<Vec<u8>> {
+        self.data
+            .remove(&(key, start_step))
+            .ok_or_else(|| CodedError::new(ErrorCode::Internal, format!("chunk {key}/{start_step} was not read ahead")))
+    }
+}
+
 impl ChunkSource for Prefetched<'_> {
     fn chunk_stats(&mut self, key: i64, lo: i64, hi: i64) -> Result<Vec<Stats>> {
         Ok(self.stats.get(&key).map_or_else(Vec::new, |all| all.iter().filter(|s| s.end_step >= lo && s.start_step <= hi).copied().collect()))
@@ -486,43 +516,6 @@ fn key_not_found(path: &RunPath, stream: KeyStream, name: &str, db: &dyn Db, pk:
         format!("run {path} has no {} key {name:?}; it has: {}", stream.name(), known.join(", ")),
     )
 }
-fn parse_keys(keys: &str) -> Result<Vec<String>> {
-    let names: Vec<String> = keys.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect();
-    if names.is_empty() {
-        return Err(CodedError::new(ErrorCode::InvalidQuery, "keys must name at least one key"));
-    }
-    if names.len() > 1000 {
-        return Err(CodedError::new(ErrorCode::InvalidQuery, format!("{} keys asked for; at most 1000", names.len())));
-    }
-    Ok(names)
-}
-
-/// Validates the x-axis, bucket count and range of a series query.
-fn check_series(x: Option<&str>, buckets: Option<u32>, x_min: Option<f64>, x_max: Option<f64>) -> Result<(String, u32)> {
-    let x = x.filter(|x| !x.is_empty()).unwrap_or("_step").to_owned();
-    let n = buckets.unwrap_or(SERIES_DEFAULT_BUCKETS);
-    if n == 0 || n > SERIES_MAX_BUCKETS {
-        return Err(CodedError::new(
-            ErrorCode::InvalidQuery,
-            format!("buckets={n} is out of range; use 1 to {SERIES_MAX_BUCKETS}"),
-        ));
-    }
-    for (name, bound) in [("x_min", x_min), ("x_max", x_max)] {
-        if let Some(v) = bound
-            && !v.is_finite()
-        {
-            return Err(CodedError::new(ErrorCode::InvalidQuery, format!("{name}={v} is not a finite number")));
-        }
-    }
-    if let (Some(lo), Some(hi)) = (x_min, x_max)
-        && lo > hi
-    {
-        return Err(CodedError::new(ErrorCode::InvalidQuery, format!("x_min={lo} is greater than x_max={hi}")));
-    }
-    Ok((x, n))
-}
-
-
 /// One target's buckets and the x-range of all its data (none when it has no x).
 type TargetBuckets = Option<(cairn_types::api::Buckets, Option<[f64; 2]>)>;
 
@@ -583,14 +576,32 @@ fn bucket_targets(
         let mut source = Prefetched::load(db, &keys, lo_step, hi_step, |s| {
             !(s.start_step >= lo_step && s.end_step <= hi_step && grid.index(s.start_step as f64) == grid.index(s.end_step as f64))
         })?;
-        let buckets = targets
-            .iter()
-            .map(|t| {
-                let extent = (t.key.totals.count > 0)
-                    .then(|| [t.key.totals.first_step as f64, t.key.totals.last_step as f64]);
-                bucket::step_buckets(&mut source, t.key.key_pk, grid).map(|b| Some((b, extent)))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let extent = |t: &Target| (t.key.totals.count > 0).then(|| [t.key.totals.first_step as f64, t.key.totals.last_step as f64]);
+        // Many series (a project's workspace): the second half is bucketed on a second core,
+        // from what was read ahead; a chunk it lacks sends its series back to this thread.
+        let half = if targets.len() >= 16 { targets.len() / 2 } else { targets.len() };
+        let (mine, theirs) = targets.split_at(half);
+        let mut detached = source.detach(theirs.iter().map(|t| t.key.key_pk));
+        let (buckets, helped) = std::thread::scope(|scope| {
+            let helper = scope.spawn(move || {
+                theirs.iter().map(|t| bucket::step_buckets(&mut detached, t.key.key_pk, grid).ok()).collect::<Vec<_>>()
+            });
+            let mine = mine
+                .iter()
+                .map(|t| bucket::step_buckets(&mut source, t.key.key_pk, grid).map(|b| Some((b, extent(t)))))
+                .collect::<Result<Vec<_>>>();
+            (mine, helper.join())
+        });
+        let helped = helped.map_err(|_| CodedError::new(ErrorCode::Internal, "a bucketing thread panicked"))?;
+        let mut buckets = buckets?;
+        for (t, done) in theirs.iter().zip(helped) {
+            let b = match done {
+                Some(b) => b,
+                // Read again from the database: what was read ahead for it went to the helper.
+                None => bucket::step_buckets(&mut DbChunks { db }, t.key.key_pk, grid)?,
+            };
+            buckets.push(Some((b, extent(t))));
+        }
         return Ok((lo, hi, buckets));
     }
     let scale = if is_time_key(x) { 1e-6 } else { 1.0 };
@@ -627,10 +638,9 @@ fn bucket_targets(
     Ok((lo, hi, buckets))
 }
 
-fn series(db: &dyn Db, path: &RunPath, query: &SeriesQuery) -> Result<SeriesResult> {
+fn series(db: &dyn Db, path: &RunPath, query: &SeriesRequest) -> Result<SeriesResult> {
     let pk = run_pk(db, path)?;
-    let names = parse_keys(&query.keys)?;
-    let (x, n) = check_series(query.x.as_deref(), query.buckets, query.x_min, query.x_max)?;
+    let (names, x, n) = (&query.keys, query.x.clone(), query.buckets);
     let found = keys_of(db, &[pk], &names)?;
     let targets = names
         .iter()
@@ -651,20 +661,15 @@ fn series(db: &dyn Db, path: &RunPath, query: &SeriesQuery) -> Result<SeriesResu
     Ok(SeriesResult { grid: SeriesGrid { x, x_min: Some(lo), x_max: Some(hi), buckets: n }, series })
 }
 
-fn project_series(db: &dyn Db, entity: &str, project: &str, query: &ProjectSeriesQuery) -> Result<ProjectSeriesResult> {
+fn project_series(db: &dyn Db, entity: &str, project: &str, request: &ProjectSeriesRequest) -> Result<ProjectSeriesResult> {
     let project_pk = super::query::project_pk(db, entity, project)?;
-    if query.run_ids.is_empty() || query.run_ids.len() > 1000 {
-        return Err(CodedError::new(ErrorCode::InvalidQuery, format!("run_ids has {} runs; ask for 1 to 1000", query.run_ids.len())));
-    }
-    if query.keys.is_empty() || query.keys.len() > 200 {
-        return Err(CodedError::new(ErrorCode::InvalidQuery, format!("keys has {} keys; ask for 1 to 200", query.keys.len())));
-    }
-    let (x, n) = check_series(query.x.as_deref(), query.buckets, query.x_min, query.x_max)?;
+    let (query, run_ids) = (&request.series, &request.run_ids);
+    let (x, n) = (query.x.clone(), query.buckets);
     let rows = batched(
         db,
         "SELECT run_id, run_pk FROM runs WHERE project_pk = ?1 AND deleted_at IS NULL AND run_id IN ({list})",
         args![project_pk],
-        &query.run_ids,
+        run_ids,
         &[""],
         |id| vec![id.param()],
     )?;
@@ -672,11 +677,11 @@ fn project_series(db: &dyn Db, entity: &str, project: &str, query: &ProjectSerie
     for r in &rows {
         pks.insert(r.string(0)?, r.i64(1)?);
     }
-    let run_pks: Vec<i64> = query.run_ids.iter().filter_map(|id| pks.get(id).copied()).collect();
+    let run_pks: Vec<i64> = run_ids.iter().filter_map(|id| pks.get(id).copied()).collect();
     let found = keys_of(db, &run_pks, &query.keys)?;
     let mut targets = Vec::new();
     let mut owners = Vec::new();
-    for (run_index, run_id) in query.run_ids.iter().enumerate() {
+    for (run_index, run_id) in run_ids.iter().enumerate() {
         let Some(&pk) = pks.get(run_id) else { continue };
         for name in &query.keys {
             if let Some(key) = found.get(&(pk, name.clone())) {
@@ -689,7 +694,7 @@ fn project_series(db: &dyn Db, entity: &str, project: &str, query: &ProjectSerie
     let mut runs: Vec<RunSeries> = Vec::new();
     for ((target, owner), buckets) in targets.iter().zip(owners).zip(buckets) {
         let Some((buckets, extent)) = buckets else { continue };
-        let run_id = &query.run_ids[owner];
+        let run_id = &run_ids[owner];
         if runs.last().is_none_or(|r| &r.run_id != run_id) {
             runs.push(RunSeries { run_id: run_id.clone(), series: Vec::new() });
         }
@@ -866,7 +871,7 @@ impl SeriesStore for SqlStore {
         self.read(|db| history(db, path, query))
     }
 
-    fn series(&self, path: &RunPath, query: &SeriesQuery) -> Result<SeriesResult> {
+    fn series(&self, path: &RunPath, query: &SeriesRequest) -> Result<SeriesResult> {
         path.validate()?;
         self.read(|db| series(db, path, query))
     }
@@ -877,7 +882,7 @@ impl SeriesStore for SqlStore {
         self.read(|db| project_keys(db, entity, project))
     }
 
-    fn project_series(&self, entity: &str, project: &str, query: &ProjectSeriesQuery) -> Result<ProjectSeriesResult> {
+    fn project_series(&self, entity: &str, project: &str, query: &ProjectSeriesRequest) -> Result<ProjectSeriesResult> {
         cairn_types::ids::validate_name("entity", entity)?;
         cairn_types::ids::validate_name("project", project)?;
         self.read(|db| project_series(db, entity, project, query))
