@@ -18,18 +18,14 @@ use cairn_types::api::{
 use cairn_types::error::{CodedError, ErrorBody, ErrorCode};
 use cairn_types::value::{Map, Value, insert_path};
 use cairn_types::wire::{self, BATCH_CONTENT_TYPE, COLUMNS_CONTENT_TYPE, ColumnData, KeyStream};
-use cairn_types::{RunPath, Timestamp};
+use cairn_types::RunPath;
 
 use crate::AppState;
-use crate::events::{publish, publish_run};
 use crate::error::{ApiError, ApiResult, BodyLimit, JsonBody, PathParams, QueryParams, content_type, parse_json, read_body};
 
 /// Runs store work on the blocking pool.
 pub async fn blocking<R: Send + 'static>(work: impl FnOnce() -> Result<R, CodedError> + Send + 'static) -> ApiResult<R> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|_| ApiError::new(ErrorCode::Internal, "internal error while handling the request (a bug)"))?
-        .map_err(ApiError)
+    crate::service::blocking(work).await.map_err(ApiError)
 }
 
 fn store(state: &AppState) -> Arc<dyn Store> {
@@ -194,10 +190,7 @@ pub async fn project_series(
         (status = 400, body = ErrorBody), (status = 404, description = "resume=must and no such run", body = ErrorBody),
         (status = 409, description = "resume=never and the run exists, or the run was deleted", body = ErrorBody)))]
 pub async fn upsert_run(State(state): State<AppState>, JsonBody(request): JsonBody<UpsertRunRequest>) -> ApiResult<Json<RunInfo>> {
-    let store = store(&state);
-    let run = blocking(move || store.upsert_run(request, Timestamp::now())).await?;
-    publish_run(&state, "started", &run);
-    Ok(Json(run))
+    Ok(Json(state.upsert_run(request).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/runs/{entity}/{project}/{run_id}", tag = "runs",
@@ -218,11 +211,7 @@ pub async fn update_run(
     PathParams(p): RunParams,
     JsonBody(patch): JsonBody<RunPatch>,
 ) -> ApiResult<Json<RunInfo>> {
-    let path = run_path(p)?;
-    let store = store(&state);
-    let run = blocking(move || store.update_run(&path, patch)).await?;
-    publish_run(&state, "updated", &run);
-    Ok(Json(run))
+    Ok(Json(state.update_run(run_path(p)?, patch).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/runs/{entity}/{project}/{run_id}", tag = "runs",
@@ -230,11 +219,7 @@ pub async fn update_run(
     responses((status = 204, description = "Deleted softly: gone from listings and queries; the id stays taken (409 run_deleted) until the run is purged, by POST .../purge or when the server's retention window passes"),
         (status = 404, body = ErrorBody)))]
 pub async fn delete_run(State(state): State<AppState>, PathParams(p): RunParams) -> ApiResult<StatusCode> {
-    let path = run_path(p)?;
-    let store = store(&state);
-    let deleted = path.clone();
-    blocking(move || store.delete_run(&path)).await?;
-    publish(&state, "deleted", &deleted, None, None);
+    state.delete_run(run_path(p)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -245,13 +230,7 @@ pub async fn delete_run(State(state): State<AppState>, PathParams(p): RunParams)
         (status = 409, description = "A run id that the target holds already: nothing moved", body = ErrorBody)))]
 pub async fn move_runs(State(state): State<AppState>, JsonBody(request): JsonBody<MoveRuns>) -> ApiResult<Json<MovedRuns>> {
     let paths = request.runs.iter().map(|r| RunPath::parse(r)).collect::<Result<Vec<_>, _>>()?;
-    let store = store(&state);
-    let sources = paths.clone();
-    let moved = blocking(move || store.move_runs(&paths, &request.entity, &request.project, Timestamp::now())).await?;
-    for (from, to) in sources.iter().zip(&moved) {
-        publish(&state, "deleted", from, None, None);
-        publish(&state, "created", to, None, None);
-    }
+    let moved = state.move_runs(paths, request.entity, request.project).await?;
     Ok(Json(MovedRuns { runs: moved.iter().map(ToString::to_string).collect() }))
 }
 
@@ -275,26 +254,12 @@ pub async fn list_forks(State(state): State<AppState>, PathParams(p): RunParams)
     blocking(move || store.list_forks(&path)).await.map(Json)
 }
 
-/// Removes a run for good, then the contents that no run names any more.
-pub fn purge(store: &dyn Store, path: &RunPath) -> Result<(), CodedError> {
-    let orphans = store.purge_run(path)?;
-    // The run is gone either way; contents left behind are collected on the next pass.
-    if let Err(e) = store.collect_blobs(Some(&orphans)) {
-        tracing::warn!("removing the files of {path}: {} (they are removed later)", e.message);
-    }
-    Ok(())
-}
-
 #[utoipa::path(post, path = "/api/v1/runs/{entity}/{project}/{run_id}/purge", tag = "runs",
     params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path)),
     responses((status = 204, description = "Removed for good, deleted or not: history, console, files (contents no other run names), and the id is free again"),
         (status = 404, body = ErrorBody)))]
 pub async fn purge_run(State(state): State<AppState>, PathParams(p): RunParams) -> ApiResult<StatusCode> {
-    let path = run_path(p)?;
-    let store = store(&state);
-    let purged = path.clone();
-    blocking(move || purge(store.as_ref(), &path)).await?;
-    publish(&state, "deleted", &purged, None, None);
+    state.purge_run(run_path(p)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -308,27 +273,19 @@ pub async fn purge_run(State(state): State<AppState>, PathParams(p): RunParams) 
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
 pub async fn ingest(State(state): State<AppState>, PathParams(p): RunParams, request: Request) -> ApiResult<Json<IngestAck>> {
     let path = run_path(p)?;
-    let event_path = path.clone();
     let (headers, body) = read_body(request, state.config.max_body_bytes).await?;
-    let now = Timestamp::now();
-    let store = store(&state);
     let ct = content_type(&headers);
     let ack = if ct == BATCH_CONTENT_TYPE {
-        blocking(move || {
-            let batch = wire::decode_batch(&body)?;
-            store.ingest(&path, batch, now)
-        })
-        .await?
+        state.ingest(path, move |_| Ok(wire::decode_batch(&body)?)).await?
     } else if ct == "application/json" || ct.is_empty() {
         let json: IngestJson = parse_json(&headers, &body)?;
-        blocking(move || store.ingest(&path, json.into_batch(now)?, now)).await?
+        state.ingest(path, move |now| json.into_batch(now)).await?
     } else {
         return Err(ApiError::new(
             ErrorCode::UnsupportedMediaType,
             format!("content type {ct:?} is not supported; send application/json or {BATCH_CONTENT_TYPE}"),
         ));
     };
-    publish(&state, "logged", &event_path, None, Some(ack.offsets.history));
     Ok(Json(ack))
 }
 
@@ -337,9 +294,7 @@ pub async fn ingest(State(state): State<AppState>, PathParams(p): RunParams, req
     responses((status = 200, description = "`stop` is true when the run was stopped from the UI or the CLI", body = HeartbeatReply),
         (status = 404, body = ErrorBody)))]
 pub async fn heartbeat(State(state): State<AppState>, PathParams(p): RunParams) -> ApiResult<Json<HeartbeatReply>> {
-    let path = run_path(p)?;
-    let store = store(&state);
-    blocking(move || store.heartbeat(&path, Timestamp::now())).await.map(Json)
+    Ok(Json(state.heartbeat(run_path(p)?).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/runs/{entity}/{project}/{run_id}/finish", tag = "lifecycle",
@@ -351,11 +306,7 @@ pub async fn finish_run(
     PathParams(p): RunParams,
     JsonBody(request): JsonBody<FinishRequest>,
 ) -> ApiResult<Json<RunInfo>> {
-    let path = run_path(p)?;
-    let store = store(&state);
-    let run = blocking(move || store.finish_run(&path, request, Timestamp::now())).await?;
-    publish_run(&state, "finished", &run);
-    Ok(Json(run))
+    Ok(Json(state.finish_run(run_path(p)?, request).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/runs/{entity}/{project}/{run_id}/stop", tag = "lifecycle",
@@ -363,11 +314,7 @@ pub async fn finish_run(
     responses((status = 200, description = "Stop requested; the client learns of it at its next heartbeat", body = RunInfo),
         (status = 404, body = ErrorBody), (status = 409, description = "The run has already ended", body = ErrorBody)))]
 pub async fn stop_run(State(state): State<AppState>, PathParams(p): RunParams) -> ApiResult<Json<RunInfo>> {
-    let path = run_path(p)?;
-    let store = store(&state);
-    let run = blocking(move || store.request_stop(&path)).await?;
-    publish_run(&state, "stopped", &run);
-    Ok(Json(run))
+    Ok(Json(state.stop_run(run_path(p)?).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/runs/{entity}/{project}/{run_id}/keys", tag = "history",
@@ -528,39 +475,14 @@ pub async fn put_file(
 
     let path = run_path((entity, project, run_id))?;
     validate_file_path(&file_path)?;
-    let store = store(&state);
-    {
-        let store = store.clone();
-        let path = path.clone();
-        blocking(move || store.get_run(&path)).await?;
-    }
+    state.require_run(&path).await?;
     if let Some(sha256) = link.sha256 {
         // A content uploaded before (by this run or any other): only the name is new.
-        return blocking(move || {
-            let size = store.blobs().size(&sha256)?.ok_or_else(|| {
-                CodedError::new(
-                    ErrorCode::FileNotFound,
-                    format!("content {sha256} is not uploaded; send it first with PUT /api/v1/uploads/{sha256}"),
-                )
-            })?;
-            let info = FileInfo { path: file_path, size, sha256, updated_at: Timestamp::now() };
-            store.put_run_file(&path, info.clone())?;
-            Ok(info)
-        })
-        .await
-        .map(Json);
+        return Ok(Json(state.link_file(path, file_path, sha256).await?));
     }
     // The body goes to a local scratch file (written off the async threads, a piece at a time),
     // then into the blob store, which may be remote.
-    let scratch = store.blobs().scratch_dir();
-    let tmp = blocking(move || {
-        match &scratch {
-            Some(dir) => tempfile::NamedTempFile::new_in(dir),
-            None => tempfile::NamedTempFile::new(),
-        }
-        .map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot create a scratch file: {e}")))
-    })
-    .await?;
+    let tmp = state.scratch_file().await?;
     let (file, tmp_path) = tmp.into_parts();
     let mut file = Some(file);
     let mut body = request.into_body();
@@ -583,15 +505,7 @@ pub async fn put_file(
         }
     }
     drop(file);
-    blocking(move || {
-        let blob = store.blobs().put_file(&tmp_path)?;
-        drop(tmp_path);
-        let info = FileInfo { path: file_path, size: blob.size, sha256: blob.sha256, updated_at: Timestamp::now() };
-        store.put_run_file(&path, info.clone())?;
-        Ok(info)
-    })
-    .await
-    .map(Json)
+    Ok(Json(state.store_file(path, file_path, tmp_path).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/runs/{entity}/{project}/{run_id}/files/{file_path}", tag = "files",
@@ -697,58 +611,6 @@ pub async fn upload_status(State(state): State<AppState>, PathParams(sha256): Pa
     blocking(move || upload_status_of(store.as_ref(), &sha256)).await.map(Json)
 }
 
-/// One upload per content at a time, across every server on the store: a second writer would
-/// interleave its bytes. The claim is a lease (`upload:<sha256>`) that the request renews while
-/// its body streams; when its server dies, the lease lapses (15 s) and the client's retry, on any
-/// server, takes over.
-struct UploadClaim {
-    store: Arc<dyn Store>,
-    name: String,
-    holder: String,
-    /// Whether the lease is this request's, to release when it ends.
-    held: bool,
-}
-
-/// How long an upload's claim lasts without renewal, and how often it is renewed.
-const UPLOAD_LEASE: std::time::Duration = std::time::Duration::from_secs(15);
-const UPLOAD_RENEW: std::time::Duration = std::time::Duration::from_secs(5);
-
-impl UploadClaim {
-    /// Claims the upload of `sha256`, or says that another request has it.
-    fn take(store: Arc<dyn Store>, instance: &str, sha256: &str) -> Result<UploadClaim, CodedError> {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let holder = format!("{instance}/{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        let mut claim = UploadClaim { store, name: format!("upload:{sha256}"), holder, held: false };
-        claim.held = claim.renew()?;
-        if !claim.held {
-            return Err(CodedError::new(ErrorCode::UploadInProgress, format!("content {sha256} is being uploaded by another request; retry")));
-        }
-        Ok(claim)
-    }
-
-    fn renew(&self) -> Result<bool, CodedError> {
-        self.store.try_lease(&self.name, &self.holder, Timestamp::now(), UPLOAD_LEASE)
-    }
-}
-
-impl Drop for UploadClaim {
-    fn drop(&mut self) {
-        if !self.held {
-            return;
-        }
-        let (store, name, holder) = (self.store.clone(), std::mem::take(&mut self.name), std::mem::take(&mut self.holder));
-        let release = move || {
-            if let Err(e) = store.release(&name, &holder) {
-                tracing::warn!("releasing {name}: {} (it lapses by itself)", e.message);
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(release)),
-            Err(_) => release(),
-        }
-    }
-}
-
 #[utoipa::path(put, path = "/api/v1/uploads/{sha256}", tag = "files",
     params(("sha256" = String, Path, description = "SHA-256 of the content, lowercase hex"), UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream",
@@ -778,10 +640,7 @@ pub async fn upload_part(
     }
     // Shared with the blocking work it covers: a request cancelled by its client (a reset) drops
     // its future at once, but the claim lasts until the append or finish under way is done.
-    let claim = {
-        let (store, instance, sha256) = (store.clone(), state.instance.clone(), sha256.clone());
-        Arc::new(blocking(move || UploadClaim::take(store, &instance, &sha256)).await?)
-    };
+    let claim = state.claim_upload(&sha256).await?;
     let mut renewed = std::time::Instant::now();
     // Read again under the claim: another request may have added to it meanwhile.
     let status = {
@@ -810,7 +669,7 @@ pub async fn upload_part(
             return Err(ApiError::new(ErrorCode::InvalidBody, format!("the upload of {sha256} is longer than its size {}", query.size)));
         }
         if !bytes.is_empty() {
-            let renew = renewed.elapsed() >= UPLOAD_RENEW;
+            let renew = renewed.elapsed() >= crate::service::UPLOAD_RENEW;
             let (store, key, at, claim) = (store.clone(), sha256.clone(), received, claim.clone());
             received = blocking(move || {
                 if renew && !claim.renew()? {

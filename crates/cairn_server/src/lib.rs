@@ -7,6 +7,7 @@ pub mod api;
 pub mod error;
 pub mod events;
 mod openapi;
+pub mod service;
 pub mod ui;
 
 use std::net::SocketAddr;
@@ -200,7 +201,7 @@ async fn purge_expired(state: &AppState) {
         store.collect_blobs(None)?;
         let mut purged = Vec::new();
         for path in store.deleted_before(deadline)? {
-            match api::purge(store.as_ref(), &path) {
+            match service::purge(store.as_ref(), &path) {
                 Ok(()) => purged.push(path),
                 // Purged meanwhile (by a server that held the lease before this one).
                 Err(e) if e.code == ErrorCode::RunNotFound => {}

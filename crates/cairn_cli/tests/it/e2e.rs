@@ -873,3 +873,123 @@ fn migrate_moves_a_data_directory_onto_postgres_and_s3() {
     let file = ureq::get(format!("{}/api/v1/runs/nico/moving/m1/files/notes.txt", target.url)).call().unwrap().body_mut().read_to_string().unwrap();
     assert_eq!(file, "a file of the first run");
 }
+
+/// Counts the POSTs a webhook receives whose body contains `needle`; answers 200 to each, slowly.
+fn webhook(needle: &'static str) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Headers, then as much body as Content-Length says.
+            loop {
+                let Ok(n) = stream.read(&mut buf) else { break };
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            if String::from_utf8_lossy(&request).contains(needle) {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            // A slow receiver: a delivery takes longer than the servers' delivery interval, so a
+            // second server that did not see the first one's claim would send the alert again.
+            std::thread::sleep(Duration::from_millis(1500));
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    (url, count)
+}
+
+/// Two servers on one database, both with their monitors and alert delivery on: batches of one
+/// run sent to both, out of order and each sent twice, are stored exactly once with no gap; its
+/// alert reaches the webhook once, not once per server; its crash is marked once.
+#[test]
+fn two_servers_deliver_each_alert_once_and_take_batches_in_any_order() {
+    let Some((store, _schema)) = cairn_store::postgres::testing::fresh_schema() else { return };
+    let (hook, delivered) = webhook("alert-once");
+    let (data_one, data_two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let args = [
+        "--default-entity", "nico", "--store", &store, "--alert-webhook-url", &hook,
+        "--heartbeat-timeout-secs", "2", "--monitor-interval-secs", "0.3",
+    ];
+    let one = ServerProcess::start(data_one.path(), &args);
+    let two = ServerProcess::start(data_two.path(), &args);
+    let servers = [&one.url, &two.url];
+    let events = events_of(format!("{}/api/v1/events?project=mon", two.url));
+    let agent = no_status_errors();
+    let created = agent.post(format!("{}/api/v1/runs", one.url)).send_json(serde_json::json!({"entity": "nico", "project": "mon", "run_id": "r"})).unwrap();
+    assert_eq!(created.status().as_u16(), 200);
+
+    // 40 batches of 10 rows, in a shuffled order, to alternating servers; a batch ahead of what
+    // is stored is refused (offset_gap) and sent again later; each accepted batch is sent once
+    // more to the other server, as a client whose answer was lost would.
+    let batch = |b: u64| {
+        let rows: Vec<serde_json::Value> = (b * 10..b * 10 + 10).map(|i| serde_json::json!({"_step": i, "loss": i as f64 * 0.5})).collect();
+        serde_json::json!({"history": {"offset": b * 10, "rows": rows}})
+    };
+    let mut pending: Vec<u64> = (0..40).collect();
+    fastrand::seed(7);
+    fastrand::shuffle(&mut pending);
+    let mut rounds = 0;
+    while !pending.is_empty() {
+        rounds += 1;
+        assert!(rounds < 200, "batches still refused: {pending:?}");
+        let mut left = Vec::new();
+        for (n, b) in pending.into_iter().enumerate() {
+            let url = |s: usize| format!("{}/api/v1/runs/nico/mon/r/ingest", servers[s]);
+            let (status, _, body) = failed(agent.post(url(n % 2)).send_json(batch(b))).unwrap();
+            match status {
+                200 => {
+                    let (again, _, body) = failed(agent.post(url((n + 1) % 2)).send_json(batch(b))).unwrap();
+                    assert_eq!(again, 200, "a batch sent again: {body}");
+                }
+                409 => {
+                    assert_eq!(body["code"], "offset_gap", "{body}");
+                    left.push(b);
+                }
+                other => panic!("{other}: {body}"),
+            }
+        }
+        pending = left;
+    }
+    let (steps, values) = read_back(&two.api(), &RunPath::new("nico", "mon", "r"), "loss");
+    assert_eq!(steps, (0..400).collect::<Vec<i64>>());
+    assert!(steps.iter().zip(&values).all(|(s, v)| *v == Some(*s as f64 * 0.5)));
+
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let alert = serde_json::json!({"events": {"offset": 0, "events": [{"type": "alert", "title": "alert-once", "text": "loss went up", "level": "WARN", "time": now}]}});
+    let (status, _, body) = failed(agent.post(format!("{}/api/v1/runs/nico/mon/r/ingest", two.url)).send_json(alert)).unwrap();
+    assert_eq!(status, 200, "{body}");
+    wait_until("the alert at the webhook", Duration::from_secs(30), || delivered.load(std::sync::atomic::Ordering::SeqCst) > 0);
+
+    // No heartbeat since: the run is marked crashed, once, whichever monitor saw it.
+    let mut crashed = 0;
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while let Ok(event) = events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        let event: serde_json::Value = serde_json::from_str(&event).unwrap();
+        if event["run_id"] == "r" && event["kind"] == "crashed" {
+            crashed += 1;
+        }
+    }
+    assert_eq!(crashed, 1, "crash events on server two's stream");
+    assert_eq!(two.api().get_run(&RunPath::new("nico", "mon", "r")).unwrap().state, RunState::Crashed);
+    assert_eq!(delivered.load(std::sync::atomic::Ordering::SeqCst), 1, "the alert went out more than once");
+    let alerts: serde_json::Value = agent.get(format!("{}/api/v1/runs/nico/mon/r/alerts", one.url)).call().unwrap().body_mut().read_json().unwrap();
+    assert_eq!(alerts[0]["delivery"], "delivered", "{alerts}");
+}

@@ -1,0 +1,218 @@
+//! The service layer: what the server does for a request, whatever transport it came by. It holds
+//! the store (with its blobs and leases) and the event hub, runs store work off the async threads,
+//! publishes the events a change makes, and claims uploads across servers. The REST handlers
+//! (`api`) parse and answer HTTP around these calls; other endpoints (GraphQL, file_stream) reuse
+//! them as they are.
+
+use std::sync::Arc;
+
+use cairn_store::Store;
+use cairn_types::api::{FileInfo, FinishRequest, HeartbeatReply, IngestAck, RunInfo, RunPatch, UpsertRunRequest};
+use cairn_types::error::{CodedError, ErrorCode};
+use cairn_types::wire::IngestBatch;
+use cairn_types::{RunPath, Timestamp};
+
+use crate::AppState;
+use crate::events::{publish, publish_run};
+
+pub type ServiceResult<T> = Result<T, CodedError>;
+
+/// Runs store work on the blocking pool.
+pub async fn blocking<R: Send + 'static>(work: impl FnOnce() -> ServiceResult<R> + Send + 'static) -> ServiceResult<R> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| CodedError::new(ErrorCode::Internal, "internal error while handling the request (a bug)"))?
+}
+
+impl AppState {
+    fn store_ref(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// Creates or resumes a run.
+    pub async fn upsert_run(&self, request: UpsertRunRequest) -> ServiceResult<RunInfo> {
+        let store = self.store_ref();
+        let run = blocking(move || store.upsert_run(request, Timestamp::now())).await?;
+        publish_run(self, "started", &run);
+        Ok(run)
+    }
+
+    pub async fn update_run(&self, path: RunPath, patch: RunPatch) -> ServiceResult<RunInfo> {
+        let store = self.store_ref();
+        let run = blocking(move || store.update_run(&path, patch)).await?;
+        publish_run(self, "updated", &run);
+        Ok(run)
+    }
+
+    pub async fn delete_run(&self, path: RunPath) -> ServiceResult<()> {
+        let (store, deleted) = (self.store_ref(), path.clone());
+        blocking(move || store.delete_run(&path)).await?;
+        publish(self, "deleted", &deleted, None, None);
+        Ok(())
+    }
+
+    /// Removes a run for good, then the contents nothing names any more.
+    pub async fn purge_run(&self, path: RunPath) -> ServiceResult<()> {
+        let (store, purged) = (self.store_ref(), path.clone());
+        blocking(move || purge(store.as_ref(), &path)).await?;
+        publish(self, "deleted", &purged, None, None);
+        Ok(())
+    }
+
+    pub async fn move_runs(&self, paths: Vec<RunPath>, entity: String, project: String) -> ServiceResult<Vec<RunPath>> {
+        let (store, sources) = (self.store_ref(), paths.clone());
+        let moved = blocking(move || store.move_runs(&paths, &entity, &project, Timestamp::now())).await?;
+        for (from, to) in sources.iter().zip(&moved) {
+            publish(self, "deleted", from, None, None);
+            publish(self, "created", to, None, None);
+        }
+        Ok(moved)
+    }
+
+    /// Stores a batch; `batch` decodes it (off the async threads), given the time it arrived.
+    pub async fn ingest(
+        &self,
+        path: RunPath,
+        batch: impl FnOnce(Timestamp) -> ServiceResult<IngestBatch> + Send + 'static,
+    ) -> ServiceResult<IngestAck> {
+        let (store, event_path, now) = (self.store_ref(), path.clone(), Timestamp::now());
+        let ack = blocking(move || store.ingest(&path, batch(now)?, now)).await?;
+        publish(self, "logged", &event_path, None, Some(ack.offsets.history));
+        Ok(ack)
+    }
+
+    pub async fn heartbeat(&self, path: RunPath) -> ServiceResult<HeartbeatReply> {
+        let store = self.store_ref();
+        blocking(move || store.heartbeat(&path, Timestamp::now())).await
+    }
+
+    pub async fn finish_run(&self, path: RunPath, request: FinishRequest) -> ServiceResult<RunInfo> {
+        let store = self.store_ref();
+        let run = blocking(move || store.finish_run(&path, request, Timestamp::now())).await?;
+        publish_run(self, "finished", &run);
+        Ok(run)
+    }
+
+    /// Asks the run's client to stop.
+    pub async fn stop_run(&self, path: RunPath) -> ServiceResult<RunInfo> {
+        let store = self.store_ref();
+        let run = blocking(move || store.request_stop(&path)).await?;
+        publish_run(self, "stopped", &run);
+        Ok(run)
+    }
+
+    /// Names a content uploaded before (by this run or another) as the run's file `name`.
+    pub async fn link_file(&self, path: RunPath, name: String, sha256: String) -> ServiceResult<FileInfo> {
+        let store = self.store_ref();
+        blocking(move || {
+            store.get_run(&path)?;
+            let size = store.blobs().size(&sha256)?.ok_or_else(|| {
+                CodedError::new(ErrorCode::FileNotFound, format!("content {sha256} is not uploaded; send it first with PUT /api/v1/uploads/{sha256}"))
+            })?;
+            let info = FileInfo { path: name, size, sha256, updated_at: Timestamp::now() };
+            store.put_run_file(&path, info.clone())?;
+            Ok(info)
+        })
+        .await
+    }
+
+    /// A scratch file for a content on its way in, where the blob store wants it.
+    pub async fn scratch_file(&self) -> ServiceResult<tempfile::NamedTempFile> {
+        let scratch = self.store.blobs().scratch_dir();
+        blocking(move || {
+            match &scratch {
+                Some(dir) => tempfile::NamedTempFile::new_in(dir),
+                None => tempfile::NamedTempFile::new(),
+            }
+            .map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot create a scratch file: {e}")))
+        })
+        .await
+    }
+
+    /// Stores the content in `scratch` and names it as the run's file `name`.
+    pub async fn store_file(&self, path: RunPath, name: String, scratch: tempfile::TempPath) -> ServiceResult<FileInfo> {
+        let store = self.store_ref();
+        blocking(move || {
+            let blob = store.blobs().put_file(&scratch)?;
+            drop(scratch);
+            let info = FileInfo { path: name, size: blob.size, sha256: blob.sha256, updated_at: Timestamp::now() };
+            store.put_run_file(&path, info.clone())?;
+            Ok(info)
+        })
+        .await
+    }
+
+    /// Checks that the run exists (before a body is read for it).
+    pub async fn require_run(&self, path: &RunPath) -> ServiceResult<()> {
+        let (store, path) = (self.store_ref(), path.clone());
+        blocking(move || store.get_run(&path).map(|_| ())).await
+    }
+
+    /// Claims the upload of `sha256` among every server on the store, or says another has it.
+    pub async fn claim_upload(&self, sha256: &str) -> ServiceResult<Arc<UploadClaim>> {
+        let (store, instance, sha256) = (self.store_ref(), self.instance.clone(), sha256.to_owned());
+        Ok(Arc::new(blocking(move || UploadClaim::take(store, &instance, &sha256)).await?))
+    }
+}
+
+/// Removes a run for good, then the contents that no run names any more.
+pub fn purge(store: &dyn Store, path: &RunPath) -> ServiceResult<()> {
+    let orphans = store.purge_run(path)?;
+    // The run is gone either way; contents left behind are collected on the next pass.
+    if let Err(e) = store.collect_blobs(Some(&orphans)) {
+        tracing::warn!("removing the files of {path}: {} (they are removed later)", e.message);
+    }
+    Ok(())
+}
+
+/// One upload per content at a time, across every server on the store: a second writer would
+/// interleave its bytes. The claim is a lease (`upload:<sha256>`) that the request renews while
+/// its body streams; when its server dies, the lease lapses (15 s) and the client's retry, on any
+/// server, takes over.
+pub struct UploadClaim {
+    store: Arc<dyn Store>,
+    name: String,
+    holder: String,
+    /// Whether the lease is this request's, to release when it ends.
+    held: bool,
+}
+
+/// How long an upload's claim lasts without renewal, and how often it is renewed.
+const UPLOAD_LEASE: std::time::Duration = std::time::Duration::from_secs(15);
+pub const UPLOAD_RENEW: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl UploadClaim {
+    fn take(store: Arc<dyn Store>, instance: &str, sha256: &str) -> ServiceResult<UploadClaim> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let holder = format!("{instance}/{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let mut claim = UploadClaim { store, name: format!("upload:{sha256}"), holder, held: false };
+        claim.held = claim.renew()?;
+        if !claim.held {
+            return Err(CodedError::new(ErrorCode::UploadInProgress, format!("content {sha256} is being uploaded by another request; retry")));
+        }
+        Ok(claim)
+    }
+
+    /// Renews the lease; false when it lapsed and another request took it.
+    pub fn renew(&self) -> ServiceResult<bool> {
+        self.store.try_lease(&self.name, &self.holder, Timestamp::now(), UPLOAD_LEASE)
+    }
+}
+
+impl Drop for UploadClaim {
+    fn drop(&mut self) {
+        if !self.held {
+            return;
+        }
+        let (store, name, holder) = (self.store.clone(), std::mem::take(&mut self.name), std::mem::take(&mut self.holder));
+        let release = move || {
+            if let Err(e) = store.release(&name, &holder) {
+                tracing::warn!("releasing {name}: {} (it lapses by itself)", e.message);
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(release)),
+            Err(_) => release(),
+        }
+    }
+}
