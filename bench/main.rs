@@ -377,7 +377,7 @@ fn bench_runs_on(s: &SqlStore, backend: &str) {
         let mut total = 0;
         for _ in 0..11 {
             let t = Instant::now();
-            total = s.search_runs("bench", "sweep", &search).unwrap().total;
+            total = s.search_runs("bench", "sweep", &cairn_store::RunQuery::from_search(&search).unwrap()).unwrap().total;
             times.push(t.elapsed().as_secs_f64());
         }
         println!("{backend} {label}: {:.1} ms for a page of 100 ({total} of 10,000 match; median of 11)", median(times) * 1e3);
@@ -387,7 +387,7 @@ fn bench_runs_on(s: &SqlStore, backend: &str) {
     let mut times = Vec::new();
     for _ in 0..11 {
         let t = Instant::now();
-        let refused = s.search_runs("bench", "sweep", &search).is_err();
+        let refused = s.search_runs("bench", "sweep", &cairn_store::RunQuery::from_search(&search).unwrap()).is_err();
         times.push(t.elapsed().as_secs_f64());
         assert!(refused, "a bare name no run has is refused");
     }

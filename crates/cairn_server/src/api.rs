@@ -108,7 +108,7 @@ pub async fn list_runs(
         offset: query.offset,
     };
     let store = store(&state);
-    blocking(move || store.search_runs(&entity, &project, &search)).await.map(Json)
+    blocking(move || store.search_runs(&entity, &project, &cairn_store::RunQuery::from_search(&search)?)).await.map(Json)
 }
 
 #[utoipa::path(post, path = "/api/v1/projects/{entity}/{project}/runs/search", tag = "runs",
@@ -121,7 +121,7 @@ pub async fn search_runs(
     JsonBody(search): JsonBody<RunSearch>,
 ) -> ApiResult<Json<RunPage>> {
     let store = store(&state);
-    blocking(move || store.search_runs(&entity, &project, &search)).await.map(Json)
+    blocking(move || store.search_runs(&entity, &project, &cairn_store::RunQuery::from_search(&search)?)).await.map(Json)
 }
 
 #[utoipa::path(post, path = "/api/v1/projects/{entity}/{project}/runs/groups", tag = "runs",
@@ -135,7 +135,7 @@ pub async fn group_runs(
     JsonBody(query): JsonBody<GroupQuery>,
 ) -> ApiResult<Json<GroupPage>> {
     let store = store(&state);
-    blocking(move || store.group_runs(&entity, &project, &query)).await.map(Json)
+    blocking(move || store.group_runs(&entity, &project, &cairn_store::GroupRequest::from_query(&query)?)).await.map(Json)
 }
 
 #[utoipa::path(get, path = "/api/v1/projects/{entity}/{project}/columns", tag = "runs",

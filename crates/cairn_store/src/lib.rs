@@ -70,11 +70,11 @@ pub trait RunStore: Send + Sync {
     fn list_forks(&self, path: &RunPath) -> Result<Vec<String>>;
     /// The runs deleted before `deadline`: their retention window has passed.
     fn deleted_before(&self, deadline: Timestamp) -> Result<Vec<RunPath>>;
-    fn search_runs(&self, entity: &str, project: &str, search: &RunSearch) -> Result<RunPage>;
+    fn search_runs(&self, entity: &str, project: &str, query: &RunQuery) -> Result<RunPage>;
     /// The config and summary leaf keys that the project's runs have.
     fn project_columns(&self, entity: &str, project: &str) -> Result<ProjectColumns>;
     /// The runs that match a filter, grouped by one field, with numeric columns summarized.
-    fn group_runs(&self, entity: &str, project: &str, query: &GroupQuery) -> Result<GroupPage>;
+    fn group_runs(&self, entity: &str, project: &str, query: &GroupRequest) -> Result<GroupPage>;
     /// Records a sign of life. A crashed run goes back to running.
     fn heartbeat(&self, path: &RunPath, now: Timestamp) -> Result<HeartbeatReply>;
     fn finish_run(&self, path: &RunPath, request: FinishRequest, now: Timestamp) -> Result<RunInfo>;
@@ -131,6 +131,62 @@ pub trait SeriesStore: Send + Sync {
     /// Buckets for several runs and keys on one x-grid; runs or keys that do not exist are left out.
     fn project_series(&self, entity: &str, project: &str, query: &ProjectSeriesRequest) -> Result<ProjectSeriesResult>;
     fn console(&self, path: &RunPath, from_line: u64, limit: usize) -> Result<ConsolePage>;
+}
+
+/// A runs search, validated: the filter and sort keys parsed (bare names are resolved by the
+/// store, against the project's keys), the page bounded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunQuery {
+    pub filter: cairn_types::filter::Filter,
+    pub sort: Vec<cairn_types::filter::SortKey>,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+impl RunQuery {
+    /// From the REST shape (a MongoDB-style JSON filter, sort keys as text).
+    pub fn from_search(search: &RunSearch) -> Result<RunQuery> {
+        use cairn_types::api::{RUNS_DEFAULT_LIMIT, RUNS_MAX_LIMIT};
+        use cairn_types::filter::{Filter, SortKey};
+        let filter = match &search.filter {
+            Some(json) => Filter::parse(json)?,
+            None => Filter::always(),
+        };
+        let sort = search.sort.iter().map(|s| SortKey::parse(s)).collect::<Result<Vec<_>>>()?;
+        Ok(RunQuery { filter, sort, limit: search.limit.unwrap_or(RUNS_DEFAULT_LIMIT).clamp(1, RUNS_MAX_LIMIT), offset: search.offset.unwrap_or(0) })
+    }
+}
+
+/// Runs grouped by one field, validated: the field and the numeric columns to summarize, each
+/// with the name it was asked by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRequest {
+    pub by: (String, cairn_types::filter::Field),
+    pub filter: cairn_types::filter::Filter,
+    pub columns: Vec<(String, cairn_types::filter::Field)>,
+    pub bins: usize,
+}
+
+impl GroupRequest {
+    pub fn from_query(query: &GroupQuery) -> Result<GroupRequest> {
+        use cairn_types::error::ErrorCode;
+        use cairn_types::filter::{Field, Filter};
+        let field = |what: &str, name: &str| {
+            Field::parse(name).map(|f| (name.to_owned(), f)).map_err(|e| CodedError::new(ErrorCode::InvalidQuery, format!("{what}: {}", e.message)))
+        };
+        if query.columns.len() > 100 {
+            return Err(CodedError::new(ErrorCode::InvalidQuery, format!("{} columns asked for; at most 100", query.columns.len())));
+        }
+        Ok(GroupRequest {
+            by: field("by", &query.by)?,
+            filter: match &query.filter {
+                Some(json) => Filter::parse(json)?,
+                None => Filter::always(),
+            },
+            columns: query.columns.iter().map(|c| field("columns", c)).collect::<Result<_>>()?,
+            bins: query.bins.unwrap_or(10).clamp(1, 100),
+        })
+    }
 }
 
 /// A bucketed series read, validated: the keys (history first, then system metrics), the x

@@ -115,6 +115,15 @@ pub fn rows(offset: u64, n: u64) -> cairn_types::wire::IngestBatch {
     json_batch(json!({"history": {"offset": offset, "rows": rows}}))
 }
 
+/// A search as the REST API takes it.
+fn search_of(store: &impl Store, entity: &str, project: &str, search: &RunSearch) -> crate::Result<cairn_types::api::RunPage> {
+    store.search_runs(entity, project, &crate::RunQuery::from_search(search)?)
+}
+
+fn group_of(store: &impl Store, entity: &str, project: &str, query: &GroupQuery) -> crate::Result<cairn_types::api::GroupPage> {
+    store.group_runs(entity, project, &crate::GroupRequest::from_query(query)?)
+}
+
 /// A series read as the REST API takes it.
 fn series_of(store: &impl Store, path: &RunPath, query: &SeriesQuery) -> crate::Result<cairn_types::api::SeriesResult> {
     store.series(path, &crate::SeriesRequest::from_query(query)?)
@@ -485,7 +494,7 @@ pub fn duration_leaves_out_pauses(store: &impl Store) {
     store.finish_run(&other, FinishRequest { exit_code: Some(0), ..Default::default() }, secs(52)).unwrap();
     let ids = |filter: serde_json::Value, sort: &str| -> Vec<String> {
         let search = RunSearch { filter: Some(filter), sort: vec![sort.to_owned()], limit: Some(10), offset: None };
-        store.search_runs("e", "dur", &search).unwrap().runs.into_iter().map(|r| r.run_id).collect()
+        search_of(store, "e", "dur", &search).unwrap().runs.into_iter().map(|r| r.run_id).collect()
     };
     assert_eq!(ids(json!({"duration": {"$gt": 54}}), "duration"), ["r"]);
     assert_eq!(ids(json!({"runtime": {"$gt": 54}}), "runtime"), ["r"]);
@@ -515,7 +524,7 @@ pub fn bare_names_and_empty_text(store: &impl Store) {
         store.ingest(&path, json_batch(json!({"history": {"offset": 0, "rows": [{"_step": 0, "loss": 0.5, "val/acc": 0.7}]}})), T0).unwrap();
     }
     let search = |filter: serde_json::Value| {
-        store.search_runs("e", "bare", &RunSearch { filter: Some(filter), sort: vec!["run_id".into()], ..Default::default() })
+        search_of(store, "e", "bare", &RunSearch { filter: Some(filter), sort: vec!["run_id".into()], ..Default::default() })
     };
     let ids = |filter: serde_json::Value| -> Vec<String> { search(filter).unwrap().runs.into_iter().map(|r| r.run_id).collect() };
     let err = search(json!({"loss": 0.5})).unwrap_err();
@@ -529,10 +538,9 @@ pub fn bare_names_and_empty_text(store: &impl Store) {
     assert_eq!(ids(json!({"group": {"$ne": ""}})), ["b"]);
     assert_eq!(ids(json!({"notes": {"$exists": false}})), ["a", "c"]);
     // Sorting and grouping take bare names too.
-    let page = store.search_runs("e", "bare", &RunSearch { sort: vec!["-val/acc".into()], ..Default::default() }).unwrap();
+    let page = search_of(store, "e", "bare", &RunSearch { sort: vec!["-val/acc".into()], ..Default::default() }).unwrap();
     assert_eq!(page.total, 3);
-    let groups = store
-        .group_runs("e", "bare", &GroupQuery { by: "nested.depth".into(), columns: vec!["val/acc".into()], ..Default::default() })
+    let groups = group_of(store, "e", "bare", &GroupQuery { by: "nested.depth".into(), columns: vec!["val/acc".into()], ..Default::default() })
         .unwrap();
     assert_eq!(groups.groups.len(), 1);
 }
@@ -643,8 +651,7 @@ pub fn search_filters_and_sorts(store: &impl Store) {
         }
     }
     let ids = |filter: serde_json::Value, sort: &[&str]| -> Vec<String> {
-        store
-            .search_runs(
+        search_of(store, 
                 "team",
                 "sweep",
                 &RunSearch { filter: Some(filter), sort: sort.iter().map(|s| s.to_string()).collect(), limit: Some(100), offset: None },
@@ -672,14 +679,13 @@ pub fn search_filters_and_sorts(store: &impl Store) {
     assert_eq!(ids(json!({}), &["summary.acc"]).last().unwrap(), "run07");
     assert_eq!(ids(json!({}), &["-summary.acc"]).last().unwrap(), "run07");
     // Pagination with a total.
-    let page = store
-        .search_runs("team", "sweep", &RunSearch { sort: vec!["run_id".into()], limit: Some(5), offset: Some(5), ..Default::default() })
+    let page = search_of(store, "team", "sweep", &RunSearch { sort: vec!["run_id".into()], limit: Some(5), offset: Some(5), ..Default::default() })
         .unwrap();
     assert_eq!(page.total, 20);
     assert_eq!(page.runs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(), ["run05", "run06", "run07", "run08", "run09"]);
     // Bad filters are clear errors.
     let bad = |filter: serde_json::Value| {
-        store.search_runs("team", "sweep", &RunSearch { filter: Some(filter), ..Default::default() }).unwrap_err()
+        search_of(store, "team", "sweep", &RunSearch { filter: Some(filter), ..Default::default() }).unwrap_err()
     };
     assert!(bad(json!({"name": {"$regex": "("}})).message.contains("regex"));
     assert_eq!(bad(json!({"bogus": 1})).code, ErrorCode::InvalidFilter);
@@ -690,7 +696,7 @@ pub fn search_filters_and_sorts(store: &impl Store) {
     assert_eq!(ids(json!({"opt": "sgd", "lr": {"$lt": 0.04}}), &["run_id"]), ["run01", "run03"]);
     assert_eq!(bad(json!({"tags": {"$gt": "a"}})).code, ErrorCode::InvalidFilter);
     assert_eq!(
-        store.search_runs("team", "nope", &RunSearch::default()).unwrap_err().code,
+        search_of(store, "team", "nope", &RunSearch::default()).unwrap_err().code,
         ErrorCode::ProjectNotFound
     );
 }
@@ -899,8 +905,7 @@ pub fn grouping_with_distributions(store: &impl Store) {
             .unwrap();
         store.ingest(&path, json_batch(json!({"history": {"offset": 0, "rows": [{"_step": 0, "acc": i as f64}]}})), secs(1)).unwrap();
     }
-    let page = store
-        .group_runs("e", "groups", &GroupQuery { by: "config.opt".into(), columns: vec!["summary.acc".into()], bins: Some(4), ..Default::default() })
+    let page = group_of(store, "e", "groups", &GroupQuery { by: "config.opt".into(), columns: vec!["summary.acc".into()], bins: Some(4), ..Default::default() })
         .unwrap();
     let summary: Vec<(Value, u64)> = page.groups.iter().map(|g| (g.value.clone(), g.count)).collect();
     // Runs without the value come last.
@@ -909,11 +914,10 @@ pub fn grouping_with_distributions(store: &impl Store) {
     let adam = &page.groups[0].columns["summary.acc"];
     assert_eq!((adam.count, adam.min, adam.max, adam.mean), (4, Some(0.0), Some(6.0), Some(3.0)));
     assert_eq!(adam.histogram, vec![1, 1, 1, 1]);
-    let filtered = store
-        .group_runs("e", "groups", &GroupQuery { by: "config.opt".into(), filter: Some(json!({"summary.acc": {"$gte": 5}})), ..Default::default() })
+    let filtered = group_of(store, "e", "groups", &GroupQuery { by: "config.opt".into(), filter: Some(json!({"summary.acc": {"$gte": 5}})), ..Default::default() })
         .unwrap();
     assert_eq!(filtered.groups.iter().map(|g| g.count).sum::<u64>(), 4);
-    let err = store.group_runs("e", "groups", &GroupQuery { by: "tags".into(), ..Default::default() }).unwrap_err();
+    let err = group_of(store, "e", "groups", &GroupQuery { by: "tags".into(), ..Default::default() }).unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidQuery);
 }
 
@@ -1095,7 +1099,7 @@ pub fn fork_shares_history_and_rewind_archives_it(store: &impl Store) {
     assert_eq!(loss_points(store, &f1).len(), 12_347);
     assert_eq!(loss_points(store, &f1)[10_000], (10_000, 5_000.0));
     // The archive is reachable by its path but is not listed with the project's runs.
-    let listed: Vec<String> = store.search_runs("e", "p", &RunSearch::default()).unwrap().runs.into_iter().map(|r| r.run_id).collect();
+    let listed: Vec<String> = search_of(store, "e", "p", &RunSearch::default()).unwrap().runs.into_iter().map(|r| r.run_id).collect();
     assert!(!listed.contains(&archive_id) && listed.contains(&"src".to_owned()), "{listed:?}");
     assert_eq!(store.get_project("e", "p").unwrap().run_count, 3);
     // Rewinding beyond the last step is refused; purging the source keeps the forks whole.

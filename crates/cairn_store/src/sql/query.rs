@@ -3,7 +3,7 @@
 //! Every leaf comparison is wrapped in `coalesce(..., FALSE)`, so a missing value never turns the
 //! expression into NULL: `$ne` and `$nin` match runs that lack the field, as in MongoDB.
 
-use cairn_types::api::{ColumnStats, GroupPage, GroupQuery, ProjectColumns, RunGroup, RunPage};
+use cairn_types::api::{ColumnStats, GroupPage, ProjectColumns, RunGroup, RunPage};
 use cairn_types::value::Value;
 use cairn_types::error::{CodedError, ErrorCode};
 use cairn_types::filter::{Field, Filter, Op, Operand, Scalar, SortKey};
@@ -590,28 +590,16 @@ pub(super) fn project_columns(db: &dyn Db, entity: &str, project: &str) -> Resul
     Ok(out)
 }
 
-pub(super) fn group_runs(db: &dyn Db, entity: &str, project: &str, query: &GroupQuery, filter: &Filter) -> Result<GroupPage> {
+pub(super) fn group_runs(db: &dyn Db, entity: &str, project: &str, query: &crate::GroupRequest) -> Result<GroupPage> {
     let project_pk = project_pk(db, entity, project)?;
     let resolver = Resolver::new(db, project_pk);
-    let filter = &resolver.filter(filter)?;
-    let by = Field::parse(&query.by)
-        .and_then(|f| resolver.field(&f))
-        .map_err(|e| CodedError::new(ErrorCode::InvalidQuery, format!("by: {}", e.message)))?;
-    let by_expr = field_expr(db.dialect(), &by)?;
-    if query.columns.len() > 100 {
-        return Err(CodedError::new(ErrorCode::InvalidQuery, format!("{} columns asked for; at most 100", query.columns.len())));
-    }
-    let columns = query
-        .columns
-        .iter()
-        .map(|c| {
-            let field = Field::parse(c)
-                .and_then(|f| resolver.field(&f))
-                .map_err(|e| CodedError::new(ErrorCode::InvalidQuery, format!("columns: {}", e.message)))?;
-            field_expr(db.dialect(), &field)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let bins = query.bins.unwrap_or(10).clamp(1, 100);
+    let filter = &resolver.filter(&query.filter)?;
+    let resolved = |what: &str, field: &Field| {
+        resolver.field(field).map_err(|e| CodedError::new(ErrorCode::InvalidQuery, format!("{what}: {}", e.message)))
+    };
+    let by_expr = field_expr(db.dialect(), &resolved("by", &query.by.1)?)?;
+    let columns = query.columns.iter().map(|(_, c)| field_expr(db.dialect(), &resolved("columns", c)?)).collect::<Result<Vec<_>>>()?;
+    let bins = query.bins;
     let mut compiler = Compiler { dialect: db.dialect(), sql: String::new(), params: vec![Sql::Int(project_pk)] };
     let condition = compiler.filter(filter)?;
     let mut select = vec![by_expr];
@@ -638,11 +626,11 @@ pub(super) fn group_runs(db: &dyn Db, entity: &str, project: &str, query: &Group
             }
         }
         if groups.len() > 10_000 {
-            return Err(CodedError::new(ErrorCode::InvalidQuery, format!("{} has more than 10000 distinct values", query.by)));
+            return Err(CodedError::new(ErrorCode::InvalidQuery, format!("{} has more than 10000 distinct values", query.by.0)));
         }
     }
     let mut ranges = std::collections::BTreeMap::new();
-    for (i, name) in query.columns.iter().enumerate() {
+    for (i, (name, _)) in query.columns.iter().enumerate() {
         let all = groups.values().flat_map(|g| g.2[i].iter().copied());
         let range = all.fold(None, |acc: Option<(f64, f64)>, v| Some(acc.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v)))));
         if let Some(range) = range {
@@ -652,7 +640,7 @@ pub(super) fn group_runs(db: &dyn Db, entity: &str, project: &str, query: &Group
     let mut out = Vec::with_capacity(groups.len());
     for (_, (value, count, values)) in groups {
         let mut stats = std::collections::BTreeMap::new();
-        for (i, name) in query.columns.iter().enumerate() {
+        for (i, (name, _)) in query.columns.iter().enumerate() {
             let vs = &values[i];
             let mut histogram = vec![0u64; bins];
             if let Some(&(lo, hi)) = ranges.get(name) {
@@ -674,7 +662,7 @@ pub(super) fn group_runs(db: &dyn Db, entity: &str, project: &str, query: &Group
         }
         out.push(RunGroup { value, count, columns: stats });
     }
-    Ok(GroupPage { by: query.by.clone(), groups: out, ranges })
+    Ok(GroupPage { by: query.by.0.clone(), groups: out, ranges })
 }
 
 #[cfg(test)]

@@ -2,11 +2,10 @@
 //! W&B's `allow_val_change`), the lifecycle (stop, crash, recovery), soft delete, purge and move.
 
 use cairn_types::api::{
-    AlertInfo, AlertLevel, DEFAULT_PROJECT, EntityInfo, FileInfo, FinishRequest, HeartbeatReply, ProjectInfo, RUNS_DEFAULT_LIMIT,
-    RUNS_MAX_LIMIT, ResumeMode, RunInfo, RunPage, RunPatch, RunSearch, RunState, StreamOffsets, UpsertRunRequest,
+    AlertInfo, AlertLevel, DEFAULT_PROJECT, EntityInfo, FileInfo, FinishRequest, HeartbeatReply, ProjectInfo,
+    ResumeMode, RunInfo, RunPage, RunPatch, RunState, StreamOffsets, UpsertRunRequest,
 };
 use cairn_types::error::{CodedError, ErrorCode};
-use cairn_types::filter::{Filter, SortKey};
 use cairn_types::ids::{validate_name, validate_run_id};
 use cairn_types::value::{Map, Value};
 use cairn_types::{RunPath, Timestamp, map};
@@ -434,10 +433,6 @@ fn rewind_run(db: &dyn Db, project_pk: i64, pk: i64, run_id: &str, doc: &mut Run
     Ok(())
 }
 
-fn clamp_limit(limit: Option<usize>, default: usize, max: usize) -> usize {
-    limit.unwrap_or(default).clamp(1, max)
-}
-
 fn entity_from_row(r: &Row) -> Result<EntityInfo> {
     Ok(EntityInfo {
         name: r.string(0)?,
@@ -672,17 +667,10 @@ impl RunStore for SqlStore {
         })
     }
 
-    fn search_runs(&self, entity: &str, project: &str, search: &RunSearch) -> Result<RunPage> {
+    fn search_runs(&self, entity: &str, project: &str, query: &crate::RunQuery) -> Result<RunPage> {
         validate_name("entity", entity)?;
         validate_name("project", project)?;
-        let parsed = match &search.filter {
-            Some(json) => Filter::parse(json)?,
-            None => Filter::always(),
-        };
-        let sort = search.sort.iter().map(|s| SortKey::parse(s)).collect::<Result<Vec<_>>>()?;
-        let limit = clamp_limit(search.limit, RUNS_DEFAULT_LIMIT, RUNS_MAX_LIMIT);
-        let offset = search.offset.unwrap_or(0);
-        self.read(|db| query::search(db, entity, project, &parsed, &sort, limit, offset))
+        self.read(|db| query::search(db, entity, project, &query.filter, &query.sort, query.limit, query.offset))
     }
 
     fn project_columns(&self, entity: &str, project: &str) -> Result<cairn_types::api::ProjectColumns> {
@@ -691,14 +679,10 @@ impl RunStore for SqlStore {
         self.read(|db| query::project_columns(db, entity, project))
     }
 
-    fn group_runs(&self, entity: &str, project: &str, query: &cairn_types::api::GroupQuery) -> Result<cairn_types::api::GroupPage> {
+    fn group_runs(&self, entity: &str, project: &str, request: &crate::GroupRequest) -> Result<cairn_types::api::GroupPage> {
         validate_name("entity", entity)?;
         validate_name("project", project)?;
-        let parsed = match &query.filter {
-            Some(json) => Filter::parse(json)?,
-            None => Filter::always(),
-        };
-        self.read(|db| query::group_runs(db, entity, project, query, &parsed))
+        self.read(|db| query::group_runs(db, entity, project, request))
     }
 
     fn heartbeat(&self, path: &RunPath, now: Timestamp) -> Result<HeartbeatReply> {
