@@ -198,7 +198,9 @@ async fn purge_expired(state: &AppState) {
     let deadline = Timestamp(Timestamp::now().micros().saturating_sub(retention.as_micros().min(i64::MAX as u128) as i64));
     let result = tokio::task::spawn_blocking(move || -> Result<Vec<RunPath>, CodedError> {
         // Contents a purge left behind (its server stopped before removing them).
-        store.collect_blobs(None)?;
+        if let Err(e) = store.collect_blobs(None) {
+            tracing::warn!("collecting unnamed contents: {}", e.message);
+        }
         let mut purged = Vec::new();
         for path in store.deleted_before(deadline)? {
             match service::purge(store.as_ref(), &path) {

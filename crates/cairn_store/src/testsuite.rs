@@ -56,6 +56,7 @@ macro_rules! store_test_suite {
             forking_an_archive_and_explicit_summary_values,
             a_fork_shares_its_sources_full_chunks,
             leases_are_held_by_one_holder,
+            a_nul_character_does_not_stop_a_run,
             project_series_of_many_runs_match_each_run,
             a_content_named_during_a_purge_is_never_lost,
             a_copy_in_steps_reads_back_the_same,
@@ -1454,4 +1455,24 @@ pub fn project_series_of_many_runs_match_each_run(store: &impl Store) {
         let one = series_of(store, &RunPath::new("e", "many", id), &SeriesQuery { keys: "a,b".into(), buckets: Some(50), x_min: Some(lo), x_max: Some(hi), ..Default::default() }).unwrap();
         assert_eq!(run.series, one.series, "run {id}");
     }
+}
+
+/// A NUL character in a console line, a config value or a summary key (PostgreSQL holds none)
+/// is stored, and the batches after it go on.
+pub fn a_nul_character_does_not_stop_a_run(store: &impl Store) {
+    let path = RunPath::new("e", "p", "nul");
+    new_run(store, &path);
+    let batch = json!({
+        "config": {"offset": 0, "updates": [{"set": {"note": "a\u{0}b"}}]},
+        "console": {"offset": 0, "lines": [{"line": 0, "text": "bad\u{0}byte"}]},
+        "history": {"offset": 0, "rows": [{"_step": 0, "x\u{0}y": 1.0, "loss": 0.5}]},
+    });
+    store.ingest(&path, json_batch(batch), secs(1)).unwrap();
+    store.ingest(&path, rows_from(1, 5, 1), secs(2)).unwrap();
+    let run = store.get_run(&path).unwrap();
+    assert_eq!(run.offsets.history, 6);
+    let note = run.config["note"].as_str().unwrap().to_owned();
+    assert!(note == "a\u{0}b" || note == "a\u{fffd}b", "{note:?}");
+    let line = &store.console(&path, 0, 10).unwrap().lines[0].text;
+    assert!(line == "bad\u{0}byte" || line == "bad\u{fffd}byte", "{line:?}");
 }

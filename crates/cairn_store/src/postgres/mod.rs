@@ -47,6 +47,9 @@ pub fn open(url: &str, config: StoreConfig, blobs: Arc<dyn BlobStore>) -> Result
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(Duration::from_secs(5));
     }
+    // A connection whose peer went away without a word (a half-open LISTEN) is found in a
+    // minute, not in the two hours of the system's defaults.
+    pg.keepalives(true).keepalives_idle(Duration::from_secs(30));
     let pool = Pool { pg, idle: Mutex::new(Vec::new()), available: Condvar::new(), open: Mutex::new(0) };
     let describe = pool.describe();
     {
@@ -202,23 +205,41 @@ fn migrate(client: &mut Client) -> Result<()> {
 
 /// A database error as a coded one: what is worth retrying is `backend_unavailable`.
 fn pg_error(e: postgres::Error) -> CodedError {
+    let detail = match e.as_db_error() {
+        Some(db) => db.message().to_owned(),
+        None => e.source().map_or_else(|| e.to_string(), |s| format!("{e}: {s}")),
+    };
+    match e.code() {
+        // A pattern that PostgreSQL's regular expressions do not take.
+        Some(&SqlState::INVALID_REGULAR_EXPRESSION) => {
+            return CodedError::new(ErrorCode::InvalidFilter, format!("the regular expression is not one PostgreSQL runs: {detail}"));
+        }
+        Some(&SqlState::CHARACTER_NOT_IN_REPERTOIRE) | Some(&SqlState::UNTRANSLATABLE_CHARACTER) => {
+            return CodedError::new(ErrorCode::InvalidValue, format!("a text the database cannot hold: {detail}"));
+        }
+        _ => {}
+    }
     let retry = match e.code() {
         Some(code) => {
             let class = code.code().get(..2).unwrap_or("");
             // 08: connection exceptions; 57P0x: the server shutting down or starting; 53: out
             // of resources; 40001 and 40P01: a concurrent transaction won.
+            // 23505: two servers created the same row at once; the retry finds it.
             class == "08"
                 || class == "53"
-                || [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW, SqlState::T_R_SERIALIZATION_FAILURE, SqlState::T_R_DEADLOCK_DETECTED]
-                    .contains(code)
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                    SqlState::T_R_SERIALIZATION_FAILURE,
+                    SqlState::T_R_DEADLOCK_DETECTED,
+                    SqlState::UNIQUE_VIOLATION,
+                ]
+                .contains(code)
         }
         // No SQL state: the connection failed (refused, reset, timed out, closed), or a value
         // could not be converted (a bug).
         None => e.is_closed() || e.source().is_some_and(|s| s.is::<std::io::Error>()) || e.to_string().contains("timed out"),
-    };
-    let detail = match e.as_db_error() {
-        Some(db) => db.message().to_owned(),
-        None => e.source().map_or_else(|| e.to_string(), |s| format!("{e}: {s}")),
     };
     if retry {
         CodedError::new(ErrorCode::BackendUnavailable, format!("PostgreSQL is unavailable ({detail}); try again"))
@@ -261,11 +282,14 @@ impl std::ops::DerefMut for Pooled<'_> {
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
+        // Under the idle lock, which waiters hold when they look: none misses the wakeup.
+        let mut idle = self.pool.idle.lock().expect("pool lock");
         if conn.client.is_closed() {
             *self.pool.open.lock().expect("pool lock") -= 1;
         } else {
-            self.pool.idle.lock().expect("pool lock").push(conn);
+            idle.push(conn);
         }
+        drop(idle);
         self.pool.available.notify_one();
     }
 }
@@ -302,7 +326,10 @@ impl Pool {
                     return match self.pg.connect(NoTls) {
                         Ok(client) => Ok(Pooled { pool: self, conn: Some(Conn { client, statements: HashMap::new() }) }),
                         Err(e) => {
+                            let idle = self.idle.lock().expect("pool lock");
                             *self.open.lock().expect("pool lock") -= 1;
+                            drop(idle);
+                            self.available.notify_one();
                             Err(pg_error(e))
                         }
                     };
@@ -435,6 +462,31 @@ impl Db for PgDb<'_> {
 
 type BoxError = Box<dyn std::error::Error + Sync + Send>;
 
+/// JSON text with its `\u0000` escapes (which jsonb refuses) as `\ufffd`; an escaped
+/// backslash followed by `u0000` is text, and stays.
+fn without_nul_escapes(json: &str) -> std::borrow::Cow<'_, str> {
+    if !json.contains("\\u0000") {
+        return json.into();
+    }
+    let mut out = String::with_capacity(json.len());
+    let mut rest = json;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let escape = &rest[at..];
+        if escape.starts_with("\\u0000") {
+            out.push_str("\\ufffd");
+            rest = &escape[6..];
+        } else {
+            // Any other escape, whole: `\\` included, so the next backslash starts an escape.
+            let len = escape[1..].chars().next().map_or(1, |c| 1 + c.len_utf8());
+            out.push_str(&escape[..len]);
+            rest = &escape[len..];
+        }
+    }
+    out.push_str(rest);
+    out.into()
+}
+
 fn mismatch(param: &Param<'_>, ty: &Type) -> BoxError {
     format!("a {param:?} cannot be sent as {ty}").into()
 }
@@ -457,16 +509,20 @@ impl ToSql for Param<'_> {
             (Param::Bool(b), &Type::BOOL) => b.to_sql(ty, out)?,
             (Param::Bool(b), &Type::INT8) => (b as i64).to_sql(ty, out)?,
             (Param::Bool(b), &Type::INT4) => (b as i32).to_sql(ty, out)?,
+            // PostgreSQL holds no NUL character, in text or in jsonb (SQLite does): it is stored as
+            // U+FFFD, so that a console line with one does not stop the run's stream.
             (Param::Text(t), &Type::JSONB) => {
                 out.extend_from_slice(&[1]);
-                out.extend_from_slice(t.as_bytes());
+                out.extend_from_slice(without_nul_escapes(t).as_bytes());
                 IsNull::No
             }
             (Param::Text(t), &Type::JSON) => {
-                out.extend_from_slice(t.as_bytes());
+                out.extend_from_slice(without_nul_escapes(t).as_bytes());
                 IsNull::No
             }
-            (Param::Text(t), _) => t.to_sql(ty, out)?,
+            (Param::Text(t), &Type::TEXT | &Type::VARCHAR | &Type::BPCHAR | &Type::NAME | &Type::UNKNOWN) => {
+                if t.contains('\0') { t.replace('\0', "\u{fffd}").as_str().to_sql(ty, out)? } else { t.to_sql(ty, out)? }
+            }
             (Param::Blob(b), &Type::BYTEA) => b.to_sql(ty, out)?,
             _ => return Err(mismatch(self, ty)),
         };
@@ -692,6 +748,13 @@ mod tests {
                 heard.insert(name);
             }
         }
+    }
+
+    #[test]
+    fn nul_escapes_become_replacement_characters() {
+        assert_eq!(without_nul_escapes(r#"{"a":"x\u0000y"}"#), r#"{"a":"x\ufffdy"}"#);
+        assert_eq!(without_nul_escapes(r#"{"a":"x\\u0000y"}"#), r#"{"a":"x\\u0000y"}"#);
+        assert_eq!(without_nul_escapes(r#"{"a":"\"\u0000"}"#), r#"{"a":"\"\ufffd"}"#);
     }
 
     #[test]

@@ -121,6 +121,16 @@ pub(crate) fn fork(db: &dyn Db, src_pk: i64, src: &RunDoc, src_id: &str, dst_pk:
     if src.last_step.is_none_or(|last| step > last) {
         return Err(beyond(src_id, step, src.last_step));
     }
+    // The runs whose chunks the source shares (a fork of a fork shares the first source's) are
+    // locked too: a purge or rewind of them waits for this fork, then sees its rows.
+    if db.dialect() == super::Dialect::Postgres {
+        db.query(
+            "SELECT r.run_pk FROM runs r WHERE r.run_pk IN (SELECT k.run_pk FROM run_keys k WHERE k.key_pk IN
+                (SELECT c.shared_key FROM chunks c JOIN run_keys o ON o.key_pk = c.key_pk WHERE o.run_pk = ?1 AND c.shared_key IS NOT NULL))
+             ORDER BY r.run_pk FOR SHARE",
+            args![src_pk],
+        )?;
+    }
     for key in all_keys(db, src_pk)? {
         if key.stream != KeyStream::History || key.totals.first_step > step {
             continue;

@@ -97,7 +97,8 @@ fn batched<T>(db: &dyn Db, sql: &str, fixed: &[Param<'_>], items: &[T], casts: &
                 .collect();
             list.push(if width == 1 { places.concat() } else { format!("({})", places.join(", ")) });
         }
-        out.extend(db.query(&sql.replace("{list}", &list.join(", ")), &params)?);
+        // Not kept prepared: each batch size is a statement of its own.
+        out.extend(db.query_once(&sql.replace("{list}", &list.join(", ")), &params)?);
     }
     Ok(out)
 }
