@@ -5,6 +5,7 @@
 //! - [`SeriesStore`]: ingest of batches, history reads and bucketed series queries;
 //! - [`FileStore`]: the files runs save, and the collection of contents nothing names;
 //! - [`AlertStore`]: alerts and their delivery;
+//! - [`AccountStore`]: users, teams, roles and API keys;
 //! - [`Leases`]: work that one server among several does at a time;
 //! - [`BlobStore`]: content-addressed file contents.
 //!
@@ -94,6 +95,87 @@ pub trait FileStore: Send + Sync {
     /// them at the same time: that run either keeps the content or is told it is gone.
     fn collect_blobs(&self, only: Option<&[String]>) -> Result<Vec<String>>;
     fn get_run_file(&self, path: &RunPath, file_path: &str) -> Result<FileInfo>;
+}
+
+/// A team member's role: `admin` manages members and settings, `member` reads and writes runs,
+/// `viewer` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Viewer,
+    Member,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Member => "member",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Role> {
+        match text {
+            "viewer" => Ok(Role::Viewer),
+            "member" => Ok(Role::Member),
+            "admin" => Ok(Role::Admin),
+            other => Err(CodedError::new(cairn_types::error::ErrorCode::InvalidValue, format!("role {other:?} is not admin, member or viewer"))),
+        }
+    }
+}
+
+/// A user or a team.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub team: bool,
+    /// A user who administers the server.
+    pub admin: bool,
+    pub created_at: Timestamp,
+}
+
+/// An API key as it is listed: never the key itself, which is shown once, when it is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: i64,
+    pub user: String,
+    pub name: String,
+    /// The key's first characters, to recognize it by.
+    pub prefix: String,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// Who a request is: a user, whether they administer the server, and their teams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user: String,
+    pub admin: bool,
+    pub teams: Vec<(String, Role)>,
+}
+
+/// Users, teams and their members, and API keys.
+pub trait AccountStore: Send + Sync {
+    /// Makes `name` a user (the entity of that name, which runs may have made already, becomes
+    /// theirs).
+    fn create_user(&self, name: &str, admin: bool, now: Timestamp) -> Result<Account>;
+    fn create_team(&self, name: &str, now: Timestamp) -> Result<Account>;
+    fn list_accounts(&self) -> Result<Vec<Account>>;
+    /// Gives `user` the role in `team`, or takes them out of it (`None`).
+    fn set_role(&self, team: &str, user: &str, role: Option<Role>) -> Result<()>;
+    /// A team's members and their roles, by name.
+    fn members(&self, team: &str) -> Result<Vec<(String, Role)>>;
+    /// Makes an API key for `user`; returns it as listed, and the key itself, which is stored
+    /// only as its hash.
+    fn create_api_key(&self, user: &str, name: &str, expires_at: Option<Timestamp>, now: Timestamp) -> Result<(ApiKey, String)>;
+    fn list_api_keys(&self, user: &str) -> Result<Vec<ApiKey>>;
+    /// Revokes a key, given by the id that the list shows or by the key itself.
+    fn revoke_api_key(&self, id_or_key: &str, now: Timestamp) -> Result<ApiKey>;
+    /// Who holds `key`: `None` when it is unknown, revoked or expired. Notes its use.
+    fn authenticate(&self, key: &str, now: Timestamp) -> Result<Option<Principal>>;
 }
 
 /// Alerts that runs raise, and their delivery.
@@ -356,7 +438,7 @@ pub trait Leases: Send + Sync {
 }
 
 /// The whole store, as the server holds it.
-pub trait Store: RunStore + SeriesStore + FileStore + AlertStore + Leases {
+pub trait Store: RunStore + SeriesStore + FileStore + AlertStore + AccountStore + Leases {
     fn blobs(&self) -> &dyn BlobStore;
     /// The notices shared with the other servers on this store, if there can be others.
     fn notices(&self) -> Option<std::sync::Arc<dyn Notices>> {

@@ -56,6 +56,7 @@ macro_rules! store_test_suite {
             forking_an_archive_and_explicit_summary_values,
             a_fork_shares_its_sources_full_chunks,
             leases_are_held_by_one_holder,
+            accounts_teams_and_api_keys,
             a_nul_character_does_not_stop_a_run,
             project_series_of_many_runs_match_each_run,
             a_content_named_during_a_purge_is_never_lost,
@@ -1475,4 +1476,47 @@ pub fn a_nul_character_does_not_stop_a_run(store: &impl Store) {
     assert!(note == "a\u{0}b" || note == "a\u{fffd}b", "{note:?}");
     let line = &store.console(&path, 0, 10).unwrap().lines[0].text;
     assert!(line == "bad\u{0}byte" || line == "bad\u{fffd}byte", "{line:?}");
+}
+
+pub fn accounts_teams_and_api_keys(store: &impl Store) {
+    use crate::Role;
+    // A user takes over the entity its runs made; names are checked; one account per name.
+    new_run(store, &RunPath::new("ana", "p", "r1"));
+    assert!(store.create_user("ana", true, secs(1)).unwrap().admin);
+    store.create_user("bo", false, secs(1)).unwrap();
+    store.create_team("lab", secs(1)).unwrap();
+    assert_eq!(store.create_user("lab", false, secs(2)).unwrap_err().code, ErrorCode::AccountExists);
+    assert_eq!(store.create_team("bad name", secs(2)).unwrap_err().code, ErrorCode::InvalidName);
+    let names: Vec<(String, bool)> = store.list_accounts().unwrap().into_iter().map(|a| (a.name, a.team)).collect();
+    assert_eq!(names, [("ana".into(), false), ("bo".into(), false), ("lab".into(), true)]);
+
+    store.set_role("lab", "bo", Some(Role::Viewer)).unwrap();
+    store.set_role("lab", "ana", Some(Role::Member)).unwrap();
+    store.set_role("lab", "ana", Some(Role::Admin)).unwrap();
+    assert_eq!(store.members("lab").unwrap(), [("ana".into(), Role::Admin), ("bo".into(), Role::Viewer)]);
+    assert_eq!(store.set_role("bo", "ana", Some(Role::Member)).unwrap_err().code, ErrorCode::InvalidValue, "bo is a user, not a team");
+    assert_eq!(store.set_role("lab", "ghost", Some(Role::Member)).unwrap_err().code, ErrorCode::EntityNotFound);
+
+    // Keys: shown once, listed without the key, found by the key, refused once revoked or expired.
+    let (listed, key) = store.create_api_key("bo", "laptop", None, secs(10)).unwrap();
+    assert!(key.starts_with("cairn_") && key.len() >= 40);
+    assert!(key.starts_with(&listed.prefix) && listed.prefix.len() < key.len());
+    let who = store.authenticate(&key, secs(11)).unwrap().expect("a good key");
+    assert_eq!((who.user.as_str(), who.admin, who.teams.clone()), ("bo", false, vec![("lab".to_owned(), Role::Viewer)]));
+    assert_eq!(store.list_api_keys("bo").unwrap()[0].last_used_at, Some(secs(11)));
+    assert_eq!(store.authenticate("cairn_not-a-key-at-all-xxxxxxxxxxxxxxxxxxxxx", secs(11)).unwrap(), None);
+    assert_eq!(store.authenticate("", secs(11)).unwrap(), None);
+    let (_, expiring) = store.create_api_key("bo", "ci", Some(secs(100)), secs(10)).unwrap();
+    assert!(store.authenticate(&expiring, secs(99)).unwrap().is_some());
+    assert_eq!(store.authenticate(&expiring, secs(100)).unwrap(), None, "expired");
+    assert_eq!(store.create_api_key("bo", "past", Some(secs(5)), secs(10)).unwrap_err().code, ErrorCode::InvalidValue);
+    let revoked = store.revoke_api_key(&key, secs(20)).unwrap();
+    assert_eq!((revoked.id, revoked.revoked_at), (listed.id, Some(secs(20))));
+    assert_eq!(store.authenticate(&key, secs(21)).unwrap(), None, "revoked");
+    let by_id = store.list_api_keys("bo").unwrap()[1].id;
+    assert!(store.revoke_api_key(&by_id.to_string(), secs(22)).unwrap().revoked_at.is_some());
+    assert_eq!(store.revoke_api_key("999999", secs(22)).unwrap_err().code, ErrorCode::ApiKeyNotFound);
+    assert_eq!(store.list_api_keys("bo").unwrap().len(), 2);
+    store.set_role("lab", "bo", None).unwrap();
+    assert_eq!(store.members("lab").unwrap(), [("ana".into(), Role::Admin)]);
 }

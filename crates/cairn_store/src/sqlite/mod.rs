@@ -17,7 +17,7 @@ use pool::{DbResult, Readers, Writer};
 
 use pool::open_connection;
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// Opens (or creates) the store in `data_dir`: `cairn.db` and `blobs/`.
 pub fn open(data_dir: &Path, config: StoreConfig) -> Result<SqlStore> {
@@ -113,7 +113,7 @@ fn migrate(conn: &Connection) -> Result<()> {
     if !has_column("runs", "active_us")? {
         conn.execute_batch("ALTER TABLE runs ADD COLUMN active_us INTEGER NOT NULL DEFAULT 0; ALTER TABLE runs ADD COLUMN session_at INTEGER").db()?;
     }
-    // Version 4: leases; 5: blob_gc (the schema creates both).
+    // Version 4: leases; 5: blob_gc; 6: accounts, memberships, API keys (the schema creates them).
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}")).db()?;
     Ok(())
 }

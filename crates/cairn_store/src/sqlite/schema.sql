@@ -138,3 +138,31 @@ CREATE TABLE IF NOT EXISTS blob_gc (
     since   INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS run_files_by_sha ON run_files (sha256);
+
+-- Accounts (version 6): an entity that is a user or a team, team roles, and API keys, stored as
+-- the SHA-256 of the key.
+CREATE TABLE IF NOT EXISTS accounts (
+    entity_pk      INTEGER PRIMARY KEY REFERENCES entities (entity_pk),
+    kind           TEXT NOT NULL,
+    admin          INTEGER NOT NULL DEFAULT 0,
+    password_hash  TEXT,
+    created_at     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS memberships (
+    team_pk  INTEGER NOT NULL,
+    user_pk  INTEGER NOT NULL,
+    role     TEXT NOT NULL,
+    PRIMARY KEY (team_pk, user_pk)
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_pk        INTEGER PRIMARY KEY,
+    user_pk       INTEGER NOT NULL,
+    name          TEXT NOT NULL,
+    prefix        TEXT NOT NULL,
+    hash          TEXT NOT NULL UNIQUE,
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER,
+    last_used_at  INTEGER,
+    revoked_at    INTEGER
+);
+CREATE INDEX IF NOT EXISTS api_keys_by_user ON api_keys (user_pk);

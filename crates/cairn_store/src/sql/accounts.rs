@@ -1,0 +1,236 @@
+//! Users, teams, roles and API keys over [`Db`].
+//!
+//! A key is `cairn_` and 43 characters of URL-safe base64 (32 random bytes from the operating
+//! system): it matches `[A-Za-z0-9_-]{40,}`, as the official wandb client checks. Keys are random
+//! enough that a fast hash is the right one: the store keeps the SHA-256 of each, and finds a key
+//! by it. Passwords, which people choose, will be hashed with argon2.
+
+use cairn_types::Timestamp;
+use cairn_types::error::{CodedError, ErrorCode};
+use cairn_types::ids::validate_name;
+use sha2::Digest as _;
+
+use super::{Db, Row, SqlStore, args};
+use crate::{Account, AccountStore, ApiKey, Principal, Result, Role};
+
+/// What every key starts with.
+pub const KEY_PREFIX: &str = "cairn_";
+
+/// Characters of a key shown in lists, the prefix included.
+const SHOWN: usize = 12;
+
+fn new_key() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| CodedError::new(ErrorCode::Internal, format!("the system's random generator failed: {e}")))?;
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::from(KEY_PREFIX);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for b in bytes {
+        acc = (acc << 8) | b as u32;
+        bits += 8;
+        while bits >= 6 {
+            bits -= 6;
+            out.push(ALPHABET[((acc >> bits) & 63) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((acc << (6 - bits)) & 63) as usize] as char);
+    }
+    Ok(out)
+}
+
+fn key_hash(key: &str) -> String {
+    crate::blob::hex(&sha2::Sha256::digest(key.as_bytes()))
+}
+
+fn account_from_row(r: &Row) -> Result<Account> {
+    Ok(Account { name: r.string(0)?, team: r.str(1)? == "team", admin: r.bool(2)?, created_at: Timestamp(r.i64(3)?) })
+}
+
+const KEY_SELECT: &str = "SELECT k.key_pk, e.name, k.name, k.prefix, k.created_at, k.expires_at, k.last_used_at, k.revoked_at
+    FROM api_keys k JOIN entities e ON e.entity_pk = k.user_pk";
+
+fn key_from_row(r: &Row) -> Result<ApiKey> {
+    Ok(ApiKey {
+        id: r.i64(0)?,
+        user: r.string(1)?,
+        name: r.string(2)?,
+        prefix: r.string(3)?,
+        created_at: Timestamp(r.i64(4)?),
+        expires_at: r.opt_i64(5)?.map(Timestamp),
+        last_used_at: r.opt_i64(6)?.map(Timestamp),
+        revoked_at: r.opt_i64(7)?.map(Timestamp),
+    })
+}
+
+/// The entity of an account of `kind` (`user` or `team`).
+fn account_pk(db: &dyn Db, name: &str, kind: &str) -> Result<i64> {
+    let row = db.opt_row(
+        "SELECT e.entity_pk, a.kind FROM entities e JOIN accounts a ON a.entity_pk = e.entity_pk WHERE e.name = ?1",
+        args![name],
+    )?;
+    match row {
+        Some(r) if r.str(1)? == kind => r.i64(0),
+        Some(r) => Err(CodedError::new(ErrorCode::InvalidValue, format!("{name:?} is a {}, not a {kind}", r.str(1)?))),
+        None => Err(CodedError::new(ErrorCode::EntityNotFound, format!("there is no {kind} {name:?}"))),
+    }
+}
+
+fn create_account(db: &dyn Db, name: &str, kind: &str, admin: bool, now: Timestamp) -> Result<Account> {
+    db.execute("INSERT INTO entities (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING", args![name, now.micros()])?;
+    let pk = db.row("SELECT entity_pk FROM entities WHERE name = ?1", args![name])?.i64(0)?;
+    let inserted = db.query(
+        "INSERT INTO accounts (entity_pk, kind, admin, created_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (entity_pk) DO NOTHING RETURNING entity_pk",
+        args![pk, kind, admin as i64, now.micros()],
+    )?;
+    if inserted.is_empty() {
+        return Err(CodedError::new(ErrorCode::AccountExists, format!("{name:?} is a user or a team already")));
+    }
+    Ok(Account { name: name.to_owned(), team: kind == "team", admin, created_at: now })
+}
+
+impl AccountStore for SqlStore {
+    fn create_user(&self, name: &str, admin: bool, now: Timestamp) -> Result<Account> {
+        validate_name("user", name)?;
+        let name = name.to_owned();
+        self.write(move |db| create_account(db, &name, "user", admin, now))
+    }
+
+    fn create_team(&self, name: &str, now: Timestamp) -> Result<Account> {
+        validate_name("team", name)?;
+        let name = name.to_owned();
+        self.write(move |db| create_account(db, &name, "team", false, now))
+    }
+
+    fn list_accounts(&self) -> Result<Vec<Account>> {
+        self.read(|db| {
+            db.query("SELECT e.name, a.kind, a.admin, a.created_at FROM accounts a JOIN entities e ON e.entity_pk = a.entity_pk ORDER BY e.name", &[])?
+                .iter()
+                .map(account_from_row)
+                .collect()
+        })
+    }
+
+    fn set_role(&self, team: &str, user: &str, role: Option<Role>) -> Result<()> {
+        let (team, user) = (team.to_owned(), user.to_owned());
+        self.write(move |db| {
+            let (team_pk, user_pk) = (account_pk(db, &team, "team")?, account_pk(db, &user, "user")?);
+            match role {
+                Some(role) => db.execute(
+                    "INSERT INTO memberships (team_pk, user_pk, role) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (team_pk, user_pk) DO UPDATE SET role = excluded.role",
+                    args![team_pk, user_pk, role.as_str()],
+                )?,
+                None => db.execute("DELETE FROM memberships WHERE team_pk = ?1 AND user_pk = ?2", args![team_pk, user_pk])?,
+            };
+            Ok(())
+        })
+    }
+
+    fn members(&self, team: &str) -> Result<Vec<(String, Role)>> {
+        self.read(|db| {
+            let team_pk = account_pk(db, team, "team")?;
+            db.query(
+                "SELECT e.name, m.role FROM memberships m JOIN entities e ON e.entity_pk = m.user_pk WHERE m.team_pk = ?1 ORDER BY e.name",
+                args![team_pk],
+            )?
+            .iter()
+            .map(|r| Ok((r.string(0)?, Role::parse(r.str(1)?)?)))
+            .collect()
+        })
+    }
+
+    fn create_api_key(&self, user: &str, name: &str, expires_at: Option<Timestamp>, now: Timestamp) -> Result<(ApiKey, String)> {
+        if name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(CodedError::new(ErrorCode::InvalidValue, "a key's name is at most 100 characters, none of them control characters"));
+        }
+        if let Some(at) = expires_at
+            && at <= now
+        {
+            return Err(CodedError::new(ErrorCode::InvalidValue, "a key's expiry must be in the future"));
+        }
+        let key = new_key()?;
+        let (user, name, secret) = (user.to_owned(), name.to_owned(), key.clone());
+        let listed = self.write(move |db| {
+            let user_pk = account_pk(db, &user, "user")?;
+            let prefix: String = secret.chars().take(SHOWN).collect();
+            let id = db
+                .row(
+                    "INSERT INTO api_keys (user_pk, name, prefix, hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING key_pk",
+                    args![user_pk, name, prefix, key_hash(&secret), now.micros(), expires_at.map(Timestamp::micros)],
+                )?
+                .i64(0)?;
+            key_from_row(&db.row(&format!("{KEY_SELECT} WHERE k.key_pk = ?1"), args![id])?)
+        })?;
+        Ok((listed, key))
+    }
+
+    fn list_api_keys(&self, user: &str) -> Result<Vec<ApiKey>> {
+        self.read(|db| {
+            let user_pk = account_pk(db, user, "user")?;
+            db.query(&format!("{KEY_SELECT} WHERE k.user_pk = ?1 ORDER BY k.key_pk"), args![user_pk])?.iter().map(key_from_row).collect()
+        })
+    }
+
+    fn revoke_api_key(&self, id_or_key: &str, now: Timestamp) -> Result<ApiKey> {
+        let given = id_or_key.trim().to_owned();
+        self.write(move |db| {
+            let found = match given.parse::<i64>() {
+                Ok(id) => db.opt_row(&format!("{KEY_SELECT} WHERE k.key_pk = ?1"), args![id])?,
+                Err(_) => db.opt_row(&format!("{KEY_SELECT} WHERE k.hash = ?1"), args![key_hash(&given)])?,
+            };
+            let key = key_from_row(&found.ok_or_else(|| CodedError::new(ErrorCode::ApiKeyNotFound, "no such API key (give the id that `cairn keys list` shows, or the key)"))?)?;
+            db.execute("UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?2) WHERE key_pk = ?1", args![key.id, now.micros()])?;
+            key_from_row(&db.row(&format!("{KEY_SELECT} WHERE k.key_pk = ?1"), args![key.id])?)
+        })
+    }
+
+    fn authenticate(&self, key: &str, now: Timestamp) -> Result<Option<Principal>> {
+        if !key.starts_with(KEY_PREFIX) {
+            return Ok(None);
+        }
+        let hash = key_hash(key);
+        let found = self.read(|db| {
+            let Some(r) = db.opt_row(
+                "SELECT k.key_pk, k.user_pk, e.name, a.admin, k.expires_at, k.revoked_at, k.last_used_at FROM api_keys k
+                 JOIN entities e ON e.entity_pk = k.user_pk JOIN accounts a ON a.entity_pk = k.user_pk WHERE k.hash = ?1",
+                args![hash],
+            )?
+            else {
+                return Ok(None);
+            };
+            if r.opt_i64(5)?.is_some() || r.opt_i64(4)?.is_some_and(|at| at <= now.micros()) {
+                return Ok(None);
+            }
+            let teams = db
+                .query(
+                    "SELECT e.name, m.role FROM memberships m JOIN entities e ON e.entity_pk = m.team_pk WHERE m.user_pk = ?1 ORDER BY e.name",
+                    args![r.i64(1)?],
+                )?
+                .iter()
+                .map(|t| Ok((t.string(0)?, Role::parse(t.str(1)?)?)))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Some((r.i64(0)?, r.opt_i64(6)?, Principal { user: r.string(2)?, admin: r.bool(3)?, teams })))
+        })?;
+        let Some((id, last_used, principal)) = found else { return Ok(None) };
+        // Noted at most once a minute: the hot path does not write.
+        if last_used.is_none_or(|at| now.micros() - at > 60_000_000) {
+            self.write(move |db| db.execute("UPDATE api_keys SET last_used_at = ?2 WHERE key_pk = ?1", args![id, now.micros()]).map(|_| ()))?;
+        }
+        Ok(Some(principal))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_have_the_format_the_wandb_client_checks() {
+        let key = super::new_key().unwrap();
+        assert!(key.starts_with("cairn_") && key.len() >= 40, "{key}");
+        assert!(key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'), "{key}");
+        assert_ne!(key, super::new_key().unwrap());
+    }
+}
