@@ -1,5 +1,6 @@
 //! The `cairn` binary.
 
+mod accounts;
 mod migrate;
 mod runs;
 mod server;
@@ -22,6 +23,21 @@ enum Command {
     Sync(sync::SyncArgs),
     /// Copy the embedded store of a data directory into PostgreSQL (and its files into S3)
     Migrate(migrate::MigrateArgs),
+    /// Make and list users (on the server's store)
+    Users {
+        #[command(subcommand)]
+        command: accounts::UsersCommand,
+    },
+    /// Make teams and manage their members
+    Teams {
+        #[command(subcommand)]
+        command: accounts::TeamsCommand,
+    },
+    /// Make, list and revoke API keys
+    Keys {
+        #[command(subcommand)]
+        command: accounts::KeysCommand,
+    },
     /// List, show and stop runs
     Runs {
         #[command(subcommand)]
@@ -35,6 +51,9 @@ fn main() -> std::process::ExitCode {
         Command::Server(args) => server::run(args),
         Command::Sync(args) => sync::run(args),
         Command::Migrate(args) => migrate::run(args),
+        Command::Users { command } => accounts::users(command),
+        Command::Teams { command } => accounts::teams(command),
+        Command::Keys { command } => accounts::keys(command),
         Command::Runs { command } => runs::run(command),
     };
     match result {

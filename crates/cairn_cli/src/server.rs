@@ -95,6 +95,14 @@ fn alert_targets(args: &ServerArgs) -> anyhow::Result<cairn_server::alerts::Aler
     Ok(cairn_server::alerts::AlertTargets { webhook_url: args.alert_webhook_url.clone(), smtp, public_url: Some(public_url) })
 }
 
+/// The data directory given, or `~/.cairn`.
+pub fn data_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(dir) => Ok(dir),
+        None => Ok(std::env::var_os("HOME").map(PathBuf::from).context("HOME is not set; pass --data-dir")?.join(".cairn")),
+    }
+}
+
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| "info".into()))
@@ -103,10 +111,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let alerts = alert_targets(&args)?;
-    let data_dir = match args.data_dir {
-        Some(dir) => dir,
-        None => std::env::var_os("HOME").map(PathBuf::from).context("HOME is not set; pass --data-dir")?.join(".cairn"),
-    };
+    let data_dir = data_dir(args.data_dir.clone())?;
     let default_entity = args
         .default_entity
         .or_else(cairn_client::metadata::username)

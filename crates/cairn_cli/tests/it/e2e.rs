@@ -295,7 +295,7 @@ fn runs_list_and_show_print_tables() {
 
 #[test]
 fn help_everywhere() {
-    for args in [&["--help"][..], &["server", "--help"], &["sync", "--help"], &["migrate", "--help"], &["runs", "--help"], &["runs", "list", "--help"], &["runs", "show", "--help"], &["runs", "stop", "--help"]] {
+    for args in [&["--help"][..], &["server", "--help"], &["sync", "--help"], &["migrate", "--help"], &["users", "--help"], &["teams", "--help"], &["keys", "create", "--help"], &["runs", "--help"], &["runs", "list", "--help"], &["runs", "show", "--help"], &["runs", "stop", "--help"]] {
         let out = cairn(args);
         assert!(out.status.success(), "{args:?}");
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: cairn"), "{args:?}");
@@ -992,4 +992,40 @@ fn two_servers_deliver_each_alert_once_and_take_batches_in_any_order() {
     assert_eq!(delivered.load(std::sync::atomic::Ordering::SeqCst), 1, "the alert went out more than once");
     let alerts: serde_json::Value = agent.get(format!("{}/api/v1/runs/nico/mon/r/alerts", one.url)).call().unwrap().body_mut().read_json().unwrap();
     assert_eq!(alerts[0]["delivery"], "delivered", "{alerts}");
+}
+
+/// `cairn users`, `teams` and `keys` administer the store of a running server, and a key is
+/// printed once, alone on the last line, then listed only by its first characters.
+#[test]
+fn users_teams_and_keys_from_the_shell_while_the_server_runs() {
+    let data = tempfile::tempdir().unwrap();
+    let _server = ServerProcess::start(data.path(), &["--default-entity", "nico"]);
+    let dir = data.path().to_str().unwrap();
+    let ok = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--data-dir", dir]);
+        let out = cairn(&all);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ok(&["users", "create", "ana", "--admin"]);
+    ok(&["users", "create", "bo"]);
+    ok(&["teams", "create", "lab"]);
+    ok(&["teams", "add-member", "lab", "bo", "--role", "viewer"]);
+    assert!(ok(&["teams", "members", "lab"]).contains("bo"));
+    let listed = ok(&["users", "list"]);
+    assert!(listed.contains("ana") && listed.contains("lab"), "{listed}");
+    let created = ok(&["keys", "create", "--user", "bo", "--name", "laptop", "--expires-days", "30"]);
+    let key = created.lines().last().unwrap().trim().to_owned();
+    assert!(key.starts_with("cairn_") && key.len() >= 40 && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'), "{created}");
+    let list = ok(&["keys", "list", "--user", "bo"]);
+    assert!(list.contains("laptop") && list.contains(&key[..12]) && !list.contains(&key), "{list}");
+    assert!(ok(&["keys", "revoke", &key]).contains("revoked"));
+    let after = ok(&["keys", "list", "--user", "bo"]);
+    assert!(after.lines().nth(1).unwrap().trim_end().ends_with(|c: char| c.is_ascii_digit()), "the revocation time is shown: {after}");
+    // Bad input names what was wrong.
+    let dup = cairn(&["users", "create", "lab", "--data-dir", dir]);
+    assert!(!dup.status.success() && String::from_utf8_lossy(&dup.stderr).contains("already"));
+    let role = cairn(&["teams", "add-member", "lab", "ana", "--role", "owner", "--data-dir", dir]);
+    assert!(String::from_utf8_lossy(&role.stderr).contains("admin, member or viewer"));
 }
