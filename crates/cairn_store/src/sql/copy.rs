@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use cairn_types::RunPath;
 use cairn_types::error::{CodedError, ErrorCode};
 
+use super::runs::path_at;
 use super::{Cell, Db, Row, SqlStore, ToParam, args};
 use crate::{BlobStore, Result, Store};
 
@@ -86,10 +87,6 @@ struct SourceRun {
     needs: Vec<i64>,
 }
 
-fn path_of(r: &Row, at: usize) -> Result<RunPath> {
-    Ok(RunPath::new(r.string(at)?, r.string(at + 1)?, r.string(at + 2)?))
-}
-
 const PATH_JOIN: &str = "JOIN projects p ON p.project_pk = r.project_pk JOIN entities e ON e.entity_pk = p.entity_pk";
 
 /// The source's runs in an order where each comes after what it needs.
@@ -98,7 +95,7 @@ fn plan(db: &dyn Db) -> Result<Vec<SourceRun>> {
     let mut index = HashMap::new();
     for r in db.query(&format!("SELECT r.run_pk, e.name, p.name, r.run_id, r.archive_of FROM runs r {PATH_JOIN} ORDER BY r.run_pk"), &[])? {
         index.insert(r.i64(0)?, runs.len());
-        runs.push(SourceRun { pk: r.i64(0)?, path: path_of(&r, 1)?, needs: r.opt_i64(4)?.into_iter().collect() });
+        runs.push(SourceRun { pk: r.i64(0)?, path: path_at(&r, 1)?, needs: r.opt_i64(4)?.into_iter().collect() });
     }
     let shares = db.query(
         "SELECT DISTINCT k.run_pk, s.run_pk FROM chunks c JOIN run_keys k ON k.key_pk = c.key_pk
@@ -168,7 +165,7 @@ fn read_run(db: &dyn Db, pk: i64) -> Result<RunRows> {
     let run = db.row(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_pk = ?1"), args![pk])?;
     let archive_of = db
         .opt_row(&format!("SELECT e.name, p.name, r.run_id FROM runs a JOIN runs r ON r.run_pk = a.archive_of {PATH_JOIN} WHERE a.run_pk = ?1"), args![pk])?
-        .map(|r| path_of(&r, 0))
+        .map(|r| path_at(&r, 0))
         .transpose()?;
     let mut keys = Vec::new();
     for r in db.query(&format!("SELECT key_pk, {KEY_COLUMNS} FROM run_keys WHERE run_pk = ?1 ORDER BY key_pk"), args![pk])? {
@@ -189,7 +186,7 @@ fn read_run(db: &dyn Db, pk: i64) -> Result<RunRows> {
     )? {
         let shared = match r.cell(1) {
             Cell::Null => None,
-            _ => Some((path_of(&r, 1)?, r.i64(4)?, r.string(5)?)),
+            _ => Some((path_at(&r, 1)?, r.i64(4)?, r.string(5)?)),
         };
         chunks.push((r.i64(0)?, Row(r.0[6..].to_vec()), shared));
     }

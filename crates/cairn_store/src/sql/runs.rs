@@ -466,8 +466,9 @@ fn referrers(db: &dyn Db, sha256: &str) -> Result<i64> {
     db.row("SELECT count(*) FROM run_files WHERE sha256 = ?1", args![sha256])?.i64(0)
 }
 
-fn path_from_row(r: &Row) -> Result<RunPath> {
-    Ok(RunPath::new(r.string(0)?, r.string(1)?, r.string(2)?))
+/// The run path in columns `at..at + 3` (entity, project, run id).
+pub(crate) fn path_at(r: &Row, at: usize) -> Result<RunPath> {
+    Ok(RunPath::new(r.string(at)?, r.string(at + 1)?, r.string(at + 2)?))
 }
 
 impl RunStore for SqlStore {
@@ -690,7 +691,7 @@ impl RunStore for SqlStore {
                 args![deadline.micros()],
             )?
             .iter()
-            .map(path_from_row)
+            .map(|r| path_at(r, 0))
             .collect()
         })
     }
@@ -811,7 +812,7 @@ impl AlertStore for SqlStore {
                      WHERE a.alert_pk = ?1",
                     args![pk],
                 )?;
-                out.push((path_from_row(&r)?, r.string(3)?, alert_at(&r, 4)?));
+                out.push((path_at(&r, 0)?, r.string(3)?, alert_at(&r, 4)?));
             }
             out.sort_by_key(|(_, _, a)| (a.time, a.id));
             Ok(out)

@@ -338,6 +338,11 @@ impl Prefetched<'_> {
     }
 }
 
+/// The statistics read ahead for `key` of the chunks that overlap `[lo, hi]`.
+fn overlapping(stats: &HashMap<i64, Vec<Stats>>, key: i64, lo: i64, hi: i64) -> Vec<Stats> {
+    stats.get(&key).map_or_else(Vec::new, |all| all.iter().filter(|s| s.end_step >= lo && s.start_step <= hi).copied().collect())
+}
+
 /// Chunks read ahead, owned, with no connection behind them.
 struct Detached {
     stats: HashMap<i64, Vec<Stats>>,
@@ -346,7 +351,7 @@ struct Detached {
 
 impl ChunkSource for Detached {
     fn chunk_stats(&mut self, key: i64, lo: i64, hi: i64) -> Result<Vec<Stats>> {
-        Ok(self.stats.get(&key).map_or_else(Vec::new, |all| all.iter().filter(|s| s.end_step >= lo && s.start_step <= hi).copied().collect()))
+        Ok(overlapping(&self.stats, key, lo, hi))
     }
 
     fn chunk_data(&mut self, key: i64, start_step: i64) -> Result<Vec<u8>> {
@@ -358,7 +363,7 @@ impl ChunkSource for Detached {
 
 impl ChunkSource for Prefetched<'_> {
     fn chunk_stats(&mut self, key: i64, lo: i64, hi: i64) -> Result<Vec<Stats>> {
-        Ok(self.stats.get(&key).map_or_else(Vec::new, |all| all.iter().filter(|s| s.end_step >= lo && s.start_step <= hi).copied().collect()))
+        Ok(overlapping(&self.stats, key, lo, hi))
     }
 
     fn chunk_data(&mut self, key: i64, start_step: i64) -> Result<Vec<u8>> {
