@@ -35,6 +35,15 @@ pub enum UsersCommand {
         /// The user administers the server
         #[arg(long)]
         admin: bool,
+        /// Read the user's password (to sign in to the UI) from standard input, one line
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Set a user's password (read from standard input, one line)
+    SetPassword {
+        name: String,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -108,6 +117,22 @@ pub enum KeysCommand {
     },
 }
 
+/// One line of standard input, without its newline.
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    anyhow::ensure!(password.chars().count() >= 8, "a password has at least 8 characters");
+    Ok(password)
+}
+
+/// Notes an administration done in the shell in the audit log (as `shell`).
+fn audit(store: &cairn_store::sql::SqlStore, action: &str, target: &str, detail: &str) {
+    if let Err(e) = store.record_audit("shell", action, target, detail, Timestamp::now()) {
+        eprintln!("warning: the audit log missed {action} {target}: {}", e.message);
+    }
+}
+
 fn coded(e: cairn_types::error::CodedError) -> anyhow::Error {
     anyhow::anyhow!("{}", e.message)
 }
@@ -118,9 +143,23 @@ fn time(t: Option<Timestamp>) -> String {
 
 pub fn users(command: UsersCommand) -> anyhow::Result<()> {
     match command {
-        UsersCommand::Create { name, admin, store } => {
-            let account = store.open()?.create_user(&name, admin, Timestamp::now()).map_err(coded)?;
+        UsersCommand::Create { name, admin, password_stdin, store } => {
+            // Read before anything is made: a user is not left half made by a bad password.
+            let password = if password_stdin { Some(read_password()?) } else { None };
+            let store = store.open()?;
+            let account = store.create_user(&name, admin, Timestamp::now()).map_err(coded)?;
+            if let Some(password) = password {
+                store.set_password(&name, &password).map_err(coded)?;
+            }
+            audit(&store, "user.create", &name, if admin { "server admin" } else { "" });
             println!("user {} created{}", account.name, if account.admin { " (server admin)" } else { "" });
+        }
+        UsersCommand::SetPassword { name, store } => {
+            let password = read_password()?;
+            let store = store.open()?;
+            store.set_password(&name, &password).map_err(coded)?;
+            audit(&store, "user.password", &name, "");
+            println!("password of {name} set");
         }
         UsersCommand::List { store } => {
             let accounts = store.open()?.list_accounts().map_err(coded)?;
@@ -136,16 +175,22 @@ pub fn users(command: UsersCommand) -> anyhow::Result<()> {
 pub fn teams(command: TeamsCommand) -> anyhow::Result<()> {
     match command {
         TeamsCommand::Create { team, store } => {
-            store.open()?.create_team(&team, Timestamp::now()).map_err(coded)?;
+            let store = store.open()?;
+            store.create_team(&team, Timestamp::now()).map_err(coded)?;
+            audit(&store, "team.create", &team, "");
             println!("team {team} created");
         }
         TeamsCommand::AddMember { team, user, role, store } => {
             let role = Role::parse(&role).map_err(coded)?;
-            store.open()?.set_role(&team, &user, Some(role)).map_err(coded)?;
+            let store = store.open()?;
+            store.set_role(&team, &user, Some(role)).map_err(coded)?;
+            audit(&store, "member.role", &team, &format!("{user} is {}", role.as_str()));
             println!("{user} is {} of {team}", role.as_str());
         }
         TeamsCommand::RemoveMember { team, user, store } => {
-            store.open()?.set_role(&team, &user, None).map_err(coded)?;
+            let store = store.open()?;
+            store.set_role(&team, &user, None).map_err(coded)?;
+            audit(&store, "member.remove", &team, &format!("{user} removed"));
             println!("{user} is no longer in {team}");
         }
         TeamsCommand::Members { team, store } => {
@@ -168,7 +213,9 @@ pub fn keys(command: KeysCommand) -> anyhow::Result<()> {
                 Some(days) if days.is_finite() && days > 0.0 => Some(Timestamp(now.micros() + (days * 86_400e6) as i64)),
                 Some(days) => anyhow::bail!("--expires-days must be a positive number of days, not {days}"),
             };
-            let (listed, key) = store.open()?.create_api_key(&user, &name, expires_at, now).map_err(coded)?;
+            let store = store.open()?;
+            let (listed, key) = store.create_api_key(&user, &name, expires_at, now).map_err(coded)?;
+            audit(&store, "key.create", &user, &format!("key {} {:?} ({}...)", listed.id, listed.name, listed.prefix));
             println!("key {} for {user} created (expires: {}); it is shown only now:", listed.id, time(listed.expires_at));
             println!("{key}");
         }
@@ -189,9 +236,63 @@ pub fn keys(command: KeysCommand) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Revoke { id_or_key, store } => {
-            let key = store.open()?.revoke_api_key(&id_or_key, Timestamp::now()).map_err(coded)?;
+            let store = store.open()?;
+            let key = store.revoke_api_key(&id_or_key, Timestamp::now()).map_err(coded)?;
+            audit(&store, "key.revoke", &key.user, &format!("key {} {:?} ({}...)", key.id, key.name, key.prefix));
             println!("key {} of {} ({}…) revoked", key.id, key.user, key.prefix);
         }
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct AuditArgs {
+    /// Entries to show, newest first
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// `cairn audit`: who did what, newest first.
+pub fn audit_log(args: AuditArgs) -> anyhow::Result<()> {
+    let entries = args.store.open()?.list_audit(args.limit, None).map_err(coded)?;
+    println!("{:<20} {:<16} {:<16} {:<30} DETAIL", "WHEN", "WHO", "WHAT", "TARGET");
+    for e in entries {
+        println!("{:<20} {:<16} {:<16} {:<30} {}", time(Some(e.at)), e.actor, e.action, e.target, e.detail);
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct LoginArgs {
+    /// The key; read from standard input when absent
+    key: Option<String>,
+    /// The server [default: CAIRN_BASE_URL, or http://127.0.0.1:8080]
+    #[arg(long, env = "CAIRN_BASE_URL")]
+    host: Option<String>,
+}
+
+/// `cairn login`: checks a key against the server and saves it for that server (mode 0600).
+pub fn login(args: LoginArgs) -> anyhow::Result<()> {
+    let base = args.host.unwrap_or_else(|| cairn_client::settings::DEFAULT_BASE_URL.to_owned());
+    let key = match args.key {
+        Some(key) => key,
+        None => {
+            eprintln!("paste an API key for {base} (make one in the UI's settings or with `cairn keys create`):");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).context("reading the key from standard input")?;
+            line
+        }
+    };
+    let key = key.trim().to_owned();
+    cairn_client::credentials::check_format(&key).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let api = cairn_client::http::ApiClient::new(&base, Some(key.clone()), std::time::Duration::from_secs(30));
+    let viewer = api.viewer().map_err(|e| anyhow::anyhow!("{base} refused the key: {e}"))?;
+    let path = cairn_client::credentials::save_key(&base, &key).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    match viewer.user {
+        Some(user) => println!("signed in to {base} as {user}; the key is saved in {}", path.display()),
+        None => println!("{base} has auth off; the key is saved in {} for when it is on", path.display()),
     }
     Ok(())
 }

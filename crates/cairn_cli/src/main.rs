@@ -38,6 +38,10 @@ enum Command {
         #[command(subcommand)]
         command: accounts::KeysCommand,
     },
+    /// Who did what: key changes, roles, moves, deletes and purges (on the server's store)
+    Audit(accounts::AuditArgs),
+    /// Save an API key for a server, for the SDKs, `cairn sync` and `cairn runs`
+    Login(accounts::LoginArgs),
     /// List, show and stop runs
     Runs {
         #[command(subcommand)]
@@ -54,6 +58,8 @@ fn main() -> std::process::ExitCode {
         Command::Users { command } => accounts::users(command),
         Command::Teams { command } => accounts::teams(command),
         Command::Keys { command } => accounts::keys(command),
+        Command::Audit(args) => accounts::audit_log(args),
+        Command::Login(args) => accounts::login(args),
         Command::Runs { command } => runs::run(command),
     };
     match result {

@@ -11,9 +11,17 @@ use cairn_store::StoreConfig;
 
 #[derive(clap::Args)]
 pub struct ServerArgs {
-    /// Address to listen on. Anything but loopback exposes the server, which has no authentication yet
+    /// Address to listen on. Anything but loopback exposes the server to the network, and needs --auth on
     #[arg(long, env = "CAIRN_HOST", default_value = "127.0.0.1")]
     host: IpAddr,
+    /// Whether requests need an API key or a signed-in session [default: off on a loopback
+    /// address, on otherwise]. Off is allowed only on loopback
+    #[arg(long, env = "CAIRN_AUTH", value_parser = ["on", "off"])]
+    auth: Option<String>,
+    /// Another host name that browsers and clients use to reach the server (besides loopback
+    /// names, IP addresses and the host of --public-url); repeat for several
+    #[arg(long = "allow-host", env = "CAIRN_ALLOW_HOSTS", value_delimiter = ',')]
+    allow_hosts: Vec<String>,
     /// Port to listen on (0 picks a free one)
     #[arg(long, env = "CAIRN_PORT", default_value_t = 8080)]
     port: u16,
@@ -95,6 +103,41 @@ fn alert_targets(args: &ServerArgs) -> anyhow::Result<cairn_server::alerts::Aler
     Ok(cairn_server::alerts::AlertTargets { webhook_url: args.alert_webhook_url.clone(), smtp, public_url: Some(public_url) })
 }
 
+/// `--auth`, checked against the address: off only on loopback.
+fn auth_config(args: &ServerArgs) -> anyhow::Result<cairn_server::auth::AuthConfig> {
+    let loopback = args.host.is_loopback();
+    let enabled = match args.auth.as_deref() {
+        Some("on") => true,
+        Some(_) => {
+            anyhow::ensure!(
+                loopback,
+                "--auth off is allowed only on a loopback address, and --host {} is reachable from the network: \
+                 use --auth on (create users with `cairn users create`), or --host 127.0.0.1",
+                args.host
+            );
+            false
+        }
+        None => !loopback,
+    };
+    let mut allowed_hosts = args.allow_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect::<Vec<_>>();
+    let mut secure_cookies = false;
+    if let Some(url) = &args.public_url {
+        let rest = url.strip_prefix("https://").map(|r| (r, true)).or_else(|| url.strip_prefix("http://").map(|r| (r, false)));
+        let Some((rest, https)) = rest else {
+            anyhow::bail!("--public-url {url:?} must start with http:// or https://");
+        };
+        secure_cookies = https;
+        let authority = rest.split('/').next().unwrap_or("");
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+        };
+        anyhow::ensure!(!host.is_empty(), "--public-url {url:?} names no host");
+        allowed_hosts.push(host.to_ascii_lowercase());
+    }
+    Ok(cairn_server::auth::AuthConfig { enabled, allowed_hosts, secure_cookies })
+}
+
 /// The data directory given, or `~/.cairn`.
 pub fn data_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     match given {
@@ -111,12 +154,14 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let alerts = alert_targets(&args)?;
+    let auth = auth_config(&args)?;
     let data_dir = data_dir(args.data_dir.clone())?;
     let default_entity = args
         .default_entity
         .or_else(cairn_client::metadata::username)
         .unwrap_or_else(|| "default".to_owned());
     let config = ServerConfig {
+        auth,
         default_entity: default_entity.clone(),
         heartbeat_timeout: positive_secs("heartbeat-timeout-secs", args.heartbeat_timeout_secs)?,
         monitor_interval: positive_secs("monitor-interval-secs", args.monitor_interval_secs)?,
@@ -157,11 +202,13 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         println!("cairn server listening on {url}");
         println!("  store: {}", store.describe());
         println!("  default entity: {}", config.default_entity);
-        if !addr.ip().is_loopback() {
-            println!(
-                "  WARNING: listening on {} exposes the server to the network, and it has no authentication yet",
-                addr.ip()
-            );
+        println!("  auth: {}", if config.auth.enabled { "on (API keys and signed-in sessions)" } else { "off (loopback only, one user)" });
+        let mut config = config;
+        if args.public_url.is_none() {
+            // Links (alerts, the first-start link) name the port bound; an address of every
+            // interface is reached on this machine by loopback.
+            let reachable = if addr.ip().is_unspecified() { format!("http://127.0.0.1:{}", addr.port()) } else { url.clone() };
+            config.alerts.public_url = Some(reachable);
         }
         use std::io::Write;
         std::io::stdout().flush()?;

@@ -22,6 +22,10 @@ pub enum ErrorKind {
     Finished,
     /// The server could not be reached.
     Network,
+    /// The server needs a valid API key: none was given, or it is unknown, revoked or expired.
+    Unauthorized,
+    /// The key is valid, but its user lacks the role the request needs.
+    Forbidden,
     /// The server refused or failed.
     Server,
     /// The run directory could not be written.
@@ -58,6 +62,8 @@ impl From<CodedError> for ClientError {
             ErrorCode::RunDeleted => ErrorKind::Deleted,
             ErrorCode::RunFinished => ErrorKind::Finished,
             ErrorCode::ShuttingDown | ErrorCode::BackendUnavailable => ErrorKind::Network,
+            ErrorCode::Unauthorized => ErrorKind::Unauthorized,
+            ErrorCode::Forbidden => ErrorKind::Forbidden,
             _ => ErrorKind::Server,
         };
         ClientError::new(kind, e.message)

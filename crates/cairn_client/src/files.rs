@@ -285,12 +285,23 @@ pub fn upload(
             }
         }
     }
-    api.link_file(run, name, &sha256).map_err(|e| match e.code() {
+    match api.link_file(run, name, &sha256) {
+        Ok(_) => {}
+        // The server holds the content, but only in runs this caller cannot read: knowing the
+        // hash is not enough, so the bytes go along.
+        Err(e) if e.code() == Some(ErrorCode::Forbidden) && status.complete => {
+            let mut file = File::open(source).map_err(|e| UploadError::Fatal(format!("cannot read {}: {e}", source.display())))?;
+            api.put_file(run, name, &mut file, size).map_err(|e| call_error(&format!("uploading {}", source.display()), e))?;
+            sent = size;
+            progress(sent);
+        }
         // The content was removed between the two requests (the last run naming it was purged):
         // the next attempt sends it again.
-        Some(ErrorCode::FileNotFound) => UploadError::Retry(format!("naming {name}: its content went away; sending it again")),
-        _ => call_error(&format!("naming {name}"), e),
-    })?;
+        Err(e) if e.code() == Some(ErrorCode::FileNotFound) => {
+            return Err(UploadError::Retry(format!("naming {name}: its content went away; sending it again")));
+        }
+        Err(e) => return Err(call_error(&format!("naming {name}"), e)),
+    }
     Ok(Uploaded { sha256, size, sent, resumed_from })
 }
 

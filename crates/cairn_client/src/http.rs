@@ -157,6 +157,11 @@ impl ApiClient {
         Self::finish(self.auth(self.agent.post(url)).header("Content-Type", "application/json").send(&body[..]))
     }
 
+    /// Who the key is (`GET /api/v1/viewer`).
+    pub fn viewer(&self) -> CallResult<cairn_types::accounts::Viewer> {
+        self.get_json(&format!("{}/api/v1/viewer", self.base_url), &[])
+    }
+
     pub fn info(&self) -> CallResult<ServerInfo> {
         self.get_json(&format!("{}/api/v1/info", self.base_url), &[])
     }
@@ -237,6 +242,18 @@ impl ApiClient {
         let encoded: Vec<String> = name.split('/').map(encode_segment).collect();
         let url = format!("{}/files/{}", run_url(&self.base_url, path), encoded.join("/"));
         Self::finish(self.auth(self.agent.put(url)).query("sha256", sha256).send(&[][..]))
+    }
+
+    /// Sends a content whole as one of the run's files (when linking it by hash is refused:
+    /// the server holds it, but in runs the caller cannot read).
+    pub fn put_file(&self, path: &RunPath, name: &str, reader: &mut dyn std::io::Read, length: u64) -> CallResult<FileInfo> {
+        let encoded: Vec<String> = name.split('/').map(encode_segment).collect();
+        let url = format!("{}/files/{}", run_url(&self.base_url, path), encoded.join("/"));
+        let request = self
+            .auth(self.agent.put(url))
+            .header("Content-Type", "application/octet-stream")
+            .header("Content-Length", length.to_string());
+        Self::finish(request.send(ureq::SendBody::from_reader(reader)))
     }
 
     pub fn heartbeat(&self, path: &RunPath) -> CallResult<HeartbeatReply> {

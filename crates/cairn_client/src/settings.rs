@@ -206,7 +206,7 @@ impl Settings {
             config: self.config.unwrap_or_default(),
             mode,
             dir: self.dir.or_else(|| env(env::DIR).map(PathBuf::from)).unwrap_or_else(|| PathBuf::from(".")),
-            api_key: self.api_key.or_else(|| env(env::API_KEY)),
+            api_key: crate::credentials::resolve(self.api_key, &base_url),
             resume: self.resume,
             resume_auto: self.resume_auto,
             heartbeat_interval: match self.heartbeat_interval {

@@ -137,7 +137,7 @@ pub fn sync_run_dir(
         .or_else(|| std::env::var(env::BASE_URL).ok().filter(|v| !v.is_empty()))
         .or_else(|| run_file.as_ref().map(|f| f.base_url.clone()))
         .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
-    let api_key = api_key.or_else(|| std::env::var(env::API_KEY).ok().filter(|v| !v.is_empty()));
+    let api_key = crate::credentials::resolve(api_key, &base);
     let wal_dir = run_dir.wal_dir();
     let end = scan_end(&wal_dir).map_err(|e| ClientError::io("read", &wal_dir, e))?;
 

@@ -21,6 +21,7 @@ use cairn_types::wire::{self, BATCH_CONTENT_TYPE, COLUMNS_CONTENT_TYPE, ColumnDa
 use cairn_types::RunPath;
 
 use crate::AppState;
+use crate::auth::{Caller, Need};
 use crate::error::{ApiError, ApiResult, BodyLimit, JsonBody, PathParams, QueryParams, content_type, parse_json, read_body};
 
 /// Runs store work on the blocking pool.
@@ -42,25 +43,49 @@ fn run_path((entity, project, run_id): (String, String, String)) -> ApiResult<Ru
 
 #[utoipa::path(get, path = "/api/v1/info", tag = "server",
     responses((status = 200, description = "The server's version and defaults", body = ServerInfo)))]
-pub async fn info(State(state): State<AppState>) -> Json<ServerInfo> {
+pub async fn info(State(state): State<AppState>, caller: Caller) -> Json<ServerInfo> {
+    // Where the data lives is for those who may see it.
+    let signed = !matches!(caller, Caller::Anonymous);
+    let default_entity = match caller.principal() {
+        Some(p) => p.user.clone(),
+        None => state.config.default_entity.clone(),
+    };
     Json(ServerInfo {
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        default_entity: state.config.default_entity.clone(),
-        storage: state.store.describe(),
+        default_entity,
+        storage: if signed { state.store.describe() } else { String::new() },
+        auth: state.config.auth.enabled,
     })
+}
+
+/// Whether `caller` sees the entity at all: a role on it, or one of its projects is public.
+async fn sees_entity(state: &AppState, caller: &Caller, entity: &str) -> ApiResult<bool> {
+    if state.authorize(caller, entity, None, Need::Read).await.is_ok() {
+        return Ok(true);
+    }
+    Ok(state.public_projects().await?.iter().any(|(e, _)| e == entity))
 }
 
 #[utoipa::path(get, path = "/api/v1/entities", tag = "entities",
     responses((status = 200, description = "All entities", body = Vec<EntityInfo>)))]
-pub async fn list_entities(State(state): State<AppState>) -> ApiResult<Json<Vec<EntityInfo>>> {
+pub async fn list_entities(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<EntityInfo>>> {
     let store = store(&state);
-    blocking(move || store.list_entities()).await.map(Json)
+    let mut seen = Vec::new();
+    for entity in blocking(move || store.list_entities()).await? {
+        if sees_entity(&state, &caller, &entity.name).await? {
+            seen.push(entity);
+        }
+    }
+    Ok(Json(seen))
 }
 
 #[utoipa::path(get, path = "/api/v1/entities/{entity}", tag = "entities",
     params(("entity" = String, Path, description = "Entity name")),
     responses((status = 200, body = EntityInfo), (status = 404, body = ErrorBody)))]
-pub async fn get_entity(State(state): State<AppState>, PathParams(entity): PathParams<String>) -> ApiResult<Json<EntityInfo>> {
+pub async fn get_entity(State(state): State<AppState>, caller: Caller, PathParams(entity): PathParams<String>) -> ApiResult<Json<EntityInfo>> {
+    if !sees_entity(&state, &caller, &entity).await? {
+        state.authorize(&caller, &entity, None, Need::Read).await?;
+    }
     let store = store(&state);
     blocking(move || store.get_entity(&entity)).await.map(Json)
 }
@@ -70,10 +95,22 @@ pub async fn get_entity(State(state): State<AppState>, PathParams(entity): PathP
     responses((status = 200, body = Vec<ProjectInfo>), (status = 404, body = ErrorBody)))]
 pub async fn list_projects(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams(entity): PathParams<String>,
 ) -> ApiResult<Json<Vec<ProjectInfo>>> {
+    // Every project for those with a role on the entity; its public ones for anyone else.
+    let whole = state.authorize(&caller, &entity, None, Need::Read).await;
+    if let Err(e) = &whole
+        && !sees_entity(&state, &caller, &entity).await?
+    {
+        return Err(ApiError(e.clone()));
+    }
     let store = store(&state);
-    blocking(move || store.list_projects(&entity)).await.map(Json)
+    let projects = blocking(move || store.list_projects(&entity)).await?;
+    Ok(Json(match whole {
+        Ok(()) => projects,
+        Err(_) => projects.into_iter().filter(|p| p.visibility == cairn_types::accounts::Visibility::Public).collect(),
+    }))
 }
 
 #[utoipa::path(get, path = "/api/v1/projects/{entity}/{project}", tag = "projects",
@@ -189,8 +226,8 @@ pub async fn project_series(
     responses((status = 200, description = "The run, created or resumed", body = RunInfo),
         (status = 400, body = ErrorBody), (status = 404, description = "resume=must and no such run", body = ErrorBody),
         (status = 409, description = "resume=never and the run exists, or the run was deleted", body = ErrorBody)))]
-pub async fn upsert_run(State(state): State<AppState>, JsonBody(request): JsonBody<UpsertRunRequest>) -> ApiResult<Json<RunInfo>> {
-    Ok(Json(state.upsert_run(request).await?))
+pub async fn upsert_run(State(state): State<AppState>, caller: Caller, JsonBody(request): JsonBody<UpsertRunRequest>) -> ApiResult<Json<RunInfo>> {
+    Ok(Json(state.upsert_run(&caller, request).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/runs/{entity}/{project}/{run_id}", tag = "runs",
@@ -218,8 +255,8 @@ pub async fn update_run(
     params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path)),
     responses((status = 204, description = "Deleted softly: gone from listings and queries; the id stays taken (409 run_deleted) until the run is purged, by POST .../purge or when the server's retention window passes"),
         (status = 404, body = ErrorBody)))]
-pub async fn delete_run(State(state): State<AppState>, PathParams(p): RunParams) -> ApiResult<StatusCode> {
-    state.delete_run(run_path(p)?).await?;
+pub async fn delete_run(State(state): State<AppState>, caller: Caller, PathParams(p): RunParams) -> ApiResult<StatusCode> {
+    state.delete_run(&caller, run_path(p)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -228,9 +265,9 @@ pub async fn delete_run(State(state): State<AppState>, PathParams(p): RunParams)
     responses((status = 200, description = "Moved, all of them; their new paths", body = MovedRuns),
         (status = 400, description = "A bad path or name, or a running run", body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "A run id that the target holds already: nothing moved", body = ErrorBody)))]
-pub async fn move_runs(State(state): State<AppState>, JsonBody(request): JsonBody<MoveRuns>) -> ApiResult<Json<MovedRuns>> {
+pub async fn move_runs(State(state): State<AppState>, caller: Caller, JsonBody(request): JsonBody<MoveRuns>) -> ApiResult<Json<MovedRuns>> {
     let paths = request.runs.iter().map(|r| RunPath::parse(r)).collect::<Result<Vec<_>, _>>()?;
-    let moved = state.move_runs(paths, request.entity, request.project).await?;
+    let moved = state.move_runs(&caller, paths, request.entity, request.project).await?;
     Ok(Json(MovedRuns { runs: moved.iter().map(ToString::to_string).collect() }))
 }
 
@@ -258,8 +295,8 @@ pub async fn list_forks(State(state): State<AppState>, PathParams(p): RunParams)
     params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path)),
     responses((status = 204, description = "Removed for good, deleted or not: history, console, files (contents no other run names), and the id is free again"),
         (status = 404, body = ErrorBody)))]
-pub async fn purge_run(State(state): State<AppState>, PathParams(p): RunParams) -> ApiResult<StatusCode> {
-    state.purge_run(run_path(p)?).await?;
+pub async fn purge_run(State(state): State<AppState>, caller: Caller, PathParams(p): RunParams) -> ApiResult<StatusCode> {
+    state.purge_run(&caller, run_path(p)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -467,6 +504,7 @@ fn validate_file_path(file_path: &str) -> ApiResult<()> {
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn put_file(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams((entity, project, run_id, file_path)): PathParams<(String, String, String, String)>,
     QueryParams(link): QueryParams<FileLinkQuery>,
     request: Request,
@@ -478,7 +516,7 @@ pub async fn put_file(
     state.require_run(&path).await?;
     if let Some(sha256) = link.sha256 {
         // A content uploaded before (by this run or any other): only the name is new.
-        return Ok(Json(state.link_file(path, file_path, sha256).await?));
+        return Ok(Json(state.link_file(&caller, path, file_path, sha256).await?));
     }
     // The body goes to a local scratch file (written off the async threads, a piece at a time),
     // then into the blob store, which may be remote.
@@ -619,6 +657,7 @@ pub async fn upload_status(State(state): State<AppState>, PathParams(sha256): Pa
         (status = 400, body = ErrorBody), (status = 409, description = "`offset` is not what the server holds, or another upload of the same content is under way", body = ErrorBody)))]
 pub async fn upload_part(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams(sha256): PathParams<String>,
     QueryParams(query): QueryParams<UploadQuery>,
     request: Request,
@@ -691,11 +730,14 @@ pub async fn upload_part(
     if received < query.size {
         return Ok(Json(UploadStatus { sha256, received, complete: false }));
     }
+    let actor = caller.actor().to_owned();
     blocking(move || {
         // Checked before it is stored: a content that is not what it claims is dropped whole,
         // and nothing of it stays in the store.
         let _claim = claim;
         let blob = store.blobs().upload_finish(&sha256)?;
+        // Whoever sent the bytes has them: they may name the content in their runs.
+        store.try_lease(&crate::service::upload_grant(&sha256, &actor), &actor, cairn_types::Timestamp::now(), crate::service::UPLOAD_GRANT)?;
         Ok(UploadStatus { sha256, received: blob.size, complete: true })
     })
     .await

@@ -128,28 +128,34 @@ impl EventsQuery {
     responses((status = 200, description = "Server-sent events: each `data:` is a RunEvent as JSON; an event named `resync` means some were missed", content_type = "text/event-stream")))]
 pub async fn stream(
     State(state): State<AppState>,
+    caller: crate::auth::Caller,
     QueryParams(query): QueryParams<EventsQuery>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, crate::error::ApiError> {
+    // A stream of one entity's runs needs read access there; every stream carries only events
+    // of runs the caller may read.
+    if let Some(entity) = &query.entity {
+        state.authorize(&caller, entity, query.project.as_deref(), crate::auth::Need::Read).await?;
+    }
     let receiver = state.events.subscribe();
-    let events = futures_util::stream::unfold((receiver, query), |(mut receiver, query)| async move {
+    let events = futures_util::stream::unfold((receiver, query, state, caller), |(mut receiver, query, state, caller)| async move {
         loop {
             match receiver.recv().await {
                 Ok(event) if event.kind == RESYNC => {
-                    return Some((Ok(Event::default().event("resync").data("0")), (receiver, query)));
+                    return Some((Ok(Event::default().event("resync").data("0")), (receiver, query, state, caller)));
                 }
-                Ok(event) if query.matches(&event) => {
+                Ok(event) if query.matches(&event) && state.can_read(&caller, &event.entity, &event.project).await => {
                     let data = serde_json::to_string(&event).expect("events serialize");
-                    return Some((Ok(Event::default().event("run").data(data)), (receiver, query)));
+                    return Some((Ok(Event::default().event("run").data(data)), (receiver, query, state, caller)));
                 }
                 Ok(_) => continue,
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     let event = Event::default().event("resync").data(missed.to_string());
-                    return Some((Ok(event), (receiver, query)));
+                    return Some((Ok(event), (receiver, query, state, caller)));
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
     });
     // Fused, like every streamed body: polling it after its end must not panic.
-    Sse::new(futures_util::StreamExt::fuse(events)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(futures_util::StreamExt::fuse(events)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

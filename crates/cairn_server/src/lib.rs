@@ -2,8 +2,10 @@
 //! monitor, and the web UI. The server keeps no state of its own beyond the store, so any number of
 //! instances can serve one PostgreSQL store.
 
+mod account_api;
 pub mod alerts;
 pub mod api;
+pub mod auth;
 pub mod error;
 pub mod events;
 mod openapi;
@@ -17,7 +19,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use cairn_store::Store;
 use cairn_types::{RunPath, Timestamp};
 use cairn_types::error::{CodedError, ErrorCode};
@@ -43,6 +45,8 @@ pub struct ServerConfig {
     pub alerts: alerts::AlertTargets,
     /// How often alerts waiting for delivery are looked for.
     pub alert_interval: Duration,
+    /// Who may do what.
+    pub auth: auth::AuthConfig,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +59,7 @@ impl Default for ServerConfig {
             deleted_retention: Duration::from_secs(30 * 24 * 3600),
             alerts: alerts::AlertTargets::default(),
             alert_interval: Duration::from_millis(500),
+            auth: auth::AuthConfig::default(),
         }
     }
 }
@@ -67,13 +72,133 @@ pub struct AppState {
     pub events: events::Hub,
     /// This server among those on one store: the holder of its leases.
     pub instance: String,
+    /// Keys and sessions looked up lately.
+    pub credentials: Arc<auth::Credentials>,
+    /// Failed sign-ins, per account and address.
+    pub sign_ins: Arc<auth::SignInLimiter>,
+    /// The token of the first-start link, while the server has no users.
+    pub setup_token: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> AppState {
         let events = events::Hub::new(store.notices());
-        AppState { store, config: Arc::new(config), events, instance: instance_id() }
+        AppState {
+            store,
+            config: Arc::new(config),
+            events,
+            instance: instance_id(),
+            credentials: Default::default(),
+            sign_ins: Default::default(),
+            setup_token: Default::default(),
+        }
     }
+
+    /// With auth on and no users yet: a one-time token for the link that creates the first
+    /// admin (`/setup?token=...`), which the server prints.
+    pub fn setup_token(&self) -> Result<Option<String>, CodedError> {
+        if !self.config.auth.enabled || self.store.has_users()? {
+            return Ok(None);
+        }
+        let mut bytes = [0u8; 18];
+        getrandom::fill(&mut bytes).map_err(|e| CodedError::new(ErrorCode::Internal, format!("the system's random generator failed: {e}")))?;
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        *self.setup_token.lock().expect("setup token") = Some(token.clone());
+        Ok(Some(token))
+    }
+}
+
+/// A route as the router's table lists it: method, path and who may call it.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub method: axum::http::Method,
+    pub path: String,
+    pub policy: auth::Policy,
+}
+
+/// Builds the API's routes, each with its policy, enforced before its handler, and listed.
+struct Routes {
+    router: Router<AppState>,
+    table: Vec<RouteSpec>,
+    state: AppState,
+}
+
+impl Routes {
+    fn at<H, T>(mut self, method: axum::http::Method, path: &str, policy: auth::Policy, handler: H) -> Routes
+    where
+        H: axum::handler::Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = axum::routing::MethodFilter::try_from(method.clone()).expect("a method the router knows");
+        let enforce = axum::middleware::from_fn_with_state((self.state.clone(), policy), auth::enforce);
+        self.router = self.router.route(path, axum::routing::on(filter, handler).route_layer(enforce));
+        self.table.push(RouteSpec { method, path: path.to_owned(), policy });
+        self
+    }
+}
+
+/// Every API route with its policy: what the authorization matrix test calls.
+pub fn route_table(state: &AppState) -> Vec<RouteSpec> {
+    api_routes(state.clone()).table
+}
+
+fn api_routes(state: AppState) -> Routes {
+    use auth::Need::{Admin, Read, Write};
+    use auth::Policy::{Entity, Named, Public, ServerAdmin, Signed};
+    use axum::http::Method as M;
+    let run = "/api/v1/runs/{entity}/{project}/{run_id}";
+    let r = |tail: &str| format!("{run}{tail}");
+    Routes { router: Router::new(), table: Vec::new(), state }
+        .at(M::GET, "/api/v1/info", Public, api::info)
+        .at(M::GET, "/api/v1/openapi.json", Public, openapi::serve)
+        .at(M::GET, "/api/v1/viewer", Signed, account_api::viewer)
+        .at(M::GET, "/api/v1/setup", Public, account_api::setup_state)
+        .at(M::POST, "/api/v1/setup", Public, account_api::setup)
+        .at(M::POST, "/api/v1/session", Public, account_api::create_session)
+        .at(M::DELETE, "/api/v1/session", Public, account_api::end_session)
+        .at(M::GET, "/api/v1/keys", Signed, account_api::list_keys)
+        .at(M::POST, "/api/v1/keys", Signed, account_api::create_key)
+        .at(M::DELETE, "/api/v1/keys/{id}", Signed, account_api::revoke_key)
+        .at(M::GET, "/api/v1/users", ServerAdmin, account_api::list_accounts)
+        .at(M::POST, "/api/v1/users", ServerAdmin, account_api::create_user)
+        .at(M::POST, "/api/v1/teams", Signed, account_api::create_team)
+        .at(M::GET, "/api/v1/teams/{team}/members", Entity(Read), account_api::list_members)
+        .at(M::PUT, "/api/v1/teams/{team}/members/{user}", Entity(Admin), account_api::set_member)
+        .at(M::DELETE, "/api/v1/teams/{team}/members/{user}", Entity(Admin), account_api::remove_member)
+        .at(M::GET, "/api/v1/audit", ServerAdmin, account_api::audit)
+        .at(M::GET, "/api/v1/entities", Signed, api::list_entities)
+        .at(M::GET, "/api/v1/entities/{entity}", Named(Read), api::get_entity)
+        .at(M::GET, "/api/v1/entities/{entity}/projects", Named(Read), api::list_projects)
+        .at(M::GET, "/api/v1/projects/{entity}/{project}", Entity(Read), api::get_project)
+        .at(M::PATCH, "/api/v1/projects/{entity}/{project}", Entity(Admin), account_api::update_project)
+        .at(M::GET, "/api/v1/projects/{entity}/{project}/runs", Entity(Read), api::list_runs)
+        .at(M::POST, "/api/v1/projects/{entity}/{project}/runs/search", Entity(Read), api::search_runs)
+        .at(M::POST, "/api/v1/projects/{entity}/{project}/runs/groups", Entity(Read), api::group_runs)
+        .at(M::GET, "/api/v1/projects/{entity}/{project}/columns", Entity(Read), api::project_columns)
+        .at(M::GET, "/api/v1/projects/{entity}/{project}/keys", Entity(Read), api::project_keys)
+        .at(M::POST, "/api/v1/projects/{entity}/{project}/series", Entity(Read), api::project_series)
+        .at(M::GET, "/api/v1/events", Named(Read), events::stream)
+        .at(M::GET, "/api/v1/uploads/{sha256}", Signed, api::upload_status)
+        .at(M::PUT, "/api/v1/uploads/{sha256}", Signed, api::upload_part)
+        .at(M::POST, "/api/v1/runs", Named(Write), api::upsert_run)
+        .at(M::POST, "/api/v1/runs/move", Named(Write), api::move_runs)
+        .at(M::GET, run, Entity(Read), api::get_run)
+        .at(M::PATCH, run, Entity(Write), api::update_run)
+        .at(M::DELETE, run, Entity(Write), api::delete_run)
+        .at(M::POST, &r("/ingest"), Entity(Write), api::ingest)
+        .at(M::POST, &r("/heartbeat"), Entity(Write), api::heartbeat)
+        .at(M::POST, &r("/finish"), Entity(Write), api::finish_run)
+        .at(M::POST, &r("/stop"), Entity(Write), api::stop_run)
+        .at(M::POST, &r("/purge"), Entity(Admin), api::purge_run)
+        .at(M::GET, &r("/alerts"), Entity(Read), api::list_alerts)
+        .at(M::GET, &r("/forks"), Entity(Read), api::list_forks)
+        .at(M::GET, &r("/keys"), Entity(Read), api::list_keys)
+        .at(M::GET, &r("/history"), Entity(Read), api::history)
+        .at(M::GET, &r("/series"), Entity(Read), api::series)
+        .at(M::GET, &r("/console"), Entity(Read), api::console)
+        .at(M::GET, &r("/files"), Entity(Read), api::list_files)
+        .at(M::GET, &r("/files/{*file_path}"), Entity(Read), api::get_file)
+        .at(M::PUT, &r("/files/{*file_path}"), Entity(Write), api::put_file)
 }
 
 /// A name for this process that no other server on the store has: host, process and a random part.
@@ -86,38 +211,8 @@ fn instance_id() -> String {
 /// The whole application: API, OpenAPI document and UI.
 pub fn router(state: AppState) -> Router {
     use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate as _};
-    let run = "/api/v1/runs/{entity}/{project}/{run_id}";
-    let api = Router::new()
-        .route("/api/v1/info", get(api::info))
-        .route("/api/v1/openapi.json", get(openapi::serve))
-        .route("/api/v1/entities", get(api::list_entities))
-        .route("/api/v1/entities/{entity}", get(api::get_entity))
-        .route("/api/v1/entities/{entity}/projects", get(api::list_projects))
-        .route("/api/v1/projects/{entity}/{project}", get(api::get_project))
-        .route("/api/v1/projects/{entity}/{project}/runs", get(api::list_runs))
-        .route("/api/v1/projects/{entity}/{project}/runs/search", post(api::search_runs))
-        .route("/api/v1/projects/{entity}/{project}/runs/groups", post(api::group_runs))
-        .route("/api/v1/projects/{entity}/{project}/columns", get(api::project_columns))
-        .route("/api/v1/projects/{entity}/{project}/keys", get(api::project_keys))
-        .route("/api/v1/projects/{entity}/{project}/series", post(api::project_series))
-        .route("/api/v1/events", get(events::stream))
-        .route("/api/v1/uploads/{sha256}", get(api::upload_status).put(api::upload_part))
-        .route("/api/v1/runs", post(api::upsert_run))
-        .route("/api/v1/runs/move", post(api::move_runs))
-        .route(run, get(api::get_run).patch(api::update_run).delete(api::delete_run))
-        .route(&format!("{run}/ingest"), post(api::ingest))
-        .route(&format!("{run}/heartbeat"), post(api::heartbeat))
-        .route(&format!("{run}/finish"), post(api::finish_run))
-        .route(&format!("{run}/stop"), post(api::stop_run))
-        .route(&format!("{run}/purge"), post(api::purge_run))
-        .route(&format!("{run}/alerts"), get(api::list_alerts))
-        .route(&format!("{run}/forks"), get(api::list_forks))
-        .route(&format!("{run}/keys"), get(api::list_keys))
-        .route(&format!("{run}/history"), get(api::history))
-        .route(&format!("{run}/series"), get(api::series))
-        .route(&format!("{run}/console"), get(api::console))
-        .route(&format!("{run}/files"), get(api::list_files))
-        .route(&format!("{run}/files/{{*file_path}}"), get(api::get_file).put(api::put_file))
+    let api = api_routes(state.clone())
+        .router
         .route("/api/v1", get(api_not_found))
         .route("/api/v1/{*rest}", axum::routing::any(api_not_found))
         .method_not_allowed_fallback(method_not_allowed);
@@ -136,6 +231,8 @@ pub fn router(state: AppState) -> Router {
                 .compress_when(DefaultPredicate::new().and(NotForContentType::const_new("application/octet-stream"))),
         )
         .layer(axum::middleware::from_fn_with_state(state.clone(), api::with_body_limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::identify))
+        .layer(axum::middleware::from_fn(auth::security_headers))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .with_state(state)
 }
@@ -233,6 +330,18 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let state = AppState::new(store.clone(), config);
+    let setup = {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || state.setup_token()).await.map_err(std::io::Error::other)?
+    };
+    match setup {
+        Ok(Some(token)) => {
+            let base = state.config.alerts.public_url.clone().unwrap_or_default();
+            println!("  no users yet: open {}/setup?token={token} to create the first admin (the link works once)", base.trim_end_matches('/'));
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!("cannot tell whether the server has users: {}", e.message),
+    }
     let state_instance = state.instance.clone();
     let monitor = tokio::spawn(crash_monitor(state.clone()));
     let delivery = tokio::spawn(alerts::delivery_loop(state.clone(), state.config.alert_interval));

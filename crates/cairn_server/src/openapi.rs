@@ -4,7 +4,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use utoipa::OpenApi;
 
-use crate::api;
+use crate::{account_api, api};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,7 +15,12 @@ use crate::api;
         api::ingest, api::heartbeat, api::finish_run, api::stop_run, api::list_keys, api::history,
         api::series, api::console, api::list_files, api::put_file, api::get_file, api::upload_status, api::upload_part,
         api::group_runs, api::project_columns, api::project_keys, api::project_series, crate::events::stream,
+        account_api::viewer, account_api::setup_state, account_api::setup, account_api::create_session, account_api::end_session,
+        account_api::list_keys, account_api::create_key, account_api::revoke_key, account_api::list_accounts, account_api::create_user,
+        account_api::create_team, account_api::list_members, account_api::set_member, account_api::remove_member,
+        account_api::audit, account_api::update_project,
     ),
+    modifiers(&Security),
     tags(
         (name = "entities", description = "Users and teams"),
         (name = "projects"),
@@ -25,9 +30,23 @@ use crate::api;
         (name = "history", description = "History, bucketed series, console output"),
         (name = "files"),
         (name = "server"),
+        (name = "accounts", description = "Signing in, API keys, teams and roles, the audit log"),
     )
 )]
 struct ApiDoc;
+
+/// Credentials: an API key as a bearer token (or as the password of Basic), or the session
+/// cookie of a signed-in browser.
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("api_key", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme("session", SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(crate::auth::SESSION_COOKIE))));
+    }
+}
 
 pub fn openapi_json() -> String {
     ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serializes")

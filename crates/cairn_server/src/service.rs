@@ -13,6 +13,7 @@ use cairn_types::wire::IngestBatch;
 use cairn_types::{RunPath, Timestamp};
 
 use crate::AppState;
+use crate::auth::{Caller, Need};
 use crate::events::{publish, publish_run};
 
 pub type ServiceResult<T> = Result<T, CodedError>;
@@ -29,8 +30,27 @@ impl AppState {
         self.store.clone()
     }
 
-    /// Creates or resumes a run.
-    pub async fn upsert_run(&self, request: UpsertRunRequest) -> ServiceResult<RunInfo> {
+    /// Notes who did what in the audit log. A failure is logged, not returned: what was done
+    /// is done.
+    fn audit(&self, caller: &Caller, action: &'static str, target: String, detail: String) -> impl Future<Output = ()> + use<> {
+        let (store, actor) = (self.store_ref(), caller.actor().to_owned());
+        async move {
+            let what = format!("{action} {target}");
+            if let Err(e) = blocking(move || store.record_audit(&actor, action, &target, &detail, Timestamp::now())).await {
+                tracing::warn!("the audit log missed {what}: {}", e.message);
+            }
+        }
+    }
+
+    /// Creates or resumes a run. A run that names no entity goes to the caller's own.
+    pub async fn upsert_run(&self, caller: &Caller, mut request: UpsertRunRequest) -> ServiceResult<RunInfo> {
+        if request.entity.is_none()
+            && let Some(p) = caller.principal()
+        {
+            request.entity = Some(p.user.clone());
+        }
+        let entity = request.entity.clone().unwrap_or_else(|| self.config.default_entity.clone());
+        self.authorize(caller, &entity, None, Need::Write).await?;
         let store = self.store_ref();
         let run = blocking(move || store.upsert_run(request, Timestamp::now())).await?;
         publish_run(self, "started", &run);
@@ -44,29 +64,79 @@ impl AppState {
         Ok(run)
     }
 
-    pub async fn delete_run(&self, path: RunPath) -> ServiceResult<()> {
+    pub async fn delete_run(&self, caller: &Caller, path: RunPath) -> ServiceResult<()> {
         let (store, deleted) = (self.store_ref(), path.clone());
         blocking(move || store.delete_run(&path)).await?;
         publish(self, "deleted", &deleted, None, None);
+        self.audit(caller, "run.delete", deleted.to_string(), String::new()).await;
         Ok(())
     }
 
     /// Removes a run for good, then the contents nothing names any more.
-    pub async fn purge_run(&self, path: RunPath) -> ServiceResult<()> {
+    pub async fn purge_run(&self, caller: &Caller, path: RunPath) -> ServiceResult<()> {
         let (store, purged) = (self.store_ref(), path.clone());
         blocking(move || purge(store.as_ref(), &path)).await?;
         publish(self, "deleted", &purged, None, None);
+        self.audit(caller, "run.purge", purged.to_string(), String::new()).await;
         Ok(())
     }
 
-    pub async fn move_runs(&self, paths: Vec<RunPath>, entity: String, project: String) -> ServiceResult<Vec<RunPath>> {
-        let (store, sources) = (self.store_ref(), paths.clone());
+    /// Moves runs, all or none; the caller writes to every source and to the target.
+    pub async fn move_runs(&self, caller: &Caller, paths: Vec<RunPath>, entity: String, project: String) -> ServiceResult<Vec<RunPath>> {
+        self.authorize(caller, &entity, None, Need::Write).await?;
+        for path in &paths {
+            self.authorize(caller, &path.entity, None, Need::Write).await?;
+        }
+        let (store, sources, target) = (self.store_ref(), paths.clone(), format!("{entity}/{project}"));
         let moved = blocking(move || store.move_runs(&paths, &entity, &project, Timestamp::now())).await?;
         for (from, to) in sources.iter().zip(&moved) {
             publish(self, "deleted", from, None, None);
             publish(self, "created", to, None, None);
+            self.audit(caller, "run.move", from.to_string(), format!("to {target}")).await;
         }
         Ok(moved)
+    }
+
+    /// Makes an API key for `user`.
+    pub async fn create_api_key(&self, actor: &str, user: &str, request: cairn_types::accounts::CreateKey) -> ServiceResult<cairn_types::accounts::CreatedKey> {
+        let (store, actor, user) = (self.store_ref(), actor.to_owned(), user.to_owned());
+        blocking(move || {
+            let now = Timestamp::now();
+            let expires = request.expires_days.map(|d| Timestamp(now.micros() + d as i64 * 86_400_000_000));
+            let (key, secret) = store.create_api_key(&user, &request.name, expires, now)?;
+            store.record_audit(&actor, "key.create", &user, &format!("key {} {:?} ({}...)", key.id, key.name, key.prefix), now)?;
+            Ok(cairn_types::accounts::CreatedKey { key, secret })
+        })
+        .await
+    }
+
+    /// Revokes a key (by id or by the key itself); every server refuses it within a second.
+    pub async fn revoke_api_key(&self, actor: &str, id_or_key: &str) -> ServiceResult<cairn_types::accounts::ApiKey> {
+        let (store, actor, given) = (self.store_ref(), actor.to_owned(), id_or_key.to_owned());
+        let key = blocking(move || {
+            let key = store.revoke_api_key(&given, Timestamp::now())?;
+            store.record_audit(&actor, "key.revoke", &key.user, &format!("key {} {:?} ({}...)", key.id, key.name, key.prefix), Timestamp::now())?;
+            Ok(key)
+        })
+        .await?;
+        self.credentials.forget();
+        Ok(key)
+    }
+
+    /// Gives `user` a role in `team`, or takes them out of it.
+    pub async fn set_role(&self, actor: &str, team: &str, user: &str, role: Option<cairn_types::accounts::Role>) -> ServiceResult<()> {
+        let (store, actor, team, user) = (self.store_ref(), actor.to_owned(), team.to_owned(), user.to_owned());
+        blocking(move || {
+            store.set_role(&team, &user, role)?;
+            let (action, detail) = match role {
+                Some(role) => ("member.role", format!("{user} is {}", role.as_str())),
+                None => ("member.remove", format!("{user} removed")),
+            };
+            store.record_audit(&actor, action, &team, &detail, Timestamp::now())
+        })
+        .await?;
+        self.credentials.forget();
+        Ok(())
     }
 
     /// Stores a batch; `batch` decodes it (off the async threads), given the time it arrived.
@@ -101,11 +171,24 @@ impl AppState {
         Ok(run)
     }
 
-    /// Names a content uploaded before (by this run or another) as the run's file `name`.
-    pub async fn link_file(&self, path: RunPath, name: String, sha256: String) -> ServiceResult<FileInfo> {
+    /// Names a content uploaded before (by this run or another) as the run's file `name`. The
+    /// caller must be able to read a run that names it already, or have just uploaded it whole:
+    /// knowing a hash is not enough to read its content.
+    pub async fn link_file(&self, caller: &Caller, path: RunPath, name: String, sha256: String) -> ServiceResult<FileInfo> {
         let store = self.store_ref();
+        let (readable, actor) = (caller.readable_entities(), caller.actor().to_owned());
         blocking(move || {
             store.get_run(&path)?;
+            // `None`: a caller who reads everything (auth off, a server admin).
+            if let Some(readable) = &readable
+                && !store.content_readable(&sha256, Some(readable))?
+                && !store.holds(&upload_grant(&sha256, &actor), &actor, Timestamp::now())?
+            {
+                return Err(CodedError::new(
+                    ErrorCode::Forbidden,
+                    format!("content {sha256} is in no run you can read; send its bytes (PUT the file without ?sha256=)"),
+                ));
+            }
             let size = store.blobs().size(&sha256)?.ok_or_else(|| {
                 CodedError::new(ErrorCode::FileNotFound, format!("content {sha256} is not uploaded; send it first with PUT /api/v1/uploads/{sha256}"))
             })?;
@@ -154,6 +237,14 @@ impl AppState {
         Ok(Arc::new(blocking(move || UploadClaim::take(store, &instance, &sha256)).await?))
     }
 }
+
+/// The lease that says `actor` uploaded the content `sha256` whole, lately: they may link it.
+pub fn upload_grant(sha256: &str, actor: &str) -> String {
+    format!("uploaded:{sha256}:{actor}")
+}
+
+/// How long an upload entitles its uploader to link the content by its hash.
+pub const UPLOAD_GRANT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Removes a run for good, then the contents that no run names any more.
 pub fn purge(store: &dyn Store, path: &RunPath) -> ServiceResult<()> {

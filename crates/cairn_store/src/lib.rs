@@ -97,65 +97,7 @@ pub trait FileStore: Send + Sync {
     fn get_run_file(&self, path: &RunPath, file_path: &str) -> Result<FileInfo>;
 }
 
-/// A team member's role: `admin` manages members and settings, `member` reads and writes runs,
-/// `viewer` reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    Viewer,
-    Member,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Member => "member",
-            Role::Admin => "admin",
-        }
-    }
-
-    pub fn parse(text: &str) -> Result<Role> {
-        match text {
-            "viewer" => Ok(Role::Viewer),
-            "member" => Ok(Role::Member),
-            "admin" => Ok(Role::Admin),
-            other => Err(CodedError::new(cairn_types::error::ErrorCode::InvalidValue, format!("role {other:?} is not admin, member or viewer"))),
-        }
-    }
-}
-
-/// A user or a team.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub name: String,
-    pub team: bool,
-    /// A user who administers the server.
-    pub admin: bool,
-    pub created_at: Timestamp,
-}
-
-/// An API key as it is listed: never the key itself, which is shown once, when it is made.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiKey {
-    pub id: i64,
-    pub user: String,
-    pub name: String,
-    /// The key's first characters, to recognize it by.
-    pub prefix: String,
-    pub created_at: Timestamp,
-    pub expires_at: Option<Timestamp>,
-    pub last_used_at: Option<Timestamp>,
-    pub revoked_at: Option<Timestamp>,
-}
-
-/// Who a request is: a user, whether they administer the server, and their teams.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub user: String,
-    pub admin: bool,
-    pub teams: Vec<(String, Role)>,
-}
+pub use cairn_types::accounts::{Account, ApiKey, AuditEntry, Principal, Role, Visibility};
 
 /// Users, teams and their members, and API keys.
 pub trait AccountStore: Send + Sync {
@@ -176,6 +118,29 @@ pub trait AccountStore: Send + Sync {
     fn revoke_api_key(&self, id_or_key: &str, now: Timestamp) -> Result<ApiKey>;
     /// Who holds `key`: `None` when it is unknown, revoked or expired. Notes its use.
     fn authenticate(&self, key: &str, now: Timestamp) -> Result<Option<Principal>>;
+    /// A user as a request's principal, with their teams; `None` when there is no such user.
+    fn principal(&self, user: &str) -> Result<Option<Principal>>;
+    /// Sets a user's password (stored as an argon2 hash; at least 8 characters).
+    fn set_password(&self, user: &str, password: &str) -> Result<()>;
+    /// The user, when `password` is theirs; `None` otherwise (also for a user without one).
+    fn check_password(&self, user: &str, password: &str) -> Result<Option<Principal>>;
+    /// Opens a signed-in session for `user` until `expires_at`; returns its token, stored
+    /// only as its hash.
+    fn create_session(&self, user: &str, expires_at: Timestamp, now: Timestamp) -> Result<String>;
+    /// Who holds the session `token`: `None` when it is unknown, ended or expired.
+    fn session_principal(&self, token: &str, now: Timestamp) -> Result<Option<Principal>>;
+    fn end_session(&self, token: &str) -> Result<()>;
+    /// Whether any user exists (a server with none waits for its first admin).
+    fn has_users(&self) -> Result<bool>;
+    fn set_visibility(&self, entity: &str, project: &str, visibility: Visibility) -> Result<()>;
+    /// Every public project, as `(entity, project)`.
+    fn public_projects(&self) -> Result<Vec<(String, String)>>;
+    /// Whether a run in one of `entities` (any run when `None`), or in a public project, names
+    /// the content `sha256`: who may link a content by its hash must be able to read it already.
+    fn content_readable(&self, sha256: &str, entities: Option<&[String]>) -> Result<bool>;
+    fn record_audit(&self, actor: &str, action: &str, target: &str, detail: &str, now: Timestamp) -> Result<()>;
+    /// The audit log, newest first: `limit` entries older than the entry `before`, if given.
+    fn list_audit(&self, limit: usize, before: Option<i64>) -> Result<Vec<AuditEntry>>;
 }
 
 /// Alerts that runs raise, and their delivery.
@@ -435,6 +400,8 @@ pub trait Leases: Send + Sync {
     fn try_lease(&self, name: &str, holder: &str, now: Timestamp, ttl: std::time::Duration) -> Result<bool>;
     /// Gives the lease up, if `holder` has it.
     fn release(&self, name: &str, holder: &str) -> Result<()>;
+    /// Whether `holder` has the lease `name` at `now` (without taking it).
+    fn holds(&self, name: &str, holder: &str, now: Timestamp) -> Result<bool>;
 }
 
 /// The whole store, as the server holds it.

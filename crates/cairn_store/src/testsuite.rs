@@ -57,6 +57,7 @@ macro_rules! store_test_suite {
             a_fork_shares_its_sources_full_chunks,
             leases_are_held_by_one_holder,
             accounts_teams_and_api_keys,
+            passwords_sessions_visibility_and_audit,
             a_nul_character_does_not_stop_a_run,
             project_series_of_many_runs_match_each_run,
             a_content_named_during_a_purge_is_never_lost,
@@ -1224,6 +1225,8 @@ pub fn leases_are_held_by_one_holder(store: &impl Store) {
     assert!(store.try_lease("monitor", "a", secs(0), ttl).unwrap());
     assert!(!store.try_lease("monitor", "b", secs(5), ttl).unwrap(), "a's lease runs");
     assert!(store.try_lease("monitor", "a", secs(8), ttl).unwrap(), "a renews");
+    assert!(store.holds("monitor", "a", secs(9)).unwrap() && !store.holds("monitor", "b", secs(9)).unwrap());
+    assert!(!store.holds("nothing", "a", secs(9)).unwrap());
     assert!(!store.try_lease("monitor", "b", secs(15), ttl).unwrap(), "renewed until 18");
     assert!(store.try_lease("monitor", "b", secs(19), ttl).unwrap(), "lapsed: b takes it");
     assert!(store.try_lease("purge", "a", secs(19), ttl).unwrap(), "another name is another lease");
@@ -1352,6 +1355,16 @@ pub fn a_copy_in_steps_reads_back_the_same(target: &crate::sql::SqlStore) {
     new_run(&source, &gone);
     source.delete_run(&gone).unwrap();
 
+    // Accounts go along: a password, a team role, a key (by hash), a public project, the log.
+    use crate::AccountStore as _;
+    source.create_user("ana", true, secs(1)).unwrap();
+    source.set_password("ana", "correct horse").unwrap();
+    source.create_team("e", secs(1)).unwrap();
+    source.set_role("e", "ana", Some(crate::Role::Member)).unwrap();
+    let (_, key) = source.create_api_key("ana", "laptop", None, secs(2)).unwrap();
+    source.set_visibility("e", "p", crate::Visibility::Public).unwrap();
+    source.record_audit("ana", "key.create", "ana", "laptop", secs(2)).unwrap();
+
     let runs = [src.clone(), RunPath::new("e", "p", "f1"), RunPath::new("e", "p", &archive_id), RunPath::new("e", "p", "f2")];
     let mut seen = Vec::new();
     let first = crate::sql::copy::copy_store(&source, target, Some(2), &mut |p| seen.push(p.done)).unwrap();
@@ -1374,6 +1387,11 @@ pub fn a_copy_in_steps_reads_back_the_same(target: &crate::sql::SqlStore) {
     // Copying again finds nothing to do.
     let third = crate::sql::copy::copy_store(&source, target, None, &mut |_| {}).unwrap();
     assert_eq!((third.done, third.already), (5, 5));
+    let ana = target.check_password("ana", "correct horse").unwrap().expect("the password came along");
+    assert_eq!((ana.admin, ana.teams), (true, vec![("e".to_owned(), crate::Role::Member)]));
+    assert_eq!(target.authenticate(&key, secs(3)).unwrap().unwrap().user, "ana");
+    assert_eq!(target.public_projects().unwrap(), [("e".to_owned(), "p".to_owned())]);
+    assert_eq!(target.list_audit(10, None).unwrap().len(), 1, "the log is copied once");
 }
 
 /// A content that a purge leaves unnamed, named again by another run before, during or after its
@@ -1519,4 +1537,71 @@ pub fn accounts_teams_and_api_keys(store: &impl Store) {
     assert_eq!(store.list_api_keys("bo").unwrap().len(), 2);
     store.set_role("lab", "bo", None).unwrap();
     assert_eq!(store.members("lab").unwrap(), [("ana".into(), Role::Admin)]);
+}
+
+pub fn passwords_sessions_visibility_and_audit(store: &impl Store) {
+    use crate::Visibility;
+    assert!(!store.has_users().unwrap());
+    store.create_team("lab", secs(1)).unwrap();
+    assert!(!store.has_users().unwrap(), "a team is not a user");
+    store.create_user("ana", false, secs(1)).unwrap();
+    assert!(store.has_users().unwrap());
+
+    // Passwords: stored hashed, checked, never matched when unset or wrong.
+    assert_eq!(store.check_password("ana", "whatever-it-is").unwrap(), None, "no password yet");
+    assert_eq!(store.set_password("ana", "short").unwrap_err().code, ErrorCode::InvalidValue);
+    assert_eq!(store.set_password("ghost", "long enough").unwrap_err().code, ErrorCode::EntityNotFound);
+    store.set_password("ana", "correct horse").unwrap();
+    assert_eq!(store.check_password("ana", "correct horse").unwrap().unwrap().user, "ana");
+    assert_eq!(store.check_password("ana", "wrong horse!").unwrap(), None);
+    assert_eq!(store.check_password("ghost", "correct horse").unwrap(), None);
+    assert_eq!(store.check_password("lab", "correct horse").unwrap(), None, "a team cannot sign in");
+
+    // Sessions: found by token until they expire or end; the principal has the teams of now.
+    let token = store.create_session("ana", secs(100), secs(10)).unwrap();
+    assert!(token.len() >= 40);
+    store.set_role("lab", "ana", Some(crate::Role::Member)).unwrap();
+    let who = store.session_principal(&token, secs(50)).unwrap().unwrap();
+    assert_eq!((who.user.as_str(), who.teams.clone()), ("ana", vec![("lab".to_owned(), crate::Role::Member)]));
+    assert_eq!(store.principal("ana").unwrap(), Some(who));
+    assert_eq!(store.principal("lab").unwrap(), None);
+    assert_eq!(store.session_principal(&token, secs(100)).unwrap(), None, "expired");
+    assert_eq!(store.session_principal("cairns_forged", secs(50)).unwrap(), None);
+    store.end_session(&token).unwrap();
+    assert_eq!(store.session_principal(&token, secs(50)).unwrap(), None, "ended");
+
+    // Visibility: private by default; a public project is listed as such.
+    let (mine, theirs) = (RunPath::new("ana", "p", "r1"), RunPath::new("lab", "q", "r2"));
+    new_run(store, &mine);
+    new_run(store, &theirs);
+    assert_eq!(store.get_project("lab", "q").unwrap().visibility, Visibility::Private);
+    store.set_visibility("lab", "q", Visibility::Public).unwrap();
+    assert_eq!(store.get_project("lab", "q").unwrap().visibility, Visibility::Public);
+    assert_eq!(store.public_projects().unwrap(), [("lab".to_owned(), "q".to_owned())]);
+    assert_eq!(store.set_visibility("lab", "nope", Visibility::Public).unwrap_err().code, ErrorCode::ProjectNotFound);
+    store.set_visibility("lab", "q", Visibility::Private).unwrap();
+
+    // A content is readable by whoever can read a run that names it.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("w"), b"weights").unwrap();
+    let blob = store.blobs().put_file(&dir.path().join("w")).unwrap();
+    let file = |path: &str| FileInfo { path: path.into(), size: blob.size, sha256: blob.sha256.clone(), updated_at: secs(5) };
+    store.put_run_file(&theirs, file("model.bin")).unwrap();
+    let ana = ["ana".to_owned()];
+    assert!(!store.content_readable(&blob.sha256, Some(&ana)).unwrap());
+    assert!(store.content_readable(&blob.sha256, Some(&["lab".to_owned()])).unwrap());
+    assert!(store.content_readable(&blob.sha256, None).unwrap());
+    store.set_visibility("lab", "q", Visibility::Public).unwrap();
+    assert!(store.content_readable(&blob.sha256, Some(&ana)).unwrap(), "public");
+    assert!(!store.content_readable(&"0".repeat(64), None).unwrap());
+
+    // The audit log, newest first, in pages.
+    for i in 0..3 {
+        store.record_audit("ana", "run.delete", &format!("ana/p/r{i}"), "", secs(20 + i)).unwrap();
+    }
+    let log = store.list_audit(2, None).unwrap();
+    assert_eq!(log.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(), ["ana/p/r2", "ana/p/r1"]);
+    assert_eq!((log[0].actor.as_str(), log[0].action.as_str(), log[0].at), ("ana", "run.delete", secs(22)));
+    let older = store.list_audit(10, Some(log[1].id)).unwrap();
+    assert_eq!(older.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(), ["ana/p/r0"]);
 }

@@ -110,6 +110,9 @@ pub struct ProjectInfo {
     pub created_at: Timestamp,
     pub run_count: u64,
     pub last_activity_at: Option<Timestamp>,
+    /// Who may read it: its entity (`private`) or any signed-in user (`public`).
+    #[serde(default)]
+    pub visibility: crate::accounts::Visibility,
 }
 
 /// A run, as the API returns it.
@@ -687,8 +690,13 @@ pub struct FileInfo {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServerInfo {
     pub version: String,
+    /// Where the caller's runs go when they name no entity: their own user, with auth on.
     pub default_entity: String,
+    /// The store, for signed-in callers.
     pub storage: String,
+    /// Whether requests need credentials.
+    #[serde(default)]
+    pub auth: bool,
 }
 
 // ---------------------------------------------------------------------------------------------

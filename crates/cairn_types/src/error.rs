@@ -38,6 +38,15 @@ macro_rules! error_codes {
 }
 
 error_codes! {
+    // No credentials, or credentials that are not (or no longer) valid. Never says whether
+    // what was asked for exists.
+    Unauthorized => ("unauthorized", 401, Unauthorized),
+    // Signed in, but without the role the request needs; the message names the entity and role.
+    Forbidden => ("forbidden", 403, Forbidden),
+    // The request's Host is not one this server answers to (DNS rebinding).
+    HostNotAllowed => ("host_not_allowed", 421, Forbidden),
+    // Too many failed sign-ins for this account or address; wait and retry.
+    RateLimited => ("rate_limited", 429, Unavailable),
     InvalidRunId => ("invalid_run_id", 400, InvalidInput),
     InvalidName => ("invalid_name", 400, InvalidInput),
     InvalidValue => ("invalid_value", 400, InvalidInput),
@@ -73,6 +82,8 @@ error_codes! {
 /// The broad class of an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
+    Unauthorized,
+    Forbidden,
     InvalidInput,
     NotFound,
     Conflict,

@@ -4,6 +4,7 @@
 //!
 //! This crate sits at the bottom of the layering: it never depends on tokio, axum, SQL or pyo3.
 
+pub mod accounts;
 pub mod api;
 pub mod error;
 pub mod filter;

@@ -303,7 +303,7 @@ fn help_everywhere() {
 }
 
 #[test]
-fn server_warns_when_exposed_and_refuses_bad_flags() {
+fn a_server_on_the_network_needs_auth_and_prints_its_setup_link() {
     let data = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(crate::CAIRN)
         .args(["server", "--host", "0.0.0.0", "--port", "0", "--data-dir"])
@@ -312,10 +312,24 @@ fn server_warns_when_exposed_and_refuses_bad_flags() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let text: Vec<String> = lines.by_ref().take(4).map(|l| l.unwrap()).collect();
+    let text: Vec<String> = lines.by_ref().take(5).map(|l| l.unwrap()).collect();
+    let link = text.iter().find_map(|l| l.split_whitespace().find(|w| w.contains("/setup?token="))).map(str::to_owned);
+    let link = link.unwrap_or_else(|| panic!("no setup link in {text:?}"));
+    assert!(text.iter().any(|l| l.contains("auth: on")), "{text:?}");
+    // The link's token creates the first admin, once.
+    let (base, token) = link.split_once("/setup?token=").unwrap();
+    let body = serde_json::json!({"token": token, "username": "ana", "password": "long enough"});
+    let made = ureq::post(format!("{base}/api/v1/setup")).header("Content-Type", "application/json").send(body.to_string()).unwrap();
+    assert!(made.headers().get("set-cookie").unwrap().to_str().unwrap().contains("HttpOnly"));
+    let anonymous = ureq::get(format!("{base}/api/v1/entities")).call().unwrap_err();
+    assert!(matches!(anonymous, ureq::Error::StatusCode(401)), "{anonymous}");
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(text.iter().any(|l| l.contains("WARNING") && l.contains("no authentication")), "{text:?}");
+
+    let refused = cairn(&["server", "--host", "0.0.0.0", "--auth", "off", "--port", "0", "--data-dir", data.path().to_str().unwrap()]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--auth off is allowed only on a loopback address"), "{stderr}");
     let out = cairn(&["server", "--heartbeat-timeout-secs=-3", "--data-dir", data.path().to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("heartbeat-timeout-secs"));

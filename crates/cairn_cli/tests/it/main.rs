@@ -5,6 +5,7 @@
 
 mod children;
 mod e2e;
+mod keys;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -2,6 +2,7 @@
 //! driven with `oneshot`).
 
 mod api;
+mod auth;
 mod streamed;
 
 use std::sync::Arc;

@@ -3,7 +3,8 @@
 //! A key is `cairn_` and 43 characters of URL-safe base64 (32 random bytes from the operating
 //! system): it matches `[A-Za-z0-9_-]{40,}`, as the official wandb client checks. Keys are random
 //! enough that a fast hash is the right one: the store keeps the SHA-256 of each, and finds a key
-//! by it. Passwords, which people choose, will be hashed with argon2.
+//! by it. Session tokens are made and kept the same way. Passwords, which people choose, are
+//! hashed with argon2 (its default, Argon2id).
 
 use cairn_types::Timestamp;
 use cairn_types::error::{CodedError, ErrorCode};
@@ -11,7 +12,7 @@ use cairn_types::ids::validate_name;
 use sha2::Digest as _;
 
 use super::{Db, Row, SqlStore, args};
-use crate::{Account, AccountStore, ApiKey, Principal, Result, Role};
+use crate::{Account, AccountStore, ApiKey, AuditEntry, Principal, Result, Role, Visibility};
 
 /// What every key starts with.
 pub const KEY_PREFIX: &str = "cairn_";
@@ -19,12 +20,19 @@ pub const KEY_PREFIX: &str = "cairn_";
 /// Characters of a key shown in lists, the prefix included.
 const SHOWN: usize = 12;
 
+/// What every session token starts with.
+const SESSION_PREFIX: &str = "cairns_";
+
 fn new_key() -> Result<String> {
+    new_token(KEY_PREFIX)
+}
+
+fn new_token(prefix: &str) -> Result<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)
         .map_err(|e| CodedError::new(ErrorCode::Internal, format!("the system's random generator failed: {e}")))?;
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::from(KEY_PREFIX);
+    let mut out = String::from(prefix);
     let mut acc = 0u32;
     let mut bits = 0;
     for b in bytes {
@@ -77,6 +85,50 @@ fn account_pk(db: &dyn Db, name: &str, kind: &str) -> Result<i64> {
         None => Err(CodedError::new(ErrorCode::EntityNotFound, format!("there is no {kind} {name:?}"))),
     }
 }
+
+/// The principal of the user `user_pk`, named `name`.
+fn principal_of(db: &dyn Db, user_pk: i64, name: String, admin: bool) -> Result<Principal> {
+    let teams = db
+        .query(
+            "SELECT e.name, m.role FROM memberships m JOIN entities e ON e.entity_pk = m.team_pk WHERE m.user_pk = ?1 ORDER BY e.name",
+            args![user_pk],
+        )?
+        .iter()
+        .map(|t| Ok((t.string(0)?, Role::parse(t.str(1)?)?)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Principal { user: name, admin, teams })
+}
+
+/// `(user_pk, admin, password hash)` of a user, by name.
+fn user_row(db: &dyn Db, name: &str) -> Result<Option<(i64, bool, Option<String>)>> {
+    let row = db.opt_row(
+        "SELECT e.entity_pk, a.admin, a.password_hash FROM entities e JOIN accounts a ON a.entity_pk = e.entity_pk
+         WHERE e.name = ?1 AND a.kind = 'user'",
+        args![name],
+    )?;
+    row.map(|r| Ok((r.i64(0)?, r.bool(1)?, r.opt_string(2)?))).transpose()
+}
+
+fn hash_password(password: &str) -> Result<String> {
+    use argon2::password_hash::{PasswordHasher as _, SaltString};
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt)
+        .map_err(|e| CodedError::new(ErrorCode::Internal, format!("the system's random generator failed: {e}")))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| CodedError::new(ErrorCode::Internal, format!("password salt: {e}")))?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| CodedError::new(ErrorCode::Internal, format!("hashing the password: {e}")))
+}
+
+fn password_matches(hash: &str, password: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier as _};
+    PasswordHash::new(hash).is_ok_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// Checked against when there is no such user, so that a sign-in takes as long either way.
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| hash_password("not anyone's password").unwrap_or_default());
 
 fn create_account(db: &dyn Db, name: &str, kind: &str, admin: bool, now: Timestamp) -> Result<Account> {
     db.execute("INSERT INTO entities (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING", args![name, now.micros()])?;
@@ -205,15 +257,8 @@ impl AccountStore for SqlStore {
             if r.opt_i64(5)?.is_some() || r.opt_i64(4)?.is_some_and(|at| at <= now.micros()) {
                 return Ok(None);
             }
-            let teams = db
-                .query(
-                    "SELECT e.name, m.role FROM memberships m JOIN entities e ON e.entity_pk = m.team_pk WHERE m.user_pk = ?1 ORDER BY e.name",
-                    args![r.i64(1)?],
-                )?
-                .iter()
-                .map(|t| Ok((t.string(0)?, Role::parse(t.str(1)?)?)))
-                .collect::<Result<Vec<_>>>()?;
-            Ok(Some((r.i64(0)?, r.opt_i64(6)?, Principal { user: r.string(2)?, admin: r.bool(3)?, teams })))
+            let principal = principal_of(db, r.i64(1)?, r.string(2)?, r.bool(3)?)?;
+            Ok(Some((r.i64(0)?, r.opt_i64(6)?, principal)))
         })?;
         let Some((id, last_used, principal)) = found else { return Ok(None) };
         // Noted at most once a minute: the hot path does not write.
@@ -221,6 +266,155 @@ impl AccountStore for SqlStore {
             self.write(move |db| db.execute("UPDATE api_keys SET last_used_at = ?2 WHERE key_pk = ?1", args![id, now.micros()]).map(|_| ()))?;
         }
         Ok(Some(principal))
+    }
+
+    fn principal(&self, user: &str) -> Result<Option<Principal>> {
+        self.read(|db| match user_row(db, user)? {
+            Some((pk, admin, _)) => principal_of(db, pk, user.to_owned(), admin).map(Some),
+            None => Ok(None),
+        })
+    }
+
+    fn set_password(&self, user: &str, password: &str) -> Result<()> {
+        if password.chars().count() < 8 {
+            return Err(CodedError::new(ErrorCode::InvalidValue, "a password has at least 8 characters"));
+        }
+        if password.len() > 1024 {
+            return Err(CodedError::new(ErrorCode::InvalidValue, "a password has at most 1024 bytes"));
+        }
+        let hash = hash_password(password)?;
+        let user = user.to_owned();
+        self.write(move |db| {
+            let pk = account_pk(db, &user, "user")?;
+            db.execute("UPDATE accounts SET password_hash = ?2 WHERE entity_pk = ?1", args![pk, hash])?;
+            Ok(())
+        })
+    }
+
+    fn check_password(&self, user: &str, password: &str) -> Result<Option<Principal>> {
+        let found = self.read(|db| user_row(db, user))?;
+        let Some((pk, admin, Some(hash))) = found else {
+            password_matches(&DUMMY_HASH, password);
+            return Ok(None);
+        };
+        if !password_matches(&hash, password) {
+            return Ok(None);
+        }
+        self.read(|db| principal_of(db, pk, user.to_owned(), admin)).map(Some)
+    }
+
+    fn create_session(&self, user: &str, expires_at: Timestamp, now: Timestamp) -> Result<String> {
+        let token = new_token(SESSION_PREFIX)?;
+        let (user, hash) = (user.to_owned(), key_hash(&token));
+        self.write(move |db| {
+            let pk = account_pk(db, &user, "user")?;
+            // Expired sessions go as new ones come.
+            db.execute("DELETE FROM sessions WHERE expires_at <= ?1", args![now.micros()])?;
+            db.execute(
+                "INSERT INTO sessions (hash, user_pk, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                args![hash, pk, now.micros(), expires_at.micros()],
+            )?;
+            Ok(())
+        })?;
+        Ok(token)
+    }
+
+    fn session_principal(&self, token: &str, now: Timestamp) -> Result<Option<Principal>> {
+        if !token.starts_with(SESSION_PREFIX) {
+            return Ok(None);
+        }
+        let hash = key_hash(token);
+        self.read(|db| {
+            let Some(r) = db.opt_row(
+                "SELECT s.user_pk, e.name, a.admin FROM sessions s JOIN entities e ON e.entity_pk = s.user_pk
+                 JOIN accounts a ON a.entity_pk = s.user_pk WHERE s.hash = ?1 AND s.expires_at > ?2",
+                args![hash, now.micros()],
+            )?
+            else {
+                return Ok(None);
+            };
+            principal_of(db, r.i64(0)?, r.string(1)?, r.bool(2)?).map(Some)
+        })
+    }
+
+    fn end_session(&self, token: &str) -> Result<()> {
+        let hash = key_hash(token);
+        self.write(move |db| db.execute("DELETE FROM sessions WHERE hash = ?1", args![hash]).map(|_| ()))
+    }
+
+    fn has_users(&self) -> Result<bool> {
+        self.read(|db| Ok(db.opt_row("SELECT 1 FROM accounts WHERE kind = 'user' LIMIT 1", &[])?.is_some()))
+    }
+
+    fn set_visibility(&self, entity: &str, project: &str, visibility: Visibility) -> Result<()> {
+        let (entity, project) = (entity.to_owned(), project.to_owned());
+        self.write(move |db| {
+            let changed = db.execute(
+                "UPDATE projects SET visibility = ?3
+                 WHERE name = ?2 AND entity_pk = (SELECT entity_pk FROM entities WHERE name = ?1)",
+                args![entity, project, visibility.as_str()],
+            )?;
+            if changed == 0 {
+                return Err(CodedError::new(ErrorCode::ProjectNotFound, format!("project {entity}/{project} not found")));
+            }
+            Ok(())
+        })
+    }
+
+    fn public_projects(&self) -> Result<Vec<(String, String)>> {
+        self.read(|db| {
+            db.query(
+                "SELECT e.name, p.name FROM projects p JOIN entities e ON e.entity_pk = p.entity_pk WHERE p.visibility = 'public' ORDER BY 1, 2",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.string(0)?, r.string(1)?)))
+            .collect()
+        })
+    }
+
+    fn content_readable(&self, sha256: &str, entities: Option<&[String]>) -> Result<bool> {
+        let sql = "SELECT e.name, p.visibility FROM run_files f JOIN runs r ON r.run_pk = f.run_pk
+             JOIN projects p ON p.project_pk = r.project_pk JOIN entities e ON e.entity_pk = p.entity_pk
+             WHERE f.sha256 = ?1 AND r.deleted_at IS NULL";
+        self.read(|db| {
+            Ok(db.query(sql, args![sha256])?.iter().any(|r| {
+                r.str(1).is_ok_and(|v| v == "public")
+                    || r.str(0).is_ok_and(|name| entities.is_none_or(|readable| readable.iter().any(|e| e == name)))
+            }))
+        })
+    }
+
+    fn record_audit(&self, actor: &str, action: &str, target: &str, detail: &str, now: Timestamp) -> Result<()> {
+        let (actor, action, target, detail) = (actor.to_owned(), action.to_owned(), target.to_owned(), detail.to_owned());
+        self.write(move |db| {
+            db.execute(
+                "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                args![now.micros(), actor, action, target, detail],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn list_audit(&self, limit: usize, before: Option<i64>) -> Result<Vec<AuditEntry>> {
+        self.read(|db| {
+            db.query(
+                "SELECT audit_pk, at, actor, action, target, detail FROM audit_log WHERE audit_pk < ?1 ORDER BY audit_pk DESC LIMIT ?2",
+                args![before.unwrap_or(i64::MAX), limit.min(10_000) as i64],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    id: r.i64(0)?,
+                    at: Timestamp(r.i64(1)?),
+                    actor: r.string(2)?,
+                    action: r.string(3)?,
+                    target: r.string(4)?,
+                    detail: r.string(5)?,
+                })
+            })
+            .collect()
+        })
     }
 }
 

@@ -305,6 +305,8 @@ fn copy_blob(from: &dyn BlobStore, to: &dyn BlobStore, sha256: &str) -> Result<u
 /// Copies every run of `from` that `to` lacks, at most `max_runs` of them; calls `progress` before
 /// and after each. Returns the progress at the end.
 pub fn copy_store(from: &SqlStore, to: &SqlStore, max_runs: Option<u64>, progress: &mut dyn FnMut(&CopyProgress)) -> Result<CopyProgress> {
+    let accounts = from.read(read_accounts)?;
+    to.write(move |db| write_accounts(db, &accounts))?;
     let order = from.read(plan)?;
     let mut state = CopyProgress { runs: order.len() as u64, ..Default::default() };
     let mut copied = 0u64;
@@ -329,5 +331,74 @@ pub fn copy_store(from: &SqlStore, to: &SqlStore, max_runs: Option<u64>, progres
         progress(&state);
     }
     state.current = None;
+    // Public projects stay public (the projects exist once their runs are copied).
+    for (entity, project) in crate::AccountStore::public_projects(from)? {
+        match crate::AccountStore::set_visibility(to, &entity, &project, crate::Visibility::Public) {
+            Err(e) if e.code == ErrorCode::ProjectNotFound => {}
+            other => other?,
+        }
+    }
     Ok(state)
+}
+
+/// Users and teams (with password hashes), memberships, API keys (by hash) and the audit log.
+/// Signed-in sessions are not copied: users sign in again.
+struct AccountRows {
+    accounts: Vec<Row>,
+    memberships: Vec<Row>,
+    keys: Vec<Row>,
+    audit: Vec<Row>,
+}
+
+fn read_accounts(db: &dyn Db) -> Result<AccountRows> {
+    Ok(AccountRows {
+        accounts: db.query(
+            "SELECT e.name, e.created_at, a.kind, a.admin, a.password_hash, a.created_at FROM accounts a
+             JOIN entities e ON e.entity_pk = a.entity_pk ORDER BY a.entity_pk",
+            &[],
+        )?,
+        memberships: db.query(
+            "SELECT t.name, u.name, m.role FROM memberships m JOIN entities t ON t.entity_pk = m.team_pk
+             JOIN entities u ON u.entity_pk = m.user_pk",
+            &[],
+        )?,
+        keys: db.query(
+            "SELECT e.name, k.name, k.prefix, k.hash, k.created_at, k.expires_at, k.last_used_at, k.revoked_at
+             FROM api_keys k JOIN entities e ON e.entity_pk = k.user_pk ORDER BY k.key_pk",
+            &[],
+        )?,
+        audit: db.query("SELECT at, actor, action, target, detail FROM audit_log ORDER BY audit_pk", &[])?,
+    })
+}
+
+fn write_accounts(db: &dyn Db, rows: &AccountRows) -> Result<()> {
+    let entity_pk = |name: &str| -> Result<i64> { db.row("SELECT entity_pk FROM entities WHERE name = ?1", args![name])?.i64(0) };
+    for a in &rows.accounts {
+        db.execute("INSERT INTO entities (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING", args![a.str(0)?, a.i64(1)?])?;
+        db.execute(
+            "INSERT INTO accounts (entity_pk, kind, admin, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (entity_pk) DO NOTHING",
+            args![entity_pk(a.str(0)?)?, a.str(2)?, a.i64(3)?, a.opt_string(4)?, a.i64(5)?],
+        )?;
+    }
+    for m in &rows.memberships {
+        db.execute(
+            "INSERT INTO memberships (team_pk, user_pk, role) VALUES (?1, ?2, ?3) ON CONFLICT (team_pk, user_pk) DO NOTHING",
+            args![entity_pk(m.str(0)?)?, entity_pk(m.str(1)?)?, m.str(2)?],
+        )?;
+    }
+    for k in &rows.keys {
+        db.execute(
+            "INSERT INTO api_keys (user_pk, name, prefix, hash, created_at, expires_at, last_used_at, revoked_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (hash) DO NOTHING",
+            args![entity_pk(k.str(0)?)?, k.str(1)?, k.str(2)?, k.str(3)?, k.i64(4)?, k.opt_i64(5)?, k.opt_i64(6)?, k.opt_i64(7)?],
+        )?;
+    }
+    // Once: a copy that is run again finds the log there.
+    if db.opt_row("SELECT 1 FROM audit_log LIMIT 1", &[])?.is_none() {
+        for e in &rows.audit {
+            insert(db, "audit_log", None, "at, actor, action, target, detail", e, None)?;
+        }
+    }
+    Ok(())
 }

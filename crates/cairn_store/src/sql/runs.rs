@@ -505,7 +505,8 @@ impl RunStore for SqlStore {
             };
             db.query(
                 "SELECT p.name, p.created_at, p.last_activity_at,
-                    (SELECT count(*) FROM runs r WHERE r.project_pk = p.project_pk AND r.deleted_at IS NULL AND r.archive_of IS NULL)
+                    (SELECT count(*) FROM runs r WHERE r.project_pk = p.project_pk AND r.deleted_at IS NULL AND r.archive_of IS NULL),
+                    p.visibility
                  FROM projects p WHERE p.entity_pk = ?1
                  ORDER BY coalesce(p.last_activity_at, p.created_at) DESC, p.name",
                 args![found.i64(0)?],
@@ -518,6 +519,7 @@ impl RunStore for SqlStore {
                     created_at: Timestamp(r.i64(1)?),
                     last_activity_at: r.opt_i64(2)?.map(Timestamp),
                     run_count: r.i64(3)? as u64,
+                    visibility: crate::Visibility::parse(r.str(4)?)?,
                 })
             })
             .collect()
@@ -933,6 +935,12 @@ impl Leases for SqlStore {
         self.write(move |db| {
             db.execute("DELETE FROM leases WHERE name = ?1 AND holder = ?2", args![name, holder])?;
             Ok(())
+        })
+    }
+
+    fn holds(&self, name: &str, holder: &str, now: Timestamp) -> Result<bool> {
+        self.read(|db| {
+            Ok(db.opt_row("SELECT 1 FROM leases WHERE name = ?1 AND holder = ?2 AND until >= ?3", args![name, holder, now.micros()])?.is_some())
         })
     }
 }

@@ -17,7 +17,7 @@ use pool::{DbResult, Readers, Writer};
 
 use pool::open_connection;
 
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 /// Opens (or creates) the store in `data_dir`: `cairn.db` and `blobs/`.
 pub fn open(data_dir: &Path, config: StoreConfig) -> Result<SqlStore> {
@@ -114,6 +114,10 @@ fn migrate(conn: &Connection) -> Result<()> {
         conn.execute_batch("ALTER TABLE runs ADD COLUMN active_us INTEGER NOT NULL DEFAULT 0; ALTER TABLE runs ADD COLUMN session_at INTEGER").db()?;
     }
     // Version 4: leases; 5: blob_gc; 6: accounts, memberships, API keys (the schema creates them).
+    // Version 7: sessions and the audit log (created by the schema), and project visibility.
+    if !has_column("projects", "visibility")? {
+        conn.execute_batch("ALTER TABLE projects ADD COLUMN visibility TEXT NOT NULL DEFAULT 'private'").db()?;
+    }
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}")).db()?;
     Ok(())
 }

@@ -13,6 +13,7 @@ CREATE TABLE IF NOT EXISTS projects (
     created_at        INTEGER NOT NULL,
     last_activity_at  INTEGER,
     run_seq           INTEGER NOT NULL DEFAULT 0,
+    visibility        TEXT NOT NULL DEFAULT 'private',
     UNIQUE (entity_pk, name)
 );
 
@@ -166,3 +167,20 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at    INTEGER
 );
 CREATE INDEX IF NOT EXISTS api_keys_by_user ON api_keys (user_pk);
+
+-- Version 7: signed-in sessions (the SHA-256 of their tokens), the audit log, and project
+-- visibility (`projects.visibility`).
+CREATE TABLE IF NOT EXISTS sessions (
+    hash        TEXT PRIMARY KEY,
+    user_pk     INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    audit_pk  INTEGER PRIMARY KEY,
+    at        INTEGER NOT NULL,
+    actor     TEXT NOT NULL,
+    action    TEXT NOT NULL,
+    target    TEXT NOT NULL,
+    detail    TEXT NOT NULL
+);
