@@ -144,6 +144,43 @@ export interface FileInfo {
   updated_at: string;
 }
 
+/** Who is signed in, and what they may do; with auth off, an anonymous admin. */
+export interface Viewer {
+  auth: boolean;
+  user: string | null;
+  /** A server admin (always true with auth off). */
+  admin: boolean;
+  teams: { name: string; role: TeamRole }[];
+}
+
+export type TeamRole = "admin" | "member" | "viewer";
+
+export interface ApiKey {
+  id: number;
+  user: string;
+  name: string;
+  /** The first characters of the secret, to tell keys apart. */
+  prefix: string;
+  created_at: string;
+  expires_at: string | null;
+  last_used_at: string | null;
+  revoked_at: string | null;
+}
+
+export interface Member {
+  user: string;
+  role: TeamRole;
+}
+
+export interface AuditEntry {
+  id: number;
+  at: string;
+  actor: string;
+  action: string;
+  target: string;
+  detail: string;
+}
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
@@ -156,10 +193,23 @@ export class ApiError extends Error {
 
 const enc = encodeURIComponent;
 
-async function request<T>(method: string, url: string, body?: unknown): Promise<T> {
-  const init: RequestInit = { method, headers: {} };
-  if (body !== undefined) {
-    init.body = JSON.stringify(body);
+/** Called when a request answers 401: the session is gone (or never was), so sign in again. */
+let onUnauthorized: (() => void) | null = null;
+export function setUnauthorizedHandler(handler: () => void) {
+  onUnauthorized = handler;
+}
+
+interface Options {
+  /** A 401 is the answer itself (wrong password, bad setup token), not a lost session. */
+  expect401?: boolean;
+}
+
+async function request<T>(method: string, url: string, body?: unknown, options: Options = {}): Promise<T> {
+  const init: RequestInit = { method, headers: {}, credentials: "same-origin" };
+  // The server refuses writes authenticated by the session cookie unless they are JSON (a form
+  // on another site cannot send that content type), so every write sends a JSON body.
+  if (body !== undefined || method !== "GET") {
+    init.body = JSON.stringify(body ?? {});
     (init.headers as Record<string, string>)["Content-Type"] = "application/json";
   }
   const response = await fetch(url, init);
@@ -173,6 +223,7 @@ async function request<T>(method: string, url: string, body?: unknown): Promise<
     } catch {
       // not JSON: keep the status line
     }
+    if (response.status === 401 && !options.expect401) onUnauthorized?.();
     throw new ApiError(response.status, code, message);
   }
   if (response.status === 204) return undefined as T;
@@ -210,7 +261,7 @@ export const api = {
   run: (e: string, p: string, id: string) => request<RunInfo>("GET", runUrl(e, p, id)),
   updateRun: (e: string, p: string, id: string, patch: Partial<Pick<RunInfo, "name" | "notes" | "tags" | "group" | "job_type">>) =>
     request<RunInfo>("PATCH", runUrl(e, p, id), patch),
-  deleteRun: (e: string, p: string, id: string) => request<void>("DELETE", runUrl(e, p, id)),
+  deleteRun: (e: string, p: string, id: string) => request<void>("DELETE", runUrl(e, p, id), {}),
   /** Moves runs to entity/project, all or none (409 when an id is taken there). */
   moveRuns: (runs: string[], entity: string, project: string) =>
     request<{ runs: string[] }>("POST", "/api/v1/runs/move", { runs, entity, project }),
@@ -226,6 +277,27 @@ export const api = {
   forks: (e: string, p: string, id: string) => request<string[]>("GET", `${runUrl(e, p, id)}/forks`),
   fileUrl: (e: string, p: string, id: string, path: string) =>
     `${runUrl(e, p, id)}/files/${path.split("/").map(enc).join("/")}`,
+
+  // ----- accounts -----
+  viewer: () => request<Viewer>("GET", "/api/v1/viewer"),
+  setupNeeded: () => request<{ needed: boolean }>("GET", "/api/v1/setup"),
+  /** Creates the first admin with the token the server printed, and signs them in. */
+  setup: (token: string, username: string, password: string) =>
+    request<Viewer>("POST", "/api/v1/setup", { token, username, password }, { expect401: true }),
+  signIn: (username: string, password: string) =>
+    request<Viewer>("POST", "/api/v1/session", { username, password }, { expect401: true }),
+  signOut: () => request<void>("DELETE", "/api/v1/session", {}, { expect401: true }),
+  apiKeys: () => request<ApiKey[]>("GET", "/api/v1/keys"),
+  /** The secret is in this answer only: the server keeps its hash. */
+  createKey: (name: string, expiresDays: number | null) =>
+    request<{ key: ApiKey; secret: string }>("POST", "/api/v1/keys", { name, expires_days: expiresDays }),
+  revokeKey: (id: number) => request<ApiKey>("DELETE", `/api/v1/keys/${id}`, {}),
+  createTeam: (name: string) => request<{ name: string }>("POST", "/api/v1/teams", { name }),
+  members: (team: string) => request<Member[]>("GET", `/api/v1/teams/${enc(team)}/members`),
+  setMember: (team: string, user: string, role: TeamRole) =>
+    request<unknown>("PUT", `/api/v1/teams/${enc(team)}/members/${enc(user)}`, { role }),
+  removeMember: (team: string, user: string) => request<void>("DELETE", `/api/v1/teams/${enc(team)}/members/${enc(user)}`, {}),
+  audit: (limit: number) => request<AuditEntry[]>("GET", `/api/v1/audit?limit=${limit}`),
 };
 
 export interface RunEvent {

@@ -1,15 +1,17 @@
 // The app's location: the route from the path, the view state from the query string. Changing
 // either updates the URL (history.replaceState for view tweaks, pushState for navigation).
+// Account pages (sign-in, setup, settings...) keep their own query instead of the view state,
+// which stays in memory for the way back.
 
-import { DEFAULT_VIEW, type Route, type ViewState, decodeView, encodeView, parseRoute, routePath } from "./url";
+import { DEFAULT_VIEW, type Route, type ViewState, decodeView, parseRoute, routeUrl } from "./url";
 
 class Location {
-  route: Route = $state(parseRoute(window.location.pathname));
+  route: Route = $state(parseRoute(window.location.pathname, window.location.search));
   view: ViewState = $state(decodeView(window.location.search));
 
   constructor() {
     window.addEventListener("popstate", () => {
-      this.route = parseRoute(window.location.pathname);
+      this.route = parseRoute(window.location.pathname, window.location.search);
       this.view = decodeView(window.location.search);
     });
   }
@@ -18,19 +20,30 @@ class Location {
   go(route: Route, view?: Partial<ViewState>) {
     this.route = route;
     this.view = { ...(view ? { ...this.view, ...view } : this.view) };
-    window.history.pushState(null, "", routePath(route) + encodeView(this.view));
+    window.history.pushState(null, "", routeUrl(route, this.view));
     window.scrollTo(0, 0);
+  }
+
+  /** Goes to a path with its query, as a link or `next` parameter writes it. */
+  open(url: string) {
+    const u = new URL(url, window.location.origin);
+    this.go(parseRoute(u.pathname, u.search), decodeView(u.search));
+  }
+
+  /** Where the app is: the path and query, to come back to after signing in. */
+  current(): string {
+    return window.location.pathname + window.location.search;
   }
 
   /** Changes the view state in place (filters, sort, columns...). */
   set(change: Partial<ViewState>) {
     this.view = { ...this.view, ...change };
-    window.history.replaceState(null, "", routePath(this.route) + encodeView(this.view));
+    window.history.replaceState(null, "", routeUrl(this.route, this.view));
   }
 
   /** A link's href for a route, keeping the current view state. */
   href(route: Route, view: Partial<ViewState> = {}): string {
-    return routePath(route) + encodeView({ ...this.view, ...view });
+    return routeUrl(route, { ...this.view, ...view });
   }
 
   reset() {

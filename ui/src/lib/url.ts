@@ -116,9 +116,24 @@ export type Route =
   | { page: "home" }
   | { page: "project"; entity: string; project: string; view: "workspace" | "table" }
   | { page: "run"; entity: string; project: string; runId: string }
+  /** `next`: the path and query to return to once signed in ("" for home). */
+  | { page: "signin"; next: string }
+  /** `token`: the one-time token the server printed with the setup link. */
+  | { page: "setup"; token: string }
+  | { page: "settings" }
+  | { page: "team"; team: string }
+  | { page: "audit" }
   | { page: "missing"; path: string };
 
-export function parseRoute(pathname: string): Route {
+/** Pages of one segment: an entity has no page of its own, so these names take nothing from runs. */
+const ACCOUNT_PAGES = ["signin", "setup", "settings", "audit"] as const;
+
+/** The pages of runs and projects carry the view state in their query; account pages carry their own. */
+export function carriesView(route: Route): boolean {
+  return route.page === "home" || route.page === "project" || route.page === "run" || route.page === "missing";
+}
+
+export function parseRoute(pathname: string, search = ""): Route {
   let parts: string[];
   try {
     parts = pathname
@@ -128,7 +143,23 @@ export function parseRoute(pathname: string): Route {
   } catch {
     return { page: "missing", path: pathname };
   }
+  const query = new URLSearchParams(search);
   if (parts.length === 0) return { page: "home" };
+  if (parts.length === 1 && (ACCOUNT_PAGES as readonly string[]).includes(parts[0])) {
+    switch (parts[0] as (typeof ACCOUNT_PAGES)[number]) {
+      case "signin":
+        return { page: "signin", next: safeNext(query.get("next")) };
+      case "setup":
+        return { page: "setup", token: query.get("token") ?? "" };
+      case "settings":
+        return { page: "settings" };
+      case "audit":
+        return { page: "audit" };
+    }
+  }
+  // /teams/<team> is the team's page, so a project of an entity named "teams" is reached at
+  // /teams/<project>/workspace (routePath writes it so).
+  if (parts.length === 2 && parts[0] === "teams") return { page: "team", team: parts[1] };
   if (parts.length === 2) return { page: "project", entity: parts[0], project: parts[1], view: "workspace" };
   if (parts.length === 3 && (parts[2] === "table" || parts[2] === "workspace")) {
     return { page: "project", entity: parts[0], project: parts[1], view: parts[2] };
@@ -146,11 +177,46 @@ export function routePath(route: Route): string {
   switch (route.page) {
     case "home":
       return "/";
-    case "project":
-      return `/${e(route.entity)}/${e(route.project)}${route.view === "table" ? "/table" : ""}`;
+    case "project": {
+      const view = route.view === "table" ? "/table" : route.entity === "teams" ? "/workspace" : "";
+      return `/${e(route.entity)}/${e(route.project)}${view}`;
+    }
     case "run":
       return `/${e(route.entity)}/${e(route.project)}/runs/${e(route.runId)}`;
+    case "signin":
+      return route.next ? `/signin?${new URLSearchParams({ next: route.next })}` : "/signin";
+    case "setup":
+      return route.token ? `/setup?${new URLSearchParams({ token: route.token })}` : "/setup";
+    case "settings":
+      return "/settings";
+    case "team":
+      return `/teams/${e(route.team)}`;
+    case "audit":
+      return "/audit";
     case "missing":
       return route.path;
   }
+}
+
+/** A route and view as the URL the address bar shows. */
+export function routeUrl(route: Route, view: ViewState): string {
+  return routePath(route) + (carriesView(route) ? encodeView(view) : "");
+}
+
+/**
+ * Where to go after signing in: a path on this site only, so that a crafted link cannot send the
+ * user elsewhere, and never back to the sign-in or setup page; anything else is "" (home). The
+ * URL parser decides, since browsers read `//host`, `/\host` and `/<tab>/host` as other sites.
+ */
+export function safeNext(next: string | null | undefined): string {
+  if (!next || !next.startsWith("/")) return "";
+  const base = "http://cairn.invalid";
+  let url: URL;
+  try {
+    url = new URL(next, base);
+  } catch {
+    return "";
+  }
+  if (url.origin !== base || url.pathname === "/signin" || url.pathname === "/setup") return "";
+  return url.pathname + url.search + url.hash;
 }

@@ -18,7 +18,11 @@ export function freePort(): Promise<number> {
 }
 
 /** `cairn server` with `args` on a free port, once it answers. */
-export async function startCairn(bin: string, args: string[], env: Record<string, string> = {}): Promise<{ child: ChildProcess; url: string }> {
+export async function startCairn(
+  bin: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ child: ChildProcess; url: string; output: () => string }> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const child = spawn(bin, ["server", "--port", String(port), ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
@@ -29,7 +33,8 @@ export async function startCairn(bin: string, args: string[], env: Record<string
   for (;;) {
     if (child.exitCode !== null) throw new Error(`cairn server exited with ${child.exitCode}:\n${output}`);
     try {
-      const response = await fetch(`${url}/api/v1/entities`);
+      // Open to anyone, with auth on or off.
+      const response = await fetch(`${url}/api/v1/info`);
       if (response.ok) break;
     } catch {
       // not listening yet
@@ -37,7 +42,7 @@ export async function startCairn(bin: string, args: string[], env: Record<string
     if (Date.now() > deadline) throw new Error(`cairn server did not answer within 30 s:\n${output}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { child, url };
+  return { child, url, output: () => output };
 }
 
 /** Stops a server as Ctrl-C does; kills it if it takes more than 10 s. */

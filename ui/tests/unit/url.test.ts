@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_VIEW, decodeView, encodeView, parseRoute, routePath, type ViewState } from "../../src/lib/url";
+import { DEFAULT_VIEW, decodeView, encodeView, parseRoute, routePath, routeUrl, safeNext, type ViewState } from "../../src/lib/url";
 
 describe("view state in the URL", () => {
   it("writes nothing for the default view", () => {
@@ -74,5 +74,70 @@ describe("routes", () => {
   it("reports an unknown path, including malformed escapes", () => {
     expect(parseRoute("/a/b/c/d/e")).toEqual({ page: "missing", path: "/a/b/c/d/e" });
     expect(parseRoute("/%E0%A4%A/x")).toEqual({ page: "missing", path: "/%E0%A4%A/x" });
+  });
+});
+
+describe("account pages", () => {
+  it("parses and writes each page", () => {
+    const routes = [
+      { page: "signin", next: "" },
+      { page: "signin", next: "/nico/awesome-project/table?sort=-name&q=a%26b" },
+      { page: "setup", token: "" },
+      { page: "setup", token: "t0k+en/=" },
+      { page: "settings" },
+      { page: "team", team: "vision" },
+      { page: "team", team: "a b/c" },
+      { page: "audit" },
+    ] as const;
+    for (const route of routes) {
+      const url = new URL(routePath(route), "http://host");
+      expect(parseRoute(url.pathname, url.search)).toEqual(route);
+    }
+  });
+
+  it("reads the setup token and the way back from the query", () => {
+    expect(parseRoute("/setup", "?token=abc123")).toEqual({ page: "setup", token: "abc123" });
+    expect(parseRoute("/signin", "?next=%2Fnico%2Fp%3Ftab%3Dlogs")).toEqual({ page: "signin", next: "/nico/p?tab=logs" });
+    expect(parseRoute("/signin")).toEqual({ page: "signin", next: "" });
+    expect(routePath({ page: "signin", next: "/a/b?x=1&y=2" })).toBe("/signin?next=%2Fa%2Fb%3Fx%3D1%26y%3D2");
+  });
+
+  it("keeps the view state out of account pages' URLs", () => {
+    const view = { ...DEFAULT_VIEW, search: "resnet", tab: "logs" };
+    expect(routeUrl({ page: "settings" }, view)).toBe("/settings");
+    expect(routeUrl({ page: "setup", token: "abc" }, view)).toBe("/setup?token=abc");
+    expect(routeUrl({ page: "project", entity: "e", project: "p", view: "table" }, view)).toBe("/e/p/table?q=resnet&tab=logs");
+  });
+
+  it("leaves a project of an entity named teams reachable", () => {
+    const route = { page: "project", entity: "teams", project: "p", view: "workspace" } as const;
+    expect(routePath(route)).toBe("/teams/p/workspace");
+    expect(parseRoute(routePath(route))).toEqual(route);
+    expect(parseRoute("/teams/p/table")).toEqual({ ...route, view: "table" });
+    expect(parseRoute("/teams/p/runs/r1")).toEqual({ page: "run", entity: "teams", project: "p", runId: "r1" });
+    expect(parseRoute("/teams/p")).toEqual({ page: "team", team: "p" });
+  });
+
+  it("takes account page names as pages, not as entities", () => {
+    expect(parseRoute("/settings")).toEqual({ page: "settings" });
+    expect(parseRoute("/settings/p")).toEqual({ page: "project", entity: "settings", project: "p", view: "workspace" });
+    expect(parseRoute("/nobody")).toEqual({ page: "missing", path: "/nobody" });
+  });
+});
+
+describe("where to go after signing in", () => {
+  it("keeps paths on this site, with their query", () => {
+    expect(safeNext("/nico/p/table?sort=-name")).toBe("/nico/p/table?sort=-name");
+    expect(safeNext("/")).toBe("/");
+  });
+
+  it("goes home for other sites, nothing, or the sign-in pages", () => {
+    for (const next of [null, undefined, "", "https://evil.example/", "//evil.example/x", "/\\evil.example", "/\t/evil.example", "javascript:alert(1)", "/signin?next=/x", "/setup?token=a"]) {
+      expect(safeNext(next), String(next)).toBe("");
+    }
+  });
+
+  it("does so when the page is parsed", () => {
+    expect(parseRoute("/signin", "?next=%2F%2Fevil.example")).toEqual({ page: "signin", next: "" });
   });
 });
