@@ -12,7 +12,7 @@ run.finish()
 from . import errors
 from ._core import __version__
 from .api import Api
-from .sdk import AlertLevel, Run, Settings, define_metric, finish, init, log, save
+from .sdk import AlertLevel, Run, Settings, define_metric, finish, init, log, login, save
 from .sdk import _Preinit
 
 #: The current run, set by ``init`` and cleared by ``finish``.
@@ -33,6 +33,7 @@ __all__ = [
     "finish",
     "init",
     "log",
+    "login",
     "run",
     "save",
     "summary",

@@ -59,7 +59,8 @@ class Api:
     """Reads runs from a cairn server.
 
     ``base_url`` defaults to ``overrides["base_url"]``, then ``CAIRN_BASE_URL``, then
-    ``http://127.0.0.1:8080``; ``api_key`` to ``CAIRN_API_KEY``.
+    ``http://127.0.0.1:8080``; ``api_key`` to the key of ``cairn.login``, then ``CAIRN_API_KEY``,
+    then the key ``cairn login`` saved for the server.
     """
 
     def __init__(
@@ -70,10 +71,17 @@ class Api:
         base_url: str | None = None,
     ) -> None:
         overrides = dict(overrides or {})
+        from . import sdk
+
         self.base_url = (
-            base_url or overrides.get("base_url") or os.environ.get("CAIRN_BASE_URL") or _DEFAULT_BASE_URL
+            base_url
+            or overrides.get("base_url")
+            or os.environ.get("CAIRN_BASE_URL")
+            or sdk._login_state.get("host")
+            or _DEFAULT_BASE_URL
         ).rstrip("/")
-        self._client = _core.ApiClient(self.base_url, api_key or os.environ.get("CAIRN_API_KEY") or None, timeout or 60.0)
+        key = api_key or sdk._login_key(self.base_url)
+        self._client = _core.ApiClient(self.base_url, _core.resolve_key(self.base_url, key), timeout or 60.0)
         self._default_entity: str | None = overrides.get("entity") or os.environ.get("CAIRN_ENTITY")
 
     @property

@@ -11,6 +11,8 @@ __all__ = [
     "RunDeleted",
     "RunFinished",
     "CommError",
+    "Unauthorized",
+    "Forbidden",
     "ServerError",
     "CairnIOError",
     "UsageError",
@@ -56,6 +58,19 @@ class RunFinished(CairnError):
 
 class CommError(CairnError):
     """The server could not be reached."""
+
+
+class Unauthorized(CairnError, PermissionError):
+    """The server needs a valid API key: none was given, or it is unknown, revoked or expired.
+
+    Give one with ``cairn.login(key=...)``, ``CAIRN_API_KEY``, ``cairn login`` or
+    ``cairn.init(settings=cairn.Settings(api_key=...))``; make one in the UI's settings or with
+    ``cairn keys create``."""
+
+
+class Forbidden(CairnError, PermissionError):
+    """The key is valid, but its user lacks the role the request needs; the message names the
+    entity and the role."""
 
 
 class ServerError(CairnError):

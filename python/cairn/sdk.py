@@ -776,6 +776,10 @@ def init(
         "allow_val_change": bool(allow_val_change),
         "stats_interval": resolved.stats_sampling_interval,
     }
+    if kwargs["base_url"] is None and not os.environ.get("CAIRN_BASE_URL") and _login_state.get("host"):
+        kwargs["base_url"] = _login_state["host"]
+    if kwargs["api_key"] is None:
+        kwargs["api_key"] = _login_key(kwargs["base_url"] or os.environ.get("CAIRN_BASE_URL") or "http://127.0.0.1:8080")
     core = _core.init(**kwargs)
     run = Run(core, silent)
     run._tags = tuple(tags or ())
@@ -817,3 +821,37 @@ def finish(exit_code: int | None = None, quiet: bool | None = None) -> None:
     run = getattr(_package(), "run", None)
     if run is not None:
         run.finish(exit_code, quiet)
+
+
+#: What ``login`` set for this process: ``host`` and ``keys`` by host.
+_login_state: dict[str, Any] = {"host": None, "keys": {}}
+
+
+def _login_key(base_url: str) -> str | None:
+    return _login_state["keys"].get(base_url.rstrip("/"))
+
+
+def login(key: str | None = None, host: str | None = None, *, relogin: bool = False, verify: bool = True) -> bool:
+    """Uses an API key with the server at ``host`` (``CAIRN_BASE_URL``, else
+    ``http://127.0.0.1:8080``) for this process, and saves it for that server (mode 0600) for
+    later processes, ``cairn sync`` and ``cairn runs``.
+
+    Without ``key``: the key already known for the host (``CAIRN_API_KEY`` or saved), else a
+    prompt when a terminal is attached. The key is checked against the server first
+    (``verify``); a bad key raises ``cairn.errors.Unauthorized``. Returns True when a key is in use.
+    """
+    base = (host or os.environ.get("CAIRN_BASE_URL") or _login_state.get("host") or "http://127.0.0.1:8080").rstrip("/")
+    if key is None and not relogin:
+        key = _login_key(base) or _core.resolve_key(base)
+    if key is None:
+        if not sys.stdin.isatty():
+            raise errors.Unauthorized(
+                f"no API key for {base}: pass cairn.login(key=...), set CAIRN_API_KEY, or run `cairn login`"
+            )
+        import getpass
+
+        key = getpass.getpass(f"API key for {base}: ")
+    _core.login(base, key, verify)
+    _login_state["host"] = base
+    _login_state["keys"][base] = key.strip()
+    return True

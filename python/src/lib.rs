@@ -28,6 +28,8 @@ pub(crate) fn raise(py: Python<'_>, error: ClientError) -> PyErr {
         Deleted => "RunDeleted",
         Finished => "RunFinished",
         Network => "CommError",
+        Unauthorized => "Unauthorized",
+        Forbidden => "Forbidden",
         Server => "ServerError",
         Io => "CairnIOError",
     };
@@ -422,6 +424,30 @@ fn sync_run_dir(py: Python<'_>, dir: String, base_url: Option<String>, api_key: 
     Ok((report.run_path.to_string(), report.records_sent))
 }
 
+/// The key for `base_url`: the one given, else `CAIRN_API_KEY`, else the one `cairn login` saved.
+#[pyfunction]
+#[pyo3(signature = (base_url, given = None))]
+fn resolve_key(base_url: &str, given: Option<String>) -> Option<String> {
+    cairn_client::credentials::resolve(given, base_url)
+}
+
+/// Checks `key` against the server at `base_url` and saves it for that server (mode 0600);
+/// returns the user the key belongs to (None when the server has auth off) and the file.
+#[pyfunction]
+#[pyo3(signature = (base_url, key, verify = true))]
+fn login(py: Python<'_>, base_url: String, key: String, verify: bool) -> PyResult<(Option<String>, String)> {
+    let key = key.trim().to_owned();
+    cairn_client::credentials::check_format(&key).map_err(|e| raise(py, e))?;
+    let user = if verify {
+        let api = cairn_client::http::ApiClient::new(&base_url, Some(key.clone()), std::time::Duration::from_secs(30));
+        py.detach(|| api.viewer()).map_err(|e| raise(py, e.into()))?.user
+    } else {
+        None
+    };
+    let path = cairn_client::credentials::save_key(&base_url, &key).map_err(|e| raise(py, e))?;
+    Ok((user, path.display().to_string()))
+}
+
 /// Parses YAML text into Python values (for `config="path.yaml"`).
 #[pyfunction]
 fn parse_yaml<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
@@ -436,6 +462,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(init, m)?)?;
     m.add_function(wrap_pyfunction!(sync_run_dir, m)?)?;
     m.add_function(wrap_pyfunction!(parse_yaml, m)?)?;
+    m.add_function(wrap_pyfunction!(resolve_key, m)?)?;
+    m.add_function(wrap_pyfunction!(login, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
