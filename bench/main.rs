@@ -178,12 +178,67 @@ fn bench_log() {
 }
 
 fn serve(dir: &Path) -> (String, tokio::runtime::Runtime) {
+    serve_with(dir, ServerConfig::default(), |_| {}).0
+}
+
+/// A server on a free port with `config`; `prepare` runs on its store first. Returns the URL,
+/// the runtime that serves, and what `prepare` returned.
+fn serve_with<R>(dir: &Path, config: ServerConfig, prepare: impl FnOnce(&dyn cairn_store::Store) -> R) -> ((String, tokio::runtime::Runtime), R) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let store: Arc<dyn cairn_store::Store> = Arc::new(store(dir));
+    let prepared = prepare(store.as_ref());
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    runtime.spawn(cairn_server::serve(listener, store, ServerConfig::default(), std::future::pending()));
-    (url, runtime)
+    runtime.spawn(cairn_server::serve(listener, store, config, std::future::pending()));
+    ((url, runtime), prepared)
+}
+
+/// Authorization on the hot path: the same ingest with auth off and on (an API key on every
+/// request, checked against the one-second cache), interleaved so that the machine's noise
+/// falls on both.
+fn bench_auth() {
+    println!("\n## Auth on the hot path (off vs on, interleaved, median of 5)");
+    let mut small = [Vec::new(), Vec::new()];
+    let mut whole = [Vec::new(), Vec::new()];
+    for _rep in 0..5 {
+        for (i, on) in [false, true].into_iter().enumerate() {
+            let data = tempfile::tempdir().unwrap();
+            let mut config = ServerConfig::default();
+            config.auth.enabled = on;
+            let ((url, runtime), key) = serve_with(data.path(), config, |s| {
+                s.create_user("bench", false, Timestamp::now()).unwrap();
+                s.create_api_key("bench", "bench", None, Timestamp::now()).unwrap().1
+            });
+            let key = on.then_some(key);
+            // Many small requests: 2,000 batches of 10 rows × 10 floats, one request each.
+            let api = cairn_client::http::ApiClient::new(&url, key.clone(), Duration::from_secs(30));
+            let request = cairn_types::api::UpsertRunRequest { entity: Some("bench".into()), project: Some("auth".into()), run_id: "small".into(), ..Default::default() };
+            let path = api.upsert_run(&request).unwrap().path();
+            let bodies: Vec<Vec<u8>> = (0..2_000u64).map(|b| batch(b * 10, 10, 10, |i, k| (i + k as u64) as f64)).collect();
+            let t = Instant::now();
+            for body in &bodies {
+                api.ingest(&path, body).unwrap();
+            }
+            small[i].push(bodies.len() as f64 / t.elapsed().as_secs_f64());
+            // The client end to end: 200k steps × 10 floats, finish included.
+            let work = tempfile::tempdir().unwrap();
+            let mut settings = Settings::new().base_url(url.clone()).dir(work.path().to_owned()).silent(true).entity("bench").project("auth");
+            if let Some(key) = &key {
+                settings = settings.api_key(key.clone());
+            }
+            let keys: Vec<String> = (0..10).map(|k| format!("m{k}")).collect();
+            let t = Instant::now();
+            let run = cairn_client::init(settings).unwrap();
+            log_floats(&run, &keys, 200_000);
+            assert!(run.finish(None).unwrap().uploaded);
+            whole[i].push(2_000_000.0 / t.elapsed().as_secs_f64());
+            drop(runtime);
+        }
+    }
+    let (small_off, small_on) = (median(small[0].clone()), median(small[1].clone()));
+    let (whole_off, whole_on) = (median(whole[0].clone()), median(whole[1].clone()));
+    println!("small batches over HTTP (10 rows × 10 floats each): auth off {small_off:.0} req/s, on {small_on:.0} req/s (on/off {:.3})", small_on / small_off);
+    println!("client end to end (200k steps × 10 floats): auth off {:.2} M points/s, on {:.2} M points/s (on/off {:.3})", whole_off / 1e6, whole_on / 1e6, whole_on / whole_off);
 }
 
 fn bench_ingest() {
@@ -514,6 +569,9 @@ fn main() {
     }
     if all || which == "project" {
         bench_project_series();
+    }
+    if all || which == "auth" {
+        bench_auth();
     }
     let _ = Duration::ZERO;
 }

@@ -4,6 +4,8 @@ Online (the default): setup() starts a real `cairn server` (the release binary, 
 the sandbox's data dir; runs upload to it, finish() returns once everything is stored, and W5 reads
 back through cairn.Api. The server is a child of the worker, so its CPU and memory count too.
 CAIRN_BENCH_MODE=offline writes the run directory only (like wandb offline); W5 is then N/A.
+CAIRN_BENCH_AUTH=on starts the server with --auth on and logs with an API key (peer_cairn_auth.py
+sets it, so that one harness run measures both).
 """
 
 import atexit
@@ -17,6 +19,7 @@ import common  # noqa: E402  (the harness puts its folder on PYTHONPATH)
 
 NAME = "cairn"
 MODE = os.environ.get("CAIRN_BENCH_MODE", "online")
+AUTH = os.environ.get("CAIRN_BENCH_AUTH") == "on"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -31,11 +34,19 @@ def _stop(proc):
 def setup(variant, data_dir):
     import cairn
 
-    ctx = {"cairn": cairn, "dir": data_dir, "mode": MODE, "url": None}
+    ctx = {"cairn": cairn, "dir": data_dir, "mode": MODE, "url": None, "key": None}
     if MODE == "online":
         binary = os.environ.get("CAIRN_BIN") or os.path.join(ROOT, "target", "release", "cairn")
+        server_dir = os.path.join(data_dir, "server")
+        extra = []
+        if AUTH:
+            # W5 reads in a fresh process on the same data: the user is there already.
+            subprocess.run([binary, "users", "create", "bench", "--data-dir", server_dir], capture_output=True)
+            made = subprocess.run([binary, "keys", "create", "--user", "bench", "--data-dir", server_dir], check=True, capture_output=True, text=True)
+            ctx["key"] = made.stdout.strip().splitlines()[-1]
+            extra = ["--auth", "on"]
         proc = subprocess.Popen(
-            [binary, "server", "--port", "0", "--data-dir", os.path.join(data_dir, "server"), "--default-entity", "bench"],
+            [binary, "server", "--port", "0", "--data-dir", server_dir, "--default-entity", "bench", *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -57,6 +68,8 @@ def init(ctx, run_name):
     settings = {"silent": True}
     if ctx["url"]:
         settings["base_url"] = ctx["url"]
+    if ctx["key"]:
+        settings["api_key"] = ctx["key"]
     return ctx["cairn"].init(project="bench", name=run_name, mode=ctx["mode"], dir=ctx["dir"], settings=settings)
 
 
@@ -75,7 +88,7 @@ def run_info(ctx, run):
 def read_back(ctx, info, key):
     if ctx["mode"] != "online":
         raise NotImplementedError("offline runs are read after `cairn sync`, like wandb offline")
-    columns = ctx["cairn"].Api(base_url=ctx["url"]).run(info["path"]).history_columns(keys=[key])
+    columns = ctx["cairn"].Api(base_url=ctx["url"], api_key=ctx["key"]).run(info["path"]).history_columns(keys=[key])
     return columns["_step"], columns[key]
 
 
