@@ -1,6 +1,6 @@
 //! API keys saved per server by `cairn login`: one file per host under
 //! `$CAIRN_CONFIG_DIR` (default `$XDG_CONFIG_HOME/cairn`, else `~/.config/cairn`), in
-//! `keys/<host>_<port>`, mode 0600. A key is found, in order: given in code
+//! `keys/<scheme>_<host>_<port>`, mode 0600. A key is found, in order: given in code
 //! (`cairn.init(api_key=...)`, `cairn.login(key=...)`), `CAIRN_API_KEY`, then this file.
 
 use std::path::PathBuf;
@@ -18,12 +18,13 @@ fn config_dir() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config").join("cairn"))
 }
 
-/// `host_port` of a base URL (the port of the scheme when it names none), as a file name.
+/// `scheme_host_port` of a base URL (the port of the scheme when it names none), as a file
+/// name: a key saved for https is not sent over plain http.
 fn host_file_name(base_url: &str) -> Option<String> {
-    let (rest, default_port) = match base_url.split_once("://") {
-        Some(("https", rest)) => (rest, 443),
-        Some((_, rest)) => (rest, 80),
-        None => (base_url, 80),
+    let (scheme, rest, default_port) = match base_url.split_once("://") {
+        Some(("https", rest)) => ("https", rest, 443),
+        Some((_, rest)) => ("http", rest, 80),
+        None => ("http", base_url, 80),
     };
     let authority = rest.split('/').next()?.to_ascii_lowercase();
     let (host, port) = match authority.strip_prefix('[') {
@@ -37,7 +38,7 @@ fn host_file_name(base_url: &str) -> Option<String> {
         },
     };
     let host: String = host.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
-    (!host.is_empty()).then(|| format!("{host}_{port}"))
+    (!host.is_empty()).then(|| format!("{scheme}_{host}_{port}"))
 }
 
 /// The file that holds the key for the server at `base_url`.
@@ -101,9 +102,9 @@ mod tests {
     #[test]
     fn one_file_per_host_and_port() {
         use super::host_file_name as f;
-        assert_eq!(f("http://127.0.0.1:8080").as_deref(), Some("127.0.0.1_8080"));
-        assert_eq!(f("https://cairn.example.com/").as_deref(), Some("cairn.example.com_443"));
-        assert_eq!(f("http://[::1]:9000/x").as_deref(), Some("__1_9000"));
-        assert_eq!(f("http://Host").as_deref(), Some("host_80"));
+        assert_eq!(f("http://127.0.0.1:8080").as_deref(), Some("http_127.0.0.1_8080"));
+        assert_eq!(f("https://cairn.example.com/").as_deref(), Some("https_cairn.example.com_443"));
+        assert_eq!(f("http://[::1]:9000/x").as_deref(), Some("http___1_9000"));
+        assert_eq!(f("http://Host").as_deref(), Some("http_host_80"));
     }
 }

@@ -57,7 +57,7 @@ async fn sign_in(state: &AppState, user: String) -> ApiResult<Response> {
         Ok((token, principal))
     })
     .await?;
-    let caller = Caller::User(std::sync::Arc::new(principal), crate::auth::Via::Session);
+    let caller = Caller::User(std::sync::Arc::new(principal), crate::auth::Via::Session(token.clone().into()));
     let cookie = session_cookie(&token, state.config.auth.secure_cookies);
     Ok(([(header::SET_COOKIE, cookie)], Json(viewer_of(state, &caller))).into_response())
 }
@@ -66,27 +66,34 @@ async fn sign_in(state: &AppState, user: String) -> ApiResult<Response> {
     responses((status = 200, description = "The first admin, signed in", body = Viewer),
         (status = 401, description = "The token is not the one printed, or the server has users already", body = ErrorBody)))]
 pub async fn setup(State(state): State<AppState>, JsonBody(request): JsonBody<Setup>) -> ApiResult<Response> {
-    let expected = state.setup_token.lock().expect("setup token").clone();
-    let matches = expected.as_deref().is_some_and(|t| constant_time_eq(t.as_bytes(), request.token.as_bytes()));
-    if !matches {
+    // Checked before the link is spent: a bad name or password leaves it usable.
+    cairn_types::validate_name("user", &request.username)?;
+    cairn_store::sql::accounts::check_password_rules(&request.password)?;
+    let taken = {
+        let mut token = state.setup_token.lock().expect("setup token");
+        let matches = token.as_deref().is_some_and(|t| constant_time_eq(t.as_bytes(), request.token.as_bytes()));
+        // Taken under the lock: two requests with the token cannot both make an admin.
+        if matches { token.take() } else { None }
+    };
+    if taken.is_none() {
         return Err(ApiError::new(ErrorCode::Unauthorized, "the setup token is not valid (it is printed by `cairn server` at its first start, and used once)"));
     }
     let store = state.store.clone();
     let (name, password) = (request.username.clone(), request.password.clone());
-    blocking(move || {
+    let made = blocking(move || {
         if store.has_users()? {
             return Err(CodedError::new(ErrorCode::Unauthorized, "the server has users already; sign in"));
-        }
-        cairn_types::validate_name("user", &name)?;
-        if password.chars().count() < 8 {
-            return Err(CodedError::new(ErrorCode::InvalidValue, "a password has at least 8 characters"));
         }
         store.create_user(&name, true, Timestamp::now())?;
         store.set_password(&name, &password)?;
         store.record_audit(&name, "user.create", &name, "first admin, by the setup link", Timestamp::now())
     })
-    .await?;
-    *state.setup_token.lock().expect("setup token") = None;
+    .await;
+    if let Err(e) = made {
+        // Not made: the link works again (unless the server has users now).
+        *state.setup_token.lock().expect("setup token") = taken;
+        return Err(ApiError(e));
+    }
     sign_in(&state, request.username).await
 }
 
@@ -105,15 +112,14 @@ pub async fn create_session(
     if !state.config.auth.enabled {
         return Err(ApiError::new(ErrorCode::InvalidValue, "auth is off on this server: there is nothing to sign in to"));
     }
-    state.sign_ins.check(&request.username, address)?;
+    state.sign_ins.attempt(&request.username, address)?;
     let store = state.store.clone();
     let (user, password) = (request.username.clone(), request.password);
     let found = blocking(move || store.check_password(&user, &password)).await?;
     if found.is_none() {
-        state.sign_ins.failed(&request.username, address);
         return Err(ApiError::new(ErrorCode::Unauthorized, "the user name or the password is wrong"));
     }
-    state.sign_ins.succeeded(&request.username);
+    state.sign_ins.succeeded(&request.username, address);
     sign_in(&state, request.username).await
 }
 
@@ -169,10 +175,8 @@ pub async fn list_accounts(State(state): State<AppState>) -> ApiResult<Json<Vec<
 pub async fn create_user(State(state): State<AppState>, caller: Caller, JsonBody(request): JsonBody<CreateUser>) -> ApiResult<Json<Account>> {
     let (store, actor) = (state.store.clone(), caller.actor().to_owned());
     blocking(move || {
-        if let Some(password) = &request.password
-            && password.chars().count() < 8
-        {
-            return Err(CodedError::new(ErrorCode::InvalidValue, "a password has at least 8 characters"));
+        if let Some(password) = &request.password {
+            cairn_store::sql::accounts::check_password_rules(password)?;
         }
         let account = store.create_user(&request.name, request.admin, Timestamp::now())?;
         if let Some(password) = &request.password {
@@ -190,8 +194,15 @@ pub async fn create_user(State(state): State<AppState>, caller: Caller, JsonBody
     responses((status = 200, description = "The team; its creator is its admin", body = Account), (status = 409, body = ErrorBody)))]
 pub async fn create_team(State(state): State<AppState>, caller: Caller, JsonBody(request): JsonBody<CreateTeam>) -> ApiResult<Json<Account>> {
     let user = caller.user()?.to_owned();
-    let store = state.store.clone();
+    let (store, admin) = (state.store.clone(), caller.server_admin());
     let team = blocking(move || {
+        // A name that runs use already is someone's data: only a server admin makes it a team.
+        if !admin && store.get_entity(&request.name).is_ok() {
+            return Err(CodedError::new(
+                ErrorCode::AccountExists,
+                format!("the name {:?} is taken; a server admin can make it a team (`cairn teams create`)", request.name),
+            ));
+        }
         let team = store.create_team(&request.name, Timestamp::now())?;
         store.set_role(&team.name, &user, Some(Role::Admin))?;
         store.record_audit(&user, "team.create", &team.name, "", Timestamp::now())?;

@@ -52,11 +52,25 @@ pub struct AuthConfig {
     pub secure_cookies: bool,
 }
 
-/// How a request proved who it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a request proved who it is, with the credential itself (to look it up again: a
+/// long-lived stream follows revocations and role changes).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Via {
-    Key,
-    Session,
+    Key(Arc<str>),
+    Session(Arc<str>),
+}
+
+impl Via {
+    /// The cache's name for the credential: how it came and its SHA-256, never the secret.
+    fn cache_key(&self) -> String {
+        use sha2::Digest as _;
+        let (kind, token) = match self {
+            Via::Key(t) => ("key", t),
+            Via::Session(t) => ("session", t),
+        };
+        let digest = sha2::Sha256::digest(token.as_bytes());
+        format!("{kind}:{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    }
 }
 
 /// Who makes a request.
@@ -172,17 +186,17 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    fn cached(&self, token: &str) -> Option<Option<Arc<Principal>>> {
+    fn cached(&self, key: &str) -> Option<Option<Arc<Principal>>> {
         let found = self.found.lock().expect("credential cache");
-        found.get(token).filter(|(at, _)| at.elapsed() < CREDENTIAL_TTL).map(|(_, p)| p.clone())
+        found.get(key).filter(|(at, _)| at.elapsed() < CREDENTIAL_TTL).map(|(_, p)| p.clone())
     }
 
-    fn remember(&self, token: &str, principal: Option<Arc<Principal>>) {
+    fn remember(&self, key: &str, principal: Option<Arc<Principal>>) {
         let mut found = self.found.lock().expect("credential cache");
         if found.len() > 10_000 {
             found.retain(|_, (at, _)| at.elapsed() < CREDENTIAL_TTL);
         }
-        found.insert(token.to_owned(), (Instant::now(), principal));
+        found.insert(key.to_owned(), (Instant::now(), principal));
     }
 
     /// Forgets every looked-up credential: after a change of roles, keys or sessions made by
@@ -194,20 +208,35 @@ impl Credentials {
 }
 
 impl AppState {
-    /// Who holds `token` (a key or a session token), from the cache or the store.
-    async fn principal_of(&self, token: &str, via: Via) -> Result<Option<Arc<Principal>>, CodedError> {
-        if let Some(found) = self.credentials.cached(token) {
+    /// Who holds the credential (a key or a session token), from the cache or the store.
+    pub async fn principal_of(&self, via: &Via) -> Result<Option<Arc<Principal>>, CodedError> {
+        let cache_key = via.cache_key();
+        if let Some(found) = self.credentials.cached(&cache_key) {
             return Ok(found);
         }
-        let (store, owned) = (self.store.clone(), token.to_owned());
-        let found = crate::service::blocking(move || match via {
-            Via::Key => store.authenticate(&owned, Timestamp::now()),
-            Via::Session => store.session_principal(&owned, Timestamp::now()),
+        let (store, via_owned) = (self.store.clone(), via.clone());
+        let found = crate::service::blocking(move || match &via_owned {
+            Via::Key(token) => store.authenticate(token, Timestamp::now()),
+            Via::Session(token) => store.session_principal(token, Timestamp::now()),
         })
         .await?
         .map(Arc::new);
-        self.credentials.remember(token, found.clone());
+        self.credentials.remember(&cache_key, found.clone());
         Ok(found)
+    }
+
+    /// The caller as they are now: a user's roles, keys and sessions change while a stream
+    /// runs. `None` when their credential no longer holds.
+    pub async fn caller_now(&self, caller: &Caller) -> Option<Caller> {
+        match caller {
+            Caller::User(_, via) => match self.principal_of(via).await {
+                Ok(Some(p)) => Some(Caller::User(p, via.clone())),
+                Ok(None) => None,
+                // The store is away: keep what was known.
+                Err(_) => Some(caller.clone()),
+            },
+            other => Some(other.clone()),
+        }
     }
 
     /// The public projects, at most a second old.
@@ -357,12 +386,13 @@ fn host_allowed(config: &AuthConfig, host: &str) -> bool {
 /// The first layer of every request: the Host check, who the caller is, and the CSRF check.
 pub async fn identify(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let config = &state.config.auth;
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| request.uri().authority().map(|a| a.to_string()));
+    let host = match request.headers().get(header::HOST) {
+        Some(h) => match h.to_str() {
+            Ok(h) => Some(h.to_owned()),
+            Err(_) => return ApiError::new(ErrorCode::HostNotAllowed, "the Host header is not text").into_response(),
+        },
+        None => request.uri().authority().map(|a| a.to_string()),
+    };
     // Browsers always send a Host; a request without one is no DNS rebinding.
     let host = host.unwrap_or_default();
     if !host.is_empty() && !host_allowed(config, &host_name(&host)) {
@@ -383,9 +413,11 @@ pub async fn identify(State(state): State<AppState>, mut request: Request, next:
             Err(e) => return ApiError(e).into_response(),
         }
     };
-    if let Caller::User(_, Via::Session) = &caller
-        && let Err(e) = same_origin_write(request.method(), request.headers(), &host)
-    {
+    // Writes from another origin are refused whoever the caller is: with auth off, any page
+    // could otherwise drive a loopback server. Writes by cookie must also name this origin and
+    // carry JSON.
+    let by_cookie = matches!(&caller, Caller::User(_, Via::Session(_)));
+    if let Err(e) = same_origin_write(request.method(), request.headers(), &host, by_cookie) {
         return ApiError(e).into_response();
     }
     request.extensions_mut().insert(caller);
@@ -395,36 +427,41 @@ pub async fn identify(State(state): State<AppState>, mut request: Request, next:
 async fn identify_caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, CodedError> {
     match presented(headers)? {
         Presented::None => Ok(Caller::Anonymous),
-        Presented::Key(key) => match state.principal_of(&key, Via::Key).await? {
-            Some(p) => Ok(Caller::User(p, Via::Key)),
+        Presented::Key(key) => match state.principal_of(&Via::Key(key.clone().into())).await? {
+            Some(p) => Ok(Caller::User(p, Via::Key(key.into()))),
             None => Err(CodedError::new(ErrorCode::Unauthorized, "the API key is not valid: unknown, revoked or expired")),
         },
         // A stale cookie is no credential: the sign-in page must still load.
-        Presented::Session(token) => Ok(match state.principal_of(&token, Via::Session).await? {
-            Some(p) => Caller::User(p, Via::Session),
+        Presented::Session(token) => Ok(match state.principal_of(&Via::Session(token.clone().into())).await? {
+            Some(p) => Caller::User(p, Via::Session(token.into())),
             None => Caller::Anonymous,
         }),
     }
 }
 
-/// A write authenticated by cookie must name this origin and carry JSON.
-fn same_origin_write(method: &Method, headers: &HeaderMap, host: &str) -> Result<(), CodedError> {
+/// A write must not come from another origin; one authenticated by cookie must name this
+/// origin and carry JSON.
+fn same_origin_write(method: &Method, headers: &HeaderMap, host: &str, by_cookie: bool) -> Result<(), CodedError> {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(());
     }
     let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()).unwrap_or("");
     let origin_authority = origin.split_once("://").map(|(_, rest)| rest.trim_end_matches('/')).unwrap_or("");
-    if origin_authority.is_empty() || !origin_authority.eq_ignore_ascii_case(host.trim()) {
+    let foreign = !origin.is_empty() && !origin_authority.eq_ignore_ascii_case(host.trim());
+    if foreign || (by_cookie && origin_authority.is_empty()) {
         return Err(CodedError::new(
             ErrorCode::Forbidden,
             format!("a write signed in by cookie must come from this server's own pages (Origin {origin:?} is not this server)"),
         ));
     }
-    if crate::error::content_type(headers) != "application/json" {
+    if by_cookie && crate::error::content_type(headers) != "application/json" {
         return Err(CodedError::new(ErrorCode::Forbidden, "a write signed in by cookie must send application/json"));
     }
     Ok(())
 }
+
+/// The largest body that routes open to anyone accept (signing in, the first start).
+const PUBLIC_BODY_LIMIT: usize = 64 << 10;
 
 /// The per-route check of a route's [`Policy`], after routing (the path's parameters are known).
 pub async fn enforce(
@@ -435,8 +472,13 @@ pub async fn enforce(
 ) -> Response {
     let caller = request.extensions().get::<Caller>().cloned().unwrap_or(Caller::Anonymous);
     let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_owned());
+    let mut request = request;
     let checked = match policy {
-        Policy::Public => Ok(()),
+        Policy::Public => {
+            // Whoever may call it unauthenticated sends a small body.
+            request.extensions_mut().insert(crate::error::BodyLimit(PUBLIC_BODY_LIMIT));
+            Ok(())
+        }
         Policy::Signed | Policy::Named(_) => match caller {
             Caller::Anonymous => Err(unauthorized()),
             _ => Ok(()),
@@ -489,21 +531,33 @@ impl SignInLimiter {
     pub const PER_ADDRESS: usize = 20;
 
     fn keys(user: &str, address: Option<SocketAddr>) -> [(String, usize); 2] {
-        [
-            (format!("user:{user}"), Self::PER_ACCOUNT),
-            (format!("addr:{}", address.map(|a| a.ip().to_string()).unwrap_or_default()), Self::PER_ADDRESS),
-        ]
+        // IPv6 by /64: one client easily has a whole one.
+        let addr = match address.map(|a| a.ip()) {
+            Some(std::net::IpAddr::V6(ip)) if ip.to_ipv4_mapped().is_none() => {
+                let s = ip.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+            Some(ip) => ip.to_canonical().to_string(),
+            None => String::new(),
+        };
+        [(format!("user:{user}"), Self::PER_ACCOUNT), (format!("addr:{addr}"), Self::PER_ADDRESS)]
     }
 
-    /// Refuses when the account or the address failed too often lately.
-    pub fn check(&self, user: &str, address: Option<SocketAddr>) -> Result<(), CodedError> {
+    /// Counts an attempt for the account and the address, or refuses it when either failed too
+    /// often lately. Counted before the password is checked, so that parallel guesses count
+    /// too; [`Self::succeeded`] takes the attempt back.
+    pub fn attempt(&self, user: &str, address: Option<SocketAddr>) -> Result<(), CodedError> {
         let mut failures = self.failures.lock().expect("sign-in limiter");
-        for (key, limit) in Self::keys(user, address) {
-            if let Some(times) = failures.get_mut(&key) {
+        if failures.len() > 100_000 {
+            failures.retain(|_, times| times.back().is_some_and(|t| t.elapsed() < Self::WINDOW));
+        }
+        let keys = Self::keys(user, address);
+        for (key, limit) in &keys {
+            if let Some(times) = failures.get_mut(key) {
                 while times.front().is_some_and(|t| t.elapsed() > Self::WINDOW) {
                     times.pop_front();
                 }
-                if times.len() >= limit {
+                if times.len() >= *limit {
                     let wait = Self::WINDOW.saturating_sub(times.front().map_or(Duration::ZERO, |t| t.elapsed()));
                     return Err(CodedError::new(
                         ErrorCode::RateLimited,
@@ -512,21 +566,20 @@ impl SignInLimiter {
                 }
             }
         }
+        for (key, _) in keys {
+            failures.entry(key).or_default().push_back(Instant::now());
+        }
         Ok(())
     }
 
-    pub fn failed(&self, user: &str, address: Option<SocketAddr>) {
+    /// The attempt was right: the account starts afresh, and the address's count drops it.
+    pub fn succeeded(&self, user: &str, address: Option<SocketAddr>) {
         let mut failures = self.failures.lock().expect("sign-in limiter");
-        if failures.len() > 100_000 {
-            failures.clear();
+        let [(account, _), (addr, _)] = Self::keys(user, address);
+        failures.remove(&account);
+        if let Some(times) = failures.get_mut(&addr) {
+            times.pop_back();
         }
-        for (key, _) in Self::keys(user, address) {
-            failures.entry(key).or_default().push_back(Instant::now());
-        }
-    }
-
-    pub fn succeeded(&self, user: &str) {
-        self.failures.lock().expect("sign-in limiter").remove(&format!("user:{user}"));
     }
 }
 

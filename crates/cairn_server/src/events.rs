@@ -143,7 +143,13 @@ pub async fn stream(
                 Ok(event) if event.kind == RESYNC => {
                     return Some((Ok(Event::default().event("resync").data("0")), (receiver, query, state, caller)));
                 }
-                Ok(event) if query.matches(&event) && state.can_read(&caller, &event.entity, &event.project).await => {
+                Ok(event) if query.matches(&event) => {
+                    // The caller as they are now (looked up at most once a second): a revoked
+                    // key or a sign-out ends the stream, a lost role stops its events.
+                    let Some(now) = state.caller_now(&caller).await else { return None };
+                    if !state.can_read(&now, &event.entity, &event.project).await {
+                        continue;
+                    }
                     let data = serde_json::to_string(&event).expect("events serialize");
                     return Some((Ok(Event::default().event("run").data(data)), (receiver, query, state, caller)));
                 }

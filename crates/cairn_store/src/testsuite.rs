@@ -1569,6 +1569,10 @@ pub fn passwords_sessions_visibility_and_audit(store: &impl Store) {
     assert_eq!(store.session_principal("cairns_forged", secs(50)).unwrap(), None);
     store.end_session(&token).unwrap();
     assert_eq!(store.session_principal(&token, secs(50)).unwrap(), None, "ended");
+    let other = store.create_session("ana", secs(100), secs(10)).unwrap();
+    store.set_password("ana", "battery staple").unwrap();
+    assert_eq!(store.session_principal(&other, secs(50)).unwrap(), None, "a new password signs browsers out");
+    assert_eq!(store.create_team("shell", secs(1)).unwrap_err().code, ErrorCode::InvalidName, "reserved");
 
     // Visibility: private by default; a public project is listed as such.
     let (mine, theirs) = (RunPath::new("ana", "p", "r1"), RunPath::new("lab", "q", "r2"));

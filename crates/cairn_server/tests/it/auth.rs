@@ -512,3 +512,55 @@ async fn the_first_start_makes_one_admin_by_its_link() {
     assert_eq!(again.status(), 401, "the link works once");
     assert_eq!(state_of(router).await, json!({"needed": false}));
 }
+
+#[tokio::test]
+async fn names_moves_and_streams_keep_to_their_owners() {
+    let w = world();
+    // A name that runs use already is not anyone's to claim; reserved names are refused.
+    let orphan = UpsertRunRequest { entity: Some("orphan".into()), project: Some("old".into()), run_id: "r".into(), ..Default::default() };
+    w.store.upsert_run(orphan, Timestamp::now()).unwrap();
+    let taken = w.json(Who::Outsider, Method::POST, "/api/v1/teams", &json!({"name": "orphan"})).await;
+    assert_eq!((taken.status.as_u16(), taken.body["code"].as_str()), (409, Some("account_exists")), "{}", taken.body);
+    assert_eq!(w.json(Who::Outsider, Method::POST, "/api/v1/teams", &json!({"name": "shell"})).await.status, 400);
+    let made = w.json(Who::Outsider, Method::POST, "/api/v1/teams", &json!({"name": "eves"})).await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    assert_eq!(w.store.members("eves").unwrap(), [("eve".to_owned(), Role::Admin)]);
+    assert_eq!(w.json(Who::Root, Method::POST, "/api/v1/teams", &json!({"name": "orphan"})).await.status, 200, "a server admin may");
+
+    // A member moves runs within the team, but not out of it (where they could purge them).
+    assert_eq!(w.json(Who::Member, Method::POST, "/api/v1/runs/lab/p/r1/finish", &json!({})).await.status, 200);
+    let out = w.json(Who::Member, Method::POST, "/api/v1/runs/move", &json!({"runs": ["lab/p/r1"], "entity": "max", "project": "mine"})).await;
+    assert_eq!(out.status, 403, "{}", out.body);
+    assert!(out.body["message"].as_str().unwrap().contains("admin"), "{}", out.body);
+    let within = w.json(Who::Member, Method::POST, "/api/v1/runs/move", &json!({"runs": ["lab/p/r1"], "entity": "lab", "project": "q"})).await;
+    assert_eq!(within.status, 200, "{}", within.body);
+
+    // Writes from another origin are refused even with a key (and with auth off, below).
+    let mut request = Request::patch("/api/v1/runs/lab/q/r1")
+        .header(header::AUTHORIZATION, format!("Bearer {}", w.keys[&Who::Admin]))
+        .header(header::ORIGIN, "http://attacker.example")
+        .header(header::CONTENT_TYPE, "application/json");
+    assert_eq!(w.router.clone().oneshot(request.body(Body::from("{}")).unwrap()).await.unwrap().status(), 403);
+    let dir = tempfile::tempdir().unwrap();
+    let open = router(AppState::new(Arc::new(cairn_store::sqlite::open(dir.path(), StoreConfig { default_entity: "me".into() }).unwrap()), ServerConfig::default()));
+    let body = r#"{"entity": "me", "project": "p", "run_id": "from-a-page"}"#;
+    request = Request::post("/api/v1/runs").header(header::ORIGIN, "http://attacker.example");
+    assert_eq!(open.clone().oneshot(request.body(Body::from(body)).unwrap()).await.unwrap().status(), 403, "auth off: no page drives it");
+    request = Request::post("/api/v1/runs").header(header::CONTENT_TYPE, "application/json");
+    assert_eq!(open.oneshot(request.body(Body::from(body)).unwrap()).await.unwrap().status(), 200, "a client sends no Origin");
+
+    // An open event stream follows its key: once revoked, the stream ends.
+    let key = w.keys[&Who::Viewer].clone();
+    let request = Request::get("/api/v1/events?entity=lab").header(header::AUTHORIZATION, format!("Bearer {key}")).body(Body::empty()).unwrap();
+    let response = w.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut events = response.into_body().into_data_stream();
+    assert_eq!(w.json(Who::Member, Method::PATCH, "/api/v1/runs/lab/q/r1", &json!({"notes": "before"})).await.status, 200);
+    let first = tokio::time::timeout(Duration::from_secs(5), events.next()).await.expect("an event").unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("updated"), "{}", String::from_utf8_lossy(&first));
+    w.store.revoke_api_key(&key, Timestamp::now()).unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(w.json(Who::Member, Method::PATCH, "/api/v1/runs/lab/q/r1", &json!({"notes": "after"})).await.status, 200);
+    let end = tokio::time::timeout(Duration::from_secs(5), events.next()).await.expect("the stream ends");
+    assert!(end.is_none(), "{:?}", end.map(|c| c.map(|b| String::from_utf8_lossy(&b).into_owned())));
+}

@@ -126,11 +126,30 @@ fn password_matches(hash: &str, password: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
+const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// What a password must be: 8 characters at least, 1024 bytes at most (argon2 hashes it whole).
+pub fn check_password_rules(password: &str) -> Result<()> {
+    if password.chars().count() < 8 {
+        return Err(CodedError::new(ErrorCode::InvalidValue, "a password has at least 8 characters"));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(CodedError::new(ErrorCode::InvalidValue, "a password has at most 1024 bytes"));
+    }
+    Ok(())
+}
+
+/// Names no account may have: what the audit log calls callers without one, and the UI's pages.
+const RESERVED: [&str; 8] = ["local", "anonymous", "shell", "teams", "signin", "setup", "settings", "audit"];
+
 /// Checked against when there is no such user, so that a sign-in takes as long either way.
 static DUMMY_HASH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| hash_password("not anyone's password").unwrap_or_default());
 
 fn create_account(db: &dyn Db, name: &str, kind: &str, admin: bool, now: Timestamp) -> Result<Account> {
+    if RESERVED.contains(&name) {
+        return Err(CodedError::new(ErrorCode::InvalidName, format!("{name:?} is reserved; choose another name")));
+    }
     db.execute("INSERT INTO entities (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING", args![name, now.micros()])?;
     let pk = db.row("SELECT entity_pk FROM entities WHERE name = ?1", args![name])?.i64(0)?;
     let inserted = db.query(
@@ -276,22 +295,22 @@ impl AccountStore for SqlStore {
     }
 
     fn set_password(&self, user: &str, password: &str) -> Result<()> {
-        if password.chars().count() < 8 {
-            return Err(CodedError::new(ErrorCode::InvalidValue, "a password has at least 8 characters"));
-        }
-        if password.len() > 1024 {
-            return Err(CodedError::new(ErrorCode::InvalidValue, "a password has at most 1024 bytes"));
-        }
+        check_password_rules(password)?;
         let hash = hash_password(password)?;
         let user = user.to_owned();
         self.write(move |db| {
             let pk = account_pk(db, &user, "user")?;
             db.execute("UPDATE accounts SET password_hash = ?2 WHERE entity_pk = ?1", args![pk, hash])?;
+            // A new password signs every browser out.
+            db.execute("DELETE FROM sessions WHERE user_pk = ?1", args![pk])?;
             Ok(())
         })
     }
 
     fn check_password(&self, user: &str, password: &str) -> Result<Option<Principal>> {
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Ok(None);
+        }
         let found = self.read(|db| user_row(db, user))?;
         let Some((pk, admin, Some(hash))) = found else {
             password_matches(&DUMMY_HASH, password);

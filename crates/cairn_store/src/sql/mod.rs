@@ -9,7 +9,7 @@
 //! the fields that changed are written back, so a heartbeat never writes stale offsets over an
 //! ingest that raced it.
 
-pub(crate) mod accounts;
+pub mod accounts;
 mod branch;
 pub mod copy;
 pub(crate) mod query;
