@@ -14,6 +14,8 @@ export interface ProjectInfo {
   created_at: string;
   run_count: number;
   last_activity_at: string | null;
+  /** Private: the entity's members read it; public: any signed-in user. */
+  visibility: "private" | "public";
 }
 
 export type RunState = "running" | "finished" | "failed" | "crashed" | "killed";
@@ -297,6 +299,8 @@ export const api = {
   setMember: (team: string, user: string, role: TeamRole) =>
     request<unknown>("PUT", `/api/v1/teams/${enc(team)}/members/${enc(user)}`, { role }),
   removeMember: (team: string, user: string) => request<void>("DELETE", `/api/v1/teams/${enc(team)}/members/${enc(user)}`, {}),
+  setVisibility: (entity: string, project: string, visibility: "private" | "public") =>
+    request<ProjectInfo>("PATCH", projectUrl(entity, project), { visibility }),
   audit: (limit: number) => request<AuditEntry[]>("GET", `/api/v1/audit?limit=${limit}`),
 };
 

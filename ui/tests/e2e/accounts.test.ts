@@ -151,6 +151,14 @@ done.finish()
     await screenshot(setup, "accounts-3-team");
     expect(cairn("teams", "members", "lab")).toMatch(/vic\s+viewer/);
 
+    // The audit log has what was done, newest first.
+    await setup.getByRole("link", { name: "Audit log" }).click();
+    await setup.waitForURL(/\/audit/);
+    await expect.poll(() => setup.getByTestId("audit").textContent()).toContain("member.role");
+    const log = (await setup.getByTestId("audit").textContent())!;
+    for (const action of ["key.create", "key.revoke", "team.create", "user.create"]) expect(log).toContain(action);
+    await screenshot(setup, "accounts-3b-audit");
+
     // The admin sees the buttons that the viewer will not.
     await setup.goto(`${url}/lab/accounts/table`);
     await setup.waitForSelector('[data-testid="runs-table"] .body .row[data-run]');
@@ -208,5 +216,39 @@ done.finish()
     expect(run.project).toBe("accounts");
     expect(await status("/api/v1/runs/ana/stolen/live", { headers: { Authorization: `Bearer ${adminKey}` } })).toBe(404);
     await context.close();
+  });
+
+  it("makes a project public for every signed-in user to read", async () => {
+    cairn("users", "create", "eve", "--password-stdin");
+    const outsider = await browser.newContext({ viewport: { width: 1300, height: 850 } });
+    const before = await page(outsider, "/signin");
+    await signIn(before, "eve", "viewer-password");
+    await expect.poll(() => before.getByRole("button", { name: "Sign out" }).isVisible()).toBe(true);
+    const refused = await before.evaluate(async () => (await fetch("/api/v1/projects/lab/accounts/runs")).status);
+    expect(refused).toBe(403);
+
+    // The team's admin makes it public from the project page.
+    const admin = await browser.newContext({ viewport: { width: 1300, height: 850 } });
+    const project = await page(admin, "/signin?next=%2Flab%2Faccounts%2Ftable");
+    await signIn(project, "ana", "admin-password");
+    await project.waitForURL(/\/lab\/accounts\/table/);
+    await project.getByTestId("visibility").selectOption("public");
+    await expect
+      .poll(() => fetch(`${url}/api/v1/projects/lab/accounts`, { headers: { Authorization: `Bearer ${adminKey}` } }).then((r) => r.json()).then((p) => p.visibility))
+      .toBe("public");
+    await screenshot(project, "accounts-6-public");
+
+    // Now the outsider reads it, and may change nothing.
+    await new Promise((r) => setTimeout(r, 1100)); // the public list is cached for a second
+    await before.goto(`${url}/lab/accounts/table`);
+    await before.waitForSelector('[data-testid="runs-table"] .body .row[data-run]');
+    expect(await before.getByTestId("delete-button").count()).toBe(0);
+    await expect.poll(() => before.getByTestId("visibility").textContent()).toBe("public");
+    const write = await before.evaluate(async () => (await fetch("/api/v1/runs/lab/accounts/done", { method: "PATCH", headers: { "Content-Type": "application/json" }, body: '{"notes": "eve"}' })).status);
+    expect(write).toBe(403);
+    expect(before.errors).toEqual([]);
+    expect(project.errors).toEqual([]);
+    await outsider.close();
+    await admin.close();
   });
 });

@@ -12,7 +12,7 @@ let browser: Browser;
 
 beforeAll(async () => {
   py(`
-import math, cairn
+import math, time, cairn
 run = cairn.init(project="${PROJECT}", name="million")
 for i in range(1_000_000):
     run.log({"spiky": ${SPIKE}.0 if i == ${SPIKE_STEP} else math.sin(i / 5000.0)})
@@ -20,6 +20,8 @@ run.finish()
 run = cairn.init(project="${PROJECT}", name="sections")
 for i in range(200):
     run.log({"train/loss": 1 / (i + 1), "train/acc": i / 200, "val/loss": 2 / (i + 1), "lr": 0.1, "epoch": i // 20})
+# Long enough for a system sample (the first comes after 200 ms), however loaded the machine.
+time.sleep(1.5)
 run.finish()
 `);
   browser = await launch();
