@@ -57,7 +57,7 @@ impl From<CodedError> for ClientError {
             ErrorCode::InvalidName | ErrorCode::InvalidValue | ErrorCode::InvalidStep | ErrorCode::InvalidFilter
             | ErrorCode::InvalidQuery => ErrorKind::InvalidValue,
             ErrorCode::EntityNotFound | ErrorCode::ProjectNotFound | ErrorCode::RunNotFound | ErrorCode::KeyNotFound
-            | ErrorCode::FileNotFound => ErrorKind::NotFound,
+            | ErrorCode::FileNotFound | ErrorCode::ArtifactNotFound => ErrorKind::NotFound,
             ErrorCode::RunAlreadyExists => ErrorKind::Conflict,
             ErrorCode::RunDeleted => ErrorKind::Deleted,
             ErrorCode::RunFinished => ErrorKind::Finished,

@@ -480,7 +480,7 @@ pub async fn list_files(State(state): State<AppState>, PathParams(p): RunParams)
     blocking(move || store.list_run_files(&path)).await.map(Json)
 }
 
-fn validate_file_path(file_path: &str) -> ApiResult<()> {
+pub(crate) fn validate_file_path(file_path: &str) -> ApiResult<()> {
     let bad = file_path.is_empty()
         || file_path.len() > 1024
         || file_path.starts_with('/')
@@ -557,12 +557,15 @@ pub async fn get_file(
     let path = run_path((entity, project, run_id))?;
     validate_file_path(&file_path)?;
     let store = store(&state);
-    let (info, reader) = blocking(move || {
-        let info = store.get_run_file(&path, &file_path)?;
-        let reader = store.blobs().open(&info.sha256)?;
-        Ok((info, reader))
-    })
-    .await?;
+    let info = blocking(move || store.get_run_file(&path, &file_path)).await?;
+    stream_blob(&state, info.sha256, info.size, &info.path).await
+}
+
+/// Streams a stored content as a download named after the last segment of `path`, with its
+/// length (a browser shows size and progress).
+pub(crate) async fn stream_blob(state: &AppState, sha256: String, size: u64, path: &str) -> ApiResult<Response> {
+    let store = state.store.clone();
+    let reader = blocking(move || store.blobs().open(&sha256)).await?;
     let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
     tokio::task::spawn_blocking(move || {
         let mut reader = reader;
@@ -588,11 +591,11 @@ pub async fn get_file(
     let stream = futures_util::StreamExt::fuse(futures_util::stream::unfold(receiver, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     }));
-    let file_name = info.path.rsplit('/').next().unwrap_or("file").replace('"', "");
+    let file_name = path.rsplit('/').next().unwrap_or("file").replace('"', "");
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
-            (header::CONTENT_LENGTH, info.size.to_string()),
+            (header::CONTENT_LENGTH, size.to_string()),
             (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{file_name}\"")),
         ],
         Body::from_stream(stream),

@@ -3,6 +3,7 @@
 //! instances can serve one PostgreSQL store.
 
 mod account_api;
+mod artifact_api;
 pub mod alerts;
 pub mod api;
 pub mod auth;
@@ -177,6 +178,18 @@ fn api_routes(state: AppState) -> Routes {
         .at(M::GET, "/api/v1/projects/{entity}/{project}/columns", Entity(Read), api::project_columns)
         .at(M::GET, "/api/v1/projects/{entity}/{project}/keys", Entity(Read), api::project_keys)
         .at(M::POST, "/api/v1/projects/{entity}/{project}/series", Entity(Read), api::project_series)
+        .at(M::POST, "/api/v1/projects/{entity}/{project}/artifacts", Entity(Write), artifact_api::commit)
+        .at(M::GET, "/api/v1/projects/{entity}/{project}/artifacts", Entity(Read), artifact_api::collections)
+        .at(M::GET, "/api/v1/projects/{entity}/{project}/artifact-types", Entity(Read), artifact_api::types)
+        .at(M::GET, "/api/v1/artifacts/{entity}/{project}/{name}", Entity(Read), artifact_api::versions)
+        .at(M::GET, "/api/v1/artifacts/{entity}/{project}/{name}/{version}", Entity(Read), artifact_api::version)
+        .at(M::DELETE, "/api/v1/artifacts/{entity}/{project}/{name}/{version}", Entity(Write), artifact_api::delete)
+        .at(M::GET, "/api/v1/artifacts/{entity}/{project}/{name}/{version}/manifest", Entity(Read), artifact_api::manifest)
+        .at(M::GET, "/api/v1/artifacts/{entity}/{project}/{name}/{version}/lineage", Entity(Read), artifact_api::lineage)
+        .at(M::GET, "/api/v1/artifacts/{entity}/{project}/{name}/{version}/files/{*file_path}", Entity(Read), artifact_api::file)
+        .at(M::PUT, "/api/v1/artifacts/{entity}/{project}/{name}/{version}/aliases", Entity(Write), artifact_api::set_aliases)
+        .at(M::GET, &r("/artifacts"), Entity(Read), artifact_api::run_artifacts)
+        .at(M::POST, &r("/artifacts/used"), Entity(Write), artifact_api::use_artifact)
         .at(M::GET, "/api/v1/events", Named(Read), events::stream)
         .at(M::GET, "/api/v1/uploads/{sha256}", Signed, api::upload_status)
         .at(M::PUT, "/api/v1/uploads/{sha256}", Signed, api::upload_part)

@@ -4,7 +4,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use utoipa::OpenApi;
 
-use crate::{account_api, api};
+use crate::{account_api, api, artifact_api};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,9 @@ use crate::{account_api, api};
         account_api::list_keys, account_api::create_key, account_api::revoke_key, account_api::list_accounts, account_api::create_user,
         account_api::create_team, account_api::list_members, account_api::set_member, account_api::remove_member,
         account_api::audit, account_api::update_project,
+        artifact_api::commit, artifact_api::collections, artifact_api::types, artifact_api::versions, artifact_api::version,
+        artifact_api::delete, artifact_api::manifest, artifact_api::lineage, artifact_api::file, artifact_api::set_aliases,
+        artifact_api::run_artifacts, artifact_api::use_artifact,
     ),
     modifiers(&Security),
     tags(
@@ -31,6 +34,7 @@ use crate::{account_api, api};
         (name = "files"),
         (name = "server"),
         (name = "accounts", description = "Signing in, API keys, teams and roles, the audit log"),
+        (name = "artifacts", description = "Versioned datasets and models: collections, versions, aliases, manifests, lineage"),
     )
 )]
 struct ApiDoc;

@@ -206,6 +206,69 @@ impl AppState {
         .await
     }
 
+    /// Commits an artifact version. Its stored contents must be readable by the caller already
+    /// (in a run or an artifact they read) or uploaded by them: as for a run's file, knowing a
+    /// hash is not enough.
+    pub async fn commit_artifact(
+        &self,
+        caller: &Caller,
+        entity: String,
+        project: String,
+        request: cairn_types::artifacts::CommitArtifact,
+    ) -> ServiceResult<cairn_types::artifacts::ArtifactInfo> {
+        let store = self.store_ref();
+        let (readable, actor) = (caller.readable_entities(), caller.actor().to_owned());
+        blocking(move || {
+            if let Some(readable) = &readable {
+                let mut checked = std::collections::HashSet::new();
+                for e in request.entries.iter().filter(|e| e.stored()) {
+                    if !checked.insert(e.digest.clone()) {
+                        continue;
+                    }
+                    if !store.content_readable(&e.digest, Some(readable))? && !store.holds(&upload_grant(&e.digest, &actor), &actor, Timestamp::now())? {
+                        return Err(CodedError::new(
+                            ErrorCode::Forbidden,
+                            format!("{}: content {} is in nothing you can read; upload its bytes (PUT /api/v1/uploads/{})", e.path, e.digest, e.digest),
+                        ));
+                    }
+                }
+            }
+            store.commit_artifact(&entity, &project, request, Timestamp::now())
+        })
+        .await
+    }
+
+    pub async fn set_artifact_aliases(
+        &self,
+        caller: &Caller,
+        entity: String,
+        project: String,
+        name: String,
+        version: String,
+        aliases: Vec<String>,
+    ) -> ServiceResult<cairn_types::artifacts::ArtifactInfo> {
+        let store = self.store_ref();
+        let info = blocking(move || store.set_artifact_aliases(&entity, &project, &name, &version, aliases)).await?;
+        self.audit(caller, "artifact.aliases", info.qualified(), info.aliases.join(",")).await;
+        Ok(info)
+    }
+
+    /// Deletes an artifact version, then the contents nothing names any more.
+    pub async fn delete_artifact(&self, caller: &Caller, entity: String, project: String, name: String, version: String, delete_aliases: bool) -> ServiceResult<()> {
+        let store = self.store_ref();
+        let target = format!("{entity}/{project}/{name}:{version}");
+        blocking(move || {
+            let orphans = store.delete_artifact_version(&entity, &project, &name, &version, delete_aliases)?;
+            if let Err(e) = store.collect_blobs(Some(&orphans)) {
+                tracing::warn!("removing the contents of {entity}/{project}/{name}:{version}: {} (they are removed later)", e.message);
+            }
+            Ok(())
+        })
+        .await?;
+        self.audit(caller, "artifact.delete", target, String::new()).await;
+        Ok(())
+    }
+
     /// A scratch file for a content on its way in, where the blob store wants it.
     pub async fn scratch_file(&self) -> ServiceResult<tempfile::NamedTempFile> {
         let scratch = self.store.blobs().scratch_dir();

@@ -6,6 +6,7 @@
 //! - [`FileStore`]: the files runs save, and the collection of contents nothing names;
 //! - [`AlertStore`]: alerts and their delivery;
 //! - [`AccountStore`]: users, teams, roles and API keys;
+//! - [`ArtifactStore`]: versioned artifacts, aliases and lineage;
 //! - [`Leases`]: work that one server among several does at a time;
 //! - [`BlobStore`]: content-addressed file contents.
 //!
@@ -141,6 +142,30 @@ pub trait AccountStore: Send + Sync {
     fn record_audit(&self, actor: &str, action: &str, target: &str, detail: &str, now: Timestamp) -> Result<()>;
     /// The audit log, newest first: `limit` entries older than the entry `before`, if given.
     fn list_audit(&self, limit: usize, before: Option<i64>) -> Result<Vec<AuditEntry>>;
+}
+
+/// Artifacts: versioned collections of files per project, their aliases and lineage.
+pub trait ArtifactStore: Send + Sync {
+    /// Commits a version of `request.name` in `entity/project`: a new `vN` unless a version has
+    /// the same manifest digest (then that one). The aliases move to it; `latest` follows the
+    /// newest version. Every stored entry's content must be in the blob store.
+    fn commit_artifact(&self, entity: &str, project: &str, request: cairn_types::artifacts::CommitArtifact, now: Timestamp) -> Result<cairn_types::artifacts::ArtifactInfo>;
+    /// A version by `vN` or alias.
+    fn get_artifact(&self, entity: &str, project: &str, name: &str, version: &str) -> Result<cairn_types::artifacts::ArtifactInfo>;
+    fn artifact_manifest(&self, entity: &str, project: &str, name: &str, version: &str) -> Result<Vec<cairn_types::artifacts::ManifestEntry>>;
+    fn list_collections(&self, entity: &str, project: &str, kind: Option<&str>) -> Result<Vec<cairn_types::artifacts::CollectionInfo>>;
+    /// A collection's versions, newest first.
+    fn list_artifact_versions(&self, entity: &str, project: &str, name: &str) -> Result<Vec<cairn_types::artifacts::ArtifactInfo>>;
+    /// Makes `aliases` exactly the version's own (each taken from the version that had it).
+    fn set_artifact_aliases(&self, entity: &str, project: &str, name: &str, version: &str, aliases: Vec<String>) -> Result<cairn_types::artifacts::ArtifactInfo>;
+    /// Deletes a version (refused while it has aliases, unless `delete_aliases`); returns the
+    /// contents that nothing names any more, for collection.
+    fn delete_artifact_version(&self, entity: &str, project: &str, name: &str, version: &str, delete_aliases: bool) -> Result<Vec<String>>;
+    /// Notes that `run` uses a version (entity and project default to the run's).
+    fn use_artifact(&self, run: &RunPath, artifact: &cairn_types::artifacts::ArtifactRef) -> Result<cairn_types::artifacts::ArtifactInfo>;
+    fn run_artifacts(&self, run: &RunPath) -> Result<cairn_types::artifacts::RunArtifacts>;
+    fn artifact_lineage(&self, entity: &str, project: &str, name: &str, version: &str) -> Result<cairn_types::artifacts::ArtifactLineage>;
+    fn artifact_types(&self, entity: &str, project: &str) -> Result<Vec<String>>;
 }
 
 /// Alerts that runs raise, and their delivery.
@@ -405,7 +430,7 @@ pub trait Leases: Send + Sync {
 }
 
 /// The whole store, as the server holds it.
-pub trait Store: RunStore + SeriesStore + FileStore + AlertStore + AccountStore + Leases {
+pub trait Store: RunStore + SeriesStore + FileStore + AlertStore + AccountStore + ArtifactStore + Leases {
     fn blobs(&self) -> &dyn BlobStore;
     /// The notices shared with the other servers on this store, if there can be others.
     fn notices(&self) -> Option<std::sync::Arc<dyn Notices>> {

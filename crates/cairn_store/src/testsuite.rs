@@ -58,6 +58,8 @@ macro_rules! store_test_suite {
             leases_are_held_by_one_holder,
             accounts_teams_and_api_keys,
             passwords_sessions_visibility_and_audit,
+            artifacts_versions_aliases_and_lineage,
+            artifacts_committed_at_once_get_distinct_versions,
             a_nul_character_does_not_stop_a_run,
             project_series_of_many_runs_match_each_run,
             a_content_named_during_a_purge_is_never_lost,
@@ -1608,4 +1610,136 @@ pub fn passwords_sessions_visibility_and_audit(store: &impl Store) {
     assert_eq!((log[0].actor.as_str(), log[0].action.as_str(), log[0].at), ("ana", "run.delete", secs(22)));
     let older = store.list_audit(10, Some(log[1].id)).unwrap();
     assert_eq!(older.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(), ["ana/p/r0"]);
+}
+
+/// Puts `bytes` in the store's blobs; returns its manifest entry at `path`.
+fn artifact_file(store: &impl Store, path: &str, bytes: &[u8]) -> cairn_types::artifacts::ManifestEntry {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), bytes).unwrap();
+    let blob = store.blobs().put_file(&dir.path().join("f")).unwrap();
+    cairn_types::artifacts::ManifestEntry { path: path.into(), digest: blob.sha256, size: blob.size, reference: None }
+}
+
+fn commit_request(name: &str, kind: &str, entries: Vec<cairn_types::artifacts::ManifestEntry>, aliases: &[&str], run_id: Option<&str>) -> cairn_types::artifacts::CommitArtifact {
+    cairn_types::artifacts::CommitArtifact {
+        name: name.into(),
+        kind: kind.into(),
+        description: Some("digits".into()),
+        metadata: map! {"rows" => 60_000},
+        aliases: aliases.iter().map(|a| a.to_string()).collect(),
+        entries,
+        run_id: run_id.map(str::to_owned),
+    }
+}
+
+pub fn artifacts_versions_aliases_and_lineage(store: &impl Store) {
+    use cairn_types::artifacts::{ArtifactRef, ManifestEntry};
+    let producer = RunPath::new("e", "p", "producer");
+    let consumer = RunPath::new("e", "p", "consumer");
+    new_run(store, &producer);
+    new_run(store, &consumer);
+    let train = artifact_file(store, "train/images.bin", b"train images");
+    let labels = artifact_file(store, "labels.csv", b"0,1,2");
+    let reference = ManifestEntry { path: "raw.tar".into(), digest: "\"etag-1\"".into(), size: 1 << 30, reference: Some("s3://bucket/raw.tar".into()) };
+    let v0 = store.commit_artifact("e", "p", commit_request("mnist", "dataset", vec![train.clone(), labels.clone(), reference.clone()], &["best"], Some("producer")), secs(10)).unwrap();
+    assert_eq!((v0.version.as_str(), v0.version_index, v0.file_count, v0.kind.as_str()), ("v0", 0, 3, "dataset"));
+    assert_eq!(v0.size, train.size + labels.size + (1 << 30));
+    assert_eq!(v0.aliases, ["best", "latest"]);
+    assert_eq!(v0.logged_by.as_deref(), Some("e/p/producer"));
+    assert_eq!(v0.metadata["rows"], Value::Int(60_000));
+    assert_eq!(v0.digest, cairn_types::artifacts::manifest_digest(&[labels.clone(), reference.clone(), train.clone()]));
+
+    // The same content again is the same version; the aliases given move to it.
+    let again = store.commit_artifact("e", "p", commit_request("mnist", "dataset", vec![reference.clone(), labels.clone(), train.clone()], &["prod"], None), secs(11)).unwrap();
+    assert_eq!((again.version.as_str(), again.aliases.clone()), ("v0", vec!["best".to_owned(), "latest".to_owned(), "prod".to_owned()]));
+    // New content: v1, which takes `latest`; `prod` moves when given.
+    let changed = artifact_file(store, "labels.csv", b"0,1,2,3");
+    let v1 = store.commit_artifact("e", "p", commit_request("mnist", "dataset", vec![train.clone(), changed.clone()], &["prod"], Some("producer")), secs(12)).unwrap();
+    assert_eq!((v1.version.as_str(), v1.aliases.clone()), ("v1", vec!["latest".to_owned(), "prod".to_owned()]));
+    assert_eq!(store.get_artifact("e", "p", "mnist", "v0").unwrap().aliases, ["best"]);
+    assert_eq!(store.get_artifact("e", "p", "mnist", "latest").unwrap().version, "v1");
+    assert_eq!(store.get_artifact("e", "p", "mnist", "best").unwrap().version, "v0");
+    assert_eq!(store.get_artifact("e", "p", "mnist", "v7").unwrap_err().code, ErrorCode::ArtifactNotFound);
+    assert_eq!(store.get_artifact("e", "p", "mnist", "nope").unwrap_err().code, ErrorCode::ArtifactNotFound);
+    let manifest = store.artifact_manifest("e", "p", "mnist", "v0").unwrap();
+    assert_eq!(manifest.iter().map(|m| m.path.as_str()).collect::<Vec<_>>(), ["labels.csv", "raw.tar", "train/images.bin"]);
+    assert_eq!(manifest[1], reference);
+
+    // Bad input, refused with what was wrong; nothing is made.
+    let wrong_kind = store.commit_artifact("e", "p", commit_request("mnist", "model", vec![train.clone()], &[], None), secs(13)).unwrap_err();
+    assert!(wrong_kind.message.contains("is a \"dataset\""), "{}", wrong_kind.message);
+    let missing = ManifestEntry { path: "gone.bin".into(), digest: "0".repeat(64), size: 3, reference: None };
+    assert_eq!(store.commit_artifact("e", "p", commit_request("mnist", "dataset", vec![missing], &[], None), secs(13)).unwrap_err().code, ErrorCode::FileNotFound);
+    assert_eq!(store.commit_artifact("e", "p", commit_request("bad name", "dataset", vec![], &[], None), secs(13)).unwrap_err().code, ErrorCode::InvalidName);
+    assert_eq!(store.commit_artifact("e", "p", commit_request("mnist", "dataset", vec![train.clone()], &["v9"], None), secs(13)).unwrap_err().code, ErrorCode::InvalidName);
+    assert_eq!(store.list_artifact_versions("e", "p", "mnist").unwrap().iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), ["v1", "v0"]);
+
+    // Collections and types.
+    let model = artifact_file(store, "model.pt", b"weights");
+    store.commit_artifact("e", "p", commit_request("resnet", "model", vec![model.clone()], &[], Some("consumer")), secs(14)).unwrap();
+    let names = |kind: Option<&str>| store.list_collections("e", "p", kind).unwrap().into_iter().map(|c| (c.name, c.version_count)).collect::<Vec<_>>();
+    assert_eq!(names(None), [("mnist".to_owned(), 2), ("resnet".to_owned(), 1)]);
+    assert_eq!(names(Some("model")), [("resnet".to_owned(), 1)]);
+    assert_eq!(store.artifact_types("e", "p").unwrap(), ["dataset", "model"]);
+
+    // Lineage, both ways.
+    assert_eq!(store.use_artifact(&consumer, &ArtifactRef::parse("mnist:best").unwrap()).unwrap().version, "v0");
+    store.use_artifact(&consumer, &ArtifactRef::parse("e/p/mnist:best").unwrap()).unwrap();
+    assert_eq!(store.use_artifact(&consumer, &ArtifactRef::parse("mnist:nope").unwrap()).unwrap_err().code, ErrorCode::ArtifactNotFound);
+    let used = store.run_artifacts(&consumer).unwrap();
+    assert_eq!(used.inputs.iter().map(|a| a.qualified()).collect::<Vec<_>>(), ["e/p/mnist:v0"]);
+    assert_eq!(used.outputs.iter().map(|a| a.qualified()).collect::<Vec<_>>(), ["e/p/resnet:v0"]);
+    let made = store.run_artifacts(&producer).unwrap();
+    assert_eq!(made.outputs.iter().map(|a| a.version.as_str()).collect::<Vec<_>>(), ["v0", "v1"]);
+    let lineage = store.artifact_lineage("e", "p", "mnist", "v0").unwrap();
+    assert_eq!((lineage.logged_by.as_deref(), lineage.used_by.clone()), (Some("e/p/producer"), vec!["e/p/consumer".to_owned()]));
+
+    // Aliases set exactly; one version per alias.
+    let moved = store.set_artifact_aliases("e", "p", "mnist", "v1", vec!["best".into(), "latest".into()]).unwrap();
+    assert_eq!(moved.aliases, ["best", "latest"]);
+    assert_eq!(store.get_artifact("e", "p", "mnist", "v0").unwrap().aliases, Vec::<String>::new());
+
+    // Purging the run that logged a version keeps the version and its contents.
+    store.purge_run(&producer).unwrap();
+    store.collect_blobs(None).unwrap();
+    let kept = store.get_artifact("e", "p", "mnist", "v1").unwrap();
+    assert_eq!(kept.logged_by, None);
+    assert!(store.blobs().exists(&changed.digest).unwrap() && store.blobs().exists(&train.digest).unwrap());
+
+    // Deleting: refused while aliased; then `latest` goes back; contents nothing names are collected.
+    assert_eq!(store.delete_artifact_version("e", "p", "mnist", "v1", false).unwrap_err().code, ErrorCode::InvalidValue);
+    let orphans = store.delete_artifact_version("e", "p", "mnist", "v1", true).unwrap();
+    assert_eq!(orphans, [changed.digest.clone()], "train is still in v0");
+    assert_eq!(store.get_artifact("e", "p", "mnist", "latest").unwrap().version, "v0");
+    store.collect_blobs(Some(&orphans)).unwrap();
+    assert!(!store.blobs().exists(&changed.digest).unwrap() && store.blobs().exists(&train.digest).unwrap());
+    // A new version after a deletion takes the next number, never a reused one.
+    let v2 = store.commit_artifact("e", "p", commit_request("mnist", "dataset", vec![changed], &[], None), secs(20));
+    assert_eq!(v2.unwrap_err().code, ErrorCode::FileNotFound, "its content was collected");
+    let v2 = store.commit_artifact("e", "p", commit_request("mnist", "dataset", vec![model], &[], None), secs(20)).unwrap();
+    assert_eq!(v2.version, "v1", "numbers follow the highest that remains");
+}
+
+/// Five writers committing one collection at once: distinct versions, no duplicate number, no
+/// lost alias.
+pub fn artifacts_committed_at_once_get_distinct_versions(store: &(impl Store + Sync)) {
+    let entries: Vec<_> = (0..5).map(|i| artifact_file(store, &format!("part{i}"), format!("content {i}").as_bytes())).collect();
+    let versions: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let alias = format!("writer{i}");
+                s.spawn(move || store.commit_artifact("e", "p", commit_request("shared", "dataset", vec![e.clone()], &[alias.as_str()], None), secs(i as i64)).unwrap().version)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut sorted = versions.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["v0", "v1", "v2", "v3", "v4"]);
+    for i in 0..5 {
+        assert_eq!(store.get_artifact("e", "p", "shared", &format!("writer{i}")).unwrap().version, versions[i]);
+    }
+    assert_eq!(store.get_artifact("e", "p", "shared", "latest").unwrap().version, "v4");
 }

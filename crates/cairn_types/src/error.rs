@@ -63,6 +63,7 @@ error_codes! {
     KeyNotFound => ("key_not_found", 404, NotFound),
     FileNotFound => ("file_not_found", 404, NotFound),
     ApiKeyNotFound => ("api_key_not_found", 404, NotFound),
+    ArtifactNotFound => ("artifact_not_found", 404, NotFound),
     RouteNotFound => ("route_not_found", 404, NotFound),
     MethodNotAllowed => ("method_not_allowed", 405, InvalidInput),
     RunAlreadyExists => ("run_already_exists", 409, Conflict),

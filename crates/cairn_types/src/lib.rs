@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod artifacts;
 pub mod error;
 pub mod filter;
 pub mod ids;

@@ -103,6 +103,16 @@ fn world() -> World {
     let blob = store.blobs().put_file(&file).unwrap();
     let info = FileInfo { path: "f.txt".into(), size: blob.size, sha256: blob.sha256.clone(), updated_at: now };
     store.put_run_file(&RunPath::new("lab", "p", "r1"), info).unwrap();
+    let entry = cairn_types::artifacts::ManifestEntry { path: "f.txt".into(), digest: blob.sha256.clone(), size: blob.size, reference: None };
+    let commit = cairn_types::artifacts::CommitArtifact {
+        name: "mnist".into(),
+        kind: "dataset".into(),
+        entries: vec![entry],
+        aliases: vec!["best".into()],
+        run_id: Some("r1".into()),
+        ..Default::default()
+    };
+    cairn_store::ArtifactStore::commit_artifact(store.as_ref(), "lab", "p", commit, now).unwrap();
     std::thread::sleep(Duration::from_millis(5)); // the short key has expired
     let config = ServerConfig {
         default_entity: "nobody".into(),
@@ -174,6 +184,10 @@ impl World {
             s.list_run_files(&RunPath::new("lab", "p", "r1")).ok(),
             s.public_projects().unwrap(),
             s.list_run_files(&RunPath::new("rival", "q", "r9")).ok(),
+        ) + &format!(
+            "\n{:?}\n{:?}",
+            cairn_store::ArtifactStore::list_artifact_versions(s.as_ref(), "lab", "p", "mnist").ok(),
+            cairn_store::ArtifactStore::run_artifacts(s.as_ref(), &RunPath::new("lab", "p", "r1")).ok(),
         )
     }
 }
@@ -188,11 +202,18 @@ fn exercise(method: &Method, path: &str, sha256: &str, key_id: i64) -> (String, 
         .replace("{user}", "vic")
         .replace("{id}", &key_id.to_string())
         .replace("{sha256}", sha256)
-        .replace("{*file_path}", "f.txt");
+        .replace("{*file_path}", "f.txt")
+        .replace("{name}", "mnist")
+        .replace("{version}", "v0");
     let json = |v: Json| Some((serde_json::to_vec(&v).unwrap(), "application/json"));
     let body = match (method.as_str(), path) {
         ("GET", _) => None,
         ("POST", "/api/v1/runs") => json(json!({"entity": "lab", "project": "p", "run_id": "new"})),
+        ("POST", "/api/v1/projects/{entity}/{project}/artifacts") => {
+            json(json!({"name": "mnist", "type": "dataset", "aliases": ["new"], "entries": [{"path": "g.txt", "digest": sha256, "size": 17}]}))
+        }
+        ("PUT", p) if p.ends_with("/aliases") => json(json!({"aliases": ["best", "prod"]})),
+        ("POST", p) if p.ends_with("/artifacts/used") => json(json!({"artifact": "mnist:v0"})),
         ("POST", "/api/v1/runs/move") => json(json!({"runs": ["lab/p/r1"], "entity": "lab", "project": "q"})),
         ("POST", "/api/v1/session") => json(json!({"username": "max", "password": "max-password"})),
         ("POST", "/api/v1/setup") => json(json!({"token": "guess", "username": "new", "password": "long enough"})),
@@ -256,7 +277,7 @@ fn expected(policy: Policy, who: Who, method: &Method, content_type: &str) -> Op
 async fn every_route_answers_every_caller_as_its_policy_says() {
     let probe = world();
     let table = cairn_server::route_table(&AppState::new(probe.store.clone(), ServerConfig::default()));
-    assert!(table.len() >= 49, "{}", table.len());
+    assert!(table.len() >= 61, "{}", table.len());
     // The table's policies keep two rules: only signing in and the first start are open to
     // writes without credentials, and a route of an entity is checked on that entity.
     for route in &table {

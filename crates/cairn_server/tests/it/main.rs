@@ -2,6 +2,7 @@
 //! driven with `oneshot`).
 
 mod api;
+mod artifacts;
 mod auth;
 mod streamed;
 

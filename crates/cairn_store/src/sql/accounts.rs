@@ -393,9 +393,15 @@ impl AccountStore for SqlStore {
     }
 
     fn content_readable(&self, sha256: &str, entities: Option<&[String]>) -> Result<bool> {
+        // The projects of the runs and of the artifacts that name it.
         let sql = "SELECT e.name, p.visibility FROM run_files f JOIN runs r ON r.run_pk = f.run_pk
              JOIN projects p ON p.project_pk = r.project_pk JOIN entities e ON e.entity_pk = p.entity_pk
-             WHERE f.sha256 = ?1 AND r.deleted_at IS NULL";
+             WHERE f.sha256 = ?1 AND r.deleted_at IS NULL
+             UNION
+             SELECT e.name, p.visibility FROM artifact_entries a JOIN artifact_versions v ON v.version_pk = a.version_pk
+             JOIN artifact_collections c ON c.collection_pk = v.collection_pk
+             JOIN projects p ON p.project_pk = c.project_pk JOIN entities e ON e.entity_pk = p.entity_pk
+             WHERE a.digest = ?1 AND a.ref IS NULL";
         self.read(|db| {
             Ok(db.query(sql, args![sha256])?.iter().any(|r| {
                 r.str(1).is_ok_and(|v| v == "public")

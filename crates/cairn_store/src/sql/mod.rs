@@ -10,6 +10,7 @@
 //! ingest that raced it.
 
 pub mod accounts;
+mod artifacts;
 mod branch;
 pub mod copy;
 pub(crate) mod query;

@@ -258,7 +258,7 @@ fn truncate(text: &str) -> String {
     if text.chars().count() > 80 { format!("{}…", text.chars().take(80).collect::<String>()) } else { text.to_owned() }
 }
 
-fn ensure_project(db: &dyn Db, entity: &str, project: &str, now: Timestamp) -> Result<i64> {
+pub(crate) fn ensure_project(db: &dyn Db, entity: &str, project: &str, now: Timestamp) -> Result<i64> {
     db.execute("INSERT INTO entities (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING", args![entity, now.micros()])?;
     db.execute(
         "INSERT INTO projects (entity_pk, name, created_at, last_activity_at)
@@ -454,16 +454,18 @@ pub(crate) fn lock_runs(db: &dyn Db, condition: &str, params: &[super::Param<'_>
 
 /// Serializes the transactions that name, count or remove one content (PostgreSQL: an advisory
 /// lock on its hash, held until the transaction ends), so a name and a removal never interleave.
-fn lock_content(db: &dyn Db, sha256: &str) -> Result<()> {
+pub(crate) fn lock_content(db: &dyn Db, sha256: &str) -> Result<()> {
     if db.dialect() == Dialect::Postgres {
         db.execute("SELECT pg_advisory_xact_lock(hashtextextended(?1, 0))", args![sha256])?;
     }
     Ok(())
 }
 
-/// How many names a content has: every table that names contents by SHA-256 counts here.
-fn referrers(db: &dyn Db, sha256: &str) -> Result<i64> {
-    db.row("SELECT count(*) FROM run_files WHERE sha256 = ?1", args![sha256])?.i64(0)
+/// How many names a content has: every table that names contents by SHA-256 counts here (run
+/// files and the stored entries of artifacts).
+pub(crate) fn referrers(db: &dyn Db, sha256: &str) -> Result<i64> {
+    Ok(db.row("SELECT count(*) FROM run_files WHERE sha256 = ?1", args![sha256])?.i64(0)?
+        + db.row("SELECT count(*) FROM artifact_entries WHERE digest = ?1 AND ref IS NULL", args![sha256])?.i64(0)?)
 }
 
 /// The run path in columns `at..at + 3` (entity, project, run id).
@@ -584,6 +586,9 @@ impl RunStore for SqlStore {
                     "DELETE FROM console_lines WHERE run_pk = ?1",
                     "DELETE FROM run_files WHERE run_pk = ?1",
                     "DELETE FROM alerts WHERE run_pk = ?1",
+                    // Artifacts outlive the runs that logged or used them; only the edges go.
+                    "DELETE FROM artifact_usage WHERE run_pk = ?1",
+                    "UPDATE artifact_versions SET logged_by = NULL WHERE logged_by = ?1",
                     "DELETE FROM runs WHERE run_pk = ?1",
                 ] {
                     db.execute(sql, args![run])?;

@@ -184,3 +184,53 @@ CREATE TABLE IF NOT EXISTS audit_log (
     target    TEXT NOT NULL,
     detail    TEXT NOT NULL
 );
+
+-- Version 8: artifacts. Collections per project, versions numbered at commit and unique by
+-- manifest digest, entries (stored contents are blob SHA-256s, references have a URI), aliases
+-- (one version each), and lineage edges between runs and versions.
+CREATE TABLE IF NOT EXISTS artifact_collections (
+    collection_pk  INTEGER PRIMARY KEY,
+    project_pk     INTEGER NOT NULL,
+    name           TEXT NOT NULL,
+    kind           TEXT NOT NULL,
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL,
+    UNIQUE (project_pk, name)
+);
+CREATE TABLE IF NOT EXISTS artifact_versions (
+    version_pk     INTEGER PRIMARY KEY,
+    collection_pk  INTEGER NOT NULL,
+    version_index  INTEGER NOT NULL,
+    digest         TEXT NOT NULL,
+    size           INTEGER NOT NULL,
+    file_count     INTEGER NOT NULL,
+    description    TEXT,
+    metadata       TEXT NOT NULL DEFAULT '{}',
+    created_at     INTEGER NOT NULL,
+    logged_by      INTEGER,
+    UNIQUE (collection_pk, version_index),
+    UNIQUE (collection_pk, digest)
+);
+CREATE TABLE IF NOT EXISTS artifact_entries (
+    version_pk  INTEGER NOT NULL,
+    path        TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    ref         TEXT,
+    PRIMARY KEY (version_pk, path)
+);
+CREATE INDEX IF NOT EXISTS artifact_entries_by_digest ON artifact_entries (digest);
+CREATE TABLE IF NOT EXISTS artifact_aliases (
+    collection_pk  INTEGER NOT NULL,
+    alias          TEXT NOT NULL,
+    version_pk     INTEGER NOT NULL,
+    PRIMARY KEY (collection_pk, alias)
+);
+CREATE INDEX IF NOT EXISTS artifact_aliases_by_version ON artifact_aliases (version_pk);
+CREATE TABLE IF NOT EXISTS artifact_usage (
+    version_pk  INTEGER NOT NULL,
+    run_pk      INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    PRIMARY KEY (version_pk, run_pk, kind)
+);
+CREATE INDEX IF NOT EXISTS artifact_usage_by_run ON artifact_usage (run_pk);

@@ -1,0 +1,80 @@
+//! Artifacts over HTTP: upload contents, commit versions, read them back, aliases, lineage,
+//! downloads and deletion.
+
+use axum::http::Method;
+use serde_json::json;
+use sha2::Digest as _;
+
+use crate::TestApp;
+
+async fn upload(app: &TestApp, bytes: &[u8]) -> String {
+    let sha: String = sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let reply = app.request(Method::PUT, &format!("/api/v1/uploads/{sha}?offset=0&size={}", bytes.len()), None, bytes.to_vec()).await;
+    assert_eq!(reply.json()["complete"], true);
+    sha
+}
+
+#[tokio::test]
+async fn versions_aliases_lineage_downloads_and_deletion() {
+    let app = TestApp::new();
+    app.run("e", "p", "maker").await;
+    app.run("e", "p", "user").await;
+    let (weights, config) = (b"weights of the model".to_vec(), b"{\"layers\": 3}".to_vec());
+    let (w, c) = (upload(&app, &weights).await, upload(&app, &config).await);
+    let entries = json!([
+        {"path": "model/weights.bin", "digest": w, "size": weights.len()},
+        {"path": "config.json", "digest": c, "size": config.len()},
+        {"path": "data.tar", "digest": "\"etag\"", "size": 1000, "ref": "s3://bucket/data.tar"},
+    ]);
+    let body = json!({"name": "net", "type": "model", "aliases": ["best"], "entries": entries, "run_id": "maker", "metadata": {"acc": 0.9}});
+    let v0 = app.post("/api/v1/projects/e/p/artifacts", &body).await;
+    let v0 = v0.json();
+    assert_eq!((v0["version"].as_str(), v0["file_count"].as_u64(), v0["logged_by"].as_str()), (Some("v0"), Some(3), Some("e/p/maker")), "{v0}");
+    assert_eq!(v0["aliases"], json!(["best", "latest"]));
+    // The same again: v0.
+    assert_eq!(app.post("/api/v1/projects/e/p/artifacts", &body).await.json()["version"], "v0");
+    let file = app.get("/api/v1/artifacts/e/p/net/best/files/model/weights.bin").await;
+    assert_eq!((file.status.as_u16(), file.bytes.clone()), (200, weights.clone()));
+    app.get("/api/v1/artifacts/e/p/net/v0/files/data.tar").await.assert_error(400, "invalid_value", "reference");
+    app.get("/api/v1/artifacts/e/p/net/v0/files/nope").await.assert_error(404, "file_not_found", "nope");
+    app.get("/api/v1/artifacts/e/p/net/v5").await.assert_error(404, "artifact_not_found", "net:v5");
+    let manifest = app.get("/api/v1/artifacts/e/p/net/latest/manifest").await.json();
+    assert_eq!(manifest[0]["path"], "config.json");
+    assert_eq!(manifest[1]["ref"], "s3://bucket/data.tar");
+
+    // Content that was never uploaded is refused by name.
+    let missing = json!({"name": "net", "type": "model", "entries": [{"path": "x", "digest": "0".repeat(64), "size": 1}]});
+    app.post("/api/v1/projects/e/p/artifacts", &missing).await.assert_error(404, "file_not_found", "x: content");
+    let bad = json!({"name": "net", "type": "model", "entries": [{"path": "../x", "digest": w, "size": 1}]});
+    app.post("/api/v1/projects/e/p/artifacts", &bad).await.assert_error(400, "invalid_value", "../x");
+
+    // A run uses it; lineage both ways.
+    let used = app.post("/api/v1/runs/e/p/user/artifacts/used", &json!({"artifact": "net:best"})).await;
+    assert_eq!(used.json()["version"], "v0");
+    let lineage = app.get("/api/v1/artifacts/e/p/net/v0/lineage").await.json();
+    assert_eq!(lineage, json!({"logged_by": "e/p/maker", "used_by": ["e/p/user"]}));
+    let of_user = app.get("/api/v1/runs/e/p/user/artifacts").await.json();
+    assert_eq!((of_user["inputs"][0]["name"].as_str(), of_user["outputs"].as_array().unwrap().len()), (Some("net"), 0));
+    let of_maker = app.get("/api/v1/runs/e/p/maker/artifacts").await.json();
+    assert_eq!(of_maker["outputs"][0]["version"], "v0");
+
+    // v1, aliases, collections and types.
+    let body = json!({"name": "net", "type": "model", "entries": [{"path": "config.json", "digest": c, "size": config.len()}]});
+    assert_eq!(app.post("/api/v1/projects/e/p/artifacts", &body).await.json()["aliases"], json!(["latest"]));
+    let set = app.send_json(Method::PUT, "/api/v1/artifacts/e/p/net/v1/aliases", &json!({"aliases": ["best"]})).await.json();
+    assert_eq!(set["aliases"], json!(["best", "latest"]));
+    assert_eq!(app.get("/api/v1/artifacts/e/p/net/v0").await.json()["aliases"], json!([]));
+    let versions = app.get("/api/v1/artifacts/e/p/net").await.json();
+    assert_eq!(versions.as_array().unwrap().iter().map(|v| v["version"].as_str().unwrap()).collect::<Vec<_>>(), ["v1", "v0"]);
+    assert_eq!(app.get("/api/v1/projects/e/p/artifacts?type=model").await.json()[0]["version_count"], 2);
+    assert_eq!(app.get("/api/v1/projects/e/p/artifacts?type=dataset").await.json(), json!([]));
+    assert_eq!(app.get("/api/v1/projects/e/p/artifact-types").await.json(), json!(["model"]));
+
+    // Deleting v0 removes the contents only it named; v1 keeps its own.
+    assert_eq!(app.request(Method::DELETE, "/api/v1/artifacts/e/p/net/v0", None, Vec::new()).await.status, 204);
+    assert_eq!(app.get(&format!("/api/v1/uploads/{w}")).await.json()["complete"], false, "the weights are gone");
+    assert_eq!(app.get(&format!("/api/v1/uploads/{c}")).await.json()["complete"], true, "v1 names the config");
+    app.request(Method::DELETE, "/api/v1/artifacts/e/p/net/v1", None, Vec::new()).await.assert_error(400, "invalid_value", "aliases");
+    assert_eq!(app.request(Method::DELETE, "/api/v1/artifacts/e/p/net/v1?delete_aliases=true", None, Vec::new()).await.status, 204);
+    app.get("/api/v1/artifacts/e/p/net/latest").await.assert_error(404, "artifact_not_found", "latest");
+}
