@@ -12,6 +12,7 @@ run.finish()
 from . import errors
 from ._core import __version__
 from .api import Api
+from .artifacts import Artifact
 from .sdk import AlertLevel, Run, Settings, define_metric, finish, init, log, login, save
 from .sdk import _Preinit
 
@@ -24,6 +25,7 @@ summary = _Preinit("summary")
 __all__ = [
     "AlertLevel",
     "Api",
+    "Artifact",
     "Run",
     "Settings",
     "__version__",

@@ -83,12 +83,63 @@ class Api:
         key = api_key or sdk._login_key(self.base_url)
         self._client = _core.ApiClient(self.base_url, _core.resolve_key(self.base_url, key), timeout or 60.0)
         self._default_entity: str | None = overrides.get("entity") or os.environ.get("CAIRN_ENTITY")
+        self._project_override: str | None = overrides.get("project") or os.environ.get("CAIRN_PROJECT")
 
     @property
     def default_entity(self) -> str:
         if self._default_entity is None:
             self._default_entity = self._client.info()["default_entity"]
         return self._default_entity
+
+    def _artifact_path(self, name: str) -> tuple[str, str, str, str]:
+        """``[entity/][project/]name[:alias]`` → entity, project, name, version (``latest`` by default)."""
+        path, _, version = name.partition(":")
+        parts = [p for p in path.split("/") if p]
+        if len(parts) == 1:
+            project = self._project_override
+            if not project:
+                raise errors.InvalidValue(f"artifact {name!r} names no project: give project/name:alias, or Api(overrides={{'project': ...}})")
+            parts = [project, *parts]
+        if len(parts) == 2:
+            parts = [self.default_entity, *parts]
+        if len(parts) != 3:
+            raise errors.InvalidValue(f"artifact {name!r} is not of the form [entity/][project/]name[:alias]")
+        return parts[0], parts[1], parts[2], version or "latest"
+
+    def artifact(self, name: str, type: str | None = None) -> Any:
+        """An artifact version by ``entity/project/name:alias`` (or ``:v3``; ``latest`` by default)."""
+        from urllib.parse import quote
+
+        from .artifacts import Artifact
+
+        entity, project, collection, version = self._artifact_path(name)
+        info = self._client.call_json("GET", "/api/v1/artifacts/" + "/".join(quote(x, safe="") for x in (entity, project, collection, version)))
+        if type is not None and info["type"] != type:
+            raise errors.InvalidValue(f"{name} is a {info['type']!r}, not a {type!r}")
+        return Artifact._from_info(info, self._client)
+
+    def artifacts(self, type_name: str, name: str, per_page: int = 50) -> list[Any]:
+        """The versions of a collection (``[entity/]project/name``), newest first."""
+        from urllib.parse import quote
+
+        from .artifacts import Artifact
+
+        entity, project, collection, _ = self._artifact_path(name)
+        rows = self._client.call_json("GET", "/api/v1/artifacts/" + "/".join(quote(x, safe="") for x in (entity, project, collection)))
+        return [Artifact._from_info(r, self._client) for r in rows if r["type"] == type_name]
+
+    def artifact_types(self, project: str | None = None) -> list[Any]:
+        """The artifact types of a project (``[entity/]project``); each has ``.name``."""
+        entity, proj = _split_path(project or self._project_override or "", lambda: self.default_entity, "project")
+        names = self._client.call_json("GET", f"/api/v1/projects/{entity}/{proj}/artifact-types")
+        return [ArtifactType(self, entity, proj, n) for n in names]
+
+    def artifact_exists(self, name: str, type: str | None = None) -> bool:
+        try:
+            self.artifact(name, type)
+            return True
+        except errors.NotFound:
+            return False
 
     def run(self, path: str) -> Run:
         """A run by ``entity/project/run_id`` (``entity/project/runs/run_id`` works too)."""
@@ -374,3 +425,16 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<Run {self._path()} ({self.state})>"
+
+
+class ArtifactType:
+    """An artifact type of a project: its ``name`` and its ``collections()``."""
+
+    def __init__(self, api: Api, entity: str, project: str, name: str) -> None:
+        self._api, self.entity, self.project, self.name = api, entity, project, name
+
+    def collections(self) -> list[dict[str, Any]]:
+        return self._api._client.call_json("GET", f"/api/v1/projects/{self.entity}/{self.project}/artifacts?type={self.name}")
+
+    def __repr__(self) -> str:
+        return f"<ArtifactType {self.name}>"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import _thread
 import atexit
 import enum
+import json
 import os
 import signal
 import sys
@@ -448,6 +449,63 @@ class Run:
         self._core.define_metric(name, step_metric, summary, hidden)
 
     # Ending -------------------------------------------------------------------------------------
+
+    # Artifacts ----------------------------------------------------------------------------------
+
+    def _artifact_client(self, what: str) -> Any:
+        if self._core.path is None:
+            raise errors.UsageError(f"{what} needs the server: this run is {self._core.mode} (artifacts are not logged offline yet)")
+        return self._core.api()
+
+    def log_artifact(
+        self,
+        artifact_or_path: Any,
+        name: str | None = None,
+        type: str | None = None,
+        aliases: list[str] | None = None,
+        **_ignored: Any,
+    ) -> Any:
+        """Logs an artifact (or a file or directory, as one) as an output of this run; returns
+        it, logged: ``artifact.version`` is its ``vN``, the same content as before the same."""
+        from . import artifacts
+
+        art = artifact_or_path if isinstance(artifact_or_path, artifacts.Artifact) else artifacts.from_path(artifact_or_path, name, type)
+        entity, project, run_id = self._core.path.split("/") if self._core.path else (None, None, None)
+        try:
+            return artifacts.log(self._artifact_client("log_artifact"), entity, project, run_id, art, aliases)
+        finally:
+            artifacts.cleanup_tmp(art)
+
+    def use_artifact(self, artifact_or_name: Any, type: str | None = None, aliases: list[str] | None = None, **_ignored: Any) -> Any:
+        """Records that this run uses an artifact version (``name:alias``, ``name:v3``,
+        ``entity/project/name:alias`` or a logged Artifact) and returns it, ready to download."""
+        from . import artifacts
+
+        client = self._artifact_client("use_artifact")
+        if isinstance(artifact_or_name, artifacts.Artifact):
+            if artifact_or_name._info is None:
+                self.log_artifact(artifact_or_name, aliases=aliases)
+            reference = artifact_or_name.qualified_name
+        else:
+            reference = str(artifact_or_name)
+            if ":" not in reference.rsplit("/", 1)[-1]:
+                reference += ":latest"
+        info = client.call_json("POST", f"/api/v1/runs/{self._core.path}/artifacts/used", json.dumps({"artifact": reference}))
+        if type is not None and info["type"] != type:
+            raise errors.InvalidValue(f"{reference} is a {info['type']!r}, not a {type!r}")
+        return artifacts.Artifact._from_info(info, client)
+
+    def log_model(self, path: Any, name: str | None = None, aliases: list[str] | None = None) -> Any:
+        """Logs a model file or directory as an artifact of type ``model``."""
+        return self.log_artifact(path, name=name, type="model", aliases=aliases)
+
+    def use_model(self, name: str) -> str:
+        """Uses a model artifact and returns the local path of its download (the file, when it
+        has one)."""
+        art = self.use_artifact(name)
+        stored = [e for e in art.files() if e.ref is None]
+        root = art.download()
+        return os.path.join(root, stored[0].path) if len(stored) == 1 else root
 
     def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
         """Ends the run: finished when ``exit_code`` is 0 or None, failed otherwise."""

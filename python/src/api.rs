@@ -30,6 +30,12 @@ pub struct PyApiClient {
     client: ApiClient,
 }
 
+impl PyApiClient {
+    pub(crate) fn from_client(client: ApiClient) -> PyApiClient {
+        PyApiClient { client }
+    }
+}
+
 #[pymethods]
 impl PyApiClient {
     #[new]
@@ -41,6 +47,59 @@ impl PyApiClient {
     #[getter]
     fn base_url(&self) -> String {
         self.client.base_url().to_owned()
+    }
+
+    /// Any JSON call of the API: `method`, a path from `/api/v1/...`, a JSON body as text.
+    #[pyo3(signature = (method, path, body = None))]
+    fn call_json<'py>(&self, py: Python<'py>, method: String, path: String, body: Option<String>) -> PyResult<Bound<'py, PyAny>> {
+        let body = match body {
+            Some(text) => Some(serde_json::from_str::<serde_json::Value>(&text).map_err(|e| crate::invalid_value(py, format!("not JSON: {e}")))?),
+            None => None,
+        };
+        let client = self.client.clone();
+        let out = py.detach(move || client.call_json(&method, &path, body.as_ref())).map_err(|e| call_err(py, e))?;
+        json_to_py(py, &out)
+    }
+
+    /// Logs an artifact version: `files` as `(name, local path)`, `references` as manifest
+    /// entries (`{"path", "digest", "size", "ref"}`), contents uploaded in parallel.
+    #[pyo3(signature = (entity, project, run_id, name, kind, description, metadata, files, references, aliases))]
+    #[allow(clippy::too_many_arguments)]
+    fn log_artifact<'py>(
+        &self,
+        py: Python<'py>,
+        entity: String,
+        project: String,
+        run_id: Option<String>,
+        name: String,
+        kind: String,
+        description: Option<String>,
+        metadata: &Bound<'py, PyDict>,
+        files: Vec<(String, String)>,
+        references: String,
+        aliases: Vec<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let mut draft = cairn_client::artifacts::ArtifactDraft::new(&name, &kind).map_err(|e| raise(py, e))?;
+        draft.description = description;
+        draft.metadata = crate::convert::dict_to_map(metadata, "metadata")?;
+        draft.files = files.into_iter().map(|(n, p)| (n, std::path::PathBuf::from(p))).collect();
+        draft.references = serde_json::from_str(&references).map_err(|e| crate::invalid_value(py, format!("references: {e}")))?;
+        let client = self.client.clone();
+        let info = py
+            .detach(move || cairn_client::artifacts::log_artifact(&client, &entity, &project, run_id.as_deref(), &draft, &aliases))
+            .map_err(|e| raise(py, e))?;
+        json_to_py(py, &to_json(&info))
+    }
+
+    /// Downloads a version's stored files into `root` (digests checked); returns `(path, local)`.
+    fn download_artifact(&self, py: Python<'_>, info: String, root: String) -> PyResult<Vec<(String, Option<String>)>> {
+        let info: cairn_types::artifacts::ArtifactInfo =
+            serde_json::from_str(&info).map_err(|e| crate::invalid_value(py, format!("artifact: {e}")))?;
+        let client = self.client.clone();
+        let files = py
+            .detach(move || cairn_client::artifacts::download_artifact(&client, &info, std::path::Path::new(&root)))
+            .map_err(|e| raise(py, e))?;
+        Ok(files.into_iter().map(|(p, l)| (p, l.map(|l| l.display().to_string()))).collect())
     }
 
     fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

@@ -163,6 +163,11 @@ struct PyRun {
 
 #[pymethods]
 impl PyRun {
+    /// A client of the run's server, with its key (for artifacts).
+    fn api(&self) -> api::PyApiClient {
+        api::PyApiClient::from_client(self.run.api())
+    }
+
     /// Logs a dict of values as one history row. `step` and `commit` follow W&B.
     #[pyo3(signature = (data, step = None, commit = None))]
     fn log(&self, py: Python<'_>, data: &Bound<'_, PyAny>, step: Option<i64>, commit: Option<bool>) -> PyResult<()> {

@@ -258,7 +258,38 @@ pub fn upload(
         Some(h) => h,
         None => hash_file(source).map_err(|e| UploadError::Fatal(format!("cannot read {}: {e}", source.display())))?,
     };
-    let status = api.upload_status(&sha256).map_err(|e| call_error("asking what the server holds", e))?;
+    let (held, mut sent, resumed_from) = send_content(api, source, &sha256, size, progress)?;
+    match api.link_file(run, name, &sha256) {
+        Ok(_) => {}
+        // The server holds the content, but only in runs this caller cannot read: knowing the
+        // hash is not enough, so the bytes go along.
+        Err(e) if e.code() == Some(ErrorCode::Forbidden) && held => {
+            let mut file = File::open(source).map_err(|e| UploadError::Fatal(format!("cannot read {}: {e}", source.display())))?;
+            api.put_file(run, name, &mut file, size).map_err(|e| call_error(&format!("uploading {}", source.display()), e))?;
+            sent = size;
+            progress(sent);
+        }
+        // The content was removed between the two requests (the last run naming it was purged):
+        // the next attempt sends it again.
+        Err(e) if e.code() == Some(ErrorCode::FileNotFound) => {
+            return Err(UploadError::Retry(format!("naming {name}: its content went away; sending it again")));
+        }
+        Err(e) => return Err(call_error(&format!("naming {name}"), e)),
+    }
+    Ok(Uploaded { sha256, size, sent, resumed_from })
+}
+
+/// Sends the content of `source` (`sha256`, `size`) to the server's blob store, resuming from
+/// what it holds. Returns whether the server held it whole already, the bytes sent, and where
+/// this call started.
+pub fn send_content(
+    api: &ApiClient,
+    source: &Path,
+    sha256: &str,
+    size: u64,
+    progress: &mut dyn FnMut(u64),
+) -> std::result::Result<(bool, u64, u64), UploadError> {
+    let status = api.upload_status(sha256).map_err(|e| call_error("asking what the server holds", e))?;
     let resumed_from = if status.complete { size } else { status.received };
     let mut received = resumed_from;
     let mut sent = 0;
@@ -268,7 +299,7 @@ pub fn upload(
             let length = PART_BYTES.min(size - received);
             file.seek(SeekFrom::Start(received)).map_err(|e| UploadError::Fatal(format!("cannot read {}: {e}", source.display())))?;
             let mut part = Reporting { inner: (&mut file).take(length), read: 0, reported: 0, progress: &mut *progress };
-            match api.upload_part(&sha256, received, size, &mut part, length) {
+            match api.upload_part(sha256, received, size, &mut part, length) {
                 Ok(status) => {
                     sent += status.received.saturating_sub(received);
                     received = status.received;
@@ -285,24 +316,7 @@ pub fn upload(
             }
         }
     }
-    match api.link_file(run, name, &sha256) {
-        Ok(_) => {}
-        // The server holds the content, but only in runs this caller cannot read: knowing the
-        // hash is not enough, so the bytes go along.
-        Err(e) if e.code() == Some(ErrorCode::Forbidden) && status.complete => {
-            let mut file = File::open(source).map_err(|e| UploadError::Fatal(format!("cannot read {}: {e}", source.display())))?;
-            api.put_file(run, name, &mut file, size).map_err(|e| call_error(&format!("uploading {}", source.display()), e))?;
-            sent = size;
-            progress(sent);
-        }
-        // The content was removed between the two requests (the last run naming it was purged):
-        // the next attempt sends it again.
-        Err(e) if e.code() == Some(ErrorCode::FileNotFound) => {
-            return Err(UploadError::Retry(format!("naming {name}: its content went away; sending it again")));
-        }
-        Err(e) => return Err(call_error(&format!("naming {name}"), e)),
-    }
-    Ok(Uploaded { sha256, size, sent, resumed_from })
+    Ok((status.complete, sent, resumed_from))
 }
 
 /// The state of one file: the version uploaded last, by size and modification time.

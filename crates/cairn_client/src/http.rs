@@ -157,6 +157,63 @@ impl ApiClient {
         Self::finish(self.auth(self.agent.post(url)).header("Content-Type", "application/json").send(&body[..]))
     }
 
+    /// Any JSON call of the API (`path` from `/api/v1/...`), for the SDKs' less used endpoints.
+    pub fn call_json(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> CallResult<serde_json::Value> {
+        let url = format!("{}{path}", self.base_url);
+        let result = match (method, body) {
+            ("GET", _) => self.auth(self.agent.get(&url)).call(),
+            ("DELETE", _) => self.auth(self.agent.delete(&url)).call(),
+            (method, body) => {
+                let bytes = serde_json::to_vec(body.unwrap_or(&serde_json::Value::Object(Default::default()))).expect("JSON serializes");
+                let request = match method {
+                    "POST" => self.agent.post(&url),
+                    "PUT" => self.agent.put(&url),
+                    "PATCH" => self.agent.patch(&url),
+                    other => return Err(CallError::Transport(format!("method {other} is not supported"))),
+                };
+                self.auth(request).header("Content-Type", "application/json").send(&bytes[..])
+            }
+        };
+        let bytes = Self::finish_bytes(result)?;
+        if bytes.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(|e| CallError::Transport(format!("the server sent an unexpected answer: {e}")))
+    }
+
+    pub fn commit_artifact(&self, entity: &str, project: &str, request: &cairn_types::artifacts::CommitArtifact) -> CallResult<cairn_types::artifacts::ArtifactInfo> {
+        self.post_json(&format!("{}/api/v1/projects/{}/{}/artifacts", self.base_url, encode_segment(entity), encode_segment(project)), request)
+    }
+
+    fn artifact_url(&self, entity: &str, project: &str, name: &str, version: &str) -> String {
+        format!("{}/api/v1/artifacts/{}/{}/{}/{}", self.base_url, encode_segment(entity), encode_segment(project), encode_segment(name), encode_segment(version))
+    }
+
+    pub fn get_artifact(&self, entity: &str, project: &str, name: &str, version: &str) -> CallResult<cairn_types::artifacts::ArtifactInfo> {
+        self.get_json(&self.artifact_url(entity, project, name, version), &[])
+    }
+
+    pub fn artifact_manifest(&self, entity: &str, project: &str, name: &str, version: &str) -> CallResult<Vec<cairn_types::artifacts::ManifestEntry>> {
+        self.get_json(&format!("{}/manifest", self.artifact_url(entity, project, name, version)), &[])
+    }
+
+    pub fn use_artifact(&self, run: &RunPath, artifact: &str) -> CallResult<cairn_types::artifacts::ArtifactInfo> {
+        self.post_json(&format!("{}/artifacts/used", run_url(&self.base_url, run)), &cairn_types::artifacts::UseArtifact { artifact: artifact.to_owned() })
+    }
+
+    /// Streams a stored file of an artifact version into `out`; returns the bytes written.
+    pub fn download_artifact_file(&self, entity: &str, project: &str, name: &str, version: &str, path: &str, out: &mut dyn std::io::Write) -> CallResult<u64> {
+        let encoded: Vec<String> = path.split('/').map(encode_segment).collect();
+        let url = format!("{}/files/{}", self.artifact_url(entity, project, name, version), encoded.join("/"));
+        let mut response = self.auth(self.agent.get(&url)).call().map_err(|e| CallError::Transport(format!("cannot reach the server: {e}")))?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Self::finish_bytes(Ok(response)).map(|_| 0);
+        }
+        let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
+        std::io::copy(&mut reader, out).map_err(|e| CallError::Transport(format!("the download of {path} broke: {e}")))
+    }
+
     /// Who the key is (`GET /api/v1/viewer`).
     pub fn viewer(&self) -> CallResult<cairn_types::accounts::Viewer> {
         self.get_json(&format!("{}/api/v1/viewer", self.base_url), &[])

@@ -14,6 +14,7 @@
 //! `log` writes to the run directory's write-ahead log and returns; a background thread uploads.
 //! Data that `log` accepted survives a crash of the process and is uploaded by `cairn sync`.
 
+pub mod artifacts;
 pub mod console;
 pub mod credentials;
 mod core;

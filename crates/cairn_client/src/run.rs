@@ -120,6 +120,7 @@ struct Inner {
     mode: Mode,
     silent: bool,
     base_url: String,
+    api_key: Option<String>,
     run_dir: Mutex<Option<RunDir>>,
     dir_path: Option<PathBuf>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -522,6 +523,7 @@ impl Run {
                 mode: r.mode,
                 silent: r.silent,
                 base_url: r.base_url.clone(),
+                api_key: r.api_key.clone(),
                 run_dir: Mutex::new(Some(run_dir)),
                 dir_path,
                 threads: Mutex::new(threads),
@@ -570,6 +572,7 @@ impl Run {
                 mode: Mode::Disabled,
                 silent: true,
                 base_url: r.base_url.clone(),
+                api_key: r.api_key.clone(),
                 run_dir: Mutex::new(None),
                 dir_path: None,
                 threads: Mutex::new(Vec::new()),
@@ -606,6 +609,30 @@ impl Run {
     /// `entity/project/run_id`, once the server has told the entity.
     pub fn path(&self) -> Option<RunPath> {
         self.inner.path()
+    }
+
+    /// A client of the run's server, with the run's key.
+    pub fn api(&self) -> ApiClient {
+        ApiClient::new(&self.inner.base_url, self.inner.api_key.clone(), Duration::from_secs(120))
+    }
+
+    /// The run's path, or why there is none (an offline or disabled run logs no artifacts).
+    fn online_path(&self, what: &str) -> Result<RunPath> {
+        self.path().ok_or_else(|| {
+            ClientError::new(ErrorKind::InvalidValue, format!("{what} needs the server: this run is {} (artifacts are not logged offline yet)", self.mode().as_str()))
+        })
+    }
+
+    /// Logs `draft` as an output of this run (see [`crate::artifacts::log_artifact`]).
+    pub fn log_artifact(&self, draft: &crate::artifacts::ArtifactDraft, aliases: &[String]) -> Result<cairn_types::artifacts::ArtifactInfo> {
+        let path = self.online_path("log_artifact")?;
+        crate::artifacts::log_artifact(&self.api(), &path.entity, &path.project, Some(&path.run_id), draft, aliases)
+    }
+
+    /// Notes that this run uses an artifact version (`[entity/project/]name[:alias|:vN]`).
+    pub fn use_artifact(&self, reference: &str) -> Result<cairn_types::artifacts::ArtifactInfo> {
+        let path = self.online_path("use_artifact")?;
+        self.api().use_artifact(&path, reference).map_err(ClientError::from)
     }
 
     pub fn url(&self) -> Option<String> {

@@ -1,0 +1,238 @@
+//! Artifacts from the client: a draft of files, directories and references, logged as a version
+//! (contents hashed and uploaded in parallel, resumably, each once), used by a run, and
+//! downloaded with every file's digest checked (files already there with the same content are
+//! kept).
+
+use std::path::{Path, PathBuf};
+
+use cairn_types::artifacts::{ArtifactInfo, CommitArtifact, ManifestEntry, validate_entries};
+use cairn_types::value::Map;
+
+use crate::error::{ClientError, ErrorKind, Result};
+use crate::files::{UploadError, hash_file, send_content};
+use crate::http::ApiClient;
+
+/// An artifact being put together before it is logged.
+#[derive(Debug, Clone, Default)]
+pub struct ArtifactDraft {
+    pub name: String,
+    pub kind: String,
+    pub description: Option<String>,
+    pub metadata: Map,
+    /// `(path in the artifact, file on disk)`.
+    pub files: Vec<(String, PathBuf)>,
+    /// Entries that point elsewhere; not uploaded.
+    pub references: Vec<ManifestEntry>,
+}
+
+fn io(path: &Path, e: std::io::Error) -> ClientError {
+    ClientError::new(ErrorKind::Io, format!("cannot read {}: {e}", path.display()))
+}
+
+impl ArtifactDraft {
+    pub fn new(name: &str, kind: &str) -> Result<ArtifactDraft> {
+        cairn_types::artifacts::validate_artifact_name(name).map_err(ClientError::from)?;
+        Ok(ArtifactDraft { name: name.to_owned(), kind: kind.to_owned(), ..Default::default() })
+    }
+
+    /// Adds a file as `name` (its file name by default).
+    pub fn add_file(&mut self, path: &Path, name: Option<&str>) -> Result<()> {
+        if !path.is_file() {
+            return Err(ClientError::new(ErrorKind::InvalidValue, format!("{} is not a file", path.display())));
+        }
+        let name = match name {
+            Some(n) => n.to_owned(),
+            None => path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        };
+        self.files.push((name, path.to_owned()));
+        Ok(())
+    }
+
+    /// Adds every file under `dir`, at their relative paths (under `prefix`, if given).
+    pub fn add_dir(&mut self, dir: &Path, prefix: Option<&str>) -> Result<()> {
+        if !dir.is_dir() {
+            return Err(ClientError::new(ErrorKind::InvalidValue, format!("{} is not a directory", dir.display())));
+        }
+        let mut stack = vec![dir.to_owned()];
+        let mut found = Vec::new();
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).map_err(|e| io(&d, e))? {
+                let entry = entry.map_err(|e| io(&d, e))?;
+                let path = entry.path();
+                let kind = entry.file_type().map_err(|e| io(&path, e))?;
+                if kind.is_dir() {
+                    stack.push(path);
+                } else if kind.is_file() || (kind.is_symlink() && path.is_file()) {
+                    let rel = path.strip_prefix(dir).expect("under the directory").components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/");
+                    let name = match prefix.map(|p| p.trim_matches('/')).filter(|p| !p.is_empty()) {
+                        Some(p) => format!("{p}/{rel}"),
+                        None => rel,
+                    };
+                    found.push((name, path));
+                }
+            }
+        }
+        found.sort();
+        self.files.extend(found);
+        Ok(())
+    }
+
+    /// Adds a reference: recorded with its digest and size, never uploaded.
+    pub fn add_reference(&mut self, entry: ManifestEntry) {
+        self.references.push(entry);
+    }
+}
+
+/// Runs `work` on every item with up to `threads` threads; the results in order, or the first
+/// error (the other threads stop taking items then).
+fn parallel<T: Sync, R: Send>(items: &[T], threads: usize, work: impl Fn(&T) -> Result<R> + Sync) -> Result<Vec<R>> {
+    type Slot<R> = std::sync::Mutex<Option<R>>;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failure: Slot<ClientError> = std::sync::Mutex::new(None);
+    let results: Vec<Slot<R>> = items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(items.len()).max(1) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    if failure.lock().expect("failure slot").is_some() {
+                        break;
+                    }
+                    match work(item) {
+                        Ok(r) => *results[i].lock().expect("result slot") = Some(r),
+                        Err(e) => {
+                            *failure.lock().expect("failure slot") = Some(e);
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failure.into_inner().expect("failure slot") {
+        return Err(e);
+    }
+    Ok(results.into_iter().map(|r| r.into_inner().expect("result slot").expect("every item done")).collect())
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| n.get()).clamp(4, 16)
+}
+
+/// Logs `draft` as a version of `entity/project/name`: hashes its files, uploads each content
+/// the server lacks (resuming a cut-off upload), then commits the manifest. `run_id` is the
+/// run of this project that logs it.
+pub fn log_artifact(api: &ApiClient, entity: &str, project: &str, run_id: Option<&str>, draft: &ArtifactDraft, aliases: &[String]) -> Result<ArtifactInfo> {
+    let hashes = parallel(&draft.files, threads(), |(_, path)| hash_file(path).map_err(|e| io(path, e)))?;
+    let mut entries: Vec<ManifestEntry> = draft
+        .files
+        .iter()
+        .zip(&hashes)
+        .map(|((name, _), (sha, size))| ManifestEntry { path: name.clone(), digest: sha.clone(), size: *size, reference: None })
+        .collect();
+    entries.extend(draft.references.iter().cloned());
+    validate_entries(&entries).map_err(ClientError::from)?;
+    // Each content once, in parallel.
+    let mut unique: Vec<(String, u64, PathBuf)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for ((_, path), (sha, size)) in draft.files.iter().zip(&hashes) {
+        if seen.insert(sha.clone()) {
+            unique.push((sha.clone(), *size, path.clone()));
+        }
+    }
+    parallel(&unique, threads(), |(sha, size, path)| {
+        let mut attempt = 0;
+        loop {
+            match send_content(api, path, sha, *size, &mut |_| {}) {
+                Ok(_) => return Ok(()),
+                Err(UploadError::Retry(_)) if attempt < 5 => {
+                    attempt += 1;
+                    // The server is away or busy: back off, then resume where it stopped.
+                    std::thread::sleep(std::time::Duration::from_millis(200 << attempt));
+                }
+                Err(UploadError::Retry(m) | UploadError::Fatal(m)) => return Err(ClientError::new(ErrorKind::Network, m)),
+            }
+        }
+    })?;
+    let request = CommitArtifact {
+        name: draft.name.clone(),
+        kind: draft.kind.clone(),
+        description: draft.description.clone(),
+        metadata: draft.metadata.clone(),
+        aliases: aliases.to_vec(),
+        entries,
+        run_id: run_id.map(str::to_owned),
+    };
+    api.commit_artifact(entity, project, &request).map_err(ClientError::from)
+}
+
+/// Downloads the stored files of a version into `root`, in parallel. A file already there with
+/// the same content is kept; every file written is checked against its digest (a content that
+/// does not match is an error, and the bad file is not left behind). Returns the files of the
+/// manifest, references included, as `(path, local file or None for references)`.
+pub fn download_artifact(api: &ApiClient, info: &ArtifactInfo, root: &Path) -> Result<Vec<(String, Option<PathBuf>)>> {
+    let manifest = api.artifact_manifest(&info.entity, &info.project, &info.name, &info.version).map_err(ClientError::from)?;
+    std::fs::create_dir_all(root).map_err(|e| ClientError::io("create", root, e))?;
+    let stored: Vec<&ManifestEntry> = manifest.iter().filter(|e| e.stored()).collect();
+    parallel(&stored, threads(), |entry| download_one(api, info, entry, root))?;
+    Ok(manifest.into_iter().map(|e| { let local = e.stored().then(|| root.join(&e.path)); (e.path, local) }).collect())
+}
+
+fn download_one(api: &ApiClient, info: &ArtifactInfo, entry: &ManifestEntry, root: &Path) -> Result<()> {
+    let target = root.join(&entry.path);
+    if let Ok(meta) = std::fs::metadata(&target)
+        && meta.len() == entry.size
+        && hash_file(&target).is_ok_and(|(sha, _)| sha == entry.digest)
+    {
+        return Ok(());
+    }
+    let dir = target.parent().expect("a file in a folder");
+    std::fs::create_dir_all(dir).map_err(|e| ClientError::io("create", dir, e))?;
+    // Written beside the target, then renamed over it: a cut-off download leaves no half file
+    // under the real name.
+    let tmp = dir.join(format!(".{}.part-{}-{:x}", target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), std::process::id(), fastrand::u64(..)));
+    let file = std::fs::File::create(&tmp).map_err(|e| ClientError::io("write", &tmp, e))?;
+    let mut writer = HashingWriter { inner: std::io::BufWriter::new(file), hasher: <sha2::Sha256 as sha2::Digest>::new() };
+    let written = api
+        .download_artifact_file(&info.entity, &info.project, &info.name, &info.version, &entry.path, &mut writer)
+        .map_err(ClientError::from)
+        .and_then(|_| std::io::Write::flush(&mut writer.inner).map_err(|e| ClientError::io("write", &tmp, e)));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let got: String = sha2::Digest::finalize(writer.hasher).iter().map(|b| format!("{b:02x}")).collect();
+    drop(writer.inner);
+    if got != entry.digest {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(ClientError::new(
+            ErrorKind::Server,
+            format!(
+                "{}: the server sent content with SHA-256 {got}, but {} lists {}; the file is damaged in the server's store, and was not written",
+                entry.path,
+                info.qualified(),
+                entry.digest
+            ),
+        ));
+    }
+    std::fs::rename(&tmp, &target).map_err(|e| ClientError::io("write", &target, e))?;
+    Ok(())
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hasher: sha2::Sha256,
+}
+
+impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        sha2::Digest::update(&mut self.hasher, &buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}

@@ -1,0 +1,114 @@
+"""Artifacts with W&B code, unchanged but for the import: datasets and models, dedup, aliases,
+`latest`, lineage both ways, references, downloads that check every file."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+import cairn as wandb
+from conftest import Server
+
+
+def test_the_wandb_artifact_snippets(env: dict[str, str], project: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "images" / "a.png").write_bytes(b"\x89PNG a")
+    (data / "images" / "b.png").write_bytes(b"\x89PNG b")
+    (data / "labels.csv").write_text("a,0\nb,1\n")
+    raw = tmp_path / "raw.bin"
+    raw.write_bytes(os.urandom(1000))
+
+    # Log a dataset.
+    run = wandb.init(project=project, job_type="upload")
+    artifact = wandb.Artifact("mnist", type="dataset", description="digits", metadata={"rows": 2})
+    artifact.add_dir(str(data / "images"), name="images")
+    artifact.add_file(str(data / "labels.csv"))
+    with artifact.new_file("README.md") as f:
+        f.write("two images\n")
+    artifact.add_reference(f"file://{raw}", name="raw.bin")
+    run.log_artifact(artifact, aliases=["best"])
+    assert artifact.version == "v0" and artifact.name == "mnist:v0"
+    assert sorted(artifact.aliases) == ["best", "latest"]
+    assert artifact.file_count == 5
+    # The same content again is the same version; a change is v1 and takes `latest`.
+    again = wandb.Artifact("mnist", type="dataset")
+    again.add_dir(str(data / "images"), name="images")
+    again.add_file(str(data / "labels.csv"))
+    with again.new_file("README.md") as f:
+        f.write("two images\n")
+    again.add_reference(f"file://{raw}", name="raw.bin")
+    assert run.log_artifact(again).version == "v0"
+    (data / "labels.csv").write_text("a,0\nb,2\n")
+    changed = run.log_artifact(str(data / "labels.csv"), name="mnist", type="dataset")
+    assert changed.version == "v1" and "latest" in changed.aliases
+    producer = run.id
+    run.finish()
+
+    # Use it in another run and download it: every file checked.
+    run = wandb.init(project=project, job_type="train")
+    best = run.use_artifact("mnist:best")
+    assert best.version == "v0" and best.metadata == {"rows": 2} and best.description == "digits"
+    root = best.download(str(tmp_path / "download"))
+    assert (Path(root) / "images" / "a.png").read_bytes() == b"\x89PNG a"
+    assert (Path(root) / "README.md").read_text() == "two images\n"
+    assert not (Path(root) / "raw.bin").exists(), "references are not downloaded"
+    assert best.get_entry("raw.bin").ref == f"file://{raw}"
+    assert best.get_entry("raw.bin").digest == hashlib.sha256(raw.read_bytes()).hexdigest()
+    best.download(str(tmp_path / "download"))  # again: the files are there already
+    latest = run.use_artifact("mnist:latest")
+    assert latest.version == "v1"
+    assert Path(latest.file(str(tmp_path / "latest"))).read_text() == "a,0\nb,2\n"
+
+    # A model, by log_model and use_model.
+    weights = tmp_path / "model.pt"
+    weights.write_bytes(b"weights")
+    model = run.log_model(str(weights), name="net", aliases=["candidate"])
+    assert model.type == "model"
+    consumer = run.id
+    run.finish()
+    run = wandb.init(project=project, job_type="eval")
+    path = run.use_model("net:candidate")
+    assert Path(path).read_bytes() == b"weights"
+    run.finish()
+
+    # The public API: lineage both ways, aliases saved, types, versions, delete.
+    api = wandb.Api()
+    v0 = api.artifact(f"{project}/mnist:v0")
+    assert v0.logged_by().id == producer
+    assert [r.id for r in v0.used_by()] == [consumer]
+    v0.aliases.append("production")
+    v0.save()
+    assert "production" in api.artifact(f"{project}/mnist:production").aliases
+    assert {t.name for t in api.artifact_types(project)} == {"dataset", "model"}
+    assert [a.version for a in api.artifacts("dataset", f"{project}/mnist")] == ["v1", "v0"]
+    with pytest.raises(wandb.errors.NotFound):
+        api.artifact(f"{project}/mnist:v9")
+    with pytest.raises(wandb.errors.InvalidValue):
+        api.artifact(f"{project}/mnist:v0").delete()  # it has aliases: best, production
+    api.artifact(f"{project}/mnist:v1").delete()  # `latest` is the server's: it moves back
+    assert api.artifact(f"{project}/mnist:latest").version == "v0"
+    api.artifact(f"{project}/mnist:v0").delete(delete_aliases=True)
+    with pytest.raises(wandb.errors.NotFound):
+        api.artifact(f"{project}/mnist:latest")
+
+
+def test_a_tampered_file_is_caught_on_download(env: dict[str, str], project: str, tmp_path: Path, server: Server) -> None:
+    content = os.urandom(5000)
+    (tmp_path / "w.bin").write_bytes(content)
+    with wandb.init(project=project) as run:
+        art = wandb.Artifact("weights", type="model")
+        art.add_file(str(tmp_path / "w.bin"))
+        run.log_artifact(art)
+    sha = hashlib.sha256(content).hexdigest()
+    blob = server.data_dir / "blobs" / sha[:2] / sha
+    assert blob.exists(), blob
+    blob.write_bytes(content[:-1] + bytes([content[-1] ^ 1]))
+    fetched = wandb.Api().artifact(f"{project}/weights:latest")
+    with pytest.raises(wandb.errors.CairnError) as info:
+        fetched.download(str(tmp_path / "out"))
+    assert "damaged" in str(info.value) and "w.bin" in str(info.value)
+    assert not (tmp_path / "out" / "w.bin").exists()
