@@ -146,6 +146,24 @@ export interface FileInfo {
   updated_at: string;
 }
 
+/** An artifact version: a collection's `vN`, its aliases, and the run that logged it. */
+export interface ArtifactInfo {
+  entity: string;
+  project: string;
+  name: string;
+  type: string;
+  version: string;
+  version_index: number;
+  digest: string;
+  size: number;
+  file_count: number;
+  aliases: string[];
+  description: string | null;
+  metadata: Record<string, unknown>;
+  created_at: string;
+  logged_by: string | null;
+}
+
 /** Who is signed in, and what they may do; with auth off, an anonymous admin. */
 export interface Viewer {
   auth: boolean;
@@ -279,6 +297,9 @@ export const api = {
   forks: (e: string, p: string, id: string) => request<string[]>("GET", `${runUrl(e, p, id)}/forks`),
   fileUrl: (e: string, p: string, id: string, path: string) =>
     `${runUrl(e, p, id)}/files/${path.split("/").map(enc).join("/")}`,
+
+  /** The artifact versions a run used (inputs) and logged (outputs). */
+  runArtifacts: (e: string, p: string, id: string) => request<{ inputs: ArtifactInfo[]; outputs: ArtifactInfo[] }>("GET", `${runUrl(e, p, id)}/artifacts`),
 
   // ----- accounts -----
   viewer: () => request<Viewer>("GET", "/api/v1/viewer"),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ema, formatDuration, formatNumber, formatValue, paletteColor, runColor, sectionOf, toNumber, truncate } from "../../src/lib/format";
+import { ema, formatBytes, formatDuration, formatNumber, formatValue, paletteColor, runColor, sectionOf, toNumber, truncate } from "../../src/lib/format";
 
 describe("truncate", () => {
   const name = "resnet50-imagenet-lr0.1-bs256";
@@ -101,5 +101,15 @@ describe("fitText", () => {
     }
     expect(fitText(name, "end", fits(12)).startsWith("a-very-long")).toBe(true);
     expect(fitText(name, "start", fits(12)).endsWith("seed-1234")).toBe(true);
+  });
+});
+
+describe("formatBytes", () => {
+  it("uses binary units with one decimal below ten", () => {
+    expect(formatBytes(0)).toBe("0 B");
+    expect(formatBytes(1023)).toBe("1023 B");
+    expect(formatBytes(1536)).toBe("1.5 KiB");
+    expect(formatBytes(20 * 1024 * 1024)).toBe("20 MiB");
+    expect(formatBytes(3.2 * 1024 ** 3)).toBe("3.2 GiB");
   });
 });
