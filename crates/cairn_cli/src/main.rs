@@ -1,6 +1,7 @@
 //! The `cairn` binary.
 
 mod accounts;
+mod artifacts;
 mod migrate;
 mod runs;
 mod server;
@@ -42,6 +43,11 @@ enum Command {
     Audit(accounts::AuditArgs),
     /// Save an API key for a server, for the SDKs, `cairn sync` and `cairn runs`
     Login(accounts::LoginArgs),
+    /// Put, get and list artifacts (versioned datasets and models)
+    Artifact {
+        #[command(subcommand)]
+        command: artifacts::ArtifactCommand,
+    },
     /// List, show and stop runs
     Runs {
         #[command(subcommand)]
@@ -60,6 +66,7 @@ fn main() -> std::process::ExitCode {
         Command::Keys { command } => accounts::keys(command),
         Command::Audit(args) => accounts::audit_log(args),
         Command::Login(args) => accounts::login(args),
+        Command::Artifact { command } => artifacts::run(command),
         Command::Runs { command } => runs::run(command),
     };
     match result {

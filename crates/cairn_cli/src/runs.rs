@@ -19,7 +19,7 @@ pub struct Server {
 }
 
 impl Server {
-    fn client(&self) -> ApiClient {
+    pub fn client(&self) -> ApiClient {
         ApiClient::new(&self.base_url, cairn_client::credentials::resolve(self.api_key.clone(), &self.base_url), Duration::from_secs(30))
     }
 }

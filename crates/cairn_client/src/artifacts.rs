@@ -83,6 +83,27 @@ impl ArtifactDraft {
     }
 }
 
+/// How far a log or a download is, for a progress bar: the phase, and bytes done of the total.
+/// Updated by the worker threads; read by whoever draws it.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub phase: std::sync::Mutex<&'static str>,
+    pub done: std::sync::atomic::AtomicU64,
+    pub total: std::sync::atomic::AtomicU64,
+}
+
+impl Progress {
+    fn start(&self, phase: &'static str, total: u64) {
+        *self.phase.lock().expect("progress") = phase;
+        self.done.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.total.store(total, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn add(&self, bytes: u64) {
+        self.done.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Runs `work` on every item with up to `threads` threads; the results in order, or the first
 /// error (the other threads stop taking items then).
 fn parallel<T: Sync, R: Send>(items: &[T], threads: usize, work: impl Fn(&T) -> Result<R> + Sync) -> Result<Vec<R>> {
@@ -124,7 +145,31 @@ fn threads() -> usize {
 /// the server lacks (resuming a cut-off upload), then commits the manifest. `run_id` is the
 /// run of this project that logs it.
 pub fn log_artifact(api: &ApiClient, entity: &str, project: &str, run_id: Option<&str>, draft: &ArtifactDraft, aliases: &[String]) -> Result<ArtifactInfo> {
-    let hashes = parallel(&draft.files, threads(), |(_, path)| hash_file(path).map_err(|e| io(path, e)))?;
+    log_artifact_with(api, entity, project, run_id, draft, aliases, &Progress::default())
+}
+
+/// [`log_artifact`], reporting to `progress` (hashing, then uploading).
+pub fn log_artifact_with(
+    api: &ApiClient,
+    entity: &str,
+    project: &str,
+    run_id: Option<&str>,
+    draft: &ArtifactDraft,
+    aliases: &[String],
+    progress: &Progress,
+) -> Result<ArtifactInfo> {
+    let total: u64 = draft.files.iter().map(|(_, p)| std::fs::metadata(p).map_or(0, |m| m.len())).sum();
+    progress.start("hashing", total);
+    let hashes = parallel(&draft.files, threads(), |(_, path)| {
+        let mut last = 0;
+        let hashed = crate::files::hash_file_with(path, &mut |n| {
+            progress.add(n - last);
+            last = n;
+        })
+        .map_err(|e| io(path, e))?;
+        progress.add(hashed.1 - last);
+        Ok(hashed)
+    })?;
     let mut entries: Vec<ManifestEntry> = draft
         .files
         .iter()
@@ -141,11 +186,21 @@ pub fn log_artifact(api: &ApiClient, entity: &str, project: &str, run_id: Option
             unique.push((sha.clone(), *size, path.clone()));
         }
     }
+    progress.start("uploading", unique.iter().map(|(_, size, _)| size).sum());
     parallel(&unique, threads(), |(sha, size, path)| {
         let mut attempt = 0;
         loop {
-            match send_content(api, path, sha, *size, &mut |_| {}) {
-                Ok(_) => return Ok(()),
+            let mut last = 0;
+            let sent = send_content(api, path, sha, *size, &mut |n| {
+                progress.add(n.saturating_sub(last));
+                last = n;
+            });
+            match sent {
+                Ok((_, sent, _)) => {
+                    // What the server held already counts as done.
+                    progress.add(size.saturating_sub(last.max(sent)));
+                    return Ok(());
+                }
                 Err(UploadError::Retry(_)) if attempt < 5 => {
                     attempt += 1;
                     // The server is away or busy: back off, then resume where it stopped.
@@ -172,19 +227,26 @@ pub fn log_artifact(api: &ApiClient, entity: &str, project: &str, run_id: Option
 /// does not match is an error, and the bad file is not left behind). Returns the files of the
 /// manifest, references included, as `(path, local file or None for references)`.
 pub fn download_artifact(api: &ApiClient, info: &ArtifactInfo, root: &Path) -> Result<Vec<(String, Option<PathBuf>)>> {
+    download_artifact_with(api, info, root, &Progress::default())
+}
+
+/// [`download_artifact`], reporting to `progress`.
+pub fn download_artifact_with(api: &ApiClient, info: &ArtifactInfo, root: &Path, progress: &Progress) -> Result<Vec<(String, Option<PathBuf>)>> {
     let manifest = api.artifact_manifest(&info.entity, &info.project, &info.name, &info.version).map_err(ClientError::from)?;
     std::fs::create_dir_all(root).map_err(|e| ClientError::io("create", root, e))?;
     let stored: Vec<&ManifestEntry> = manifest.iter().filter(|e| e.stored()).collect();
-    parallel(&stored, threads(), |entry| download_one(api, info, entry, root))?;
+    progress.start("downloading", stored.iter().map(|e| e.size).sum());
+    parallel(&stored, threads(), |entry| download_one(api, info, entry, root, progress))?;
     Ok(manifest.into_iter().map(|e| { let local = e.stored().then(|| root.join(&e.path)); (e.path, local) }).collect())
 }
 
-fn download_one(api: &ApiClient, info: &ArtifactInfo, entry: &ManifestEntry, root: &Path) -> Result<()> {
+fn download_one(api: &ApiClient, info: &ArtifactInfo, entry: &ManifestEntry, root: &Path, progress: &Progress) -> Result<()> {
     let target = root.join(&entry.path);
     if let Ok(meta) = std::fs::metadata(&target)
         && meta.len() == entry.size
         && hash_file(&target).is_ok_and(|(sha, _)| sha == entry.digest)
     {
+        progress.add(entry.size);
         return Ok(());
     }
     let dir = target.parent().expect("a file in a folder");
@@ -193,7 +255,7 @@ fn download_one(api: &ApiClient, info: &ArtifactInfo, entry: &ManifestEntry, roo
     // under the real name.
     let tmp = dir.join(format!(".{}.part-{}-{:x}", target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), std::process::id(), fastrand::u64(..)));
     let file = std::fs::File::create(&tmp).map_err(|e| ClientError::io("write", &tmp, e))?;
-    let mut writer = HashingWriter { inner: std::io::BufWriter::new(file), hasher: <sha2::Sha256 as sha2::Digest>::new() };
+    let mut writer = HashingWriter { inner: std::io::BufWriter::new(file), hasher: <sha2::Sha256 as sha2::Digest>::new(), progress };
     let written = api
         .download_artifact_file(&info.entity, &info.project, &info.name, &info.version, &entry.path, &mut writer)
         .map_err(ClientError::from)
@@ -220,15 +282,17 @@ fn download_one(api: &ApiClient, info: &ArtifactInfo, entry: &ManifestEntry, roo
     Ok(())
 }
 
-struct HashingWriter<W> {
+struct HashingWriter<'a, W> {
     inner: W,
     hasher: sha2::Sha256,
+    progress: &'a Progress,
 }
 
-impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
+impl<W: std::io::Write> std::io::Write for HashingWriter<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
         sha2::Digest::update(&mut self.hasher, &buf[..n]);
+        self.progress.add(n as u64);
         Ok(n)
     }
 

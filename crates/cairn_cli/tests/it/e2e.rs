@@ -295,7 +295,7 @@ fn runs_list_and_show_print_tables() {
 
 #[test]
 fn help_everywhere() {
-    for args in [&["--help"][..], &["server", "--help"], &["sync", "--help"], &["migrate", "--help"], &["users", "--help"], &["teams", "--help"], &["keys", "create", "--help"], &["runs", "--help"], &["runs", "list", "--help"], &["runs", "show", "--help"], &["runs", "stop", "--help"]] {
+    for args in [&["--help"][..], &["server", "--help"], &["sync", "--help"], &["migrate", "--help"], &["users", "--help"], &["teams", "--help"], &["artifact", "put", "--help"], &["keys", "create", "--help"], &["runs", "--help"], &["runs", "list", "--help"], &["runs", "show", "--help"], &["runs", "stop", "--help"]] {
         let out = cairn(args);
         assert!(out.status.success(), "{args:?}");
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: cairn"), "{args:?}");
@@ -1042,4 +1042,41 @@ fn users_teams_and_keys_from_the_shell_while_the_server_runs() {
     assert!(!dup.status.success() && String::from_utf8_lossy(&dup.stderr).contains("already"));
     let role = cairn(&["teams", "add-member", "lab", "ana", "--role", "owner", "--data-dir", dir]);
     assert!(String::from_utf8_lossy(&role.stderr).contains("admin, member or viewer"));
+}
+
+#[test]
+fn artifacts_from_the_shell_put_list_and_get() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), &[]);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("ds");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("a.txt"), b"alpha").unwrap();
+    std::fs::write(dir.join("sub/b.bin"), vec![7u8; 300_000]).unwrap();
+    let put = |extra: &[&str]| {
+        let mut args = vec!["artifact", "put", dir.to_str().unwrap(), "--name", "ds", "--type", "dataset", "--project", "arts", "--base-url", &server.url];
+        args.extend_from_slice(extra);
+        let out = cairn(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = put(&["--alias", "best"]);
+    assert!(first.contains("/arts/ds:v0 (2 files"), "{first}");
+    assert!(put(&[]).contains("ds:v0"), "the same content is the same version");
+    std::fs::write(dir.join("a.txt"), b"alpha, changed").unwrap();
+    assert!(put(&[]).contains("ds:v1"));
+
+    let info = server.api().info().unwrap();
+    let listed = cairn(&["artifact", "ls", &format!("{}/arts", info.default_entity), "--base-url", &server.url]);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.contains("ds:v1") && listed.contains("ds:v0") && listed.contains("best"), "{listed}");
+
+    let root = work.path().join("got");
+    let got = cairn(&["artifact", "get", "ds:best", "--project", "arts", "--root", root.to_str().unwrap(), "--base-url", &server.url]);
+    assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
+    assert_eq!(std::fs::read(root.join("a.txt")).unwrap(), b"alpha");
+    assert_eq!(std::fs::read(root.join("sub/b.bin")).unwrap(), vec![7u8; 300_000]);
+    let missing = cairn(&["artifact", "get", "ds:nope", "--project", "arts", "--base-url", &server.url]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("ds:nope not found"), "{}", String::from_utf8_lossy(&missing.stderr));
 }
