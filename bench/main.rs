@@ -543,6 +543,90 @@ fn ui_data(dir: &Path) {
     println!("and 10,000 runs in bench/ui-10k ({:.1} s in all)", t.elapsed().as_secs_f64());
 }
 
+/// Artifacts: many small files logged at once, and a big directory up and down beside `cp`.
+fn bench_artifacts() {
+    use cairn_client::artifacts::{ArtifactDraft, download_artifact, log_artifact};
+    println!("\n## Artifacts");
+    let data = tempfile::tempdir().unwrap();
+    let (url, runtime) = serve(data.path());
+    let api = cairn_client::http::ApiClient::new(&url, None, Duration::from_secs(600));
+    let work = tempfile::tempdir().unwrap();
+
+    // 10,000 small files: hash, upload, commit.
+    let small = work.path().join("small");
+    for i in 0..10_000 {
+        let dir = small.join(format!("d{}", i / 500));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("f{i}.json")), format!("{{\"i\": {i}, \"pad\": \"{}\"}}", "x".repeat(i % 200))).unwrap();
+    }
+    let mut draft = ArtifactDraft::new("small", "dataset").unwrap();
+    draft.add_dir(&small, None).unwrap();
+    let t = Instant::now();
+    let info = log_artifact(&api, "bench", "artifacts", None, &draft, &[]).unwrap();
+    let first = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let again = log_artifact(&api, "bench", "artifacts", None, &draft, &[]).unwrap();
+    let second = t.elapsed().as_secs_f64();
+    assert_eq!(info.version, again.version);
+    println!("log_artifact of 10,000 small files: {first:.2} s (again, nothing new: {second:.2} s; {} files)", info.file_count);
+    let t = Instant::now();
+    download_artifact(&api, &info, &work.path().join("small-down")).unwrap();
+    println!("download of the 10,000 files: {:.2} s", t.elapsed().as_secs_f64());
+
+    // A big directory: 20 files, `CAIRN_BENCH_ARTIFACT_MB` in all (2,000 by default).
+    let mb: u64 = std::env::var("CAIRN_BENCH_ARTIFACT_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let big = work.path().join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    let per_file = (mb << 20) / 20;
+    let mut block = vec![0u8; 1 << 20];
+    for i in 0..20 {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(big.join(format!("shard{i:02}.bin"))).unwrap());
+        let mut left = per_file;
+        let mut x = i as u64 + 1;
+        while left > 0 {
+            for b in block.chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
+            }
+            let n = left.min(block.len() as u64) as usize;
+            f.write_all(&block[..n]).unwrap();
+            left -= n as u64;
+        }
+    }
+    let total = per_file * 20;
+    // Drop the page cache's advantage for none: every side reads what the last wrote.
+    let t = Instant::now();
+    let copy = work.path().join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    for i in 0..20 {
+        let name = format!("shard{i:02}.bin");
+        std::fs::copy(big.join(&name), copy.join(&name)).unwrap();
+    }
+    let cp = t.elapsed().as_secs_f64();
+    let mut draft = ArtifactDraft::new("big", "dataset").unwrap();
+    draft.add_dir(&big, None).unwrap();
+    let t = Instant::now();
+    let info = log_artifact(&api, "bench", "artifacts", None, &draft, &[]).unwrap();
+    let up = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    download_artifact(&api, &info, &work.path().join("big-down")).unwrap();
+    let down = t.elapsed().as_secs_f64();
+    let mbps = |s: f64| total as f64 / s / (1 << 20) as f64;
+    println!(
+        "{} MiB in 20 files: cp {:.0} MiB/s; upload (hash + send + commit) {:.0} MiB/s ({:.0}% of cp); download (checked) {:.0} MiB/s ({:.0}% of cp)",
+        total >> 20,
+        mbps(cp),
+        mbps(up),
+        cp / up * 100.0,
+        mbps(down),
+        cp / down * 100.0
+    );
+    drop(runtime);
+}
+
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
     if which == "ui-data" {
@@ -572,6 +656,9 @@ fn main() {
     }
     if all || which == "auth" {
         bench_auth();
+    }
+    if all || which == "artifacts" {
+        bench_artifacts();
     }
     let _ = Duration::ZERO;
 }

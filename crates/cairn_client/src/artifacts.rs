@@ -10,7 +10,11 @@ use cairn_types::value::Map;
 
 use crate::error::{ClientError, ErrorKind, Result};
 use crate::files::{UploadError, hash_file, send_content};
-use crate::http::ApiClient;
+use crate::http::{ApiClient, CallError};
+use cairn_types::error::ErrorCode;
+
+/// Bytes of small contents per batch request.
+const BATCH_BYTES: u64 = 8 << 20;
 
 /// An artifact being put together before it is logged.
 #[derive(Debug, Clone, Default)]
@@ -187,7 +191,45 @@ pub fn log_artifact_with(
         }
     }
     progress.start("uploading", unique.iter().map(|(_, size, _)| size).sum());
-    parallel(&unique, threads(), |(sha, size, path)| {
+    // Small contents go many to a request (one round trip and one check each, not two); big
+    // ones take the resumable path, a part at a time.
+    let (small, big): (Vec<_>, Vec<_>) = unique.into_iter().partition(|(_, size, _)| *size <= cairn_types::api::UPLOAD_BATCH_FILE_MAX);
+    let mut batches: Vec<Vec<(String, PathBuf)>> = vec![Vec::new()];
+    let mut bytes = 0u64;
+    for (sha, size, path) in small {
+        if bytes + size > BATCH_BYTES && !batches.last().expect("a batch").is_empty() {
+            batches.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += size;
+        batches.last_mut().expect("a batch").push((sha, path));
+    }
+    batches.retain(|b| !b.is_empty());
+    parallel(&batches, threads(), |batch| {
+        let mut contents = Vec::with_capacity(batch.len());
+        for (sha, path) in batch {
+            contents.push((sha.as_str(), std::fs::read(path).map_err(|e| io(path, e))?));
+        }
+        let framed: Vec<(&str, &[u8])> = contents.iter().map(|(sha, b)| (*sha, b.as_slice())).collect();
+        let body = cairn_types::api::encode_upload_batch(&framed);
+        let mut attempt = 0;
+        loop {
+            match api.upload_batch(&body) {
+                Ok(_) => break,
+                Err(e) if e.is_retryable() && attempt < 5 => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(200 << attempt));
+                }
+                Err(CallError::Api { error, .. }) if error.code == ErrorCode::ContentMismatch => {
+                    return Err(ClientError::new(ErrorKind::InvalidValue, format!("a file changed while it was logged: {}", error.message)));
+                }
+                Err(e) => return Err(ClientError::from(e)),
+            }
+        }
+        progress.add(contents.iter().map(|(_, b)| b.len() as u64).sum());
+        Ok(())
+    })?;
+    parallel(&big, threads(), |(sha, size, path)| {
         let mut attempt = 0;
         loop {
             let mut last = 0;

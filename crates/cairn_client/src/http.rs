@@ -181,6 +181,12 @@ impl ApiClient {
         serde_json::from_slice(&bytes).map_err(|e| CallError::Transport(format!("the server sent an unexpected answer: {e}")))
     }
 
+    /// Sends small contents whole, many per request (`POST /api/v1/uploads/batch`).
+    pub fn upload_batch(&self, body: &[u8]) -> CallResult<cairn_types::api::UploadBatchResult> {
+        let url = format!("{}/api/v1/uploads/batch", self.base_url);
+        Self::finish(self.auth(self.agent.post(url)).header("Content-Type", cairn_types::api::UPLOAD_BATCH_CONTENT_TYPE).send(body))
+    }
+
     pub fn commit_artifact(&self, entity: &str, project: &str, request: &cairn_types::artifacts::CommitArtifact) -> CallResult<cairn_types::artifacts::ArtifactInfo> {
         self.post_json(&format!("{}/api/v1/projects/{}/{}/artifacts", self.base_url, encode_segment(entity), encode_segment(project)), request)
     }

@@ -746,3 +746,49 @@ pub async fn upload_part(
     .await
     .map(Json)
 }
+
+#[utoipa::path(post, path = "/api/v1/uploads/batch", tag = "files",
+    request_body(content = Vec<u8>, content_type = "application/x-cairn-contents",
+        description = "Contents whole, each framed as its SHA-256 (64 hex bytes), its size (8 bytes, little endian) and its bytes"),
+    responses((status = 200, description = "Which contents were new and which the server held; each is checked against its SHA-256", body = cairn_types::api::UploadBatchResult),
+        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn upload_batch(State(state): State<AppState>, caller: Caller, request: Request) -> ApiResult<Json<cairn_types::api::UploadBatchResult>> {
+    let (headers, body) = read_body(request, state.config.max_body_bytes).await?;
+    let ct = content_type(&headers);
+    if ct != cairn_types::api::UPLOAD_BATCH_CONTENT_TYPE {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("content type {ct:?} is not supported here; send {}", cairn_types::api::UPLOAD_BATCH_CONTENT_TYPE),
+        ));
+    }
+    let (store, actor, scratch) = (store(&state), caller.actor().to_owned(), state.store.blobs().scratch_dir());
+    let result = blocking(move || {
+        use sha2::Digest as _;
+        let contents = cairn_types::api::decode_upload_batch(&body)?;
+        let mut result = cairn_types::api::UploadBatchResult::default();
+        for (sha, bytes) in contents {
+            let got: String = sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+            if got != sha {
+                return Err(CodedError::new(ErrorCode::ContentMismatch, format!("a content of the batch claims SHA-256 {sha} but has {got}; nothing after it was stored")));
+            }
+            if store.blobs().exists(&sha)? {
+                result.present.push(sha);
+                continue;
+            }
+            let tmp = match &scratch {
+                Some(dir) => tempfile::NamedTempFile::new_in(dir),
+                None => tempfile::NamedTempFile::new(),
+            }
+            .map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot create a scratch file: {e}")))?;
+            std::fs::write(tmp.path(), bytes).map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot write the upload: {e}")))?;
+            store.blobs().put_hashed(tmp.path(), cairn_store::blob::BlobRef { sha256: sha.clone(), size: bytes.len() as u64 })?;
+            result.stored.push(sha);
+        }
+        // Whoever sent the bytes has them: they may name the contents in their runs and artifacts.
+        let grants: Vec<String> = result.stored.iter().chain(&result.present).map(|sha| crate::service::upload_grant(sha, &actor)).collect();
+        store.try_leases(&grants, &actor, cairn_types::Timestamp::now(), crate::service::UPLOAD_GRANT)?;
+        Ok(result)
+    })
+    .await?;
+    Ok(Json(result))
+}

@@ -111,13 +111,7 @@ pub async fn file(State(state): State<AppState>, PathParams((entity, project, na
     crate::api::validate_file_path(&file_path)?;
     let store = state.store.clone();
     let wanted = file_path.clone();
-    let entry = blocking(move || {
-        let manifest = store.artifact_manifest(&entity, &project, &name, &version)?;
-        manifest.into_iter().find(|e| e.path == wanted).ok_or_else(|| {
-            cairn_types::error::CodedError::new(ErrorCode::FileNotFound, format!("{entity}/{project}/{name}:{version} has no file {wanted:?}"))
-        })
-    })
-    .await?;
+    let entry = blocking(move || store.artifact_entry(&entity, &project, &name, &version, &wanted)).await?;
     if let Some(uri) = &entry.reference {
         return Err(ApiError::new(ErrorCode::InvalidValue, format!("{file_path:?} is a reference to {uri}: its bytes are there")));
     }

@@ -191,6 +191,7 @@ fn api_routes(state: AppState) -> Routes {
         .at(M::GET, &r("/artifacts"), Entity(Read), artifact_api::run_artifacts)
         .at(M::POST, &r("/artifacts/used"), Entity(Write), artifact_api::use_artifact)
         .at(M::GET, "/api/v1/events", Named(Read), events::stream)
+        .at(M::POST, "/api/v1/uploads/batch", Signed, api::upload_batch)
         .at(M::GET, "/api/v1/uploads/{sha256}", Signed, api::upload_status)
         .at(M::PUT, "/api/v1/uploads/{sha256}", Signed, api::upload_part)
         .at(M::POST, "/api/v1/runs", Named(Write), api::upsert_run)
@@ -359,6 +360,14 @@ pub async fn serve(
     let monitor = tokio::spawn(crash_monitor(state.clone()));
     let delivery = tokio::spawn(alerts::delivery_loop(state.clone(), state.config.alert_interval));
     let app = router(state);
+    // No Nagle: a response's head and body go out as written, not after the client's delayed
+    // ACK (40 ms per small download otherwise).
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await;

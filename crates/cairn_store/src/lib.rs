@@ -153,6 +153,8 @@ pub trait ArtifactStore: Send + Sync {
     /// A version by `vN` or alias.
     fn get_artifact(&self, entity: &str, project: &str, name: &str, version: &str) -> Result<cairn_types::artifacts::ArtifactInfo>;
     fn artifact_manifest(&self, entity: &str, project: &str, name: &str, version: &str) -> Result<Vec<cairn_types::artifacts::ManifestEntry>>;
+    /// One entry of a version's manifest, by its path.
+    fn artifact_entry(&self, entity: &str, project: &str, name: &str, version: &str, path: &str) -> Result<cairn_types::artifacts::ManifestEntry>;
     fn list_collections(&self, entity: &str, project: &str, kind: Option<&str>) -> Result<Vec<cairn_types::artifacts::CollectionInfo>>;
     /// A collection's versions, newest first.
     fn list_artifact_versions(&self, entity: &str, project: &str, name: &str) -> Result<Vec<cairn_types::artifacts::ArtifactInfo>>;
@@ -427,6 +429,13 @@ pub trait Leases: Send + Sync {
     fn release(&self, name: &str, holder: &str) -> Result<()>;
     /// Whether `holder` has the lease `name` at `now` (without taking it).
     fn holds(&self, name: &str, holder: &str, now: Timestamp) -> Result<bool>;
+    /// Takes or renews every lease of `names` that is free or `holder`'s, in one go.
+    fn try_leases(&self, names: &[String], holder: &str, now: Timestamp, ttl: std::time::Duration) -> Result<()> {
+        for name in names {
+            self.try_lease(name, holder, now, ttl)?;
+        }
+        Ok(())
+    }
 }
 
 /// The whole store, as the server holds it.

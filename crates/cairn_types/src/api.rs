@@ -13,6 +13,52 @@ use crate::wire::{
 };
 
 pub const API_PREFIX: &str = "/api/v1";
+
+/// The body of `POST /api/v1/uploads/batch`: contents whole, each framed as its SHA-256 (64
+/// lowercase hex bytes), its size (8 bytes, little endian) and its bytes. For many small files
+/// in one request; big ones take the resumable path.
+pub const UPLOAD_BATCH_CONTENT_TYPE: &str = "application/x-cairn-contents";
+
+/// Contents up to this size go in batches.
+pub const UPLOAD_BATCH_FILE_MAX: u64 = 1 << 20;
+
+/// What a batch of contents did: each content is `stored` (new) or `present` (held already).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UploadBatchResult {
+    pub stored: Vec<String>,
+    pub present: Vec<String>,
+}
+
+/// Frames contents for `POST /api/v1/uploads/batch`.
+pub fn encode_upload_batch(contents: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(contents.iter().map(|(_, b)| 72 + b.len()).sum());
+    for (sha, bytes) in contents {
+        out.extend_from_slice(sha.as_bytes());
+        out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        out.extend_from_slice(bytes);
+    }
+    out
+}
+
+/// Splits a batch of contents; an error names what is malformed.
+pub fn decode_upload_batch(body: &[u8]) -> Result<Vec<(String, &[u8])>, CodedError> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < body.len() {
+        let bad = |what: &str| CodedError::new(ErrorCode::InvalidBody, format!("content {} of the batch: {what}", out.len() + 1));
+        let head = body.get(at..at + 72).ok_or_else(|| bad("truncated header"))?;
+        let sha = std::str::from_utf8(&head[..64]).map_err(|_| bad("its SHA-256 is not hex"))?;
+        if !sha.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()) {
+            return Err(bad("its SHA-256 is not lowercase hex"));
+        }
+        let size = u64::from_le_bytes(head[64..72].try_into().expect("8 bytes")) as usize;
+        let bytes = body.get(at + 72..at + 72 + size).ok_or_else(|| bad("truncated bytes"))?;
+        out.push((sha.to_owned(), bytes));
+        at += 72 + size;
+    }
+    Ok(out)
+}
 /// The project a run goes to when it names none.
 pub const DEFAULT_PROJECT: &str = "uncategorized";
 

@@ -78,3 +78,24 @@ async fn versions_aliases_lineage_downloads_and_deletion() {
     assert_eq!(app.request(Method::DELETE, "/api/v1/artifacts/e/p/net/v1?delete_aliases=true", None, Vec::new()).await.status, 204);
     app.get("/api/v1/artifacts/e/p/net/latest").await.assert_error(404, "artifact_not_found", "latest");
 }
+
+#[tokio::test]
+async fn small_contents_go_in_batches_checked_one_by_one() {
+    let app = TestApp::new();
+    let (a, b) = (b"first".to_vec(), vec![9u8; 70_000]);
+    let sha = |bytes: &[u8]| sha2::Sha256::digest(bytes).iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let body = cairn_types::api::encode_upload_batch(&[(&sha(&a), &a), (&sha(&b), &b)]);
+    let ct = Some(cairn_types::api::UPLOAD_BATCH_CONTENT_TYPE);
+    let first = app.request(Method::POST, "/api/v1/uploads/batch", ct, body.clone()).await.json();
+    assert_eq!(first["stored"].as_array().unwrap().len(), 2, "{first}");
+    let again = app.request(Method::POST, "/api/v1/uploads/batch", ct, body).await.json();
+    assert_eq!((again["stored"].as_array().unwrap().len(), again["present"].as_array().unwrap().len()), (0, 2));
+    assert_eq!(app.get(&format!("/api/v1/uploads/{}", sha(&b))).await.json()["complete"], true);
+    // A content that is not what it claims, a truncated frame, a wrong type: refused by name.
+    let lie = cairn_types::api::encode_upload_batch(&[(&sha(&a), b"not first")]);
+    app.request(Method::POST, "/api/v1/uploads/batch", ct, lie).await.assert_error(400, "content_mismatch", "claims SHA-256");
+    let mut cut = cairn_types::api::encode_upload_batch(&[(&sha(&a), &a)]);
+    cut.truncate(cut.len() - 1);
+    app.request(Method::POST, "/api/v1/uploads/batch", ct, cut).await.assert_error(400, "invalid_body", "truncated bytes");
+    app.request(Method::POST, "/api/v1/uploads/batch", Some("application/json"), b"{}".to_vec()).await.assert_error(415, "unsupported_media_type", "x-cairn-contents");
+}

@@ -220,6 +220,15 @@ impl ArtifactStore for SqlStore {
         })
     }
 
+    fn artifact_entry(&self, entity: &str, project: &str, name: &str, version: &str, path: &str) -> Result<ManifestEntry> {
+        self.read(|db| {
+            let pk = find_version(db, entity, project, name, version)?;
+            let row = db.opt_row("SELECT path, digest, size, ref FROM artifact_entries WHERE version_pk = ?1 AND path = ?2", args![pk, path])?;
+            let r = row.ok_or_else(|| CodedError::new(ErrorCode::FileNotFound, format!("{entity}/{project}/{name}:{version} has no file {path:?}")))?;
+            Ok(ManifestEntry { path: r.string(0)?, digest: r.string(1)?, size: r.i64(2)? as u64, reference: r.opt_string(3)? })
+        })
+    }
+
     fn list_collections(&self, entity: &str, project: &str, kind: Option<&str>) -> Result<Vec<CollectionInfo>> {
         self.read(|db| {
             let project_pk = query::project_pk(db, entity, project)?;

@@ -943,6 +943,22 @@ impl Leases for SqlStore {
         })
     }
 
+    fn try_leases(&self, names: &[String], holder: &str, now: Timestamp, ttl: std::time::Duration) -> Result<()> {
+        let (names, holder) = (names.to_vec(), holder.to_owned());
+        let until = now.micros().saturating_add(ttl.as_micros().min(i64::MAX as u128) as i64);
+        self.write(move |db| {
+            for name in &names {
+                db.execute(
+                    "INSERT INTO leases (name, holder, until) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+                     WHERE leases.until < ?4 OR leases.holder = excluded.holder",
+                    args![name, holder, until, now.micros()],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
     fn holds(&self, name: &str, holder: &str, now: Timestamp) -> Result<bool> {
         self.read(|db| {
             Ok(db.opt_row("SELECT 1 FROM leases WHERE name = ?1 AND holder = ?2 AND until >= ?3", args![name, holder, now.micros()])?.is_some())
