@@ -112,3 +112,35 @@ def test_a_tampered_file_is_caught_on_download(env: dict[str, str], project: str
         fetched.download(str(tmp_path / "out"))
     assert "damaged" in str(info.value) and "w.bin" in str(info.value)
     assert not (tmp_path / "out" / "w.bin").exists()
+
+
+def test_five_processes_logging_one_collection_get_distinct_versions(env: dict[str, str], project: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        f"""
+        import sys, cairn
+        i = int(sys.argv[1])
+        with cairn.init(project="{project}", id=f"writer{{i}}") as run:
+            art = cairn.Artifact("shared", type="dataset")
+            with art.new_file("part.txt") as f:
+                f.write(f"content of writer {{i}}")
+            run.log_artifact(art, aliases=[f"from-{{i}}"])
+            print(art.version)
+        """
+    )
+    script = tmp_path / "writer.py"
+    script.write_text(code)
+    procs = [subprocess.Popen([sys.executable, str(script), str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env}) for i in range(5)]
+    versions = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        versions.append(out.strip().splitlines()[-1])
+    assert sorted(versions) == ["v0", "v1", "v2", "v3", "v4"]
+    api = wandb.Api()
+    for i, version in enumerate(versions):
+        assert api.artifact(f"{project}/shared:from-{i}").version == version, "no alias lost"
+    assert api.artifact(f"{project}/shared:latest").version == "v4"

@@ -1366,6 +1366,11 @@ pub fn a_copy_in_steps_reads_back_the_same(target: &crate::sql::SqlStore) {
     let (_, key) = source.create_api_key("ana", "laptop", None, secs(2)).unwrap();
     source.set_visibility("e", "p", crate::Visibility::Public).unwrap();
     source.record_audit("ana", "key.create", "ana", "laptop", secs(2)).unwrap();
+    // And artifacts: numbers, aliases, lineage and contents.
+    use crate::ArtifactStore as _;
+    let weights = artifact_file(&source, "w.bin", b"artifact weights");
+    source.commit_artifact("e", "p", commit_request("net", "model", vec![weights.clone()], &["best"], Some("src")), secs(3)).unwrap();
+    source.use_artifact(&RunPath::new("e", "p", "f1"), &cairn_types::artifacts::ArtifactRef::parse("net:best").unwrap()).ok();
 
     let runs = [src.clone(), RunPath::new("e", "p", "f1"), RunPath::new("e", "p", &archive_id), RunPath::new("e", "p", "f2")];
     let mut seen = Vec::new();
@@ -1394,6 +1399,10 @@ pub fn a_copy_in_steps_reads_back_the_same(target: &crate::sql::SqlStore) {
     assert_eq!(target.authenticate(&key, secs(3)).unwrap().unwrap().user, "ana");
     assert_eq!(target.public_projects().unwrap(), [("e".to_owned(), "p".to_owned())]);
     assert_eq!(target.list_audit(10, None).unwrap().len(), 1, "the log is copied once");
+    let net = target.get_artifact("e", "p", "net", "best").unwrap();
+    assert_eq!((net.version.as_str(), net.logged_by.as_deref(), net.aliases.clone()), ("v0", Some("e/p/src"), vec!["best".to_owned(), "latest".to_owned()]));
+    assert!(target.blobs().exists(&weights.digest).unwrap());
+    assert_eq!(target.artifact_manifest("e", "p", "net", "v0").unwrap(), [weights]);
 }
 
 /// A content that a purge leaves unnamed, named again by another run before, during or after its

@@ -331,6 +331,10 @@ pub fn copy_store(from: &SqlStore, to: &SqlStore, max_runs: Option<u64>, progres
         progress(&state);
     }
     state.current = None;
+    // Artifacts once every run is there: their lineage names runs.
+    if state.done == state.runs {
+        state.blob_bytes += copy_artifacts(from, to)?;
+    }
     // Public projects stay public (the projects exist once their runs are copied).
     for (entity, project) in crate::AccountStore::public_projects(from)? {
         match crate::AccountStore::set_visibility(to, &entity, &project, crate::Visibility::Public) {
@@ -339,6 +343,96 @@ pub fn copy_store(from: &SqlStore, to: &SqlStore, max_runs: Option<u64>, progres
         }
     }
     Ok(state)
+}
+
+/// The artifacts of the source that the target lacks, version by version (numbers, aliases,
+/// lineage kept; contents copied first). Returns the bytes of contents copied.
+fn copy_artifacts(from: &SqlStore, to: &SqlStore) -> Result<u64> {
+    let collections = from.read(|db| {
+        db.query(
+            "SELECT c.collection_pk, e.name, p.name, c.name, c.kind, c.created_at, c.updated_at FROM artifact_collections c
+             JOIN projects p ON p.project_pk = c.project_pk JOIN entities e ON e.entity_pk = p.entity_pk ORDER BY c.collection_pk",
+            &[],
+        )
+    })?;
+    let mut copied = 0u64;
+    for c in collections {
+        let source_pk = c.i64(0)?;
+        let versions = from.read(|db| {
+            let mut out = Vec::new();
+            for v in db.query(
+                "SELECT v.version_pk, v.version_index, v.digest, v.size, v.file_count, v.description, v.metadata, v.created_at,
+                    le.name, lp.name, lr.run_id
+                 FROM artifact_versions v LEFT JOIN runs lr ON lr.run_pk = v.logged_by
+                 LEFT JOIN projects lp ON lp.project_pk = lr.project_pk LEFT JOIN entities le ON le.entity_pk = lp.entity_pk
+                 WHERE v.collection_pk = ?1 ORDER BY v.version_index",
+                args![source_pk],
+            )? {
+                let pk = v.i64(0)?;
+                let entries = db.query("SELECT path, digest, size, ref FROM artifact_entries WHERE version_pk = ?1", args![pk])?;
+                let aliases = db.column_string("SELECT alias FROM artifact_aliases WHERE version_pk = ?1", args![pk])?;
+                let users = db.query(
+                    &format!("SELECT e.name, p.name, r.run_id, u.kind FROM artifact_usage u JOIN runs r ON r.run_pk = u.run_pk {PATH_JOIN} WHERE u.version_pk = ?1"),
+                    args![pk],
+                )?;
+                out.push((v, entries, aliases, users));
+            }
+            Ok(out)
+        })?;
+        for (_, entries, _, _) in &versions {
+            for e in entries.iter().filter(|e| matches!(e.cell(3), super::Cell::Null)) {
+                copied += copy_blob(from.blobs(), to.blobs(), e.str(1)?)?;
+            }
+        }
+        to.write(move |db| {
+            let project_pk = super::runs::ensure_project(db, c.str(1)?, c.str(2)?, cairn_types::Timestamp(c.i64(5)?))?;
+            db.execute(
+                "INSERT INTO artifact_collections (project_pk, name, kind, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (project_pk, name) DO NOTHING",
+                args![project_pk, c.str(3)?, c.str(4)?, c.i64(5)?, c.i64(6)?],
+            )?;
+            let collection_pk = db.row("SELECT collection_pk FROM artifact_collections WHERE project_pk = ?1 AND name = ?2", args![project_pk, c.str(3)?])?.i64(0)?;
+            for (v, entries, aliases, users) in &versions {
+                if db.opt_row("SELECT 1 FROM artifact_versions WHERE collection_pk = ?1 AND version_index = ?2", args![collection_pk, v.i64(1)?])?.is_some() {
+                    continue;
+                }
+                let logged_by = match v.cell(8) {
+                    super::Cell::Null => None,
+                    _ => target_run_pk(db, &path_at(v, 8)?)?,
+                };
+                let pk = db
+                    .row(
+                        "INSERT INTO artifact_versions (collection_pk, version_index, digest, size, file_count, description, metadata, created_at, logged_by)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING version_pk",
+                        args![collection_pk, v.i64(1)?, v.str(2)?, v.i64(3)?, v.i64(4)?, v.opt_string(5)?, v.str(6)?, v.i64(7)?, logged_by],
+                    )?
+                    .i64(0)?;
+                for e in entries {
+                    db.execute(
+                        "INSERT INTO artifact_entries (version_pk, path, digest, size, ref) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        args![pk, e.str(0)?, e.str(1)?, e.i64(2)?, e.opt_string(3)?],
+                    )?;
+                }
+                for alias in aliases {
+                    db.execute(
+                        "INSERT INTO artifact_aliases (collection_pk, alias, version_pk) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (collection_pk, alias) DO UPDATE SET version_pk = excluded.version_pk",
+                        args![collection_pk, alias, pk],
+                    )?;
+                }
+                for u in users {
+                    if let Some(run) = target_run_pk(db, &path_at(u, 0)?)? {
+                        db.execute(
+                            "INSERT INTO artifact_usage (version_pk, run_pk, kind) VALUES (?1, ?2, ?3) ON CONFLICT (version_pk, run_pk, kind) DO NOTHING",
+                            args![pk, run, u.str(3)?],
+                        )?;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    }
+    Ok(copied)
 }
 
 /// Users and teams (with password hashes), memberships, API keys (by hash) and the audit log.
