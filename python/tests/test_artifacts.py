@@ -13,7 +13,8 @@ import cairn as wandb
 from conftest import Server
 
 
-def test_the_wandb_artifact_snippets(env: dict[str, str], project: str, tmp_path: Path) -> None:
+def test_the_wandb_artifact_snippets(env: dict[str, str], project: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # downloads without a root go to ./artifacts
     data = tmp_path / "data"
     (data / "images").mkdir(parents=True)
     (data / "images" / "a.png").write_bytes(b"\x89PNG a")

@@ -10,8 +10,7 @@ use cairn_types::value::Map;
 
 use crate::error::{ClientError, ErrorKind, Result};
 use crate::files::{UploadError, hash_file, send_content};
-use crate::http::{ApiClient, CallError};
-use cairn_types::error::ErrorCode;
+use crate::http::ApiClient;
 
 /// Bytes of small contents per batch request.
 const BATCH_BYTES: u64 = 8 << 20;
@@ -212,25 +211,18 @@ pub fn log_artifact_with(
         }
         let framed: Vec<(&str, &[u8])> = contents.iter().map(|(sha, b)| (*sha, b.as_slice())).collect();
         let body = cairn_types::api::encode_upload_batch(&framed);
-        let mut attempt = 0;
-        loop {
-            match api.upload_batch(&body) {
-                Ok(_) => break,
-                Err(e) if e.is_retryable() && attempt < 5 => {
-                    attempt += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(200 << attempt));
-                }
-                Err(CallError::Api { error, .. }) if error.code == ErrorCode::ContentMismatch => {
-                    return Err(ClientError::new(ErrorKind::InvalidValue, format!("a file changed while it was logged: {}", error.message)));
-                }
-                Err(e) => return Err(ClientError::from(e)),
+        match retrying(|| api.upload_batch(&body)) {
+            Ok(_) => {}
+            Err(e) if e.message.contains("claims SHA-256") => {
+                return Err(ClientError::new(ErrorKind::InvalidValue, format!("a file changed while it was logged: {}", e.message)));
             }
+            Err(e) => return Err(e),
         }
         progress.add(contents.iter().map(|(_, b)| b.len() as u64).sum());
         Ok(())
     })?;
     parallel(&big, threads(), |(sha, size, path)| {
-        let mut attempt = 0;
+        let (since, mut attempt) = (std::time::Instant::now(), 0);
         loop {
             let mut last = 0;
             let sent = send_content(api, path, sha, *size, &mut |n| {
@@ -243,11 +235,8 @@ pub fn log_artifact_with(
                     progress.add(size.saturating_sub(last.max(sent)));
                     return Ok(());
                 }
-                Err(UploadError::Retry(_)) if attempt < 5 => {
-                    attempt += 1;
-                    // The server is away or busy: back off, then resume where it stopped.
-                    std::thread::sleep(std::time::Duration::from_millis(200 << attempt));
-                }
+                // The server is away or busy: back off, then resume where it stopped.
+                Err(UploadError::Retry(_)) if back_off(since, &mut attempt) => {}
                 Err(UploadError::Retry(m) | UploadError::Fatal(m)) => return Err(ClientError::new(ErrorKind::Network, m)),
             }
         }
@@ -261,7 +250,34 @@ pub fn log_artifact_with(
         entries,
         run_id: run_id.map(str::to_owned),
     };
-    api.commit_artifact(entity, project, &request).map_err(ClientError::from)
+    // Committing is idempotent (the same manifest is the same version): a server that went away
+    // meanwhile (restarted, failed over) is asked again.
+    retrying(|| api.commit_artifact(entity, project, &request))
+}
+
+/// How long a call is tried again while the server cannot be reached: longer than a restart,
+/// and than the claim a killed server held on an upload (15 s).
+const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Backs off after failed attempt `attempt`; false once [`RETRY_FOR`] has passed since `since`.
+fn back_off(since: std::time::Instant, attempt: &mut u32) -> bool {
+    if since.elapsed() >= RETRY_FOR {
+        return false;
+    }
+    *attempt += 1;
+    std::thread::sleep(std::time::Duration::from_millis((200u64 << (*attempt).min(5)).min(5_000)));
+    true
+}
+
+/// A call, again after a pause while the server cannot be reached (for up to [`RETRY_FOR`]).
+fn retrying<T>(mut call: impl FnMut() -> crate::http::CallResult<T>) -> Result<T> {
+    let (since, mut attempt) = (std::time::Instant::now(), 0);
+    loop {
+        match call() {
+            Err(e) if e.is_retryable() && back_off(since, &mut attempt) => {}
+            other => return other.map_err(ClientError::from),
+        }
+    }
 }
 
 /// Downloads the stored files of a version into `root`, in parallel. A file already there with
@@ -274,11 +290,21 @@ pub fn download_artifact(api: &ApiClient, info: &ArtifactInfo, root: &Path) -> R
 
 /// [`download_artifact`], reporting to `progress`.
 pub fn download_artifact_with(api: &ApiClient, info: &ArtifactInfo, root: &Path, progress: &Progress) -> Result<Vec<(String, Option<PathBuf>)>> {
-    let manifest = api.artifact_manifest(&info.entity, &info.project, &info.name, &info.version).map_err(ClientError::from)?;
+    let manifest = retrying(|| api.artifact_manifest(&info.entity, &info.project, &info.name, &info.version))?;
     std::fs::create_dir_all(root).map_err(|e| ClientError::io("create", root, e))?;
     let stored: Vec<&ManifestEntry> = manifest.iter().filter(|e| e.stored()).collect();
     progress.start("downloading", stored.iter().map(|e| e.size).sum());
-    parallel(&stored, threads(), |entry| download_one(api, info, entry, root, progress))?;
+    parallel(&stored, threads(), |entry| {
+        // A broken connection costs the file's attempt, not the download (a damaged content
+        // is no network error: it is not tried again).
+        let (since, mut attempt) = (std::time::Instant::now(), 0);
+        loop {
+            match download_one(api, info, entry, root, progress) {
+                Err(e) if e.kind == ErrorKind::Network && back_off(since, &mut attempt) => {}
+                other => return other,
+            }
+        }
+    })?;
     Ok(manifest.into_iter().map(|e| { let local = e.stored().then(|| root.join(&e.path)); (e.path, local) }).collect())
 }
 

@@ -1080,3 +1080,73 @@ fn artifacts_from_the_shell_put_list_and_get() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("ds:nope not found"), "{}", String::from_utf8_lossy(&missing.stderr));
 }
+
+/// A big artifact file: cut off by SIGKILL of the client, then of the server, and resumed each
+/// time from what the server holds; what arrives in the end is the file, byte for byte.
+#[test]
+fn artifact_uploads_resume_after_sigkill_of_the_client_and_of_the_server() {
+    use sha2::Digest as _;
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let big = work.path().join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    let mut bytes = vec![0u8; 600 << 20];
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for b in bytes.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b.copy_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(big.join("weights.bin"), &bytes).unwrap();
+    let sha: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let mut server = ServerProcess::start(data.path(), &[]);
+    let port = server.port();
+    let put = |url: &str| {
+        std::process::Command::new(crate::CAIRN)
+            .args(["artifact", "put", big.to_str().unwrap(), "--name", "big", "--type", "model", "--project", "resume", "--base-url", url])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let received = |api: &cairn_client::http::ApiClient| api.upload_status(&sha).map(|s| (s.received, s.complete));
+    let wait_for_part = |api: &cairn_client::http::ApiClient, beyond: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok((got, false)) = received(api)
+                && got > beyond
+            {
+                return got;
+            }
+            assert!(std::time::Instant::now() < deadline, "no part arrived");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+
+    // The client is killed mid-upload: what arrived stays, and the next put goes on from there.
+    let mut client = put(&server.url);
+    let api = server.api();
+    let held = wait_for_part(&api, 0);
+    client.kill().unwrap();
+    client.wait().unwrap();
+    let (after_kill, complete) = received(&api).unwrap();
+    assert!(after_kill >= held && !complete, "{after_kill} of {}", bytes.len());
+
+    // The server is killed mid-upload and started again on its port: the client retries and
+    // resumes.
+    let client = put(&server.url);
+    let _ = wait_for_part(&api, after_kill);
+    server.signal(libc::SIGKILL);
+    let _ = server.child.wait();
+    std::thread::sleep(Duration::from_millis(300));
+    server = ServerProcess::start_on(port, data.path(), &[], &[]);
+    let out = client.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/resume/big:v0"), "{}", String::from_utf8_lossy(&out.stdout));
+
+    let root = work.path().join("down");
+    let got = cairn(&["artifact", "get", "big:latest", "--project", "resume", "--root", root.to_str().unwrap(), "--base-url", &server.url]);
+    assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
+    assert!(std::fs::read(root.join("weights.bin")).unwrap() == bytes, "the file arrived whole and unchanged");
+}
