@@ -164,6 +164,32 @@ export interface ArtifactInfo {
   logged_by: string | null;
 }
 
+/** A collection: a name and a type in a project, with its versions. */
+export interface CollectionInfo {
+  entity: string;
+  project: string;
+  name: string;
+  type: string;
+  version_count: number;
+  created_at: string;
+  updated_at: string;
+}
+
+/** One file of a version: stored (`digest` is its SHA-256), or a reference to `ref`, a URI
+ * (then `digest` is what identifies it there: a SHA-256, an ETag), whose bytes are not here. */
+export interface ManifestEntry {
+  path: string;
+  digest: string;
+  size: number;
+  ref?: string;
+}
+
+/** The runs around a version, as `entity/project/run_id`. */
+export interface ArtifactLineage {
+  logged_by: string | null;
+  used_by: string[];
+}
+
 /** Who is signed in, and what they may do; with auth off, an anonymous admin. */
 export interface Viewer {
   auth: boolean;
@@ -251,6 +277,8 @@ async function request<T>(method: string, url: string, body?: unknown, options: 
 }
 
 const runUrl = (e: string, p: string, id: string) => `/api/v1/runs/${enc(e)}/${enc(p)}/${enc(id)}`;
+const artifactUrl = (e: string, p: string, name: string, version?: string) =>
+  `/api/v1/artifacts/${enc(e)}/${enc(p)}/${enc(name)}${version === undefined ? "" : `/${enc(version)}`}`;
 const projectUrl = (e: string, p: string) => `/api/v1/projects/${enc(e)}/${enc(p)}`;
 
 export const api = {
@@ -300,6 +328,16 @@ export const api = {
 
   /** The artifact versions a run used (inputs) and logged (outputs). */
   runArtifacts: (e: string, p: string, id: string) => request<{ inputs: ArtifactInfo[]; outputs: ArtifactInfo[] }>("GET", `${runUrl(e, p, id)}/artifacts`),
+  /** A project's collections, by type and name. */
+  collections: (e: string, p: string) => request<CollectionInfo[]>("GET", `${projectUrl(e, p)}/artifacts`),
+  /** A collection's versions, newest first. */
+  artifactVersions: (e: string, p: string, name: string) => request<ArtifactInfo[]>("GET", artifactUrl(e, p, name)),
+  /** `version`: vN or an alias. */
+  manifest: (e: string, p: string, name: string, version: string) => request<ManifestEntry[]>("GET", `${artifactUrl(e, p, name, version)}/manifest`),
+  lineage: (e: string, p: string, name: string, version: string) => request<ArtifactLineage>("GET", `${artifactUrl(e, p, name, version)}/lineage`),
+  /** A stored file's bytes (as an attachment): a link's href. */
+  artifactFileUrl: (e: string, p: string, name: string, version: string, path: string) =>
+    `${artifactUrl(e, p, name, version)}/files/${path.split("/").map(enc).join("/")}`,
 
   // ----- accounts -----
   viewer: () => request<Viewer>("GET", "/api/v1/viewer"),

@@ -28,6 +28,17 @@ export function toNumber(v: unknown): number | null {
   return null;
 }
 
+/** Nested objects as dotted keys (`optimizer.lr`), in order; an empty object or an array is one value. */
+export function flattenObject(obj: Record<string, unknown>, prefix = ""): [string, unknown][] {
+  const out: [string, unknown][] = [];
+  for (const [k, v] of Object.entries(obj)) {
+    const key = prefix ? `${prefix}.${k}` : k;
+    if (v !== null && typeof v === "object" && !Array.isArray(v) && Object.keys(v).length > 0) out.push(...flattenObject(v as Record<string, unknown>, key));
+    else out.push([key, v]);
+  }
+  return out;
+}
+
 /** Bytes in binary units: `512 B`, `1.5 KiB`, `3.2 GiB`. */
 export function formatBytes(bytes: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];

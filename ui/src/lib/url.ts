@@ -1,5 +1,7 @@
 // The view state lives in the URL, so that a copied link opens the same view: the filter, sort,
-// grouping, columns, the runs shown in the workspace, chart settings, the selected run and tab.
+// grouping, columns, the runs shown in the workspace, chart settings, the selected run and tab,
+// the artifact version an artifact is compared with. Which artifact and version are shown is in
+// the path (/<entity>/<project>/artifacts/<name>/<version>), as pages of their own.
 
 export interface ViewState {
   /** The filter builder's Mongo-style JSON, or null. */
@@ -28,6 +30,8 @@ export interface ViewState {
   panelSearch: string;
   /** Run page tab. */
   tab: string;
+  /** Artifacts view: the version (vN or alias) the shown one is compared with, or "". */
+  compare: string;
 }
 
 export const DEFAULT_VIEW: ViewState = {
@@ -47,6 +51,7 @@ export const DEFAULT_VIEW: ViewState = {
   lineGroup: "",
   panelSearch: "",
   tab: "overview",
+  compare: "",
 };
 
 function list(value: string | null): string[] {
@@ -85,6 +90,7 @@ export function decodeView(search: string): ViewState {
     lineGroup: p.get("lgroup") ?? "",
     panelSearch: p.get("panels") ?? "",
     tab: p.get("tab") || "overview",
+    compare: p.get("compare") ?? "",
   };
 }
 
@@ -107,6 +113,7 @@ export function encodeView(view: ViewState): string {
   if (view.lineGroup) p.set("lgroup", view.lineGroup);
   if (view.panelSearch) p.set("panels", view.panelSearch);
   if (view.tab !== "overview") p.set("tab", view.tab);
+  if (view.compare) p.set("compare", view.compare);
   const s = p.toString();
   return s ? `?${s}` : "";
 }
@@ -114,7 +121,9 @@ export function encodeView(view: ViewState): string {
 /** The app's routes. */
 export type Route =
   | { page: "home" }
-  | { page: "project"; entity: string; project: string; view: "workspace" | "table" }
+  /** `artifact`, `version`: the artifacts view's collection and its version (vN or an alias);
+   * absent when none is chosen (no version: the newest). */
+  | { page: "project"; entity: string; project: string; view: "workspace" | "table" | "artifacts"; artifact?: string; version?: string }
   | { page: "run"; entity: string; project: string; runId: string }
   /** `next`: the path and query to return to once signed in ("" for home). */
   | { page: "signin"; next: string }
@@ -166,8 +175,16 @@ export function parseRoute(pathname: string, search = ""): Route {
   }
   if (parts.length === 3 && parts[2] === "runs") return { page: "project", entity: parts[0], project: parts[1], view: "table" };
   if (parts.length === 4 && parts[2] === "runs") return { page: "run", entity: parts[0], project: parts[1], runId: parts[3] };
+  // /<entity>/<project>/artifacts[/<name>[/<version>]], as W&B has it (less the type: a name is
+  // one collection in a project).
+  if (parts.length >= 3 && parts.length <= 5 && parts[2] === "artifacts") {
+    const [entity, project, , artifact, version] = parts;
+    if (artifact === undefined) return { page: "project", entity, project, view: "artifacts" };
+    if (version === undefined) return { page: "project", entity, project, view: "artifacts", artifact };
+    return { page: "project", entity, project, view: "artifacts", artifact, version };
+  }
   // The seed's run URL, https://HOST/<entity>/<project>/<run-id>: a run id is never "table",
-  // "workspace" or "runs" (those stay the project's views; /runs/<id> reaches any run).
+  // "workspace", "runs" or "artifacts" (those stay the project's views; /runs/<id> reaches any run).
   if (parts.length === 3) return { page: "run", entity: parts[0], project: parts[1], runId: parts[2] };
   return { page: "missing", path: pathname };
 }
@@ -178,8 +195,13 @@ export function routePath(route: Route): string {
     case "home":
       return "/";
     case "project": {
+      const base = `/${e(route.entity)}/${e(route.project)}`;
+      if (route.view === "artifacts") {
+        if (!route.artifact) return `${base}/artifacts`;
+        return `${base}/artifacts/${e(route.artifact)}${route.version ? `/${e(route.version)}` : ""}`;
+      }
       const view = route.view === "table" ? "/table" : route.entity === "teams" ? "/workspace" : "";
-      return `/${e(route.entity)}/${e(route.project)}${view}`;
+      return base + view;
     }
     case "run":
       return `/${e(route.entity)}/${e(route.project)}/runs/${e(route.runId)}`;
@@ -198,9 +220,12 @@ export function routePath(route: Route): string {
   }
 }
 
-/** A route and view as the URL the address bar shows. */
+/** A route and view as the URL the address bar shows. The version compared with is the
+ * artifacts view's only: other pages' URLs leave it out (it stays in memory for the way back). */
 export function routeUrl(route: Route, view: ViewState): string {
-  return routePath(route) + (carriesView(route) ? encodeView(view) : "");
+  if (!carriesView(route)) return routePath(route);
+  const artifacts = route.page === "project" && route.view === "artifacts" && route.artifact;
+  return routePath(route) + encodeView(artifacts ? view : { ...view, compare: "" });
 }
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ema, formatBytes, formatDuration, formatNumber, formatValue, paletteColor, runColor, sectionOf, toNumber, truncate } from "../../src/lib/format";
+import { ema, flattenObject, formatBytes, formatDuration, formatNumber, formatValue, paletteColor, runColor, sectionOf, toNumber, truncate } from "../../src/lib/format";
 
 describe("truncate", () => {
   const name = "resnet50-imagenet-lr0.1-bs256";
@@ -111,5 +111,18 @@ describe("formatBytes", () => {
     expect(formatBytes(1536)).toBe("1.5 KiB");
     expect(formatBytes(20 * 1024 * 1024)).toBe("20 MiB");
     expect(formatBytes(3.2 * 1024 ** 3)).toBe("3.2 GiB");
+  });
+});
+
+describe("flattenObject", () => {
+  it("writes nested keys with dots, keeping arrays, empty objects and nulls as values", () => {
+    expect(flattenObject({ a: 1, opt: { lr: 0.1, betas: [0.9, 0.99], sched: { kind: "cos" } }, empty: {}, none: null })).toEqual([
+      ["a", 1],
+      ["opt.lr", 0.1],
+      ["opt.betas", [0.9, 0.99]],
+      ["opt.sched.kind", "cos"],
+      ["empty", {}],
+      ["none", null],
+    ]);
   });
 });

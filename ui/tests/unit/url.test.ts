@@ -25,6 +25,7 @@ describe("view state in the URL", () => {
       lineGroup: "config.optimizer",
       panelSearch: "loss",
       tab: "logs",
+      compare: "v0",
     };
     const query = encodeView(view);
     expect(query.startsWith("?")).toBe(true);
@@ -69,6 +70,43 @@ describe("routes", () => {
     expect(parseRoute("/nico/awesome-project/runs/1jx1ud12")).toEqual({ page: "run", entity: "nico", project: "awesome-project", runId: "1jx1ud12" });
     expect(parseRoute("/nico/awesome-project/table")).toEqual({ page: "project", entity: "nico", project: "awesome-project", view: "table" });
     expect(parseRoute("/nico/awesome-project/runs")).toEqual({ page: "project", entity: "nico", project: "awesome-project", view: "table" });
+  });
+
+  it("gives the artifacts view its collection and version in the path", () => {
+    const routes = [
+      { page: "project", entity: "nico", project: "p", view: "artifacts" },
+      { page: "project", entity: "nico", project: "p", view: "artifacts", artifact: "mnist" },
+      { page: "project", entity: "nico", project: "p", view: "artifacts", artifact: "mnist", version: "v3" },
+      { page: "project", entity: "nico", project: "p", view: "artifacts", artifact: "mnist", version: "best" },
+      { page: "project", entity: "teams", project: "p", view: "artifacts", artifact: "a.b-c_d", version: "v0" },
+    ] as const;
+    for (const route of routes) expect(parseRoute(routePath(route))).toStrictEqual(route);
+    expect(routePath(routes[2])).toBe("/nico/p/artifacts/mnist/v3");
+    // A version without a collection is nothing to show.
+    expect(routePath({ page: "project", entity: "e", project: "p", view: "artifacts", version: "v1" })).toBe("/e/p/artifacts");
+    // Aliases are free text: they are escaped.
+    const odd = { page: "project", entity: "e", project: "p", view: "artifacts", artifact: "m", version: "a/b c" } as const;
+    expect(routePath(odd)).toBe("/e/p/artifacts/m/a%2Fb%20c");
+    expect(parseRoute(routePath(odd))).toEqual(odd);
+    expect(parseRoute("/e/p/artifacts/m/v1/x")).toEqual({ page: "missing", path: "/e/p/artifacts/m/v1/x" });
+  });
+
+  it("keeps the other views and the runs where they were", () => {
+    expect(parseRoute("/e/p")).toStrictEqual({ page: "project", entity: "e", project: "p", view: "workspace" });
+    expect(parseRoute("/e/p/workspace")).toStrictEqual({ page: "project", entity: "e", project: "p", view: "workspace" });
+    expect(parseRoute("/e/p/runs/artifacts")).toEqual({ page: "run", entity: "e", project: "p", runId: "artifacts" });
+    expect(parseRoute("/e/p/abc123")).toEqual({ page: "run", entity: "e", project: "p", runId: "abc123" });
+  });
+
+  it("writes the version compared with on the artifacts view's URLs only", () => {
+    const view = { ...DEFAULT_VIEW, compare: "v0" };
+    const version = { page: "project", entity: "e", project: "p", view: "artifacts", artifact: "m", version: "v1" } as const;
+    expect(routeUrl(version, view)).toBe("/e/p/artifacts/m/v1?compare=v0");
+    expect(routeUrl({ ...version, version: undefined }, view)).toBe("/e/p/artifacts/m?compare=v0");
+    expect(routeUrl({ page: "project", entity: "e", project: "p", view: "artifacts" }, view)).toBe("/e/p/artifacts");
+    expect(routeUrl({ page: "project", entity: "e", project: "p", view: "table" }, view)).toBe("/e/p/table");
+    expect(routeUrl({ page: "run", entity: "e", project: "p", runId: "r" }, { ...view, tab: "artifacts" })).toBe("/e/p/runs/r?tab=artifacts");
+    expect(decodeView("?compare=latest").compare).toBe("latest");
   });
 
   it("reports an unknown path, including malformed escapes", () => {
