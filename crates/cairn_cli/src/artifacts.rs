@@ -104,7 +104,19 @@ fn project_of(text: &str, server: &Server) -> anyhow::Result<(String, String)> {
         let (entity, project) = parse_project_path(text).map_err(|e| anyhow::anyhow!("{}", e.message))?;
         return Ok((entity, project));
     }
-    let entity = server.client().info().map_err(|e| anyhow::anyhow!("{e}"))?.default_entity;
+    // Asked again while the server restarts, as the transfers are.
+    let client = server.client();
+    let mut attempt = 0;
+    let entity = loop {
+        match client.info() {
+            Ok(info) => break info.default_entity,
+            Err(e) if e.is_retryable() && attempt < 20 => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => anyhow::bail!("{e}"),
+        }
+    };
     Ok((entity, text.to_owned()))
 }
 

@@ -47,7 +47,9 @@ fn assert_exactly_once(api: &ApiClient, path: &RunPath, last_logged: i64) -> usi
     let (sparse_steps, _) = read_back(api, path, "sparse");
     let expected: Vec<i64> = (0..=last_logged).filter(|s| s % 7 == 3).collect();
     assert_eq!(&sparse_steps[..expected.len()], &expected[..]);
-    steps.len()
+    // The history rows: a kill between the two records of an amended row leaves that row with
+    // only its first key (`sparse`), which is stored as it was logged.
+    steps.len() + usize::from(sparse_steps.last().is_some_and(|s| s > &last))
 }
 
 fn kill_mid_run(extra_env: &[(&str, String)], server: &ServerProcess, work: &std::path::Path) -> (RunPath, i64, std::path::PathBuf) {
@@ -1130,6 +1132,8 @@ fn artifact_uploads_resume_after_sigkill_of_the_client_and_of_the_server() {
     let held = wait_for_part(&api, 0);
     client.kill().unwrap();
     client.wait().unwrap();
+    // The server stores what it had read of the cut-off body, then settles.
+    std::thread::sleep(Duration::from_millis(1000));
     let (after_kill, complete) = received(&api).unwrap();
     assert!(after_kill >= held && !complete, "{after_kill} of {}", bytes.len());
 
