@@ -186,11 +186,7 @@ impl AppState {
         let (readable, actor) = (caller.readable_entities(), caller.actor().to_owned());
         blocking(move || {
             store.get_run(&path)?;
-            // `None`: a caller who reads everything (auth off, a server admin).
-            if let Some(readable) = &readable
-                && !store.content_readable(&sha256, Some(readable))?
-                && !store.holds(&upload_grant(&sha256, &actor), &actor, Timestamp::now())?
-            {
+            if !may_name(store.as_ref(), &sha256, readable.as_deref(), &actor)? {
                 return Err(CodedError::new(
                     ErrorCode::Forbidden,
                     format!("content {sha256} is in no run you can read; send its bytes (PUT the file without ?sha256=)"),
@@ -225,7 +221,7 @@ impl AppState {
                     if !checked.insert(e.digest.clone()) {
                         continue;
                     }
-                    if !store.content_readable(&e.digest, Some(readable))? && !store.holds(&upload_grant(&e.digest, &actor), &actor, Timestamp::now())? {
+                    if !may_name(store.as_ref(), &e.digest, Some(readable), &actor)? {
                         return Err(CodedError::new(
                             ErrorCode::Forbidden,
                             format!("{}: content {} is in nothing you can read; upload its bytes (PUT /api/v1/uploads/{})", e.path, e.digest, e.digest),
@@ -306,6 +302,15 @@ impl AppState {
         let (store, instance, sha256) = (self.store_ref(), self.instance.clone(), sha256.to_owned());
         Ok(Arc::new(blocking(move || UploadClaim::take(store, &instance, &sha256)).await?))
     }
+}
+
+/// Whether a caller who reads `readable` (`None`: everything: auth off, a server admin) may name
+/// the content `sha256` in a run or an artifact: they can read something that names it, or
+/// uploaded its bytes lately. Knowing a hash is not enough. The grant, a lookup by key, is asked
+/// first.
+fn may_name(store: &dyn Store, sha256: &str, readable: Option<&[String]>, actor: &str) -> ServiceResult<bool> {
+    let Some(readable) = readable else { return Ok(true) };
+    Ok(store.holds(&upload_grant(sha256, actor), actor, Timestamp::now())? || store.content_readable(sha256, Some(readable))?)
 }
 
 /// The lease that says `actor` uploaded the content `sha256` whole, lately: they may link it.

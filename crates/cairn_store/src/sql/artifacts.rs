@@ -302,18 +302,7 @@ impl ArtifactStore for SqlStore {
             db.execute("DELETE FROM artifact_versions WHERE version_pk = ?1", args![pk])?;
             repoint_latest(db, collection_pk)?;
             // Contents nothing names now wait for collection.
-            let mut orphans = Vec::new();
-            for sha in contents {
-                lock_content(db, &sha)?;
-                if super::runs::referrers(db, &sha)? == 0 {
-                    db.execute(
-                        "INSERT INTO blob_gc (sha256, since) VALUES (?1, ?2) ON CONFLICT (sha256) DO NOTHING",
-                        args![sha, Timestamp::now().micros()],
-                    )?;
-                    orphans.push(sha);
-                }
-            }
-            Ok(orphans)
+            super::runs::queue_unnamed(db, contents)
         })
     }
 

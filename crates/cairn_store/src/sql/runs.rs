@@ -468,6 +468,24 @@ pub(crate) fn referrers(db: &dyn Db, sha256: &str) -> Result<i64> {
         + db.row("SELECT count(*) FROM artifact_entries WHERE digest = ?1 AND ref IS NULL", args![sha256])?.i64(0)?)
 }
 
+/// Lists for collection (`blob_gc`) those of `shas` that nothing names any more, each under its
+/// content lock, in the caller's transaction (a crash before they are removed leaves them listed);
+/// returns them.
+pub(crate) fn queue_unnamed(db: &dyn Db, shas: Vec<String>) -> Result<Vec<String>> {
+    let mut orphans = Vec::new();
+    for sha in shas {
+        lock_content(db, &sha)?;
+        if referrers(db, &sha)? == 0 {
+            db.execute(
+                "INSERT INTO blob_gc (sha256, since) VALUES (?1, ?2) ON CONFLICT (sha256) DO NOTHING",
+                args![sha, Timestamp::now().micros()],
+            )?;
+            orphans.push(sha);
+        }
+    }
+    Ok(orphans)
+}
+
 /// The run path in columns `at..at + 3` (entity, project, run id).
 pub(crate) fn path_at(r: &Row, at: usize) -> Result<RunPath> {
     Ok(RunPath::new(r.string(at)?, r.string(at + 1)?, r.string(at + 2)?))
@@ -596,18 +614,7 @@ impl RunStore for SqlStore {
             }
             // Contents that nothing names now are candidates for collection (`collect_blobs`),
             // recorded in this transaction: a crash before they are removed leaves them listed.
-            let mut orphans = Vec::new();
-            for sha in shas {
-                lock_content(db, &sha)?;
-                if referrers(db, &sha)? == 0 {
-                    db.execute(
-                        "INSERT INTO blob_gc (sha256, since) VALUES (?1, ?2) ON CONFLICT (sha256) DO NOTHING",
-                        args![sha, Timestamp::now().micros()],
-                    )?;
-                    orphans.push(sha);
-                }
-            }
-            Ok(orphans)
+            queue_unnamed(db, shas)
         })
     }
 
