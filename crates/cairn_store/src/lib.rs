@@ -96,6 +96,27 @@ pub trait FileStore: Send + Sync {
     /// them at the same time: that run either keeps the content or is told it is gone.
     fn collect_blobs(&self, only: Option<&[String]>) -> Result<Vec<String>>;
     fn get_run_file(&self, path: &RunPath, file_path: &str) -> Result<FileInfo>;
+
+    /// The size of a stored content, whole in the blob store or in chunks; `None` when neither
+    /// holds it.
+    fn content_size(&self, sha256: &str) -> Result<Option<u64>>;
+    /// Reads a stored content, whole or in chunks, streaming.
+    fn open_content(&self, sha256: &str) -> Result<Box<dyn std::io::Read + Send>>;
+    /// Which of the chunks `shas` the store does not hold, each once.
+    fn missing_chunks(&self, shas: &[String]) -> Result<Vec<String>>;
+    /// Stores chunks (SHA-256 and bytes), each checked against its hash, the new ones together
+    /// in one pack; says which were new and which were held.
+    fn store_chunks(&self, chunks: &[(String, &[u8])]) -> Result<cairn_types::api::UploadBatchResult>;
+    /// Cuts a content stored whole into chunks, as a client would, and records them as in it
+    /// (those held already elsewhere stay where they are): a later version sent in chunks finds
+    /// them. Once: a content cut before, in chunks, or not held is left as it is. Returns how
+    /// many it recorded.
+    fn index_chunks(&self, sha256: &str) -> Result<usize>;
+    /// Stores the content `sha256` of `size` bytes as the concatenation of `chunks` (each held
+    /// already), once it has read them back and checked the hash and size: `chunks_missing` when
+    /// some are not held, `content_mismatch` when they make another content. A content held
+    /// already is checked the same way and kept as it is.
+    fn compose_content(&self, sha256: &str, size: u64, chunks: &[cairn_types::api::ChunkRef], now: Timestamp) -> Result<BlobRef>;
 }
 
 pub use cairn_types::accounts::{Account, ApiKey, AuditEntry, Principal, Role, Visibility};

@@ -20,7 +20,7 @@ use cairn_types::wire::{BatchWriter, KeyStream, RecordType, payload};
 use cairn_types::{RunPath, Timestamp, map};
 use serde_json::json;
 
-use crate::{FileStore, HistoryRequest, RunStore, SeriesStore, Store};
+use crate::{ArtifactStore, FileStore, HistoryRequest, RunStore, SeriesStore, Store};
 
 #[macro_export]
 macro_rules! store_test_suite {
@@ -60,6 +60,8 @@ macro_rules! store_test_suite {
             passwords_sessions_visibility_and_audit,
             artifacts_versions_aliases_and_lineage,
             artifacts_committed_at_once_get_distinct_versions,
+            chunked_contents_share_chunks_and_go_chunk_by_chunk,
+            a_chunk_composed_during_a_collection_is_never_lost,
             a_nul_character_does_not_stop_a_run,
             project_series_of_many_runs_match_each_run,
             a_content_named_during_a_purge_is_never_lost,
@@ -1751,4 +1753,172 @@ pub fn artifacts_committed_at_once_get_distinct_versions(store: &(impl Store + S
         assert_eq!(store.get_artifact("e", "p", "shared", &format!("writer{i}")).unwrap().version, versions[i]);
     }
     assert_eq!(store.get_artifact("e", "p", "shared", "latest").unwrap().version, "v4");
+}
+
+use crate::blob::suite::content as noise;
+
+fn sha_of(bytes: &[u8]) -> String {
+    crate::blob::sha256_reader(bytes).unwrap().0
+}
+
+/// Stores the parts as chunks (in one pack, last first: a pack of them in order would be the
+/// whole content itself) and returns the chunk list and the whole.
+fn put_chunks(store: &impl Store, parts: &[&[u8]]) -> (Vec<cairn_types::api::ChunkRef>, Vec<u8>) {
+    let framed: Vec<(String, &[u8])> = parts.iter().map(|p| (sha_of(p), *p)).collect();
+    store.store_chunks(&framed.iter().rev().cloned().collect::<Vec<_>>()).unwrap();
+    let chunks = framed.iter().map(|(sha, p)| cairn_types::api::ChunkRef { sha256: sha.clone(), size: p.len() as u64 }).collect();
+    (chunks, parts.concat())
+}
+
+fn read_content(store: &impl Store, sha256: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut store.open_content(sha256).unwrap(), &mut out).unwrap();
+    out
+}
+
+pub fn chunked_contents_share_chunks_and_go_chunk_by_chunk(store: &crate::sql::SqlStore) {
+    let (a, b, c, d) = (noise(70_000, 1), noise(50_000, 2), noise(90_000, 3), noise(64_000, 4));
+    let (x_chunks, x) = put_chunks(store, &[&a, &b, &c]);
+    let (y_chunks, y) = put_chunks(store, &[&a, &d, &c, &a]);
+    let (x_sha, y_sha) = (sha_of(&x), sha_of(&y));
+    let never_sent = sha_of(b"never sent");
+    let asked = vec![x_chunks[0].sha256.clone(), never_sent.clone(), x_chunks[0].sha256.clone()];
+    assert_eq!(store.missing_chunks(&asked).unwrap(), [never_sent.clone()]);
+    assert_eq!(store.missing_chunks(&["NOT-A-SHA".into()]).unwrap_err().code, ErrorCode::InvalidValue);
+
+    // Refused, with what was wrong, and nothing is kept.
+    let mut short = x_chunks.clone();
+    short.push(cairn_types::api::ChunkRef { sha256: never_sent.clone(), size: 10 });
+    let e = store.compose_content(&x_sha, x.len() as u64 + 10, &short, secs(1)).unwrap_err();
+    assert_eq!(e.code, ErrorCode::ChunksMissing, "{}", e.message);
+    assert!(e.message.contains("1 of its 4 chunks"), "{}", e.message);
+    let e = store.compose_content(&x_sha, x.len() as u64 + 1, &x_chunks, secs(1)).unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidValue, "{}", e.message);
+    let e = store.compose_content(&y_sha, x.len() as u64, &x_chunks, secs(1)).unwrap_err();
+    assert_eq!(e.code, ErrorCode::ContentMismatch, "{}", e.message);
+    let mut wrong_size = x_chunks.clone();
+    wrong_size[0].size -= 1;
+    wrong_size[1].size += 1;
+    assert_eq!(store.compose_content(&x_sha, x.len() as u64, &wrong_size, secs(1)).unwrap_err().code, ErrorCode::ContentMismatch);
+    assert_eq!(store.compose_content(&x_sha, 0, &[], secs(1)).unwrap_err().code, ErrorCode::InvalidValue);
+    assert_eq!(store.content_size(&x_sha).unwrap(), None);
+    assert_eq!(store.open_content(&x_sha).err().unwrap().code, ErrorCode::FileNotFound);
+
+    // Composed: it reads back whole, and its chunks count as held.
+    assert_eq!(store.compose_content(&x_sha, x.len() as u64, &x_chunks, secs(2)).unwrap().size, x.len() as u64);
+    assert_eq!(store.compose_content(&x_sha, x.len() as u64, &x_chunks, secs(2)).unwrap().size, x.len() as u64, "again: the same");
+    store.compose_content(&y_sha, y.len() as u64, &y_chunks, secs(2)).unwrap();
+    assert_eq!(store.content_size(&x_sha).unwrap(), Some(x.len() as u64));
+    assert_eq!(read_content(store, &x_sha), x);
+    assert_eq!(read_content(store, &y_sha), y);
+    assert!(!store.blobs().exists(&x_sha).unwrap(), "stored as chunks, not whole");
+
+    // Named by a run and by an artifact like any content.
+    let run = RunPath::new("e", "p", "chunked");
+    new_run(store, &run);
+    store.put_run_file(&run, FileInfo { path: "ckpt.pt".into(), size: x.len() as u64, sha256: x_sha.clone(), updated_at: secs(3) }).unwrap();
+    let entry = cairn_types::artifacts::ManifestEntry { path: "model.pt".into(), digest: y_sha.clone(), size: y.len() as u64, reference: None };
+    store.commit_artifact("e", "p", commit_request("model", "model", vec![entry], &[], None), secs(3)).unwrap();
+
+    // Copied to another store, chunk by chunk.
+    let dir = tempfile::tempdir().unwrap();
+    let target = crate::sqlite::open(dir.path(), crate::StoreConfig { default_entity: "e".into() }).unwrap();
+    crate::sql::copy::copy_store(store, &target, None, &mut |_| {}).unwrap();
+    assert_eq!(read_content(&target, &x_sha), x);
+    assert_eq!(read_content(&target, &y_sha), y);
+    assert!(!target.blobs().exists(&x_sha).unwrap());
+    assert!(target.missing_chunks(&x_chunks.iter().map(|c| c.sha256.clone()).collect::<Vec<_>>()).unwrap().is_empty());
+
+    // Purging the run lets go of X; of its chunks only b is X's alone.
+    let blobs_before = bytes_in(store);
+    let orphans = store.purge_run(&run).unwrap();
+    assert_eq!(orphans, [x_sha.clone()]);
+    let mut removed = store.collect_blobs(Some(&orphans)).unwrap();
+    removed.sort();
+    let mut expected = vec![x_sha.clone(), x_chunks[1].sha256.clone()];
+    expected.sort();
+    assert_eq!(removed, expected, "X and b, its chunk alone");
+    assert_eq!(store.content_size(&x_sha).unwrap(), None);
+    assert_eq!(read_content(store, &y_sha), y, "Y keeps a and c");
+    assert_eq!(store.missing_chunks(&x_chunks.iter().map(|c| c.sha256.clone()).collect::<Vec<_>>()).unwrap(), [x_chunks[1].sha256.clone()]);
+    assert_eq!(bytes_in(store), blobs_before, "b's pack holds a and c too: it stays whole");
+
+    // Deleting the version lets go of Y, then of every chunk, then of the packs.
+    let orphans = store.delete_artifact_version("e", "p", "model", "v0", true).unwrap();
+    store.collect_blobs(Some(&orphans)).unwrap();
+    let all: Vec<String> = x_chunks.iter().chain(&y_chunks).map(|c| c.sha256.clone()).collect();
+    assert_eq!(store.missing_chunks(&all).unwrap().len(), 4);
+    assert_eq!(bytes_in(store), 0, "no pack is left");
+    assert!(store.collect_blobs(None).unwrap().is_empty(), "nothing left for a later pass");
+
+    // A compose its server never finished gives its chunks back after a while.
+    let (z_chunks, z) = put_chunks(store, &[&b, &d]);
+    let (z_sha, list) = (sha_of(&z), z_chunks.iter().map(|c| crate::BlobRef { sha256: c.sha256.clone(), size: c.size }).collect::<Vec<_>>());
+    let z_size = z.len() as u64;
+    store.write(move |db| crate::sql::chunks::write_list(db, &z_sha, z_size, &list, secs(4))).unwrap();
+    assert_eq!(store.content_size(&sha_of(&z)).unwrap(), None, "not verified: not there");
+    assert!(store.drop_stale_composes(secs(4)).unwrap().is_empty(), "not stale yet");
+    let queued = store.drop_stale_composes(secs(5)).unwrap();
+    assert_eq!(queued.len(), 2);
+    store.collect_blobs(Some(&queued)).unwrap();
+    assert_eq!(store.missing_chunks(&[z_chunks[0].sha256.clone()]).unwrap().len(), 1);
+    assert_eq!(bytes_in(store), 0);
+
+    // A chunk that is not what it claims is refused, and nothing of its batch is kept.
+    let lie = vec![(sha_of(b"first"), &b"first"[..]), (sha_of(b"claimed"), &b"other bytes"[..])];
+    assert_eq!(store.store_chunks(&lie).unwrap_err().code, ErrorCode::ContentMismatch);
+    assert_eq!(store.missing_chunks(&[sha_of(b"first")]).unwrap().len(), 1);
+    let again = store.store_chunks(&lie[..1]).unwrap();
+    assert_eq!((again.stored.len(), store.store_chunks(&lie[..1]).unwrap().present.len()), (1, 1));
+}
+
+/// Bytes of the blob store, by what a walk over it finds (zero for stores that are not local).
+fn bytes_in(store: &crate::sql::SqlStore) -> u64 {
+    fn walk(dir: &std::path::Path) -> u64 {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| {
+                let meta = e.metadata().unwrap();
+                if meta.is_dir() { if e.file_name() == "staging" { 0 } else { walk(&e.path()) } } else { meta.len() }
+            })
+            .sum()
+    }
+    store.blobs().scratch_dir().and_then(|d| d.parent().map(walk)).unwrap_or(0)
+}
+
+/// A content composed of a chunk while the last content that had it is collected: either the
+/// compose is refused (and the client sends the chunk again) or the chunk stays.
+pub fn a_chunk_composed_during_a_collection_is_never_lost(store: &crate::sql::SqlStore) {
+    let keep = RunPath::new("e", "p", "keeper");
+    new_run(store, &keep);
+    for round in 0..8u64 {
+        let shared = noise(40_000, 100 + round);
+        let (old_chunks, old) = put_chunks(store, &[&shared, &noise(30_000, 200 + round)]);
+        let (new_chunks, new) = put_chunks(store, &[&shared, &noise(20_000, 300 + round)]);
+        let (old_sha, new_sha) = (sha_of(&old), sha_of(&new));
+        store.compose_content(&old_sha, old.len() as u64, &old_chunks, secs(1)).unwrap();
+        let purged = RunPath::new("e", "p", format!("purged-{round}"));
+        new_run(store, &purged);
+        store.put_run_file(&purged, FileInfo { path: "old.pt".into(), size: old.len() as u64, sha256: old_sha.clone(), updated_at: secs(1) }).unwrap();
+        let composed = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let orphans = store.purge_run(&purged).unwrap();
+                store.collect_blobs(Some(&orphans)).unwrap();
+            });
+            scope.spawn(|| store.compose_content(&new_sha, new.len() as u64, &new_chunks, secs(2))).join().unwrap()
+        });
+        match composed {
+            Ok(_) => {
+                store.put_run_file(&keep, FileInfo { path: format!("new-{round}.pt"), size: new.len() as u64, sha256: new_sha.clone(), updated_at: secs(2) }).unwrap();
+                assert_eq!(read_content(store, &new_sha), new, "round {round}: a composed content lost a chunk");
+            }
+            Err(e) => assert_eq!(e.code, ErrorCode::ChunksMissing, "round {round}: {}", e.message),
+        }
+    }
+    store.collect_blobs(None).unwrap();
+    for f in store.list_run_files(&keep).unwrap() {
+        assert_eq!(read_content(store, &f.sha256).len() as u64, f.size);
+    }
 }

@@ -41,6 +41,41 @@ pub fn encode_upload_batch(contents: &[(&str, &[u8])]) -> Vec<u8> {
     out
 }
 
+/// A content of at least this size is sent as content-defined chunks (`POST /api/v1/chunks`,
+/// then `POST /api/v1/uploads/{sha256}/compose`), so that a new version of a big file sends and
+/// stores only the chunks that changed; smaller ones go whole.
+pub const CHUNKED_MIN: u64 = 8 << 20;
+
+/// One chunk of a content stored in chunks: its SHA-256 and size. A chunk is itself a content of
+/// the blob store, shared by every content that has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChunkRef {
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// `POST /api/v1/chunks/missing`: which of these chunks the server does not hold. The answer
+/// has the missing ones, each once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChunkList {
+    pub chunks: Vec<String>,
+    /// The content these chunks are most likely to share with (the version before): when the
+    /// server holds it whole, it cuts it into chunks first, so that they count as held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+}
+
+/// `POST /api/v1/uploads/{sha256}/compose`: the content is these chunks, in order. The server
+/// reads them back and checks the content's SHA-256 and size before it stores the list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ComposeContent {
+    pub size: u64,
+    pub chunks: Vec<ChunkRef>,
+}
+
 /// Splits a batch of contents; an error names what is malformed.
 pub fn decode_upload_batch(body: &[u8]) -> Result<Vec<(String, &[u8])>, CodedError> {
     let mut out = Vec::new();

@@ -73,6 +73,9 @@ error_codes! {
     RunFinished => ("run_finished", 409, Conflict),
     UploadOffset => ("upload_offset", 409, Conflict),
     UploadInProgress => ("upload_in_progress", 409, Conflict),
+    // A content was composed of chunks the server does not hold (never sent, or collected since):
+    // the message counts them; send them, then compose again.
+    ChunksMissing => ("chunks_missing", 409, Conflict),
     ContentMismatch => ("content_mismatch", 400, InvalidInput),
     ShuttingDown => ("shutting_down", 503, Unavailable),
     // The database or the object store cannot be reached now; a retry may succeed.

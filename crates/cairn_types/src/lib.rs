@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod api;
 pub mod artifacts;
+pub mod chunking;
 pub mod error;
 pub mod filter;
 pub mod ids;

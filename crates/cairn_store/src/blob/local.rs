@@ -26,6 +26,15 @@ impl LocalBlobStore {
         self.root.join(&sha256[..2]).join(sha256)
     }
 
+    fn open_file(&self, sha256: &str) -> Result<File> {
+        valid_sha(sha256)?;
+        let path = self.blob_path(sha256);
+        File::open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => CodedError::new(ErrorCode::FileNotFound, format!("blob {sha256} not found")),
+            _ => io_err("open", &path, e),
+        })
+    }
+
     fn partial_path(&self, sha256: &str) -> PathBuf {
         self.staging.join(format!("upload-{sha256}.part"))
     }
@@ -51,13 +60,14 @@ impl BlobStore for LocalBlobStore {
     }
 
     fn open(&self, sha256: &str) -> Result<Box<dyn Read + Send>> {
-        valid_sha(sha256)?;
-        let path = self.blob_path(sha256);
-        let file = File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => CodedError::new(ErrorCode::FileNotFound, format!("blob {sha256} not found")),
-            _ => io_err("open", &path, e),
-        })?;
-        Ok(Box::new(file))
+        Ok(Box::new(self.open_file(sha256)?))
+    }
+
+    fn open_range(&self, sha256: &str, offset: u64, len: u64) -> Result<Box<dyn Read + Send>> {
+        use std::io::Seek as _;
+        let mut file = self.open_file(sha256)?;
+        file.seek(io::SeekFrom::Start(offset)).map_err(|e| io_err("read", &self.blob_path(sha256), e))?;
+        Ok(Box::new(file.take(len)))
     }
 
     fn size(&self, sha256: &str) -> Result<Option<u64>> {

@@ -2,6 +2,7 @@
 //! object store (`s3://`), chosen by URI in [`open_blobs`]. Resumable uploads live in the blob
 //! store too, so that an upload started through one server continues through another.
 
+mod chunked;
 mod local;
 mod s3;
 #[cfg(any(test, feature = "testsuite"))]
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use cairn_types::error::{CodedError, ErrorCode};
 use sha2::{Digest, Sha256};
 
+pub use chunked::{ChunkedReader, Piece, coalesce};
 pub use local::LocalBlobStore;
 pub use s3::S3BlobStore;
 
@@ -41,6 +43,13 @@ pub trait BlobStore: Send + Sync {
     fn put_hashed(&self, path: &Path, blob: BlobRef) -> Result<BlobRef>;
     /// Reads a blob, streaming.
     fn open(&self, sha256: &str) -> Result<Box<dyn Read + Send>>;
+    /// Reads `len` bytes of a blob from `offset` (fewer when the blob ends first).
+    fn open_range(&self, sha256: &str, offset: u64, len: u64) -> Result<Box<dyn Read + Send>> {
+        let mut reader = self.open(sha256)?;
+        io::copy(&mut (&mut reader).take(offset), &mut io::sink())
+            .map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot read blob {sha256}: {e}")))?;
+        Ok(Box::new(reader.take(len)))
+    }
     fn exists(&self, sha256: &str) -> Result<bool> {
         Ok(self.size(sha256)?.is_some())
     }
@@ -67,6 +76,12 @@ pub trait BlobStore: Send + Sync {
     /// disk as the blobs, so storing is a rename); `None`: anywhere will do.
     fn scratch_dir(&self) -> Option<std::path::PathBuf> {
         None
+    }
+
+    /// How many requests at once suit this store when many small blobs are read (an object
+    /// store answers each after a round trip; a disk needs few).
+    fn parallelism(&self) -> usize {
+        2
     }
 }
 

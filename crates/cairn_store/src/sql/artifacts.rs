@@ -140,7 +140,7 @@ fn commit(db: &dyn Db, entity: &str, project: &str, request: &CommitArtifact, bl
             for e in request.entries.iter().filter(|e| e.stored()) {
                 lock_content(db, &e.digest)?;
                 db.execute("DELETE FROM blob_gc WHERE sha256 = ?1", args![e.digest])?;
-                if !blobs.exists(&e.digest)? {
+                if !super::chunks::content_exists(db, blobs, &e.digest)? {
                     return Err(CodedError::new(
                         ErrorCode::FileNotFound,
                         format!("{}: content {} is not uploaded; send it first with PUT /api/v1/uploads/{}", e.path, e.digest, e.digest),

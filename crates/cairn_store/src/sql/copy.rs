@@ -280,6 +280,40 @@ fn write_run(db: &dyn Db, rows: &RunRows) -> Result<()> {
     Ok(())
 }
 
+/// Copies a content from one store to another, whole or in chunks as the source holds it;
+/// returns the bytes copied (0 when the target has it already).
+fn copy_content(from: &SqlStore, to: &SqlStore, sha256: &str) -> Result<u64> {
+    if crate::FileStore::content_size(to, sha256)?.is_some() {
+        return Ok(0);
+    }
+    if from.blobs().exists(sha256)? {
+        return copy_blob(from.blobs(), to.blobs(), sha256);
+    }
+    let (size, list, located) = from.read(|db| {
+        let size = super::chunks::chunked_size(db, sha256)?
+            .ok_or_else(|| CodedError::new(ErrorCode::Internal, format!("content {sha256} is named in the source store but not there")))?;
+        let list = db
+            .query("SELECT chunk, size FROM content_chunks WHERE sha256 = ?1 ORDER BY seq", args![sha256])?
+            .iter()
+            .map(|r| Ok(crate::BlobRef { sha256: r.string(0)?, size: r.i64(1)? as u64 }))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((size, list, super::chunks::located(db, sha256)?))
+    })?;
+    // The packs whole (each checked on its way in), then where each chunk is in them.
+    let mut copied = 0;
+    let mut by_pack: HashMap<String, Vec<(String, u64, u64)>> = HashMap::new();
+    for l in located {
+        by_pack.entry(l.piece.blob).or_default().push((l.sha256, l.piece.offset, l.piece.size));
+    }
+    for (pack, chunks) in by_pack {
+        copied += copy_blob(from.blobs(), to.blobs(), &pack)?;
+        to.write(move |db| super::chunks::record_chunks(db, &pack, &chunks))?;
+    }
+    let sha = sha256.to_owned();
+    to.write(move |db| super::chunks::write_verified_list(db, &sha, size, &list))?;
+    Ok(copied)
+}
+
 /// Copies a content from one blob store to another, through a scratch file; returns its size, or
 /// 0 when the target has it already.
 fn copy_blob(from: &dyn BlobStore, to: &dyn BlobStore, sha256: &str) -> Result<u64> {
@@ -323,7 +357,7 @@ pub fn copy_store(from: &SqlStore, to: &SqlStore, max_runs: Option<u64>, progres
         progress(&state);
         let rows = from.read(|db| read_run(db, source.pk))?;
         for file in &rows.files {
-            state.blob_bytes += copy_blob(from.blobs(), to.blobs(), file.str(1)?)?;
+            state.blob_bytes += copy_content(from, to, file.str(1)?)?;
         }
         to.write(move |db| write_run(db, &rows))?;
         copied += 1;
@@ -381,7 +415,7 @@ fn copy_artifacts(from: &SqlStore, to: &SqlStore) -> Result<u64> {
         })?;
         for (_, entries, _, _) in &versions {
             for e in entries.iter().filter(|e| matches!(e.cell(3), super::Cell::Null)) {
-                copied += copy_blob(from.blobs(), to.blobs(), e.str(1)?)?;
+                copied += copy_content(from, to, e.str(1)?)?;
             }
         }
         to.write(move |db| {

@@ -12,6 +12,7 @@
 pub mod accounts;
 mod artifacts;
 mod branch;
+pub(crate) mod chunks;
 pub mod copy;
 pub(crate) mod query;
 mod runs;

@@ -462,10 +462,18 @@ pub(crate) fn lock_content(db: &dyn Db, sha256: &str) -> Result<()> {
 }
 
 /// How many names a content has: every table that names contents by SHA-256 counts here (run
-/// files and the stored entries of artifacts).
+/// files, the stored entries of artifacts, the chunk lists of chunked contents, and for a pack
+/// the chunks in it that some content lists, but for the one chunk that is the whole pack).
 pub(crate) fn referrers(db: &dyn Db, sha256: &str) -> Result<i64> {
     Ok(db.row("SELECT count(*) FROM run_files WHERE sha256 = ?1", args![sha256])?.i64(0)?
-        + db.row("SELECT count(*) FROM artifact_entries WHERE digest = ?1 AND ref IS NULL", args![sha256])?.i64(0)?)
+        + db.row("SELECT count(*) FROM artifact_entries WHERE digest = ?1 AND ref IS NULL", args![sha256])?.i64(0)?
+        + db.row("SELECT count(*) FROM content_chunks WHERE chunk = ?1", args![sha256])?.i64(0)?
+        + db.row(
+            "SELECT count(*) FROM stored_chunks k WHERE k.pack = ?1 AND k.sha256 <> ?1
+             AND EXISTS (SELECT 1 FROM content_chunks c WHERE c.chunk = k.sha256)",
+            args![sha256],
+        )?
+        .i64(0)?)
 }
 
 /// Lists for collection (`blob_gc`) those of `shas` that nothing names any more, each under its
@@ -863,7 +871,7 @@ impl FileStore for SqlStore {
             // under way to end), then checked: it is named only if it is still there.
             lock_content(db, &file.sha256)?;
             db.execute("DELETE FROM blob_gc WHERE sha256 = ?1", args![file.sha256])?;
-            if !blobs.exists(&file.sha256)? {
+            if !super::chunks::content_exists(db, blobs.as_ref(), &file.sha256)? {
                 return Err(CodedError::new(
                     ErrorCode::FileNotFound,
                     format!("content {} is not uploaded; send it first with PUT /api/v1/uploads/{}", file.sha256, file.sha256),
@@ -879,12 +887,17 @@ impl FileStore for SqlStore {
     }
 
     fn collect_blobs(&self, only: Option<&[String]>) -> Result<Vec<String>> {
-        let candidates = match only {
-            Some(shas) => shas.to_vec(),
-            None => self.read(|db| db.column_string("SELECT sha256 FROM blob_gc ORDER BY since LIMIT 1000", &[]))?,
+        let mut candidates: std::collections::VecDeque<String> = match only {
+            Some(shas) => shas.iter().cloned().collect(),
+            None => {
+                // Composes whose server died before they were checked give their chunks back.
+                let deadline = Timestamp(Timestamp::now().micros() - super::chunks::STALE_COMPOSE.as_micros() as i64);
+                self.drop_stale_composes(deadline)?;
+                self.read(|db| db.column_string("SELECT sha256 FROM blob_gc ORDER BY since LIMIT 1000", &[]))?.into()
+            }
         };
         let mut removed = Vec::new();
-        for sha in candidates {
+        while let Some(sha) = candidates.pop_front() {
             let blobs = self.blobs.clone();
             // One transaction per content: the candidate's row stays locked while the content
             // is removed, so a run naming it meanwhile waits, then finds it gone.
@@ -892,14 +905,22 @@ impl FileStore for SqlStore {
             let gone = self.write(move |db| {
                 let sha = content;
                 lock_content(db, &sha)?;
+                super::chunks::lock_pack(db, &sha)?;
                 if db.query("DELETE FROM blob_gc WHERE sha256 = ?1 RETURNING sha256", args![sha])?.is_empty() || referrers(db, &sha)? > 0 {
                     return Ok(None);
                 }
+                // A chunked content lets go of its chunks, a chunk of its pack; those nothing else
+                // names go next.
+                let chunks = super::chunks::release(db, &sha)?;
                 blobs.remove(&sha)?;
-                Ok(Some(sha))
+                Ok(Some((sha, chunks)))
             });
             match gone {
-                Ok(gone) => removed.extend(gone),
+                Ok(Some((sha, chunks))) => {
+                    removed.push(sha);
+                    candidates.extend(chunks);
+                }
+                Ok(None) => {}
                 // Left listed for the next pass; the others go on.
                 Err(e) => tracing::warn!("content {sha} stays for now: {}", e.message),
             }
@@ -922,6 +943,30 @@ impl FileStore for SqlStore {
         self.list_run_files(path)?.into_iter().find(|f| f.path == file_path).ok_or_else(|| {
             CodedError::new(ErrorCode::FileNotFound, format!("run {path} has no file {file_path:?}"))
         })
+    }
+
+    fn content_size(&self, sha256: &str) -> Result<Option<u64>> {
+        self.chunked_content_size(sha256)
+    }
+
+    fn open_content(&self, sha256: &str) -> Result<Box<dyn std::io::Read + Send>> {
+        self.open_chunked(sha256)
+    }
+
+    fn missing_chunks(&self, shas: &[String]) -> Result<Vec<String>> {
+        self.chunks_missing(shas)
+    }
+
+    fn store_chunks(&self, chunks: &[(String, &[u8])]) -> Result<cairn_types::api::UploadBatchResult> {
+        SqlStore::store_chunks(self, chunks)
+    }
+
+    fn index_chunks(&self, sha256: &str) -> Result<usize> {
+        self.index(sha256)
+    }
+
+    fn compose_content(&self, sha256: &str, size: u64, chunks: &[cairn_types::api::ChunkRef], now: Timestamp) -> Result<crate::BlobRef> {
+        self.compose(sha256, size, chunks, now)
     }
 }
 

@@ -234,3 +234,30 @@ CREATE TABLE IF NOT EXISTS artifact_usage (
     PRIMARY KEY (version_pk, run_pk, kind)
 );
 CREATE INDEX IF NOT EXISTS artifact_usage_by_run ON artifact_usage (run_pk);
+
+-- Version 9: contents stored as content-defined chunks. A content's chunks, in order, shared
+-- by every content that has them; the content exists once it is verified (its chunks read back
+-- and hashed). Chunks are kept in packs, blobs of the chunks that arrived in one request, so a
+-- gigabyte is a hundred files or objects, not sixteen thousand.
+CREATE TABLE IF NOT EXISTS chunked_contents (
+    sha256       TEXT PRIMARY KEY,
+    size         INTEGER NOT NULL,
+    chunk_count  INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL,
+    verified_at  INTEGER
+);
+CREATE TABLE IF NOT EXISTS content_chunks (
+    sha256  TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    chunk   TEXT NOT NULL,
+    size    INTEGER NOT NULL,
+    PRIMARY KEY (sha256, seq)
+);
+CREATE INDEX IF NOT EXISTS content_chunks_by_chunk ON content_chunks (chunk);
+CREATE TABLE IF NOT EXISTS stored_chunks (
+    sha256       TEXT PRIMARY KEY,
+    pack         TEXT NOT NULL,
+    pack_offset  INTEGER NOT NULL,
+    size         INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS stored_chunks_by_pack ON stored_chunks (pack);
