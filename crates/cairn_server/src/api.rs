@@ -567,7 +567,7 @@ pub async fn get_file(
 /// length (a browser shows size and progress).
 pub(crate) async fn stream_blob(state: &AppState, sha256: String, size: u64, path: &str) -> ApiResult<Response> {
     let store = state.store.clone();
-    let reader = blocking(move || store.blobs().open(&sha256)).await?;
+    let reader = blocking(move || store.open_content(&sha256)).await?;
     let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
     tokio::task::spawn_blocking(move || {
         let mut reader = reader;
@@ -638,7 +638,7 @@ async fn next_piece(body: &mut Body) -> (Vec<u8>, Option<Result<(), axum::Error>
 
 fn upload_status_of(store: &dyn Store, sha256: &str) -> Result<UploadStatus, CodedError> {
     cairn_store::blob::valid_sha(sha256)?;
-    if let Some(size) = store.blobs().size(sha256)? {
+    if let Some(size) = store.content_size(sha256)? {
         return Ok(UploadStatus { sha256: sha256.to_owned(), received: size, complete: true });
     }
     let received = store.blobs().upload_received(sha256)?;
@@ -755,14 +755,7 @@ pub async fn upload_part(
     responses((status = 200, description = "Which contents were new and which the server held; each is checked against its SHA-256", body = cairn_types::api::UploadBatchResult),
         (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn upload_batch(State(state): State<AppState>, caller: Caller, request: Request) -> ApiResult<Json<cairn_types::api::UploadBatchResult>> {
-    let (headers, body) = read_body(request, state.config.max_body_bytes).await?;
-    let ct = content_type(&headers);
-    if ct != cairn_types::api::UPLOAD_BATCH_CONTENT_TYPE {
-        return Err(ApiError::new(
-            ErrorCode::UnsupportedMediaType,
-            format!("content type {ct:?} is not supported here; send {}", cairn_types::api::UPLOAD_BATCH_CONTENT_TYPE),
-        ));
-    }
+    let body = framed_body(&state, request).await?;
     let (store, actor, scratch) = (store(&state), caller.actor().to_owned(), state.store.blobs().scratch_dir());
     let result = blocking(move || {
         use sha2::Digest as _;
@@ -793,4 +786,76 @@ pub async fn upload_batch(State(state): State<AppState>, caller: Caller, request
     })
     .await?;
     Ok(Json(result))
+}
+
+#[utoipa::path(post, path = "/api/v1/chunks", tag = "files",
+    request_body(content = Vec<u8>, content_type = "application/x-cairn-contents",
+        description = "Chunks of contents to compose later, framed as for `/api/v1/uploads/batch`"),
+    responses((status = 200, description = "Which chunks were new and which the server held; each is checked against its SHA-256", body = cairn_types::api::UploadBatchResult),
+        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn upload_chunks(State(state): State<AppState>, request: Request) -> ApiResult<Json<cairn_types::api::UploadBatchResult>> {
+    let body = framed_body(&state, request).await?;
+    let store = store(&state);
+    // A chunk is no content of anyone's until a compose checks the whole it belongs to: nothing
+    // is granted.
+    blocking(move || store.store_chunks(&cairn_types::api::decode_upload_batch(&body)?)).await.map(Json)
+}
+
+/// The body of a request of framed contents.
+async fn framed_body(state: &AppState, request: Request) -> ApiResult<axum::body::Bytes> {
+    let (headers, body) = read_body(request, state.config.max_body_bytes).await?;
+    let ct = content_type(&headers);
+    if ct != cairn_types::api::UPLOAD_BATCH_CONTENT_TYPE {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("content type {ct:?} is not supported here; send {}", cairn_types::api::UPLOAD_BATCH_CONTENT_TYPE),
+        ));
+    }
+    Ok(body)
+}
+
+
+#[utoipa::path(post, path = "/api/v1/chunks/missing", tag = "files",
+    request_body = cairn_types::api::ChunkList,
+    responses((status = 200, description = "The chunks of the list that the server does not hold, each once", body = cairn_types::api::ChunkList),
+        (status = 400, body = ErrorBody)))]
+pub async fn missing_chunks(State(state): State<AppState>, JsonBody(list): JsonBody<cairn_types::api::ChunkList>) -> ApiResult<Json<cairn_types::api::ChunkList>> {
+    let store = store(&state);
+    blocking(move || {
+        // The version before, held whole: cut into chunks as a client would, so that the chunks
+        // it shares with this one count as held.
+        if let Some(base) = &list.base
+            && let Err(e) = store.index_chunks(base)
+        {
+            tracing::warn!("content {base} stays without chunks: {}", e.message);
+        }
+        store.missing_chunks(&list.chunks)
+    })
+    .await
+    .map(|chunks| Json(cairn_types::api::ChunkList { chunks, base: None }))
+}
+
+#[utoipa::path(post, path = "/api/v1/uploads/{sha256}/compose", tag = "files",
+    params(("sha256" = String, Path, description = "SHA-256 of the content, lowercase hex")),
+    request_body = cairn_types::api::ComposeContent,
+    responses((status = 200, description = "The content is stored as the chunks, checked against its SHA-256", body = UploadStatus),
+        (status = 400, body = ErrorBody), (status = 409, description = "Chunks are missing (`chunks_missing`), or another upload of the content is under way", body = ErrorBody)))]
+pub async fn compose(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(sha256): PathParams<String>,
+    JsonBody(request): JsonBody<cairn_types::api::ComposeContent>,
+) -> ApiResult<Json<UploadStatus>> {
+    cairn_store::blob::valid_sha(&sha256)?;
+    let claim = state.claim_upload(&sha256).await?;
+    let (store, actor) = (store(&state), caller.actor().to_owned());
+    blocking(move || {
+        let _claim = claim;
+        let blob = store.compose_content(&sha256, request.size, &request.chunks, cairn_types::Timestamp::now())?;
+        // The caller had every chunk, so they have the content: they may name it.
+        store.try_lease(&crate::service::upload_grant(&sha256, &actor), &actor, cairn_types::Timestamp::now(), crate::service::UPLOAD_GRANT)?;
+        Ok(UploadStatus { sha256, received: blob.size, complete: true })
+    })
+    .await
+    .map(Json)
 }

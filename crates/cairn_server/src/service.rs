@@ -192,7 +192,7 @@ impl AppState {
                     format!("content {sha256} is in no run you can read; send its bytes (PUT the file without ?sha256=)"),
                 ));
             }
-            let size = store.blobs().size(&sha256)?.ok_or_else(|| {
+            let size = store.content_size(&sha256)?.ok_or_else(|| {
                 CodedError::new(ErrorCode::FileNotFound, format!("content {sha256} is not uploaded; send it first with PUT /api/v1/uploads/{sha256}"))
             })?;
             let info = FileInfo { path: name, size, sha256, updated_at: Timestamp::now() };

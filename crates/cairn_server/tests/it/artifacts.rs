@@ -2,7 +2,7 @@
 //! downloads and deletion.
 
 use axum::http::Method;
-use serde_json::json;
+use serde_json::{Value as Json, json};
 use sha2::Digest as _;
 
 use crate::TestApp;
@@ -98,4 +98,51 @@ async fn small_contents_go_in_batches_checked_one_by_one() {
     cut.truncate(cut.len() - 1);
     app.request(Method::POST, "/api/v1/uploads/batch", ct, cut).await.assert_error(400, "invalid_body", "truncated bytes");
     app.request(Method::POST, "/api/v1/uploads/batch", Some("application/json"), b"{}".to_vec()).await.assert_error(415, "unsupported_media_type", "x-cairn-contents");
+}
+
+/// A big content sent as chunks: the server says which it lacks, takes them in batches, checks
+/// the composed whole against its hash, and serves it back whole.
+#[tokio::test]
+async fn a_content_composed_of_chunks_is_checked_and_served_whole() {
+    let app = TestApp::new();
+    app.run("e", "p", "maker").await;
+    let sha = |bytes: &[u8]| sha2::Sha256::digest(bytes).iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let parts: Vec<Vec<u8>> = (0..5u32).map(|i| (0..40_000u32).map(|j| (j.wrapping_mul(2_654_435_761).wrapping_add(i) >> 11) as u8).collect()).collect();
+    let whole: Vec<u8> = parts.concat();
+    let whole_sha = sha(&whole);
+    let chunks: Vec<Json> = parts.iter().map(|p| json!({"sha256": sha(p), "size": p.len()})).collect();
+    let names: Vec<String> = parts.iter().map(|p| sha(p)).collect();
+    let ct = Some(cairn_types::api::UPLOAD_BATCH_CONTENT_TYPE);
+
+    // Nothing held: composing names how many are missing.
+    let missing = app.post("/api/v1/chunks/missing", &json!({"chunks": names})).await.json();
+    assert_eq!(missing["chunks"].as_array().unwrap().len(), 5);
+    let compose = format!("/api/v1/uploads/{whole_sha}/compose");
+    app.post(&compose, &json!({"size": whole.len(), "chunks": chunks})).await.assert_error(409, "chunks_missing", "5 of its 5 chunks");
+    let framed: Vec<(&str, &[u8])> = names.iter().zip(&parts).take(3).map(|(s, p)| (s.as_str(), p.as_slice())).collect();
+    assert_eq!(app.request(Method::POST, "/api/v1/chunks", ct, cairn_types::api::encode_upload_batch(&framed)).await.json()["stored"].as_array().unwrap().len(), 3);
+    let missing = app.post("/api/v1/chunks/missing", &json!({"chunks": names})).await.json();
+    assert_eq!(missing["chunks"], json!([names[3].clone(), names[4].clone()].iter().collect::<std::collections::BTreeSet<_>>()));
+    app.post(&compose, &json!({"size": whole.len(), "chunks": chunks})).await.assert_error(409, "chunks_missing", "2 of its 5 chunks");
+    let framed: Vec<(&str, &[u8])> = names.iter().zip(&parts).skip(3).map(|(s, p)| (s.as_str(), p.as_slice())).collect();
+    app.request(Method::POST, "/api/v1/chunks", ct, cairn_types::api::encode_upload_batch(&framed)).await;
+
+    // Chunks that make another content, or a size that is not theirs: refused by name.
+    let reversed: Vec<Json> = chunks.iter().rev().cloned().collect();
+    app.post(&compose, &json!({"size": whole.len(), "chunks": reversed})).await.assert_error(400, "content_mismatch", "not");
+    app.post(&compose, &json!({"size": whole.len() + 1, "chunks": chunks})).await.assert_error(400, "invalid_value", "bytes");
+    app.post(&compose, &json!({"size": 1})).await.assert_error(400, "invalid_body", "chunks");
+    assert_eq!(app.get(&format!("/api/v1/uploads/{whole_sha}")).await.json()["complete"], false);
+
+    // Composed: held, named by an artifact, downloaded whole.
+    let done = app.post(&compose, &json!({"size": whole.len(), "chunks": chunks})).await.json();
+    assert_eq!((done["complete"].clone(), done["received"].clone()), (json!(true), json!(whole.len())));
+    assert_eq!(app.get(&format!("/api/v1/uploads/{whole_sha}")).await.json()["received"], json!(whole.len()));
+    let body = json!({"name": "ckpt", "type": "model", "run_id": "maker", "entries": [{"path": "model.pt", "digest": whole_sha, "size": whole.len()}]});
+    assert_eq!(app.post("/api/v1/projects/e/p/artifacts", &body).await.json()["version"], "v0");
+    let file = app.get("/api/v1/artifacts/e/p/ckpt/v0/files/model.pt").await;
+    assert_eq!(file.status, 200);
+    assert!(file.bytes == whole, "served back whole");
+    assert_eq!(app.post("/api/v1/chunks/missing", &json!({"chunks": names})).await.json()["chunks"], json!([]));
+    app.post("/api/v1/chunks/missing", &json!({"chunks": ["nope"]})).await.assert_error(400, "invalid_value", "SHA-256");
 }
