@@ -624,7 +624,83 @@ fn bench_artifacts() {
         mbps(down),
         cp / down * 100.0
     );
+    bench_changed_checkpoint(&api, data.path(), work.path());
     drop(runtime);
+}
+
+/// Bytes of the files under `dir`, recursively.
+fn bytes_under(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let meta = entry.metadata().unwrap();
+        total += if meta.is_dir() { bytes_under(&entry.path()) } else { meta.len() };
+    }
+    total
+}
+
+/// A checkpoint of `CAIRN_BENCH_CKPT_MB` (1,024 by default) logged, then changed in 16 places (1%
+/// of it in all) with 100 bytes inserted near its start, and logged again: what the second
+/// version stores and sends.
+fn bench_changed_checkpoint(api: &cairn_client::http::ApiClient, data: &Path, work: &Path) {
+    use cairn_client::artifacts::{ArtifactDraft, log_artifact};
+    let mb: u64 = std::env::var("CAIRN_BENCH_CKPT_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let size = (mb << 20) as usize;
+    let mut bytes = vec![0u8; size];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for b in bytes.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
+    }
+    let path = work.join("model.ckpt");
+    std::fs::write(&path, &bytes).unwrap();
+    let blobs = data.join("blobs");
+    let mut draft = ArtifactDraft::new("ckpt", "model").unwrap();
+    draft.add_file(&path, Some("model.ckpt")).unwrap();
+    let before = bytes_under(&blobs);
+    let t = Instant::now();
+    let v0 = log_artifact(api, "bench", "artifacts", None, &draft, &[]).unwrap();
+    let first = t.elapsed().as_secs_f64();
+    let base = api.artifact_manifest("bench", "artifacts", "ckpt", &v0.version).unwrap()[0].digest.clone();
+    let stored_first = bytes_under(&blobs) - before;
+
+    // 16 places, 1% of the file in all, spread over it; then 100 bytes in at 4 KiB.
+    let place = size / 100 / 16;
+    for i in 0..16 {
+        let at = size / 16 * i + size / 37;
+        for b in &mut bytes[at..at + place] {
+            *b = b.wrapping_mul(31).wrapping_add(7);
+        }
+    }
+    bytes.splice(4096..4096, (0..100u8).map(|i| i.wrapping_mul(97)));
+    std::fs::write(&path, &bytes).unwrap();
+    let (sha, new_size) = cairn_client::files::hash_file(&path).unwrap();
+    let before = bytes_under(&blobs);
+    let db_before = bytes_under(data) - before;
+    let t = Instant::now();
+    let sent = cairn_client::chunks::send_chunked(api, &path, &sha, new_size, Some(&base), &mut |_| {}).unwrap();
+    let info = log_artifact(api, "bench", "artifacts", None, &draft, &[]).unwrap();
+    let second = t.elapsed().as_secs_f64();
+    assert_eq!(info.version, "v1");
+    let stored = bytes_under(&blobs) - before;
+    let db = (bytes_under(data) - bytes_under(&blobs)).saturating_sub(db_before);
+    let pct = |n: u64| n as f64 / new_size as f64 * 100.0;
+    println!(
+        "checkpoint of {mb} MiB (sent whole first: {:.0} MiB stored in {first:.1} s; {} chunks), changed in 16 places (1%) with 100 bytes inserted near its start: \
+         the new version (in chunks; the server cut the first) sent {} of {} chunks, {:.1} MiB of chunks + {:.2} MiB of lists ({:.2}% of the file), stored {:.1} MiB of chunks ({:.2}%) \
+         + {:.2} MiB of database, in {second:.1} s (W&B sends and stores 100%)",
+        stored_first as f64 / (1 << 20) as f64,
+        sent.chunks,
+        sent.sent_chunks,
+        sent.chunks,
+        sent.sent_bytes as f64 / (1 << 20) as f64,
+        sent.list_bytes as f64 / (1 << 20) as f64,
+        pct(sent.sent_bytes + sent.list_bytes),
+        stored as f64 / (1 << 20) as f64,
+        pct(stored),
+        db as f64 / (1 << 20) as f64,
+    );
 }
 
 fn main() {

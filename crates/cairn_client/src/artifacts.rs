@@ -3,6 +3,7 @@
 //! downloaded with every file's digest checked (files already there with the same content are
 //! kept).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use cairn_types::artifacts::{ArtifactInfo, CommitArtifact, ManifestEntry, validate_entries};
@@ -221,11 +222,26 @@ pub fn log_artifact_with(
         progress.add(contents.iter().map(|(_, b)| b.len() as u64).sum());
         Ok(())
     })?;
+    // The collection's latest version likely shares most bytes of its big files with these (the
+    // checkpoint before): a file goes in chunks, and only what changed is sent, when that version
+    // has a big file of the same path (or else any big file).
+    let before: Vec<ManifestEntry> = if big.is_empty() {
+        Vec::new()
+    } else {
+        api.artifact_manifest(entity, project, &draft.name, "latest")
+            .map(|m| m.into_iter().filter(|e| e.stored() && e.size >= cairn_types::api::CHUNKED_MIN).collect())
+            .unwrap_or_default()
+    };
+    let path_of: HashMap<&str, &str> = draft.files.iter().zip(&hashes).map(|((name, _), (sha, _))| (sha.as_str(), name.as_str())).collect();
+    let base_of = |sha: &str| -> Option<&str> {
+        let name = path_of.get(sha)?;
+        before.iter().find(|e| e.path == *name).or(before.first()).map(|e| e.digest.as_str())
+    };
     parallel(&big, threads(), |(sha, size, path)| {
         let (since, mut attempt) = (std::time::Instant::now(), 0);
         loop {
             let mut last = 0;
-            let sent = send_content(api, path, sha, *size, &mut |n| {
+            let sent = send_content(api, path, sha, *size, base_of(sha), &mut |n| {
                 progress.add(n.saturating_sub(last));
                 last = n;
             });

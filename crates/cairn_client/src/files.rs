@@ -245,20 +245,23 @@ pub struct Uploaded {
 }
 
 /// Uploads `source` as the run's file `name`. `progress` is called after each part.
-/// `hashed`: the file's SHA-256 and size when known (a retry does not read it twice).
+/// `hashed`: the file's SHA-256 and size when known (a retry does not read it twice). `base`:
+/// the content of the version uploaded before (a big file then goes in chunks; see
+/// [`send_content`]).
 pub fn upload(
     api: &ApiClient,
     run: &RunPath,
     name: &str,
     source: &Path,
     hashed: Option<(String, u64)>,
+    base: Option<&str>,
     progress: &mut dyn FnMut(u64),
 ) -> std::result::Result<Uploaded, UploadError> {
     let (sha256, size) = match hashed {
         Some(h) => h,
         None => hash_file(source).map_err(|e| UploadError::Fatal(format!("cannot read {}: {e}", source.display())))?,
     };
-    let (held, mut sent, resumed_from) = send_content(api, source, &sha256, size, progress)?;
+    let (held, mut sent, resumed_from) = send_content(api, source, &sha256, size, base, progress)?;
     match api.link_file(run, name, &sha256) {
         Ok(_) => {}
         // The server holds the content, but only in runs this caller cannot read: knowing the
@@ -282,14 +285,24 @@ pub fn upload(
 /// Sends the content of `source` (`sha256`, `size`) to the server's blob store, resuming from
 /// what it holds. Returns whether the server held it whole already, the bytes sent, and where
 /// this call started.
+///
+/// `base`: an earlier version the server holds (of the same checkpoint, say). A big content
+/// then goes in chunks, of which the server has most ([`crate::chunks`]); otherwise it goes
+/// whole, as fast as the disk and the network allow.
 pub fn send_content(
     api: &ApiClient,
     source: &Path,
     sha256: &str,
     size: u64,
+    base: Option<&str>,
     progress: &mut dyn FnMut(u64),
 ) -> std::result::Result<(bool, u64, u64), UploadError> {
     let status = api.upload_status(sha256).map_err(|e| call_error("asking what the server holds", e))?;
+    // An upload begun whole goes on whole.
+    if base.is_some_and(|b| b != sha256) && !status.complete && status.received == 0 && size >= cairn_types::api::CHUNKED_MIN {
+        let report = crate::chunks::send_chunked(api, source, sha256, size, base, progress)?;
+        return Ok((false, report.sent_bytes, size - report.sent_bytes));
+    }
     let resumed_from = if status.complete { size } else { status.received };
     let mut received = resumed_from;
     let mut sent = 0;
@@ -331,6 +344,8 @@ fn version_of(path: &Path) -> Option<Version> {
 #[derive(Default)]
 pub struct Tracker {
     uploaded: BTreeMap<String, Version>,
+    /// The content each file had when it was uploaded last.
+    contents: BTreeMap<String, String>,
     /// `now` files seen once are not uploaded again.
     done_now: std::collections::BTreeSet<String>,
 }
@@ -376,6 +391,7 @@ pub fn upload_due(
 ) -> std::result::Result<usize, UploadError> {
     let mut count = 0;
     for (name, path, version) in tracker.due(saves, end) {
+        let base = tracker.contents.get(&name).cloned();
         let mut failures = 0u32;
         let mut hashed: Option<(String, u64)> = None;
         loop {
@@ -389,13 +405,14 @@ pub fn upload_due(
                     }
                 }
             }
-            match upload(api, run, &name, &path, hashed.clone(), progress) {
+            match upload(api, run, &name, &path, hashed.clone(), base.as_deref(), progress) {
                 Ok(done) => {
                     if done.resumed_from > 0 && done.resumed_from < done.size {
                         log(&format!("file {name}: resumed at byte {} of {}", done.resumed_from, done.size));
                     }
                     log(&format!("file {name}: {} bytes stored ({} sent), sha256 {}", done.size, done.sent, done.sha256));
                     tracker.mark(&name, version);
+                    tracker.contents.insert(name.clone(), done.sha256.clone());
                     count += 1;
                     break;
                 }

@@ -187,6 +187,25 @@ impl ApiClient {
         Self::finish(self.auth(self.agent.post(url)).header("Content-Type", cairn_types::api::UPLOAD_BATCH_CONTENT_TYPE).send(body))
     }
 
+    /// Sends chunks of contents (framed as for [`ApiClient::upload_batch`]) to compose later.
+    pub fn upload_chunks(&self, body: &[u8]) -> CallResult<cairn_types::api::UploadBatchResult> {
+        let url = format!("{}/api/v1/chunks", self.base_url);
+        Self::finish(self.auth(self.agent.post(url)).header("Content-Type", cairn_types::api::UPLOAD_BATCH_CONTENT_TYPE).send(body))
+    }
+
+    /// Which of `chunks` the server does not hold; `base`: the content they most likely share
+    /// with (the version before).
+    pub fn missing_chunks(&self, chunks: &[String], base: Option<&str>) -> CallResult<Vec<String>> {
+        let request = cairn_types::api::ChunkList { chunks: chunks.to_vec(), base: base.map(str::to_owned) };
+        let list: cairn_types::api::ChunkList = self.post_json(&format!("{}/api/v1/chunks/missing", self.base_url), &request)?;
+        Ok(list.chunks)
+    }
+
+    /// Stores the content `sha256` as `chunks`, which the server holds.
+    pub fn compose(&self, sha256: &str, request: &cairn_types::api::ComposeContent) -> CallResult<UploadStatus> {
+        self.post_json(&format!("{}/api/v1/uploads/{sha256}/compose", self.base_url), request)
+    }
+
     pub fn commit_artifact(&self, entity: &str, project: &str, request: &cairn_types::artifacts::CommitArtifact) -> CallResult<cairn_types::artifacts::ArtifactInfo> {
         self.post_json(&format!("{}/api/v1/projects/{}/{}/artifacts", self.base_url, encode_segment(entity), encode_segment(project)), request)
     }

@@ -15,6 +15,7 @@
 //! Data that `log` accepted survives a crash of the process and is uploaded by `cairn sync`.
 
 pub mod artifacts;
+pub mod chunks;
 pub mod console;
 pub mod credentials;
 mod core;

@@ -600,6 +600,14 @@ fn checkpoint_round_trip(through: &ServerProcess, from: &ServerProcess, project:
     // The bytes are in the bucket, and nowhere under the data directories.
     let bucket_store = cairn_store::blob::S3BlobStore::connect(bucket, prefix, endpoint, "test", "test").unwrap();
     assert_eq!(cairn_store::BlobStore::size(&bucket_store, &want).unwrap(), Some(content.len() as u64));
+    // Asked about the chunks of a next version with this one as its base, the server cuts this
+    // one (read back from the bucket) and holds every chunk of it.
+    let chunks = cairn_client::chunks::chunk_file(&work.path().join("model.ckpt")).unwrap();
+    assert!(chunks.len() > 10);
+    let names: Vec<String> = chunks.iter().map(|c| c.sha256.clone()).collect();
+    let api = cairn_client::http::ApiClient::new(&from.url, None, Duration::from_secs(30));
+    assert!(!api.missing_chunks(&names, None).unwrap().is_empty());
+    assert_eq!(api.missing_chunks(&names, Some(&want)).unwrap(), Vec::<String>::new());
     let mut big_local = Vec::new();
     let mut stack: Vec<std::path::PathBuf> = data_dirs.iter().map(|d| d.to_path_buf()).collect();
     while let Some(dir) = stack.pop() {
@@ -1161,4 +1169,89 @@ fn artifact_uploads_resume_after_sigkill_of_the_client_and_of_the_server() {
     let got = cairn(&["artifact", "get", "big:latest", "--project", "resume", "--root", root.to_str().unwrap(), "--base-url", &server.url]);
     assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
     assert!(std::fs::read(root.join("weights.bin")).unwrap() == bytes, "the file arrived whole and unchanged");
+}
+
+/// Bytes of the files under `dir`, recursively.
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() { bytes_under(&e.path()) } else { meta.len() }
+        })
+        .sum()
+}
+
+/// The next version of a checkpoint, changed in 16 places (1% of it) with 100 bytes inserted
+/// near its start: `cairn artifact put` sends it in chunks and the server stores only a few
+/// percent of it; both versions come back byte for byte, and deleting the first keeps every
+/// chunk the second needs.
+#[test]
+fn a_changed_checkpoint_stores_only_the_chunks_that_changed() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), &[]);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("model");
+    std::fs::create_dir_all(&dir).unwrap();
+    let size = 48usize << 20;
+    let mut bytes = vec![0u8; size];
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    for b in bytes.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b.copy_from_slice(&x.to_le_bytes());
+    }
+    let first = bytes.clone();
+    std::fs::write(dir.join("model.ckpt"), &bytes).unwrap();
+    std::fs::write(work.path().join("first.ckpt"), &bytes).unwrap();
+    let put = || {
+        let out = cairn(&["artifact", "put", dir.to_str().unwrap(), "--name", "net", "--type", "model", "--project", "ckpt", "--base-url", &server.url]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(put().contains("net:v0"));
+    let blobs = data.path().join("blobs");
+    let after_first = bytes_under(&blobs);
+    assert!(after_first >= size as u64);
+
+    let place = size / 100 / 16;
+    for i in 0..16 {
+        let at = size / 16 * i + 12_345;
+        for b in &mut bytes[at..at + place] {
+            *b = !*b;
+        }
+    }
+    bytes.splice(2000..2000, [42u8; 100]);
+    std::fs::write(dir.join("model.ckpt"), &bytes).unwrap();
+    let old: std::collections::HashSet<String> =
+        cairn_client::chunks::chunk_file(&work.path().join("first.ckpt")).unwrap().into_iter().map(|c| c.sha256).collect();
+    assert!(put().contains("net:v1"));
+    // Exactly the chunks that the first version lacks, each once: a few per edit.
+    let mut fresh = std::collections::HashMap::new();
+    for c in cairn_client::chunks::chunk_file(&dir.join("model.ckpt")).unwrap() {
+        if !old.contains(&c.sha256) {
+            fresh.insert(c.sha256, c.size);
+        }
+    }
+    let stored = bytes_under(&blobs) - after_first;
+    assert_eq!(stored, fresh.values().sum::<u64>(), "the new version stored other bytes than its new chunks");
+    assert!(fresh.len() <= 17 * 3 && stored * 10 < bytes.len() as u64, "{} new chunks, {stored} bytes of {}", fresh.len(), bytes.len());
+
+    let get = |version: &str, into: &str| {
+        let root = work.path().join(into);
+        let out = cairn(&["artifact", "get", &format!("net:{version}"), "--project", "ckpt", "--root", root.to_str().unwrap(), "--base-url", &server.url]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::read(root.join("model.ckpt")).unwrap()
+    };
+    assert!(get("v1", "v1") == bytes, "the new version comes back byte for byte");
+    assert!(get("v0", "v0") == first, "and so does the first");
+
+    // The first version deleted: the chunks the second shares with it stay.
+    let api = server.api();
+    let info = api.info().unwrap();
+    api.call_json("DELETE", &format!("/api/v1/artifacts/{}/ckpt/net/v0", info.default_entity), None).unwrap();
+    assert!(get("v1", "v1-again") == bytes);
 }
