@@ -1864,6 +1864,20 @@ pub fn chunked_contents_share_chunks_and_go_chunk_by_chunk(store: &crate::sql::S
     assert_eq!(store.missing_chunks(&[z_chunks[0].sha256.clone()]).unwrap().len(), 1);
     assert_eq!(bytes_in(store), 0);
 
+    // Chunks sent for a compose that never comes go with their pack after a while; a pack with
+    // a chunk that some content lists by then stays.
+    let (lone, _) = put_chunks(store, &[&noise(30_000, 7), &noise(20_000, 8)]);
+    assert!(store.collect_blobs(None).unwrap().is_empty(), "not yet");
+    assert!(bytes_in(store) > 0);
+    let later = Timestamp::now().micros() + 2 * crate::sql::chunks::STALE_COMPOSE.as_micros() as i64;
+    assert_eq!(store.collect_due(Timestamp(later)).unwrap().len(), 1, "the pack");
+    assert_eq!(store.missing_chunks(&[lone[0].sha256.clone()]).unwrap().len(), 1);
+    assert_eq!(bytes_in(store), 0);
+    let (kept, kept_whole) = put_chunks(store, &[&noise(30_000, 9), &noise(20_000, 10)]);
+    store.compose_content(&sha_of(&kept_whole), kept_whole.len() as u64, &kept, secs(6)).unwrap();
+    assert!(store.collect_due(Timestamp(later)).unwrap().is_empty());
+    assert_eq!(read_content(store, &sha_of(&kept_whole)), kept_whole);
+
     // A chunk that is not what it claims is refused, and nothing of its batch is kept.
     let lie = vec![(sha_of(b"first"), &b"first"[..]), (sha_of(b"claimed"), &b"other bytes"[..])];
     assert_eq!(store.store_chunks(&lie).unwrap_err().code, ErrorCode::ContentMismatch);

@@ -1169,6 +1169,43 @@ fn artifact_uploads_resume_after_sigkill_of_the_client_and_of_the_server() {
     let got = cairn(&["artifact", "get", "big:latest", "--project", "resume", "--root", root.to_str().unwrap(), "--base-url", &server.url]);
     assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
     assert!(std::fs::read(root.join("weights.bin")).unwrap() == bytes, "the file arrived whole and unchanged");
+
+    // The next version, a third of it rewritten in 64 places, goes in chunks; the client is
+    // killed after some arrived, and the next put sends only the rest.
+    let old: std::collections::HashSet<String> =
+        cairn_client::chunks::chunk_file(&big.join("weights.bin")).unwrap().into_iter().map(|c| c.sha256).collect();
+    let step = bytes.len() / 64;
+    for i in 0..64 {
+        for b in &mut bytes[step * i..step * i + step / 3] {
+            *b = b.rotate_left(3);
+        }
+    }
+    std::fs::write(big.join("weights.bin"), &bytes).unwrap();
+    let mut fresh: Vec<String> = cairn_client::chunks::chunk_file(&big.join("weights.bin")).unwrap().into_iter().map(|c| c.sha256).filter(|c| !old.contains(c)).collect();
+    fresh.sort();
+    fresh.dedup();
+    let api = server.api();
+    let lacking = || api.missing_chunks(&fresh, None).unwrap().len();
+    assert_eq!(lacking(), fresh.len());
+    let mut client = put(&server.url);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while lacking() == fresh.len() {
+        assert!(std::time::Instant::now() < deadline, "no chunk arrived");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    client.kill().unwrap();
+    client.wait().unwrap();
+    let left = lacking();
+    eprintln!("after the kill, {left} of {} new chunks lacking", fresh.len());
+    assert!(left < fresh.len(), "{left} of {} chunks lacking", fresh.len());
+    let out = put(&server.url).wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/resume/big:v1"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(lacking(), 0);
+    let root = work.path().join("down-v1");
+    let got = cairn(&["artifact", "get", "big:v1", "--project", "resume", "--root", root.to_str().unwrap(), "--base-url", &server.url]);
+    assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
+    assert!(std::fs::read(root.join("weights.bin")).unwrap() == bytes, "the new version arrived whole and unchanged");
 }
 
 /// Bytes of the files under `dir`, recursively.

@@ -284,10 +284,27 @@ impl SqlStore {
         if placed.is_empty() {
             return Ok(result);
         }
-        let pack = self.blobs.put_hashed(scratch.path(), BlobRef { sha256: hex(&hasher.finalize()), size: offset })?;
-        let recorded = {
-            let (pack, placed) = (pack.sha256.clone(), placed.clone());
+        let pack = BlobRef { sha256: hex(&hasher.finalize()), size: offset };
+        // Listed for collection before it is stored: a server that dies before its chunks are
+        // recorded leaves no pack that nothing would ever remove.
+        {
+            let sha = pack.sha256.clone();
             self.write(move |db| {
+                db.execute("INSERT INTO blob_gc (sha256, since) VALUES (?1, ?2) ON CONFLICT (sha256) DO NOTHING", args![sha, Timestamp::now().micros()])
+            })?;
+        }
+        let pack = self.blobs.put_hashed(scratch.path(), pack)?;
+        let recorded = {
+            let (pack, placed, blobs) = (pack.sha256.clone(), placed.clone(), self.blobs.clone());
+            self.write(move |db| {
+                lock_content(db, &pack)?;
+                // Still listed, for later: chunks sent for a compose that never comes (its client
+                // gave up) go with their pack then; chunks that a content lists by then keep it.
+                let later = Timestamp::now().micros() + STALE_COMPOSE.as_micros() as i64;
+                db.execute("UPDATE blob_gc SET since = ?2 WHERE sha256 = ?1", args![pack, later])?;
+                if !blobs.exists(&pack)? {
+                    return Err(CodedError::new(ErrorCode::UploadInProgress, format!("pack {pack} was collected as it was stored; send the chunks again")));
+                }
                 let recorded = record_chunks(db, &pack, &placed)?;
                 // Every chunk of it arrived meanwhile in another pack: nothing names this one.
                 if recorded == 0 {
@@ -426,6 +443,17 @@ impl SqlStore {
             }
             record_chunks(db, &sha, &placed)
         })
+    }
+
+    /// [`FileStore::collect_blobs`](crate::FileStore::collect_blobs) of every content listed for
+    /// collection by `now`, after the lists of composes abandoned an hour before it.
+    pub fn collect_due(&self, now: Timestamp) -> Result<Vec<String>> {
+        self.drop_stale_composes(Timestamp(now.micros() - STALE_COMPOSE.as_micros() as i64))?;
+        let due = self.read(|db| db.column_string("SELECT sha256 FROM blob_gc WHERE since <= ?1 ORDER BY since LIMIT 1000", args![now.micros()]))?;
+        if due.is_empty() {
+            return Ok(due);
+        }
+        crate::FileStore::collect_blobs(self, Some(&due))
     }
 
     /// Drops the lists of composes abandoned before `deadline`; their chunks are queued for

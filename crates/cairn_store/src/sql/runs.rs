@@ -889,12 +889,7 @@ impl FileStore for SqlStore {
     fn collect_blobs(&self, only: Option<&[String]>) -> Result<Vec<String>> {
         let mut candidates: std::collections::VecDeque<String> = match only {
             Some(shas) => shas.iter().cloned().collect(),
-            None => {
-                // Composes whose server died before they were checked give their chunks back.
-                let deadline = Timestamp(Timestamp::now().micros() - super::chunks::STALE_COMPOSE.as_micros() as i64);
-                self.drop_stale_composes(deadline)?;
-                self.read(|db| db.column_string("SELECT sha256 FROM blob_gc ORDER BY since LIMIT 1000", &[]))?.into()
-            }
+            None => return self.collect_due(Timestamp::now()),
         };
         let mut removed = Vec::new();
         while let Some(sha) = candidates.pop_front() {
