@@ -12,6 +12,8 @@ const run = (id: string) => `run:e2e/${PROJECT}/${id}`;
 let browser: Browser;
 /** Where Python wrote the files of v1. */
 let v1Dir = "";
+/** The checkpoint's file as its second version has it. */
+let ckptPath = "";
 
 beforeAll(async () => {
   // raw-data:v0 (from "ingest") → prepare → mnist v0, then v1: train.csv changed, notes.txt
@@ -62,9 +64,29 @@ with model.new_file("weights.bin", mode="wb") as f:
     f.write(bytes(range(256)) * 8)
 consumer.log_artifact(model, aliases=["prod"])
 consumer.finish()
+
+# A checkpoint of 12 MiB, then its next version changed in 16 places: sent in chunks, of which
+# the server keeps only the new ones, and served back whole.
+import random
+rng = random.Random(7)
+ckpt = bytearray(rng.randbytes(12 << 20))
+path = os.path.join(d, "ckpt.bin")
+saver = cairn.init(project="${PROJECT}-ckpt", id="saver", name="saver")
+for version in range(2):
+    with open(path, "wb") as f:
+        f.write(ckpt)
+    art = cairn.Artifact("checkpoint", type="model")
+    art.add_file(path)
+    saver.log_artifact(art)
+    for i in range(16):
+        at = (i * len(ckpt)) // 16 + 5000
+        ckpt[at:at + 1000] = rng.randbytes(1000)
+saver.finish()
 print("DIR", v1)
+print("CKPT", path)
 `);
   v1Dir = /DIR (\S+)/.exec(out)![1];
+  ckptPath = /CKPT (\S+)/.exec(out)![1];
   browser = await launch();
 });
 
@@ -201,6 +223,18 @@ describe("the Artifacts page", () => {
     expect(await page.locator('[data-testid="artifact-versions"] tr.selected').getAttribute("data-version")).toBe("v0");
     await page.goto(`${page.url().replace(/\/first$/, "/v7")}`);
     await expect.poll(() => page.getByTestId("no-version").textContent()).toContain("v7");
+    await expectNoErrors(page);
+  });
+
+  it("downloads the next version of a checkpoint, stored in chunks, byte for byte", async () => {
+    const page = await open(browser, `/e2e/${PROJECT}-ckpt/artifacts/checkpoint/v1`);
+    const link = page.getByTestId("artifact-files").locator('[data-path="ckpt.bin"] a');
+    await link.waitFor();
+    const [download] = await Promise.all([page.waitForEvent("download"), link.click()]);
+    expect(await download.failure()).toBeNull();
+    expect(download.suggestedFilename()).toBe("ckpt.bin");
+    expect(readFileSync((await download.path())!).equals(readFileSync(ckptPath))).toBe(true);
+    await screenshot(page, "artifacts-page-checkpoint");
     await expectNoErrors(page);
   });
 });
