@@ -13,6 +13,7 @@ from . import errors
 from ._core import __version__
 from .api import Api
 from .artifacts import Artifact
+from .media import Histogram
 from .sdk import AlertLevel, Run, Settings, define_metric, finish, init, log, login, save
 from .sdk import _Preinit
 
@@ -26,6 +27,7 @@ __all__ = [
     "AlertLevel",
     "Api",
     "Artifact",
+    "Histogram",
     "Run",
     "Settings",
     "__version__",

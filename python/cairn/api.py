@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from . import _core, errors
+from . import _core, errors, media
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -277,7 +277,7 @@ class Run:
         self.name: str = attrs["name"]
         self.state: str = attrs["state"]
         self.config: dict[str, Any] = attrs["config"]
-        self.summary: dict[str, Any] = attrs["summary"]
+        self.summary: dict[str, Any] = media.typed(attrs["summary"])
         self.tags: list[str] = list(attrs["tags"])
         self.notes: str = attrs["notes"]
         self.group: str | None = attrs["group"]
@@ -409,7 +409,7 @@ class Run:
                 for name in names:
                     value = columns[name][i]
                     if value is not None:
-                        row[name] = value
+                        row[name] = media.typed(value)
                 yield row
             if next_step is None:
                 return
@@ -421,7 +421,7 @@ class Run:
         """Every point of ``keys`` as columns: ``{"_step": [...], key: [...]}`` (None where a row
         lacks a key). The fast way to read a long history."""
         steps, columns, _ = self._api._client.history_columns(self._path(), keys, min_step, max_step)
-        return {"_step": steps, **columns}
+        return {"_step": steps, **{k: media.typed(v) for k, v in columns.items()}}
 
     def __repr__(self) -> str:
         return f"<Run {self._path()} ({self.state})>"

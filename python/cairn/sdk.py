@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 
-from . import _core, errors
+from . import _core, errors, media
 
 # Keep `import cairn` fast: no typing, json, argparse or platform at import time.
 TYPE_CHECKING = False
@@ -248,7 +248,7 @@ class Summary:
         object.__setattr__(self, "_run", run)
 
     def _dict(self) -> dict[str, Any]:
-        return self._run._core.summary_dict()
+        return media.typed(self._run._core.summary_dict())
 
     def update(self, values: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         update = dict(values or {})

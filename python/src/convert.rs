@@ -50,7 +50,12 @@ pub fn to_value(obj: &Bound<'_, PyAny>, key: &str, depth: usize) -> PyResult<Val
             let child = to_value(&v, &format!("{key}.{k}"), depth + 1)?;
             map.insert(k.to_owned(), child);
         }
-        return Ok(Value::Map(map));
+        return cairn_types::value::typed(map).map_err(|e| invalid_value(py, format!("value of {key:?}: {e}")));
+    }
+    // cairn's rich values (cairn.Histogram, ...) say what they are.
+    if obj.hasattr("_cairn_value")? {
+        let typed = obj.call_method0("_cairn_value")?;
+        return to_value(&typed, key, depth + 1);
     }
     if let Ok(list) = obj.cast::<PyList>() {
         return list.iter().enumerate().map(|(i, v)| to_value(&v, &format!("{key}[{i}]"), depth + 1)).collect::<PyResult<Vec<_>>>().map(Value::List);
@@ -116,6 +121,14 @@ pub fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>>
             for (k, v) in map {
                 dict.set_item(k, to_py(py, v)?)?;
             }
+            dict.into_any()
+        }
+        // As JSON has it (`_type`); the Python layer makes it a cairn.Histogram.
+        Value::Histogram(h) => {
+            let dict = PyDict::new(py);
+            dict.set_item("_type", "histogram")?;
+            dict.set_item("bins", PyList::new(py, &h.bins)?)?;
+            dict.set_item("values", PyList::new(py, &h.counts)?)?;
             dict.into_any()
         }
     })

@@ -38,7 +38,7 @@ pub use run::{FinishReport, Run, init};
 pub use files::Policy;
 pub use settings::{Console, Mode, Settings};
 pub use cairn_types::api::{ResumeMode, RunPatch, RunState};
-pub use cairn_types::value::{Map, Value};
+pub use cairn_types::value::{Histogram, Map, Value};
 pub use cairn_types::map;
 
 #[cfg(test)]
@@ -66,6 +66,9 @@ mod tests {
         assert!(err.message.contains("best"));
         run.log([("nan", f64::NAN), ("inf", f64::INFINITY)]).unwrap();
         assert!(matches!(run.summary()["nan"], Value::Float(f) if f.is_nan()));
+        let weights = Histogram::of(&[0.5, 1.5, 1.7, 3.0], 3).unwrap();
+        run.log([("weights", Value::from(weights.clone()))]).unwrap();
+        assert_eq!(run.summary()["weights"], Value::from(weights), "a histogram is kept whole, as the last value");
         let report = run.finish(None).unwrap();
         assert_eq!(report.state, RunState::Finished);
         assert!(report.lines.iter().any(|l| l.contains("cairn sync")));

@@ -291,7 +291,8 @@ pub fn history_reads_back_exactly(store: &impl Store) {
             json_batch(json!({"history": {"offset": 0, "rows": [
                 {"_step": 0, "_timestamp": 1700000001.25, "_runtime": 1.25, "loss": "NaN", "acc": 1, "train": {"lr": 0.1, "phase": "warm"}},
                 {"_step": 3, "loss": "Infinity", "flag": true, "note": big, "empty": null},
-                {"_step": 7, "loss": "-Infinity", "acc": 2.5, "train": {"lr": 0.2}}
+                {"_step": 7, "loss": "-Infinity", "acc": 2.5, "train": {"lr": 0.2},
+                 "weights": {"_type": "histogram", "bins": [0.0, 0.5, 1.0], "values": [3, 4]}}
             ]}})),
             secs(2),
         )
@@ -308,6 +309,10 @@ pub fn history_reads_back_exactly(store: &impl Store) {
     assert_eq!(column(&data, "flag")[1], Some(Value::Bool(true)));
     assert_eq!(column(&data, "note")[1], Some(Value::Str(big)));
     assert_eq!(column(&data, "empty")[1], Some(Value::Null));
+    // A histogram is one typed value, not keys of its own.
+    let weights = cairn_types::value::Histogram::new(vec![0.0, 0.5, 1.0], vec![3.0, 4.0]).unwrap();
+    assert_eq!(column(&data, "weights")[2], Some(Value::Histogram(Box::new(weights))));
+    assert!(data.columns.iter().all(|c| !c.name.starts_with("weights.")));
     assert_eq!(column(&data, "_timestamp")[0], Some(Value::Float(1700000001.25)));
     assert_eq!(column(&data, "_runtime")[0], Some(Value::Float(1.25)));
     // Rows without _runtime get it from the run's start.
@@ -333,7 +338,7 @@ pub fn history_reads_back_exactly(store: &impl Store) {
     assert_eq!(err.code, ErrorCode::KeyNotFound);
     assert!(err.message.contains("loss"), "{}", err.message);
     let keys: Vec<String> = store.list_keys(&path).unwrap().into_iter().map(|k| k.name).collect();
-    assert_eq!(keys, ["acc", "empty", "flag", "loss", "note", "train.lr", "train.phase"]);
+    assert_eq!(keys, ["acc", "empty", "flag", "loss", "note", "train.lr", "train.phase", "weights"]);
 }
 
 pub fn history_pages(store: &impl Store) {

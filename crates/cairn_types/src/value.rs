@@ -1,4 +1,7 @@
-//! Logged values: numbers, bools, strings, null, lists and nested maps.
+//! Logged values: numbers, bools, strings, null, lists, nested maps, and typed rich values
+//! (histograms). A rich value is written in JSON as W&B writes it, an object with a `_type`
+//! (`{"_type": "histogram", "bins": [...], "values": [...]}`), and such an object reads back as
+//! the typed value.
 //!
 //! JSON cannot hold NaN or ±Infinity, yet training produces them and they must be stored and
 //! returned. In JSON they are written as the strings `"NaN"`, `"Infinity"` and `"-Infinity"`, and
@@ -23,6 +26,133 @@ pub enum Value {
     Str(String),
     List(Vec<Value>),
     Map(Map),
+    /// Bins and counts (boxed: a value stays small).
+    Histogram(Box<Histogram>),
+}
+
+/// The most bins a histogram may have.
+pub const MAX_BINS: usize = 512;
+
+/// A distribution: `bins` holds the `n + 1` edges in increasing order, `counts` the `n` counts
+/// (the last bin includes its upper edge, as numpy's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    pub bins: Vec<f64>,
+    pub counts: Vec<f64>,
+}
+
+impl Histogram {
+    /// A histogram of edges and counts, checked: an error says what is wrong.
+    pub fn new(bins: Vec<f64>, counts: Vec<f64>) -> Result<Histogram, String> {
+        if counts.is_empty() || counts.len() > MAX_BINS {
+            return Err(format!("a histogram has 1 to {MAX_BINS} bins, not {}", counts.len()));
+        }
+        if bins.len() != counts.len() + 1 {
+            return Err(format!("{} counts need {} bin edges, not {}", counts.len(), counts.len() + 1, bins.len()));
+        }
+        if bins.iter().any(|b| !b.is_finite()) || bins.windows(2).any(|w| w[0] > w[1]) {
+            return Err("bin edges must be finite and in increasing order".into());
+        }
+        if counts.iter().any(|c| !c.is_finite() || *c < 0.0) {
+            return Err("counts must be finite and not negative".into());
+        }
+        Ok(Histogram { bins, counts })
+    }
+
+    /// `num_bins` equal bins over the finite values' range (a range of one value is widened by
+    /// half a unit each way); values that are not finite are left out.
+    pub fn of(values: &[f64], num_bins: usize) -> Result<Histogram, String> {
+        let num_bins = num_bins.clamp(1, MAX_BINS);
+        let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        let (mut lo, mut hi) = finite.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+        if finite.is_empty() {
+            (lo, hi) = (0.0, 1.0);
+        } else if lo == hi {
+            (lo, hi) = (lo - 0.5, hi + 0.5);
+        }
+        let width = (hi - lo) / num_bins as f64;
+        let bins: Vec<f64> = (0..=num_bins).map(|i| if i == num_bins { hi } else { lo + width * i as f64 }).collect();
+        let mut counts = vec![0.0; num_bins];
+        for v in finite {
+            let at = (((v - lo) / width) as usize).min(num_bins - 1);
+            counts[at] += 1.0;
+        }
+        Histogram::new(bins, counts)
+    }
+
+    pub fn total(&self) -> f64 {
+        self.counts.iter().sum()
+    }
+
+    /// Several histograms (of the steps in one bucket of a chart, say) as one of `num_bins`
+    /// equal bins over all their ranges; each bin's count is spread over the new bins in
+    /// proportion to their overlap, so the total is kept.
+    pub fn merge<'a>(parts: impl IntoIterator<Item = &'a Histogram>, num_bins: usize) -> Option<Histogram> {
+        let parts: Vec<&Histogram> = parts.into_iter().collect();
+        let lo = parts.iter().map(|h| h.bins[0]).fold(f64::INFINITY, f64::min);
+        let hi = parts.iter().map(|h| h.bins[h.bins.len() - 1]).fold(f64::NEG_INFINITY, f64::max);
+        if parts.is_empty() {
+            return None;
+        }
+        let num_bins = num_bins.clamp(1, MAX_BINS);
+        let (lo, hi) = if lo == hi { (lo - 0.5, hi + 0.5) } else { (lo, hi) };
+        let width = (hi - lo) / num_bins as f64;
+        let mut counts = vec![0.0; num_bins];
+        for h in parts {
+            for (i, &count) in h.counts.iter().enumerate() {
+                let (a, b) = (h.bins[i], h.bins[i + 1]);
+                if count == 0.0 {
+                    continue;
+                }
+                if b <= a {
+                    let at = (((a - lo) / width) as usize).min(num_bins - 1);
+                    counts[at] += count;
+                    continue;
+                }
+                let first = (((a - lo) / width) as usize).min(num_bins - 1);
+                let last = (((b - lo) / width) as usize).min(num_bins - 1);
+                for (j, slot) in counts.iter_mut().enumerate().take(last + 1).skip(first) {
+                    let (x, y) = (lo + width * j as f64, lo + width * (j + 1) as f64);
+                    let overlap = (b.min(y) - a.max(x)).max(0.0);
+                    *slot += count * overlap / (b - a);
+                }
+            }
+        }
+        let bins = (0..=num_bins).map(|i| if i == num_bins { hi } else { lo + width * i as f64 }).collect();
+        Some(Histogram { bins, counts })
+    }
+
+    fn to_map(&self) -> Map {
+        let floats = |xs: &[f64]| Value::List(xs.iter().map(|x| Value::Float(*x)).collect());
+        let mut map = Map::new();
+        map.insert("_type".into(), Value::Str("histogram".into()));
+        map.insert("bins".into(), floats(&self.bins));
+        map.insert("values".into(), floats(&self.counts));
+        map
+    }
+}
+
+impl From<Histogram> for Value {
+    fn from(h: Histogram) -> Value {
+        Value::Histogram(Box::new(h))
+    }
+}
+
+/// A map with a `_type` that cairn knows, as that typed value: an error when it is malformed.
+/// Other maps stay maps.
+pub fn typed(map: Map) -> Result<Value, String> {
+    match map.get("_type").and_then(Value::as_str) {
+        Some("histogram") => {
+            let floats = |name: &str| -> Result<Vec<f64>, String> {
+                match map.get(name) {
+                    Some(Value::List(items)) => items.iter().map(|v| v.as_f64().ok_or_else(|| format!("histogram {name} must be numbers"))).collect(),
+                    _ => Err(format!("a histogram needs a list of {name}")),
+                }
+            };
+            Ok(Value::Histogram(Box::new(Histogram::new(floats("bins")?, floats("values")?)?)))
+        }
+        _ => Ok(Value::Map(map)),
+    }
 }
 
 impl Value {
@@ -63,6 +193,7 @@ impl Value {
             Value::Str(_) => "string",
             Value::List(_) => "list",
             Value::Map(_) => "map",
+            Value::Histogram(_) => "histogram",
         }
     }
 
@@ -105,6 +236,7 @@ impl Value {
             Value::Map(map) => {
                 serde_json::Value::Object(map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
             }
+            Value::Histogram(h) => Value::Map(h.to_map()).to_json(),
         }
     }
 
@@ -122,7 +254,9 @@ impl Value {
             serde_json::Value::String(s) => string_value(s.clone()),
             serde_json::Value::Array(items) => Value::List(items.iter().map(Value::from_json).collect()),
             serde_json::Value::Object(map) => {
-                Value::Map(map.iter().map(|(k, v)| (k.clone(), Value::from_json(v))).collect())
+                let map: Map = map.iter().map(|(k, v)| (k.clone(), Value::from_json(v))).collect();
+                // A malformed rich value stays the map it is.
+                typed(map.clone()).unwrap_or(Value::Map(map))
             }
         }
     }
@@ -268,6 +402,7 @@ impl Serialize for Value {
                 }
                 out.end()
             }
+            Value::Histogram(h) => Value::Map(h.to_map()).serialize(serializer),
         }
     }
 }
@@ -321,7 +456,7 @@ impl<'de> Deserialize<'de> for Value {
                 while let Some((k, v)) = access.next_entry::<String, Value>()? {
                     map.insert(k, v);
                 }
-                Ok(Value::Map(map))
+                typed(map).map_err(de::Error::custom)
             }
         }
 
@@ -433,6 +568,43 @@ macro_rules! map {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histograms_count_like_numpy_and_merge_keeping_the_total() {
+        let h = Histogram::of(&[0.1, 0.5, 0.5, 2.0, 3.5, 4.0, f64::NAN], 4).unwrap();
+        assert_eq!(h.counts, [3.0, 1.0, 0.0, 2.0]);
+        for (got, want) in h.bins.iter().zip([0.1, 1.075, 2.05, 3.025, 4.0]) {
+            assert!((got - want).abs() < 1e-12, "{:?}", h.bins);
+        }
+        assert_eq!(Histogram::of(&[3.0, 3.0], 2).unwrap().bins, [2.5, 3.0, 3.5]);
+        let steps: Vec<Histogram> = (0..100).map(|s| Histogram::of(&(0..50).map(|i| (s + i) as f64).collect::<Vec<_>>(), 10).unwrap()).collect();
+        let merged = Histogram::merge(&steps, 16).unwrap();
+        assert_eq!((merged.bins[0], *merged.bins.last().unwrap()), (0.0, 148.0));
+        assert!((merged.total() - 5000.0).abs() < 1e-6, "{}", merged.total());
+        // The middle holds more than the tails, as the 100 overlapping ranges do.
+        assert!(merged.counts[8] > merged.counts[0] && merged.counts[8] > merged.counts[15]);
+        assert!(Histogram::merge(&[], 4).is_none());
+    }
+
+    #[test]
+    fn histograms_are_typed_in_json_and_on_the_wire_and_bad_ones_are_named() {
+        let h = Value::Histogram(Box::new(Histogram::new(vec![0.0, 1.0, 2.0], vec![3.0, 4.0]).unwrap()));
+        let json = serde_json::to_string(&h).unwrap();
+        assert_eq!(json, r#"{"_type":"histogram","bins":[0.0,1.0,2.0],"values":[3.0,4.0]}"#);
+        assert_eq!(serde_json::from_str::<Value>(&json).unwrap(), h);
+        assert_eq!(Value::from_json(&h.to_json()), h);
+        let mut wire = Vec::new();
+        crate::wire::put_value(&mut wire, &h);
+        assert_eq!(crate::wire::Reader::new(&wire).value().unwrap(), h);
+        let mut skip = crate::wire::Reader::new(&wire);
+        skip.skip_value().unwrap();
+        let bad = r#"{"_type":"histogram","bins":[0,1],"values":[3,4]}"#;
+        assert!(serde_json::from_str::<Value>(bad).unwrap_err().to_string().contains("bin edges"));
+        assert!(Histogram::new(vec![1.0, 0.0], vec![1.0]).unwrap_err().contains("increasing"));
+        assert!(Histogram::new(vec![0.0, 1.0], vec![-1.0]).unwrap_err().contains("negative"));
+        // Another `_type`, or none, is a map.
+        assert!(matches!(serde_json::from_str::<Value>(r#"{"_type":"other","x":1}"#).unwrap(), Value::Map(_)));
+    }
 
     #[test]
     fn non_finite_floats_round_trip_through_json() {

@@ -209,6 +209,8 @@ pub mod tag {
     pub const STR: u8 = 5;
     pub const LIST: u8 = 6;
     pub const MAP: u8 = 7;
+    /// Counts, then edges: `varint n`, `n + 1` f64 edges, `n` f64 counts.
+    pub const HISTOGRAM: u8 = 8;
 }
 
 #[inline]
@@ -244,6 +246,13 @@ pub fn put_value(out: &mut Vec<u8>, value: &Value) {
             for (k, v) in map {
                 put_str(out, k);
                 put_value(out, v);
+            }
+        }
+        Value::Histogram(h) => {
+            out.push(tag::HISTOGRAM);
+            put_varint(out, h.counts.len() as u64);
+            for x in h.bins.iter().chain(&h.counts) {
+                put_f64(out, *x);
             }
         }
     }
@@ -488,6 +497,12 @@ impl<'a> Reader<'a> {
                 }
                 Value::Map(map)
             }
+            tag::HISTOGRAM => {
+                let n = self.len(16)?;
+                let bins = (0..=n).map(|_| self.f64()).collect::<Result<Vec<_>, _>>()?;
+                let counts = (0..n).map(|_| self.f64()).collect::<Result<Vec<_>, _>>()?;
+                Value::Histogram(Box::new(crate::value::Histogram::new(bins, counts).map_err(|e| WireError(format!("bad histogram: {e}")))?))
+            }
             other => return Err(WireError(format!("unknown value tag {other}"))),
         })
     }
@@ -524,6 +539,10 @@ impl<'a> Reader<'a> {
                     self.bytes(n)?;
                     self.skip_value_at(depth + 1)?;
                 }
+            }
+            tag::HISTOGRAM => {
+                let n = self.len(16)?;
+                self.bytes((2 * n + 1) * 8)?;
             }
             other => return Err(WireError(format!("unknown value tag {other}"))),
         }

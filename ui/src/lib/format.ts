@@ -16,7 +16,20 @@ export function formatValue(v: unknown): string {
   if (v === "NaN" || v === "Infinity" || v === "-Infinity") return v === "NaN" ? "NaN" : v === "Infinity" ? "∞" : "-∞";
   if (typeof v === "string") return v;
   if (typeof v === "boolean") return v ? "true" : "false";
+  const typed = typedValue(v);
+  if (typed?._type === "histogram") {
+    const counts = Array.isArray(typed.values) ? (typed.values as unknown[]) : [];
+    const total = counts.reduce<number>((sum, c) => sum + (typeof c === "number" ? c : 0), 0);
+    return `histogram (${counts.length} bins, ${formatNumber(total)} values)`;
+  }
   return JSON.stringify(v);
+}
+
+/** A rich value the server sends as an object with a `_type` (a histogram), or null. */
+export function typedValue(v: unknown): (Record<string, unknown> & { _type: string }) | null {
+  if (v === null || typeof v !== "object" || Array.isArray(v)) return null;
+  const t = (v as Record<string, unknown>)._type;
+  return typeof t === "string" ? (v as Record<string, unknown> & { _type: string }) : null;
 }
 
 /** A number from a JSON value (the server writes non-finite floats as strings). */
@@ -28,12 +41,13 @@ export function toNumber(v: unknown): number | null {
   return null;
 }
 
-/** Nested objects as dotted keys (`optimizer.lr`), in order; an empty object or an array is one value. */
+/** Nested objects as dotted keys (`optimizer.lr`), in order; an empty object, an array or a rich value is one value. */
 export function flattenObject(obj: Record<string, unknown>, prefix = ""): [string, unknown][] {
   const out: [string, unknown][] = [];
   for (const [k, v] of Object.entries(obj)) {
     const key = prefix ? `${prefix}.${k}` : k;
-    if (v !== null && typeof v === "object" && !Array.isArray(v) && Object.keys(v).length > 0) out.push(...flattenObject(v as Record<string, unknown>, key));
+    // A rich value (with a `_type`) is one value, not keys of its own.
+    if (v !== null && typeof v === "object" && !Array.isArray(v) && Object.keys(v).length > 0 && !typedValue(v)) out.push(...flattenObject(v as Record<string, unknown>, key));
     else out.push([key, v]);
   }
   return out;

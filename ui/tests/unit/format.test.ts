@@ -48,6 +48,7 @@ describe("values", () => {
     expect(formatValue("Infinity")).toBe("∞");
     expect(formatValue({ a: [1] })).toBe('{"a":[1]}');
     expect(formatValue("<b>x</b>")).toBe("<b>x</b>");
+    expect(formatValue({ _type: "histogram", bins: [0, 1, 2], values: [3, 4.5] })).toBe("histogram (2 bins, 7.5 values)");
   });
   it("formats durations", () => {
     expect(formatDuration(5.25)).toBe("5.3s");
@@ -115,6 +116,14 @@ describe("formatBytes", () => {
 });
 
 describe("flattenObject", () => {
+  it("keeps a rich value whole", () => {
+    const h = { _type: "histogram", bins: [0, 1], values: [2] };
+    expect(flattenObject({ w: h, opt: { lr: 1 } })).toEqual([
+      ["w", h],
+      ["opt.lr", 1],
+    ]);
+  });
+
   it("writes nested keys with dots, keeping arrays, empty objects and nulls as values", () => {
     expect(flattenObject({ a: 1, opt: { lr: 0.1, betas: [0.9, 0.99], sched: { kind: "cos" } }, empty: {}, none: null })).toEqual([
       ["a", 1],

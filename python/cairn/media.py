@@ -1,0 +1,90 @@
+"""Rich values that ``run.log`` accepts beside numbers, as W&B has them.
+
+A rich value is sent to the server typed (``{"_type": "histogram", ...}`` in JSON), stored as
+such, and read back through :class:`cairn.Api` as the same object."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from . import errors
+
+#: The most bins a histogram may have (the server refuses more).
+MAX_BINS = 512
+
+
+class Histogram:
+    """A distribution, as ``wandb.Histogram``: from a ``sequence`` of numbers (``num_bins``
+    equal bins over its range), or from ``np_histogram``, the ``(counts, bin_edges)`` pair that
+    ``numpy.histogram`` returns. ``histogram`` holds the counts and ``bins`` the edges."""
+
+    def __init__(
+        self,
+        sequence: Sequence[float] | Any | None = None,
+        np_histogram: tuple[Sequence[float], Sequence[float]] | None = None,
+        num_bins: int = 64,
+    ) -> None:
+        if not isinstance(num_bins, int) or not 1 <= num_bins <= MAX_BINS:
+            raise errors.InvalidValue(f"num_bins={num_bins!r} must be an integer from 1 to {MAX_BINS}")
+        if np_histogram is not None:
+            if sequence is not None:
+                raise errors.InvalidValue("give a Histogram a sequence or np_histogram, not both")
+            try:
+                counts, edges = np_histogram
+            except (TypeError, ValueError):
+                raise errors.InvalidValue("np_histogram must be a (counts, bin_edges) pair, as numpy.histogram returns") from None
+            self.histogram = [float(c) for c in _flat(counts)]
+            self.bins = [float(b) for b in _flat(edges)]
+        elif sequence is not None:
+            values = [float(v) for v in _flat(sequence)]
+            finite = [v for v in values if math.isfinite(v)]
+            lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
+            if lo == hi:
+                lo, hi = lo - 0.5, hi + 0.5
+            width = (hi - lo) / num_bins
+            self.bins = [lo + width * i for i in range(num_bins)] + [hi]
+            self.histogram = [0.0] * num_bins
+            for v in finite:
+                self.histogram[min(int((v - lo) / width), num_bins - 1)] += 1.0
+        else:
+            raise errors.InvalidValue("a Histogram needs a sequence or np_histogram")
+        if len(self.bins) != len(self.histogram) + 1:
+            raise errors.InvalidValue(f"{len(self.histogram)} counts need {len(self.histogram) + 1} bin edges, not {len(self.bins)}")
+        if not 1 <= len(self.histogram) <= MAX_BINS:
+            raise errors.InvalidValue(f"a histogram has 1 to {MAX_BINS} bins, not {len(self.histogram)}")
+
+    def _cairn_value(self) -> dict[str, Any]:
+        return {"_type": "histogram", "bins": self.bins, "values": self.histogram}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Histogram) and other.bins == self.bins and other.histogram == self.histogram
+
+    def __repr__(self) -> str:
+        return f"Histogram({len(self.histogram)} bins from {self.bins[0]:g} to {self.bins[-1]:g}, {sum(self.histogram):g} values)"
+
+
+def _flat(values: Any) -> Iterable[Any]:
+    """Numbers out of a list, a tuple, a numpy array or a torch tensor (flattened)."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    if hasattr(values, "ravel") and hasattr(values, "tolist"):
+        return values.ravel().tolist()
+    if isinstance(values, (list, tuple)):
+        out: list[Any] = []
+        for v in values:
+            out.extend(_flat(v) if isinstance(v, (list, tuple)) or hasattr(v, "tolist") else [v])
+        return out
+    raise errors.InvalidValue(f"expected a sequence of numbers, got {type(values).__name__}")
+
+
+def typed(value: Any) -> Any:
+    """``value`` as read from the server, with its rich values as objects."""
+    if isinstance(value, dict):
+        if value.get("_type") == "histogram" and "bins" in value and "values" in value:
+            return Histogram(np_histogram=(value["values"], value["bins"]), num_bins=max(1, min(MAX_BINS, len(value["values"]))))
+        return {k: typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed(v) for v in value]
+    return value

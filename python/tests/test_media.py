@@ -1,0 +1,61 @@
+"""Rich values: histograms logged, stored and read back through Api, as W&B code writes them."""
+
+import math
+
+import pytest
+
+import cairn as wandb
+
+
+def test_histograms_are_logged_stored_and_read_back(env, project, api):
+    numpy = pytest.importorskip("numpy")
+    run = wandb.init(project=project, id="hist")
+    rng = numpy.random.default_rng(0)
+    logged = []
+    for step in range(100):
+        weights = rng.normal(loc=step / 10, scale=1.0, size=1000)
+        h = wandb.Histogram(weights, num_bins=32)
+        logged.append(h)
+        run.log({"weights": h, "grads": wandb.Histogram(np_histogram=numpy.histogram(weights * 0.1, bins=8)), "loss": 1 / (step + 1)})
+    assert run.summary["weights"] == logged[-1], "the summary keeps the last one"
+    run.finish()
+
+    got = api.run(f"{run.entity}/{project}/hist")
+    assert isinstance(got.summary["weights"], wandb.Histogram)
+    assert got.summary["weights"] == logged[-1]
+    rows = list(got.scan_history(keys=["weights"]))
+    assert len(rows) == 100
+    for row, h in zip(rows, logged):
+        assert row["weights"] == h, f"step {row['_step']}"
+        assert sum(row["weights"].histogram) == 1000
+    grads = got.history_columns(keys=["grads"])["grads"]
+    assert len(grads[7].histogram) == 8 and grads[7].bins[0] < grads[7].bins[-1]
+    # The loss beside them is a plain series still.
+    assert got.history(keys=["loss"], pandas=False)[0]["loss"] == 1.0
+
+
+def test_a_histogram_from_a_sequence_is_what_numpy_makes():
+    numpy = pytest.importorskip("numpy")
+    values = [0.1, 0.5, 0.5, 2.0, 3.5, 4.0, float("nan")]
+    h = wandb.Histogram(values, num_bins=4)
+    counts, edges = numpy.histogram([v for v in values if not math.isnan(v)], bins=4)
+    assert h.histogram == counts.astype(float).tolist()
+    assert h.bins == pytest.approx(edges.tolist())
+    assert wandb.Histogram([3.0, 3.0], num_bins=2).bins == [2.5, 3.0, 3.5]
+
+
+def test_bad_histograms_are_clear_errors_and_the_run_goes_on(env, project, api):
+    run = wandb.init(project=project, id="bad-hist")
+    with pytest.raises(wandb.errors.InvalidValue, match="num_bins"):
+        wandb.Histogram([1, 2], num_bins=0)
+    with pytest.raises(wandb.errors.InvalidValue, match="bin edges"):
+        wandb.Histogram(np_histogram=([1, 2, 3], [0, 1]))
+    with pytest.raises(wandb.errors.InvalidValue, match="sequence or np_histogram"):
+        wandb.Histogram()
+    # A hand-made one that lies: refused with the key named, nothing logged.
+    with pytest.raises(wandb.errors.InvalidValue, match='"h".*bin edges'):
+        run.log({"h": {"_type": "histogram", "bins": [0, 1, 2], "values": [1, 2, 3]}})
+    run.log({"h": wandb.Histogram([1, 2, 3]), "ok": 1})
+    run.finish()
+    got = api.run(f"{run.entity}/{project}/bad-hist")
+    assert [r["_step"] for r in got.scan_history(keys=["h"])] == [0]
