@@ -33,6 +33,21 @@ def test_histograms_are_logged_stored_and_read_back(env, project, api):
     # The loss beside them is a plain series still.
     assert got.history(keys=["loss"], pandas=False)[0]["loss"] == 1.0
 
+    # Merged in 10 buckets of 10 steps: every value counted, the range of all of them.
+    merged = api._client.call_json("GET", f"/api/v1/runs/{run.entity}/{project}/hist/histograms?key=weights&buckets=10")
+    buckets = merged["buckets"]
+    assert [(b["first_step"], b["last_step"], b["count"]) for b in buckets] == [(10 * i, 10 * i + 9, 10) for i in range(10)]
+    for i, b in enumerate(buckets):
+        assert sum(b["values"]) == pytest.approx(10 * 1000)
+        parts = logged[10 * i : 10 * i + 10]
+        assert b["bins"][0] == pytest.approx(min(h.bins[0] for h in parts))
+        assert b["bins"][-1] == pytest.approx(max(h.bins[-1] for h in parts))
+    # The distribution moves right as the steps go, as logged.
+    centers = [sum(v * (b["bins"][j] + b["bins"][j + 1]) / 2 for j, v in enumerate(b["values"])) / sum(b["values"]) for b in buckets]
+    assert centers == sorted(centers)
+    with pytest.raises(wandb.errors.InvalidValue, match="no histograms"):
+        api._client.call_json("GET", f"/api/v1/runs/{run.entity}/{project}/hist/histograms?key=loss")
+
 
 def test_a_histogram_from_a_sequence_is_what_numpy_makes():
     numpy = pytest.importorskip("numpy")

@@ -460,6 +460,42 @@ pub async fn series(
     blocking(move || store.series(&path, &cairn_store::SeriesRequest::from_query(&query)?)).await.map(Json)
 }
 
+#[utoipa::path(get, path = "/api/v1/runs/{entity}/{project}/{run_id}/histograms", tag = "history",
+    params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path), cairn_types::api::HistogramQuery),
+    responses((status = 200, description = "A histogram key's histograms, merged per bucket of steps", body = cairn_types::api::HistogramSeries),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn histograms(
+    State(state): State<AppState>,
+    PathParams(p): RunParams,
+    QueryParams(query): QueryParams<cairn_types::api::HistogramQuery>,
+) -> ApiResult<Json<cairn_types::api::HistogramSeries>> {
+    let path = run_path(p)?;
+    let store = store(&state);
+    blocking(move || {
+        if query.bins.is_some_and(|b| b == 0 || b > cairn_types::value::MAX_BINS) {
+            return Err(CodedError::new(ErrorCode::InvalidQuery, format!("bins must be 1 to {}", cairn_types::value::MAX_BINS)));
+        }
+        let request = cairn_store::HistoryRequest { keys: Some(vec![query.key.clone()]), require_all: true, limit: 1_000_000, ..Default::default() };
+        let data = store.history(&path, &request)?;
+        let values = data.columns.into_iter().next().map(|c| c.values.into_values()).unwrap_or_default();
+        let points: Vec<(i64, &cairn_types::value::Histogram)> = data
+            .steps
+            .iter()
+            .zip(&values)
+            .filter_map(|(step, v)| match v {
+                Some(Value::Histogram(h)) => Some((*step, h.as_ref())),
+                _ => None,
+            })
+            .collect();
+        if points.is_empty() && !values.is_empty() {
+            return Err(CodedError::new(ErrorCode::InvalidQuery, format!("key {:?} holds no histograms", query.key)));
+        }
+        Ok(cairn_types::api::bucket_histograms(&query.key, &points, query.buckets.unwrap_or(100), query.bins))
+    })
+    .await
+    .map(Json)
+}
+
 #[utoipa::path(get, path = "/api/v1/runs/{entity}/{project}/{run_id}/console", tag = "history",
     params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path), ConsoleQuery),
     responses((status = 200, body = ConsolePage), (status = 404, body = ErrorBody)))]

@@ -212,6 +212,7 @@ fn api_routes(state: AppState) -> Routes {
         .at(M::GET, &r("/keys"), Entity(Read), api::list_keys)
         .at(M::GET, &r("/history"), Entity(Read), api::history)
         .at(M::GET, &r("/series"), Entity(Read), api::series)
+        .at(M::GET, &r("/histograms"), Entity(Read), api::histograms)
         .at(M::GET, &r("/console"), Entity(Read), api::console)
         .at(M::GET, &r("/files"), Entity(Read), api::list_files)
         .at(M::GET, &r("/files/{*file_path}"), Entity(Read), api::get_file)

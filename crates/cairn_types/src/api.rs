@@ -486,6 +486,68 @@ pub struct HistoryColumns {
 }
 
 /// Query of `GET .../series`: bucketed aggregates for charts.
+/// Query of `GET .../histograms`: one histogram key over the run's steps.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams, utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct HistogramQuery {
+    pub key: String,
+    /// Buckets of steps, at most (100 by default, 1,000 at most): the histograms of the steps in
+    /// one are merged.
+    pub buckets: Option<usize>,
+    /// Bins of each merged histogram (as many as the logged ones have, at most, by default).
+    pub bins: Option<usize>,
+}
+
+/// The histograms of a key, merged per bucket of steps (none is dropped: a bucket's histogram
+/// counts every value of its steps).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HistogramSeries {
+    pub key: String,
+    pub buckets: Vec<HistogramBucket>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HistogramBucket {
+    pub first_step: i64,
+    pub last_step: i64,
+    /// How many logged histograms it merges.
+    pub count: u64,
+    pub bins: Vec<f64>,
+    pub values: Vec<f64>,
+}
+
+/// Merges the histograms logged at `steps` into at most `buckets` buckets of consecutive steps
+/// (equal ranges of steps), each rebinned to `bins` bins.
+pub fn bucket_histograms(key: &str, points: &[(i64, &crate::value::Histogram)], buckets: usize, bins: Option<usize>) -> HistogramSeries {
+    let mut out = HistogramSeries { key: key.to_owned(), buckets: Vec::new() };
+    let (Some(first), Some(last)) = (points.first(), points.last()) else { return out };
+    let buckets = buckets.clamp(1, 1000);
+    let span = (last.0 - first.0 + 1) as f64;
+    let bins = bins.unwrap_or_else(|| points.iter().map(|(_, h)| h.counts.len()).max().unwrap_or(1));
+    let mut at = 0;
+    while at < points.len() {
+        let index = (((points[at].0 - first.0) as f64 / span) * buckets as f64) as usize;
+        let mut end = at;
+        while end < points.len() && (((points[end].0 - first.0) as f64 / span) * buckets as f64) as usize == index {
+            end += 1;
+        }
+        let group = &points[at..end];
+        let merged = crate::value::Histogram::merge(group.iter().map(|(_, h)| *h), bins).expect("a bucket holds a histogram");
+        out.buckets.push(HistogramBucket {
+            first_step: group[0].0,
+            last_step: group[group.len() - 1].0,
+            count: group.len() as u64,
+            bins: merged.bins,
+            values: merged.counts,
+        });
+        at = end;
+    }
+    out
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams, utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]

@@ -127,6 +127,12 @@ export interface ConsoleLine {
   text: string;
 }
 
+/** A histogram key's histograms, merged per bucket of steps. */
+export interface HistogramSeries {
+  key: string;
+  buckets: { first_step: number; last_step: number; count: number; bins: number[]; values: number[] }[];
+}
+
 export interface AlertInfo {
   id: number;
   title: string;
@@ -327,6 +333,8 @@ export const api = {
     `${runUrl(e, p, id)}/files/${path.split("/").map(enc).join("/")}`,
 
   /** The artifact versions a run used (inputs) and logged (outputs). */
+  histograms: (e: string, p: string, id: string, key: string, buckets = 60) =>
+    request<HistogramSeries>("GET", `${runUrl(e, p, id)}/histograms?key=${encodeURIComponent(key)}&buckets=${buckets}`),
   runArtifacts: (e: string, p: string, id: string) => request<{ inputs: ArtifactInfo[]; outputs: ArtifactInfo[] }>("GET", `${runUrl(e, p, id)}/artifacts`),
   /** A project's collections, by type and name. */
   collections: (e: string, p: string) => request<CollectionInfo[]>("GET", `${projectUrl(e, p)}/artifacts`),

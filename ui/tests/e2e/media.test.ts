@@ -1,0 +1,62 @@
+// Rich values on the run page: histograms logged by the Python client over 100 steps are drawn
+// as a heatmap of their distribution over the steps, merged by the server in buckets.
+import type { Browser } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectNoErrors, launch, open, py, screenshot } from "./helpers";
+
+const PROJECT = "media-e2e";
+let browser: Browser;
+
+beforeAll(async () => {
+  py(`
+import random, cairn
+rng = random.Random(3)
+run = cairn.init(project="${PROJECT}", id="hist", name="histograms")
+for step in range(100):
+    weights = [rng.gauss(step / 20, 1 + step / 100) for _ in range(500)]
+    run.log({"weights": cairn.Histogram(weights, num_bins=32), "grads": cairn.Histogram([w * 0.01 for w in weights], num_bins=16), "loss": 1 / (step + 1)})
+run.finish()
+`);
+  browser = await launch();
+});
+
+afterAll(async () => {
+  await browser?.close();
+});
+
+describe("histograms", () => {
+  it("draw as a heatmap over the steps on the run's workspace", async () => {
+    const page = await open(browser, `/e2e/${PROJECT}/runs/hist?tab=workspace`);
+    const panels = page.getByTestId("histograms").getByTestId("histogram-panel");
+    await expect.poll(() => panels.count()).toBe(2);
+    const weights = page.locator('[data-testid="histogram-panel"][data-metric="weights"]');
+    await expect.poll(() => weights.getAttribute("data-buckets")).toBe("60");
+    const [lo, hi] = (await weights.locator("canvas").getAttribute("data-range"))!.split(",").map(Number);
+    expect(lo).toBeLessThan(-1);
+    expect(hi).toBeGreaterThan(6);
+    // Something is drawn, and more of it at the top right (the distribution moves up).
+    const painted = await weights.locator("canvas").evaluate((c: HTMLCanvasElement) => {
+      const ctx = c.getContext("2d")!;
+      const alpha = (x0: number, y0: number) => {
+        const d = ctx.getImageData(x0, y0, c.width / 4, c.height / 4).data;
+        let sum = 0;
+        for (let i = 3; i < d.length; i += 4) sum += d[i];
+        return sum;
+      };
+      return { topRight: alpha((3 * c.width) / 4, 0), topLeft: alpha(0, 0), bottomLeft: alpha(0, (3 * c.height) / 4) };
+    });
+    expect(painted.topRight).toBeGreaterThan(painted.topLeft);
+    expect(painted.bottomLeft).toBeGreaterThan(0);
+    // Hovering names the steps under the cursor.
+    const box = (await weights.locator("canvas").boundingBox())!;
+    await page.mouse.move(box.x + box.width - 3, box.y + box.height / 2);
+    await expect.poll(() => weights.getByTestId("histogram-hover").textContent()).toMatch(/^steps? (9\d–)?99: .* values$/);
+    // The summary shows the last one as one value, not as keys of its own.
+    await weights.scrollIntoViewIfNeeded();
+    await screenshot(page, "media-histograms");
+    await page.goto(page.url().replace("tab=workspace", "tab=overview"));
+    await expect.poll(() => page.locator("body").textContent()).toContain("histogram (32 bins, 500 values)");
+    expect(await page.locator("body").textContent()).not.toContain("weights._type");
+    await expectNoErrors(page);
+  });
+});
