@@ -13,7 +13,7 @@ from . import errors
 from ._core import __version__
 from .api import Api
 from .artifacts import Artifact
-from .media import Histogram
+from .media import Histogram, Table
 from .sdk import AlertLevel, Run, Settings, define_metric, finish, init, log, login, save
 from .sdk import _Preinit
 
@@ -30,6 +30,7 @@ __all__ = [
     "Histogram",
     "Run",
     "Settings",
+    "Table",
     "__version__",
     "config",
     "define_metric",

@@ -65,6 +65,78 @@ class Histogram:
         return f"Histogram({len(self.histogram)} bins from {self.bins[0]:g} to {self.bins[-1]:g}, {sum(self.histogram):g} values)"
 
 
+#: The most rows and columns a logged table may have (the server refuses more).
+MAX_TABLE_ROWS = 100_000
+MAX_TABLE_COLUMNS = 1_000
+
+
+class Table:
+    """Rows under named columns, as ``wandb.Table``: from ``columns`` and ``data`` (a list of
+    rows), or from a pandas ``dataframe``. Cells hold numbers, strings, bools, None, lists and
+    dicts. ``add_data(*cells)`` adds a row, ``add_column(name, data)`` a column, and
+    ``get_column(name)`` reads one; ``get_dataframe()`` gives a pandas DataFrame back."""
+
+    def __init__(self, columns: Sequence[str] | None = None, data: Sequence[Sequence[Any]] | None = None, dataframe: Any = None) -> None:
+        if dataframe is not None:
+            if data is not None:
+                raise errors.InvalidValue("give a Table data or a dataframe, not both")
+            columns = [str(c) for c in dataframe.columns]
+            data = dataframe.values.tolist()
+        rows = [list(r) for r in (data or [])]
+        if columns is None:
+            columns = [f"Column_{i + 1}" for i in range(len(rows[0]) if rows else 0)]
+        self.columns: list[str] = [str(c) for c in columns]
+        if len(set(self.columns)) != len(self.columns) or "" in self.columns:
+            raise errors.InvalidValue(f"table columns must be named, once each: {self.columns}")
+        if len(self.columns) > MAX_TABLE_COLUMNS:
+            raise errors.InvalidValue(f"a table has at most {MAX_TABLE_COLUMNS} columns, not {len(self.columns)}")
+        self.data: list[list[Any]] = []
+        for row in rows:
+            self.add_data(*row)
+
+    def add_data(self, *cells: Any) -> None:
+        if len(cells) != len(self.columns):
+            raise errors.InvalidValue(f"a row of this table has {len(self.columns)} cells ({', '.join(self.columns)}), not {len(cells)}")
+        if len(self.data) >= MAX_TABLE_ROWS:
+            raise errors.InvalidValue(f"a table has at most {MAX_TABLE_ROWS} rows")
+        self.data.append(list(cells))
+
+    def add_column(self, name: str, data: Sequence[Any]) -> None:
+        if not name or name in self.columns:
+            raise errors.InvalidValue(f"column {name!r} is empty or there already")
+        data = list(data)
+        if self.data and len(data) != len(self.data):
+            raise errors.InvalidValue(f"column {name!r} has {len(data)} cells for {len(self.data)} rows")
+        if not self.data:
+            self.data = [[] for _ in data]
+        self.columns.append(name)
+        for row, cell in zip(self.data, data):
+            row.append(cell)
+
+    def get_column(self, name: str) -> list[Any]:
+        if name not in self.columns:
+            raise errors.InvalidValue(f"no column {name!r}; the columns are {self.columns}")
+        i = self.columns.index(name)
+        return [row[i] for row in self.data]
+
+    def get_dataframe(self) -> Any:
+        import pandas
+
+        return pandas.DataFrame(self.data, columns=self.columns)
+
+    def _cairn_value(self) -> dict[str, Any]:
+        return {"_type": "table", "columns": self.columns, "data": self.data}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Table) and other.columns == self.columns and other.data == self.data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __repr__(self) -> str:
+        return f"Table({len(self.data)} rows × {len(self.columns)} columns: {', '.join(self.columns[:5])}{', …' if len(self.columns) > 5 else ''})"
+
+
 def _flat(values: Any) -> Iterable[Any]:
     """Numbers out of a list, a tuple, a numpy array or a torch tensor (flattened)."""
     if hasattr(values, "detach"):
@@ -84,6 +156,8 @@ def typed(value: Any) -> Any:
     if isinstance(value, dict):
         if value.get("_type") == "histogram" and "bins" in value and "values" in value:
             return Histogram(np_histogram=(value["values"], value["bins"]), num_bins=max(1, min(MAX_BINS, len(value["values"]))))
+        if value.get("_type") == "table" and "columns" in value:
+            return Table(columns=value["columns"], data=[typed(r) for r in value.get("data") or []])
         return {k: typed(v) for k, v in value.items()}
     if isinstance(value, list):
         return [typed(v) for v in value]

@@ -123,12 +123,27 @@ pub fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>>
             }
             dict.into_any()
         }
-        // As JSON has it (`_type`); the Python layer makes it a cairn.Histogram.
+        // As JSON has it (`_type`); the Python layer makes it a cairn.Histogram or cairn.Table.
         Value::Histogram(h) => {
             let dict = PyDict::new(py);
             dict.set_item("_type", "histogram")?;
             dict.set_item("bins", PyList::new(py, &h.bins)?)?;
             dict.set_item("values", PyList::new(py, &h.counts)?)?;
+            dict.into_any()
+        }
+        Value::Table(t) => {
+            let dict = PyDict::new(py);
+            dict.set_item("_type", "table")?;
+            dict.set_item("columns", PyList::new(py, &t.columns)?)?;
+            let rows = PyList::empty(py);
+            for row in &t.rows {
+                let cells = PyList::empty(py);
+                for cell in row {
+                    cells.append(to_py(py, cell)?)?;
+                }
+                rows.append(cells)?;
+            }
+            dict.set_item("data", rows)?;
             dict.into_any()
         }
     })

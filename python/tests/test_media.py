@@ -74,3 +74,44 @@ def test_bad_histograms_are_clear_errors_and_the_run_goes_on(env, project, api):
     run.finish()
     got = api.run(f"{run.entity}/{project}/bad-hist")
     assert [r["_step"] for r in got.scan_history(keys=["h"])] == [0]
+
+
+def test_tables_are_logged_and_read_back_with_their_cells(env, project, api):
+    run = wandb.init(project=project, id="table")
+    table = wandb.Table(columns=["id", "guess", "confidence", "ok"])
+    for i in range(30):
+        table.add_data(i, str(i % 10), 1 / (i + 1), i % 3 == 0)
+    table.add_column("note", [None if i % 2 else {"tag": f"t{i}"} for i in range(30)])
+    assert table.get_column("guess")[:3] == ["0", "1", "2"]
+    run.log({"predictions": table})
+    assert run.summary["predictions"] == table
+    run.finish()
+
+    got = api.run(f"{run.entity}/{project}/table")
+    back = got.summary["predictions"]
+    assert isinstance(back, wandb.Table) and back == table
+    assert back.columns == ["id", "guess", "confidence", "ok", "note"]
+    assert back.get_column("confidence")[29] == pytest.approx(1 / 30)
+    assert [r["predictions"] for r in got.scan_history(keys=["predictions"])] == [table]
+
+
+def test_a_dataframe_becomes_a_table_and_comes_back(env, project, api):
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.DataFrame({"epoch": [1, 2, 3], "loss": [0.5, 0.25, 0.125], "split": ["a", "b", "c"]})
+    run = wandb.init(project=project, id="frame")
+    run.log({"results": wandb.Table(dataframe=frame)})
+    run.finish()
+    back = api.run(f"{run.entity}/{project}/frame").summary["results"].get_dataframe()
+    assert back.equals(frame)
+
+
+def test_bad_tables_are_clear_errors(env, project):
+    with pytest.raises(wandb.errors.InvalidValue, match="2 cells"):
+        wandb.Table(columns=["a", "b"], data=[[1, 2, 3]])
+    with pytest.raises(wandb.errors.InvalidValue, match="once each"):
+        wandb.Table(columns=["a", "a"])
+    run = wandb.init(project=project, id="bad-table")
+    with pytest.raises(wandb.errors.InvalidValue, match='"t".*row 0 has 1 cells for 2 columns'):
+        run.log({"t": {"_type": "table", "columns": ["a", "b"], "data": [[1]]}})
+    run.log({"t": wandb.Table(columns=["a"], data=[[1]])})
+    run.finish()

@@ -1,5 +1,5 @@
 //! Logged values: numbers, bools, strings, null, lists, nested maps, and typed rich values
-//! (histograms). A rich value is written in JSON as W&B writes it, an object with a `_type`
+//! (histograms, tables). A rich value is written in JSON as W&B writes it, an object with a `_type`
 //! (`{"_type": "histogram", "bins": [...], "values": [...]}`), and such an object reads back as
 //! the typed value.
 //!
@@ -28,6 +28,57 @@ pub enum Value {
     Map(Map),
     /// Bins and counts (boxed: a value stays small).
     Histogram(Box<Histogram>),
+    /// Named columns and rows of cells.
+    Table(Box<Table>),
+}
+
+/// The most rows and columns a logged table may have.
+pub const MAX_TABLE_ROWS: usize = 100_000;
+pub const MAX_TABLE_COLUMNS: usize = 1_000;
+
+/// A table, as `wandb.Table`: column names (unique) and rows of as many cells, each a number,
+/// string, bool, null, list or map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+impl Table {
+    pub fn new(columns: Vec<String>, rows: Vec<Vec<Value>>) -> Result<Table, String> {
+        if columns.len() > MAX_TABLE_COLUMNS || rows.len() > MAX_TABLE_ROWS {
+            return Err(format!("a table has at most {MAX_TABLE_COLUMNS} columns and {MAX_TABLE_ROWS} rows, not {} and {}", columns.len(), rows.len()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for c in &columns {
+            if c.is_empty() || !seen.insert(c.as_str()) {
+                return Err(format!("table columns must be named, once each: {c:?}"));
+            }
+        }
+        for (i, row) in rows.iter().enumerate() {
+            if row.len() != columns.len() {
+                return Err(format!("table row {i} has {} cells for {} columns", row.len(), columns.len()));
+            }
+            if let Some(cell) = row.iter().find(|c| matches!(c, Value::Table(_) | Value::Histogram(_))) {
+                return Err(format!("table row {i} holds a {}; a cell is a number, string, bool, null, list or map", cell.type_name()));
+            }
+        }
+        Ok(Table { columns, rows })
+    }
+
+    fn to_map(&self) -> Map {
+        let mut map = Map::new();
+        map.insert("_type".into(), Value::Str("table".into()));
+        map.insert("columns".into(), Value::List(self.columns.iter().map(|c| Value::Str(c.clone())).collect()));
+        map.insert("data".into(), Value::List(self.rows.iter().map(|r| Value::List(r.clone())).collect()));
+        map
+    }
+}
+
+impl From<Table> for Value {
+    fn from(t: Table) -> Value {
+        Value::Table(Box::new(t))
+    }
 }
 
 /// The most bins a histogram may have.
@@ -151,6 +202,25 @@ pub fn typed(map: Map) -> Result<Value, String> {
             };
             Ok(Value::Histogram(Box::new(Histogram::new(floats("bins")?, floats("values")?)?)))
         }
+        Some("table") => {
+            let columns = match map.get("columns") {
+                Some(Value::List(items)) => items.iter().map(|v| v.as_str().map(str::to_owned).ok_or_else(|| "table columns must be strings".to_owned())).collect::<Result<Vec<_>, _>>()?,
+                _ => return Err("a table needs a list of columns".into()),
+            };
+            let rows = match map.get("data") {
+                Some(Value::List(rows)) => rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| match r {
+                        Value::List(cells) => Ok(cells.clone()),
+                        _ => Err(format!("table row {i} must be a list of cells")),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+                None => Vec::new(),
+                _ => return Err("table data must be a list of rows".into()),
+            };
+            Ok(Value::Table(Box::new(Table::new(columns, rows)?)))
+        }
         _ => Ok(Value::Map(map)),
     }
 }
@@ -194,6 +264,7 @@ impl Value {
             Value::List(_) => "list",
             Value::Map(_) => "map",
             Value::Histogram(_) => "histogram",
+            Value::Table(_) => "table",
         }
     }
 
@@ -237,6 +308,7 @@ impl Value {
                 serde_json::Value::Object(map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
             }
             Value::Histogram(h) => Value::Map(h.to_map()).to_json(),
+            Value::Table(t) => Value::Map(t.to_map()).to_json(),
         }
     }
 
@@ -403,6 +475,7 @@ impl Serialize for Value {
                 out.end()
             }
             Value::Histogram(h) => Value::Map(h.to_map()).serialize(serializer),
+            Value::Table(t) => Value::Map(t.to_map()).serialize(serializer),
         }
     }
 }
@@ -584,6 +657,23 @@ mod tests {
         // The middle holds more than the tails, as the 100 overlapping ranges do.
         assert!(merged.counts[8] > merged.counts[0] && merged.counts[8] > merged.counts[15]);
         assert!(Histogram::merge(&[], 4).is_none());
+    }
+
+    #[test]
+    fn tables_are_typed_in_json_and_on_the_wire_and_bad_ones_are_named() {
+        let t = Value::from(Table::new(vec!["id".into(), "name".into()], vec![vec![Value::Int(1), Value::from("a")], vec![Value::Null, Value::Map(map! {"x" => 1})]]).unwrap());
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(json, r#"{"_type":"table","columns":["id","name"],"data":[[1,"a"],[null,{"x":1}]]}"#);
+        assert_eq!(serde_json::from_str::<Value>(&json).unwrap(), t);
+        let mut wire = Vec::new();
+        crate::wire::put_value(&mut wire, &t);
+        assert_eq!(crate::wire::Reader::new(&wire).value().unwrap(), t);
+        let mut skip = crate::wire::Reader::new(&wire);
+        skip.skip_value().unwrap();
+        let err = |text: &str| serde_json::from_str::<Value>(text).unwrap_err().to_string();
+        assert!(err(r#"{"_type":"table","columns":["a","b"],"data":[[1]]}"#).contains("row 0 has 1 cells for 2 columns"));
+        assert!(err(r#"{"_type":"table","columns":["a","a"],"data":[]}"#).contains("once each"));
+        assert!(err(r#"{"_type":"table","columns":["a"],"data":[[{"_type":"table","columns":[],"data":[]}]]}"#).contains("holds a table"));
     }
 
     #[test]

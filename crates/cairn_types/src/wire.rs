@@ -211,6 +211,8 @@ pub mod tag {
     pub const MAP: u8 = 7;
     /// Counts, then edges: `varint n`, `n + 1` f64 edges, `n` f64 counts.
     pub const HISTOGRAM: u8 = 8;
+    /// `varint columns`, the names, `varint rows`, then each row's cells as values.
+    pub const TABLE: u8 = 9;
 }
 
 #[inline]
@@ -253,6 +255,19 @@ pub fn put_value(out: &mut Vec<u8>, value: &Value) {
             put_varint(out, h.counts.len() as u64);
             for x in h.bins.iter().chain(&h.counts) {
                 put_f64(out, *x);
+            }
+        }
+        Value::Table(t) => {
+            out.push(tag::TABLE);
+            put_varint(out, t.columns.len() as u64);
+            for c in &t.columns {
+                put_str(out, c);
+            }
+            put_varint(out, t.rows.len() as u64);
+            for row in &t.rows {
+                for cell in row {
+                    put_value(out, cell);
+                }
             }
         }
     }
@@ -503,6 +518,16 @@ impl<'a> Reader<'a> {
                 let counts = (0..n).map(|_| self.f64()).collect::<Result<Vec<_>, _>>()?;
                 Value::Histogram(Box::new(crate::value::Histogram::new(bins, counts).map_err(|e| WireError(format!("bad histogram: {e}")))?))
             }
+            tag::TABLE => {
+                let n = self.len(1)?;
+                let columns = (0..n).map(|_| self.str().map(str::to_owned)).collect::<Result<Vec<_>, _>>()?;
+                let rows_n = self.len(n.max(1))?;
+                let mut rows = Vec::with_capacity(rows_n);
+                for _ in 0..rows_n {
+                    rows.push((0..n).map(|_| self.value_at(depth + 1)).collect::<Result<Vec<_>, _>>()?);
+                }
+                Value::Table(Box::new(crate::value::Table::new(columns, rows).map_err(|e| WireError(format!("bad table: {e}")))?))
+            }
             other => return Err(WireError(format!("unknown value tag {other}"))),
         })
     }
@@ -543,6 +568,16 @@ impl<'a> Reader<'a> {
             tag::HISTOGRAM => {
                 let n = self.len(16)?;
                 self.bytes((2 * n + 1) * 8)?;
+            }
+            tag::TABLE => {
+                let n = self.len(1)?;
+                for _ in 0..n {
+                    let len = self.len(1)?;
+                    self.bytes(len)?;
+                }
+                for _ in 0..self.len(n.max(1))? * n {
+                    self.skip_value_at(depth + 1)?;
+                }
             }
             other => return Err(WireError(format!("unknown value tag {other}"))),
         }

@@ -22,6 +22,11 @@ export function formatValue(v: unknown): string {
     const total = counts.reduce<number>((sum, c) => sum + (typeof c === "number" ? c : 0), 0);
     return `histogram (${counts.length} bins, ${formatNumber(total)} values)`;
   }
+  if (typed?._type === "table") {
+    const rows = Array.isArray(typed.data) ? typed.data.length : 0;
+    const columns = Array.isArray(typed.columns) ? typed.columns.length : 0;
+    return `table (${rows} rows × ${columns} columns)`;
+  }
   return JSON.stringify(v);
 }
 

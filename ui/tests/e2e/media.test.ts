@@ -15,6 +15,10 @@ run = cairn.init(project="${PROJECT}", id="hist", name="histograms")
 for step in range(100):
     weights = [rng.gauss(step / 20, 1 + step / 100) for _ in range(500)]
     run.log({"weights": cairn.Histogram(weights, num_bins=32), "grads": cairn.Histogram([w * 0.01 for w in weights], num_bins=16), "loss": 1 / (step + 1)})
+table = cairn.Table(columns=["id", "digit", "confidence"])
+for i in range(25):
+    table.add_data(i, str(i % 10), round(1 - i / 50, 3))
+run.log({"predictions": table})
 run.finish()
 `);
   browser = await launch();
@@ -57,6 +61,37 @@ describe("histograms", () => {
     await page.goto(page.url().replace("tab=workspace", "tab=overview"));
     await expect.poll(() => page.locator("body").textContent()).toContain("histogram (32 bins, 500 values)");
     expect(await page.locator("body").textContent()).not.toContain("weights._type");
+    await expectNoErrors(page);
+  });
+});
+
+describe("tables", () => {
+  it("sort, filter and page on the run's workspace", async () => {
+    const page = await open(browser, `/e2e/${PROJECT}/runs/hist?tab=workspace`);
+    const panel = page.getByTestId("tables").locator('[data-testid="table-panel"][data-metric="predictions"]');
+    await panel.waitFor();
+    const column = (i: number) => panel.locator("tbody tr").evaluateAll((rows, i) => rows.map((r) => r.children[i].textContent), i);
+    expect(await column(0)).toEqual(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+    expect(await panel.getByTestId("table-page").textContent()).toBe("1 / 3");
+    // Sorted by confidence, then the other way.
+    await panel.locator('[data-column="confidence"]').click();
+    expect((await column(2))[0]).toBe("0.52");
+    await panel.locator('[data-column="confidence"]').click();
+    expect((await column(2))[0]).toBe("1");
+    // Paged.
+    await panel.getByTestId("table-next").click();
+    await panel.getByTestId("table-next").click();
+    expect(await panel.getByTestId("table-page").textContent()).toBe("3 / 3");
+    expect(await column(0)).toEqual(["20", "21", "22", "23", "24"]);
+    // Filtered over every cell: the digit 7 is in rows 7 and 17 (and 7 in no confidence).
+    await panel.getByTestId("table-filter").fill("7");
+    await expect.poll(() => panel.getByTestId("table-count").textContent()).toMatch(/^\d+ of 25 rows$/);
+    const ids = (await column(0)).map(Number);
+    expect(ids).toContain(7);
+    expect(ids).toContain(17);
+    expect(await panel.getByTestId("table-page").textContent()).toBe("1 / 1");
+    await panel.scrollIntoViewIfNeeded();
+    await screenshot(page, "media-table");
     await expectNoErrors(page);
   });
 });

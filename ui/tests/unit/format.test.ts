@@ -49,6 +49,7 @@ describe("values", () => {
     expect(formatValue({ a: [1] })).toBe('{"a":[1]}');
     expect(formatValue("<b>x</b>")).toBe("<b>x</b>");
     expect(formatValue({ _type: "histogram", bins: [0, 1, 2], values: [3, 4.5] })).toBe("histogram (2 bins, 7.5 values)");
+    expect(formatValue({ _type: "table", columns: ["a", "b"], data: [[1, 2]] })).toBe("table (1 rows × 2 columns)");
   });
   it("formats durations", () => {
     expect(formatDuration(5.25)).toBe("5.3s");
