@@ -13,7 +13,7 @@ from . import errors
 from ._core import __version__
 from .api import Api
 from .artifacts import Artifact
-from .media import Histogram, Table
+from .media import Histogram, Html, Table
 from .sdk import AlertLevel, Run, Settings, define_metric, finish, init, log, login, save
 from .sdk import _Preinit
 
@@ -28,6 +28,7 @@ __all__ = [
     "Api",
     "Artifact",
     "Histogram",
+    "Html",
     "Run",
     "Settings",
     "Table",

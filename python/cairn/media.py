@@ -137,6 +137,35 @@ class Table:
         return f"Table({len(self.data)} rows × {len(self.columns)} columns: {', '.join(self.columns[:5])}{', …' if len(self.columns) > 5 else ''})"
 
 
+#: The longest HTML value, in bytes (the server refuses more).
+MAX_HTML_BYTES = 1 << 20
+
+
+class Html:
+    """A page of HTML, as ``wandb.Html``: a string, or a file-like object to read it from. The UI
+    shows it in a sandboxed frame (no scripts, no access to the page around it)."""
+
+    def __init__(self, data: str | Any, inject: bool = True) -> None:
+        if hasattr(data, "read"):
+            data = data.read()
+        if isinstance(data, bytes):
+            data = data.decode("utf-8")
+        if not isinstance(data, str):
+            raise errors.InvalidValue(f"Html takes a string or a file, not {type(data).__name__}")
+        if len(data.encode("utf-8")) > MAX_HTML_BYTES:
+            raise errors.InvalidValue(f"an Html value holds at most {MAX_HTML_BYTES} bytes")
+        self.html = data
+
+    def _cairn_value(self) -> dict[str, Any]:
+        return {"_type": "html", "html": self.html}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Html) and other.html == self.html
+
+    def __repr__(self) -> str:
+        return f"Html({len(self.html)} characters)"
+
+
 def _flat(values: Any) -> Iterable[Any]:
     """Numbers out of a list, a tuple, a numpy array or a torch tensor (flattened)."""
     if hasattr(values, "detach"):
@@ -156,6 +185,8 @@ def typed(value: Any) -> Any:
     if isinstance(value, dict):
         if value.get("_type") == "histogram" and "bins" in value and "values" in value:
             return Histogram(np_histogram=(value["values"], value["bins"]), num_bins=max(1, min(MAX_BINS, len(value["values"]))))
+        if value.get("_type") == "html" and isinstance(value.get("html"), str):
+            return Html(value["html"])
         if value.get("_type") == "table" and "columns" in value:
             return Table(columns=value["columns"], data=[typed(r) for r in value.get("data") or []])
         return {k: typed(v) for k, v in value.items()}

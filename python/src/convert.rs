@@ -131,6 +131,12 @@ pub fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>>
             dict.set_item("values", PyList::new(py, &h.counts)?)?;
             dict.into_any()
         }
+        Value::Html(h) => {
+            let dict = PyDict::new(py);
+            dict.set_item("_type", "html")?;
+            dict.set_item("html", h.as_str())?;
+            dict.into_any()
+        }
         Value::Table(t) => {
             let dict = PyDict::new(py);
             dict.set_item("_type", "table")?;

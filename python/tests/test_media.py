@@ -115,3 +115,17 @@ def test_bad_tables_are_clear_errors(env, project):
         run.log({"t": {"_type": "table", "columns": ["a", "b"], "data": [[1]]}})
     run.log({"t": wandb.Table(columns=["a"], data=[[1]])})
     run.finish()
+
+
+def test_html_is_logged_and_read_back(env, project, api, tmp_path):
+    page = tmp_path / "report.html"
+    page.write_text("<h1>Report</h1><script>document.title='x'</script>")
+    run = wandb.init(project=project, id="html")
+    run.log({"report": wandb.Html(open(page))})
+    run.log({"report": wandb.Html("<p>second</p>")})
+    run.finish()
+    got = api.run(f"{run.entity}/{project}/html")
+    assert got.summary["report"] == wandb.Html("<p>second</p>")
+    assert [r["report"].html for r in got.scan_history(keys=["report"])][0].startswith("<h1>Report</h1>")
+    with pytest.raises(wandb.errors.InvalidValue, match="string or a file"):
+        wandb.Html(42)

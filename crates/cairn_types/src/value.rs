@@ -1,5 +1,5 @@
 //! Logged values: numbers, bools, strings, null, lists, nested maps, and typed rich values
-//! (histograms, tables). A rich value is written in JSON as W&B writes it, an object with a `_type`
+//! (histograms, tables, HTML). A rich value is written in JSON as W&B writes it, an object with a `_type`
 //! (`{"_type": "histogram", "bins": [...], "values": [...]}`), and such an object reads back as
 //! the typed value.
 //!
@@ -30,7 +30,12 @@ pub enum Value {
     Histogram(Box<Histogram>),
     /// Named columns and rows of cells.
     Table(Box<Table>),
+    /// A page of HTML, shown in a sandboxed frame.
+    Html(Box<String>),
 }
+
+/// The longest HTML value, in bytes.
+pub const MAX_HTML_BYTES: usize = 1 << 20;
 
 /// The most rows and columns a logged table may have.
 pub const MAX_TABLE_ROWS: usize = 100_000;
@@ -59,7 +64,7 @@ impl Table {
             if row.len() != columns.len() {
                 return Err(format!("table row {i} has {} cells for {} columns", row.len(), columns.len()));
             }
-            if let Some(cell) = row.iter().find(|c| matches!(c, Value::Table(_) | Value::Histogram(_))) {
+            if let Some(cell) = row.iter().find(|c| matches!(c, Value::Table(_) | Value::Histogram(_) | Value::Html(_))) {
                 return Err(format!("table row {i} holds a {}; a cell is a number, string, bool, null, list or map", cell.type_name()));
             }
         }
@@ -221,8 +226,20 @@ pub fn typed(map: Map) -> Result<Value, String> {
             };
             Ok(Value::Table(Box::new(Table::new(columns, rows)?)))
         }
+        Some("html") => match map.get("html") {
+            Some(Value::Str(html)) if html.len() <= MAX_HTML_BYTES => Ok(Value::Html(Box::new(html.clone()))),
+            Some(Value::Str(html)) => Err(format!("an HTML value holds at most {MAX_HTML_BYTES} bytes, not {}", html.len())),
+            _ => Err("an HTML value needs its html as a string".into()),
+        },
         _ => Ok(Value::Map(map)),
     }
+}
+
+fn html_map(html: &str) -> Map {
+    let mut map = Map::new();
+    map.insert("_type".into(), Value::Str("html".into()));
+    map.insert("html".into(), Value::Str(html.to_owned()));
+    map
 }
 
 impl Value {
@@ -265,6 +282,7 @@ impl Value {
             Value::Map(_) => "map",
             Value::Histogram(_) => "histogram",
             Value::Table(_) => "table",
+            Value::Html(_) => "html",
         }
     }
 
@@ -309,6 +327,7 @@ impl Value {
             }
             Value::Histogram(h) => Value::Map(h.to_map()).to_json(),
             Value::Table(t) => Value::Map(t.to_map()).to_json(),
+            Value::Html(h) => Value::Map(html_map(h)).to_json(),
         }
     }
 
@@ -476,6 +495,7 @@ impl Serialize for Value {
             }
             Value::Histogram(h) => Value::Map(h.to_map()).serialize(serializer),
             Value::Table(t) => Value::Map(t.to_map()).serialize(serializer),
+            Value::Html(h) => Value::Map(html_map(h)).serialize(serializer),
         }
     }
 }
@@ -674,6 +694,19 @@ mod tests {
         assert!(err(r#"{"_type":"table","columns":["a","b"],"data":[[1]]}"#).contains("row 0 has 1 cells for 2 columns"));
         assert!(err(r#"{"_type":"table","columns":["a","a"],"data":[]}"#).contains("once each"));
         assert!(err(r#"{"_type":"table","columns":["a"],"data":[[{"_type":"table","columns":[],"data":[]}]]}"#).contains("holds a table"));
+    }
+
+    #[test]
+    fn html_is_typed_and_bounded() {
+        let h = Value::Html(Box::new("<b>hi</b>".into()));
+        let json = serde_json::to_string(&h).unwrap();
+        assert_eq!(json, r#"{"_type":"html","html":"<b>hi</b>"}"#);
+        assert_eq!(serde_json::from_str::<Value>(&json).unwrap(), h);
+        let mut wire = Vec::new();
+        crate::wire::put_value(&mut wire, &h);
+        assert_eq!(crate::wire::Reader::new(&wire).value().unwrap(), h);
+        let big = serde_json::json!({"_type": "html", "html": "x".repeat(MAX_HTML_BYTES + 1)}).to_string();
+        assert!(serde_json::from_str::<Value>(&big).unwrap_err().to_string().contains("at most"));
     }
 
     #[test]

@@ -213,6 +213,8 @@ pub mod tag {
     pub const HISTOGRAM: u8 = 8;
     /// `varint columns`, the names, `varint rows`, then each row's cells as values.
     pub const TABLE: u8 = 9;
+    /// The HTML as a string.
+    pub const HTML: u8 = 10;
 }
 
 #[inline]
@@ -256,6 +258,10 @@ pub fn put_value(out: &mut Vec<u8>, value: &Value) {
             for x in h.bins.iter().chain(&h.counts) {
                 put_f64(out, *x);
             }
+        }
+        Value::Html(h) => {
+            out.push(tag::HTML);
+            put_str(out, h);
         }
         Value::Table(t) => {
             out.push(tag::TABLE);
@@ -518,6 +524,13 @@ impl<'a> Reader<'a> {
                 let counts = (0..n).map(|_| self.f64()).collect::<Result<Vec<_>, _>>()?;
                 Value::Histogram(Box::new(crate::value::Histogram::new(bins, counts).map_err(|e| WireError(format!("bad histogram: {e}")))?))
             }
+            tag::HTML => {
+                let html = self.str()?;
+                if html.len() > crate::value::MAX_HTML_BYTES {
+                    return Err(WireError(format!("HTML of {} bytes is over the limit", html.len())));
+                }
+                Value::Html(Box::new(html.to_owned()))
+            }
             tag::TABLE => {
                 let n = self.len(1)?;
                 let columns = (0..n).map(|_| self.str().map(str::to_owned)).collect::<Result<Vec<_>, _>>()?;
@@ -568,6 +581,10 @@ impl<'a> Reader<'a> {
             tag::HISTOGRAM => {
                 let n = self.len(16)?;
                 self.bytes((2 * n + 1) * 8)?;
+            }
+            tag::HTML => {
+                let n = self.len(1)?;
+                self.bytes(n)?;
             }
             tag::TABLE => {
                 let n = self.len(1)?;

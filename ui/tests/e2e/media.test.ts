@@ -19,6 +19,7 @@ table = cairn.Table(columns=["id", "digit", "confidence"])
 for i in range(25):
     table.add_data(i, str(i % 10), round(1 - i / 50, 3))
 run.log({"predictions": table})
+run.log({"report": cairn.Html("<h1 id='t'>Report</h1><p>all good</p><script>document.body.innerHTML = 'script ran'; parent.document.title = 'hacked'</script>")})
 run.finish()
 `);
   browser = await launch();
@@ -92,6 +93,24 @@ describe("tables", () => {
     expect(await panel.getByTestId("table-page").textContent()).toBe("1 / 1");
     await panel.scrollIntoViewIfNeeded();
     await screenshot(page, "media-table");
+    await expectNoErrors(page);
+  });
+});
+
+describe("HTML", () => {
+  it("shows in a frame where its scripts do not run", async () => {
+    const page = await open(browser, `/e2e/${PROJECT}/runs/hist?tab=workspace`);
+    const panel = page.getByTestId("htmls").locator('[data-testid="html-panel"][data-metric="report"]');
+    await panel.waitFor();
+    const frame = panel.frameLocator("iframe");
+    await expect.poll(() => frame.locator("h1").textContent()).toBe("Report");
+    expect(await frame.locator("body").innerText()).not.toContain("script ran");
+    expect(await frame.locator("p").textContent()).toBe("all good");
+    expect(await page.title()).not.toBe("hacked");
+    expect(await panel.locator("iframe").getAttribute("sandbox")).toBe("");
+    await panel.scrollIntoViewIfNeeded();
+    await page.waitForTimeout(300);
+    await screenshot(page, "media-html");
     await expectNoErrors(page);
   });
 });
