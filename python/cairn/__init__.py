@@ -9,7 +9,7 @@ run.finish()
 ```
 """
 
-from . import errors
+from . import errors, plot
 from ._core import __version__
 from .api import Api
 from .artifacts import Artifact
@@ -40,6 +40,7 @@ __all__ = [
     "init",
     "log",
     "login",
+    "plot",
     "run",
     "save",
     "summary",

@@ -185,6 +185,10 @@ def typed(value: Any) -> Any:
     if isinstance(value, dict):
         if value.get("_type") == "histogram" and "bins" in value and "values" in value:
             return Histogram(np_histogram=(value["values"], value["bins"]), num_bins=max(1, min(MAX_BINS, len(value["values"]))))
+        if value.get("_type") == "plot" and isinstance(value.get("table"), dict):
+            from .plot import Plot
+
+            return Plot(value["kind"], typed(value["table"]), dict(value.get("fields") or {}), value.get("title") or "")
         if value.get("_type") == "html" and isinstance(value.get("html"), str):
             return Html(value["html"])
         if value.get("_type") == "table" and "columns" in value:

@@ -129,3 +129,40 @@ def test_html_is_logged_and_read_back(env, project, api, tmp_path):
     assert [r["report"].html for r in got.scan_history(keys=["report"])][0].startswith("<h1>Report</h1>")
     with pytest.raises(wandb.errors.InvalidValue, match="string or a file"):
         wandb.Html(42)
+
+
+def test_every_wandb_plot_is_logged_and_read_back(env, project, api):
+    numpy = pytest.importorskip("numpy")
+    rng = numpy.random.default_rng(1)
+    table = wandb.Table(columns=["epoch", "acc", "model"], data=[[e, e / 10, "a" if e % 2 else "b"] for e in range(10)])
+    y_true = rng.integers(0, 3, size=200)
+    probas = rng.dirichlet([1, 1, 1], size=200)
+    probas[numpy.arange(200), y_true] += 0.8
+    probas /= probas.sum(axis=1, keepdims=True)
+    charts = {
+        "line": wandb.plot.line(table, "epoch", "acc", stroke="model", title="Accuracy"),
+        "scatter": wandb.plot.scatter(table, "epoch", "acc"),
+        "bar": wandb.plot.bar(table, "model", "acc", title="By model"),
+        "hist": wandb.plot.histogram(table, "acc"),
+        "series": wandb.plot.line_series(xs=[0, 1, 2], ys=[[1, 2, 3], [3, 2, 1]], keys=["up", "down"], xname="step"),
+        "cm": wandb.plot.confusion_matrix(probs=probas, y_true=y_true, class_names=["cat", "dog", "fish"]),
+        "pr": wandb.plot.pr_curve(y_true, probas, labels=["cat", "dog", "fish"]),
+        "roc": wandb.plot.roc_curve(y_true, probas, labels=["cat", "dog", "fish"]),
+    }
+    run = wandb.init(project=project, id="plots")
+    run.log(charts)
+    run.finish()
+    summary = api.run(f"{run.entity}/{project}/plots").summary
+    for key, chart in charts.items():
+        assert summary[key] == chart, key
+    cm = summary["cm"].table
+    assert sum(cm.get_column("nPredictions")) == 200
+    diagonal = sum(n for a, p, n in cm.data if a == p)
+    assert diagonal > 150, "the true class got most of the probability"
+    roc = summary["roc"].table
+    cat = [(f, t) for c, f, t in roc.data if c == "cat"]
+    assert cat[0] == (0.0, 0.0) and cat[-1] == (1.0, 1.0) and cat == sorted(cat)
+    pr = [(r, p) for c, r, p in summary["pr"].table.data if c == "dog"]
+    assert pr[-1][0] == 1.0 and all(0 <= p <= 1 for _, p in pr)
+    with pytest.raises(wandb.errors.InvalidValue, match="lacks"):
+        wandb.plot.line(table, "epoch", "loss")

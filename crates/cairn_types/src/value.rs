@@ -1,5 +1,5 @@
 //! Logged values: numbers, bools, strings, null, lists, nested maps, and typed rich values
-//! (histograms, tables, HTML). A rich value is written in JSON as W&B writes it, an object with a `_type`
+//! (histograms, tables, HTML, charts over tables). A rich value is written in JSON as W&B writes it, an object with a `_type`
 //! (`{"_type": "histogram", "bins": [...], "values": [...]}`), and such an object reads back as
 //! the typed value.
 //!
@@ -32,6 +32,43 @@ pub enum Value {
     Table(Box<Table>),
     /// A page of HTML, shown in a sandboxed frame.
     Html(Box<String>),
+    /// A chart over a table (`wandb.plot.*`).
+    Plot(Box<Plot>),
+}
+
+/// The charts a [`Plot`] may be.
+pub const PLOT_KINDS: [&str; 8] = ["line", "scatter", "bar", "histogram", "line_series", "confusion_matrix", "pr_curve", "roc_curve"];
+
+/// A chart the UI draws from a table: its kind, a title, and which column plays which part
+/// (`x`, `y`, `label`, `value`, `series`, ...).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plot {
+    pub kind: String,
+    pub title: String,
+    pub fields: BTreeMap<String, String>,
+    pub table: Table,
+}
+
+impl Plot {
+    pub fn new(kind: String, title: String, fields: BTreeMap<String, String>, table: Table) -> Result<Plot, String> {
+        if !PLOT_KINDS.contains(&kind.as_str()) {
+            return Err(format!("{kind:?} is no chart; one of {}", PLOT_KINDS.join(", ")));
+        }
+        if let Some((part, column)) = fields.iter().find(|(_, c)| !table.columns.contains(c)) {
+            return Err(format!("the chart's {part} is column {column:?}, which the table lacks (its columns: {})", table.columns.join(", ")));
+        }
+        Ok(Plot { kind, title, fields, table })
+    }
+
+    fn to_map(&self) -> Map {
+        let mut map = Map::new();
+        map.insert("_type".into(), Value::Str("plot".into()));
+        map.insert("kind".into(), Value::Str(self.kind.clone()));
+        map.insert("title".into(), Value::Str(self.title.clone()));
+        map.insert("fields".into(), Value::Map(self.fields.iter().map(|(k, v)| (k.clone(), Value::Str(v.clone()))).collect()));
+        map.insert("table".into(), Value::Map(self.table.to_map()));
+        map
+    }
 }
 
 /// The longest HTML value, in bytes.
@@ -64,7 +101,7 @@ impl Table {
             if row.len() != columns.len() {
                 return Err(format!("table row {i} has {} cells for {} columns", row.len(), columns.len()));
             }
-            if let Some(cell) = row.iter().find(|c| matches!(c, Value::Table(_) | Value::Histogram(_) | Value::Html(_))) {
+            if let Some(cell) = row.iter().find(|c| matches!(c, Value::Table(_) | Value::Histogram(_) | Value::Html(_) | Value::Plot(_))) {
                 return Err(format!("table row {i} holds a {}; a cell is a number, string, bool, null, list or map", cell.type_name()));
             }
         }
@@ -226,6 +263,24 @@ pub fn typed(map: Map) -> Result<Value, String> {
             };
             Ok(Value::Table(Box::new(Table::new(columns, rows)?)))
         }
+        Some("plot") => {
+            let text = |name: &str| map.get(name).and_then(Value::as_str).map(str::to_owned);
+            let kind = text("kind").ok_or("a chart needs its kind")?;
+            let fields = match map.get("fields") {
+                Some(Value::Map(f)) => f.iter().map(|(k, v)| v.as_str().map(|c| (k.clone(), c.to_owned())).ok_or_else(|| format!("the chart's {k} must name a column"))).collect::<Result<_, _>>()?,
+                None => BTreeMap::new(),
+                _ => return Err("a chart's fields must be a map of parts to columns".into()),
+            };
+            let table = match map.get("table") {
+                Some(Value::Map(t)) => match typed(t.clone())? {
+                    Value::Table(t) => *t,
+                    _ => return Err("a chart's table must be a table".into()),
+                },
+                Some(Value::Table(t)) => (**t).clone(),
+                _ => return Err("a chart needs its table".into()),
+            };
+            Ok(Value::Plot(Box::new(Plot::new(kind, text("title").unwrap_or_default(), fields, table)?)))
+        }
         Some("html") => match map.get("html") {
             Some(Value::Str(html)) if html.len() <= MAX_HTML_BYTES => Ok(Value::Html(Box::new(html.clone()))),
             Some(Value::Str(html)) => Err(format!("an HTML value holds at most {MAX_HTML_BYTES} bytes, not {}", html.len())),
@@ -283,6 +338,7 @@ impl Value {
             Value::Histogram(_) => "histogram",
             Value::Table(_) => "table",
             Value::Html(_) => "html",
+            Value::Plot(_) => "plot",
         }
     }
 
@@ -328,6 +384,7 @@ impl Value {
             Value::Histogram(h) => Value::Map(h.to_map()).to_json(),
             Value::Table(t) => Value::Map(t.to_map()).to_json(),
             Value::Html(h) => Value::Map(html_map(h)).to_json(),
+            Value::Plot(p) => Value::Map(p.to_map()).to_json(),
         }
     }
 
@@ -496,6 +553,7 @@ impl Serialize for Value {
             Value::Histogram(h) => Value::Map(h.to_map()).serialize(serializer),
             Value::Table(t) => Value::Map(t.to_map()).serialize(serializer),
             Value::Html(h) => Value::Map(html_map(h)).serialize(serializer),
+            Value::Plot(p) => Value::Map(p.to_map()).serialize(serializer),
         }
     }
 }
@@ -694,6 +752,22 @@ mod tests {
         assert!(err(r#"{"_type":"table","columns":["a","b"],"data":[[1]]}"#).contains("row 0 has 1 cells for 2 columns"));
         assert!(err(r#"{"_type":"table","columns":["a","a"],"data":[]}"#).contains("once each"));
         assert!(err(r#"{"_type":"table","columns":["a"],"data":[[{"_type":"table","columns":[],"data":[]}]]}"#).contains("holds a table"));
+    }
+
+    #[test]
+    fn plots_name_columns_of_their_table() {
+        let table = Table::new(vec!["x".into(), "y".into()], vec![vec![Value::Int(1), Value::Float(2.0)]]).unwrap();
+        let fields: BTreeMap<String, String> = [("x".to_owned(), "x".to_owned()), ("y".to_owned(), "y".to_owned())].into();
+        let plot = Value::Plot(Box::new(Plot::new("line".into(), "loss".into(), fields.clone(), table.clone()).unwrap()));
+        let json = serde_json::to_string(&plot).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&json).unwrap(), plot);
+        let mut wire = Vec::new();
+        crate::wire::put_value(&mut wire, &plot);
+        assert_eq!(crate::wire::Reader::new(&wire).value().unwrap(), plot);
+        crate::wire::Reader::new(&wire).skip_value().unwrap();
+        assert!(Plot::new("pie".into(), String::new(), fields.clone(), table.clone()).unwrap_err().contains("no chart"));
+        let wrong: BTreeMap<String, String> = [("y".to_owned(), "z".to_owned())].into();
+        assert!(Plot::new("line".into(), String::new(), wrong, table).unwrap_err().contains("lacks"));
     }
 
     #[test]

@@ -215,6 +215,8 @@ pub mod tag {
     pub const TABLE: u8 = 9;
     /// The HTML as a string.
     pub const HTML: u8 = 10;
+    /// Kind, title, `varint fields` pairs of names, then the table as a value.
+    pub const PLOT: u8 = 11;
 }
 
 #[inline]
@@ -262,6 +264,17 @@ pub fn put_value(out: &mut Vec<u8>, value: &Value) {
         Value::Html(h) => {
             out.push(tag::HTML);
             put_str(out, h);
+        }
+        Value::Plot(p) => {
+            out.push(tag::PLOT);
+            put_str(out, &p.kind);
+            put_str(out, &p.title);
+            put_varint(out, p.fields.len() as u64);
+            for (k, v) in &p.fields {
+                put_str(out, k);
+                put_str(out, v);
+            }
+            put_value(out, &Value::Table(Box::new(p.table.clone())));
         }
         Value::Table(t) => {
             out.push(tag::TABLE);
@@ -524,6 +537,19 @@ impl<'a> Reader<'a> {
                 let counts = (0..n).map(|_| self.f64()).collect::<Result<Vec<_>, _>>()?;
                 Value::Histogram(Box::new(crate::value::Histogram::new(bins, counts).map_err(|e| WireError(format!("bad histogram: {e}")))?))
             }
+            tag::PLOT => {
+                let kind = self.str()?.to_owned();
+                let title = self.str()?.to_owned();
+                let mut fields = std::collections::BTreeMap::new();
+                for _ in 0..self.len(2)? {
+                    let k = self.str()?.to_owned();
+                    fields.insert(k, self.str()?.to_owned());
+                }
+                let Value::Table(table) = self.value_at(depth + 1)? else {
+                    return Err(WireError("a chart's table is not a table".into()));
+                };
+                Value::Plot(Box::new(crate::value::Plot::new(kind, title, fields, *table).map_err(|e| WireError(format!("bad chart: {e}")))?))
+            }
             tag::HTML => {
                 let html = self.str()?;
                 if html.len() > crate::value::MAX_HTML_BYTES {
@@ -585,6 +611,17 @@ impl<'a> Reader<'a> {
             tag::HTML => {
                 let n = self.len(1)?;
                 self.bytes(n)?;
+            }
+            tag::PLOT => {
+                for _ in 0..2 {
+                    let n = self.len(1)?;
+                    self.bytes(n)?;
+                }
+                for _ in 0..self.len(2)? * 2 {
+                    let n = self.len(1)?;
+                    self.bytes(n)?;
+                }
+                self.skip_value_at(depth + 1)?;
             }
             tag::TABLE => {
                 let n = self.len(1)?;

@@ -22,6 +22,7 @@ export function formatValue(v: unknown): string {
     const total = counts.reduce<number>((sum, c) => sum + (typeof c === "number" ? c : 0), 0);
     return `histogram (${counts.length} bins, ${formatNumber(total)} values)`;
   }
+  if (typed?._type === "plot") return `${typeof typed.kind === "string" ? typed.kind.replace("_", " ") : "chart"} chart${typeof typed.title === "string" && typed.title ? `: ${typed.title}` : ""}`;
   if (typed?._type === "html") return `HTML (${typeof typed.html === "string" ? typed.html.length : 0} characters)`;
   if (typed?._type === "table") {
     const rows = Array.isArray(typed.data) ? typed.data.length : 0;

@@ -19,6 +19,19 @@ table = cairn.Table(columns=["id", "digit", "confidence"])
 for i in range(25):
     table.add_data(i, str(i % 10), round(1 - i / 50, 3))
 run.log({"predictions": table})
+t = cairn.Table(columns=["epoch", "acc", "model"], data=[[e, e / 10 + (0.05 if e % 2 else 0), "a" if e < 5 else "b"] for e in range(10)])
+y_true = [i % 3 for i in range(90)]
+probas = [[0.7 if c == t else 0.15 for c in range(3)] if i % 4 else [1 / 3] * 3 for i, t in enumerate(y_true)]
+run.log({
+    "acc_line": cairn.plot.line(t, "epoch", "acc", stroke="model", title="Accuracy by model"),
+    "acc_points": cairn.plot.scatter(t, "epoch", "acc"),
+    "acc_bars": cairn.plot.bar(t, "model", "acc", title="Accuracy per row"),
+    "acc_hist": cairn.plot.histogram(t, "acc"),
+    "series": cairn.plot.line_series(xs=[0, 1, 2, 3], ys=[[1, 2, 3, 4], [4, 3, 2, 1]], keys=["up", "down"]),
+    "cm": cairn.plot.confusion_matrix(preds=[t if i % 5 else (t + 1) % 3 for i, t in enumerate(y_true)], y_true=y_true, class_names=["cat", "dog", "fish"]),
+    "pr": cairn.plot.pr_curve(y_true, probas, labels=["cat", "dog", "fish"]),
+    "roc": cairn.plot.roc_curve(y_true, probas, labels=["cat", "dog", "fish"]),
+})
 run.log({"report": cairn.Html("<h1 id='t'>Report</h1><p>all good</p><script>document.body.innerHTML = 'script ran'; parent.document.title = 'hacked'</script>")})
 run.finish()
 `);
@@ -111,6 +124,31 @@ describe("HTML", () => {
     await panel.scrollIntoViewIfNeeded();
     await page.waitForTimeout(300);
     await screenshot(page, "media-html");
+    await expectNoErrors(page);
+  });
+});
+
+describe("cairn.plot charts", () => {
+  it("draw each kind from its table", async () => {
+    const page = await open(browser, `/e2e/${PROJECT}/runs/hist?tab=workspace`);
+    const panels = page.getByTestId("plots").getByTestId("plot-panel");
+    await expect.poll(() => panels.count()).toBe(8);
+    const panel = (metric: string) => page.locator(`[data-testid="plot-panel"][data-metric="${metric}"]`);
+    expect(await panel("acc_line").getAttribute("data-series")).toBe("2");
+    expect(await panel("acc_line").locator("polyline").count()).toBe(2);
+    expect(await panel("acc_points").locator("circle").count()).toBe(10);
+    expect(await panel("acc_bars").locator("rect").count()).toBe(10);
+    expect(await panel("acc_hist").locator("rect").count()).toBe(20);
+    expect(await panel("series").locator("polyline").count()).toBe(2);
+    expect(await panel("pr").getAttribute("data-series")).toBe("3");
+    expect(await panel("roc").getAttribute("data-series")).toBe("3");
+    // The confusion matrix: 3 × 3 cells, the diagonal holding most.
+    const cells = panel("cm").locator("rect");
+    expect(await cells.count()).toBe(9);
+    expect(await panel("cm").locator("text").allTextContents()).toContain("24");
+    expect(await panel("acc_line").locator(".title").textContent()).toBe("Accuracy by model");
+    await panel("acc_line").scrollIntoViewIfNeeded();
+    await screenshot(page, "media-plots");
     await expectNoErrors(page);
   });
 });
