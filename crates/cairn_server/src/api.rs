@@ -855,12 +855,14 @@ async fn framed_body(state: &AppState, request: Request) -> ApiResult<axum::body
     request_body = cairn_types::api::ChunkList,
     responses((status = 200, description = "The chunks of the list that the server does not hold, each once", body = cairn_types::api::ChunkList),
         (status = 400, body = ErrorBody)))]
-pub async fn missing_chunks(State(state): State<AppState>, JsonBody(list): JsonBody<cairn_types::api::ChunkList>) -> ApiResult<Json<cairn_types::api::ChunkList>> {
+pub async fn missing_chunks(State(state): State<AppState>, caller: Caller, JsonBody(list): JsonBody<cairn_types::api::ChunkList>) -> ApiResult<Json<cairn_types::api::ChunkList>> {
     let store = store(&state);
+    let (readable, actor) = (caller.readable_entities(), caller.actor().to_owned());
     blocking(move || {
-        // The version before, held whole: cut into chunks as a client would, so that the chunks
-        // it shares with this one count as held.
+        // The version before, held whole and the caller's to read: cut into chunks as a client
+        // would, so that the chunks it shares with this one count as held.
         if let Some(base) = &list.base
+            && crate::service::may_name(store.as_ref(), base, readable.as_deref(), &actor)?
             && let Err(e) = store.index_chunks(base)
         {
             tracing::warn!("content {base} stays without chunks: {}", e.message);

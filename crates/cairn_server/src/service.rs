@@ -308,7 +308,7 @@ impl AppState {
 /// the content `sha256` in a run or an artifact: they can read something that names it, or
 /// uploaded its bytes lately. Knowing a hash is not enough. The grant, a lookup by key, is asked
 /// first.
-fn may_name(store: &dyn Store, sha256: &str, readable: Option<&[String]>, actor: &str) -> ServiceResult<bool> {
+pub(crate) fn may_name(store: &dyn Store, sha256: &str, readable: Option<&[String]>, actor: &str) -> ServiceResult<bool> {
     let Some(readable) = readable else { return Ok(true) };
     Ok(store.holds(&upload_grant(sha256, actor), actor, Timestamp::now())? || store.content_readable(sha256, Some(readable))?)
 }

@@ -1883,6 +1883,33 @@ pub fn chunked_contents_share_chunks_and_go_chunk_by_chunk(store: &crate::sql::S
     assert!(store.collect_due(Timestamp(later)).unwrap().is_empty());
     assert_eq!(read_content(store, &sha_of(&kept_whole)), kept_whole);
 
+    // A compose of a content that another compose is listing is refused while that one is
+    // under way, and the other's list is left as it is.
+    let (mine, whole) = put_chunks(store, &[&noise(30_000, 11), &noise(25_000, 12)]);
+    let (theirs, _) = put_chunks(store, &[&noise(55_000, 13)]);
+    let (w, size) = (sha_of(&whole), whole.len() as u64);
+    let list = theirs.iter().map(|c| crate::BlobRef { sha256: c.sha256.clone(), size: c.size }).collect::<Vec<_>>();
+    let shadow = w.clone();
+    store.write(move |db| crate::sql::chunks::write_list(db, &shadow, size, &list, Timestamp::now())).unwrap();
+    assert_eq!(store.compose_content(&w, size, &mine, Timestamp::now()).unwrap_err().code, ErrorCode::UploadInProgress);
+    assert_eq!(store.content_size(&w).unwrap(), None, "neither list is verified");
+    // Abandoned, it is replaced.
+    let later_now = Timestamp(Timestamp::now().micros() + 2 * crate::sql::chunks::STALE_COMPOSE.as_micros() as i64);
+    store.compose_content(&w, size, &mine, later_now).unwrap();
+    assert_eq!(read_content(store, &w), whole);
+
+    // A compose that fails gives its chunks back, after the time a client has to send again.
+    let (lying, _) = put_chunks(store, &[&noise(31_000, 14)]);
+    let e = store.compose_content(&sha_of(b"something else"), lying[0].size, &lying, Timestamp::now()).unwrap_err();
+    assert_eq!(e.code, ErrorCode::ContentMismatch);
+    assert!(store.collect_due(Timestamp::now()).unwrap().is_empty());
+    assert!(store.missing_chunks(&[lying[0].sha256.clone()]).unwrap().is_empty(), "kept for a while");
+    store.collect_due(Timestamp(later)).unwrap();
+    assert_eq!(store.missing_chunks(&[lying[0].sha256.clone()]).unwrap().len(), 1);
+
+    // Cutting a content that is not there records nothing.
+    assert_eq!(store.index_chunks(&sha_of(b"not stored")).unwrap(), 0);
+
     // A chunk that is not what it claims is refused, and nothing of its batch is kept.
     let lie = vec![(sha_of(b"first"), &b"first"[..]), (sha_of(b"claimed"), &b"other bytes"[..])];
     assert_eq!(store.store_chunks(&lie).unwrap_err().code, ErrorCode::ContentMismatch);

@@ -87,10 +87,11 @@ pub fn decode_upload_batch(body: &[u8]) -> Result<Vec<(String, &[u8])>, CodedErr
         if !sha.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()) {
             return Err(bad("its SHA-256 is not lowercase hex"));
         }
-        let size = u64::from_le_bytes(head[64..72].try_into().expect("8 bytes")) as usize;
-        let bytes = body.get(at + 72..at + 72 + size).ok_or_else(|| bad("truncated bytes"))?;
+        let size = u64::from_le_bytes(head[64..72].try_into().expect("8 bytes"));
+        let end = usize::try_from(size).ok().and_then(|s| (at + 72).checked_add(s)).ok_or_else(|| bad("its size is past the end"))?;
+        let bytes = body.get(at + 72..end).ok_or_else(|| bad("truncated bytes"))?;
         out.push((sha.to_owned(), bytes));
-        at += 72 + size;
+        at = end;
     }
     Ok(out)
 }

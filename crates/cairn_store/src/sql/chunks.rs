@@ -28,7 +28,7 @@ use cairn_types::api::{ChunkRef, UPLOAD_BATCH_FILE_MAX, UploadBatchResult};
 use cairn_types::error::{CodedError, ErrorCode};
 use sha2::{Digest, Sha256};
 
-use super::runs::{lock_content, queue_unnamed, referrers};
+use super::runs::{lock_content, queue_unnamed, queue_unnamed_at, referrers};
 use super::{Db, Dialect, Param, SqlStore, args};
 use crate::Result;
 use crate::blob::{BlobRef, ChunkedReader, Piece, coalesce, hex, valid_sha};
@@ -287,21 +287,24 @@ impl SqlStore {
         let pack = BlobRef { sha256: hex(&hasher.finalize()), size: offset };
         // Listed for collection before it is stored: a server that dies before its chunks are
         // recorded leaves no pack that nothing would ever remove.
+        let later = || Timestamp::now().micros() + STALE_COMPOSE.as_micros() as i64;
         {
-            let sha = pack.sha256.clone();
+            let (sha, due) = (pack.sha256.clone(), later());
             self.write(move |db| {
-                db.execute("INSERT INTO blob_gc (sha256, since) VALUES (?1, ?2) ON CONFLICT (sha256) DO NOTHING", args![sha, Timestamp::now().micros()])
+                db.execute("INSERT INTO blob_gc (sha256, since) VALUES (?1, ?2) ON CONFLICT (sha256) DO UPDATE SET since = excluded.since", args![sha, due])
             })?;
         }
         let pack = self.blobs.put_hashed(scratch.path(), pack)?;
         let recorded = {
-            let (pack, placed, blobs) = (pack.sha256.clone(), placed.clone(), self.blobs.clone());
+            let (pack, placed, blobs, due) = (pack.sha256.clone(), placed.clone(), self.blobs.clone(), later());
             self.write(move |db| {
                 lock_content(db, &pack)?;
                 // Still listed, for later: chunks sent for a compose that never comes (its client
                 // gave up) go with their pack then; chunks that a content lists by then keep it.
-                let later = Timestamp::now().micros() + STALE_COMPOSE.as_micros() as i64;
-                db.execute("UPDATE blob_gc SET since = ?2 WHERE sha256 = ?1", args![pack, later])?;
+                db.execute(
+                    "INSERT INTO blob_gc (sha256, since) VALUES (?1, ?2) ON CONFLICT (sha256) DO UPDATE SET since = excluded.since",
+                    args![pack, due],
+                )?;
                 if !blobs.exists(&pack)? {
                     return Err(CodedError::new(ErrorCode::UploadInProgress, format!("pack {pack} was collected as it was stored; send the chunks again")));
                 }
@@ -347,7 +350,13 @@ impl SqlStore {
                 if content_exists(db, blobs.as_ref(), &sha)? {
                     return Ok((false, pieces));
                 }
-                // An earlier compose of the same content that never finished.
+                // An earlier compose of the same content: one under way (another request, maybe
+                // through another server) is left to finish; one abandoned is replaced.
+                if let Some(r) = db.opt_row("SELECT created_at FROM chunked_contents WHERE sha256 = ?1 AND verified_at IS NULL", args![sha])?
+                    && r.i64(0)? > now.micros() - STALE_COMPOSE.as_micros() as i64
+                {
+                    return Err(CodedError::new(ErrorCode::UploadInProgress, format!("another compose of {sha} is under way; try again when it is done")));
+                }
                 drop_list(db, &sha)?;
                 write_list(db, &sha, size, &list, now)?;
                 for part in names.chunks(ROWS_PER_STATEMENT) {
@@ -358,13 +367,18 @@ impl SqlStore {
                 Ok((true, pieces))
             })?
         };
+        // Our list, and no other: a compose is known by the time it listed its chunks.
+        let ours = now.micros();
         let give_up = |error: CodedError| -> Result<BlobRef> {
             if fresh {
                 let sha = sha256.to_owned();
                 self.write(move |db| {
                     lock_content(db, &sha)?;
-                    if db.opt_row("SELECT 1 FROM chunked_contents WHERE sha256 = ?1 AND verified_at IS NULL", args![sha])?.is_some() {
-                        drop_list(db, &sha)?;
+                    if db.opt_row("SELECT 1 FROM chunked_contents WHERE sha256 = ?1 AND verified_at IS NULL AND created_at = ?2", args![sha, ours])?.is_some() {
+                        // Its chunks go back to the collector, after the time a client has to
+                        // send what was missing and compose again.
+                        let chunks = drop_list(db, &sha)?;
+                        queue_unnamed_at(db, chunks, Timestamp(Timestamp::now().micros() + STALE_COMPOSE.as_micros() as i64))?;
                     }
                     Ok(())
                 })?;
@@ -403,7 +417,10 @@ impl SqlStore {
         if fresh {
             let sha = sha256.to_owned();
             let verified = self.write(move |db| {
-                db.execute("UPDATE chunked_contents SET verified_at = ?2 WHERE sha256 = ?1 AND verified_at IS NULL", args![sha, Timestamp::now().micros()])
+                db.execute(
+                    "UPDATE chunked_contents SET verified_at = ?2 WHERE sha256 = ?1 AND verified_at IS NULL AND created_at = ?3",
+                    args![sha, Timestamp::now().micros(), ours],
+                )
             })?;
             if verified == 0 && self.read(|db| chunked_size(db, sha256))?.is_none() {
                 return Err(CodedError::new(ErrorCode::UploadInProgress, format!("the compose of {sha256} was dropped meanwhile; compose it again")));
@@ -433,12 +450,12 @@ impl SqlStore {
             }
             offset += c.size;
         }
-        let sha = sha256.to_owned();
+        let (sha, blobs) = (sha256.to_owned(), self.blobs.clone());
         self.write(move |db| {
             // Under the content's lock: a collection of it under way ends first, and one that
-            // removed it leaves nothing to index.
+            // removed it (or is due to) leaves nothing to index.
             lock_content(db, &sha)?;
-            if !db.query("SELECT 1 FROM blob_gc WHERE sha256 = ?1", args![sha])?.is_empty() {
+            if !db.query("SELECT 1 FROM blob_gc WHERE sha256 = ?1", args![sha])?.is_empty() || !blobs.exists(&sha)? {
                 return Ok(0);
             }
             record_chunks(db, &sha, &placed)

@@ -480,14 +480,16 @@ pub(crate) fn referrers(db: &dyn Db, sha256: &str) -> Result<i64> {
 /// content lock, in the caller's transaction (a crash before they are removed leaves them listed);
 /// returns them.
 pub(crate) fn queue_unnamed(db: &dyn Db, shas: Vec<String>) -> Result<Vec<String>> {
+    queue_unnamed_at(db, shas, Timestamp::now())
+}
+
+/// [`queue_unnamed`], due for collection at `due` (not before).
+pub(crate) fn queue_unnamed_at(db: &dyn Db, shas: Vec<String>, due: Timestamp) -> Result<Vec<String>> {
     let mut orphans = Vec::new();
     for sha in shas {
         lock_content(db, &sha)?;
         if referrers(db, &sha)? == 0 {
-            db.execute(
-                "INSERT INTO blob_gc (sha256, since) VALUES (?1, ?2) ON CONFLICT (sha256) DO NOTHING",
-                args![sha, Timestamp::now().micros()],
-            )?;
+            db.execute("INSERT INTO blob_gc (sha256, since) VALUES (?1, ?2) ON CONFLICT (sha256) DO NOTHING", args![sha, due.micros()])?;
             orphans.push(sha);
         }
     }
