@@ -3,6 +3,7 @@ and `cairn sync` with a good and a revoked key."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -135,3 +136,40 @@ def test_sync_with_a_key_and_with_a_revoked_one(secured: Server, auth_env: dict[
 
     run = cairn.Api(base_url=secured.url, api_key=env["CAIRN_API_KEY"]).run("lab/auth/sync-revoked")
     assert run.summary["acc"] == 4
+
+
+def test_a_big_file_that_someone_else_stored_is_sent_again_not_refused(secured: Server, auth_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cairn
+    import cairn.sdk
+
+    # Keys from the environment only (an earlier test logged in for this process).
+    monkeypatch.setattr(cairn.sdk, "_login_state", {"host": None, "keys": {}})
+    admin(secured.data_dir, "users", "create", "bo")
+    bo_key = admin(secured.data_dir, "keys", "create", "--user", "bo").strip().splitlines()[-1]
+    data = os.urandom(9 << 20)
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(data)
+    # Ana logs a checkpoint in her private project.
+    monkeypatch.setenv("CAIRN_API_KEY", new_key(secured))
+    run = cairn.init(entity="ana", project="private-ckpt", id="a")
+    art = cairn.Artifact("weights", type="model")
+    art.add_file(str(weights))
+    run.log_artifact(art)
+    run.finish()
+    # Bo, who cannot read it, has the same bytes: the server holds them, but he must send them.
+    monkeypatch.setenv("CAIRN_API_KEY", bo_key)
+    run = cairn.init(entity="bo", project="mine", id="b")
+    art = cairn.Artifact("weights", type="model")
+    art.add_file(str(weights))
+    run.log_artifact(art)
+    run.finish()
+    got = cairn.Api().artifact("bo/mine/weights:latest")
+    root = got.download(str(tmp_path / "down"))
+    assert (Path(root) / "weights.bin").read_bytes() == data
+    # And knowing the hash alone is still not enough to name it.
+    with pytest.raises(cairn.errors.Forbidden):
+        cairn.Api()._client.call_json(
+            "POST",
+            "/api/v1/projects/bo/mine/artifacts",
+            json.dumps({"name": "stolen", "type": "model", "entries": [{"path": "x", "digest": "0" * 63 + "1", "size": 1}]}),
+        )

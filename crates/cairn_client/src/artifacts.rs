@@ -237,7 +237,7 @@ pub fn log_artifact_with(
         let name = path_of.get(sha)?;
         before.iter().find(|e| e.path == *name).or(before.first()).map(|e| e.digest.as_str())
     };
-    parallel(&big, threads(), |(sha, size, path)| {
+    let held = parallel(&big, threads(), |(sha, size, path)| {
         let (since, mut attempt) = (std::time::Instant::now(), 0);
         loop {
             let mut last = 0;
@@ -246,10 +246,10 @@ pub fn log_artifact_with(
                 last = n;
             });
             match sent {
-                Ok((_, sent, _)) => {
+                Ok((held, sent, _)) => {
                     // What the server held already counts as done.
                     progress.add(size.saturating_sub(last.max(sent)));
-                    return Ok(());
+                    return Ok(held);
                 }
                 // The server is away or busy: back off, then resume where it stopped.
                 Err(UploadError::Retry(_)) if back_off(since, &mut attempt) => {}
@@ -268,7 +268,24 @@ pub fn log_artifact_with(
     };
     // Committing is idempotent (the same manifest is the same version): a server that went away
     // meanwhile (restarted, failed over) is asked again.
-    retrying(|| api.commit_artifact(entity, project, &request))
+    match retrying(|| api.commit_artifact(entity, project, &request)) {
+        // The server held some big contents already, but only where this caller cannot read them:
+        // knowing a hash is not enough, so their bytes go after all (as chunks, which the server
+        // checks against the content), and the commit is asked again.
+        Err(e) if e.kind == ErrorKind::Forbidden && e.message.contains("is in nothing you can read") => {
+            let again: Vec<&(String, u64, PathBuf)> = big.iter().zip(&held).filter(|(_, held)| **held).map(|(b, _)| b).collect();
+            if again.is_empty() {
+                return Err(e);
+            }
+            parallel(&again, threads(), |(sha, size, path)| {
+                crate::chunks::send_chunked(api, path, sha, *size, None, &mut |_| {}).map_err(|e| match e {
+                    UploadError::Retry(m) | UploadError::Fatal(m) => ClientError::new(ErrorKind::Network, m),
+                })
+            })?;
+            retrying(|| api.commit_artifact(entity, project, &request))
+        }
+        other => other,
+    }
 }
 
 /// How long a call is tried again while the server cannot be reached: longer than a restart,
