@@ -123,51 +123,10 @@ pub fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>>
             }
             dict.into_any()
         }
-        // As JSON has it (`_type`); the Python layer makes it a cairn.Histogram or cairn.Table.
-        Value::Histogram(h) => {
-            let dict = PyDict::new(py);
-            dict.set_item("_type", "histogram")?;
-            dict.set_item("bins", PyList::new(py, &h.bins)?)?;
-            dict.set_item("values", PyList::new(py, &h.counts)?)?;
-            dict.into_any()
-        }
-        Value::Html(h) => {
-            let dict = PyDict::new(py);
-            dict.set_item("_type", "html")?;
-            dict.set_item("html", h.as_str())?;
-            dict.into_any()
-        }
-        Value::Table(t) => table_to_py(py, t)?.into_any(),
-        Value::Plot(p) => {
-            let dict = PyDict::new(py);
-            dict.set_item("_type", "plot")?;
-            dict.set_item("kind", p.kind.as_str())?;
-            dict.set_item("title", p.title.as_str())?;
-            let fields = PyDict::new(py);
-            for (k, v) in &p.fields {
-                fields.set_item(k, v)?;
-            }
-            dict.set_item("fields", fields)?;
-            dict.set_item("table", table_to_py(py, &p.table)?)?;
-            dict.into_any()
-        }
+        // As JSON has it (`_type`), a dict the Python layer makes a cairn.Histogram, Table,
+        // Html or Plot of.
+        Value::Histogram(_) | Value::Table(_) | Value::Html(_) | Value::Plot(_) => to_py(py, &Value::Map(value.typed_map().expect("a rich value")))?,
     })
-}
-
-fn table_to_py<'py>(py: Python<'py>, t: &cairn_types::value::Table) -> PyResult<Bound<'py, PyDict>> {
-    let dict = PyDict::new(py);
-    dict.set_item("_type", "table")?;
-    dict.set_item("columns", PyList::new(py, &t.columns)?)?;
-    let rows = PyList::empty(py);
-    for row in &t.rows {
-        let cells = PyList::empty(py);
-        for cell in row {
-            cells.append(to_py(py, cell)?)?;
-        }
-        rows.append(cells)?;
-    }
-    dict.set_item("data", rows)?;
-    Ok(dict)
 }
 
 /// Converts a JSON value from the server (NaN spelled as a string becomes a float).

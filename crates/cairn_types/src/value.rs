@@ -381,11 +381,19 @@ impl Value {
             Value::Map(map) => {
                 serde_json::Value::Object(map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
             }
-            Value::Histogram(h) => Value::Map(h.to_map()).to_json(),
-            Value::Table(t) => Value::Map(t.to_map()).to_json(),
-            Value::Html(h) => Value::Map(html_map(h)).to_json(),
-            Value::Plot(p) => Value::Map(p.to_map()).to_json(),
+            Value::Histogram(_) | Value::Table(_) | Value::Html(_) | Value::Plot(_) => Value::Map(self.typed_map().expect("a rich value")).to_json(),
         }
+    }
+
+    /// A rich value as the map with a `_type` that JSON holds it as (`None` for plain values).
+    pub fn typed_map(&self) -> Option<Map> {
+        Some(match self {
+            Value::Histogram(h) => h.to_map(),
+            Value::Table(t) => t.to_map(),
+            Value::Html(h) => html_map(h),
+            Value::Plot(p) => p.to_map(),
+            _ => return None,
+        })
     }
 
     pub fn from_json(json: &serde_json::Value) -> Value {
@@ -550,10 +558,9 @@ impl Serialize for Value {
                 }
                 out.end()
             }
-            Value::Histogram(h) => Value::Map(h.to_map()).serialize(serializer),
-            Value::Table(t) => Value::Map(t.to_map()).serialize(serializer),
-            Value::Html(h) => Value::Map(html_map(h)).serialize(serializer),
-            Value::Plot(p) => Value::Map(p.to_map()).serialize(serializer),
+            Value::Histogram(_) | Value::Table(_) | Value::Html(_) | Value::Plot(_) => {
+                Value::Map(self.typed_map().expect("a rich value")).serialize(serializer)
+            }
         }
     }
 }

@@ -48,6 +48,16 @@ export function toNumber(v: unknown): number | null {
   return null;
 }
 
+/** The rich values of a summary (nested keys dotted), grouped by their `_type`, in the summary's order. */
+export function richValues(summary: Record<string, unknown>): Record<string, [string, Record<string, unknown>][]> {
+  const out: Record<string, [string, Record<string, unknown>][]> = {};
+  for (const [key, v] of flattenObject(summary)) {
+    const typed = typedValue(v);
+    if (typed) (out[typed._type] ??= []).push([key, typed]);
+  }
+  return out;
+}
+
 /** Nested objects as dotted keys (`optimizer.lr`), in order; an empty object, an array or a rich value is one value. */
 export function flattenObject(obj: Record<string, unknown>, prefix = ""): [string, unknown][] {
   const out: [string, unknown][] = [];

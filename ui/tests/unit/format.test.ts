@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ema, flattenObject, formatBytes, formatDuration, formatNumber, formatValue, paletteColor, runColor, sectionOf, toNumber, truncate } from "../../src/lib/format";
+import { ema, flattenObject, richValues, formatBytes, formatDuration, formatNumber, formatValue, paletteColor, runColor, sectionOf, toNumber, truncate } from "../../src/lib/format";
 
 describe("truncate", () => {
   const name = "resnet50-imagenet-lr0.1-bs256";
@@ -117,6 +117,11 @@ describe("formatBytes", () => {
 });
 
 describe("flattenObject", () => {
+  it("groups a summary's rich values by kind", () => {
+    const h = { _type: "histogram", bins: [0, 1], values: [2] };
+    const t = { _type: "table", columns: [], data: [] };
+    expect(richValues({ a: 1, w: h, nested: { t, h } })).toEqual({ histogram: [["w", h], ["nested.h", h]], table: [["nested.t", t]] });
+  });
   it("keeps a rich value whole", () => {
     const h = { _type: "histogram", bins: [0, 1], values: [2] };
     expect(flattenObject({ w: h, opt: { lr: 1 } })).toEqual([

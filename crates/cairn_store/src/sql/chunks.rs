@@ -72,8 +72,21 @@ pub(crate) fn located(db: &dyn Db, sha256: &str) -> Result<Vec<Located>> {
         args![sha256],
     )?
     .iter()
-    .map(|r| Ok(Located { sha256: r.string(0)?, piece: Piece { blob: r.string(1)?, offset: r.i64(2)? as u64, size: r.i64(3)? as u64 } }))
+    .map(located_from_row)
     .collect()
+}
+
+/// A row of (chunk, pack, offset, size).
+fn located_from_row(r: &super::Row) -> Result<Located> {
+    Ok(Located { sha256: r.string(0)?, piece: Piece { blob: r.string(1)?, offset: r.i64(2)? as u64, size: r.i64(3)? as u64 } })
+}
+
+/// The chunks of `sha256` in order, as listed (empty when it is not chunked).
+pub(crate) fn chunk_list(db: &dyn Db, sha256: &str) -> Result<Vec<BlobRef>> {
+    db.query("SELECT chunk, size FROM content_chunks WHERE sha256 = ?1 ORDER BY seq", args![sha256])?
+        .iter()
+        .map(|r| Ok(BlobRef { sha256: r.string(0)?, size: r.i64(1)? as u64 }))
+        .collect()
 }
 
 /// Takes the content locks of `shas` (PostgreSQL), in one order whoever asks, so that two
@@ -214,12 +227,7 @@ impl SqlStore {
             if chunked_size(db, sha256)?.is_none() {
                 return Err(CodedError::new(ErrorCode::FileNotFound, format!("content {sha256} not found")));
             }
-            let list = db
-                .query("SELECT chunk, size FROM content_chunks WHERE sha256 = ?1 ORDER BY seq", args![sha256])?
-                .iter()
-                .map(|r| Ok(BlobRef { sha256: r.string(0)?, size: r.i64(1)? as u64 }))
-                .collect::<Result<Vec<_>>>()?;
-            Ok((list, located(db, sha256)?))
+            Ok((chunk_list(db, sha256)?, located(db, sha256)?))
         })?;
         let reader = self.chunk_reader(&list, pieces, |n| {
             CodedError::new(ErrorCode::Internal, format!("content {sha256} lost {n} of its chunks: the store is damaged"))
@@ -336,7 +344,7 @@ impl SqlStore {
                 let names: Vec<&str> = list.iter().map(|c| c.sha256.as_str()).collect();
                 let pieces: Vec<Located> = in_parts(db, "SELECT sha256, pack, pack_offset, size FROM stored_chunks WHERE sha256 IN ({})", &names)?
                     .iter()
-                    .map(|r| Ok(Located { sha256: r.string(0)?, piece: Piece { blob: r.string(1)?, offset: r.i64(2)? as u64, size: r.i64(3)? as u64 } }))
+                    .map(located_from_row)
                     .collect::<Result<_>>()?;
                 let held: HashSet<&str> = pieces.iter().map(|l| l.sha256.as_str()).collect();
                 let absent = names.iter().copied().collect::<HashSet<_>>().iter().filter(|s| !held.contains(**s)).count();

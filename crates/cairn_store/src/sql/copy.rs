@@ -292,12 +292,7 @@ fn copy_content(from: &SqlStore, to: &SqlStore, sha256: &str) -> Result<u64> {
     let (size, list, located) = from.read(|db| {
         let size = super::chunks::chunked_size(db, sha256)?
             .ok_or_else(|| CodedError::new(ErrorCode::Internal, format!("content {sha256} is named in the source store but not there")))?;
-        let list = db
-            .query("SELECT chunk, size FROM content_chunks WHERE sha256 = ?1 ORDER BY seq", args![sha256])?
-            .iter()
-            .map(|r| Ok(crate::BlobRef { sha256: r.string(0)?, size: r.i64(1)? as u64 }))
-            .collect::<Result<Vec<_>>>()?;
-        Ok((size, list, super::chunks::located(db, sha256)?))
+        Ok((size, super::chunks::chunk_list(db, sha256)?, super::chunks::located(db, sha256)?))
     })?;
     // The packs whole (each checked on its way in), then where each chunk is in them.
     let mut copied = 0;
