@@ -13,7 +13,7 @@ from . import errors, plot
 from ._core import __version__
 from .api import Api
 from .artifacts import Artifact
-from .media import Histogram, Html, Table
+from .media import Audio, Histogram, Html, Image, Table, Video
 from .sdk import AlertLevel, Run, Settings, define_metric, finish, init, log, login, save
 from .sdk import _Preinit
 
@@ -27,11 +27,14 @@ __all__ = [
     "AlertLevel",
     "Api",
     "Artifact",
+    "Audio",
     "Histogram",
     "Html",
+    "Image",
     "Run",
     "Settings",
     "Table",
+    "Video",
     "__version__",
     "config",
     "define_metric",

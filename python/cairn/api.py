@@ -277,7 +277,7 @@ class Run:
         self.name: str = attrs["name"]
         self.state: str = attrs["state"]
         self.config: dict[str, Any] = attrs["config"]
-        self.summary: dict[str, Any] = media.typed(attrs["summary"])
+        self.summary: dict[str, Any] = media.typed(attrs["summary"], self)
         self.tags: list[str] = list(attrs["tags"])
         self.notes: str = attrs["notes"]
         self.group: str | None = attrs["group"]
@@ -409,7 +409,7 @@ class Run:
                 for name in names:
                     value = columns[name][i]
                     if value is not None:
-                        row[name] = media.typed(value)
+                        row[name] = media.typed(value, self)
                 yield row
             if next_step is None:
                 return
@@ -421,10 +421,46 @@ class Run:
         """Every point of ``keys`` as columns: ``{"_step": [...], key: [...]}`` (None where a row
         lacks a key). The fast way to read a long history."""
         steps, columns, _ = self._api._client.history_columns(self._path(), keys, min_step, max_step)
-        return {"_step": steps, **{k: media.typed(v) for k, v in columns.items()}}
+        return {"_step": steps, **{k: media.typed(v, self) for k, v in columns.items()}}
+
+    def files(self) -> list[File]:
+        """The run's files (saved with ``run.save``, logged media, the client's own)."""
+        listed = self._api._client.call_json("GET", f"/api/v1/runs/{self._path()}/files", None)
+        return [File(self, f) for f in listed]
+
+    def file(self, name: str) -> File:
+        """One of the run's files by name."""
+        for f in self.files():
+            if f.name == name:
+                return f
+        raise errors.NotFound(f"run {self._path()} has no file {name!r}")
 
     def __repr__(self) -> str:
         return f"<Run {self._path()} ({self.state})>"
+
+
+class File:
+    """A run file: ``name``, ``size``, ``sha256``, and ``download(root)``."""
+
+    def __init__(self, run: Run, attrs: dict[str, Any]) -> None:
+        self._run = run
+        self.name: str = attrs["path"]
+        self.size: int = attrs.get("size", 0)
+        self.sha256: str | None = attrs.get("sha256")
+
+    def download(self, root: str = ".", replace: bool = False) -> str:
+        """Downloads the file to ``root/<name>`` (checked against its sha256); returns the path.
+        An existing file is kept unless ``replace``."""
+        import os
+
+        dest = os.path.join(root, self.name)
+        if os.path.exists(dest) and not replace:
+            raise errors.InvalidValue(f"{dest} exists; pass replace=True to overwrite it")
+        self._run._api._client.download_file(self._run._path(), self.name, dest, self.sha256)
+        return dest
+
+    def __repr__(self) -> str:
+        return f"<File {self.name} ({self.size} bytes)>"
 
 
 class ArtifactType:

@@ -1,4 +1,5 @@
-"""Rich values that ``run.log`` accepts beside numbers, as W&B has them.
+"""Rich values that ``run.log`` accepts beside numbers, as W&B has them: histograms, tables,
+HTML, and media (images, audio, video).
 
 A rich value is sent to the server typed (``{"_type": "histogram", ...}`` in JSON), stored as
 such, and read back through :class:`cairn.Api` as the same object."""
@@ -166,6 +167,246 @@ class Html:
         return f"Html({len(self.html)} characters)"
 
 
+class _Media:
+    """What images, audio and video share: data to log (staged as it is by ``log``, then
+    encoded and uploaded by the client's background thread), or, read back through
+    :class:`cairn.Api`, the reference to a stored file: ``path`` (the run file), ``sha256``,
+    ``size``, ``format``, ``caption``, and ``download(root)``."""
+
+    _kind = ""
+
+    def __init__(self, caption: str | None) -> None:
+        if caption is not None and not isinstance(caption, str):
+            caption = str(caption)
+        self.caption: str | None = caption
+        self.path: str | None = None
+        self.sha256: str | None = None
+        self.size: int | None = None
+        self.format: str | None = None
+        self._data: Any = None
+        self._run: Any = None
+        self._ref: dict[str, Any] | None = None
+
+    @classmethod
+    def _from_ref(cls, ref: dict[str, Any], run: Any) -> Any:
+        self = cls.__new__(cls)
+        _Media.__init__(self, ref.get("caption"))
+        self._ref = dict(ref)
+        self.path, self.sha256, self.size, self.format = ref.get("path"), ref.get("sha256"), ref.get("size"), ref.get("format")
+        self._run = run
+        if isinstance(self, Image):
+            self.width, self.height, self.thumb = ref.get("width"), ref.get("height"), ref.get("thumb")
+        return self
+
+    def _source(self) -> tuple[str, tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _cairn_media(self) -> tuple[str, str, str | None, tuple[Any, ...]] | None:
+        if self._ref is not None:
+            return None
+        fmt, source = self._source()
+        return (self._kind, fmt, self.caption, source)
+
+    def _cairn_value(self) -> dict[str, Any]:
+        assert self._ref is not None
+        return self._ref
+
+    def download(self, root: str = ".", replace: bool = True) -> str:
+        """Downloads the stored file to ``root/<path>`` (checked against its sha256); returns
+        the local path."""
+        if self._ref is None or self._run is None:
+            raise errors.InvalidValue(f"this {type(self).__name__} was not read from a server: nothing to download")
+        import os
+
+        dest = os.path.join(root, self.path or "")
+        if replace or not os.path.exists(dest):
+            self._run._api._client.download_file(self._run._path(), self.path, dest, self.sha256)
+        return dest
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, type(self)):
+            return False
+        if self._ref is not None or other._ref is not None:
+            return self.sha256 == other.sha256 and self.caption == other.caption
+        return self is other
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.sha256 or id(self)))
+
+    def __repr__(self) -> str:
+        if self._ref is not None:
+            return f"{type(self).__name__}({self.path}, {self.size} bytes{f', {self.caption!r}' if self.caption else ''})"
+        return f"{type(self).__name__}(not logged yet{f', {self.caption!r}' if self.caption else ''})"
+
+
+def _file_source(kind: str, data: Any, formats: tuple[str, ...], fmt: str | None) -> tuple[str, tuple[Any, ...]] | None:
+    """A path or encoded bytes as a media source, or None when ``data`` is neither."""
+    import os
+
+    if isinstance(data, (str, os.PathLike)):
+        path = os.fspath(data)
+        if not os.path.isfile(path):
+            raise errors.InvalidValue(f"{kind} file {path!r} does not exist")
+        ext = (fmt or os.path.splitext(path)[1].lstrip(".")).lower()
+        if ext not in formats:
+            raise errors.InvalidValue(f"{kind} file {path!r} is not one of {', '.join(formats)}")
+        return ext, ("file", os.path.abspath(path))
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        data = bytes(data)
+        ext = (fmt or _sniff(data) or "").lower()
+        if ext not in formats:
+            raise errors.InvalidValue(f"{kind} bytes of an unknown format: pass format= (one of {', '.join(formats)})")
+        return ext, ("bytes", data)
+    return None
+
+
+def _sniff(data: bytes) -> str | None:
+    for magic, fmt in ((b"\x89PNG", "png"), (b"\xff\xd8", "jpeg"), (b"GIF8", "gif"), (b"BM", "bmp"), (b"fLaC", "flac"), (b"OggS", "ogg"), (b"ID3", "mp3")):
+        if data.startswith(magic):
+            return fmt
+    if data[:4] == b"RIFF":
+        return {b"WAVE": "wav", b"WEBP": "webp"}.get(data[8:12])
+    if data[4:8] == b"ftyp":
+        return "mp4"
+    if data[:4] == b"\x1aE\xdf\xa3":
+        return "webm"
+    return None
+
+
+IMAGE_FORMATS = ("png", "jpg", "jpeg", "gif", "webp", "bmp", "svg")
+AUDIO_FORMATS = ("wav", "mp3", "ogg", "flac", "m4a", "webm")
+VIDEO_FORMATS = ("mp4", "webm", "ogg", "gif", "mov")
+
+
+class Image(_Media):
+    """An image, as ``wandb.Image``: ``data`` is a numpy array (HW, HWC or CHW with 1, 3 or 4
+    channels; uint8, or floats in [0, 1]), a PIL image, a torch tensor, a path, or encoded bytes.
+    ``mode`` ("L", "RGB", "RGBA") says how many channels to expect. Logging one costs the
+    training thread a copy of its pixels: the PNG is encoded and uploaded in the background."""
+
+    _kind = "image"
+
+    def __init__(self, data: Any, caption: str | None = None, mode: str | None = None, file_type: str | None = None) -> None:
+        super().__init__(caption)
+        if mode is not None and mode not in ("L", "RGB", "RGBA"):
+            raise errors.InvalidValue(f"mode={mode!r} must be 'L', 'RGB' or 'RGBA'")
+        self._data, self._mode, self._file_type = data, mode, file_type
+        self.width: int | None = None
+        self.height: int | None = None
+        self.thumb: str | None = None
+
+    def _source(self) -> tuple[str, tuple[Any, ...]]:
+        data = self._data
+        found = _file_source("image", data, IMAGE_FORMATS, self._file_type)
+        if found is not None:
+            return found
+        if hasattr(data, "convert") and hasattr(data, "mode") and hasattr(data, "size"):
+            # A PIL image.
+            mode = self._mode or ("RGBA" if data.mode in ("RGBA", "LA", "PA") else "L" if data.mode in ("L", "1", "I", "F") else "RGB")
+            data = data.convert(mode)
+        import numpy as np
+
+        if hasattr(data, "detach"):
+            data = data.detach().cpu().numpy()
+        try:
+            a = np.asarray(data)
+        except Exception:
+            a = None
+        if a is None or a.dtype == object:
+            raise errors.InvalidValue(f"an Image takes an array, a PIL image, a tensor, a path or bytes, not {type(self._data).__name__}")
+        what = f"a {'×'.join(map(str, a.shape))} {a.dtype} array"
+        if a.ndim == 3 and a.shape[-1] > 4 and a.shape[0] in (1, 3, 4):
+            a = a.transpose(1, 2, 0)
+        if a.ndim == 3 and a.shape[-1] == 1:
+            a = a[:, :, 0]
+        if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
+            raise errors.InvalidValue(f"an Image is HW, HWC or CHW with 1, 3 or 4 channels; this is {what}")
+        channels = 1 if a.ndim == 2 else a.shape[-1]
+        want = {"L": 1, "RGB": 3, "RGBA": 4}.get(self._mode or "")
+        if want is not None and want != channels:
+            raise errors.InvalidValue(f"mode {self._mode!r} needs {want} channel(s); this is {what}")
+        if a.dtype != np.uint8:
+            if a.dtype.kind == "f":
+                lo, hi = float(a.min()), float(a.max())
+                if not (0.0 <= lo and hi <= 1.0):
+                    raise errors.InvalidValue(f"a float image holds values in [0, 1]; this is {what} from {lo:g} to {hi:g}")
+                a = (a * 255.0 + 0.5).astype(np.uint8)
+            elif a.dtype.kind in "iub":
+                lo, hi = int(a.min()), int(a.max())
+                if lo < 0 or hi > 255:
+                    raise errors.InvalidValue(f"an integer image holds values from 0 to 255; this is {what} from {lo} to {hi}")
+                a = a.astype(np.uint8)
+            else:
+                raise errors.InvalidValue(f"an Image needs numbers; this is {what}")
+        a = np.ascontiguousarray(a)
+        self.height, self.width = int(a.shape[0]), int(a.shape[1])
+        return "png", ("pixels", self.width, self.height, channels, a.tobytes())
+
+    @property
+    def image(self) -> Any:
+        """The stored image as a PIL image (downloaded to a temporary folder)."""
+        import tempfile
+
+        from PIL import Image as PILImage
+
+        with tempfile.TemporaryDirectory() as root:
+            with PILImage.open(self.download(root)) as img:
+                img.load()
+                return img.copy()
+
+
+class Audio(_Media):
+    """Audio, as ``wandb.Audio``: a path or encoded bytes, or a numpy array of samples (floats in
+    [-1, 1], or int16; shape (n,) or (n, channels)) with ``sample_rate``, stored as WAV."""
+
+    _kind = "audio"
+
+    def __init__(self, data_or_path: Any, sample_rate: int | None = None, caption: str | None = None) -> None:
+        super().__init__(caption)
+        self._data, self.sample_rate = data_or_path, sample_rate
+
+    def _source(self) -> tuple[str, tuple[Any, ...]]:
+        found = _file_source("audio", self._data, AUDIO_FORMATS, None)
+        if found is not None:
+            return found
+        import numpy as np
+
+        a = np.asarray(self._data.detach().cpu().numpy() if hasattr(self._data, "detach") else self._data)
+        if not isinstance(self.sample_rate, int) or self.sample_rate <= 0:
+            raise errors.InvalidValue("audio samples need sample_rate (a positive integer)")
+        if a.ndim not in (1, 2) or a.size == 0:
+            raise errors.InvalidValue(f"audio samples are shaped (n,) or (n, channels), not {a.shape}")
+        if a.dtype == np.int16:
+            a = a.astype(np.float32) / 32768.0
+        elif a.dtype.kind != "f":
+            raise errors.InvalidValue(f"audio samples are floats in [-1, 1] or int16, not {a.dtype}")
+        lo, hi = float(a.min()), float(a.max())
+        if not (-1.0 <= lo and hi <= 1.0):
+            raise errors.InvalidValue(f"audio samples are floats in [-1, 1]; these go from {lo:g} to {hi:g}")
+        channels = 1 if a.ndim == 1 else a.shape[1]
+        return "wav", ("samples", self.sample_rate, channels, np.ascontiguousarray(a, dtype="<f4").tobytes())
+
+
+class Video(_Media):
+    """A video, as ``wandb.Video``: a path or encoded bytes (mp4, webm, ogg, gif, mov), logged
+    as it is."""
+
+    _kind = "video"
+
+    def __init__(self, data_or_path: Any, caption: str | None = None, fps: int | None = None, format: str | None = None) -> None:
+        super().__init__(caption)
+        self._data, self.fps, self._format = data_or_path, fps, format
+
+    def _source(self) -> tuple[str, tuple[Any, ...]]:
+        found = _file_source("video", self._data, VIDEO_FORMATS, self._format)
+        if found is None:
+            raise errors.InvalidValue(
+                f"a Video takes a file or encoded bytes ({', '.join(VIDEO_FORMATS)}), not {type(self._data).__name__}; "
+                "encode frames to a file first (imageio, moviepy)"
+            )
+        return found
+
+
 def _flat(values: Any) -> Iterable[Any]:
     """Numbers out of a list, a tuple, a numpy array or a torch tensor (flattened)."""
     if hasattr(values, "detach"):
@@ -180,20 +421,26 @@ def _flat(values: Any) -> Iterable[Any]:
     raise errors.InvalidValue(f"expected a sequence of numbers, got {type(values).__name__}")
 
 
-def typed(value: Any) -> Any:
-    """``value`` as read from the server, with its rich values as objects."""
+_MEDIA_TYPES: dict[str, type[_Media]] = {"image-file": Image, "audio-file": Audio, "video-file": Video}
+
+
+def typed(value: Any, run: Any = None) -> Any:
+    """``value`` as read from the server, with its rich values as objects (media able to
+    download their files from ``run``)."""
     if isinstance(value, dict):
+        if value.get("_type") in _MEDIA_TYPES and "sha256" in value:
+            return _MEDIA_TYPES[value["_type"]]._from_ref(value, run)
         if value.get("_type") == "histogram" and "bins" in value and "values" in value:
             return Histogram(np_histogram=(value["values"], value["bins"]), num_bins=max(1, min(MAX_BINS, len(value["values"]))))
         if value.get("_type") == "plot" and isinstance(value.get("table"), dict):
             from .plot import Plot
 
-            return Plot(value["kind"], typed(value["table"]), dict(value.get("fields") or {}), value.get("title") or "")
+            return Plot(value["kind"], typed(value["table"], run), dict(value.get("fields") or {}), value.get("title") or "")
         if value.get("_type") == "html" and isinstance(value.get("html"), str):
             return Html(value["html"])
         if value.get("_type") == "table" and "columns" in value:
-            return Table(columns=value["columns"], data=[typed(r) for r in value.get("data") or []])
-        return {k: typed(v) for k, v in value.items()}
+            return Table(columns=value["columns"], data=[typed(r, run) for r in value.get("data") or []])
+        return {k: typed(v, run) for k, v in value.items()}
     if isinstance(value, list):
-        return [typed(v) for v in value]
+        return [typed(v, run) for v in value]
     return value

@@ -102,6 +102,53 @@ impl PyApiClient {
         Ok(files.into_iter().map(|(p, l)| (p, l.map(|l| l.display().to_string()))).collect())
     }
 
+    /// Downloads a run file to `dest` (through a temporary file beside it, checked against
+    /// `sha256` when given); returns the bytes written.
+    #[pyo3(signature = (run_path, name, dest, sha256=None))]
+    fn download_file(&self, py: Python<'_>, run_path: &str, name: String, dest: String, sha256: Option<String>) -> PyResult<u64> {
+        let run = path(py, run_path)?;
+        let client = self.client.clone();
+        let result = py.detach(move || -> Result<u64, cairn_client::ClientError> {
+            use sha2::Digest;
+            use std::io::Write;
+            let io = |m: String| cairn_client::ClientError::new(cairn_client::ErrorKind::Io, m);
+            let dest = std::path::PathBuf::from(dest);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io(format!("cannot create {}: {e}", parent.display())))?;
+            }
+            let tmp = dest.with_extension("cairn-part");
+            struct Hashing<W> {
+                out: W,
+                hash: sha2::Sha256,
+            }
+            impl<W: Write> Write for Hashing<W> {
+                fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                    let n = self.out.write(buf)?;
+                    self.hash.update(&buf[..n]);
+                    Ok(n)
+                }
+                fn flush(&mut self) -> std::io::Result<()> {
+                    self.out.flush()
+                }
+            }
+            let file = std::fs::File::create(&tmp).map_err(|e| io(format!("cannot create {}: {e}", tmp.display())))?;
+            let mut out = Hashing { out: std::io::BufWriter::new(file), hash: sha2::Sha256::new() };
+            let written = client.download_run_file(&run, &name, &mut out).map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                cairn_client::ClientError::from(e)
+            })?;
+            out.flush().map_err(|e| io(format!("cannot write {}: {e}", tmp.display())))?;
+            let got: String = out.hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            if let Some(want) = sha256.filter(|w| *w != got) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io(format!("{name}: the server sent content with sha256 {got}, not {want}")));
+            }
+            std::fs::rename(&tmp, &dest).map_err(|e| io(format!("cannot write {}: {e}", dest.display())))?;
+            Ok(written)
+        });
+        result.map_err(|e| raise(py, e))
+    }
+
     fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let client = self.client.clone();
         let info = py.detach(move || client.info()).map_err(|e| call_err(py, e))?;

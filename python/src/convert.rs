@@ -52,6 +52,10 @@ pub fn to_value(obj: &Bound<'_, PyAny>, key: &str, depth: usize) -> PyResult<Val
         }
         return cairn_types::value::typed(map).map_err(|e| invalid_value(py, format!("value of {key:?}: {e}")));
     }
+    // Media (cairn.Image, Audio, Video) hands over its data, to be staged as it is.
+    if obj.hasattr("_cairn_media")? {
+        return media(obj, key);
+    }
     // cairn's rich values (cairn.Histogram, ...) say what they are.
     if obj.hasattr("_cairn_value")? {
         let typed = obj.call_method0("_cairn_value")?;
@@ -86,6 +90,46 @@ pub fn to_value(obj: &Bound<'_, PyAny>, key: &str, depth: usize) -> PyResult<Val
         py,
         format!("value of {key:?} has type {}, which cannot be logged; log numbers, strings, bools, None, lists or dicts", type_name(obj)),
     ))
+}
+
+/// A media object's `_cairn_media()`: `(kind, format, caption, source)`, where `source` is
+/// `("pixels", width, height, channels, bytes)`, `("samples", rate, channels, float32 bytes)`,
+/// `("bytes", bytes)` or `("file", path)`; or `None` for media already stored (logged by its
+/// reference, `_cairn_value`).
+fn media(obj: &Bound<'_, PyAny>, key: &str) -> PyResult<Value> {
+    use cairn_types::media::{MediaKind, RawMedia};
+    let py = obj.py();
+    let described = obj.call_method0("_cairn_media").map_err(|e| invalid_value(py, format!("value of {key:?}: {}", e.value(py))))?;
+    if described.is_none() {
+        return to_value(&obj.call_method0("_cairn_value")?, key, 1);
+    }
+    let (kind, format, caption, source): (String, String, Option<String>, Bound<'_, PyTuple>) = described.extract()?;
+    let kind = match kind.as_str() {
+        "image" => MediaKind::Image,
+        "audio" => MediaKind::Audio,
+        "video" => MediaKind::Video,
+        other => return Err(invalid_value(py, format!("value of {key:?}: unknown media kind {other:?}"))),
+    };
+    let form: String = source.get_item(0)?.extract()?;
+    let bytes = |i: usize| -> PyResult<Vec<u8>> {
+        let item = source.get_item(i)?;
+        Ok(item.cast::<pyo3::types::PyBytes>().map_err(|_| invalid_value(py, format!("value of {key:?}: media data must be bytes")))?.as_bytes().to_vec())
+    };
+    let raw = match form.as_str() {
+        "pixels" => RawMedia::Pixels { width: source.get_item(1)?.extract()?, height: source.get_item(2)?.extract()?, channels: source.get_item(3)?.extract()?, data: bytes(4)? },
+        "samples" => {
+            let data = bytes(3)?;
+            RawMedia::Samples {
+                rate: source.get_item(1)?.extract()?,
+                channels: source.get_item(2)?.extract()?,
+                data: data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("four bytes"))).collect(),
+            }
+        }
+        "bytes" => RawMedia::Bytes(bytes(1)?),
+        "file" => RawMedia::File(std::path::PathBuf::from(source.get_item(1)?.extract::<String>()?)),
+        other => return Err(invalid_value(py, format!("value of {key:?}: unknown media source {other:?}"))),
+    };
+    cairn_client::media::raw(kind, &format, caption.as_deref(), raw).map_err(|e| invalid_value(py, format!("value of {key:?}: {}", e.message)))
 }
 
 /// Converts a dict with string keys to a map.
@@ -125,7 +169,7 @@ pub fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>>
         }
         // As JSON has it (`_type`), a dict the Python layer makes a cairn.Histogram, Table,
         // Html or Plot of.
-        Value::Histogram(_) | Value::Table(_) | Value::Html(_) | Value::Plot(_) => to_py(py, &Value::Map(value.typed_map().expect("a rich value")))?,
+        Value::Histogram(_) | Value::Table(_) | Value::Html(_) | Value::Plot(_) | Value::Media(_) => to_py(py, &Value::Map(value.typed_map().expect("a rich value")))?,
     })
 }
 

@@ -109,3 +109,29 @@ def wait_for(check, timeout: float = 15.0, what: str = "a condition"):
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def kill_logger(code: str, tmp_path: Path, env: dict[str, str], after: int) -> tuple[str, str, int]:
+    """Runs a logging script that prints ``path <run path>``, ``dir <run dir>``, then
+    ``logged <n>`` lines; SIGKILLs it once ``n`` reaches ``after``. Returns the run's path, its
+    directory, and the last ``n`` printed."""
+    script = tmp_path / f"logger_{uuid.uuid4().hex[:6]}.py"
+    script.write_text(textwrap.dedent(code))
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path, env={**os.environ, **env})
+    path = process.stdout.readline().split()[1]
+    run_dir = process.stdout.readline().split()[1]
+    last = 0
+    for line in process.stdout:
+        last = int(line.split()[1])
+        if last >= after:
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return path, run_dir, last
+
+
+def sync(run_dir: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """The Python package's own ``cairn sync`` of a run directory; asserts that it succeeds."""
+    result = subprocess.run([sys.executable, "-m", "cairn", "sync", run_dir], capture_output=True, text=True, env={**os.environ, **env})
+    assert result.returncode == 0, result.stderr
+    return result

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from conftest import run_script, wait_for
+from conftest import kill_logger, run_script, sync, wait_for
 
 
 def ended(tmp_path, env, api, body, **extra_env):
@@ -88,39 +88,26 @@ def test_a_stop_from_the_server_interrupts_the_program(tmp_path, env, api, loop)
 
 
 def test_sigkill_then_sync_keeps_every_point_exactly_once(tmp_path, env, api, server):
-    script = tmp_path / "logger.py"
-    script.write_text(
-        textwrap.dedent(
-            """
-            import cairn
-            run = cairn.init(project="killed")
-            print("path", run.path, flush=True)
-            print("dir", run.dir, flush=True)
-            step = 0
-            while True:
-                run.log({"loss": step * 0.5, "nested": {"x": step}})
-                if step % 500 == 0:
-                    print("logged", step, flush=True)
-                step += 1
-            """
-        )
+    path, run_dir, last = kill_logger(
+        """
+        import cairn
+        run = cairn.init(project="killed")
+        print("path", run.path, flush=True)
+        print("dir", run.dir, flush=True)
+        step = 0
+        while True:
+            run.log({"loss": step * 0.5, "nested": {"x": step}})
+            if step % 500 == 0:
+                print("logged", step, flush=True)
+            step += 1
+        """,
+        tmp_path,
+        env,
+        after=20_000,
     )
-    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path, env={**os.environ, **env})
-    path = process.stdout.readline().split()[1]
-    run_dir = process.stdout.readline().split()[1]
-    last = 0
-    for line in process.stdout:
-        last = int(line.split()[1])
-        if last >= 20_000:
-            break
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    # The Python package's own `cairn sync`.
-    result = subprocess.run([sys.executable, "-m", "cairn", "sync", run_dir], capture_output=True, text=True, env={**os.environ, **env})
-    assert result.returncode == 0, result.stderr
+    result = sync(run_dir, env)
     assert path in result.stdout
-    again = subprocess.run([sys.executable, "-m", "cairn", "sync", run_dir], capture_output=True, text=True, env={**os.environ, **env})
-    assert again.returncode == 0, again.stderr
+    sync(run_dir, env)
     columns = api.run(path).history_columns(keys=["loss", "nested.x"])
     steps = columns["_step"]
     assert steps == list(range(len(steps)))

@@ -6,6 +6,8 @@ import pytest
 
 import cairn as wandb
 
+from conftest import kill_logger, sync
+
 
 def test_histograms_are_logged_stored_and_read_back(env, project, api):
     numpy = pytest.importorskip("numpy")
@@ -166,3 +168,192 @@ def test_every_wandb_plot_is_logged_and_read_back(env, project, api):
     assert pr[-1][0] == 1.0 and all(0 <= p <= 1 for _, p in pr)
     with pytest.raises(wandb.errors.InvalidValue, match="lacks"):
         wandb.plot.line(table, "epoch", "loss")
+
+
+def _png_pixels(path):
+    """The pixels of a PNG file, decoded by Pillow."""
+    from PIL import Image as PILImage
+
+    numpy = pytest.importorskip("numpy")
+    with PILImage.open(path) as img:
+        return numpy.asarray(img)
+
+
+def test_media_is_logged_stored_and_read_back_byte_for_byte(env, project, api, tmp_path):
+    numpy = pytest.importorskip("numpy")
+    pytest.importorskip("PIL")
+    from PIL import Image as PILImage
+
+    rng = numpy.random.default_rng(1)
+    rgb = rng.integers(0, 256, size=(224, 224, 3), dtype=numpy.uint8)
+    chw = rng.random((3, 40, 30))
+    gray = rng.integers(0, 256, size=(300, 500), dtype=numpy.uint8)
+    pil = PILImage.fromarray(rng.integers(0, 256, size=(20, 10, 4), dtype=numpy.uint8), "RGBA")
+    jpeg = tmp_path / "photo.jpg"
+    PILImage.fromarray(rgb).save(jpeg, quality=90)
+    samples = numpy.sin(numpy.linspace(0, 440 * 2 * numpy.pi, 8000)).astype(numpy.float32) * 0.5
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 10)
+
+    run = wandb.init(project=project, id="media")
+    for step in range(3):
+        run.log(
+            {
+                "rgb": wandb.Image(rgb if step == 2 else rgb // (step + 2), caption=f"step {step}"),
+                "chw": wandb.Image(chw),
+                "gray": wandb.Image(gray, mode="L"),
+                "pil": wandb.Image(pil),
+                "jpeg": wandb.Image(str(jpeg)),
+                "many": [wandb.Image(rgb[:8, :8]), wandb.Image(rgb[8:16, :8])],
+                "audio": wandb.Audio(samples, sample_rate=8000, caption="tone"),
+                "video": wandb.Video(str(video)),
+                "loss": 1.0 / (step + 1),
+            }
+        )
+    run.finish()
+
+    got = api.run(f"{run.entity}/{project}/media")
+    summary = got.summary
+    img = summary["rgb"]
+    assert isinstance(img, wandb.Image), summary
+    assert (img.width, img.height, img.caption, img.format) == (224, 224, "step 2", "png")
+    assert img.path.startswith("media/images/rgb/") and img.thumb is None
+    local = img.download(str(tmp_path / "dl"))
+    assert (_png_pixels(local) == rgb).all(), "the PNG holds the pixels logged"
+    assert (numpy.asarray(img.image) == rgb).all()
+    # CHW floats became HWC bytes.
+    chw_back = _png_pixels(summary["chw"].download(str(tmp_path / "dl")))
+    assert chw_back.shape == (40, 30, 3)
+    assert (chw_back == (chw.transpose(1, 2, 0) * 255 + 0.5).astype(numpy.uint8)).all()
+    # A large image has a thumbnail that fits 256 px.
+    g = summary["gray"]
+    assert (g.width, g.height) == (500, 300) and g.thumb and g.thumb.endswith(".thumb.png")
+    assert (_png_pixels(g.download(str(tmp_path / "dl"))) == gray).all()
+    assert (_png_pixels(summary["pil"].download(str(tmp_path / "dl"))) == numpy.asarray(pil)).all()
+    # Files are stored as they were given, byte for byte.
+    j = summary["jpeg"]
+    assert (j.format, j.width, j.height) == ("jpg", 224, 224)
+    assert open(j.download(str(tmp_path / "dl")), "rb").read() == jpeg.read_bytes()
+    v = summary["video"]
+    assert isinstance(v, wandb.Video) and v.format == "mp4"
+    assert open(v.download(str(tmp_path / "dl")), "rb").read() == video.read_bytes()
+    a = summary["audio"]
+    assert isinstance(a, wandb.Audio) and a.caption == "tone" and a.format == "wav"
+    wav = open(a.download(str(tmp_path / "dl")), "rb").read()
+    assert wav[:4] == b"RIFF" and len(wav) == 44 + 2 * 8000
+    pcm = numpy.frombuffer(wav[44:], dtype="<i2")
+    assert numpy.abs(pcm / 32767.0 - samples).max() < 1e-4
+    assert [i.width for i in summary["many"]] == [8, 8]
+
+    # Every step's value is in the history, each its own file.
+    rows = list(got.scan_history(keys=["rgb"]))
+    assert [r["rgb"].caption for r in rows] == ["step 0", "step 1", "step 2"]
+    assert len({r["rgb"].sha256 for r in rows}) == 3
+    first = _png_pixels(rows[0]["rgb"].download(str(tmp_path / "dl0")))
+    assert (first == rgb // 2).all()
+    # The same image logged at each step is one file.
+    assert len({r["chw"].sha256 for r in got.scan_history(keys=["chw"])}) == 1
+    names = {f.name for f in got.files()}
+    assert img.path in names and g.thumb in names and v.path in names
+
+
+def test_tables_hold_images_and_dataframes_read_back(env, project, api, tmp_path):
+    numpy = pytest.importorskip("numpy")
+    pandas = pytest.importorskip("pandas")
+    pytest.importorskip("PIL")
+    digits = [numpy.full((8, 8), 30 * i, dtype=numpy.uint8) for i in range(5)]
+    run = wandb.init(project=project, id="tbl")
+    table = wandb.Table(columns=["image", "guess", "confidence"])
+    for i, d in enumerate(digits):
+        table.add_data(wandb.Image(d), i, 1.0 - i / 10)
+    frame = pandas.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]})
+    run.log({"predictions": table, "frame": wandb.Table(dataframe=frame)})
+    run.finish()
+
+    got = api.run(f"{run.entity}/{project}/tbl").summary
+    predictions = got["predictions"]
+    assert predictions.columns == ["image", "guess", "confidence"]
+    images = predictions.get_column("image")
+    assert all(isinstance(i, wandb.Image) for i in images)
+    for image, d in zip(images, digits):
+        assert (_png_pixels(image.download(str(tmp_path))) == d).all()
+    assert got["frame"].get_dataframe().equals(frame)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda np: wandb.Image(np.full((4, 4, 4), 2.5)), r'"bad".*\[0, 1\].*4×4×4 float64.*2\.5'),
+        (lambda np: wandb.Image(np.zeros((4, 4, 2))), r'"bad".*1, 3 or 4 channels'),
+        (lambda np: wandb.Image(np.zeros((4, 4)), mode="RGB"), r".bad..*mode 'RGB' needs 3"),
+        (lambda np: wandb.Image(object()), r'"bad".*Image takes'),
+        (lambda np: wandb.Image("/no/such/file.png"), r'"bad".*does not exist'),
+        (lambda np: wandb.Audio(np.zeros(10)), r'"bad".*sample_rate'),
+        (lambda np: wandb.Audio(np.full(10, 3.0), sample_rate=8000), r'"bad".*\[-1, 1\]'),
+        (lambda np: wandb.Video(np.zeros((2, 3, 4, 4))), r'"bad".*Video takes a file'),
+    ],
+)
+def test_bad_media_is_a_clear_error_naming_the_key_and_the_run_goes_on(env, project, api, make, message):
+    numpy = pytest.importorskip("numpy")
+    run = wandb.init(project=project)
+    with pytest.raises(wandb.errors.InvalidValue, match=message):
+        run.log({"bad": make(numpy), "loss": 1.0})
+    run.log({"loss": 2.0, "ok": wandb.Image(numpy.zeros((2, 2), dtype=numpy.uint8))})
+    run.finish()
+    got = api.run(f"{run.entity}/{project}/{run.id}")
+    assert got.summary["loss"] == 2.0 and isinstance(got.summary["ok"], wandb.Image)
+    assert "bad" not in got.summary
+    with pytest.raises(wandb.errors.InvalidValue, match="summary"):
+        r = wandb.init(project=project)
+        r.summary["img"] = wandb.Image(numpy.zeros((2, 2), dtype=numpy.uint8))
+
+
+def test_media_logged_offline_then_synced_arrives_complete(env, project, api, tmp_path):
+    numpy = pytest.importorskip("numpy")
+    run = wandb.init(project=project, id="offmedia", mode="offline")
+    frames = [numpy.full((64, 64, 3), i, dtype=numpy.uint8) for i in range(20)]
+    for f in frames:
+        run.log({"frame": wandb.Image(f)})
+    run_dir = run.dir
+    run.finish()
+    sync(run_dir, env)
+    got = api.run(f"tester/{project}/offmedia")
+    rows = list(got.scan_history(keys=["frame"]))
+    assert len(rows) == 20
+    for row, f in zip(rows, frames):
+        assert (_png_pixels(row["frame"].download(str(tmp_path / str(row["_step"])))) == f).all()
+
+
+def test_sigkill_during_media_uploads_loses_nothing_log_accepted(tmp_path, env, api):
+    pytest.importorskip("numpy")
+    path, run_dir, last = kill_logger(
+        """
+        import numpy
+        import cairn
+        run = cairn.init(project="killed-media")
+        print("path", run.path, flush=True)
+        print("dir", run.dir, flush=True)
+        step = 0
+        while True:
+            pixels = numpy.full((96, 96, 3), step % 256, dtype=numpy.uint8)
+            pixels[0, 0] = [step // 256 % 256, step % 256, 7]
+            run.log({"img": cairn.Image(pixels), "step_copy": step})
+            print("logged", step, flush=True)
+            step += 1
+        """,
+        tmp_path,
+        env,
+        after=300,
+    )
+    sync(run_dir, env)
+    got = api.run(path)
+    rows = list(got.scan_history(keys=["img", "step_copy"]))
+    assert len(rows) > last
+    assert [r["step_copy"] for r in rows] == list(range(len(rows)))
+    stored = {f.name for f in got.files()}
+    for row in rows[:: max(1, len(rows) // 25)] + rows[-3:]:
+        image = row["img"]
+        assert image.path in stored, f"step {row['_step']}: {image.path} was not uploaded"
+        pixels = _png_pixels(image.download(str(tmp_path / "dl" / str(row["_step"]))))
+        s = row["step_copy"]
+        assert list(pixels[0, 0]) == [s // 256 % 256, s % 256, 7] and pixels[5, 5, 0] == s % 256

@@ -132,6 +132,10 @@ pub struct Core {
     metric_summaries: Vec<(String, Vec<String>)>,
     pub finished: bool,
     console_line: u64,
+    /// Where raw media is staged (none: the run keeps no directory, and media is refused).
+    media: Option<crate::media::Stage>,
+    /// The row being built holds staged media.
+    row_media: bool,
 }
 
 impl Core {
@@ -161,10 +165,17 @@ impl Core {
             // A resumed run's new lines come after every line earlier processes wrote: there
             // are at most as many lines as console records.
             console_line: seqs.console,
+            media: None,
+            row_media: false,
         }
     }
 
     /// After `finish` (or a stop from the server) the run takes nothing more.
+    /// Stages logged media in `run_dir` from now on.
+    pub fn stage_media_in(&mut self, run_dir: &std::path::Path) {
+        self.media = Some(crate::media::Stage::new(run_dir));
+    }
+
     fn check_open(&self) -> Result<()> {
         if self.finished {
             return Err(ClientError::new(ErrorKind::Finished, "the run has finished; it takes no more data"));
@@ -238,6 +249,7 @@ impl Core {
         self.fields.clear();
         self.pending.clear();
         self.pending_floats.clear();
+        self.row_media = false;
         let mut row = RowFields { core: self, count: 0, position: 0 };
         fill(&mut row)?;
         let count = row.count;
@@ -249,7 +261,7 @@ impl Core {
             &mut record,
             seq,
             row_step,
-            if sealed { HISTORY_SEALED } else { 0 },
+            if sealed { HISTORY_SEALED } else { 0 } | if self.row_media { wire::HISTORY_PENDING_MEDIA } else { 0 },
             self.started_wall_us + elapsed_us,
             self.runtime_offset_us + elapsed_us,
             count,
@@ -292,6 +304,7 @@ impl Core {
 
     pub fn update_config(&mut self, update: Map, allow_val_change: bool) -> Result<()> {
         self.check_open()?;
+        crate::media::refuse_raw(&update, "config")?;
         if !allow_val_change {
             for (key, value) in &update {
                 if let Some(old) = self.config.get(key)
@@ -330,6 +343,7 @@ impl Core {
     }
 
     pub fn update_summary(&mut self, set: Map, remove: Vec<String>) -> Result<()> {
+        crate::media::refuse_raw(&set, "summary")?;
         self.write_updates(RecordType::Summary, &set, &remove)?;
         self.version += 1;
         for (key, value) in set {
@@ -514,7 +528,8 @@ impl RowFields<'_> {
                 self.nested(&mut path, &map)
             }
             Value::Float(f) => self.float(key, f),
-            other => {
+            mut other => {
+                self.stage(key, &mut other)?;
                 let id = self.flat_id(key)?;
                 payload::history_field(&mut self.core.fields, id as u64, &other);
                 self.core.pending.push((id, other));
@@ -522,6 +537,21 @@ impl RowFields<'_> {
                 Ok(())
             }
         }
+    }
+
+    /// Writes raw media to the run directory, as pending references for the uploader to store.
+    fn stage(&mut self, key: &str, value: &mut Value) -> Result<()> {
+        if !matches!(value, Value::Media(_) | Value::List(_) | Value::Table(_)) {
+            return Ok(());
+        }
+        match &mut self.core.media {
+            Some(stage) => self.core.row_media |= stage.stage(key, value)?,
+            None if cairn_types::media::holds_unstored(value) => {
+                return Err(ClientError::new(ErrorKind::InvalidValue, format!("{key:?}: this run keeps no directory to stage media in")));
+            }
+            None => {}
+        }
+        Ok(())
     }
 
     fn nested<'k>(&mut self, path: &mut Vec<&'k str>, map: &'k Map) -> Result<()> {
@@ -534,8 +564,10 @@ impl RowFields<'_> {
                         return Err(ClientError::new(ErrorKind::InvalidValue, format!("key {:?} has an empty part", path.join("."))));
                     }
                     let id = self.nested_id(path)?;
-                    payload::history_field(&mut self.core.fields, id as u64, leaf);
-                    self.core.pending.push((id, leaf.clone()));
+                    let mut leaf = leaf.clone();
+                    self.stage(&path.join("/"), &mut leaf)?;
+                    payload::history_field(&mut self.core.fields, id as u64, &leaf);
+                    self.core.pending.push((id, leaf));
                     self.count += 1;
                 }
             }

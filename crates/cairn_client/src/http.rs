@@ -229,14 +229,23 @@ impl ApiClient {
     /// Streams a stored file of an artifact version into `out`; returns the bytes written.
     pub fn download_artifact_file(&self, entity: &str, project: &str, name: &str, version: &str, path: &str, out: &mut dyn std::io::Write) -> CallResult<u64> {
         let encoded: Vec<String> = path.split('/').map(encode_segment).collect();
-        let url = format!("{}/files/{}", self.artifact_url(entity, project, name, version), encoded.join("/"));
-        let mut response = self.auth(self.agent.get(&url)).call().map_err(|e| CallError::Transport(format!("cannot reach the server: {e}")))?;
+        self.download(&format!("{}/files/{}", self.artifact_url(entity, project, name, version), encoded.join("/")), path, out)
+    }
+
+    /// Streams a run file into `out`; returns the bytes written.
+    pub fn download_run_file(&self, run: &RunPath, name: &str, out: &mut dyn std::io::Write) -> CallResult<u64> {
+        let encoded: Vec<String> = name.split('/').map(encode_segment).collect();
+        self.download(&format!("{}/files/{}", run_url(&self.base_url, run), encoded.join("/")), name, out)
+    }
+
+    fn download(&self, url: &str, what: &str, out: &mut dyn std::io::Write) -> CallResult<u64> {
+        let mut response = self.auth(self.agent.get(url)).call().map_err(|e| CallError::Transport(format!("cannot reach the server: {e}")))?;
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
             return Self::finish_bytes(Ok(response)).map(|_| 0);
         }
         let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
-        std::io::copy(&mut reader, out).map_err(|e| CallError::Transport(format!("the download of {path} broke: {e}")))
+        std::io::copy(&mut reader, out).map_err(|e| CallError::Transport(format!("the download of {what} broke: {e}")))
     }
 
     /// Who the key is (`GET /api/v1/viewer`).

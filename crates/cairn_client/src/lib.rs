@@ -22,6 +22,7 @@ mod core;
 pub mod error;
 pub mod files;
 pub mod http;
+pub mod media;
 pub mod metadata;
 pub mod report;
 mod run;

@@ -103,7 +103,7 @@ fn format_value(value: &Value) -> Option<String> {
             s
         }
         Value::Null => "None".to_owned(),
-        Value::List(_) | Value::Map(_) | Value::Histogram(_) | Value::Table(_) | Value::Html(_) | Value::Plot(_) => return None,
+        Value::List(_) | Value::Map(_) | Value::Histogram(_) | Value::Table(_) | Value::Html(_) | Value::Plot(_) | Value::Media(_) => return None,
     })
 }
 

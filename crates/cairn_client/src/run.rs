@@ -392,6 +392,7 @@ impl Run {
             config_update.retain(|k, _| !config.contains_key(k));
         }
         let mut core = Core::new(wal, seqs, next_step, runtime_offset_us, config);
+        core.stage_media_in(&run_dir.path);
         core.write_run_start(&run_start_value(&request, r.mode, continue_from.is_some()))?;
         if continue_from.is_some() {
             // The server applies a log's first record only to a run it does not have yet; what
@@ -1339,6 +1340,11 @@ impl FilesThread {
             }
             let path = lock(&self.shared.status).path.clone();
             let stalled = || lock(&self.shared.status).last_progress.elapsed() > self.finish_timeout;
+            if closing && path.is_some() && !lock(&self.shared.status).done && !stalled() {
+                // The last pass waits for the uploader, which stores the media it sends as files.
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
             if let Some(path) = path {
                 // While the run goes on, a file that cannot be uploaded waits for the next pass;
                 // once it ends, for as long as uploads make progress.

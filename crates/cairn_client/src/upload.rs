@@ -30,6 +30,8 @@ pub struct Batch {
 
 pub struct Sender {
     reader: WalReader,
+    /// The run directory, where pending media is staged.
+    run_dir: std::path::PathBuf,
     keys: FxHashMap<u64, (KeyStream, Vec<String>)>,
     keys_known_to: u64,
     /// Everything before this position is stored on the server.
@@ -40,7 +42,8 @@ pub struct Sender {
 
 impl Sender {
     pub fn new(wal_dir: &Path, acked: u64, server_offsets: StreamOffsets) -> Sender {
-        Sender { reader: WalReader::new(wal_dir), keys: FxHashMap::default(), keys_known_to: 0, acked, server_offsets }
+        let run_dir = wal_dir.parent().unwrap_or(wal_dir).to_owned();
+        Sender { reader: WalReader::new(wal_dir), run_dir, keys: FxHashMap::default(), keys_known_to: 0, acked, server_offsets }
     }
 
     fn learn_keys(&mut self, upto: u64) -> io::Result<()> {
@@ -75,6 +78,7 @@ impl Sender {
         let mut row_sealed = false;
         let mut used: FxHashSet<u64> = FxHashSet::default();
         let keys = &mut self.keys;
+        let run_dir = &self.run_dir;
         let mut keys_known_to = self.keys_known_to;
         let mut capped = false;
 
@@ -106,12 +110,19 @@ impl Sender {
                         row_seq = Some(seq);
                         row_start = pos;
                     }
-                    row_sealed = history_flags(payload) & HISTORY_SEALED != 0;
+                    let flags = history_flags(payload);
+                    row_sealed = flags & HISTORY_SEALED != 0;
                     if seq >= offsets.history {
                         let _ = wire::for_each_key_id(payload, |id| {
                             used.insert(id);
                         });
-                        row.extend_from_slice(frame);
+                        if flags & wire::HISTORY_PENDING_MEDIA != 0 {
+                            // Media the training thread staged: encoded and stored now, and the
+                            // record sent with the stored references.
+                            wire::put_frame(&mut row, &crate::media::resolve_history(run_dir, payload));
+                        } else {
+                            row.extend_from_slice(frame);
+                        }
                         row_frames += 1;
                     }
                 }

@@ -229,6 +229,15 @@ pub fn plan(mut batch: IngestBatch, doc: &mut RunDoc, now: Timestamp) -> Result<
                             format!("key {:?} is a system key but appears in a history row", set.columns[col].name),
                         ));
                     }
+                    if cairn_types::media::holds_unstored(&value) {
+                        return Err(CodedError::new(
+                            ErrorCode::InvalidBody,
+                            format!(
+                                "key {:?} at step {} holds a media value that its client has not stored yet (a pending reference)",
+                                set.columns[col].name, row.step
+                            ),
+                        ));
+                    }
                     set.columns[col].push(row.step, value);
                     plan.points += 1;
                 }

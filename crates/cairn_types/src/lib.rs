@@ -11,6 +11,7 @@ pub mod chunking;
 pub mod error;
 pub mod filter;
 pub mod ids;
+pub mod media;
 pub mod names;
 pub mod summary;
 pub mod time;

@@ -1,5 +1,5 @@
 //! Logged values: numbers, bools, strings, null, lists, nested maps, and typed rich values
-//! (histograms, tables, HTML, charts over tables). A rich value is written in JSON as W&B writes it, an object with a `_type`
+//! (histograms, tables, HTML, charts over tables, media files). A rich value is written in JSON as W&B writes it, an object with a `_type`
 //! (`{"_type": "histogram", "bins": [...], "values": [...]}`), and such an object reads back as
 //! the typed value.
 //!
@@ -34,6 +34,8 @@ pub enum Value {
     Html(Box<String>),
     /// A chart over a table (`wandb.plot.*`).
     Plot(Box<Plot>),
+    /// An image, audio or video file (see [`crate::media`]).
+    Media(Box<crate::media::Media>),
 }
 
 /// The charts a [`Plot`] may be.
@@ -102,7 +104,7 @@ impl Table {
                 return Err(format!("table row {i} has {} cells for {} columns", row.len(), columns.len()));
             }
             if let Some(cell) = row.iter().find(|c| matches!(c, Value::Table(_) | Value::Histogram(_) | Value::Html(_) | Value::Plot(_))) {
-                return Err(format!("table row {i} holds a {}; a cell is a number, string, bool, null, list or map", cell.type_name()));
+                return Err(format!("table row {i} holds a {}; a cell is a number, string, bool, null, list, map or media", cell.type_name()));
             }
         }
         Ok(Table { columns, rows })
@@ -281,6 +283,10 @@ pub fn typed(map: Map) -> Result<Value, String> {
             };
             Ok(Value::Plot(Box::new(Plot::new(kind, text("title").unwrap_or_default(), fields, table)?)))
         }
+        Some(t) if crate::media::MediaKind::from_json_type(t).is_some() && !map.contains_key("pending") => {
+            let kind = crate::media::MediaKind::from_json_type(t).expect("a media type");
+            Ok(Value::Media(Box::new(crate::media::Media::from_map(kind, &map)?)))
+        }
         Some("html") => match map.get("html") {
             Some(Value::Str(html)) if html.len() <= MAX_HTML_BYTES => Ok(Value::Html(Box::new(html.clone()))),
             Some(Value::Str(html)) => Err(format!("an HTML value holds at most {MAX_HTML_BYTES} bytes, not {}", html.len())),
@@ -339,6 +345,7 @@ impl Value {
             Value::Table(_) => "table",
             Value::Html(_) => "html",
             Value::Plot(_) => "plot",
+            Value::Media(m) => m.kind.name(),
         }
     }
 
@@ -381,7 +388,7 @@ impl Value {
             Value::Map(map) => {
                 serde_json::Value::Object(map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
             }
-            Value::Histogram(_) | Value::Table(_) | Value::Html(_) | Value::Plot(_) => Value::Map(self.typed_map().expect("a rich value")).to_json(),
+            Value::Histogram(_) | Value::Table(_) | Value::Html(_) | Value::Plot(_) | Value::Media(_) => Value::Map(self.typed_map().expect("a rich value")).to_json(),
         }
     }
 
@@ -392,6 +399,7 @@ impl Value {
             Value::Table(t) => t.to_map(),
             Value::Html(h) => html_map(h),
             Value::Plot(p) => p.to_map(),
+            Value::Media(m) => m.to_map(),
             _ => return None,
         })
     }
@@ -558,7 +566,7 @@ impl Serialize for Value {
                 }
                 out.end()
             }
-            Value::Histogram(_) | Value::Table(_) | Value::Html(_) | Value::Plot(_) => {
+            Value::Histogram(_) | Value::Table(_) | Value::Html(_) | Value::Plot(_) | Value::Media(_) => {
                 Value::Map(self.typed_map().expect("a rich value")).serialize(serializer)
             }
         }

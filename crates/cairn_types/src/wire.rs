@@ -160,6 +160,8 @@ pub fn key_name(path: &[impl AsRef<str>]) -> String {
 
 /// History rows have this flag when they will not be amended any more.
 pub const HISTORY_SEALED: u8 = 1;
+/// The record holds media that the client has staged but not stored yet (client-side only).
+pub const HISTORY_PENDING_MEDIA: u8 = 2;
 
 // ---------------------------------------------------------------------------------------------
 // Encoding
@@ -217,6 +219,8 @@ pub mod tag {
     pub const HTML: u8 = 10;
     /// Kind, title, `varint fields` pairs of names, then the table as a value.
     pub const PLOT: u8 = 11;
+    /// An image, audio or video reference (see `Media::put`).
+    pub const MEDIA: u8 = 12;
 }
 
 #[inline]
@@ -264,6 +268,10 @@ pub fn put_value(out: &mut Vec<u8>, value: &Value) {
         Value::Html(h) => {
             out.push(tag::HTML);
             put_str(out, h);
+        }
+        Value::Media(m) => {
+            out.push(tag::MEDIA);
+            m.put(out);
         }
         Value::Plot(p) => {
             out.push(tag::PLOT);
@@ -557,6 +565,7 @@ impl<'a> Reader<'a> {
                 }
                 Value::Html(Box::new(html.to_owned()))
             }
+            tag::MEDIA => Value::Media(Box::new(crate::media::Media::read(self)?)),
             tag::TABLE => {
                 let n = self.len(1)?;
                 let columns = (0..n).map(|_| self.str().map(str::to_owned)).collect::<Result<Vec<_>, _>>()?;
@@ -612,6 +621,7 @@ impl<'a> Reader<'a> {
                 let n = self.len(1)?;
                 self.bytes(n)?;
             }
+            tag::MEDIA => crate::media::Media::skip(self)?,
             tag::PLOT => {
                 for _ in 0..2 {
                     let n = self.len(1)?;
