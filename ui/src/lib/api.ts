@@ -333,6 +333,12 @@ export const api = {
     `${runUrl(e, p, id)}/files/${path.split("/").map(enc).join("/")}`,
 
   /** The artifact versions a run used (inputs) and logged (outputs). */
+  /** Every value of one key, by step (media references, say). */
+  keyHistory: (e: string, p: string, id: string, key: string) =>
+    request<{ steps: number[]; columns: Record<string, unknown[]>; next_step: number | null }>(
+      "GET",
+      `${runUrl(e, p, id)}/history?keys=${encodeURIComponent(key)}&format=columns&require=all&limit=100000`,
+    ),
   histograms: (e: string, p: string, id: string, key: string, buckets = 60) =>
     request<HistogramSeries>("GET", `${runUrl(e, p, id)}/histograms?key=${encodeURIComponent(key)}&buckets=${buckets}`),
   runArtifacts: (e: string, p: string, id: string) => request<{ inputs: ArtifactInfo[]; outputs: ArtifactInfo[] }>("GET", `${runUrl(e, p, id)}/artifacts`),

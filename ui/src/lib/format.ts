@@ -58,6 +58,21 @@ export function richValues(summary: Record<string, unknown>): Record<string, [st
   return out;
 }
 
+const MEDIA_TYPES = new Set(["image-file", "audio-file", "video-file"]);
+
+/** The keys whose last value (in any of these summaries) is media, or a list that starts with media; sorted. */
+export function mediaKeysOf(summaries: Record<string, unknown>[]): string[] {
+  const out = new Set<string>();
+  for (const summary of summaries) {
+    for (const [key, v] of flattenObject(summary)) {
+      const first = Array.isArray(v) ? v[0] : v;
+      const typed = typedValue(first);
+      if (typed && MEDIA_TYPES.has(typed._type)) out.add(key);
+    }
+  }
+  return [...out].sort();
+}
+
 /** Nested objects as dotted keys (`optimizer.lr`), in order; an empty object, an array or a rich value is one value. */
 export function flattenObject(obj: Record<string, unknown>, prefix = ""): [string, unknown][] {
   const out: [string, unknown][] = [];
