@@ -282,3 +282,58 @@ pub async fn update_project(
     state.credentials.forget();
     Ok(Json(info))
 }
+
+/// Whose layout a request reads or writes: the signed-in user's, or the one layout of a server
+/// without accounts.
+fn layout_owner(caller: &Caller) -> String {
+    caller.principal().map(|p| p.user.clone()).unwrap_or_default()
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{entity}/{project}/workspace", tag = "projects",
+    params(("entity" = String, Path), ("project" = String, Path)),
+    responses((status = 200, description = "The caller's layout of the workspace; null while automatic", body = cairn_types::api::WorkspaceLayout),
+        (status = 404, body = ErrorBody)))]
+pub async fn get_workspace(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams((entity, project)): PathParams<(String, String)>,
+) -> ApiResult<Json<cairn_types::api::WorkspaceLayout>> {
+    let (store, viewer) = (state.store.clone(), layout_owner(&caller));
+    let layout = blocking(move || {
+        store.get_project(&entity, &project)?;
+        store.workspace(&entity, &project, &viewer)
+    })
+    .await?;
+    Ok(Json(cairn_types::api::WorkspaceLayout { layout }))
+}
+
+#[utoipa::path(put, path = "/api/v1/projects/{entity}/{project}/workspace", tag = "projects",
+    params(("entity" = String, Path), ("project" = String, Path)), request_body = cairn_types::api::WorkspaceLayout,
+    responses((status = 200, body = cairn_types::api::WorkspaceLayout), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn put_workspace(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams((entity, project)): PathParams<(String, String)>,
+    JsonBody(body): JsonBody<cairn_types::api::WorkspaceLayout>,
+) -> ApiResult<Json<cairn_types::api::WorkspaceLayout>> {
+    let Some(layout) = body.layout else {
+        return Err(ApiError::new(ErrorCode::InvalidBody, "a layout to save is an object; DELETE the workspace to make it automatic again"));
+    };
+    let (store, viewer) = (state.store.clone(), layout_owner(&caller));
+    let saved = layout.clone();
+    blocking(move || store.save_workspace(&entity, &project, &viewer, &layout, Timestamp::now())).await?;
+    Ok(Json(cairn_types::api::WorkspaceLayout { layout: Some(saved) }))
+}
+
+#[utoipa::path(delete, path = "/api/v1/projects/{entity}/{project}/workspace", tag = "projects",
+    params(("entity" = String, Path), ("project" = String, Path)),
+    responses((status = 200, description = "The workspace is automatic again", body = cairn_types::api::WorkspaceLayout), (status = 404, body = ErrorBody)))]
+pub async fn reset_workspace(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams((entity, project)): PathParams<(String, String)>,
+) -> ApiResult<Json<cairn_types::api::WorkspaceLayout>> {
+    let (store, viewer) = (state.store.clone(), layout_owner(&caller));
+    blocking(move || store.reset_workspace(&entity, &project, &viewer)).await?;
+    Ok(Json(cairn_types::api::WorkspaceLayout { layout: None }))
+}

@@ -177,6 +177,10 @@ fn api_routes(state: AppState) -> Routes {
         .at(M::POST, "/api/v1/projects/{entity}/{project}/runs/groups", Entity(Read), api::group_runs)
         .at(M::GET, "/api/v1/projects/{entity}/{project}/columns", Entity(Read), api::project_columns)
         .at(M::GET, "/api/v1/projects/{entity}/{project}/keys", Entity(Read), api::project_keys)
+        // Each reader arranges their own view of the workspace.
+        .at(M::GET, "/api/v1/projects/{entity}/{project}/workspace", Entity(Read), account_api::get_workspace)
+        .at(M::PUT, "/api/v1/projects/{entity}/{project}/workspace", Entity(Read), account_api::put_workspace)
+        .at(M::DELETE, "/api/v1/projects/{entity}/{project}/workspace", Entity(Read), account_api::reset_workspace)
         .at(M::POST, "/api/v1/projects/{entity}/{project}/series", Entity(Read), api::project_series)
         .at(M::POST, "/api/v1/projects/{entity}/{project}/artifacts", Entity(Write), artifact_api::commit)
         .at(M::GET, "/api/v1/projects/{entity}/{project}/artifacts", Entity(Read), artifact_api::collections)

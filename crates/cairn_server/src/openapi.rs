@@ -18,7 +18,7 @@ use crate::{account_api, api, artifact_api};
         account_api::viewer, account_api::setup_state, account_api::setup, account_api::create_session, account_api::end_session,
         account_api::list_keys, account_api::create_key, account_api::revoke_key, account_api::list_accounts, account_api::create_user,
         account_api::create_team, account_api::list_members, account_api::set_member, account_api::remove_member,
-        account_api::audit, account_api::update_project,
+        account_api::audit, account_api::update_project, account_api::get_workspace, account_api::put_workspace, account_api::reset_workspace,
         artifact_api::commit, artifact_api::collections, artifact_api::types, artifact_api::versions, artifact_api::version,
         artifact_api::delete, artifact_api::manifest, artifact_api::lineage, artifact_api::file, artifact_api::set_aliases,
         artifact_api::run_artifacts, artifact_api::use_artifact,

@@ -165,6 +165,16 @@ pub trait AccountStore: Send + Sync {
     fn list_audit(&self, limit: usize, before: Option<i64>) -> Result<Vec<AuditEntry>>;
 }
 
+/// Workspace layouts: how each user arranged a project's workspace (JSON the UI reads back).
+pub trait WorkspaceStore: Send + Sync {
+    /// `viewer`'s layout of the project (`""` is the one user of a server without accounts).
+    fn workspace(&self, entity: &str, project: &str, viewer: &str) -> Result<Option<serde_json::Value>>;
+    /// Saves it (the project must exist).
+    fn save_workspace(&self, entity: &str, project: &str, viewer: &str, layout: &serde_json::Value, now: Timestamp) -> Result<()>;
+    /// Forgets it: the workspace is automatic again. Whether there was one.
+    fn reset_workspace(&self, entity: &str, project: &str, viewer: &str) -> Result<bool>;
+}
+
 /// Artifacts: versioned collections of files per project, their aliases and lineage.
 pub trait ArtifactStore: Send + Sync {
     /// Commits a version of `request.name` in `entity/project`: a new `vN` unless a version has
@@ -460,7 +470,7 @@ pub trait Leases: Send + Sync {
 }
 
 /// The whole store, as the server holds it.
-pub trait Store: RunStore + SeriesStore + FileStore + AlertStore + AccountStore + ArtifactStore + Leases {
+pub trait Store: RunStore + SeriesStore + FileStore + AlertStore + AccountStore + ArtifactStore + WorkspaceStore + Leases {
     fn blobs(&self) -> &dyn BlobStore;
     /// The notices shared with the other servers on this store, if there can be others.
     fn notices(&self) -> Option<std::sync::Arc<dyn Notices>> {

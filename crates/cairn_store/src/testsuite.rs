@@ -58,6 +58,7 @@ macro_rules! store_test_suite {
             leases_are_held_by_one_holder,
             accounts_teams_and_api_keys,
             passwords_sessions_visibility_and_audit,
+            workspaces_are_kept_per_project_and_viewer,
             artifacts_versions_aliases_and_lineage,
             artifacts_committed_at_once_get_distinct_versions,
             chunked_contents_share_chunks_and_go_chunk_by_chunk,
@@ -1372,6 +1373,7 @@ pub fn a_copy_in_steps_reads_back_the_same(target: &crate::sql::SqlStore) {
     source.set_role("e", "ana", Some(crate::Role::Member)).unwrap();
     let (_, key) = source.create_api_key("ana", "laptop", None, secs(2)).unwrap();
     source.set_visibility("e", "p", crate::Visibility::Public).unwrap();
+    crate::WorkspaceStore::save_workspace(&source, "e", "p", "ana", &json!({"version": 1, "sections": []}), secs(2)).unwrap();
     source.record_audit("ana", "key.create", "ana", "laptop", secs(2)).unwrap();
     // And artifacts: numbers, aliases, lineage and contents.
     use crate::ArtifactStore as _;
@@ -1405,6 +1407,7 @@ pub fn a_copy_in_steps_reads_back_the_same(target: &crate::sql::SqlStore) {
     assert_eq!((ana.admin, ana.teams), (true, vec![("e".to_owned(), crate::Role::Member)]));
     assert_eq!(target.authenticate(&key, secs(3)).unwrap().unwrap().user, "ana");
     assert_eq!(target.public_projects().unwrap(), [("e".to_owned(), "p".to_owned())]);
+    assert_eq!(crate::WorkspaceStore::workspace(target, "e", "p", "ana").unwrap(), Some(json!({"version": 1, "sections": []})), "layouts come along");
     assert_eq!(target.list_audit(10, None).unwrap().len(), 1, "the log is copied once");
     let net = target.get_artifact("e", "p", "net", "best").unwrap();
     assert_eq!((net.version.as_str(), net.logged_by.as_deref(), net.aliases.clone()), ("v0", Some("e/p/src"), vec!["best".to_owned(), "latest".to_owned()]));
@@ -1555,6 +1558,32 @@ pub fn accounts_teams_and_api_keys(store: &impl Store) {
     assert_eq!(store.list_api_keys("bo").unwrap().len(), 2);
     store.set_role("lab", "bo", None).unwrap();
     assert_eq!(store.members("lab").unwrap(), [("ana".into(), Role::Admin)]);
+}
+
+pub fn workspaces_are_kept_per_project_and_viewer(store: &impl Store) {
+    use crate::WorkspaceStore;
+    new_run(store, &RunPath::new("ana", "p", "r1"));
+    new_run(store, &RunPath::new("ana", "q", "r2"));
+    assert_eq!(store.workspace("ana", "p", "ana").unwrap(), None, "automatic until arranged");
+    let mine = json!({"version": 1, "sections": [{"id": "s", "name": "Mine", "panels": []}]});
+    store.save_workspace("ana", "p", "ana", &mine, secs(1)).unwrap();
+    store.save_workspace("ana", "p", "bo", &json!({"version": 1, "sections": []}), secs(2)).unwrap();
+    assert_eq!(store.workspace("ana", "p", "ana").unwrap(), Some(mine.clone()));
+    assert_eq!(store.workspace("ana", "q", "ana").unwrap(), None, "per project");
+    assert_eq!(store.workspace("ana", "p", "bo").unwrap(), Some(json!({"version": 1, "sections": []})), "per viewer");
+    // Saved again: replaced.
+    let renamed = json!({"version": 1, "sections": [{"id": "s", "name": "Renamed", "panels": []}]});
+    store.save_workspace("ana", "p", "ana", &renamed, secs(3)).unwrap();
+    assert_eq!(store.workspace("ana", "p", "ana").unwrap(), Some(renamed));
+    assert!(store.reset_workspace("ana", "p", "ana").unwrap());
+    assert!(!store.reset_workspace("ana", "p", "ana").unwrap());
+    assert_eq!(store.workspace("ana", "p", "ana").unwrap(), None);
+    assert_eq!(store.workspace("ana", "p", "bo").unwrap().unwrap()["version"], 1, "the other viewer's stays");
+    // Bad input is refused with its reason, and a missing project is named.
+    assert_eq!(store.save_workspace("ana", "p", "ana", &json!([1]), secs(4)).unwrap_err().code, ErrorCode::InvalidBody);
+    let huge = json!({"x": "y".repeat(2 << 20)});
+    assert!(store.save_workspace("ana", "p", "ana", &huge, secs(4)).unwrap_err().message.contains("at most"));
+    assert_eq!(store.save_workspace("ana", "nope", "ana", &mine, secs(4)).unwrap_err().code, ErrorCode::ProjectNotFound);
 }
 
 pub fn passwords_sessions_visibility_and_audit(store: &impl Store) {

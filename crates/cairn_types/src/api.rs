@@ -1419,3 +1419,13 @@ pub struct RunEvent {
     pub history_offset: Option<u64>,
     pub time: Timestamp,
 }
+
+/// A project's workspace as one viewer arranged it (`GET`/`PUT .../workspace`): the UI's layout,
+/// or `null` while it is automatic.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceLayout {
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub layout: Option<serde_json::Value>,
+}

@@ -297,6 +297,11 @@ export const api = {
     request<GroupPage>("POST", `${projectUrl(entity, project)}/runs/groups`, body),
   columns: (entity: string, project: string) =>
     request<{ config: string[]; summary: string[] }>("GET", `${projectUrl(entity, project)}/columns`),
+  /** The caller's layout of a project's workspace (null while automatic); saving and resetting it. */
+  workspace: (entity: string, project: string) => request<{ layout: unknown }>("GET", `${projectUrl(entity, project)}/workspace`),
+  saveWorkspace: (entity: string, project: string, layout: unknown) =>
+    request<{ layout: unknown }>("PUT", `${projectUrl(entity, project)}/workspace`, { layout }),
+  resetWorkspace: (entity: string, project: string) => request<{ layout: null }>("DELETE", `${projectUrl(entity, project)}/workspace`),
   projectKeys: (entity: string, project: string) => request<ProjectKey[]>("GET", `${projectUrl(entity, project)}/keys`),
   projectSeries: (
     entity: string,

@@ -246,3 +246,15 @@ export function panelTitle(key: string): { title: string; scale: number } {
   }
   return plain(key);
 }
+
+/** A value in nested objects by a dotted path; a key that itself holds dots is found first. */
+export function getPath(obj: Record<string, unknown> | undefined, path: string): unknown {
+  if (!obj) return undefined;
+  if (path in obj) return obj[path];
+  let current: unknown = obj;
+  for (const part of path.split(".")) {
+    if (current === null || typeof current !== "object") return undefined;
+    current = (current as Record<string, unknown>)[part];
+  }
+  return current;
+}

@@ -103,7 +103,7 @@ describe("workspace charts", () => {
   it("makes one chart per metric, in sections by prefix, with a panel search", async () => {
     const page = await open(browser, `/e2e/${PROJECT}`);
     await page.waitForSelector('figure.chart[data-metric="train/loss"]');
-    const sections = await page.$$eval(".section-head", (heads) => heads.map((h) => h.textContent!.replace(/[▾▸]/g, "").trim()));
+    const sections = await page.$$eval('[data-testid="section"]', (all) => all.map((s) => s.getAttribute("data-section")!));
     // The client samples system metrics by itself: they get a section of their own, last.
     expect(sections.map((s) => s.split(" ")[0])).toEqual(["Charts", "train", "val", "System"]);
     const metrics = await page.$$eval("figure.chart", (f) => f.map((x) => x.getAttribute("data-metric")).sort());

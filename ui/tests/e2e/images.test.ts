@@ -112,14 +112,14 @@ describe("images", () => {
 
   it("show one row per run on the project's workspace, histograms beside them", async () => {
     const page = await open(browser, `/e2e/${PROJECT}`);
-    const panel = page.getByTestId("workspace-media").locator('[data-testid="media-panel"][data-metric="samples"]');
+    const panel = page.locator('[data-section="Media"]').locator('[data-testid="media-panel"][data-metric="samples"]');
     await expect.poll(() => panel.locator(".row").count()).toBe(3);
     await expect.poll(() => panel.locator("img").count()).toBe(3);
     // Each run's own image at the last step: red 40 × (5 + r), at most 255.
     for (const [r, red] of [[0, 200], [1, 240], [2, 255]]) {
-      await expect.poll(() => centerRed(page, `[data-testid="workspace-media"] [data-metric="samples"] .row[data-run="img${r}"] img`)).toBe(red);
+      await expect.poll(() => centerRed(page, `[data-section="Media"] [data-metric="samples"] .row[data-run="img${r}"] img`)).toBe(red);
     }
-    const hist = page.getByTestId("workspace-histograms").locator('[data-testid="histogram-runs"][data-metric="weights"]');
+    const hist = page.locator('[data-section="Histograms"]').locator('[data-testid="histogram-runs"][data-metric="weights"]');
     await hist.scrollIntoViewIfNeeded();
     await expect.poll(() => hist.locator('[data-testid="histogram-panel"][data-buckets="6"]').count()).toBe(3);
     await panel.scrollIntoViewIfNeeded();

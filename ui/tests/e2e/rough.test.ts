@@ -263,7 +263,7 @@ describe("8: system panels", () => {
     await screenshot(page, "rough-8-system");
     const none = await open(browser, `/e2e/${PROJECT}-nosys`);
     await none.waitForSelector('figure.chart[data-metric="loss"]');
-    expect(await none.locator(".section-head", { hasText: "System" }).count()).toBe(0);
+    expect(await none.locator('[data-testid="section"][data-section="System"]').count()).toBe(0);
     await expectNoErrors(page);
     await expectNoErrors(none);
   });

@@ -185,7 +185,8 @@ impl World {
             s.public_projects().unwrap(),
             s.list_run_files(&RunPath::new("rival", "q", "r9")).ok(),
         ) + &format!(
-            "\n{:?}\n{:?}",
+            "\n{:?}\n{:?}\n{:?}",
+            ["", "root", "ana", "max", "vic", "eve"].map(|u| cairn_store::WorkspaceStore::workspace(s.as_ref(), "lab", "p", u).ok()),
             cairn_store::ArtifactStore::list_artifact_versions(s.as_ref(), "lab", "p", "mnist").ok(),
             cairn_store::ArtifactStore::run_artifacts(s.as_ref(), &RunPath::new("lab", "p", "r1")).ok(),
         )
@@ -222,6 +223,7 @@ fn exercise(method: &Method, path: &str, sha256: &str, key_id: i64) -> (String, 
         ("POST", "/api/v1/teams") => json(json!({"name": "newteam"})),
         ("PUT", p) if p.ends_with("/members/{user}") => json(json!({"role": "member"})),
         ("PATCH", "/api/v1/projects/{entity}/{project}") => json(json!({"visibility": "public"})),
+        ("PUT", p) if p.ends_with("/workspace") => json(json!({"layout": {"version": 1, "sections": [], "known": []}})),
         ("PATCH", _) => json(json!({"notes": "changed"})),
         ("POST", p) if p.ends_with("/series") => json(json!({"run_ids": ["r1"], "keys": ["loss"]})),
         ("POST", p) if p.ends_with("/groups") => json(json!({"by": "state", "columns": []})),
@@ -584,4 +586,32 @@ async fn names_moves_and_streams_keep_to_their_owners() {
     assert_eq!(w.json(Who::Member, Method::PATCH, "/api/v1/runs/lab/q/r1", &json!({"notes": "after"})).await.status, 200);
     let end = tokio::time::timeout(Duration::from_secs(5), events.next()).await.expect("the stream ends");
     assert!(end.is_none(), "{:?}", end.map(|c| c.map(|b| String::from_utf8_lossy(&b).into_owned())));
+}
+
+#[tokio::test]
+async fn each_reader_arranges_their_own_workspace() {
+    let w = world();
+    let uri = "/api/v1/projects/lab/p/workspace";
+    let layout = json!({"version": 1, "sections": [{"id": "s1", "name": "Mine", "panels": []}], "known": ["loss"]});
+    assert_eq!(w.call(Who::Member, Method::GET, uri, None, "").await.body, json!({"layout": null}), "automatic until arranged");
+    let saved = w.json(Who::Member, Method::PUT, uri, &json!({ "layout": layout })).await;
+    assert_eq!(saved.status, 200, "{:?}", saved.body);
+    assert_eq!(w.call(Who::Member, Method::GET, uri, None, "").await.body["layout"], layout);
+    // A viewer reads the project, and arranges it for themselves only.
+    assert_eq!(w.call(Who::Viewer, Method::GET, uri, None, "").await.body, json!({"layout": null}));
+    let theirs = json!({"version": 1, "sections": [], "known": []});
+    assert_eq!(w.json(Who::Viewer, Method::PUT, uri, &json!({ "layout": theirs })).await.status, 200);
+    assert_eq!(w.call(Who::Member, Method::GET, uri, None, "").await.body["layout"], layout);
+    // Reset: automatic again, for that reader alone.
+    assert_eq!(w.call(Who::Member, Method::DELETE, uri, None, "").await.status, 200);
+    assert_eq!(w.call(Who::Member, Method::GET, uri, None, "").await.body, json!({"layout": null}));
+    assert_eq!(w.call(Who::Viewer, Method::GET, uri, None, "").await.body["layout"], theirs);
+    // Bad input names what is wrong; an unknown project is not found.
+    let bad = w.json(Who::Member, Method::PUT, uri, &json!({"layout": [1, 2]})).await;
+    assert_eq!((bad.status.as_u16(), bad.body["code"].as_str()), (400, Some("invalid_body")), "{:?}", bad.body);
+    assert!(bad.body["message"].as_str().unwrap().contains("object"), "{:?}", bad.body);
+    let none = w.json(Who::Member, Method::PUT, uri, &json!({"layout": null})).await;
+    assert_eq!(none.status, 400);
+    let missing = w.call(Who::Member, Method::GET, "/api/v1/projects/lab/nope/workspace", None, "").await;
+    assert_eq!((missing.status.as_u16(), missing.body["code"].as_str()), (404, Some("project_not_found")));
 }

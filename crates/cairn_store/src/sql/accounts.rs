@@ -453,3 +453,48 @@ mod tests {
         assert_ne!(key, super::new_key().unwrap());
     }
 }
+
+/// Layouts are the UI's JSON, kept as text; this bounds what one request may store.
+const MAX_WORKSPACE_BYTES: usize = 1 << 20;
+
+impl crate::WorkspaceStore for SqlStore {
+    fn workspace(&self, entity: &str, project: &str, viewer: &str) -> Result<Option<serde_json::Value>> {
+        let (entity, project, viewer) = (entity.to_owned(), project.to_owned(), viewer.to_owned());
+        self.read(move |db| {
+            let pk = super::query::project_pk(db, &entity, &project)?;
+            let Some(row) = db.opt_row("SELECT layout FROM workspaces WHERE project_pk = ?1 AND viewer = ?2", args![pk, viewer])? else {
+                return Ok(None);
+            };
+            let text = row.string(0)?;
+            serde_json::from_str(&text).map(Some).map_err(|e| CodedError::new(ErrorCode::Internal, format!("the stored workspace of {entity}/{project} is not JSON: {e}")))
+        })
+    }
+
+    fn save_workspace(&self, entity: &str, project: &str, viewer: &str, layout: &serde_json::Value, now: Timestamp) -> Result<()> {
+        let text = layout.to_string();
+        if text.len() > MAX_WORKSPACE_BYTES {
+            return Err(CodedError::new(ErrorCode::InvalidBody, format!("a workspace layout is at most {MAX_WORKSPACE_BYTES} bytes of JSON, not {}", text.len())));
+        }
+        if !layout.is_object() {
+            return Err(CodedError::new(ErrorCode::InvalidBody, "a workspace layout is a JSON object"));
+        }
+        let (entity, project, viewer) = (entity.to_owned(), project.to_owned(), viewer.to_owned());
+        self.write(move |db| {
+            let pk = super::query::project_pk(db, &entity, &project)?;
+            db.execute(
+                "INSERT INTO workspaces (project_pk, viewer, layout, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (project_pk, viewer) DO UPDATE SET layout = excluded.layout, updated_at = excluded.updated_at",
+                args![pk, viewer, text, now.micros()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn reset_workspace(&self, entity: &str, project: &str, viewer: &str) -> Result<bool> {
+        let (entity, project, viewer) = (entity.to_owned(), project.to_owned(), viewer.to_owned());
+        self.write(move |db| {
+            let pk = super::query::project_pk(db, &entity, &project)?;
+            Ok(db.execute("DELETE FROM workspaces WHERE project_pk = ?1 AND viewer = ?2", args![pk, viewer])? > 0)
+        })
+    }
+}

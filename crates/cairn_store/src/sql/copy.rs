@@ -371,6 +371,22 @@ pub fn copy_store(from: &SqlStore, to: &SqlStore, max_runs: Option<u64>, progres
             other => other?,
         }
     }
+    // Workspace layouts, each user's, for the projects there.
+    let layouts = from.read(|db| {
+        db.query(
+            "SELECT e.name, p.name, w.viewer, w.layout, w.updated_at FROM workspaces w
+             JOIN projects p ON p.project_pk = w.project_pk JOIN entities e ON e.entity_pk = p.entity_pk ORDER BY 1, 2, 3",
+            &[],
+        )
+    })?;
+    for row in layouts {
+        let layout: serde_json::Value = serde_json::from_str(&row.string(3)?).unwrap_or(serde_json::Value::Null);
+        let (entity, project, viewer) = (row.string(0)?, row.string(1)?, row.string(2)?);
+        match crate::WorkspaceStore::save_workspace(to, &entity, &project, &viewer, &layout, cairn_types::Timestamp(row.i64(4)?)) {
+            Err(e) if e.code == ErrorCode::ProjectNotFound || e.code == ErrorCode::InvalidBody => {}
+            other => other?,
+        }
+    }
     Ok(state)
 }
 

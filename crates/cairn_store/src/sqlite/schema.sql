@@ -261,3 +261,12 @@ CREATE TABLE IF NOT EXISTS stored_chunks (
     size         INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS stored_chunks_by_pack ON stored_chunks (pack);
+
+-- Version 10: workspace layouts, per project and viewer (a user's name; '' without accounts).
+CREATE TABLE IF NOT EXISTS workspaces (
+    project_pk  INTEGER NOT NULL REFERENCES projects (project_pk),
+    viewer      TEXT NOT NULL,
+    layout      TEXT NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (project_pk, viewer)
+);
