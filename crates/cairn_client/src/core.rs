@@ -176,6 +176,11 @@ impl Core {
         self.media = Some(crate::media::Stage::new(run_dir));
     }
 
+    /// Ends media staging (the run has ended): the files made ahead are removed.
+    pub fn close_media(&mut self) {
+        self.media = None;
+    }
+
     fn check_open(&self) -> Result<()> {
         if self.finished {
             return Err(ClientError::new(ErrorKind::Finished, "the run has finished; it takes no more data"));

@@ -35,18 +35,52 @@ pub fn files_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("media").join("files")
 }
 
-/// Where a client stages media: its run directory, and the next id.
+/// Files made ahead for raw media: creating a file costs more than writing 150 KB into one.
+const SPARE_FILES: usize = 3;
+
+/// Where a client stages media: its run directory, the next id, and files created ahead of time
+/// by a thread of their own, so that `log` only writes into one.
 #[derive(Debug)]
 pub struct Stage {
     run_dir: PathBuf,
-    next_id: u64,
+    next_id: Arc<std::sync::atomic::AtomicU64>,
+    spares: Option<std::sync::mpsc::Receiver<(u64, std::fs::File)>>,
 }
 
 impl Stage {
     pub fn new(run_dir: &Path) -> Stage {
         // Ids are unique within a run directory, across resumes in the same one.
-        let next_id = (crate::core::now_micros().max(0) as u64) << 8;
-        Stage { run_dir: run_dir.to_owned(), next_id }
+        let next_id = Arc::new(std::sync::atomic::AtomicU64::new((crate::core::now_micros().max(0) as u64) << 8));
+        Stage { run_dir: run_dir.to_owned(), next_id, spares: None }
+    }
+
+    /// Starts the thread that makes files ahead (at the first raw media: a run that logs none
+    /// has none); it ends with the stage.
+    fn start_spares(&mut self) {
+        use std::sync::atomic::Ordering;
+        let (send, spares) = std::sync::mpsc::sync_channel(SPARE_FILES);
+        let (dir, ids) = (pending_dir(&self.run_dir), Arc::clone(&self.next_id));
+        let started = std::thread::Builder::new().name("cairn-media".into()).spawn(move || {
+            if std::fs::create_dir_all(&dir).is_err() {
+                return;
+            }
+            loop {
+                let id = ids.fetch_add(1, Ordering::Relaxed);
+                let path = dir.join(format!("{id}.raw"));
+                let Ok(file) = std::fs::File::create(&path) else { return };
+                if send.send((id, file)).is_err() {
+                    let _ = std::fs::remove_file(&path);
+                    return;
+                }
+            }
+        });
+        if started.is_ok() {
+            self.spares = Some(spares);
+        }
+    }
+
+    fn take_id(&self) -> u64 {
+        self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Writes the raw media in `value` (in lists, maps and table cells too) to the run directory
@@ -56,9 +90,7 @@ impl Stage {
             Value::Media(m) => match &m.file {
                 MediaFile::Raw(raw) => {
                     let raw = Arc::clone(raw);
-                    let id = self.next_id;
-                    self.next_id += 1;
-                    self.write(id, &raw).map_err(|e| ClientError::new(ErrorKind::Io, format!("cannot stage the {} of {key:?}: {e}", m.kind.name())))?;
+                    let id = self.write(&raw).map_err(|e| ClientError::new(ErrorKind::Io, format!("cannot stage the {} of {key:?}: {e}", m.kind.name())))?;
                     m.file = MediaFile::Pending { id, key: key.to_owned() };
                     Ok(true)
                 }
@@ -90,24 +122,61 @@ impl Stage {
         }
     }
 
-    fn write(&self, id: u64, raw: &RawMedia) -> std::io::Result<()> {
+    /// Writes raw media to a staged file of its own; returns its id.
+    fn write(&mut self, raw: &RawMedia) -> std::io::Result<u64> {
         let dir = pending_dir(&self.run_dir);
-        std::fs::create_dir_all(&dir)?;
+        if self.spares.is_none() && matches!(raw, RawMedia::Pixels { .. } | RawMedia::Samples { .. }) {
+            self.start_spares();
+        }
+        // A file made ahead, or (none ready: a burst of media) one made now.
+        let raw_file = || -> std::io::Result<(u64, std::fs::File)> {
+            if let Some(spare) = self.spares.as_ref().and_then(|r| r.try_recv().ok()) {
+                return Ok(spare);
+            }
+            std::fs::create_dir_all(&dir)?;
+            let id = self.take_id();
+            Ok((id, std::fs::File::create(dir.join(format!("{id}.raw")))?))
+        };
         match raw {
             RawMedia::Pixels { width, height, channels, data } => {
-                let header = RawHeader::Pixels { width: *width, height: *height, channels: *channels };
-                write_raw(&dir.join(format!("{id}.raw")), &header, data)
+                let (id, file) = raw_file()?;
+                write_raw(file, &RawHeader::Pixels { width: *width, height: *height, channels: *channels }, data)?;
+                Ok(id)
             }
             RawMedia::Samples { rate, channels, data } => {
-                let header = RawHeader::Samples { rate: *rate, channels: *channels };
+                let (id, file) = raw_file()?;
                 let bytes: Vec<u8> = data.iter().flat_map(|s| s.to_le_bytes()).collect();
-                write_raw(&dir.join(format!("{id}.raw")), &header, &bytes)
+                write_raw(file, &RawHeader::Samples { rate: *rate, channels: *channels }, &bytes)?;
+                Ok(id)
             }
-            RawMedia::Bytes(bytes) => std::fs::write(dir.join(format!("{id}.file")), bytes),
+            RawMedia::Bytes(bytes) => {
+                std::fs::create_dir_all(&dir)?;
+                let id = self.take_id();
+                std::fs::write(dir.join(format!("{id}.file")), bytes)?;
+                Ok(id)
+            }
             RawMedia::File(path) => {
+                std::fs::create_dir_all(&dir)?;
+                let id = self.take_id();
                 let to = dir.join(format!("{id}.file"));
                 // A link costs nothing; across file systems, a copy.
-                std::fs::hard_link(path, &to).or_else(|_| std::fs::copy(path, &to).map(|_| ()))
+                std::fs::hard_link(path, &to).or_else(|_| std::fs::copy(path, &to).map(|_| ()))?;
+                Ok(id)
+            }
+        }
+    }
+}
+
+impl Drop for Stage {
+    /// The files made ahead and not used are removed.
+    fn drop(&mut self) {
+        let Some(spares) = self.spares.take() else { return };
+        drop(spares);
+        // Staged media always has its header: an empty file is a spare, made and never used.
+        let Ok(entries) = std::fs::read_dir(pending_dir(&self.run_dir)) else { return };
+        for entry in entries.flatten() {
+            if entry.metadata().is_ok_and(|m| m.len() == 0) && entry.file_name().to_string_lossy().ends_with(".raw") {
+                let _ = std::fs::remove_file(entry.path());
             }
         }
     }
@@ -120,8 +189,7 @@ enum RawHeader {
     Samples { rate: u32, channels: u16 },
 }
 
-fn write_raw(path: &Path, header: &RawHeader, data: &[u8]) -> std::io::Result<()> {
-    let mut file = std::fs::File::create(path)?;
+fn write_raw(mut file: std::fs::File, header: &RawHeader, data: &[u8]) -> std::io::Result<()> {
     let mut head = serde_json::to_vec(header).expect("a header serializes");
     head.push(b'\n');
     file.write_all(&head)?;
@@ -441,7 +509,9 @@ mod tests {
         assert_eq!(cairn_types::media::sniff_size(&thumb), (256, 171));
         let Value::Media(wav) = &items[1] else { panic!("audio") };
         assert_eq!(wav.stored().unwrap().size, 44 + 6);
-        // Both files are saved with the run, and nothing is left staged.
+        // Both files are saved with the run, and nothing is left staged once the stage ends (its
+        // files made ahead are removed).
+        drop(stage);
         let saves = crate::files::read_saves(dir.path());
         assert_eq!(saves.len(), 3);
         assert_eq!(std::fs::read_dir(pending_dir(dir.path())).unwrap().count(), 0);

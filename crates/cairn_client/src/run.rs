@@ -86,6 +86,7 @@ impl Shared {
             let event = Value::Map(map! {"type" => "finish", "state" => "killed", "time" => now_micros() as f64 / 1e6});
             let _ = core.write_event(&event);
             core.finished = true;
+            core.close_media();
         }
         self.closing.store(true, Ordering::Release);
         self.wake();
@@ -946,6 +947,7 @@ impl Inner {
                 }
                 core.write_event(&Value::Map(event))?;
                 core.finished = true;
+                core.close_media();
                 final_state
             };
             let sparklines = core

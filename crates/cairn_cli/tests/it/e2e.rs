@@ -1292,3 +1292,55 @@ fn a_changed_checkpoint_stores_only_the_chunks_that_changed() {
     api.call_json("DELETE", &format!("/api/v1/artifacts/{}/ckpt/net/v0", info.default_entity), None).unwrap();
     assert!(get("v1", "v1-again") == bytes);
 }
+
+#[test]
+fn the_rust_client_logs_images_tables_and_histograms_as_typed_values() {
+    use cairn_client::Settings;
+    use cairn_types::value::{Histogram, Value};
+    use sha2::Digest;
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), &[]);
+    let run = cairn_client::init(Settings::new().base_url(server.url.clone()).entity("nico").project("typed").run_id("typed1").dir(work.path()).silent(true)).unwrap();
+    let pixels = |shade: u8| (0..300 * 200 * 3).map(|i| (i as u8).wrapping_mul(shade)).collect::<Vec<u8>>();
+    for step in 0..3u8 {
+        let image = cairn_client::media::image(300, 200, 3, pixels(step + 1), Some("noise")).unwrap();
+        let cell = cairn_client::media::image(8, 8, 1, vec![step * 10; 64], None).unwrap();
+        let table = cairn_client::media::table(vec!["image".into(), "n".into()], vec![vec![cell, Value::Int(step as i64)]]).unwrap();
+        let hist: Value = Histogram::of(&[1.0, 2.0, 2.5, f64::from(step)], 4).unwrap().into();
+        run.log([("img", image), ("table", table), ("hist", hist)]).unwrap();
+    }
+    // A bad image is refused at once, naming what is wrong; nothing is written for it.
+    let err = cairn_client::media::image(2, 2, 2, vec![0; 8], None).unwrap_err();
+    assert!(err.message.contains("1, 3 or 4 channels"), "{}", err.message);
+    run.finish(None).unwrap();
+
+    let api = server.api();
+    let path = RunPath::new("nico", "typed", "typed1");
+    let info = api.get_run(&path).unwrap();
+    let Some(Value::Media(img)) = info.summary.get("img") else { panic!("the summary keeps the last image: {:?}", info.summary.get("img")) };
+    let stored = img.stored().expect("stored");
+    assert_eq!((img.width, img.height, img.caption.as_deref(), img.format.as_str()), (300, 200, Some("noise"), "png"));
+    assert!(stored.thumb.is_some(), "a 300 px image has a thumbnail");
+    let mut bytes = Vec::new();
+    api.download_run_file(&path, &stored.path, &mut bytes).unwrap();
+    assert_eq!(bytes.len() as u64, stored.size);
+    assert_eq!(format!("{:x}", sha2::Sha256::digest(&bytes)), stored.sha256);
+    let Some(Value::Table(table)) = info.summary.get("table") else { panic!("a table") };
+    let Value::Media(cell) = &table.rows[0][0] else { panic!("an image cell: {:?}", table.rows[0][0]) };
+    let mut cell_bytes = Vec::new();
+    api.download_run_file(&path, &cell.stored().unwrap().path, &mut cell_bytes).unwrap();
+    assert_eq!(cairn_types::media::sniff_size(&cell_bytes), (8, 8));
+    assert!(matches!(info.summary.get("hist"), Some(Value::Histogram(h)) if h.total() == 4.0));
+    // Each step's image is its own file, in the history.
+    let columns = api.history_columns(&path, Some(&["img".to_owned()]), None, None, 100, true).unwrap();
+    let ColumnValues::Values(images) = &columns.columns[0].data else { panic!("media are values") };
+    let shas: std::collections::HashSet<String> = images
+        .iter()
+        .map(|v| match v {
+            Some(Value::Media(m)) => m.stored().unwrap().sha256.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(shas.len(), 3);
+}
