@@ -1561,7 +1561,6 @@ pub fn accounts_teams_and_api_keys(store: &impl Store) {
 }
 
 pub fn workspaces_are_kept_per_project_and_viewer(store: &impl Store) {
-    use crate::WorkspaceStore;
     new_run(store, &RunPath::new("ana", "p", "r1"));
     new_run(store, &RunPath::new("ana", "q", "r2"));
     assert_eq!(store.workspace("ana", "p", "ana").unwrap(), None, "automatic until arranged");

@@ -1325,7 +1325,7 @@ fn the_rust_client_logs_images_tables_and_histograms_as_typed_values() {
     let mut bytes = Vec::new();
     api.download_run_file(&path, &stored.path, &mut bytes).unwrap();
     assert_eq!(bytes.len() as u64, stored.size);
-    assert_eq!(format!("{:x}", sha2::Sha256::digest(&bytes)), stored.sha256);
+    assert_eq!(cairn_store::blob::hex(&sha2::Sha256::digest(&bytes)), stored.sha256);
     let Some(Value::Table(table)) = info.summary.get("table") else { panic!("a table") };
     let Value::Media(cell) = &table.rows[0][0] else { panic!("an image cell: {:?}", table.rows[0][0]) };
     let mut cell_bytes = Vec::new();
