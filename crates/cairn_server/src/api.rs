@@ -472,25 +472,120 @@ pub async fn histograms(
     let path = run_path(p)?;
     let store = store(&state);
     blocking(move || {
-        if query.bins.is_some_and(|b| b == 0 || b > cairn_types::value::MAX_BINS) {
-            return Err(CodedError::new(ErrorCode::InvalidQuery, format!("bins must be 1 to {}", cairn_types::value::MAX_BINS)));
+        check_bins(query.bins)?;
+        run_histograms(store.as_ref(), &path, &query.key, query.buckets, query.bins)?
+            .ok_or_else(|| CodedError::new(ErrorCode::InvalidQuery, format!("key {:?} holds no histograms", query.key)))
+    })
+    .await
+    .map(Json)
+}
+
+fn check_bins(bins: Option<usize>) -> Result<(), CodedError> {
+    if bins.is_some_and(|b| b == 0 || b > cairn_types::value::MAX_BINS) {
+        return Err(CodedError::new(ErrorCode::InvalidQuery, format!("bins must be 1 to {}", cairn_types::value::MAX_BINS)));
+    }
+    Ok(())
+}
+
+/// One key's values of a run, by step (none when the run lacks it).
+fn run_values(store: &dyn cairn_store::Store, path: &RunPath, key: &str) -> Result<(Vec<i64>, Vec<Option<Value>>), CodedError> {
+    let request = cairn_store::HistoryRequest { keys: Some(vec![key.to_owned()]), require_all: true, limit: 1_000_000, ..Default::default() };
+    let data = store.history(path, &request)?;
+    let values = data.columns.into_iter().next().map(|c| c.values.into_values()).unwrap_or_default();
+    Ok((data.steps, values))
+}
+
+/// A run's histograms of `key`, merged per bucket of steps; `None` when the key holds values but
+/// no histograms.
+fn run_histograms(
+    store: &dyn cairn_store::Store,
+    path: &RunPath,
+    key: &str,
+    buckets: Option<usize>,
+    bins: Option<usize>,
+) -> Result<Option<cairn_types::api::HistogramSeries>, CodedError> {
+    let (steps, values) = run_values(store, path, key)?;
+    let points: Vec<(i64, &cairn_types::value::Histogram)> = steps
+        .iter()
+        .zip(&values)
+        .filter_map(|(step, v)| match v {
+            Some(Value::Histogram(h)) => Some((*step, h.as_ref())),
+            _ => None,
+        })
+        .collect();
+    if points.is_empty() && !values.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(cairn_types::api::bucket_histograms(key, &points, buckets.unwrap_or(100), bins)))
+}
+
+/// The runs a batched request names, checked.
+fn batch_runs(run_ids: &[String]) -> Result<(), CodedError> {
+    if run_ids.len() > cairn_types::api::MAX_BATCH_RUNS {
+        return Err(CodedError::new(
+            ErrorCode::InvalidBody,
+            format!("a request names at most {} runs, not {}", cairn_types::api::MAX_BATCH_RUNS, run_ids.len()),
+        ));
+    }
+    Ok(())
+}
+
+#[utoipa::path(post, path = "/api/v1/projects/{entity}/{project}/values", tag = "history",
+    params(("entity" = String, Path), ("project" = String, Path)), request_body = cairn_types::api::ProjectValuesQuery,
+    responses((status = 200, description = "One key's values per run, by step", body = cairn_types::api::ProjectValues),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn project_values(
+    State(state): State<AppState>,
+    PathParams((entity, project)): PathParams<(String, String)>,
+    JsonBody(query): JsonBody<cairn_types::api::ProjectValuesQuery>,
+) -> ApiResult<Json<cairn_types::api::ProjectValues>> {
+    batch_runs(&query.run_ids)?;
+    let store = store(&state);
+    blocking(move || {
+        store.get_project(&entity, &project)?;
+        let mut runs = Vec::with_capacity(query.run_ids.len());
+        for run_id in &query.run_ids {
+            let path = RunPath::new(&entity, &project, run_id);
+            let (steps, values) = match run_values(store.as_ref(), &path, &query.key) {
+                Ok(found) => found,
+                Err(e) if matches!(e.code, ErrorCode::RunNotFound | ErrorCode::KeyNotFound) => (Vec::new(), Vec::new()),
+                Err(e) => return Err(e),
+            };
+            let (steps, values) = steps.into_iter().zip(values).filter_map(|(s, v)| v.map(|v| (s, v))).unzip();
+            runs.push(cairn_types::api::RunValues { run_id: run_id.clone(), steps, values });
         }
-        let request = cairn_store::HistoryRequest { keys: Some(vec![query.key.clone()]), require_all: true, limit: 1_000_000, ..Default::default() };
-        let data = store.history(&path, &request)?;
-        let values = data.columns.into_iter().next().map(|c| c.values.into_values()).unwrap_or_default();
-        let points: Vec<(i64, &cairn_types::value::Histogram)> = data
-            .steps
-            .iter()
-            .zip(&values)
-            .filter_map(|(step, v)| match v {
-                Some(Value::Histogram(h)) => Some((*step, h.as_ref())),
-                _ => None,
-            })
-            .collect();
-        if points.is_empty() && !values.is_empty() {
-            return Err(CodedError::new(ErrorCode::InvalidQuery, format!("key {:?} holds no histograms", query.key)));
+        Ok(cairn_types::api::ProjectValues { key: query.key, runs })
+    })
+    .await
+    .map(Json)
+}
+
+#[utoipa::path(post, path = "/api/v1/projects/{entity}/{project}/histograms", tag = "history",
+    params(("entity" = String, Path), ("project" = String, Path)), request_body = cairn_types::api::ProjectHistogramsQuery,
+    responses((status = 200, description = "A histogram key of several runs, merged per bucket of steps", body = cairn_types::api::ProjectHistograms),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn project_histograms(
+    State(state): State<AppState>,
+    PathParams((entity, project)): PathParams<(String, String)>,
+    JsonBody(query): JsonBody<cairn_types::api::ProjectHistogramsQuery>,
+) -> ApiResult<Json<cairn_types::api::ProjectHistograms>> {
+    batch_runs(&query.run_ids)?;
+    check_bins(query.bins)?;
+    let store = store(&state);
+    blocking(move || {
+        store.get_project(&entity, &project)?;
+        let mut runs = Vec::with_capacity(query.run_ids.len());
+        for run_id in &query.run_ids {
+            let path = RunPath::new(&entity, &project, run_id);
+            let series = match run_histograms(store.as_ref(), &path, &query.key, query.buckets, query.bins) {
+                Ok(found) => found,
+                Err(e) if matches!(e.code, ErrorCode::RunNotFound | ErrorCode::KeyNotFound) => None,
+                Err(e) => return Err(e),
+            };
+            let series = series.unwrap_or_else(|| cairn_types::api::HistogramSeries { key: query.key.clone(), buckets: Vec::new() });
+            runs.push(cairn_types::api::RunHistograms { run_id: run_id.clone(), series });
         }
-        Ok(cairn_types::api::bucket_histograms(&query.key, &points, query.buckets.unwrap_or(100), query.bins))
+        Ok(cairn_types::api::ProjectHistograms { key: query.key, runs })
     })
     .await
     .map(Json)

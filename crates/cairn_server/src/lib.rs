@@ -182,6 +182,8 @@ fn api_routes(state: AppState) -> Routes {
         .at(M::PUT, "/api/v1/projects/{entity}/{project}/workspace", Entity(Read), account_api::put_workspace)
         .at(M::DELETE, "/api/v1/projects/{entity}/{project}/workspace", Entity(Read), account_api::reset_workspace)
         .at(M::POST, "/api/v1/projects/{entity}/{project}/series", Entity(Read), api::project_series)
+        .at(M::POST, "/api/v1/projects/{entity}/{project}/values", Entity(Read), api::project_values)
+        .at(M::POST, "/api/v1/projects/{entity}/{project}/histograms", Entity(Read), api::project_histograms)
         .at(M::POST, "/api/v1/projects/{entity}/{project}/artifacts", Entity(Write), artifact_api::commit)
         .at(M::GET, "/api/v1/projects/{entity}/{project}/artifacts", Entity(Read), artifact_api::collections)
         .at(M::GET, "/api/v1/projects/{entity}/{project}/artifact-types", Entity(Read), artifact_api::types)

@@ -14,7 +14,7 @@ use crate::{account_api, api, artifact_api};
         api::list_runs, api::search_runs, api::upsert_run, api::get_run, api::update_run, api::delete_run, api::purge_run, api::move_runs, api::list_alerts, api::list_forks,
         api::ingest, api::heartbeat, api::finish_run, api::stop_run, api::list_keys, api::history,
         api::series, api::histograms, api::console, api::list_files, api::put_file, api::get_file, api::upload_status, api::upload_part, api::upload_batch, api::upload_chunks, api::missing_chunks, api::compose,
-        api::group_runs, api::project_columns, api::project_keys, api::project_series, crate::events::stream,
+        api::group_runs, api::project_columns, api::project_keys, api::project_series, api::project_values, api::project_histograms, crate::events::stream,
         account_api::viewer, account_api::setup_state, account_api::setup, account_api::create_session, account_api::end_session,
         account_api::list_keys, account_api::create_key, account_api::revoke_key, account_api::list_accounts, account_api::create_user,
         account_api::create_team, account_api::list_members, account_api::set_member, account_api::remove_member,

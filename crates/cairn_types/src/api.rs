@@ -1429,3 +1429,60 @@ pub struct WorkspaceLayout {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub layout: Option<serde_json::Value>,
 }
+
+/// The most runs one batched request of a project's values or histograms names.
+pub const MAX_BATCH_RUNS: usize = 200;
+
+/// Body of `POST .../projects/{e}/{p}/values`: one key's every value, for several runs (a
+/// workspace's media panel).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ProjectValuesQuery {
+    pub run_ids: Vec<String>,
+    pub key: String,
+}
+
+/// A key's values per run, by step; runs that lack the key (or do not exist) have none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProjectValues {
+    pub key: String,
+    pub runs: Vec<RunValues>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunValues {
+    pub run_id: String,
+    pub steps: Vec<i64>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub values: Vec<Value>,
+}
+
+/// Body of `POST .../projects/{e}/{p}/histograms`: one histogram key, merged per bucket of
+/// steps, for several runs.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ProjectHistogramsQuery {
+    pub run_ids: Vec<String>,
+    pub key: String,
+    pub buckets: Option<usize>,
+    pub bins: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProjectHistograms {
+    pub key: String,
+    /// Each run's histograms (no buckets where a run lacks the key).
+    pub runs: Vec<RunHistograms>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunHistograms {
+    pub run_id: String,
+    pub series: HistogramSeries,
+}

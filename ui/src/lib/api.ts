@@ -338,12 +338,17 @@ export const api = {
     `${runUrl(e, p, id)}/files/${path.split("/").map(enc).join("/")}`,
 
   /** The artifact versions a run used (inputs) and logged (outputs). */
-  /** Every value of one key, by step (media references, say). */
-  keyHistory: (e: string, p: string, id: string, key: string) =>
-    request<{ steps: number[]; columns: Record<string, unknown[]>; next_step: number | null }>(
-      "GET",
-      `${runUrl(e, p, id)}/history?keys=${encodeURIComponent(key)}&format=columns&require=all&limit=100000`,
-    ),
+  /** One key's every value for several runs (a media panel's), in one request. */
+  projectValues: (e: string, p: string, runIds: string[], key: string) =>
+    request<{ key: string; runs: { run_id: string; steps: number[]; values: unknown[] }[] }>("POST", `${projectUrl(e, p)}/values`, { run_ids: runIds, key }),
+  /** A histogram key of several runs, merged per bucket of steps, in one request. */
+  projectHistograms: (e: string, p: string, runIds: string[], key: string, buckets = 60, bins?: number) =>
+    request<{ key: string; runs: { run_id: string; series: HistogramSeries }[] }>("POST", `${projectUrl(e, p)}/histograms`, {
+      run_ids: runIds,
+      key,
+      buckets,
+      ...(bins ? { bins } : {}),
+    }),
   histograms: (e: string, p: string, id: string, key: string, buckets = 60) =>
     request<HistogramSeries>("GET", `${runUrl(e, p, id)}/histograms?key=${encodeURIComponent(key)}&buckets=${buckets}`),
   runArtifacts: (e: string, p: string, id: string) => request<{ inputs: ArtifactInfo[]; outputs: ArtifactInfo[] }>("GET", `${runUrl(e, p, id)}/artifacts`),

@@ -1,5 +1,6 @@
-/** A Svelte action: calls `onvisible` once, when the element first comes within 200 px of the
- * viewport (panels fetch their data then, not before). */
+/** A Svelte action: calls `onvisible` once, when the element first comes on screen (panels fetch
+ * their data then, not before: what is below the fold waits, and leaves the first screen the
+ * browser's connections and the machine's time). */
 export function whenVisible(node: HTMLElement, onvisible: () => void) {
   const observer = new IntersectionObserver(
     (entries) => {
@@ -8,7 +9,7 @@ export function whenVisible(node: HTMLElement, onvisible: () => void) {
         onvisible();
       }
     },
-    { rootMargin: "200px" },
+    { rootMargin: "0px" },
   );
   observer.observe(node);
   return { destroy: () => observer.disconnect() };

@@ -226,6 +226,7 @@ fn exercise(method: &Method, path: &str, sha256: &str, key_id: i64) -> (String, 
         ("PUT", p) if p.ends_with("/workspace") => json(json!({"layout": {"version": 1, "sections": [], "known": []}})),
         ("PATCH", _) => json(json!({"notes": "changed"})),
         ("POST", p) if p.ends_with("/series") => json(json!({"run_ids": ["r1"], "keys": ["loss"]})),
+        ("POST", p) if p.ends_with("/values") || p.ends_with("/histograms") => json(json!({"run_ids": ["r1"], "key": "loss"})),
         ("POST", p) if p.ends_with("/groups") => json(json!({"by": "state", "columns": []})),
         ("PUT", p) if p.ends_with("/files/{*file_path}") => Some((b"new content".to_vec(), "application/octet-stream")),
         ("PUT", "/api/v1/uploads/{sha256}") => Some((b"x".to_vec(), "application/octet-stream")),
@@ -614,4 +615,26 @@ async fn each_reader_arranges_their_own_workspace() {
     assert_eq!(none.status, 400);
     let missing = w.call(Who::Member, Method::GET, "/api/v1/projects/lab/nope/workspace", None, "").await;
     assert_eq!((missing.status.as_u16(), missing.body["code"].as_str()), (404, Some("project_not_found")));
+}
+
+#[tokio::test]
+async fn a_projects_values_and_histograms_come_for_several_runs_at_once() {
+    let w = world();
+    let values = w.json(Who::Viewer, Method::POST, "/api/v1/projects/lab/p/values", &json!({"run_ids": ["r1", "gone"], "key": "loss"})).await;
+    assert_eq!(values.status, 200, "{:?}", values.body);
+    // A run that did not log the key, or is not there, has nothing (the UI's panels and the
+    // e2e tests read what runs logged).
+    assert_eq!(values.body["runs"], json!([{"run_id": "r1", "steps": [], "values": []}, {"run_id": "gone", "steps": [], "values": []}]));
+    let hist = w.json(Who::Viewer, Method::POST, "/api/v1/projects/lab/p/histograms", &json!({"run_ids": ["r1"], "key": "loss", "buckets": 10})).await;
+    assert_eq!(hist.status, 200, "{:?}", hist.body);
+    assert_eq!(hist.body["runs"][0]["series"]["buckets"], json!([]));
+    // Bad input names what is wrong.
+    let many: Vec<String> = (0..201).map(|i| format!("r{i}")).collect();
+    let refused = w.json(Who::Viewer, Method::POST, "/api/v1/projects/lab/p/values", &json!({"run_ids": many, "key": "loss"})).await;
+    assert_eq!((refused.status.as_u16(), refused.body["code"].as_str()), (400, Some("invalid_body")));
+    assert!(refused.body["message"].as_str().unwrap().contains("at most 200 runs"), "{:?}", refused.body);
+    let bins = w.json(Who::Viewer, Method::POST, "/api/v1/projects/lab/p/histograms", &json!({"run_ids": ["r1"], "key": "loss", "bins": 0})).await;
+    assert_eq!(bins.status, 400);
+    let missing = w.json(Who::Viewer, Method::POST, "/api/v1/projects/lab/nope/values", &json!({"run_ids": ["r1"], "key": "loss"})).await;
+    assert_eq!(missing.status, 404);
 }
