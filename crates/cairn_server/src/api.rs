@@ -519,15 +519,30 @@ fn run_histograms(
     Ok(Some(cairn_types::api::bucket_histograms(key, &points, buckets.unwrap_or(100), bins)))
 }
 
-/// The runs a batched request names, checked.
-fn batch_runs(run_ids: &[String]) -> Result<(), CodedError> {
+/// `read` for each run a batched request names (at most `MAX_BATCH_RUNS`), in the project; a
+/// run that is not there, or lacks the key, gets `None`.
+fn per_run<T>(
+    store: &dyn cairn_store::Store,
+    entity: &str,
+    project: &str,
+    run_ids: &[String],
+    read: impl Fn(&RunPath) -> Result<Option<T>, CodedError>,
+) -> Result<Vec<(String, Option<T>)>, CodedError> {
     if run_ids.len() > cairn_types::api::MAX_BATCH_RUNS {
         return Err(CodedError::new(
             ErrorCode::InvalidBody,
             format!("a request names at most {} runs, not {}", cairn_types::api::MAX_BATCH_RUNS, run_ids.len()),
         ));
     }
-    Ok(())
+    store.get_project(entity, project)?;
+    run_ids
+        .iter()
+        .map(|run_id| match read(&RunPath::new(entity, project, run_id)) {
+            Ok(found) => Ok((run_id.clone(), found)),
+            Err(e) if matches!(e.code, ErrorCode::RunNotFound | ErrorCode::KeyNotFound) => Ok((run_id.clone(), None)),
+            Err(e) => Err(e),
+        })
+        .collect()
 }
 
 #[utoipa::path(post, path = "/api/v1/projects/{entity}/{project}/values", tag = "history",
@@ -539,21 +554,17 @@ pub async fn project_values(
     PathParams((entity, project)): PathParams<(String, String)>,
     JsonBody(query): JsonBody<cairn_types::api::ProjectValuesQuery>,
 ) -> ApiResult<Json<cairn_types::api::ProjectValues>> {
-    batch_runs(&query.run_ids)?;
     let store = store(&state);
     blocking(move || {
-        store.get_project(&entity, &project)?;
-        let mut runs = Vec::with_capacity(query.run_ids.len());
-        for run_id in &query.run_ids {
-            let path = RunPath::new(&entity, &project, run_id);
-            let (steps, values) = match run_values(store.as_ref(), &path, &query.key) {
-                Ok(found) => found,
-                Err(e) if matches!(e.code, ErrorCode::RunNotFound | ErrorCode::KeyNotFound) => (Vec::new(), Vec::new()),
-                Err(e) => return Err(e),
-            };
-            let (steps, values) = steps.into_iter().zip(values).filter_map(|(s, v)| v.map(|v| (s, v))).unzip();
-            runs.push(cairn_types::api::RunValues { run_id: run_id.clone(), steps, values });
-        }
+        let found = per_run(store.as_ref(), &entity, &project, &query.run_ids, |path| run_values(store.as_ref(), path, &query.key).map(Some))?;
+        let runs = found
+            .into_iter()
+            .map(|(run_id, found)| {
+                let (steps, values) = found.unwrap_or_default();
+                let (steps, values) = steps.into_iter().zip(values).filter_map(|(s, v)| v.map(|v| (s, v))).unzip();
+                cairn_types::api::RunValues { run_id, steps, values }
+            })
+            .collect();
         Ok(cairn_types::api::ProjectValues { key: query.key, runs })
     })
     .await
@@ -569,22 +580,17 @@ pub async fn project_histograms(
     PathParams((entity, project)): PathParams<(String, String)>,
     JsonBody(query): JsonBody<cairn_types::api::ProjectHistogramsQuery>,
 ) -> ApiResult<Json<cairn_types::api::ProjectHistograms>> {
-    batch_runs(&query.run_ids)?;
     check_bins(query.bins)?;
     let store = store(&state);
     blocking(move || {
-        store.get_project(&entity, &project)?;
-        let mut runs = Vec::with_capacity(query.run_ids.len());
-        for run_id in &query.run_ids {
-            let path = RunPath::new(&entity, &project, run_id);
-            let series = match run_histograms(store.as_ref(), &path, &query.key, query.buckets, query.bins) {
-                Ok(found) => found,
-                Err(e) if matches!(e.code, ErrorCode::RunNotFound | ErrorCode::KeyNotFound) => None,
-                Err(e) => return Err(e),
-            };
-            let series = series.unwrap_or_else(|| cairn_types::api::HistogramSeries { key: query.key.clone(), buckets: Vec::new() });
-            runs.push(cairn_types::api::RunHistograms { run_id: run_id.clone(), series });
-        }
+        let found = per_run(store.as_ref(), &entity, &project, &query.run_ids, |path| run_histograms(store.as_ref(), path, &query.key, query.buckets, query.bins))?;
+        let runs = found
+            .into_iter()
+            .map(|(run_id, series)| {
+                let series = series.unwrap_or_else(|| cairn_types::api::HistogramSeries { key: query.key.clone(), buckets: Vec::new() });
+                cairn_types::api::RunHistograms { run_id, series }
+            })
+            .collect();
         Ok(cairn_types::api::ProjectHistograms { key: query.key, runs })
     })
     .await
