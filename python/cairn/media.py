@@ -273,7 +273,7 @@ def _sniff(data: bytes) -> str | None:
     return None
 
 
-IMAGE_FORMATS = ("png", "jpg", "jpeg", "gif", "webp", "bmp", "svg")
+IMAGE_FORMATS = ("png", "jpg", "jpeg", "gif", "webp", "bmp")
 AUDIO_FORMATS = ("wav", "mp3", "ogg", "flac", "m4a", "webm")
 VIDEO_FORMATS = ("mp4", "webm", "ogg", "gif", "mov")
 
@@ -300,11 +300,16 @@ class Image(_Media):
         found = _file_source("image", data, IMAGE_FORMATS, self._file_type)
         if found is not None:
             return found
-        if hasattr(data, "convert") and hasattr(data, "mode") and hasattr(data, "size"):
-            # A PIL image.
-            mode = self._mode or ("RGBA" if data.mode in ("RGBA", "LA", "PA") else "L" if data.mode in ("L", "1", "I", "F") else "RGB")
-            data = data.convert(mode)
         import numpy as np
+
+        if hasattr(data, "convert") and hasattr(data, "mode") and hasattr(data, "size"):
+            # A PIL image. 32-bit float and 16/32-bit integer modes go through numpy (PIL's own
+            # conversion clips them); the rest convert to L, RGB or RGBA.
+            if data.mode in ("F", "I", "I;16", "I;16B", "I;16L") and self._mode in (None, "L"):
+                data = np.asarray(data)
+            else:
+                mode = self._mode or ("RGBA" if data.mode in ("RGBA", "LA", "PA") or "transparency" in data.info else "L" if data.mode in ("L", "1") else "RGB")
+                data = data.convert(mode)
 
         if hasattr(data, "detach"):
             data = data.detach().cpu().numpy()
@@ -315,6 +320,8 @@ class Image(_Media):
         if a is None or a.dtype == object:
             raise errors.InvalidValue(f"an Image takes an array, a PIL image, a tensor, a path or bytes, not {type(self._data).__name__}")
         what = f"a {'×'.join(map(str, a.shape))} {a.dtype} array"
+        if a.size == 0:
+            raise errors.InvalidValue(f"an Image needs pixels; this is {what}")
         if a.ndim == 3 and a.shape[-1] > 4 and a.shape[0] in (1, 3, 4):
             a = a.transpose(1, 2, 0)
         if a.ndim == 3 and a.shape[-1] == 1:
@@ -326,7 +333,12 @@ class Image(_Media):
         if want is not None and want != channels:
             raise errors.InvalidValue(f"mode {self._mode!r} needs {want} channel(s); this is {what}")
         if a.dtype != np.uint8:
-            if a.dtype.kind == "f":
+            if a.dtype == np.bool_:
+                a = a.astype(np.uint8) * 255
+            elif a.dtype == np.uint16:
+                # 16-bit images keep their top 8 bits.
+                a = (a >> 8).astype(np.uint8)
+            elif a.dtype.kind == "f":
                 lo, hi = float(a.min()), float(a.max())
                 if not (0.0 <= lo and hi <= 1.0):
                     raise errors.InvalidValue(f"a float image holds values in [0, 1]; this is {what} from {lo:g} to {hi:g}")
@@ -376,6 +388,11 @@ class Audio(_Media):
             raise errors.InvalidValue("audio samples need sample_rate (a positive integer)")
         if a.ndim not in (1, 2) or a.size == 0:
             raise errors.InvalidValue(f"audio samples are shaped (n,) or (n, channels), not {a.shape}")
+        if a.ndim == 2 and a.shape[0] <= 8 and a.shape[1] > a.shape[0]:
+            # (channels, n), as torchaudio has it.
+            a = a.T
+        if a.ndim == 2 and a.shape[1] > 32:
+            raise errors.InvalidValue(f"audio has at most 32 channels; these samples are shaped {a.shape}")
         if a.dtype == np.int16:
             a = a.astype(np.float32) / 32768.0
         elif a.dtype.kind != "f":

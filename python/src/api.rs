@@ -116,7 +116,7 @@ impl PyApiClient {
             if let Some(parent) = dest.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| io(format!("cannot create {}: {e}", parent.display())))?;
             }
-            let tmp = dest.with_extension("cairn-part");
+            let tmp = dest.with_file_name(format!("{}.cairn-part", dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
             struct Hashing<W> {
                 out: W,
                 hash: sha2::Sha256,

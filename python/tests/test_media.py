@@ -357,3 +357,19 @@ def test_sigkill_during_media_uploads_loses_nothing_log_accepted(tmp_path, env, 
         pixels = _png_pixels(image.download(str(tmp_path / "dl" / str(row["_step"]))))
         s = row["step_copy"]
         assert list(pixels[0, 0]) == [s // 256 % 256, s % 256, 7] and pixels[5, 5, 0] == s % 256
+
+
+def test_a_file_rewritten_at_every_step_keeps_each_steps_content(env, project, api, tmp_path):
+    pytest.importorskip("PIL")
+    numpy = pytest.importorskip("numpy")
+    from PIL import Image as PILImage
+
+    plot = tmp_path / "plot.png"
+    run = wandb.init(project=project, id="rewrite")
+    for step in range(3):
+        PILImage.fromarray(numpy.full((10, 10, 3), 50 * step, dtype=numpy.uint8)).save(plot)
+        run.log({"plot": wandb.Image(str(plot))})
+    run.finish()
+    rows = list(api.run(f"{run.entity}/{project}/rewrite").scan_history(keys=["plot"]))
+    reds = [int(_png_pixels(r["plot"].download(str(tmp_path / str(r["_step"]))))[0, 0, 0]) for r in rows]
+    assert reds == [0, 50, 100], "each step keeps the file as it was when logged"

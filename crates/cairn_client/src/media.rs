@@ -57,7 +57,6 @@ impl Stage {
     /// Starts the thread that makes files ahead (at the first raw media: a run that logs none
     /// has none); it ends with the stage.
     fn start_spares(&mut self) {
-        use std::sync::atomic::Ordering;
         let (send, spares) = std::sync::mpsc::sync_channel(SPARE_FILES);
         let (dir, ids) = (pending_dir(&self.run_dir), Arc::clone(&self.next_id));
         let started = std::thread::Builder::new().name("cairn-media".into()).spawn(move || {
@@ -65,9 +64,8 @@ impl Stage {
                 return;
             }
             loop {
-                let id = ids.fetch_add(1, Ordering::Relaxed);
+                let Ok((id, file)) = new_raw_file(&dir, &ids) else { return };
                 let path = dir.join(format!("{id}.raw"));
-                let Ok(file) = std::fs::File::create(&path) else { return };
                 if send.send((id, file)).is_err() {
                     let _ = std::fs::remove_file(&path);
                     return;
@@ -134,8 +132,7 @@ impl Stage {
                 return Ok(spare);
             }
             std::fs::create_dir_all(&dir)?;
-            let id = self.take_id();
-            Ok((id, std::fs::File::create(dir.join(format!("{id}.raw")))?))
+            new_raw_file(&dir, &self.next_id)
         };
         match raw {
             RawMedia::Pixels { width, height, channels, data } => {
@@ -159,8 +156,8 @@ impl Stage {
                 std::fs::create_dir_all(&dir)?;
                 let id = self.take_id();
                 let to = dir.join(format!("{id}.file"));
-                // A link costs nothing; across file systems, a copy.
-                std::fs::hard_link(path, &to).or_else(|_| std::fs::copy(path, &to).map(|_| ()))?;
+                // A copy, not a link: programs rewrite the same file at every step (savefig).
+                std::fs::copy(path, &to)?;
                 Ok(id)
             }
         }
@@ -194,6 +191,23 @@ fn write_raw(mut file: std::fs::File, header: &RawHeader, data: &[u8]) -> std::i
     head.push(b'\n');
     file.write_all(&head)?;
     file.write_all(data)
+}
+
+/// A new, empty staged file with the next free id: never one that exists (ids come from the
+/// clock, which may step back, and another process may stage in the same run directory).
+fn new_raw_file(dir: &Path, ids: &std::sync::atomic::AtomicU64) -> std::io::Result<(u64, std::fs::File)> {
+    loop {
+        let id = ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let taken = |id: u64| dir.join(format!("{id}.file")).exists() || dir.parent().is_some_and(|m| m.join("stored").join(format!("{id}.json")).exists());
+        if taken(id) {
+            continue;
+        }
+        match std::fs::File::options().write(true).create_new(true).open(dir.join(format!("{id}.raw"))) {
+            Ok(file) => return Ok((id, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// What became of a staged media value, once stored.
@@ -279,17 +293,19 @@ fn store(run_dir: &Path, id: u64, key: &str, media: &Media) -> std::io::Result<D
 }
 
 /// Writes a run file under `files` (unless the same content is there) and saves it with the run.
+/// The save is recorded before the file appears (a save of a missing file waits), so a crash
+/// between the two cannot leave a file that is never uploaded.
 fn write_run_file(run_dir: &Path, files: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let path = files.join(name);
     if std::fs::metadata(&path).map(|m| m.len() == bytes.len() as u64).unwrap_or(false) {
         return Ok(());
     }
     std::fs::create_dir_all(path.parent().expect("a file in a folder"))?;
+    let save = crate::files::Save::literal(&path, files, crate::files::Policy::Now).map_err(|e| invalid(&e.message))?;
+    crate::files::record_save(run_dir, &save).map_err(|e| invalid(&e.message))?;
     let tmp = path.with_extension("part");
     std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, &path)?;
-    let save = crate::files::Save::literal(&path, files, crate::files::Policy::Now).map_err(|e| invalid(&e.message))?;
-    crate::files::record_save(run_dir, &save).map_err(|e| invalid(&e.message))
+    std::fs::rename(&tmp, &path)
 }
 
 fn invalid(what: &str) -> std::io::Error {
@@ -393,9 +409,11 @@ pub fn encode_wav(rate: u32, channels: u16, samples: &[f32]) -> Vec<u8> {
     out
 }
 
-/// Replaces the pending media in `value` by stored references; what cannot be stored becomes null
-/// (and is noted in the debug log), so that a record is never held back for good.
-fn resolve_value(run_dir: &Path, value: &mut Value) {
+/// Replaces the pending media in `value` by stored references. A staged file that is gone or
+/// corrupt cannot be stored: its value becomes null (noted in the debug log), so that the record
+/// is not held back for good; any other error (a full disk, too many open files) is returned, and
+/// the record waits for the next try.
+fn resolve_value(run_dir: &Path, value: &mut Value) -> std::io::Result<()> {
     match value {
         Value::Media(m) => {
             let pending = if let MediaFile::Pending { id, key } = &m.file { Some((*id, key.clone())) } else { None };
@@ -407,35 +425,38 @@ fn resolve_value(run_dir: &Path, value: &mut Value) {
                         m.height = done.height;
                         m.file = MediaFile::Stored(StoredFile { sha256: done.sha256, size: done.size, path: done.path, thumb: done.thumb });
                     }
-                    Err(e) => {
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidData) => {
                         crate::rundir::debug_log(run_dir, &format!("the {} logged as {key:?} (staged as {id}) is lost: {e}", m.kind.name()));
                         *value = Value::Null;
                     }
+                    Err(e) => return Err(e),
                 }
             }
+            Ok(())
         }
-        Value::List(items) => items.iter_mut().for_each(|v| resolve_value(run_dir, v)),
-        Value::Map(map) => map.values_mut().for_each(|v| resolve_value(run_dir, v)),
-        Value::Table(t) => t.rows.iter_mut().flatten().for_each(|v| resolve_value(run_dir, v)),
-        _ => {}
+        Value::List(items) => items.iter_mut().try_for_each(|v| resolve_value(run_dir, v)),
+        Value::Map(map) => map.values_mut().try_for_each(|v| resolve_value(run_dir, v)),
+        Value::Table(t) => t.rows.iter_mut().flatten().try_for_each(|v| resolve_value(run_dir, v)),
+        _ => Ok(()),
     }
 }
 
 /// A history record with pending media, as it is sent: each pending reference stored and
-/// replaced, and the flag cleared. A record that does not parse is returned as it is.
-pub fn resolve_history(run_dir: &Path, record: &[u8]) -> Vec<u8> {
+/// replaced, and the flag cleared. A record that does not parse is returned as it is; an error
+/// that may pass (see `resolve_value`) holds it back.
+pub fn resolve_history(run_dir: &Path, record: &[u8]) -> std::io::Result<Vec<u8>> {
     let Ok(wire::Record::History { seq, step, flags, timestamp_us, runtime_us, mut fields }) = wire::decode_record(record) else {
-        return record.to_vec();
+        return Ok(record.to_vec());
     };
     for (_, value) in &mut fields {
-        resolve_value(run_dir, value);
+        resolve_value(run_dir, value)?;
     }
     let mut out = Vec::with_capacity(record.len());
     payload::history_head(&mut out, seq, step, flags & !HISTORY_PENDING_MEDIA, timestamp_us, runtime_us, fields.len());
     for (id, value) in &fields {
         payload::history_field(&mut out, *id, value);
     }
-    out
+    Ok(out)
 }
 
 /// An image of 8-bit pixels (1, 3 or 4 channels: gray, RGB, RGBA), row by row.
@@ -488,8 +509,8 @@ mod tests {
         let mut record = Vec::new();
         payload::history_head(&mut record, 0, 3, HISTORY_PENDING_MEDIA | 1, 10, 20, 1);
         payload::history_field(&mut record, 5, &value);
-        let sent = resolve_history(dir.path(), &record);
-        let again = resolve_history(dir.path(), &record);
+        let sent = resolve_history(dir.path(), &record).unwrap();
+        let again = resolve_history(dir.path(), &record).unwrap();
         assert_eq!(sent, again, "storing twice gives the same reference");
         let Ok(wire::Record::History { flags, step, fields, .. }) = wire::decode_record(&sent) else { panic!("a history record") };
         assert_eq!((flags, step), (1, 3));

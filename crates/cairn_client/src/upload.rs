@@ -21,6 +21,10 @@ use crate::wal::WalReader;
 /// Batches are cut near this size.
 pub const MAX_BATCH_BYTES: usize = 8 << 20;
 
+/// At most this many records with staged media are stored (encoded, written) for one batch: a
+/// batch then goes out, and `finish` sees progress, however many images wait.
+pub const MAX_MEDIA_RECORDS: usize = 64;
+
 pub struct Batch {
     pub body: Vec<u8>,
     /// Where the next batch starts once this one is acknowledged.
@@ -81,11 +85,19 @@ impl Sender {
         let run_dir = &self.run_dir;
         let mut keys_known_to = self.keys_known_to;
         let mut capped = false;
+        let mut media_records = 0usize;
+        // The current row waits for a later batch: its media could not be stored yet.
+        let mut held = false;
 
         let stop = self.reader.scan(self.acked, end, |pos, frame, payload| {
             // Cut only once the batch holds something: a single row bigger than the limit must
             // still go out whole, or the uploader would never get past it.
             if frames > 0 && body.len() + row.len() >= max_bytes {
+                capped = true;
+                return false;
+            }
+            // Stop before the next row once enough media was stored for this batch.
+            if media_records >= MAX_MEDIA_RECORDS && row_seq.is_some() && wire::record_seq(payload).ok().flatten().map(|(_, s)| s) != row_seq {
                 capped = true;
                 return false;
             }
@@ -119,7 +131,15 @@ impl Sender {
                         if flags & wire::HISTORY_PENDING_MEDIA != 0 {
                             // Media the training thread staged: encoded and stored now, and the
                             // record sent with the stored references.
-                            wire::put_frame(&mut row, &crate::media::resolve_history(run_dir, payload));
+                            media_records += 1;
+                            match crate::media::resolve_history(run_dir, payload) {
+                                Ok(resolved) => wire::put_frame(&mut row, &resolved),
+                                Err(e) => {
+                                    crate::rundir::debug_log(run_dir, &format!("history row {seq}: its media is not stored yet ({e}); it waits"));
+                                    held = true;
+                                    return false;
+                                }
+                            }
                         } else {
                             row.extend_from_slice(frame);
                         }
@@ -145,7 +165,10 @@ impl Sender {
         self.keys_known_to = keys_known_to;
 
         let mut next = stop;
-        if row_seq.is_some() {
+        if held {
+            // The row and everything after it wait.
+            next = row_start;
+        } else if row_seq.is_some() {
             let complete = row_sealed || (seal_tail && !capped && stop >= end);
             if complete {
                 body.extend_from_slice(&row);

@@ -487,9 +487,9 @@ fn check_bins(bins: Option<usize>) -> Result<(), CodedError> {
     Ok(())
 }
 
-/// One key's values of a run, by step (none when the run lacks it).
-fn run_values(store: &dyn cairn_store::Store, path: &RunPath, key: &str) -> Result<(Vec<i64>, Vec<Option<Value>>), CodedError> {
-    let request = cairn_store::HistoryRequest { keys: Some(vec![key.to_owned()]), require_all: true, limit: 1_000_000, ..Default::default() };
+/// One key's values of a run, by step (the first `limit`; none when the run lacks it).
+fn run_values(store: &dyn cairn_store::Store, path: &RunPath, key: &str, limit: usize) -> Result<(Vec<i64>, Vec<Option<Value>>), CodedError> {
+    let request = cairn_store::HistoryRequest { keys: Some(vec![key.to_owned()]), require_all: true, limit, ..Default::default() };
     let data = store.history(path, &request)?;
     let values = data.columns.into_iter().next().map(|c| c.values.into_values()).unwrap_or_default();
     Ok((data.steps, values))
@@ -504,7 +504,7 @@ fn run_histograms(
     buckets: Option<usize>,
     bins: Option<usize>,
 ) -> Result<Option<cairn_types::api::HistogramSeries>, CodedError> {
-    let (steps, values) = run_values(store, path, key)?;
+    let (steps, values) = run_values(store, path, key, 1_000_000)?;
     let points: Vec<(i64, &cairn_types::value::Histogram)> = steps
         .iter()
         .zip(&values)
@@ -556,7 +556,9 @@ pub async fn project_values(
 ) -> ApiResult<Json<cairn_types::api::ProjectValues>> {
     let store = store(&state);
     blocking(move || {
-        let found = per_run(store.as_ref(), &entity, &project, &query.run_ids, |path| run_values(store.as_ref(), path, &query.key).map(Some))?;
+        // A budget of values for the whole answer, shared by its runs.
+        let limit = (cairn_types::api::MAX_BATCH_VALUES / query.run_ids.len().max(1)).max(1);
+        let found = per_run(store.as_ref(), &entity, &project, &query.run_ids, |path| run_values(store.as_ref(), path, &query.key, limit).map(Some))?;
         let runs = found
             .into_iter()
             .map(|(run_id, found)| {

@@ -1432,6 +1432,9 @@ pub struct WorkspaceLayout {
 
 /// The most runs one batched request of a project's values or histograms names.
 pub const MAX_BATCH_RUNS: usize = 200;
+/// The most values one answer of `.../values` holds, shared by its runs (each gets its first
+/// `MAX_BATCH_VALUES / runs`).
+pub const MAX_BATCH_VALUES: usize = 200_000;
 
 /// Body of `POST .../projects/{e}/{p}/values`: one key's every value, for several runs (a
 /// workspace's media panel).

@@ -21,6 +21,10 @@ pub const THUMB_PX: u32 = 256;
 /// The largest image, in pixels on a side.
 pub const MAX_IMAGE_PX: u32 = 16_384;
 
+/// The most audio channels, and the highest sample rate.
+pub const MAX_AUDIO_CHANNELS: u16 = 32;
+pub const MAX_SAMPLE_RATE: u32 = 768_000;
+
 /// The largest media file a client takes, in bytes.
 pub const MAX_MEDIA_BYTES: u64 = 4 << 30;
 
@@ -87,7 +91,7 @@ impl MediaKind {
     /// The file formats (extensions) this kind may have.
     pub fn formats(self) -> &'static [&'static str] {
         match self {
-            MediaKind::Image => &["png", "jpg", "jpeg", "gif", "webp", "bmp", "svg"],
+            MediaKind::Image => &["png", "jpg", "jpeg", "gif", "webp", "bmp"],
             MediaKind::Audio => &["wav", "mp3", "ogg", "flac", "m4a", "webm"],
             MediaKind::Video => &["mp4", "webm", "ogg", "gif", "mov"],
         }
@@ -166,8 +170,11 @@ impl Media {
                 if kind != MediaKind::Audio {
                     return Err(format!("samples make audio, not {}", kind.name()));
                 }
-                if *rate == 0 || *channels == 0 || data.len() % *channels as usize != 0 {
-                    return Err(format!("audio needs a sample rate and whole frames of {channels} channels"));
+                if *rate == 0 || *rate > MAX_SAMPLE_RATE || *channels == 0 || *channels > MAX_AUDIO_CHANNELS {
+                    return Err(format!("audio has 1 to {MAX_AUDIO_CHANNELS} channels at 1 to {MAX_SAMPLE_RATE} samples a second, not {channels} at {rate}"));
+                }
+                if data.is_empty() || data.len() % *channels as usize != 0 {
+                    return Err(format!("audio needs whole frames of {channels} channels, not {} samples", data.len()));
                 }
                 if let Some(s) = data.iter().find(|s| !s.is_finite() || s.abs() > 1.0) {
                     return Err(format!("audio samples are floats in [-1, 1]; one is {s}"));
@@ -237,7 +244,10 @@ impl Media {
         let text = |name: &str| map.get(name).and_then(Value::as_str).map(str::to_owned);
         let int = |name: &str| map.get(name).and_then(|v| if let Value::Int(i) = v { Some(*i) } else { None });
         let sha256 = text("sha256").filter(|s| is_sha256(s)).ok_or_else(|| format!("{} needs its sha256 (64 hex digits)", kind.json_type()))?;
-        let path = text("path").filter(|p| !p.is_empty()).ok_or_else(|| format!("{} needs the path of its file", kind.json_type()))?;
+        let path = text("path").filter(|p| is_run_file_name(p)).ok_or_else(|| format!("{} needs the run file that holds it, a relative path", kind.json_type()))?;
+        if text("thumb").is_some_and(|t| !is_run_file_name(&t)) {
+            return Err(format!("{}'s thumb must be a relative path", kind.json_type()));
+        }
         let size = int("size").filter(|s| *s >= 0).ok_or_else(|| format!("{} needs its size in bytes", kind.json_type()))? as u64;
         let dim = |name: &str| int(name).unwrap_or(0).clamp(0, u32::MAX as i64) as u32;
         let format = text("format").unwrap_or_else(|| path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default());
@@ -307,6 +317,9 @@ impl Media {
                 let size = r.varint()?;
                 let path = r.str()?.to_owned();
                 let thumb = Some(r.str()?.to_owned()).filter(|t| !t.is_empty());
+                if !is_run_file_name(&path) || thumb.as_deref().is_some_and(|t| !is_run_file_name(t)) {
+                    return Err(WireError("a media file's path must be a relative run file name".into()));
+                }
                 MediaFile::Stored(StoredFile { sha256, size, path, thumb })
             }
             1 => {
@@ -336,6 +349,11 @@ pub fn holds_unstored(value: &Value) -> bool {
 
 fn check_format(kind: MediaKind, format: &str) -> Result<(), String> {
     if kind.formats().contains(&format) { Ok(()) } else { Err(format!("{:?} is no {} format; one of {}", format, kind.name(), kind.formats().join(", "))) }
+}
+
+/// A run file's name: relative, with no empty, `.` or `..` part.
+pub fn is_run_file_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('/') && !name.contains('\\') && name.split('/').all(|p| !p.is_empty() && p != "." && p != "..")
 }
 
 pub fn is_sha256(s: &str) -> bool {

@@ -56,6 +56,9 @@ impl Plot {
         if !PLOT_KINDS.contains(&kind.as_str()) {
             return Err(format!("{kind:?} is no chart; one of {}", PLOT_KINDS.join(", ")));
         }
+        if table.rows.iter().flatten().any(|c| matches!(c, Value::Media(_))) {
+            return Err("a chart's table holds numbers and text; log media in a Table".into());
+        }
         if let Some((part, column)) = fields.iter().find(|(_, c)| !table.columns.contains(c)) {
             return Err(format!("the chart's {part} is column {column:?}, which the table lacks (its columns: {})", table.columns.join(", ")));
         }

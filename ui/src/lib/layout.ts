@@ -117,7 +117,8 @@ function allKeys(keys: LayoutKeys): string[] {
 }
 
 /** A saved layout with automatic panels for the keys logged since it was saved, each added to
- * the section the automatic layout puts it in (found by name, else made at the end). */
+ * the section the automatic layout puts it in (found by its id, so a renamed section still gets
+ * its keys, else by name, else made at the end with an id of its own). */
 export function withNewKeys(saved: Layout, keys: LayoutKeys): Layout {
   const known = new Set(saved.known);
   const fresh = autoLayout(keys);
@@ -128,10 +129,13 @@ export function withNewKeys(saved: Layout, keys: LayoutKeys): Layout {
       return key !== null && !known.has(key);
     });
     if (added.length === 0) continue;
-    const target = out.sections.find((s) => s.name === section.name);
+    const target = out.sections.find((s) => s.id === section.id) ?? out.sections.find((s) => s.name === section.name);
+    const present = new Set(out.sections.flatMap((s) => s.panels.map((p) => p.id)));
+    const fresh = added.filter((p) => !present.has(p.id));
+    if (fresh.length === 0) continue;
     out = target
-      ? { ...out, sections: out.sections.map((s) => (s === target ? { ...s, panels: [...s.panels, ...added.filter((p) => !s.panels.some((q) => q.id === p.id))] } : s)) }
-      : { ...out, sections: [...out.sections, { ...section, panels: added }] };
+      ? { ...out, sections: out.sections.map((s) => (s === target ? { ...s, panels: [...s.panels, ...fresh] } : s)) }
+      : { ...out, sections: [...out.sections, { ...section, id: out.sections.some((s) => s.id === section.id) ? newId("s") : section.id, panels: fresh }] };
   }
   return out;
 }
@@ -159,6 +163,11 @@ export function removePanel(layout: Layout, panelId: string): Layout {
   return mapSections(layout, (s) => ({ ...s, panels: s.panels.filter((p) => p.id !== panelId) }));
 }
 
+/** Puts `panel` in the place of the panel with its id (an edit: settings it lacks are gone). */
+export function replacePanel(layout: Layout, panel: PanelSpec): Layout {
+  return mapSections(layout, (s) => ({ ...s, panels: s.panels.map((p) => (p.id === panel.id ? panel : p)) }));
+}
+
 export function updatePanel(layout: Layout, panelId: string, patch: Partial<PanelSpec>): Layout {
   return mapSections(layout, (s) => ({ ...s, panels: s.panels.map((p) => (p.id === panelId ? ({ ...p, ...patch } as PanelSpec) : p)) }));
 }
@@ -172,12 +181,12 @@ export function findPanel(layout: Layout, panelId: string): { section: Section; 
 }
 
 /** Moves a panel to `index` in a section (its own or another): the index counts the panels there
- * before the move, so dropping on a panel puts the moved one in its place. */
+ * before the move, so dropping on a panel puts the moved one in its place (the target moves
+ * back a place, or on, as the moved one came from before or after it). */
 export function movePanel(layout: Layout, panelId: string, toSectionId: string, index: number): Layout {
   const found = findPanel(layout, panelId);
   if (!found || !layout.sections.some((s) => s.id === toSectionId)) return layout;
-  let at = index;
-  if (found.section.id === toSectionId && found.index < index) at -= 1;
+  const at = index;
   const without = removePanel(layout, panelId);
   return mapSections(without, (s) => {
     if (s.id !== toSectionId) return s;
@@ -222,6 +231,14 @@ export function parseLayout(value: unknown): Layout {
       if (typeof p.id !== "string" || !PANEL_TYPES.includes(p.type as PanelType)) fail(`panel ${JSON.stringify(p).slice(0, 60)}`);
       if (![1, 2, 3].includes(p.w)) fail(`panel ${p.id} has width ${String(p.w)}`);
       if (p.h !== undefined && ![1, 2, 3].includes(p.h)) fail(`panel ${p.id} has height ${String(p.h)}`);
+      const strings = (v: unknown, least: number) => Array.isArray(v) && v.length >= least && v.every((x) => typeof x === "string") && new Set(v).size === v.length;
+      const ok =
+        p.type === "line" ? strings(p.metrics, 1)
+        : p.type === "parallel" ? strings(p.columns, 2)
+        : p.type === "scatter" ? typeof p.x === "string" && typeof p.y === "string"
+        : p.type === "bar" ? typeof p.column === "string"
+        : typeof p.metric === "string";
+      if (!ok) fail(`panel ${p.id} (${p.type}) lacks what it draws`);
     }
   }
   return { version: 1, sections: v.sections!, known: Array.isArray(v.known) ? v.known.filter((k) => typeof k === "string") : [] };

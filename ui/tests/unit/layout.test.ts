@@ -38,9 +38,17 @@ describe("the automatic layout", () => {
     const mine = arranged(renameSection(removePanel(autoLayout(keys), "auto:line:train/lr"), "auto:section:train", "Training"), keys);
     const later: LayoutKeys = { ...keys, metrics: [...keys.metrics, { name: "train/grad", stream: "history" }, { name: "eval/f1", stream: "history" }] };
     const merged = withNewKeys(mine, later);
-    // The removed panel stays removed; the new train key goes to the automatic "train" section,
-    // which the user renamed, so a new one is made; eval gets its own.
-    expect(names(merged)).toEqual(["Charts:loss", "Training:train/acc", "Media:samples", "Histograms:weights", "System:system.cpu", "eval:eval/f1", "train:train/grad"]);
+    // The removed panel stays removed; the new train key goes to the section the user renamed
+    // (found by its id); eval gets a section of its own.
+    expect(names(merged)).toEqual(["Charts:loss", "Training:train/acc,train/grad", "Media:samples", "Histograms:weights", "System:system.cpu", "eval:eval/f1"]);
+    expect(new Set(merged.sections.map((s) => s.id)).size).toBe(merged.sections.length);
+    // The automatic section removed, and one of the user's named like it: the new key goes there.
+    const own = arranged(addSection(removeSection(autoLayout(keys), "auto:section:train"), "train"), keys);
+    const ownMerged = withNewKeys(own, later);
+    const trainSections = ownMerged.sections.filter((s) => s.name === "train");
+    expect(trainSections.length).toBe(1);
+    expect(trainSections[0].id).not.toBe("auto:section:train");
+    expect(trainSections[0].panels.map((p) => p.id)).toEqual(["auto:line:train/grad"]);
     // Nothing is added twice.
     expect(withNewKeys(merged, later)).toEqual(withNewKeys(withNewKeys(merged, later), later));
   });
@@ -51,8 +59,9 @@ describe("arranging", () => {
     let l = autoLayout(keys);
     l = addPanel(l, "auto:section:Charts", { id: "mine", type: "scatter", x: "config.lr", y: "summary.loss", w: 2 });
     expect(names(l)[0]).toBe("Charts:loss,mine");
-    // Dropped on the first panel: in its place.
+    // Dropped on the first panel: in its place, and the other way.
     expect(names(movePanel(l, "mine", "auto:section:Charts", 0))[0]).toBe("Charts:mine,loss");
+    expect(names(movePanel(l, "auto:line:loss", "auto:section:Charts", 1))[0]).toBe("Charts:mine,loss");
     // Dropped after the end of its own section: it stays last.
     expect(names(movePanel(l, "auto:line:loss", "auto:section:Charts", 2))[0]).toBe("Charts:mine,loss");
     const moved = movePanel(l, "auto:line:loss", "auto:section:train", 1);
@@ -79,6 +88,8 @@ describe("arranging", () => {
     expect(() => parseLayout({ version: 2, sections: [] })).toThrow(/version 2/);
     expect(() => parseLayout({ version: 1, sections: [{ id: "s", name: "x", panels: [{ id: "p", type: "pie", w: 1 }] }] })).toThrow(/panel .*pie/);
     expect(() => parseLayout({ version: 1, sections: [{ id: "s", name: "x", panels: [{ id: "p", type: "line", w: 7 }] }] })).toThrow(/width 7/);
+    expect(() => parseLayout({ version: 1, sections: [{ id: "s", name: "x", panels: [{ id: "p", type: "line", w: 1 }] }] })).toThrow(/lacks what it draws/);
+    expect(() => parseLayout({ version: 1, sections: [{ id: "s", name: "x", panels: [{ id: "p", type: "parallel", columns: ["a", "a"], w: 1 }] }] })).toThrow(/lacks/);
   });
 });
 
