@@ -13,6 +13,7 @@ pub mod filter;
 pub mod ids;
 pub mod media;
 pub mod names;
+pub mod sweep;
 pub mod summary;
 pub mod time;
 pub mod value;
