@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 mod openapi;
 pub mod service;
+mod sweep_api;
 pub mod ui;
 
 use std::net::SocketAddr;
@@ -183,6 +184,12 @@ fn api_routes(state: AppState) -> Routes {
         .at(M::DELETE, "/api/v1/projects/{entity}/{project}/workspace", Entity(Read), account_api::reset_workspace)
         .at(M::POST, "/api/v1/projects/{entity}/{project}/series", Entity(Read), api::project_series)
         .at(M::POST, "/api/v1/projects/{entity}/{project}/values", Entity(Read), api::project_values)
+        .at(M::POST, "/api/v1/projects/{entity}/{project}/sweeps", Entity(Write), sweep_api::create)
+        .at(M::GET, "/api/v1/projects/{entity}/{project}/sweeps", Entity(Read), sweep_api::list)
+        .at(M::GET, "/api/v1/sweeps/{entity}/{project}/{sweep_id}", Entity(Read), sweep_api::get)
+        .at(M::PATCH, "/api/v1/sweeps/{entity}/{project}/{sweep_id}", Entity(Write), sweep_api::update)
+        .at(M::POST, "/api/v1/sweeps/{entity}/{project}/{sweep_id}/next", Entity(Write), sweep_api::next)
+        .at(M::GET, "/api/v1/sweeps/{entity}/{project}/{sweep_id}/trials", Entity(Read), sweep_api::trials)
         .at(M::POST, "/api/v1/projects/{entity}/{project}/histograms", Entity(Read), api::project_histograms)
         .at(M::POST, "/api/v1/projects/{entity}/{project}/artifacts", Entity(Write), artifact_api::commit)
         .at(M::GET, "/api/v1/projects/{entity}/{project}/artifacts", Entity(Read), artifact_api::collections)

@@ -4,7 +4,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use utoipa::OpenApi;
 
-use crate::{account_api, api, artifact_api};
+use crate::{account_api, api, artifact_api, sweep_api};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +22,7 @@ use crate::{account_api, api, artifact_api};
         artifact_api::commit, artifact_api::collections, artifact_api::types, artifact_api::versions, artifact_api::version,
         artifact_api::delete, artifact_api::manifest, artifact_api::lineage, artifact_api::file, artifact_api::set_aliases,
         artifact_api::run_artifacts, artifact_api::use_artifact,
+        sweep_api::create, sweep_api::list, sweep_api::get, sweep_api::update, sweep_api::next, sweep_api::trials,
     ),
     modifiers(&Security),
     tags(
@@ -35,6 +36,7 @@ use crate::{account_api, api, artifact_api};
         (name = "server"),
         (name = "accounts", description = "Signing in, API keys, teams and roles, the audit log"),
         (name = "artifacts", description = "Versioned datasets and models: collections, versions, aliases, manifests, lineage"),
+        (name = "sweeps", description = "Hyperparameter searches: each trial is a run an agent asks the server's controller for"),
     )
 )]
 struct ApiDoc;

@@ -165,6 +165,31 @@ pub trait AccountStore: Send + Sync {
     fn list_audit(&self, limit: usize, before: Option<i64>) -> Result<Vec<AuditEntry>>;
 }
 
+/// Sweeps: configurations, their state, and their trials (the controller is `next_trial`).
+pub trait SweepStore: Send + Sync {
+    /// Creates a sweep from its configuration (checked: `invalid_sweep` names the problem).
+    fn create_sweep(&self, entity: &str, project: &str, config: &serde_json::Value, now: Timestamp) -> Result<cairn_types::sweep::SweepInfo>;
+    fn get_sweep(&self, entity: &str, project: &str, sweep_id: &str, now: Timestamp) -> Result<cairn_types::sweep::SweepInfo>;
+    /// A project's sweeps, newest first.
+    fn list_sweeps(&self, entity: &str, project: &str, now: Timestamp) -> Result<Vec<cairn_types::sweep::SweepInfo>>;
+    /// Pauses, resumes, stops or cancels a sweep; returns it, and (canceled) the runs of its
+    /// trials that still run, for the caller to stop.
+    fn set_sweep_state(
+        &self,
+        entity: &str,
+        project: &str,
+        sweep_id: &str,
+        state: cairn_types::sweep::SweepState,
+        now: Timestamp,
+    ) -> Result<(cairn_types::sweep::SweepInfo, Vec<String>)>;
+    /// The controller: what `agent` does next (a trial to run, a wait, or stop), decided under
+    /// the sweep's lock, so no two agents get the same grid point.
+    fn next_trial(&self, entity: &str, project: &str, sweep_id: &str, agent: &str, now: Timestamp) -> Result<cairn_types::sweep::NextTrial>;
+    fn sweep_trials(&self, entity: &str, project: &str, sweep_id: &str, now: Timestamp) -> Result<Vec<cairn_types::sweep::TrialInfo>>;
+    /// The sweep a run is a trial of, if any.
+    fn sweep_of_run(&self, entity: &str, project: &str, run_id: &str) -> Result<Option<String>>;
+}
+
 /// Workspace layouts: how each user arranged a project's workspace (JSON the UI reads back).
 pub trait WorkspaceStore: Send + Sync {
     /// `viewer`'s layout of the project (`""` is the one user of a server without accounts).
@@ -470,7 +495,7 @@ pub trait Leases: Send + Sync {
 }
 
 /// The whole store, as the server holds it.
-pub trait Store: RunStore + SeriesStore + FileStore + AlertStore + AccountStore + ArtifactStore + WorkspaceStore + Leases {
+pub trait Store: RunStore + SeriesStore + FileStore + AlertStore + AccountStore + ArtifactStore + WorkspaceStore + SweepStore + Leases {
     fn blobs(&self) -> &dyn BlobStore;
     /// The notices shared with the other servers on this store, if there can be others.
     fn notices(&self) -> Option<std::sync::Arc<dyn Notices>> {

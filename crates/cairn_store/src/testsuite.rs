@@ -59,6 +59,8 @@ macro_rules! store_test_suite {
             accounts_teams_and_api_keys,
             passwords_sessions_visibility_and_audit,
             workspaces_are_kept_per_project_and_viewer,
+            a_grid_sweep_hands_out_every_point_once_and_again_after_a_crash,
+            sweeps_stop_at_their_cap_target_and_state,
             artifacts_versions_aliases_and_lineage,
             artifacts_committed_at_once_get_distinct_versions,
             chunked_contents_share_chunks_and_go_chunk_by_chunk,
@@ -1374,6 +1376,8 @@ pub fn a_copy_in_steps_reads_back_the_same(target: &crate::sql::SqlStore) {
     let (_, key) = source.create_api_key("ana", "laptop", None, secs(2)).unwrap();
     source.set_visibility("e", "p", crate::Visibility::Public).unwrap();
     crate::WorkspaceStore::save_workspace(&source, "e", "p", "ana", &json!({"version": 1, "sections": []}), secs(2)).unwrap();
+    let sweep = crate::SweepStore::create_sweep(&source, "e", "p", &json!({"method": "grid", "parameters": {"a": {"values": [1, 2]}}}), secs(2)).unwrap();
+    crate::SweepStore::next_trial(&source, "e", "p", &sweep.sweep_id, "agent", secs(2)).unwrap();
     source.record_audit("ana", "key.create", "ana", "laptop", secs(2)).unwrap();
     // And artifacts: numbers, aliases, lineage and contents.
     use crate::ArtifactStore as _;
@@ -1408,6 +1412,8 @@ pub fn a_copy_in_steps_reads_back_the_same(target: &crate::sql::SqlStore) {
     assert_eq!(target.authenticate(&key, secs(3)).unwrap().unwrap().user, "ana");
     assert_eq!(target.public_projects().unwrap(), [("e".to_owned(), "p".to_owned())]);
     assert_eq!(crate::WorkspaceStore::workspace(target, "e", "p", "ana").unwrap(), Some(json!({"version": 1, "sections": []})), "layouts come along");
+    let copied = crate::SweepStore::get_sweep(target, "e", "p", &sweep.sweep_id, secs(3)).unwrap();
+    assert_eq!((copied.trials, copied.grid_size), (1, Some(2)), "sweeps and their trials come along, once");
     assert_eq!(target.list_audit(10, None).unwrap().len(), 1, "the log is copied once");
     let net = target.get_artifact("e", "p", "net", "best").unwrap();
     assert_eq!((net.version.as_str(), net.logged_by.as_deref(), net.aliases.clone()), ("v0", Some("e/p/src"), vec!["best".to_owned(), "latest".to_owned()]));
@@ -1558,6 +1564,110 @@ pub fn accounts_teams_and_api_keys(store: &impl Store) {
     assert_eq!(store.list_api_keys("bo").unwrap().len(), 2);
     store.set_role("lab", "bo", None).unwrap();
     assert_eq!(store.members("lab").unwrap(), [("ana".into(), Role::Admin)]);
+}
+
+/// Plays a trial: its run starts, logs `loss`, and ends as `state`.
+fn play_trial(store: &impl Store, path: &RunPath, loss: f64, state: RunState) {
+    new_run(store, path);
+    store.ingest(path, json_batch(json!({"history": {"offset": 0, "rows": [{"_step": 0, "loss": loss}]}})), secs(2)).unwrap();
+    if state == RunState::Crashed {
+        // Its process died: the crash monitor finds it silent (the only run that is running).
+        assert_eq!(store.mark_crashed(secs(1_000)).unwrap(), [path.clone()]);
+    } else {
+        store.finish_run(path, FinishRequest { state: Some(state), ..Default::default() }, secs(3)).unwrap();
+    }
+}
+
+pub fn a_grid_sweep_hands_out_every_point_once_and_again_after_a_crash(store: &impl Store) {
+    use cairn_types::sweep::{NextTrial, SweepState};
+    let bad = store.create_sweep("e", "p", &json!({"method": "grid", "parameters": {"lr": {"min": 0.1, "max": 0.01}}}), secs(1)).unwrap_err();
+    assert_eq!(bad.code, ErrorCode::InvalidSweep);
+    assert!(bad.message.contains("parameter \"lr\": min 0.1 must be below max 0.01"), "{}", bad.message);
+    let config = json!({"method": "grid", "metric": {"name": "loss", "goal": "minimize"}, "parameters": {"a": {"values": [1, 2, 3]}, "b": {"values": ["x", "y"]}}});
+    let sweep = store.create_sweep("e", "p", &config, secs(1)).unwrap();
+    assert_eq!((sweep.state, sweep.grid_size, sweep.trials), (SweepState::Running, Some(6), 0));
+    assert_eq!(store.list_sweeps("e", "p", secs(1)).unwrap().len(), 1);
+    let id = sweep.sweep_id.clone();
+    // Three agents asking at once, from threads: six distinct points, then waits.
+    let sid = id.as_str();
+    let handed: Vec<NextTrial> = std::thread::scope(|scope| {
+        let agents: Vec<_> = (0..3)
+            .map(|a| scope.spawn(move || (0..3).map(|_| store.next_trial("e", "p", sid, &format!("agent-{a}"), secs(2)).unwrap()).collect::<Vec<_>>()))
+            .collect();
+        agents.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let runs: Vec<(String, serde_json::Value)> = handed.iter().filter_map(|n| if let NextTrial::Run { run_id, config, .. } = n { Some((run_id.clone(), config.clone())) } else { None }).collect();
+    assert_eq!(runs.len(), 6, "{handed:?}");
+    let points: std::collections::BTreeSet<String> = runs.iter().map(|(_, c)| c.to_string()).collect();
+    assert_eq!(points.len(), 6, "every point once");
+    assert!(handed.iter().filter(|n| matches!(n, NextTrial::Wait { .. })).count() == 3, "{handed:?}");
+    // The trials run: one crashes, the others finish. The crashed point comes back.
+    for (i, (run_id, _)) in runs.iter().enumerate() {
+        let state = if i == 2 { RunState::Crashed } else { RunState::Finished };
+        play_trial(store, &RunPath::new("e", "p", run_id.as_str()), 1.0 + i as f64, state);
+    }
+    let again = store.next_trial("e", "p", &id, "agent-0", secs(4)).unwrap();
+    let NextTrial::Run { run_id, config: point, .. } = again else { panic!("the crashed point again: {again:?}") };
+    assert_eq!(point, runs[2].1);
+    play_trial(store, &RunPath::new("e", "p", run_id.as_str()), 0.5, RunState::Finished);
+    let done = store.next_trial("e", "p", &id, "agent-1", secs(5)).unwrap();
+    assert!(matches!(&done, NextTrial::Stop { reason } if reason.contains("6 grid points")), "{done:?}");
+    let info = store.get_sweep("e", "p", &id, secs(5)).unwrap();
+    assert_eq!((info.state, info.trials, info.finished, info.crashed), (SweepState::Finished, 7, 6, 1));
+    assert_eq!(info.best.map(|b| (b.run_id, b.value)), Some((run_id.clone(), 0.5)));
+    let trials = store.sweep_trials("e", "p", &id, secs(5)).unwrap();
+    assert_eq!(trials.len(), 7);
+    let crashed = trials.iter().find(|t| t.run_id == runs[2].0).unwrap();
+    assert_eq!(crashed.state, "crashed");
+    assert_eq!(trials[6].grid_index, crashed.grid_index);
+    assert_eq!(trials[6].run_id, run_id);
+    assert_eq!(store.sweep_of_run("e", "p", &run_id).unwrap(), Some(id.clone()));
+    assert_eq!(store.sweep_of_run("e", "p", "nope").unwrap(), None);
+    // A finished sweep stays finished.
+    assert_eq!(store.set_sweep_state("e", "p", &id, SweepState::Running, secs(6)).unwrap_err().code, ErrorCode::SweepOver);
+    assert_eq!(store.get_sweep("e", "p", "nope", secs(6)).unwrap_err().code, ErrorCode::SweepNotFound);
+}
+
+pub fn sweeps_stop_at_their_cap_target_and_state(store: &impl Store) {
+    use cairn_types::sweep::{NextTrial, SweepState};
+    // Random, capped at 3: three trials, then a wait while they run, then stop.
+    let config = json!({"method": "random", "run_cap": 3, "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-1}}});
+    let id = store.create_sweep("e", "p", &config, secs(1)).unwrap().sweep_id;
+    let mut handed = Vec::new();
+    for _ in 0..3 {
+        match store.next_trial("e", "p", &id, "a", secs(2)).unwrap() {
+            NextTrial::Run { run_id, config, .. } => {
+                let lr = config["lr"].as_f64().unwrap();
+                assert!((1e-4..=1e-1).contains(&lr), "{lr}");
+                handed.push(run_id);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(matches!(store.next_trial("e", "p", &id, "a", secs(2)).unwrap(), NextTrial::Wait { .. }));
+    for run_id in &handed {
+        play_trial(store, &RunPath::new("e", "p", run_id.as_str()), 1.0, RunState::Finished);
+    }
+    assert!(matches!(store.next_trial("e", "p", &id, "a", secs(3)).unwrap(), NextTrial::Stop { reason } if reason.contains("run cap")));
+    // A target ends the sweep once a finished trial reaches it.
+    let target = json!({"method": "random", "metric": {"name": "loss", "goal": "minimize", "target": 0.2}, "parameters": {"x": {"min": 0.0, "max": 1.0}}});
+    let t = store.create_sweep("e", "p", &target, secs(1)).unwrap().sweep_id;
+    let NextTrial::Run { run_id, .. } = store.next_trial("e", "p", &t, "a", secs(2)).unwrap() else { panic!() };
+    play_trial(store, &RunPath::new("e", "p", run_id.as_str()), 0.1, RunState::Finished);
+    assert!(matches!(store.next_trial("e", "p", &t, "a", secs(3)).unwrap(), NextTrial::Stop { reason } if reason.contains("target")));
+    // Paused: agents wait; resumed: trials again; canceled: the running trials are named to stop.
+    let s = store.create_sweep("e", "p", &json!({"method": "random", "parameters": {"x": {"values": [1, 2]}}}), secs(1)).unwrap().sweep_id;
+    let NextTrial::Run { run_id, .. } = store.next_trial("e", "p", &s, "a", secs(2)).unwrap() else { panic!() };
+    new_run(store, &RunPath::new("e", "p", run_id.as_str()));
+    store.set_sweep_state("e", "p", &s, SweepState::Paused, secs(3)).unwrap();
+    assert!(matches!(store.next_trial("e", "p", &s, "a", secs(3)).unwrap(), NextTrial::Wait { reason, .. } if reason.contains("paused")));
+    store.set_sweep_state("e", "p", &s, SweepState::Running, secs(3)).unwrap();
+    assert!(matches!(store.next_trial("e", "p", &s, "a", secs(3)).unwrap(), NextTrial::Run { .. }));
+    let (info, to_stop) = store.set_sweep_state("e", "p", &s, SweepState::Canceled, secs(4)).unwrap();
+    assert_eq!((info.state, to_stop), (SweepState::Canceled, vec![run_id]));
+    assert!(matches!(store.next_trial("e", "p", &s, "a", secs(4)).unwrap(), NextTrial::Stop { reason } if reason.contains("canceled")));
+    let bayes = store.create_sweep("e", "p", &json!({"method": "bayes", "metric": {"name": "loss"}, "parameters": {"x": {"min": 0.0, "max": 1.0}}}), secs(1)).unwrap_err();
+    assert_eq!(bayes.code, ErrorCode::InvalidSweep);
 }
 
 pub fn workspaces_are_kept_per_project_and_viewer(store: &impl Store) {

@@ -55,6 +55,8 @@ error_codes! {
     InvalidQuery => ("invalid_query", 400, InvalidInput),
     InvalidBody => ("invalid_body", 400, InvalidInput),
     InvalidStep => ("invalid_step", 400, InvalidInput),
+    // A sweep configuration that cannot run; the message names the parameter and the problem.
+    InvalidSweep => ("invalid_sweep", 400, InvalidInput),
     UnsupportedMediaType => ("unsupported_media_type", 415, InvalidInput),
     PayloadTooLarge => ("payload_too_large", 413, InvalidInput),
     EntityNotFound => ("entity_not_found", 404, NotFound),
@@ -64,6 +66,7 @@ error_codes! {
     FileNotFound => ("file_not_found", 404, NotFound),
     ApiKeyNotFound => ("api_key_not_found", 404, NotFound),
     ArtifactNotFound => ("artifact_not_found", 404, NotFound),
+    SweepNotFound => ("sweep_not_found", 404, NotFound),
     RouteNotFound => ("route_not_found", 404, NotFound),
     MethodNotAllowed => ("method_not_allowed", 405, InvalidInput),
     RunAlreadyExists => ("run_already_exists", 409, Conflict),
@@ -71,6 +74,8 @@ error_codes! {
     RunDeleted => ("run_deleted", 409, Conflict),
     OffsetGap => ("offset_gap", 409, Conflict),
     RunFinished => ("run_finished", 409, Conflict),
+    // A sweep that is over (finished, stopped, canceled) cannot be resumed or paused.
+    SweepOver => ("sweep_over", 409, Conflict),
     UploadOffset => ("upload_offset", 409, Conflict),
     UploadInProgress => ("upload_in_progress", 409, Conflict),
     // A content was composed of chunks the server does not hold (never sent, or collected since):

@@ -711,3 +711,148 @@ mod tests {
         assert_eq!(line, ["py", "-u", "t.py", "a=1", "--json", "{\"a\":1}", "/x/args.json"]);
     }
 }
+
+/// What a sweep is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum SweepState {
+    /// Trials are handed out.
+    Running,
+    /// None are handed out until it resumes; running trials go on.
+    Paused,
+    /// None are handed out again; running trials finish.
+    Stopped,
+    /// Stopped, and its running trials are stopped too (they end as killed).
+    Canceled,
+    /// Every trial ran (a grid's every point, the run cap, or the metric's target reached).
+    Finished,
+}
+
+impl SweepState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SweepState::Running => "running",
+            SweepState::Paused => "paused",
+            SweepState::Stopped => "stopped",
+            SweepState::Canceled => "canceled",
+            SweepState::Finished => "finished",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SweepState> {
+        Some(match s {
+            "running" => SweepState::Running,
+            "paused" => SweepState::Paused,
+            "stopped" => SweepState::Stopped,
+            "canceled" => SweepState::Canceled,
+            "finished" => SweepState::Finished,
+            _ => return None,
+        })
+    }
+
+    /// Whether no trial will be handed out again.
+    pub fn is_over(self) -> bool {
+        matches!(self, SweepState::Stopped | SweepState::Canceled | SweepState::Finished)
+    }
+}
+
+/// Body of `POST .../projects/{e}/{p}/sweeps`: the configuration, as JSON (a YAML file read).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateSweep {
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub config: Json,
+}
+
+/// Body of `PATCH /api/v1/sweeps/{e}/{p}/{id}`: pause (`paused`), resume (`running`), stop or
+/// cancel it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SweepPatch {
+    pub state: SweepState,
+}
+
+/// A sweep as the API shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SweepInfo {
+    pub entity: String,
+    pub project: String,
+    pub sweep_id: String,
+    pub name: Option<String>,
+    pub method: String,
+    pub state: SweepState,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub config: Json,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub created_at: crate::Timestamp,
+    /// Trials handed out, and how many of them are running, finished, and crashed or lost.
+    pub trials: u64,
+    pub running: u64,
+    pub finished: u64,
+    pub crashed: u64,
+    /// A grid's points (`None` for other methods).
+    pub grid_size: Option<u64>,
+    /// The best finished trial by the metric, if the sweep has one.
+    pub best: Option<BestTrial>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BestTrial {
+    pub run_id: String,
+    pub value: f64,
+}
+
+/// Body of `POST .../next`: who asks (an agent's name, for the trial list).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NextTrialRequest {
+    #[serde(default)]
+    pub agent: String,
+}
+
+/// What an agent does next: run a trial (as the run `run_id`, with `config`), wait and ask
+/// again (`retry_secs`), or stop: the sweep is over.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "action", rename_all = "lowercase")]
+pub enum NextTrial {
+    Run {
+        run_id: String,
+        seq: u64,
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        config: Json,
+    },
+    Wait {
+        reason: String,
+        retry_secs: f64,
+    },
+    Stop {
+        reason: String,
+    },
+}
+
+/// A trial of a sweep: its run and parameters, and where it stands.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TrialInfo {
+    pub seq: u64,
+    pub run_id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub config: Json,
+    /// `pending` (handed out, the run not started yet), `lost` (pending too long: its agent
+    /// died), or the run's state.
+    pub state: String,
+    pub agent: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub assigned_at: crate::Timestamp,
+    /// The sweep's metric in the run's summary.
+    pub metric: Option<f64>,
+    /// The grid point it runs (grid sweeps).
+    pub grid_index: Option<u64>,
+}

@@ -185,7 +185,8 @@ impl World {
             s.public_projects().unwrap(),
             s.list_run_files(&RunPath::new("rival", "q", "r9")).ok(),
         ) + &format!(
-            "\n{:?}\n{:?}\n{:?}",
+            "\n{:?}\n{:?}\n{:?}\n{:?}",
+            cairn_store::SweepStore::list_sweeps(s.as_ref(), "lab", "p", cairn_types::Timestamp(0)).ok(),
             ["", "root", "ana", "max", "vic", "eve"].map(|u| cairn_store::WorkspaceStore::workspace(s.as_ref(), "lab", "p", u).ok()),
             cairn_store::ArtifactStore::list_artifact_versions(s.as_ref(), "lab", "p", "mnist").ok(),
             cairn_store::ArtifactStore::run_artifacts(s.as_ref(), &RunPath::new("lab", "p", "r1")).ok(),
@@ -205,7 +206,8 @@ fn exercise(method: &Method, path: &str, sha256: &str, key_id: i64) -> (String, 
         .replace("{sha256}", sha256)
         .replace("{*file_path}", "f.txt")
         .replace("{name}", "mnist")
-        .replace("{version}", "v0");
+        .replace("{version}", "v0")
+        .replace("{sweep_id}", "sw1");
     let json = |v: Json| Some((serde_json::to_vec(&v).unwrap(), "application/json"));
     let body = match (method.as_str(), path) {
         ("GET", _) => None,
@@ -223,6 +225,9 @@ fn exercise(method: &Method, path: &str, sha256: &str, key_id: i64) -> (String, 
         ("POST", "/api/v1/teams") => json(json!({"name": "newteam"})),
         ("PUT", p) if p.ends_with("/members/{user}") => json(json!({"role": "member"})),
         ("PATCH", "/api/v1/projects/{entity}/{project}") => json(json!({"visibility": "public"})),
+        ("POST", p) if p.ends_with("/sweeps") => json(json!({"config": {"method": "grid", "parameters": {"a": {"values": [1, 2]}}}})),
+        ("PATCH", p) if p.starts_with("/api/v1/sweeps/") => json(json!({"state": "paused"})),
+        ("POST", p) if p.ends_with("/next") => json(json!({"agent": "matrix"})),
         ("PUT", p) if p.ends_with("/workspace") => json(json!({"layout": {"version": 1, "sections": [], "known": []}})),
         ("PATCH", _) => json(json!({"notes": "changed"})),
         ("POST", p) if p.ends_with("/series") => json(json!({"run_ids": ["r1"], "keys": ["loss"]})),
@@ -637,4 +642,38 @@ async fn a_projects_values_and_histograms_come_for_several_runs_at_once() {
     assert_eq!(bins.status, 400);
     let missing = w.json(Who::Viewer, Method::POST, "/api/v1/projects/lab/nope/values", &json!({"run_ids": ["r1"], "key": "loss"})).await;
     assert_eq!(missing.status, 404);
+}
+
+#[tokio::test]
+async fn sweeps_are_created_driven_and_canceled_over_the_api() {
+    let w = world();
+    let bad = w.json(Who::Member, Method::POST, "/api/v1/projects/lab/p/sweeps", &json!({"config": {"method": "grid", "parameters": {"lr": {"min": 0.1, "max": 0.01}}}})).await;
+    assert_eq!((bad.status.as_u16(), bad.body["code"].as_str()), (400, Some("invalid_sweep")), "{:?}", bad.body);
+    assert!(bad.body["message"].as_str().unwrap().contains("parameter \"lr\""), "{:?}", bad.body);
+    let made = w.json(Who::Member, Method::POST, "/api/v1/projects/lab/p/sweeps", &json!({"config": {"method": "grid", "parameters": {"a": {"values": [1, 2]}}}})).await;
+    assert_eq!(made.status, 200, "{:?}", made.body);
+    let id = made.body["sweep_id"].as_str().unwrap().to_owned();
+    assert_eq!(made.body["grid_size"], 2);
+    // A viewer reads it but drives nothing.
+    assert_eq!(w.call(Who::Viewer, Method::GET, &format!("/api/v1/sweeps/lab/p/{id}"), None, "").await.status, 200);
+    assert_eq!(w.json(Who::Viewer, Method::POST, &format!("/api/v1/sweeps/lab/p/{id}/next"), &json!({})).await.status, 403);
+    let next = w.json(Who::Member, Method::POST, &format!("/api/v1/sweeps/lab/p/{id}/next"), &json!({"agent": "a1"})).await;
+    assert_eq!(next.body["action"], "run", "{:?}", next.body);
+    let run_id = next.body["run_id"].as_str().unwrap().to_owned();
+    // The trial's run starts, then the sweep is canceled: the run is asked to stop.
+    let run = w.json(Who::Member, Method::POST, "/api/v1/runs", &json!({"entity": "lab", "project": "p", "run_id": run_id})).await;
+    assert_eq!(run.status, 200, "{:?}", run.body);
+    let canceled = w.json(Who::Member, Method::PATCH, &format!("/api/v1/sweeps/lab/p/{id}"), &json!({"state": "canceled"})).await;
+    assert_eq!(canceled.body["state"], "canceled", "{:?}", canceled.body);
+    let stopped = w.call(Who::Member, Method::GET, &format!("/api/v1/runs/lab/p/{run_id}"), None, "").await;
+    assert_eq!(stopped.body["stop_requested"], true, "{:?}", stopped.body);
+    let after = w.json(Who::Member, Method::POST, &format!("/api/v1/sweeps/lab/p/{id}/next"), &json!({})).await;
+    assert_eq!(after.body["action"], "stop");
+    let again = w.json(Who::Member, Method::PATCH, &format!("/api/v1/sweeps/lab/p/{id}"), &json!({"state": "running"})).await;
+    assert_eq!((again.status.as_u16(), again.body["code"].as_str()), (409, Some("sweep_over")));
+    let trials = w.call(Who::Viewer, Method::GET, &format!("/api/v1/sweeps/lab/p/{id}/trials"), None, "").await;
+    assert_eq!(trials.body[0]["run_id"], run_id.as_str());
+    let listed = w.call(Who::Viewer, Method::GET, "/api/v1/projects/lab/p/sweeps", None, "").await;
+    assert_eq!(listed.body.as_array().unwrap().len(), 1);
+    assert_eq!(w.call(Who::Viewer, Method::GET, "/api/v1/sweeps/lab/p/nope", None, "").await.body["code"], "sweep_not_found");
 }

@@ -371,6 +371,7 @@ pub fn copy_store(from: &SqlStore, to: &SqlStore, max_runs: Option<u64>, progres
             other => other?,
         }
     }
+    copy_sweeps(from, to)?;
     // Workspace layouts, each user's, for the projects there.
     let layouts = from.read(|db| {
         db.query(
@@ -538,6 +539,42 @@ fn write_accounts(db: &dyn Db, rows: &AccountRows) -> Result<()> {
         for e in &rows.audit {
             insert(db, "audit_log", None, "at, actor, action, target, detail", e, None)?;
         }
+    }
+    Ok(())
+}
+
+/// Sweeps and their trials that the target lacks (by project and sweep id), as they are.
+fn copy_sweeps(from: &SqlStore, to: &SqlStore) -> Result<()> {
+    let sweeps = from.read(|db| {
+        db.query(
+            "SELECT e.name, p.name, s.sweep_id, s.config, s.state, s.created_at, s.sweep_pk FROM sweeps s
+             JOIN projects p ON p.project_pk = s.project_pk JOIN entities e ON e.entity_pk = p.entity_pk ORDER BY s.sweep_pk",
+            &[],
+        )
+    })?;
+    for sweep in sweeps {
+        let sweep_pk = sweep.i64(6)?;
+        let trials = from.read(|db| db.query("SELECT seq, run_id, grid_index, params, agent, assigned_at FROM sweep_trials WHERE sweep_pk = ?1 ORDER BY seq", args![sweep_pk]))?;
+        to.write(move |db| {
+            let (entity, project, sweep_id) = (sweep.string(0)?, sweep.string(1)?, sweep.string(2)?);
+            let project_pk = super::runs::ensure_project(db, &entity, &project, cairn_types::Timestamp(sweep.i64(5)?))?;
+            if db.opt_row("SELECT 1 FROM sweeps WHERE project_pk = ?1 AND sweep_id = ?2", args![project_pk, sweep_id])?.is_some() {
+                return Ok(());
+            }
+            let pk = db
+                .row(
+                    "INSERT INTO sweeps (project_pk, sweep_id, config, state, created_at) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING sweep_pk",
+                    args![project_pk, sweep_id, sweep.string(3)?, sweep.string(4)?, sweep.i64(5)?],
+                )?
+                .i64(0)?;
+            for t in &trials {
+                db.execute(
+                    "INSERT INTO sweep_trials (sweep_pk, seq, run_id, grid_index, params, agent, assigned_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    args![pk, t.i64(0)?, t.string(1)?, t.opt_i64(2)?, t.string(3)?, t.string(4)?, t.i64(5)?],
+                )?;
+            }
+            Ok(())
+        })?;
     }
     Ok(())
 }

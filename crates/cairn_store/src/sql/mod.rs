@@ -17,6 +17,7 @@ pub mod copy;
 pub(crate) mod query;
 mod runs;
 mod series;
+mod sweeps;
 
 use std::sync::{Arc, Mutex};
 

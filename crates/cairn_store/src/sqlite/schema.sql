@@ -270,3 +270,25 @@ CREATE TABLE IF NOT EXISTS workspaces (
     updated_at  INTEGER NOT NULL,
     PRIMARY KEY (project_pk, viewer)
 );
+
+-- Version 11: sweeps and their trials (each the run an agent was handed, with its parameters).
+CREATE TABLE IF NOT EXISTS sweeps (
+    sweep_pk    INTEGER PRIMARY KEY,
+    project_pk  INTEGER NOT NULL REFERENCES projects (project_pk),
+    sweep_id    TEXT NOT NULL,
+    config      TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    UNIQUE (project_pk, sweep_id)
+);
+CREATE TABLE IF NOT EXISTS sweep_trials (
+    sweep_pk     INTEGER NOT NULL REFERENCES sweeps (sweep_pk),
+    seq          INTEGER NOT NULL,
+    run_id       TEXT NOT NULL,
+    grid_index   INTEGER,
+    params       TEXT NOT NULL,
+    agent        TEXT NOT NULL,
+    assigned_at  INTEGER NOT NULL,
+    PRIMARY KEY (sweep_pk, seq),
+    UNIQUE (sweep_pk, run_id)
+);
