@@ -16,6 +16,7 @@ from .artifacts import Artifact
 from .media import Audio, Histogram, Html, Image, Table, Video
 from .sdk import AlertLevel, Run, Settings, define_metric, finish, init, log, login, save
 from .sdk import _Preinit
+from .sweeps import agent, sweep
 
 #: The current run, set by ``init`` and cleared by ``finish``.
 run: Run | None = None
@@ -25,6 +26,7 @@ summary = _Preinit("summary")
 
 __all__ = [
     "AlertLevel",
+    "agent",
     "Api",
     "Artifact",
     "Audio",
@@ -47,4 +49,5 @@ __all__ = [
     "run",
     "save",
     "summary",
+    "sweep",
 ]

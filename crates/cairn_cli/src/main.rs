@@ -5,6 +5,7 @@ mod artifacts;
 mod migrate;
 mod runs;
 mod server;
+mod sweep;
 mod sync;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +49,10 @@ enum Command {
         #[command(subcommand)]
         command: artifacts::ArtifactCommand,
     },
+    /// Create a sweep from its configuration (YAML), or pause, resume, stop or cancel one
+    Sweep(sweep::SweepArgs),
+    /// Run a sweep's trials: its program, once per trial, until the sweep is done
+    Agent(sweep::AgentArgs),
     /// List, show and stop runs
     Runs {
         #[command(subcommand)]
@@ -68,6 +73,8 @@ fn main() -> std::process::ExitCode {
         Command::Login(args) => accounts::login(args),
         Command::Artifact { command } => artifacts::run(command),
         Command::Runs { command } => runs::run(command),
+        Command::Sweep(args) => sweep::sweep(args),
+        Command::Agent(args) => sweep::agent(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -55,10 +55,10 @@ impl From<CodedError> for ClientError {
             ErrorCode::InvalidRunId => ErrorKind::InvalidRunId,
             ErrorCode::InvalidConfig => ErrorKind::Config,
             ErrorCode::InvalidName | ErrorCode::InvalidValue | ErrorCode::InvalidStep | ErrorCode::InvalidFilter
-            | ErrorCode::InvalidQuery => ErrorKind::InvalidValue,
+            | ErrorCode::InvalidQuery | ErrorCode::InvalidSweep | ErrorCode::InvalidBody => ErrorKind::InvalidValue,
             ErrorCode::EntityNotFound | ErrorCode::ProjectNotFound | ErrorCode::RunNotFound | ErrorCode::KeyNotFound
-            | ErrorCode::FileNotFound | ErrorCode::ArtifactNotFound => ErrorKind::NotFound,
-            ErrorCode::RunAlreadyExists => ErrorKind::Conflict,
+            | ErrorCode::FileNotFound | ErrorCode::ArtifactNotFound | ErrorCode::SweepNotFound => ErrorKind::NotFound,
+            ErrorCode::RunAlreadyExists | ErrorCode::SweepOver => ErrorKind::Conflict,
             ErrorCode::RunDeleted => ErrorKind::Deleted,
             ErrorCode::RunFinished => ErrorKind::Finished,
             ErrorCode::ShuttingDown | ErrorCode::BackendUnavailable => ErrorKind::Network,

@@ -101,6 +101,11 @@ impl ApiClient {
         ApiClient { agent: config.into(), base_url: base_url.trim_end_matches('/').to_owned(), api_key }
     }
 
+    /// The API key it sends, if any (an agent hands it to the trials it starts).
+    pub fn api_key(&self) -> Option<&str> {
+        self.api_key.as_deref()
+    }
+
     pub fn base_url(&self) -> &str {
         &self.base_url
     }

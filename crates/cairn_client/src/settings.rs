@@ -33,6 +33,11 @@ pub mod env {
     pub const STATS_INTERVAL: &str = "CAIRN_STATS_INTERVAL";
     /// `auto` (default: capture fd 1 and fd 2) or `off`.
     pub const CONSOLE: &str = "CAIRN_CONSOLE";
+    /// Set by a sweep's agent for the trial it runs: the sweep, and the trial's parameters (a
+    /// JSON object), which `init` puts over the config it is given. The trial's run id, entity and
+    /// project come in `CAIRN_RUN_ID`, `CAIRN_ENTITY` and `CAIRN_PROJECT`, and win over `init`'s.
+    pub const SWEEP_ID: &str = "CAIRN_SWEEP_ID";
+    pub const SWEEP_PARAMS: &str = "CAIRN_SWEEP_PARAMS";
 }
 
 /// What happens to the program's console output.
@@ -193,17 +198,36 @@ impl Settings {
                 format!("base URL {base_url:?} must start with http:// or https://"),
             ));
         }
+        // A sweep's trial: its run, in the sweep's project, with the trial's parameters over the
+        // config (nested groups merged).
+        let sweep_id = env(env::SWEEP_ID);
+        let mut config = self.config.unwrap_or_default();
+        let (mut entity, mut project, mut run_id) = (self.entity, self.project, self.run_id);
+        if sweep_id.is_some() {
+            if let Some(text) = env(env::SWEEP_PARAMS) {
+                let params: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| ClientError::new(ErrorKind::InvalidSetting, format!("{}={text:?} is not JSON: {e}", env::SWEEP_PARAMS)))?;
+                let Some(cairn_types::Value::Map(params)) = Some(cairn_types::Value::from_json(&params)) else {
+                    return Err(ClientError::new(ErrorKind::InvalidSetting, format!("{} must be a JSON object", env::SWEEP_PARAMS)));
+                };
+                merge_into(&mut config, params);
+            }
+            entity = env(env::ENTITY).or(entity);
+            project = env(env::PROJECT).or(project);
+            run_id = env(env::RUN_ID).or(run_id);
+        }
         Ok(Resolved {
             base_url: base_url.trim_end_matches('/').to_owned(),
-            entity: self.entity.or_else(|| env(env::ENTITY)),
-            project: self.project.or_else(|| env(env::PROJECT)),
-            run_id: self.run_id.or_else(|| env(env::RUN_ID)),
+            entity: entity.or_else(|| env(env::ENTITY)),
+            project: project.or_else(|| env(env::PROJECT)),
+            run_id: run_id.or_else(|| env(env::RUN_ID)),
+            sweep_id,
             name: self.name,
             notes: self.notes,
             tags: self.tags,
             group: self.group,
             job_type: self.job_type,
-            config: self.config.unwrap_or_default(),
+            config,
             mode,
             dir: self.dir.or_else(|| env(env::DIR).map(PathBuf::from)).unwrap_or_else(|| PathBuf::from(".")),
             api_key: crate::credentials::resolve(self.api_key, &base_url),
@@ -250,6 +274,18 @@ impl Settings {
     }
 }
 
+/// `over`'s values put into `into`: maps merged key by key, anything else replaced.
+fn merge_into(into: &mut Map, over: Map) {
+    for (k, v) in over {
+        match (into.get_mut(&k), v) {
+            (Some(cairn_types::Value::Map(a)), cairn_types::Value::Map(b)) => merge_into(a, b),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
+
 /// Settings with every default applied.
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -263,6 +299,8 @@ pub struct Resolved {
     pub group: Option<String>,
     pub job_type: Option<String>,
     pub config: Map,
+    /// The sweep this run is a trial of (`CAIRN_SWEEP_ID`, set by its agent).
+    pub sweep_id: Option<String>,
     pub mode: Mode,
     pub dir: PathBuf,
     pub api_key: Option<String>,
@@ -287,6 +325,28 @@ mod tests {
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn a_sweeps_trial_takes_its_run_project_and_parameters() {
+        use cairn_types::map;
+        let settings = || {
+            Settings::new().project("mine").run_id("chosen").config(map! {"epochs" => 3, "opt" => cairn_types::Value::Map(map! {"name" => "adam", "lr" => 0.1})})
+        };
+        let trial = env_of(&[
+            ("CAIRN_SWEEP_ID", "sw1"),
+            ("CAIRN_SWEEP_PARAMS", r#"{"opt": {"lr": 0.01}, "layers": 4}"#),
+            ("CAIRN_RUN_ID", "trial7"),
+            ("CAIRN_PROJECT", "swept"),
+        ]);
+        let r = settings().resolve_with(trial).unwrap();
+        assert_eq!((r.sweep_id.as_deref(), r.run_id.as_deref(), r.project.as_deref()), (Some("sw1"), Some("trial7"), Some("swept")));
+        assert_eq!(r.config, map! {"epochs" => 3, "layers" => 4, "opt" => cairn_types::Value::Map(map! {"name" => "adam", "lr" => 0.01})});
+        // Outside a sweep, the arguments win as always.
+        let plain = settings().resolve_with(env_of(&[("CAIRN_RUN_ID", "trial7"), ("CAIRN_PROJECT", "swept")])).unwrap();
+        assert_eq!((plain.sweep_id, plain.run_id.as_deref(), plain.project.as_deref()), (None, Some("chosen"), Some("mine")));
+        let bad = settings().resolve_with(env_of(&[("CAIRN_SWEEP_ID", "sw1"), ("CAIRN_SWEEP_PARAMS", "[1]")])).unwrap_err();
+        assert!(bad.message.contains("JSON object"), "{}", bad.message);
     }
 
     #[test]
