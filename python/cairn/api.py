@@ -291,6 +291,8 @@ class Run:
         #: Seconds the run was active: pauses between a finish and a resume left out.
         self.duration: float = attrs.get("duration_secs", self.runtime)
         self.last_step: int | None = attrs.get("last_step")
+        #: The sweep this run is a trial of (when read alone).
+        self.sweep_id: str | None = attrs.get("sweep_id")
 
     @property
     def display_name(self) -> str:

@@ -238,7 +238,13 @@ pub async fn upsert_run(State(state): State<AppState>, caller: Caller, JsonBody(
 pub async fn get_run(State(state): State<AppState>, PathParams(p): RunParams) -> ApiResult<Json<RunInfo>> {
     let path = run_path(p)?;
     let store = store(&state);
-    blocking(move || store.get_run(&path)).await.map(Json)
+    blocking(move || {
+        let mut run = store.get_run(&path)?;
+        run.sweep_id = store.sweep_of_run(&path.entity, &path.project, &path.run_id)?;
+        Ok(run)
+    })
+    .await
+    .map(Json)
 }
 
 #[utoipa::path(patch, path = "/api/v1/runs/{entity}/{project}/{run_id}", tag = "runs",

@@ -236,6 +236,9 @@ pub struct RunInfo {
     /// Whether a stop was requested; the client learns it at its next heartbeat.
     pub stop_requested: bool,
     pub offsets: StreamOffsets,
+    /// The sweep it is a trial of (given when one run is read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep_id: Option<String>,
 }
 
 impl RunInfo {

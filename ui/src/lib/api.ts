@@ -1,4 +1,5 @@
 // The REST API, typed. Errors carry the server's code and message.
+import type { SweepInfo, TrialInfo } from "./sweep";
 
 export interface EntityInfo {
   name: string;
@@ -44,6 +45,8 @@ export interface RunInfo {
   last_step: number | null;
   stop_requested: boolean;
   offsets: Record<string, number>;
+  /** The sweep it is a trial of (when read alone). */
+  sweep_id?: string | null;
 }
 
 export interface RunPage {
@@ -297,6 +300,12 @@ export const api = {
     request<GroupPage>("POST", `${projectUrl(entity, project)}/runs/groups`, body),
   columns: (entity: string, project: string) =>
     request<{ config: string[]; summary: string[] }>("GET", `${projectUrl(entity, project)}/columns`),
+  /** A project's sweeps, newest first; one sweep, its trials; pausing, resuming, stopping, canceling it. */
+  sweeps: (e: string, p: string) => request<SweepInfo[]>("GET", `${projectUrl(e, p)}/sweeps`),
+  sweep: (e: string, p: string, id: string) => request<SweepInfo>("GET", `/api/v1/sweeps/${enc(e)}/${enc(p)}/${enc(id)}`),
+  sweepTrials: (e: string, p: string, id: string) => request<TrialInfo[]>("GET", `/api/v1/sweeps/${enc(e)}/${enc(p)}/${enc(id)}/trials`),
+  setSweepState: (e: string, p: string, id: string, state: SweepInfo["state"]) =>
+    request<SweepInfo>("PATCH", `/api/v1/sweeps/${enc(e)}/${enc(p)}/${enc(id)}`, { state }),
   /** The caller's layout of a project's workspace (null while automatic); saving and resetting it. */
   workspace: (entity: string, project: string) => request<{ layout: unknown }>("GET", `${projectUrl(entity, project)}/workspace`),
   saveWorkspace: (entity: string, project: string, layout: unknown) =>

@@ -123,7 +123,7 @@ export type Route =
   | { page: "home" }
   /** `artifact`, `version`: the artifacts view's collection and its version (vN or an alias);
    * absent when none is chosen (no version: the newest). */
-  | { page: "project"; entity: string; project: string; view: "workspace" | "table" | "artifacts"; artifact?: string; version?: string }
+  | { page: "project"; entity: string; project: string; view: "workspace" | "table" | "artifacts" | "sweeps"; artifact?: string; version?: string; sweep?: string }
   | { page: "run"; entity: string; project: string; runId: string }
   /** `next`: the path and query to return to once signed in ("" for home). */
   | { page: "signin"; next: string }
@@ -183,8 +183,13 @@ export function parseRoute(pathname: string, search = ""): Route {
     if (version === undefined) return { page: "project", entity, project, view: "artifacts", artifact };
     return { page: "project", entity, project, view: "artifacts", artifact, version };
   }
+  // /<entity>/<project>/sweeps[/<id>]: the project's sweeps, or one sweep's page.
+  if ((parts.length === 3 || parts.length === 4) && parts[2] === "sweeps") {
+    const [entity, project, , sweep] = parts;
+    return sweep === undefined ? { page: "project", entity, project, view: "sweeps" } : { page: "project", entity, project, view: "sweeps", sweep };
+  }
   // The seed's run URL, https://HOST/<entity>/<project>/<run-id>: a run id is never "table",
-  // "workspace", "runs" or "artifacts" (those stay the project's views; /runs/<id> reaches any run).
+  // "workspace", "runs", "artifacts" or "sweeps" (those stay the project's views; /runs/<id> reaches any run).
   if (parts.length === 3) return { page: "run", entity: parts[0], project: parts[1], runId: parts[2] };
   return { page: "missing", path: pathname };
 }
@@ -196,6 +201,7 @@ export function routePath(route: Route): string {
       return "/";
     case "project": {
       const base = `/${e(route.entity)}/${e(route.project)}`;
+      if (route.view === "sweeps") return `${base}/sweeps${route.sweep ? `/${e(route.sweep)}` : ""}`;
       if (route.view === "artifacts") {
         if (!route.artifact) return `${base}/artifacts`;
         return `${base}/artifacts/${e(route.artifact)}${route.version ? `/${e(route.version)}` : ""}`;

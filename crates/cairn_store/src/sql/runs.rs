@@ -78,6 +78,7 @@ pub(crate) fn run_from_row(row: &Row) -> Result<RunInfo> {
             console: offset(24)?,
             events: offset(25)?,
         },
+        sweep_id: None,
     })
 }
 
