@@ -703,6 +703,57 @@ fn bench_changed_checkpoint(api: &cairn_client::http::ApiClient, data: &Path, wo
     );
 }
 
+/// The sweep controller's suggestion latency (`next_trial` on SQLite) with 10, 100 and 1,000
+/// finished trials, each with a summary holding the metric.
+fn bench_sweeps() {
+    use cairn_store::SweepStore;
+    use cairn_types::sweep::NextTrial;
+    println!("\nsweeps: suggesting a trial (the controller, under the sweep's lock, on SQLite), median of 20");
+    let grid: Vec<i64> = (0..50).collect();
+    let configs = [
+        ("grid", serde_json::json!({"method": "grid", "metric": {"name": "loss"}, "parameters": {"a": {"values": grid}, "b": {"values": grid}}})),
+        (
+            "random",
+            serde_json::json!({"method": "random", "metric": {"name": "loss"}, "parameters": {
+                "lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1.0}, "layers": {"min": 1, "max": 8}, "opt": {"values": ["adam", "sgd"]}}}),
+        ),
+    ];
+    for (method, config) in configs {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let id = s.create_sweep("bench", "sweeps", &config, Timestamp(1)).unwrap().sweep_id;
+        let play = |run_id: &str, i: usize| {
+            let path = RunPath::new("bench", "sweeps", run_id);
+            s.upsert_run(UpsertRunRequest { entity: Some("bench".into()), project: Some("sweeps".into()), run_id: run_id.into(), ..Default::default() }, Timestamp(2)).unwrap();
+            let json: cairn_types::api::IngestJson =
+                serde_json::from_value(serde_json::json!({"history": {"offset": 0, "rows": [{"_step": 0, "loss": (i % 97) as f64 / 97.0}]}})).unwrap();
+            s.ingest(&path, json.into_batch(Timestamp(3)).unwrap(), Timestamp(3)).unwrap();
+            s.finish_run(&path, cairn_types::api::FinishRequest { exit_code: Some(0), ..Default::default() }, Timestamp(4)).unwrap();
+        };
+        let mut finished = 0usize;
+        let mut line = format!("  {method:<7}");
+        for target in [10usize, 100, 1000] {
+            while finished < target {
+                let NextTrial::Run { run_id, .. } = s.next_trial("bench", "sweeps", &id, "bench", Timestamp(5)).unwrap() else { panic!("a trial") };
+                play(&run_id, finished);
+                finished += 1;
+            }
+            let mut times = Vec::new();
+            for _ in 0..20 {
+                let t = Instant::now();
+                let next = s.next_trial("bench", "sweeps", &id, "bench", Timestamp(5)).unwrap();
+                times.push(t.elapsed().as_secs_f64());
+                if let NextTrial::Run { run_id, .. } = next {
+                    play(&run_id, finished);
+                    finished += 1;
+                }
+            }
+            line += &format!("  {target:>5} finished: {:>6.2} ms", median(times) * 1e3);
+        }
+        println!("{line}");
+    }
+}
+
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
     if which == "ui-data" {
@@ -735,6 +786,9 @@ fn main() {
     }
     if all || which == "artifacts" {
         bench_artifacts();
+    }
+    if all || which == "sweeps" {
+        bench_sweeps();
     }
     let _ = Duration::ZERO;
 }
