@@ -108,44 +108,7 @@ impl PyApiClient {
     fn download_file(&self, py: Python<'_>, run_path: &str, name: String, dest: String, sha256: Option<String>) -> PyResult<u64> {
         let run = path(py, run_path)?;
         let client = self.client.clone();
-        let result = py.detach(move || -> Result<u64, cairn_client::ClientError> {
-            use sha2::Digest;
-            use std::io::Write;
-            let io = |m: String| cairn_client::ClientError::new(cairn_client::ErrorKind::Io, m);
-            let dest = std::path::PathBuf::from(dest);
-            if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| io(format!("cannot create {}: {e}", parent.display())))?;
-            }
-            let tmp = dest.with_file_name(format!("{}.cairn-part", dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
-            struct Hashing<W> {
-                out: W,
-                hash: sha2::Sha256,
-            }
-            impl<W: Write> Write for Hashing<W> {
-                fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                    let n = self.out.write(buf)?;
-                    self.hash.update(&buf[..n]);
-                    Ok(n)
-                }
-                fn flush(&mut self) -> std::io::Result<()> {
-                    self.out.flush()
-                }
-            }
-            let file = std::fs::File::create(&tmp).map_err(|e| io(format!("cannot create {}: {e}", tmp.display())))?;
-            let mut out = Hashing { out: std::io::BufWriter::new(file), hash: sha2::Sha256::new() };
-            let written = client.download_run_file(&run, &name, &mut out).map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
-                cairn_client::ClientError::from(e)
-            })?;
-            out.flush().map_err(|e| io(format!("cannot write {}: {e}", tmp.display())))?;
-            let got: String = out.hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
-            if let Some(want) = sha256.filter(|w| *w != got) {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(io(format!("{name}: the server sent content with sha256 {got}, not {want}")));
-            }
-            std::fs::rename(&tmp, &dest).map_err(|e| io(format!("cannot write {}: {e}", dest.display())))?;
-            Ok(written)
-        });
+        let result = py.detach(move || cairn_client::files::download_run_file(&client, &run, &name, std::path::Path::new(&dest), sha256.as_deref()));
         result.map_err(|e| raise(py, e))
     }
 

@@ -350,54 +350,25 @@ fn download_one(api: &ApiClient, info: &ArtifactInfo, entry: &ManifestEntry, roo
         progress.add(entry.size);
         return Ok(());
     }
-    let dir = target.parent().expect("a file in a folder");
-    std::fs::create_dir_all(dir).map_err(|e| ClientError::io("create", dir, e))?;
     // Written beside the target, then renamed over it: a cut-off download leaves no half file
     // under the real name.
-    let tmp = dir.join(format!(".{}.part-{}-{:x}", target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), std::process::id(), fastrand::u64(..)));
-    let file = std::fs::File::create(&tmp).map_err(|e| ClientError::io("write", &tmp, e))?;
-    let mut writer = HashingWriter { inner: std::io::BufWriter::new(file), hasher: <sha2::Sha256 as sha2::Digest>::new(), progress };
-    let written = api
-        .download_artifact_file(&info.entity, &info.project, &info.name, &info.version, &entry.path, &mut writer)
-        .map_err(ClientError::from)
-        .and_then(|_| std::io::Write::flush(&mut writer.inner).map_err(|e| ClientError::io("write", &tmp, e)));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    let got: String = sha2::Digest::finalize(writer.hasher).iter().map(|b| format!("{b:02x}")).collect();
-    drop(writer.inner);
-    if got != entry.digest {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(ClientError::new(
-            ErrorKind::Server,
-            format!(
-                "{}: the server sent content with SHA-256 {got}, but {} lists {}; the file is damaged in the server's store, and was not written",
-                entry.path,
-                info.qualified(),
-                entry.digest
-            ),
-        ));
-    }
-    std::fs::rename(&tmp, &target).map_err(|e| ClientError::io("write", &target, e))?;
+    crate::files::download_to(
+        &target,
+        Some(&entry.digest),
+        &|n| progress.add(n),
+        |out| api.download_artifact_file(&info.entity, &info.project, &info.name, &info.version, &entry.path, out),
+        |got| {
+            ClientError::new(
+                ErrorKind::Server,
+                format!(
+                    "{}: the server sent content with SHA-256 {got}, but {} lists {}; the file is damaged in the server's store, and was not written",
+                    entry.path,
+                    info.qualified(),
+                    entry.digest
+                ),
+            )
+        },
+    )?;
     Ok(())
 }
 
-struct HashingWriter<'a, W> {
-    inner: W,
-    hasher: sha2::Sha256,
-    progress: &'a Progress,
-}
-
-impl<W: std::io::Write> std::io::Write for HashingWriter<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        sha2::Digest::update(&mut self.hasher, &buf[..n]);
-        self.progress.add(n as u64);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}

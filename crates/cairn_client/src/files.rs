@@ -185,7 +185,7 @@ pub fn hash_file_with(path: &Path, progress: &mut dyn FnMut(u64)) -> std::io::Re
             progress(size);
         }
     }
-    Ok((hasher.finalize().iter().map(|b| format!("{b:02x}")).collect(), size))
+    Ok((cairn_types::hex(&hasher.finalize()), size))
 }
 
 /// A reader that reports how much went through it, every [`PROGRESS_BYTES`].
@@ -376,6 +376,63 @@ impl Tracker {
         self.uploaded.insert(name.to_owned(), version);
         self.done_now.insert(name.to_owned());
     }
+}
+
+/// Streams `fetch`'s bytes into a file beside `target`, hashing them as they come (`progress`
+/// hears of each write), checks the SHA-256 against `want` (`mismatch` makes the error from
+/// what came), and renames it over `target`: a cut-off or damaged download leaves nothing under
+/// the real name. Returns the bytes written.
+pub fn download_to(
+    target: &Path,
+    want: Option<&str>,
+    progress: &dyn Fn(u64),
+    fetch: impl FnOnce(&mut dyn Write) -> std::result::Result<u64, CallError>,
+    mismatch: impl FnOnce(&str) -> ClientError,
+) -> Result<u64> {
+    struct Hashing<'a, W> {
+        inner: W,
+        hasher: Sha256,
+        progress: &'a dyn Fn(u64),
+    }
+    impl<W: Write> Write for Hashing<'_, W> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.inner.write(buf)?;
+            self.hasher.update(&buf[..n]);
+            (self.progress)(n as u64);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.inner.flush()
+        }
+    }
+    let dir = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| ClientError::io("create", dir, e))?;
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.part-{}-{:x}", std::process::id(), fastrand::u64(..)));
+    let file = File::create(&tmp).map_err(|e| ClientError::io("write", &tmp, e))?;
+    let mut writer = Hashing { inner: std::io::BufWriter::new(file), hasher: Sha256::new(), progress };
+    let written = fetch(&mut writer).map_err(ClientError::from).and_then(|n| writer.inner.flush().map(|_| n).map_err(|e| ClientError::io("write", &tmp, e)));
+    let got = cairn_types::hex(&writer.hasher.finalize());
+    let written = match written {
+        Ok(n) if want.is_none_or(|w| w == got) => n,
+        Ok(_) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(mismatch(&got));
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&tmp, target).map_err(|e| ClientError::io("write", target, e))?;
+    Ok(written)
+}
+
+/// Downloads a run file to `target`, checked against `sha256` when given.
+pub fn download_run_file(api: &ApiClient, run: &RunPath, name: &str, target: &Path, sha256: Option<&str>) -> Result<u64> {
+    download_to(target, sha256, &|_| {}, |out| api.download_run_file(run, name, out), |got| {
+        ClientError::new(ErrorKind::Io, format!("{name}: the server sent content with sha256 {got}, not {}", sha256.unwrap_or_default()))
+    })
 }
 
 /// One pass: uploads what is due, retrying a broken upload (it resumes) until `give_up` says so.

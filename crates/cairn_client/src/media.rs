@@ -271,7 +271,7 @@ fn store(run_dir: &Path, id: u64, key: &str, media: &Media) -> std::io::Result<D
         }
         (bytes, w, h, media.format.clone())
     };
-    let sha256 = hex(&Sha256::digest(&encoded));
+    let sha256 = cairn_types::hex(&Sha256::digest(&encoded));
     let path = format!("{folder}/{}.{format}", &sha256[..20]);
     write_run_file(run_dir, &files, &path, &encoded)?;
     let thumb = match thumb {
@@ -312,9 +312,6 @@ fn invalid(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// PNG, fast compression (fdeflate): a 224×224 RGB image takes about a millisecond.
 pub fn encode_png(width: u32, height: u32, channels: u8, data: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -520,7 +517,7 @@ mod tests {
         assert_eq!((img.width, img.height, img.caption.as_deref()), (300, 200, Some("noise")));
         assert!(stored.path.starts_with("media/images/samples/x_y/"), "{}", stored.path);
         let bytes = std::fs::read(files_dir(dir.path()).join(&stored.path)).unwrap();
-        assert_eq!(hex(&Sha256::digest(&bytes)), stored.sha256);
+        assert_eq!(cairn_types::hex(&Sha256::digest(&bytes)), stored.sha256);
         // The PNG decodes to the pixels logged.
         let mut reader = png::Decoder::new(bytes.as_slice()).read_info().unwrap();
         let mut buf = vec![0; reader.output_buffer_size()];

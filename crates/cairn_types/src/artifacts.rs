@@ -41,7 +41,7 @@ pub fn manifest_digest(entries: &[ManifestEntry]) -> String {
     for e in sorted {
         hasher.update(format!("{}\t{}\t{}\t{}\n", e.path, e.digest, e.size, e.reference.as_deref().unwrap_or("")).as_bytes());
     }
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex(&hasher.finalize())
 }
 
 /// Checks an artifact's name: 1 to 128 characters of letters, digits, `-`, `_` and `.`.

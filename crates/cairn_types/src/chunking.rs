@@ -73,7 +73,8 @@ pub fn chunk_reader(mut file: impl Read) -> std::io::Result<Vec<ChunkRef>> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Bytes (a digest) as lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -19,6 +19,7 @@ pub mod time;
 pub mod value;
 pub mod wire;
 
+pub use chunking::hex;
 pub use error::{ErrorBody, ErrorCode};
 pub use ids::{RunPath, validate_name, validate_run_id};
 pub use time::Timestamp;

@@ -134,9 +134,7 @@ pub fn sha256_reader(mut reader: impl Read) -> io::Result<(String, u64)> {
     Ok((hex(&hasher.finalize()), size))
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use cairn_types::hex;
 
 pub fn valid_sha(sha256: &str) -> Result<()> {
     if sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
