@@ -109,6 +109,13 @@ def agent(
 
         try:
             function()
+        except KeyboardInterrupt:
+            # The sweep stopped this trial (early termination, or a cancel): its run ended as
+            # killed, and the agent goes on. Any other interrupt stops the agent.
+            stopped = cairn.run is not None and cairn.run._core.stop_requested()
+            if not stopped:
+                raise
+            sys.stderr.write(f"cairn: trial {step['run_id']} was stopped by the sweep\n")
         except Exception:
             traceback.print_exc()
             if cairn.run is not None:

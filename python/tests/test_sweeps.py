@@ -178,3 +178,191 @@ def test_a_trial_whose_agent_is_killed_is_crashed_and_its_point_runs_again(tmp_p
         assert sorted(a for s, a in by_state if s == "finished") == [1, 2], by_state
     finally:
         server.stop()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _with_env(env, fn):
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return fn()
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+def test_hyperband_stops_the_trials_that_rank_below_their_bracket_and_says_why(tmp_path):
+    # loss = x + 1/i at iteration i; one agent runs x = 3, 1, 4, 2, 5 in turn. At iteration 2,
+    # keeping the top half: 4 ranks 3rd of 3 and 5 ranks 5th of 5 (stopped); 3, 1 and 2 never
+    # rank below the top half (at iteration 4 either). Nothing else is stopped.
+    server = Server(tmp_path / "data", "--monitor-interval-secs", "0.3")
+    try:
+        env = {"CAIRN_BASE_URL": server.url, "CAIRN_DIR": str(tmp_path), "CAIRN_SILENT": "true", "CAIRN_HEARTBEAT_SECS": "0.3"}
+        config = {
+            "program": str(tmp_path / "train.py"),
+            "method": "grid",
+            "metric": {"name": "loss", "goal": "minimize"},
+            "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2, "s": 2},
+            "parameters": {"x": {"values": [3, 1, 4, 2, 5]}},
+        }
+        sweep_id = _with_env(env, lambda: cairn.sweep(config, project="hb"))
+        (tmp_path / "train.py").write_text(
+            textwrap.dedent(
+                """
+                import argparse, time, cairn
+                parser = argparse.ArgumentParser()
+                parser.add_argument("--x", type=float)
+                x = parser.parse_args().x
+                run = cairn.init()
+                for i in range(1, 7):
+                    run.log({"loss": x + 1 / i})
+                    time.sleep(0.6)
+                run.finish()
+                """
+            )
+        )
+        child_env = {**os.environ, **env, "CAIRN_AGENT_INTERPRETER": sys.executable}
+        ran = subprocess.run([cairn_binary(), "agent", f"tester/hb/{sweep_id}"], capture_output=True, text=True, env=child_env, timeout=240)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        api = cairn.Api(base_url=server.url)
+        trials = _trials(api, "tester", "hb", sweep_id)
+        states = {t["config"]["x"]: t["state"] for t in trials}
+        assert states == {3: "finished", 1: "finished", 4: "killed", 2: "finished", 5: "killed"}, ran.stdout
+        for t in trials:
+            run = api._client.call_json("GET", f"/api/v1/runs/tester/hb/{t['run_id']}", None)
+            if t["state"] == "killed":
+                assert run["stop_reason"].startswith("stopped by hyperband at iteration 2: loss "), run
+                assert "below the top 1/2" in run["stop_reason"]
+                assert f"run {t['run_id']} is stopped: stopped by hyperband" in ran.stdout, ran.stdout
+            else:
+                assert "stop_reason" not in run, run
+        decisions = api._client.call_json("GET", f"/api/v1/sweeps/tester/hb/{sweep_id}/decisions", None)
+        by_run = {t["run_id"]: t["config"]["x"] for t in trials}
+        stopped = sorted((by_run[d["run_id"]], d["bracket"], d["rank"], d["reached"]) for d in decisions if d["stopped"])
+        assert stopped == [(4, 2, 3, 3), (5, 2, 5, 5)], decisions
+        kept = {by_run[d["run_id"]] for d in decisions if not d["stopped"]}
+        assert kept == {3, 1, 2}, [(by_run[d["run_id"]], d["bracket"], d["rank"], d["reached"], d["stopped"]) for d in decisions]
+    finally:
+        server.stop()
+
+
+def test_a_server_restarted_mid_sweep_loses_no_trial_and_the_agent_goes_on(tmp_path):
+    port = _free_port()
+    server = Server(tmp_path / "data", port=port)
+    try:
+        env = {"CAIRN_BASE_URL": server.url, "CAIRN_DIR": str(tmp_path), "CAIRN_SILENT": "true"}
+        config = {"program": str(tmp_path / "train.py"), "method": "grid", "metric": {"name": "loss"}, "parameters": {"x": {"values": [1, 2, 3, 4, 5, 6]}}}
+        sweep_id = _with_env(env, lambda: cairn.sweep(config, project="restart"))
+        (tmp_path / "train.py").write_text(
+            textwrap.dedent(
+                """
+                import argparse, time, cairn
+                parser = argparse.ArgumentParser()
+                parser.add_argument("--x", type=int)
+                x = parser.parse_args().x
+                run = cairn.init()
+                for i in range(4):
+                    run.log({"loss": x / (i + 1)})
+                    time.sleep(0.3)
+                run.finish()
+                """
+            )
+        )
+        child_env = {**os.environ, **env, "CAIRN_AGENT_INTERPRETER": sys.executable}
+        agent = subprocess.Popen([cairn_binary(), "agent", f"tester/restart/{sweep_id}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env)
+        lines = []
+        while sum("ended" in line for line in lines) < 2:
+            line = agent.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        # Killed mid-sweep, the server comes back on the same data and port after a while.
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait()
+        time.sleep(2)
+        server = Server(tmp_path / "data", port=port)
+        out, _ = agent.communicate(timeout=180)
+        out = "".join(lines) + out
+        assert agent.returncode == 0, out
+        assert "cannot reach the sweep's controller" in out and "done after 6 trials" in out, out
+        api = cairn.Api(base_url=server.url)
+        trials = _trials(api, "tester", "restart", sweep_id)
+        assert sorted(t["config"]["x"] for t in trials) == [1, 2, 3, 4, 5, 6], trials
+        wait_for(lambda: {t["state"] for t in _trials(api, "tester", "restart", sweep_id)} == {"finished"}, timeout=30, what="every trial finished")
+        for t in trials:
+            assert len(api.run(f"tester/restart/{t['run_id']}").history(pandas=False)) == 4, t
+    finally:
+        server.stop()
+
+
+def test_a_local_sweep_runs_without_a_server_shares_its_grid_and_syncs_into_a_sweep(tmp_path):
+    # No server at all while the sweep runs: the base URL points at a closed port.
+    work = tmp_path / "node"
+    work.mkdir()
+    (work / "train.py").write_text(
+        textwrap.dedent(
+            """
+            import argparse, time, cairn
+            parser = argparse.ArgumentParser()
+            parser.add_argument("--x", type=int)
+            x = parser.parse_known_args()[0].x
+            run = cairn.init()
+            for i in range(1, 7):
+                run.log({"loss": x + 1 / i})
+                time.sleep(float(run.config.get("pause", 0.5)))
+            run.finish()
+            """
+        )
+    )
+    (work / "grid.yaml").write_text("program: train.py\nmethod: grid\nproject: offline-sweep\nmetric: {name: loss}\nparameters:\n  x: {values: [1, 2, 3, 4, 5, 6]}\n  pause: {value: 0.05}\n")
+    (work / "hb.yaml").write_text(
+        "program: train.py\nmethod: grid\nproject: offline-sweep\nmetric: {name: loss}\n"
+        "early_terminate: {type: hyperband, min_iter: 2, eta: 2, s: 2}\nparameters:\n  x: {values: [3, 1, 4]}\n"
+    )
+    env = {**os.environ, "CAIRN_BASE_URL": "http://127.0.0.1:9", "CAIRN_DIR": str(work), "CAIRN_SILENT": "true", "CAIRN_AGENT_INTERPRETER": sys.executable}
+    cli = cairn_binary()
+    agents = [subprocess.Popen([cli, "agent", "--local", "grid.yaml"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=work) for _ in range(2)]
+    outs = [a.communicate(timeout=180)[0] for a in agents]
+    assert all(a.returncode == 0 for a in agents), outs
+    assert all("every one of the 6 grid points ran" in out for out in outs), outs
+    counts = [out.count(" ended: finished") for out in outs]
+    assert sum(counts) == 6 and min(counts) >= 1, outs
+    sweep_id = outs[0].split()[2]
+    trials = [json.loads(line) for line in (work / "cairn" / "sweeps" / sweep_id / "trials.jsonl").read_text().splitlines()]
+    assert sorted(t["config"]["x"] for t in trials) == [1, 2, 3, 4, 5, 6], "every point once, across both agents"
+    hb = subprocess.run([cli, "agent", "--local", "hb.yaml"], capture_output=True, text=True, env=env, cwd=work, timeout=180)
+    assert hb.returncode == 0, hb.stdout + hb.stderr
+    assert "stopped by hyperband at iteration 2: loss" in hb.stdout, hb.stdout
+    hb_id = hb.stdout.split()[2]
+
+    # Later, with a server: `cairn sync` uploads the runs into their sweeps.
+    server = Server(tmp_path / "data")
+    try:
+        dirs = sorted(str(p) for p in (work / "cairn").glob("run-*"))
+        assert len(dirs) == 9
+        for _ in range(2):  # syncing twice changes nothing
+            synced = subprocess.run([cli, "sync", *dirs, "--base-url", server.url], capture_output=True, text=True, env=env)
+            assert synced.returncode == 0, synced.stdout + synced.stderr
+        api = cairn.Api(base_url=server.url)
+        info = api._client.call_json("GET", f"/api/v1/sweeps/tester/offline-sweep/{sweep_id}", None)
+        assert (info["state"], info["trials"], info["finished"], info["method"]) == ("finished", 6, 6, "grid"), info
+        assert info["best"]["value"] == pytest.approx(1 + 1 / 6)
+        best = api.run(f"tester/offline-sweep/{info['best']['run_id']}")
+        assert best.config["x"] == 1
+        run = api._client.call_json("GET", f"/api/v1/runs/tester/offline-sweep/{info['best']['run_id']}", None)
+        assert run["sweep_id"] == sweep_id
+        hb_trials = _trials(api, "tester", "offline-sweep", hb_id)
+        assert {t["config"]["x"]: t["state"] for t in hb_trials} == {3: "finished", 1: "finished", 4: "killed"}, hb_trials
+        killed = next(t for t in hb_trials if t["state"] == "killed")
+        reason = api._client.call_json("GET", f"/api/v1/runs/tester/offline-sweep/{killed['run_id']}", None)["stop_reason"]
+        assert reason.startswith("stopped by hyperband at iteration 2: loss 4.5 ranks 3 of the 3 trials"), reason
+        sweeps = api._client.call_json("GET", "/api/v1/projects/tester/offline-sweep/sweeps", None)
+        assert len(sweeps) == 2
+    finally:
+        server.stop()

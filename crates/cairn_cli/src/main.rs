@@ -6,6 +6,7 @@ mod migrate;
 mod runs;
 mod server;
 mod sweep;
+mod sweep_local;
 mod sync;
 
 use clap::{Parser, Subcommand};

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use cairn_client::http::ApiClient;
 use cairn_client::settings::env as vars;
 use cairn_types::sweep::{NextTrial, NextTrialRequest, SweepConfig, SweepInfo, SweepState, command_line};
 
@@ -36,11 +37,21 @@ pub struct SweepArgs {
 
 #[derive(clap::Args)]
 pub struct AgentArgs {
-    /// The sweep, ENTITY/PROJECT/ID (as `cairn sweep` prints it)
+    /// The sweep, ENTITY/PROJECT/ID (as `cairn sweep` prints it); with --local, its configuration file
     sweep: String,
     /// Run at most this many trials
     #[arg(long)]
     count: Option<u64>,
+    /// Run the sweep without a server: the controller runs in this agent (several agents on one
+    /// machine share it through a lock in its directory), and the trials are offline runs that
+    /// `cairn sync` uploads later, into the sweep
+    #[arg(long)]
+    local: bool,
+    /// With --local: the trials' entity and project (else the configuration's, or CAIRN_PROJECT)
+    #[arg(long, requires = "local")]
+    entity: Option<String>,
+    #[arg(long, requires = "local")]
+    project: Option<String>,
     #[command(flatten)]
     server: Server,
 }
@@ -89,14 +100,15 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<()> {
 }
 
 pub fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    if args.local {
+        return crate::sweep_local::agent(crate::sweep_local::LocalArgs { config: args.sweep.into(), entity: args.entity, project: args.project, count: args.count });
+    }
     let (entity, project, id) = sweep_path(&args.sweep)?;
     let api = args.server.client();
     let fail = |e: cairn_client::http::CallError| anyhow::anyhow!(cairn_client::ClientError::from(e).message);
     let info: SweepInfo = serde_json::from_value(api.call_json("GET", &format!("/api/v1/sweeps/{entity}/{project}/{id}"), None).map_err(fail)?)?;
     let config = SweepConfig::parse(&info.config).map_err(|e| anyhow::anyhow!("the sweep's configuration: {e}"))?;
-    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "agent".into());
-    let name = format!("{host}-{}", std::process::id());
-    let interpreter = std::env::var("CAIRN_AGENT_INTERPRETER").unwrap_or_else(|_| "python3".into());
+    let (name, interpreter) = (agent_name(&crate::sweep_local::host()), interpreter());
     let scratch = tempfile_dir()?;
     let mut ran = 0u64;
     let mut waiting = String::new();
@@ -105,10 +117,8 @@ pub fn agent(args: AgentArgs) -> anyhow::Result<()> {
             println!("agent {name}: ran {ran} trials, as --count says");
             return Ok(());
         }
-        let next: NextTrial = serde_json::from_value(
-            api.call_json("POST", &format!("/api/v1/sweeps/{entity}/{project}/{id}/next"), Some(&serde_json::to_value(NextTrialRequest { agent: name.clone() })?))
-                .map_err(fail)?,
-        )?;
+        let request = serde_json::to_value(NextTrialRequest { agent: name.clone() })?;
+        let next: NextTrial = serde_json::from_value(ask(&api, &format!("/api/v1/sweeps/{entity}/{project}/{id}/next"), &request, &name)?)?;
         match next {
             NextTrial::Run { run_id, seq, config: params } => {
                 waiting.clear();
@@ -129,7 +139,8 @@ pub fn agent(args: AgentArgs) -> anyhow::Result<()> {
                 if let Some(key) = api.api_key() {
                     child.env(vars::API_KEY, key);
                 }
-                let status = child.status().with_context(|| format!("cannot start {program}"))?;
+                let process = child.spawn().with_context(|| format!("cannot start {program}"))?;
+                let status = watch_trial(&api, process, &format!("/api/v1/runs/{entity}/{project}/{run_id}"))?;
                 println!("agent {name}: trial {seq} ended: {status}");
                 let _ = std::fs::remove_file(&args_file);
                 ran += 1;
@@ -148,6 +159,78 @@ pub fn agent(args: AgentArgs) -> anyhow::Result<()> {
         }
     }
 }
+
+/// An agent's name in the trial list: its host and pid.
+pub(crate) fn agent_name(host: &str) -> String {
+    format!("{host}-{}", std::process::id())
+}
+
+/// The interpreter of `${interpreter}`: `CAIRN_AGENT_INTERPRETER`, else `python3`.
+pub(crate) fn interpreter() -> String {
+    std::env::var("CAIRN_AGENT_INTERPRETER").unwrap_or_else(|_| "python3".into())
+}
+
+/// Asks the controller, through a server that restarts or a network that drops: a call that may
+/// succeed later is tried again for up to `CAIRN_AGENT_RETRY_SECS` (600 by default).
+fn ask(api: &ApiClient, path: &str, body: &serde_json::Value, name: &str) -> anyhow::Result<serde_json::Value> {
+    let patience = std::env::var("CAIRN_AGENT_RETRY_SECS").ok().and_then(|v| v.parse::<f64>().ok()).unwrap_or(600.0);
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match api.call_json("POST", path, Some(body)) {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_retryable() && started.elapsed().as_secs_f64() < patience => {
+                if pause == Duration::from_millis(250) {
+                    println!("agent {name}: cannot reach the sweep's controller ({e}); trying again for {patience:.0}s");
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(anyhow::anyhow!(cairn_client::ClientError::from(e).message)),
+        }
+    }
+}
+
+/// Waits for a trial's process. When the sweep stops its run (early termination, or a cancel),
+/// the program's cairn client ends it; one that goes on anyway (it caught the interrupt, or it
+/// does not log through cairn) gets SIGTERM after [`STOP_GRACE`], and SIGKILL as long again after.
+fn watch_trial(api: &ApiClient, mut process: std::process::Child, run: &str) -> anyhow::Result<std::process::ExitStatus> {
+    let mut polled = std::time::Instant::now();
+    let mut stopped_at: Option<std::time::Instant> = None;
+    let mut termed = false;
+    loop {
+        if let Some(status) = process.try_wait()? {
+            return Ok(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        if stopped_at.is_none() && polled.elapsed() >= POLL {
+            polled = std::time::Instant::now();
+            // Not found yet: the program has not started its run.
+            if let Ok(info) = api.call_json("GET", run, None)
+                && (info["stop_requested"] == true || info["state"] == "killed")
+            {
+                let why = info["stop_reason"].as_str().unwrap_or("the sweep stopped it").to_owned();
+                println!("agent: run {} is stopped: {why}", info["run_id"].as_str().unwrap_or("?"));
+                stopped_at = Some(std::time::Instant::now());
+            }
+        }
+        if let Some(at) = stopped_at {
+            if !termed && at.elapsed() >= STOP_GRACE {
+                println!("agent: the trial is still running {}s after its stop; sending SIGTERM", STOP_GRACE.as_secs());
+                // SAFETY: kill(2) on the pid of a child this process has not reaped yet.
+                unsafe { libc::kill(process.id() as libc::pid_t, libc::SIGTERM) };
+                termed = true;
+            } else if at.elapsed() >= STOP_GRACE * 2 {
+                let _ = process.kill();
+            }
+        }
+    }
+}
+
+/// How often an agent looks whether its trial was stopped, and how long a stopped trial's
+/// program has to end by itself.
+const POLL: Duration = Duration::from_secs(1);
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// A folder for the trials' argument files (`${args_json_file}`).
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {

@@ -28,6 +28,7 @@ pub mod report;
 mod run;
 pub mod rundir;
 pub mod settings;
+pub mod sweep;
 pub mod sync;
 pub mod system;
 pub mod upload;

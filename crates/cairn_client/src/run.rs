@@ -433,6 +433,8 @@ impl Run {
             started_at: request.started_at.map_or(0, |t| t.micros()),
             client_version: env!("CARGO_PKG_VERSION").to_owned(),
         })?;
+        // A local sweep's trial: which sweep it belongs to travels with the run directory.
+        crate::sweep::adopt(&run_dir.path)?;
 
         // Files the client writes for the run: uploaded once, now.
         let files_dir = run_dir.path.join("files");

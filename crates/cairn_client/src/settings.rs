@@ -38,6 +38,9 @@ pub mod env {
     /// project come in `CAIRN_RUN_ID`, `CAIRN_ENTITY` and `CAIRN_PROJECT`, and win over `init`'s.
     pub const SWEEP_ID: &str = "CAIRN_SWEEP_ID";
     pub const SWEEP_PARAMS: &str = "CAIRN_SWEEP_PARAMS";
+    /// Set by a local agent (`cairn agent --local`): the file that says which sweep the trial
+    /// belongs to, copied into the run directory so that `cairn sync` gives the server the trial.
+    pub const SWEEP_TRIAL: &str = "CAIRN_SWEEP_TRIAL";
 }
 
 /// What happens to the program's console output.

@@ -251,6 +251,8 @@ pub fn sync_run_dir(
             format!("{}: the log could not be read past byte {acked} of {end}", wal_dir.display()),
         ));
     }
+    // A trial of a local sweep: the server's sweep gets it (and is made, when it is new).
+    crate::sweep::register(&api, &path, dir)?;
     run_dir.unlock();
     Ok(report)
 }

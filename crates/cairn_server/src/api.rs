@@ -240,7 +240,9 @@ pub async fn get_run(State(state): State<AppState>, PathParams(p): RunParams) ->
     let store = store(&state);
     blocking(move || {
         let mut run = store.get_run(&path)?;
-        run.sweep_id = store.sweep_of_run(&path.entity, &path.project, &path.run_id)?;
+        if let Some((sweep_id, stop_reason)) = store.sweep_of_run(&path.entity, &path.project, &path.run_id)? {
+            (run.sweep_id, run.stop_reason) = (Some(sweep_id), stop_reason);
+        }
         Ok(run)
     })
     .await

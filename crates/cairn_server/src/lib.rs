@@ -190,6 +190,8 @@ fn api_routes(state: AppState) -> Routes {
         .at(M::PATCH, "/api/v1/sweeps/{entity}/{project}/{sweep_id}", Entity(Write), sweep_api::update)
         .at(M::POST, "/api/v1/sweeps/{entity}/{project}/{sweep_id}/next", Entity(Write), sweep_api::next)
         .at(M::GET, "/api/v1/sweeps/{entity}/{project}/{sweep_id}/trials", Entity(Read), sweep_api::trials)
+        .at(M::GET, "/api/v1/sweeps/{entity}/{project}/{sweep_id}/decisions", Entity(Read), sweep_api::decisions)
+        .at(M::POST, "/api/v1/sweeps/{entity}/{project}/{sweep_id}/trials", Entity(Write), sweep_api::import_trial)
         .at(M::POST, "/api/v1/projects/{entity}/{project}/histograms", Entity(Read), api::project_histograms)
         .at(M::POST, "/api/v1/projects/{entity}/{project}/artifacts", Entity(Write), artifact_api::commit)
         .at(M::GET, "/api/v1/projects/{entity}/{project}/artifacts", Entity(Read), artifact_api::collections)
@@ -314,6 +316,18 @@ pub async fn crash_monitor(state: AppState) {
             }
             Ok(Err(e)) => tracing::warn!("crash monitor: {}", e.message),
             Err(_) => tracing::warn!("crash monitor task failed"),
+        }
+        // Early termination of sweeps' trials, by the same one server.
+        let store = state.store.clone();
+        match tokio::task::spawn_blocking(move || store.early_terminate(Timestamp::now())).await {
+            Ok(Ok(stopped)) => {
+                for path in stopped {
+                    tracing::info!("run {path} stopped by its sweep's early termination");
+                    events::publish(&state, "stopped", &path, None, None);
+                }
+            }
+            Ok(Err(e)) => tracing::warn!("early termination: {}", e.message),
+            Err(_) => tracing::warn!("early termination task failed"),
         }
         purge_expired(&state).await;
     }

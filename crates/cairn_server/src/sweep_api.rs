@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use cairn_types::Timestamp;
 use cairn_types::error::ErrorBody;
-use cairn_types::sweep::{CreateSweep, NextTrial, NextTrialRequest, SweepInfo, SweepPatch, SweepState, TrialInfo};
+use cairn_types::sweep::{BracketDecision, CreateSweep, ImportTrial, NextTrial, NextTrialRequest, SweepInfo, SweepPatch, SweepState, TrialInfo};
 
 use crate::AppState;
 use crate::error::{ApiResult, JsonBody, PathParams};
@@ -67,4 +67,21 @@ pub async fn next(State(state): State<AppState>, PathParams((entity, project, id
 pub async fn trials(State(state): State<AppState>, PathParams((entity, project, id)): SweepParams) -> ApiResult<Json<Vec<TrialInfo>>> {
     let store = state.store.clone();
     blocking(move || store.sweep_trials(&entity, &project, &id, Timestamp::now())).await.map(Json).map_err(Into::into)
+}
+
+#[utoipa::path(get, path = "/api/v1/sweeps/{entity}/{project}/{sweep_id}/decisions", tag = "sweeps",
+    params(("entity" = String, Path), ("project" = String, Path), ("sweep_id" = String, Path)),
+    responses((status = 200, description = "Hyperband's judgements of the trials at each bracket, oldest first", body = Vec<BracketDecision>), (status = 404, body = ErrorBody)))]
+pub async fn decisions(State(state): State<AppState>, PathParams((entity, project, id)): SweepParams) -> ApiResult<Json<Vec<BracketDecision>>> {
+    let store = state.store.clone();
+    blocking(move || store.sweep_decisions(&entity, &project, &id)).await.map(Json).map_err(Into::into)
+}
+
+#[utoipa::path(post, path = "/api/v1/sweeps/{entity}/{project}/{sweep_id}/trials", tag = "sweeps",
+    params(("entity" = String, Path), ("project" = String, Path), ("sweep_id" = String, Path)), request_body = ImportTrial,
+    responses((status = 200, description = "The trial of a local sweep is recorded (again: nothing changes); the sweep is made when new", body = SweepInfo),
+        (status = 400, description = "The configuration cannot run, or the sweep exists with another one", body = ErrorBody)))]
+pub async fn import_trial(State(state): State<AppState>, PathParams((entity, project, id)): SweepParams, JsonBody(trial): JsonBody<ImportTrial>) -> ApiResult<Json<SweepInfo>> {
+    let store = state.store.clone();
+    blocking(move || store.import_trial(&entity, &project, &id, &trial, Timestamp::now())).await.map(Json).map_err(Into::into)
 }

@@ -186,8 +186,17 @@ pub trait SweepStore: Send + Sync {
     /// the sweep's lock, so no two agents get the same grid point.
     fn next_trial(&self, entity: &str, project: &str, sweep_id: &str, agent: &str, now: Timestamp) -> Result<cairn_types::sweep::NextTrial>;
     fn sweep_trials(&self, entity: &str, project: &str, sweep_id: &str, now: Timestamp) -> Result<Vec<cairn_types::sweep::TrialInfo>>;
-    /// The sweep a run is a trial of, if any.
-    fn sweep_of_run(&self, entity: &str, project: &str, run_id: &str) -> Result<Option<String>>;
+    /// The sweep a run is a trial of, if any, and why the sweep stopped it, if it did.
+    fn sweep_of_run(&self, entity: &str, project: &str, run_id: &str) -> Result<Option<(String, Option<String>)>>;
+    /// Hyperband's judgements of a sweep's trials, in the order they were made.
+    fn sweep_decisions(&self, entity: &str, project: &str, sweep_id: &str) -> Result<Vec<cairn_types::sweep::BracketDecision>>;
+    /// Applies early termination to every sweep that has it: judges its running trials at the
+    /// brackets they reached, records the judgements, and asks the trials it stops to stop.
+    /// Returns the runs asked.
+    fn early_terminate(&self, now: Timestamp) -> Result<Vec<RunPath>>;
+    /// Records a trial of a sweep that ran without the server (a local agent's), making the
+    /// sweep, finished, when it is new. Giving the same trial again changes nothing.
+    fn import_trial(&self, entity: &str, project: &str, sweep_id: &str, trial: &cairn_types::sweep::ImportTrial, now: Timestamp) -> Result<cairn_types::sweep::SweepInfo>;
 }
 
 /// Workspace layouts: how each user arranged a project's workspace (JSON the UI reads back).

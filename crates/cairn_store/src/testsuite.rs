@@ -61,6 +61,7 @@ macro_rules! store_test_suite {
             workspaces_are_kept_per_project_and_viewer,
             a_grid_sweep_hands_out_every_point_once_and_again_after_a_crash,
             sweeps_stop_at_their_cap_target_and_state,
+            bayes_learns_and_hyperband_stops_the_trials_it_should,
             artifacts_versions_aliases_and_lineage,
             artifacts_committed_at_once_get_distinct_versions,
             chunked_contents_share_chunks_and_go_chunk_by_chunk,
@@ -1621,7 +1622,7 @@ pub fn a_grid_sweep_hands_out_every_point_once_and_again_after_a_crash(store: &i
     assert_eq!(crashed.state, "crashed");
     assert_eq!(trials[6].grid_index, crashed.grid_index);
     assert_eq!(trials[6].run_id, run_id);
-    assert_eq!(store.sweep_of_run("e", "p", &run_id).unwrap(), Some(id.clone()));
+    assert_eq!(store.sweep_of_run("e", "p", &run_id).unwrap(), Some((id.clone(), None)));
     assert_eq!(store.sweep_of_run("e", "p", "nope").unwrap(), None);
     // A finished sweep stays finished.
     assert_eq!(store.set_sweep_state("e", "p", &id, SweepState::Running, secs(6)).unwrap_err().code, ErrorCode::SweepOver);
@@ -1666,8 +1667,61 @@ pub fn sweeps_stop_at_their_cap_target_and_state(store: &impl Store) {
     let (info, to_stop) = store.set_sweep_state("e", "p", &s, SweepState::Canceled, secs(4)).unwrap();
     assert_eq!((info.state, to_stop), (SweepState::Canceled, vec![run_id]));
     assert!(matches!(store.next_trial("e", "p", &s, "a", secs(4)).unwrap(), NextTrial::Stop { reason } if reason.contains("canceled")));
-    let bayes = store.create_sweep("e", "p", &json!({"method": "bayes", "metric": {"name": "loss"}, "parameters": {"x": {"min": 0.0, "max": 1.0}}}), secs(1)).unwrap_err();
-    assert_eq!(bayes.code, ErrorCode::InvalidSweep);
+    let bayes = store.create_sweep("e", "p", &json!({"method": "bayes", "parameters": {"x": {"min": 0.0, "max": 1.0}}}), secs(1)).unwrap_err();
+    assert_eq!((bayes.code, bayes.message.as_str()), (ErrorCode::InvalidSweep, "a bayes sweep needs a metric to optimize"));
+}
+
+pub fn bayes_learns_and_hyperband_stops_the_trials_it_should(store: &impl Store) {
+    use cairn_types::sweep::NextTrial;
+    // Bayes on a parabola with its minimum at 0.3: after the first draws, trials gather there.
+    let config = json!({"method": "bayes", "metric": {"name": "loss", "goal": "minimize"}, "parameters": {"x": {"min": 0.0, "max": 1.0}}});
+    let id = store.create_sweep("e", "p", &config, secs(1)).unwrap().sweep_id;
+    let mut xs = Vec::new();
+    for _ in 0..14 {
+        let NextTrial::Run { run_id, config, .. } = store.next_trial("e", "p", &id, "a", secs(2)).unwrap() else { panic!("a trial") };
+        let x = config["x"].as_f64().unwrap();
+        play_trial(store, &RunPath::new("e", "p", run_id.as_str()), (x - 0.3).powi(2), RunState::Finished);
+        xs.push(x);
+    }
+    assert!(xs[8..].iter().filter(|x| (**x - 0.3).abs() < 0.1).count() >= 4, "{xs:?}");
+    assert!(store.get_sweep("e", "p", &id, secs(3)).unwrap().best.unwrap().value < 0.005, "{xs:?}");
+
+    // Hyperband judged at iterations 2 and 4, keeping the top half. a finished; b, c and d run.
+    let config = json!({"method": "random", "metric": {"name": "loss", "goal": "minimize"},
+        "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2, "s": 2}, "parameters": {"x": {"min": 0.0, "max": 1.0}}});
+    let id = store.create_sweep("e", "p", &config, secs(1)).unwrap().sweep_id;
+    let mut runs = Vec::new();
+    for losses in [vec![5.0, 4.0, 3.0, 2.0, 1.0], vec![5.0, 4.5, 4.4, 4.3], vec![5.0, 4.2, 2.5, 2.4], vec![9.0]] {
+        let NextTrial::Run { run_id, .. } = store.next_trial("e", "p", &id, "a", secs(2)).unwrap() else { panic!("a trial") };
+        let path = RunPath::new("e", "p", run_id.as_str());
+        new_run(store, &path);
+        let rows: Vec<serde_json::Value> = losses.iter().enumerate().map(|(i, l)| json!({"_step": i, "loss": l, "other": 1})).collect();
+        store.ingest(&path, json_batch(json!({"history": {"offset": 0, "rows": rows}})), secs(2)).unwrap();
+        runs.push(path);
+    }
+    store.finish_run(&runs[0], FinishRequest { state: Some(RunState::Finished), ..Default::default() }, secs(3)).unwrap();
+    assert_eq!(store.early_terminate(secs(4)).unwrap(), [runs[1].clone()], "b ranks last at iteration 2");
+    assert!(store.get_run(&runs[1]).unwrap().stop_requested);
+    assert!(!store.get_run(&runs[2]).unwrap().stop_requested && !store.get_run(&runs[3]).unwrap().stop_requested);
+    let made = store.sweep_decisions("e", "p", &id).unwrap();
+    let view: Vec<(String, u64, bool)> = made.iter().map(|d| (d.run_id.clone(), d.bracket, d.stopped)).collect();
+    let name = |i: usize| runs[i].run_id.to_string();
+    assert_eq!(view.len(), 3, "{view:?}");
+    for want in [(name(1), 2, true), (name(2), 2, false), (name(2), 4, false)] {
+        assert!(view.contains(&want), "{want:?} in {view:?}");
+    }
+    let (sweep_id, reason) = store.sweep_of_run("e", "p", &name(1)).unwrap().unwrap();
+    assert_eq!(sweep_id, id);
+    assert_eq!(
+        reason.as_deref(),
+        Some("stopped by hyperband at iteration 2: loss 4.5 ranks 3 of the 3 trials that reached it, below the top 1/2 (the 2 kept reach 4.2)")
+    );
+    assert_eq!(store.sweep_of_run("e", "p", &name(2)).unwrap().unwrap().1, None);
+    // Judged once: the next pass stops nothing more, and d reaching iteration 2 is judged then.
+    assert_eq!(store.early_terminate(secs(5)).unwrap(), Vec::<RunPath>::new());
+    store.ingest(&runs[3], json_batch(json!({"history": {"offset": 1, "rows": [{"_step": 1, "loss": 8.0}]}})), secs(6)).unwrap();
+    assert_eq!(store.early_terminate(secs(7)).unwrap(), [runs[3].clone()], "d is last of 4 at iteration 2");
+    assert_eq!(store.sweep_decisions("e", "p", &id).unwrap().len(), 4);
 }
 
 pub fn workspaces_are_kept_per_project_and_viewer(store: &impl Store) {

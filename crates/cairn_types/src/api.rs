@@ -239,6 +239,9 @@ pub struct RunInfo {
     /// The sweep it is a trial of (given when one run is read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep_id: Option<String>,
+    /// Why its sweep stopped it (hyperband), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
 }
 
 impl RunInfo {

@@ -7,6 +7,8 @@
 pub mod accounts;
 pub mod api;
 pub mod artifacts;
+#[cfg(feature = "search")]
+pub mod bayes;
 pub mod chunking;
 pub mod error;
 pub mod filter;

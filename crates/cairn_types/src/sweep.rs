@@ -126,6 +126,106 @@ impl Hyperband {
     }
 }
 
+/// A trial's metric as hyperband reads it: its values in the order they were logged (iteration
+/// `k` is the `k`-th value, counting from 1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Iterations<'a> {
+    pub run_id: &'a str,
+    pub values: &'a [f64],
+    /// Only running trials are stopped; the others count in the brackets.
+    pub running: bool,
+}
+
+/// One judgement of a trial at a bracket.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BracketDecision {
+    pub run_id: String,
+    /// The iteration judged at.
+    pub bracket: u64,
+    /// The trial's metric at that iteration.
+    pub value: f64,
+    /// The worst value kept at that bracket.
+    pub threshold: f64,
+    /// Its place among the trials that reached the bracket (1 is the best; ties count in its favour).
+    pub rank: u64,
+    /// How many trials reached the bracket, and how many of them are kept (the top `1 / eta`).
+    pub reached: u64,
+    pub kept: u64,
+    pub stopped: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub decided_at: Option<crate::Timestamp>,
+}
+
+impl Hyperband {
+    /// Judges the running trials at the brackets they have reached. A bracket ranks every trial
+    /// that reached it, in any state, by its metric at that iteration, and keeps the top
+    /// `ceil(n / eta)`; a running trial ranked below is stopped. Each trial is judged once at
+    /// each bracket (`judged` holds the run ids and brackets judged before, and whether the trial
+    /// was stopped there), or with `strict` again at its latest bracket on every pass, so that a
+    /// trial that passed early is stopped when better ones reach the bracket later. A trial
+    /// stopped once is not judged again.
+    pub fn judge(&self, goal: Goal, trials: &[Iterations<'_>], judged: &std::collections::HashMap<(String, u64), bool>) -> Vec<BracketDecision> {
+        let sign = if goal == Goal::Maximize { -1.0 } else { 1.0 };
+        let brackets = self.brackets();
+        // Per bracket, the values (minimized) of every trial that reached it, sorted.
+        let ranked: Vec<Vec<f64>> = brackets
+            .iter()
+            .map(|&b| {
+                let mut at: Vec<f64> = trials.iter().filter_map(|t| t.values.get(b as usize - 1)).map(|v| sign * v).filter(|v| v.is_finite()).collect();
+                at.sort_by(f64::total_cmp);
+                at
+            })
+            .collect();
+        let mut out = Vec::new();
+        let stopped_before: std::collections::HashSet<&str> = judged.iter().filter(|(_, stopped)| **stopped).map(|((r, _), _)| r.as_str()).collect();
+        for t in trials.iter().filter(|t| t.running && !stopped_before.contains(t.run_id)) {
+            let reached: Vec<usize> = (0..brackets.len()).filter(|&i| t.values.len() as u64 >= brackets[i]).collect();
+            let to_judge: Vec<usize> = if self.strict {
+                reached.last().copied().into_iter().collect()
+            } else {
+                reached.into_iter().filter(|&i| !judged.contains_key(&(t.run_id.to_owned(), brackets[i]))).collect()
+            };
+            for i in to_judge {
+                let b = brackets[i];
+                let value = t.values[b as usize - 1];
+                if !value.is_finite() {
+                    continue;
+                }
+                let all = &ranked[i];
+                let kept = ((all.len() as f64 / self.eta).ceil() as usize).max(1);
+                let rank = 1 + all.iter().filter(|v| **v < sign * value).count();
+                let stopped = rank > kept;
+                out.push(BracketDecision {
+                    run_id: t.run_id.to_owned(),
+                    bracket: b,
+                    value,
+                    threshold: sign * all[kept.min(all.len()) - 1],
+                    rank: rank as u64,
+                    reached: all.len() as u64,
+                    kept: kept as u64,
+                    stopped,
+                    decided_at: None,
+                });
+                if stopped {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Why a trial was stopped, for its Overview.
+    pub fn reason(&self, metric: &str, d: &BracketDecision) -> String {
+        let eta = if self.eta.fract() == 0.0 { format!("{}", self.eta as u64) } else { format!("{}", self.eta) };
+        format!(
+            "stopped by hyperband at iteration {}: {metric} {} ranks {} of the {} trials that reached it, below the top 1/{eta} (the {} kept reach {})",
+            d.bracket, d.value, d.rank, d.reached, d.kept, d.threshold
+        )
+    }
+}
+
 /// A sweep's configuration, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweepConfig {
@@ -482,18 +582,18 @@ pub fn grid_values(d: &Distribution) -> Vec<Json> {
     }
 }
 
-fn quantize(x: f64, q: f64) -> f64 {
+pub(crate) fn quantize(x: f64, q: f64) -> f64 {
     (x / q).round() * q
 }
 
 /// A standard normal draw (Box–Muller).
-fn standard_normal(rng: &mut fastrand::Rng) -> f64 {
+pub(crate) fn standard_normal(rng: &mut fastrand::Rng) -> f64 {
     let u1 = 1.0 - rng.f64();
     let u2 = rng.f64();
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
-fn float(x: f64) -> Json {
+pub(crate) fn float(x: f64) -> Json {
     serde_json::Number::from_f64(x).map(Json::Number).unwrap_or(Json::Null)
 }
 
@@ -527,7 +627,7 @@ pub fn draw(d: &Distribution, rng: &mut fastrand::Rng) -> Json {
 }
 
 /// Dotted paths and values as nested JSON objects.
-fn nest(pairs: impl IntoIterator<Item = (String, Json)>) -> Json {
+pub(crate) fn nest(pairs: impl IntoIterator<Item = (String, Json)>) -> Json {
     let mut root = JsonMap::new();
     for (path, value) in pairs {
         let mut parts: Vec<&str> = path.split('.').collect();
@@ -702,6 +802,36 @@ mod tests {
     }
 
     #[test]
+    fn hyperband_stops_what_ranks_below_its_brackets_and_nothing_else() {
+        let hb = Hyperband { min_iter: Some(2), max_iter: None, eta: 2.0, s: 2, strict: false };
+        assert_eq!(hb.brackets(), [2, 4]);
+        let (a, b, c, d) = ([5.0, 4.0, 3.0, 2.0, 1.0], [5.0, 4.5, 4.4, 4.3], [5.0, 4.2, 2.5, 2.4], [9.0]);
+        let trials = [
+            Iterations { run_id: "a", values: &a, running: false },
+            Iterations { run_id: "b", values: &b, running: true },
+            Iterations { run_id: "c", values: &c, running: true },
+            Iterations { run_id: "d", values: &d, running: true },
+        ];
+        let judged = std::collections::HashMap::new();
+        let got = hb.judge(Goal::Minimize, &trials, &judged);
+        let view: Vec<(&str, u64, bool, u64, u64)> = got.iter().map(|d| (d.run_id.as_str(), d.bracket, d.stopped, d.rank, d.kept)).collect();
+        // Bracket 2: a 4.0, c 4.2, b 4.5: keep 2 of 3, so b stops there; c passes and at bracket
+        // 4 (a 2.0, c 2.4, b 4.3) keeps 2 of 3 again. d has not reached a bracket.
+        assert_eq!(view, [("b", 2, true, 3, 2), ("c", 2, false, 2, 2), ("c", 4, false, 2, 2)]);
+        assert_eq!(got[0].threshold, 4.2);
+        assert!(hb.reason("loss", &got[0]).starts_with("stopped by hyperband at iteration 2: loss 4.5 ranks 3 of the 3 trials that reached it, below the top 1/2"), "{}", hb.reason("loss", &got[0]));
+        // Judged before: not again, unless strict (then at the latest bracket, every pass).
+        let judged: std::collections::HashMap<(String, u64), bool> = got.iter().map(|d| ((d.run_id.clone(), d.bracket), d.stopped)).collect();
+        assert!(hb.judge(Goal::Minimize, &trials, &judged).is_empty());
+        let strict = Hyperband { strict: true, ..hb.clone() };
+        let again = strict.judge(Goal::Minimize, &trials, &judged);
+        assert_eq!(again.iter().map(|d| (d.run_id.as_str(), d.bracket, d.stopped)).collect::<Vec<_>>(), [("c", 4, false)]);
+        // Maximized: the order turns round, and b (the highest) is kept.
+        let up = hb.judge(Goal::Maximize, &trials, &std::collections::HashMap::new());
+        assert_eq!(up.iter().map(|d| (d.run_id.as_str(), d.bracket, d.stopped)).collect::<Vec<_>>(), [("b", 2, false), ("b", 4, false), ("c", 2, false), ("c", 4, false)]);
+    }
+
+    #[test]
     fn commands_expand_wandbs_macros() {
         let config = json!({"lr": 0.01, "opt": "adam", "g": {"m": 1}});
         let line = command_line(&DEFAULT_COMMAND.map(String::from), Some("train.py"), "python3", &config, "/tmp/args.json");
@@ -709,6 +839,100 @@ mod tests {
         let custom: Vec<String> = ["${interpreter}", "-u", "${program}", "${args_no_hyphens}", "--json", "${args_json}", "${args_json_file}"].map(String::from).to_vec();
         let line = command_line(&custom, Some("t.py"), "py", &json!({"a": 1}), "/x/args.json");
         assert_eq!(line, ["py", "-u", "t.py", "a=1", "--json", "{\"a\":1}", "/x/args.json"]);
+    }
+}
+
+/// A trial as a controller sees it: its parameters, its state (`pending`, `running`,
+/// `finished`, `failed`, `killed`, `crashed` or `lost`), its metric, and its grid point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrialView {
+    pub config: Json,
+    pub state: String,
+    pub metric: Option<f64>,
+    pub grid_index: Option<u64>,
+}
+
+impl TrialView {
+    /// Neither crashed nor lost: its point is taken.
+    pub fn live(&self) -> bool {
+        !matches!(self.state.as_str(), "crashed" | "lost")
+    }
+
+    fn active(&self) -> bool {
+        matches!(self.state.as_str(), "running" | "pending")
+    }
+}
+
+/// What a controller decides for an agent that asks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Run a trial with these parameters (at this grid point).
+    Run { grid_index: Option<u64>, config: Json },
+    /// Ask again later: trials still run and nothing is left to hand out.
+    Wait(String),
+    /// The sweep is done.
+    Finished(String),
+}
+
+/// The best finished trial by the metric: its index in `trials` and its value.
+pub fn best_trial(config: &SweepConfig, trials: &[TrialView]) -> Option<(usize, f64)> {
+    let goal = config.metric.as_ref()?.goal;
+    trials
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.state == "finished")
+        .filter_map(|(i, t)| t.metric.filter(|v| v.is_finite()).map(|v| (i, v)))
+        .min_by(|(_, a), (_, b)| if goal == Goal::Minimize { a.total_cmp(b) } else { b.total_cmp(a) })
+}
+
+/// The controller of a running sweep: the metric's target reached, the run cap, the grid's next
+/// free point (a crashed or lost trial's point comes back), a random draw, or the bayes
+/// suggestion. `seed` makes the draws the same wherever the controller runs.
+pub fn next_step(config: &SweepConfig, trials: &[TrialView], seed: u64) -> Step {
+    let active = trials.iter().filter(|t| t.active()).count();
+    if let (Some(metric), Some((_, best))) = (&config.metric, best_trial(config, trials))
+        && let Some(target) = metric.target
+    {
+        let reached = if metric.goal == Goal::Minimize { best <= target } else { best >= target };
+        if reached {
+            return Step::Finished(format!("a trial reached the target {} = {target}", metric.name));
+        }
+    }
+    let live = trials.iter().filter(|t| t.live()).count() as u64;
+    if config.run_cap.is_some_and(|cap| live >= cap) {
+        if active > 0 {
+            return Step::Wait(format!("the run cap of {live} is reached; {active} trials still run"));
+        }
+        return Step::Finished(format!("the run cap of {live} trials is reached"));
+    }
+    let mut rng = fastrand::Rng::with_seed(seed);
+    match config.method {
+        Method::Grid => {
+            let taken: std::collections::HashSet<u64> = trials.iter().filter(|t| t.live()).filter_map(|t| t.grid_index).collect();
+            match (0..config.grid_size()).find(|i| !taken.contains(i)) {
+                Some(i) => Step::Run { grid_index: Some(i), config: config.grid_point(i) },
+                None if active > 0 => Step::Wait(format!("every grid point is taken; {active} trials still run")),
+                None => Step::Finished(format!("every one of the {} grid points ran", config.grid_size())),
+            }
+        }
+        Method::Random => Step::Run { grid_index: None, config: config.sample(&mut rng) },
+        #[cfg(feature = "search")]
+        Method::Bayes => {
+            let seen: Vec<crate::bayes::Observation> = trials
+                .iter()
+                .filter_map(|t| {
+                    let value = match t.state.as_str() {
+                        "running" | "pending" => None,
+                        "finished" | "killed" => Some(t.metric?),
+                        _ => return None,
+                    };
+                    Some(crate::bayes::Observation { config: t.config.clone(), value })
+                })
+                .collect();
+            Step::Run { grid_index: None, config: crate::bayes::suggest(config, &seen, &mut rng) }
+        }
+        #[cfg(not(feature = "search"))]
+        Method::Bayes => Step::Run { grid_index: None, config: config.sample(&mut rng) },
     }
 }
 
@@ -855,4 +1079,29 @@ pub struct TrialInfo {
     pub metric: Option<f64>,
     /// The grid point it runs (grid sweeps).
     pub grid_index: Option<u64>,
+}
+
+/// Body of `POST /api/v1/sweeps/{e}/{p}/{id}/trials`: a trial of a sweep that ran without the
+/// server (`cairn agent --local`), given by `cairn sync` with its run. The sweep is made with
+/// this configuration when the server lacks it (as finished: the server's controller hands out
+/// none of its trials); one that exists with another configuration is refused.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ImportTrial {
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub sweep_config: Json,
+    pub seq: u64,
+    pub run_id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub config: Json,
+    #[serde(default)]
+    pub grid_index: Option<u64>,
+    #[serde(default)]
+    pub agent: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub assigned_at: crate::Timestamp,
+    /// Hyperband's judgements of this trial.
+    #[serde(default)]
+    pub decisions: Vec<BracketDecision>,
 }

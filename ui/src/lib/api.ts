@@ -1,5 +1,5 @@
 // The REST API, typed. Errors carry the server's code and message.
-import type { SweepInfo, TrialInfo } from "./sweep";
+import type { BracketDecision, SweepInfo, TrialInfo } from "./sweep";
 
 export interface EntityInfo {
   name: string;
@@ -47,6 +47,8 @@ export interface RunInfo {
   offsets: Record<string, number>;
   /** The sweep it is a trial of (when read alone). */
   sweep_id?: string | null;
+  /** Why its sweep stopped it (hyperband), if it did. */
+  stop_reason?: string | null;
 }
 
 export interface RunPage {
@@ -304,6 +306,7 @@ export const api = {
   sweeps: (e: string, p: string) => request<SweepInfo[]>("GET", `${projectUrl(e, p)}/sweeps`),
   sweep: (e: string, p: string, id: string) => request<SweepInfo>("GET", `/api/v1/sweeps/${enc(e)}/${enc(p)}/${enc(id)}`),
   sweepTrials: (e: string, p: string, id: string) => request<TrialInfo[]>("GET", `/api/v1/sweeps/${enc(e)}/${enc(p)}/${enc(id)}/trials`),
+  sweepDecisions: (e: string, p: string, id: string) => request<BracketDecision[]>("GET", `/api/v1/sweeps/${enc(e)}/${enc(p)}/${enc(id)}/decisions`),
   setSweepState: (e: string, p: string, id: string, state: SweepInfo["state"]) =>
     request<SweepInfo>("PATCH", `/api/v1/sweeps/${enc(e)}/${enc(p)}/${enc(id)}`, { state }),
   /** The caller's layout of a project's workspace (null while automatic); saving and resetting it. */

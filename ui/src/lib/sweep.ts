@@ -147,3 +147,70 @@ export function brushed(trials: TrialInfo[], brushes: Brushes, metricName: strin
     }),
   );
 }
+
+/** One judgement of hyperband: a trial at a bracket (an iteration of the metric). */
+export interface BracketDecision {
+  run_id: string;
+  bracket: number;
+  value: number;
+  threshold: number;
+  rank: number;
+  reached: number;
+  kept: number;
+  stopped: boolean;
+  decided_at?: string | null;
+}
+
+/** The iterations hyperband judges at, from the configuration's `early_terminate` (as the server reads it). */
+export function hyperbandBrackets(et: unknown): number[] {
+  if (!et || typeof et !== "object") return [];
+  const { min_iter, max_iter, eta = 3, s } = et as { min_iter?: number; max_iter?: number; eta?: number; s?: number };
+  const out: number[] = [];
+  if (typeof min_iter === "number") {
+    let at = min_iter;
+    for (let i = 0; i < Math.max(1, s ?? 3); i++, at *= eta) out.push(Math.round(at));
+  } else if (typeof max_iter === "number") {
+    let n = s;
+    if (n === undefined) {
+      n = 0;
+      for (let at = max_iter; at / eta >= 1 && n < 20; at /= eta) n++;
+      n = Math.max(1, n);
+    }
+    let at = max_iter;
+    for (let i = 0; i < n; i++) {
+      at /= eta;
+      if (at < 1) break;
+      out.push(Math.round(at));
+    }
+    out.reverse();
+  }
+  return [...new Set(out)];
+}
+
+export interface BracketView {
+  bracket: number;
+  /** Judgements made there, kept and stopped. */
+  judged: number;
+  kept: number;
+  stopped: BracketDecision[];
+  /** The latest judgement's cut (the worst value kept) and how many had reached it then. */
+  threshold: number | null;
+  reached: number;
+}
+
+/** Each bracket's decisions, for the sweep page. */
+export function bracketViews(brackets: number[], decisions: BracketDecision[]): BracketView[] {
+  const all = [...new Set([...brackets, ...decisions.map((d) => d.bracket)])].sort((a, b) => a - b);
+  return all.map((bracket) => {
+    const here = decisions.filter((d) => d.bracket === bracket);
+    const last = here[here.length - 1];
+    return {
+      bracket,
+      judged: here.length,
+      kept: here.filter((d) => !d.stopped).length,
+      stopped: here.filter((d) => d.stopped),
+      threshold: last ? last.threshold : null,
+      reached: last ? last.reached : 0,
+    };
+  });
+}

@@ -81,6 +81,39 @@ describe("the sweep page", () => {
     await expectNoErrors(page);
   });
 
+  it("shows hyperband's decisions per bracket, and a stopped trial's Overview says why", async () => {
+    // loss = x + 1/i at iteration i, x = 3, 1, 4, 2, 5 in turn: hyperband (iterations 2 and 4,
+    // the top half kept) stops 4 and 5 at iteration 2.
+    const id = py(`
+import time, cairn
+config = {"name": "hyperband", "method": "grid", "metric": {"name": "loss", "goal": "minimize"},
+          "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2, "s": 2}, "parameters": {"x": {"values": [3, 1, 4, 2, 5]}}}
+sweep_id = cairn.sweep(config, project="${PROJECT}")
+def train():
+    run = cairn.init()
+    for i in range(1, 7):
+        run.log({"loss": run.config["x"] + 1 / i})
+        time.sleep(0.7)
+    run.finish()
+cairn.agent(sweep_id, function=train, project="${PROJECT}")
+print(sweep_id)
+`, { CAIRN_HEARTBEAT_SECS: "0.5" }).trim().split("\n").at(-1)!;
+    const page = await open(browser, `/e2e/${PROJECT}/sweeps/${id}`);
+    const bracket = page.locator('[data-testid="sweep-brackets"] tr[data-bracket="2"]');
+    await expect.poll(() => bracket.getAttribute("data-stopped")).toBe("2");
+    expect(await page.locator('[data-testid="sweep-brackets"] tr[data-bracket="4"]').getAttribute("data-stopped")).toBe("0");
+    const stopped = page.locator('[data-testid="sweep-trials"] tbody tr', { has: page.getByTestId("stopped-at") });
+    expect(await stopped.count()).toBe(2);
+    expect(await stopped.first().textContent()).toMatch(/killed\s*· stopped at iteration 2/);
+    await page.getByTestId("sweep-brackets").scrollIntoViewIfNeeded();
+    await screenshot(page, "sweep-page-hyperband");
+    await stopped.first().locator("a").click();
+    await page.getByTestId("stop-reason").waitFor();
+    expect(await page.getByTestId("stop-reason").textContent()).toMatch(/^stopped by hyperband at iteration 2: loss [\d.]+ ranks \d of the \d trials that reached it, below the top 1\/2/);
+    await screenshot(page, "run-stopped-by-hyperband");
+    await expectNoErrors(page);
+  });
+
   it("pauses, resumes and cancels a running sweep", async () => {
     const id = py(`
 import cairn

@@ -673,6 +673,8 @@ async fn sweeps_are_created_driven_and_canceled_over_the_api() {
     assert_eq!((again.status.as_u16(), again.body["code"].as_str()), (409, Some("sweep_over")));
     let trials = w.call(Who::Viewer, Method::GET, &format!("/api/v1/sweeps/lab/p/{id}/trials"), None, "").await;
     assert_eq!(trials.body[0]["run_id"], run_id.as_str());
+    let decisions = w.call(Who::Viewer, Method::GET, &format!("/api/v1/sweeps/lab/p/{id}/decisions"), None, "").await;
+    assert_eq!((decisions.status.as_u16(), decisions.body.clone()), (200, json!([])), "no early termination, no judgements");
     let listed = w.call(Who::Viewer, Method::GET, "/api/v1/projects/lab/p/sweeps", None, "").await;
     assert_eq!(listed.body.as_array().unwrap().len(), 1);
     assert_eq!(w.call(Who::Viewer, Method::GET, "/api/v1/sweeps/lab/p/nope", None, "").await.body["code"], "sweep_not_found");

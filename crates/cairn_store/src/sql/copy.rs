@@ -543,7 +543,7 @@ fn write_accounts(db: &dyn Db, rows: &AccountRows) -> Result<()> {
     Ok(())
 }
 
-/// Sweeps and their trials that the target lacks (by project and sweep id), as they are.
+/// Sweeps, their trials and hyperband's judgements, that the target lacks (by project and sweep id), as they are.
 fn copy_sweeps(from: &SqlStore, to: &SqlStore) -> Result<()> {
     let sweeps = from.read(|db| {
         db.query(
@@ -555,6 +555,9 @@ fn copy_sweeps(from: &SqlStore, to: &SqlStore) -> Result<()> {
     for sweep in sweeps {
         let sweep_pk = sweep.i64(6)?;
         let trials = from.read(|db| db.query("SELECT seq, run_id, grid_index, params, agent, assigned_at FROM sweep_trials WHERE sweep_pk = ?1 ORDER BY seq", args![sweep_pk]))?;
+        let decisions = from.read(|db| {
+            db.query("SELECT run_id, bracket, value, threshold, rank, reached, kept, stopped, decided_at FROM sweep_decisions WHERE sweep_pk = ?1", args![sweep_pk])
+        })?;
         to.write(move |db| {
             let (entity, project, sweep_id) = (sweep.string(0)?, sweep.string(1)?, sweep.string(2)?);
             let project_pk = super::runs::ensure_project(db, &entity, &project, cairn_types::Timestamp(sweep.i64(5)?))?;
@@ -571,6 +574,13 @@ fn copy_sweeps(from: &SqlStore, to: &SqlStore) -> Result<()> {
                 db.execute(
                     "INSERT INTO sweep_trials (sweep_pk, seq, run_id, grid_index, params, agent, assigned_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     args![pk, t.i64(0)?, t.string(1)?, t.opt_i64(2)?, t.string(3)?, t.string(4)?, t.i64(5)?],
+                )?;
+            }
+            for d in &decisions {
+                db.execute(
+                    "INSERT INTO sweep_decisions (sweep_pk, run_id, bracket, value, threshold, rank, reached, kept, stopped, decided_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    args![pk, d.string(0)?, d.i64(1)?, d.f64_or(2, f64::NAN)?, d.f64_or(3, f64::NAN)?, d.i64(4)?, d.i64(5)?, d.i64(6)?, d.i64(7)?, d.i64(8)?],
                 )?;
             }
             Ok(())

@@ -79,6 +79,7 @@ pub(crate) fn run_from_row(row: &Row) -> Result<RunInfo> {
             events: offset(25)?,
         },
         sweep_id: None,
+        stop_reason: None,
     })
 }
 
@@ -235,7 +236,7 @@ pub(crate) fn touch_project(db: &dyn Db, run_pk: i64, now: Timestamp) -> Result<
 
 /// Loads a run's document for update, changes it, and saves what changed; returns the run as it
 /// is afterwards.
-fn modify_run(db: &dyn Db, path: &RunPath, change: impl FnOnce(&mut RunDoc) -> Result<()>) -> Result<RunInfo> {
+pub(super) fn modify_run(db: &dyn Db, path: &RunPath, change: impl FnOnce(&mut RunDoc) -> Result<()>) -> Result<RunInfo> {
     let pk = run_pk(db, path)?;
     let before = load_doc(db, pk)?;
     let mut doc = before.clone();

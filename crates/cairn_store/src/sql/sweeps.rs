@@ -7,7 +7,8 @@
 
 use cairn_types::Timestamp;
 use cairn_types::error::{CodedError, ErrorCode};
-use cairn_types::sweep::{BestTrial, Goal, Method, NextTrial, SweepConfig, SweepInfo, SweepState, TrialInfo};
+use cairn_types::RunPath;
+use cairn_types::sweep::{BestTrial, BracketDecision, ImportTrial, Iterations, Method, NextTrial, Step, SweepConfig, SweepInfo, SweepState, TrialInfo, TrialView, best_trial, next_step};
 use serde_json::Value as Json;
 
 use super::{Db, Dialect, Row, SqlStore, args};
@@ -114,13 +115,7 @@ fn summary_number(summary: &Json, name: &str) -> Option<f64> {
 }
 
 fn best(sweep: &SweepRow, trials: &[Trial]) -> Option<BestTrial> {
-    let goal = sweep.parsed.metric.as_ref()?.goal;
-    trials
-        .iter()
-        .filter(|t| t.info.state == "finished")
-        .filter_map(|t| t.info.metric.filter(|v| v.is_finite()).map(|v| (t, v)))
-        .min_by(|(_, a), (_, b)| if goal == Goal::Minimize { a.total_cmp(b) } else { b.total_cmp(a) })
-        .map(|(t, v)| BestTrial { run_id: t.info.run_id.clone(), value: v })
+    best_trial(&sweep.parsed, &views(trials)).map(|(i, value)| BestTrial { run_id: trials[i].info.run_id.clone(), value })
 }
 
 fn info(entity: &str, project: &str, sweep: &SweepRow, trials: &[Trial]) -> SweepInfo {
@@ -149,54 +144,28 @@ fn set_state(db: &dyn Db, sweep: &mut SweepRow, state: SweepState) -> Result<()>
     Ok(())
 }
 
+fn views(all: &[Trial]) -> Vec<TrialView> {
+    all.iter().map(|t| TrialView { config: t.info.config.clone(), state: t.info.state.clone(), metric: t.info.metric, grid_index: t.info.grid_index }).collect()
+}
+
 /// The controller: the next trial for `agent`, decided under the sweep's lock.
 fn next(db: &dyn Db, entity: &str, project: &str, sweep_id: &str, agent: &str, now: Timestamp) -> Result<NextTrial> {
     let mut sweep = load(db, entity, project, sweep_id, true)?;
     let all = trials(db, &sweep, now)?;
-    let active = all.iter().filter(|t| matches!(t.info.state.as_str(), "running" | "pending")).count();
-    let wait = |reason: String| Ok(NextTrial::Wait { reason, retry_secs: RETRY_SECS });
     match sweep.state {
-        SweepState::Paused => return wait("the sweep is paused".into()),
+        SweepState::Paused => return Ok(NextTrial::Wait { reason: "the sweep is paused".into(), retry_secs: RETRY_SECS }),
         SweepState::Running => {}
         over => return Ok(NextTrial::Stop { reason: format!("the sweep is {}", over.as_str()) }),
     }
-    // The metric's target, reached by a finished trial, ends the sweep.
-    if let (Some(metric), Some(best)) = (sweep.parsed.metric.clone(), best(&sweep, &all))
-        && let Some(target) = metric.target
-    {
-        let reached = if metric.goal == Goal::Minimize { best.value <= target } else { best.value >= target };
-        if reached {
-            set_state(db, &mut sweep, SweepState::Finished)?;
-            return Ok(NextTrial::Stop { reason: format!("trial {} reached the target {} = {target}", best.run_id, metric.name) });
-        }
-    }
-    let live = all.iter().filter(|t| t.live).count() as u64;
-    if sweep.parsed.run_cap.is_some_and(|cap| live >= cap) {
-        if active > 0 {
-            return wait(format!("the run cap of {live} is reached; {active} trials still run"));
-        }
-        set_state(db, &mut sweep, SweepState::Finished)?;
-        return Ok(NextTrial::Stop { reason: format!("the run cap of {live} trials is reached") });
-    }
     let seq = all.iter().map(|t| t.info.seq + 1).max().unwrap_or(0);
-    let (grid_index, config) = match sweep.parsed.method {
-        Method::Grid => {
-            // The first point no live trial holds: a crashed or lost trial's point comes back.
-            let taken: std::collections::HashSet<u64> = all.iter().filter(|t| t.live).filter_map(|t| t.info.grid_index).collect();
-            match (0..sweep.parsed.grid_size()).find(|i| !taken.contains(i)) {
-                Some(i) => (Some(i), sweep.parsed.grid_point(i)),
-                None if active > 0 => return wait(format!("every grid point is taken; {active} trials still run")),
-                None => {
-                    set_state(db, &mut sweep, SweepState::Finished)?;
-                    return Ok(NextTrial::Stop { reason: format!("every one of the {} grid points ran", sweep.parsed.grid_size()) });
-                }
-            }
-        }
-        Method::Random | Method::Bayes => {
-            // Seeded by the sweep and the trial's number: the same draws on every server.
-            let seed = sweep.pk as u64 ^ sweep.created_at as u64 ^ seq.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            let mut rng = fastrand::Rng::with_seed(seed);
-            (None, sweep.parsed.sample(&mut rng))
+    // Seeded by the sweep and the trial's number: the same draws on every server.
+    let seed = sweep.pk as u64 ^ sweep.created_at as u64 ^ seq.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let (grid_index, config) = match next_step(&sweep.parsed, &views(&all), seed) {
+        Step::Run { grid_index, config } => (grid_index, config),
+        Step::Wait(reason) => return Ok(NextTrial::Wait { reason, retry_secs: RETRY_SECS }),
+        Step::Finished(reason) => {
+            set_state(db, &mut sweep, SweepState::Finished)?;
+            return Ok(NextTrial::Stop { reason });
         }
     };
     let run_id = cairn_types::ids::generate_run_id();
@@ -207,12 +176,38 @@ fn next(db: &dyn Db, entity: &str, project: &str, sweep_id: &str, agent: &str, n
     Ok(NextTrial::Run { run_id, seq, config })
 }
 
+/// Hyperband's judgements of a sweep's trials (of one run, or all), oldest first.
+fn decisions(db: &dyn Db, sweep_pk: i64, run_id: Option<&str>) -> Result<Vec<BracketDecision>> {
+    let rows = match run_id {
+        Some(run_id) => db.query(
+            "SELECT run_id, bracket, value, threshold, rank, reached, kept, stopped, decided_at FROM sweep_decisions WHERE sweep_pk = ?1 AND run_id = ?2 ORDER BY decided_at, bracket",
+            args![sweep_pk, run_id],
+        )?,
+        None => db.query(
+            "SELECT run_id, bracket, value, threshold, rank, reached, kept, stopped, decided_at FROM sweep_decisions WHERE sweep_pk = ?1 ORDER BY decided_at, bracket, run_id",
+            args![sweep_pk],
+        )?,
+    };
+    rows.iter()
+        .map(|r| {
+            Ok(BracketDecision {
+                run_id: r.string(0)?,
+                bracket: r.i64(1)? as u64,
+                value: r.f64_or(2, f64::NAN)?,
+                threshold: r.f64_or(3, f64::NAN)?,
+                rank: r.i64(4)? as u64,
+                reached: r.i64(5)? as u64,
+                kept: r.i64(6)? as u64,
+                stopped: r.bool(7)?,
+                decided_at: Some(Timestamp(r.i64(8)?)),
+            })
+        })
+        .collect()
+}
+
 impl crate::SweepStore for SqlStore {
     fn create_sweep(&self, entity: &str, project: &str, config: &Json, now: Timestamp) -> Result<SweepInfo> {
-        let parsed = SweepConfig::parse(config).map_err(|e| CodedError::new(ErrorCode::InvalidSweep, e))?;
-        if parsed.method == Method::Bayes {
-            return Err(CodedError::new(ErrorCode::InvalidSweep, "method bayes is not available in this version of cairn yet; use grid or random"));
-        }
+        SweepConfig::parse(config).map_err(|e| CodedError::new(ErrorCode::InvalidSweep, e))?;
         cairn_types::ids::validate_name("entity", entity)?;
         cairn_types::ids::validate_name("project", project)?;
         let (entity, project, config) = (entity.to_owned(), project.to_owned(), config.clone());
@@ -296,16 +291,155 @@ impl crate::SweepStore for SqlStore {
         })
     }
 
-    fn sweep_of_run(&self, entity: &str, project: &str, run_id: &str) -> Result<Option<String>> {
+    fn sweep_of_run(&self, entity: &str, project: &str, run_id: &str) -> Result<Option<(String, Option<String>)>> {
         let (entity, project, run_id) = (entity.to_owned(), project.to_owned(), run_id.to_owned());
         self.read(move |db| {
             let pk = super::query::project_pk(db, &entity, &project)?;
-            db.opt_row(
-                "SELECT s.sweep_id FROM sweep_trials t JOIN sweeps s ON s.sweep_pk = t.sweep_pk WHERE s.project_pk = ?1 AND t.run_id = ?2",
+            let Some(row) = db.opt_row(
+                &format!("SELECT {SWEEP_COLUMNS} FROM sweep_trials t JOIN sweeps s ON s.sweep_pk = t.sweep_pk WHERE s.project_pk = ?1 AND t.run_id = ?2"),
                 args![pk, run_id],
             )?
-            .map(|r| r.string(0))
-            .transpose()
+            else {
+                return Ok(None);
+            };
+            let sweep = sweep_row(&row)?;
+            let reason = match (&sweep.parsed.early_terminate, &sweep.parsed.metric) {
+                (Some(hb), Some(metric)) => {
+                    decisions(db, sweep.pk, Some(&run_id))?.iter().find(|d| d.stopped).map(|d| hb.reason(&metric.name, d))
+                }
+                _ => None,
+            };
+            Ok(Some((sweep.sweep_id, reason)))
         })
+    }
+
+    fn import_trial(&self, entity: &str, project: &str, sweep_id: &str, trial: &ImportTrial, now: Timestamp) -> Result<SweepInfo> {
+        SweepConfig::parse(&trial.sweep_config).map_err(|e| CodedError::new(ErrorCode::InvalidSweep, e))?;
+        cairn_types::ids::validate_name("entity", entity)?;
+        cairn_types::ids::validate_name("project", project)?;
+        cairn_types::ids::validate_run_id(&trial.run_id)?;
+        if sweep_id.is_empty() || sweep_id.len() > 64 || !sweep_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(CodedError::new(ErrorCode::InvalidValue, format!("sweep id {sweep_id:?} must be 1 to 64 letters, digits, - or _")));
+        }
+        let (entity, project, sweep_id, trial) = (entity.to_owned(), project.to_owned(), sweep_id.to_owned(), trial.clone());
+        self.write(move |db| {
+            let project_pk = super::runs::ensure_project(db, &entity, &project, now)?;
+            let existing = db.opt_row("SELECT config FROM sweeps WHERE project_pk = ?1 AND sweep_id = ?2", args![project_pk, sweep_id])?;
+            match existing {
+                Some(row) => {
+                    let config: Json = serde_json::from_str(&row.string(0)?).unwrap_or(Json::Null);
+                    if config != trial.sweep_config {
+                        return Err(CodedError::new(
+                            ErrorCode::InvalidSweep,
+                            format!("sweep {entity}/{project}/{sweep_id} exists with another configuration; the trial {} is not added", trial.run_id),
+                        ));
+                    }
+                }
+                None => {
+                    db.execute(
+                        "INSERT INTO sweeps (project_pk, sweep_id, config, state, created_at) VALUES (?1, ?2, ?3, 'finished', ?4)",
+                        args![project_pk, sweep_id, trial.sweep_config.to_string(), trial.assigned_at.micros()],
+                    )?;
+                }
+            }
+            let sweep = load(db, &entity, &project, &sweep_id, true)?;
+            db.execute(
+                "INSERT INTO sweep_trials (sweep_pk, seq, run_id, grid_index, params, agent, assigned_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+                args![sweep.pk, trial.seq as i64, trial.run_id, trial.grid_index.map(|i| i as i64), trial.config.to_string(), trial.agent, trial.assigned_at.micros()],
+            )?;
+            for d in &trial.decisions {
+                db.execute(
+                    "INSERT INTO sweep_decisions (sweep_pk, run_id, bracket, value, threshold, rank, reached, kept, stopped, decided_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
+                    args![
+                        sweep.pk, trial.run_id, d.bracket as i64, d.value, d.threshold, d.rank as i64, d.reached as i64, d.kept as i64, d.stopped,
+                        d.decided_at.unwrap_or(trial.assigned_at).micros()
+                    ],
+                )?;
+            }
+            let all = trials(db, &sweep, now)?;
+            Ok(info(&entity, &project, &sweep, &all))
+        })
+    }
+
+    fn sweep_decisions(&self, entity: &str, project: &str, sweep_id: &str) -> Result<Vec<BracketDecision>> {
+        let (entity, project, sweep_id) = (entity.to_owned(), project.to_owned(), sweep_id.to_owned());
+        self.read(move |db| {
+            let sweep = load(db, &entity, &project, &sweep_id, false)?;
+            decisions(db, sweep.pk, None)
+        })
+    }
+
+    fn early_terminate(&self, now: Timestamp) -> Result<Vec<RunPath>> {
+        // The sweeps whose trials may still run, with early termination.
+        let sweeps = self.read(|db| {
+            db.query(
+                &format!(
+                    "SELECT {SWEEP_COLUMNS}, e.name, p.name FROM sweeps s JOIN projects p ON p.project_pk = s.project_pk JOIN entities e ON e.entity_pk = p.entity_pk
+                     WHERE s.state IN ('running', 'paused', 'stopped') AND s.config LIKE '%early_terminate%'"
+                ),
+                args![],
+            )?
+            .iter()
+            .map(|r| Ok((sweep_row(r)?, r.string(5)?, r.string(6)?)))
+            .collect::<Result<Vec<_>>>()
+        })?;
+        let mut asked = Vec::new();
+        for (sweep, entity, project) in sweeps {
+            let (Some(hb), Some(metric)) = (sweep.parsed.early_terminate.clone(), sweep.parsed.metric.clone()) else { continue };
+            let (all, judged) = self.read(|db| {
+                let judged = decisions(db, sweep.pk, None)?.into_iter().map(|d| ((d.run_id, d.bracket), d.stopped)).collect::<std::collections::HashMap<_, _>>();
+                Ok((trials(db, &sweep, now)?, judged))
+            })?;
+            if !all.iter().any(|t| t.info.state == "running") {
+                continue;
+            }
+            let last = hb.brackets().last().copied().unwrap_or(1) as usize;
+            // Each trial's metric, in the order it was logged, as far as the last bracket.
+            let histories: Vec<(String, Vec<f64>, bool)> = all
+                .iter()
+                .filter(|t| !matches!(t.info.state.as_str(), "pending" | "lost"))
+                .map(|t| {
+                    let path = RunPath::new(entity.as_str(), project.as_str(), t.info.run_id.as_str());
+                    let request = crate::HistoryRequest { keys: Some(vec![metric.name.clone()]), limit: last, require_all: true, ..Default::default() };
+                    let values = match crate::SeriesStore::history(self, &path, &request) {
+                        Ok(data) => data.columns.first().map(|c| (0..c.values.len()).filter_map(|i| c.values.get(i).and_then(|v| v.as_f64())).collect()).unwrap_or_default(),
+                        Err(_) => Vec::new(),
+                    };
+                    (t.info.run_id.clone(), values, t.info.state == "running")
+                })
+                .collect();
+            let iterations: Vec<Iterations<'_>> = histories.iter().map(|(run_id, values, running)| Iterations { run_id, values, running: *running }).collect();
+            let made = hb.judge(metric.goal, &iterations, &judged);
+            if made.is_empty() {
+                continue;
+            }
+            let (pk, e, p) = (sweep.pk, entity.clone(), project.clone());
+            let stopped = self.write(move |db| {
+                let mut stopped = Vec::new();
+                for d in &made {
+                    db.execute(
+                        "INSERT INTO sweep_decisions (sweep_pk, run_id, bracket, value, threshold, rank, reached, kept, stopped, decided_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                         ON CONFLICT (sweep_pk, run_id, bracket) DO UPDATE SET value = excluded.value, threshold = excluded.threshold, rank = excluded.rank,
+                             reached = excluded.reached, kept = excluded.kept, stopped = excluded.stopped, decided_at = excluded.decided_at",
+                        args![pk, d.run_id, d.bracket as i64, d.value, d.threshold, d.rank as i64, d.reached as i64, d.kept as i64, d.stopped, now.micros()],
+                    )?;
+                    if d.stopped {
+                        let path = RunPath::new(e.as_str(), p.as_str(), d.run_id.as_str());
+                        super::runs::modify_run(db, &path, |doc| {
+                            if doc.state == cairn_types::api::RunState::Running {
+                                doc.stop_requested = true;
+                            }
+                            Ok(())
+                        })?;
+                        stopped.push(path);
+                    }
+                }
+                Ok(stopped)
+            })?;
+            asked.extend(stopped);
+        }
+        Ok(asked)
     }
 }

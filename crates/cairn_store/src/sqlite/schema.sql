@@ -292,3 +292,18 @@ CREATE TABLE IF NOT EXISTS sweep_trials (
     PRIMARY KEY (sweep_pk, seq),
     UNIQUE (sweep_pk, run_id)
 );
+
+-- Version 12: hyperband's judgements of a sweep's trials, one per trial and bracket.
+CREATE TABLE IF NOT EXISTS sweep_decisions (
+    sweep_pk    INTEGER NOT NULL REFERENCES sweeps (sweep_pk),
+    run_id      TEXT NOT NULL,
+    bracket     INTEGER NOT NULL,
+    value       REAL NOT NULL,
+    threshold   REAL NOT NULL,
+    rank        INTEGER NOT NULL,
+    reached     INTEGER NOT NULL,
+    kept        INTEGER NOT NULL,
+    stopped     INTEGER NOT NULL,
+    decided_at  INTEGER NOT NULL,
+    PRIMARY KEY (sweep_pk, run_id, bracket)
+);
