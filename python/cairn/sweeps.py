@@ -64,6 +64,14 @@ def _sweep_path(sweep_id: str, entity: str | None, project: str | None) -> tuple
     raise errors.UsageError(f"{sweep_id!r} is not a sweep: write ENTITY/PROJECT/ID or ID")
 
 
+def _was_stopped(client: Any, entity: str, project: str, run_id: str) -> bool:
+    try:
+        run = client.call_json("GET", f"/api/v1/runs/{entity}/{project}/{run_id}", None)
+    except Exception:  # noqa: BLE001 - not found, or unreachable: not known to be stopped
+        return False
+    return bool(run.get("stop_requested")) or run.get("state") == "killed"
+
+
 def agent(
     sweep_id: str,
     function: Callable[[], Any] | None = None,
@@ -84,8 +92,10 @@ def agent(
     name = f"{socket.gethostname()}-{os.getpid()}"
     ran = 0
     said = ""
+    last: str | None = None
     while count is None or ran < count:
-        step = client.call_json("POST", f"/api/v1/sweeps/{entity}/{project}/{sid}/next", json.dumps({"agent": name}))
+        asked = {"agent": name} if last is None else {"agent": name, "last": last}
+        step = client.call_json("POST", f"/api/v1/sweeps/{entity}/{project}/{sid}/next", json.dumps(asked))
         if step["action"] == "stop":
             return ran
         if step["action"] == "wait":
@@ -111,9 +121,9 @@ def agent(
             function()
         except KeyboardInterrupt:
             # The sweep stopped this trial (early termination, or a cancel): its run ended as
-            # killed, and the agent goes on. Any other interrupt stops the agent.
-            stopped = cairn.run is not None and cairn.run._core.stop_requested()
-            if not stopped:
+            # killed, and the agent goes on. Any other interrupt stops the agent. (The run may
+            # be closed already, by a `with cairn.init()` block: the server is asked.)
+            if not _was_stopped(client, entity, project, step["run_id"]):
                 raise
             sys.stderr.write(f"cairn: trial {step['run_id']} was stopped by the sweep\n")
         except Exception:
@@ -128,5 +138,6 @@ def agent(
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+        last = step["run_id"]
         ran += 1
     return ran

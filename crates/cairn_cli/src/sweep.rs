@@ -112,12 +112,13 @@ pub fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let scratch = tempfile_dir()?;
     let mut ran = 0u64;
     let mut waiting = String::new();
+    let mut last: Option<String> = None;
     loop {
         if args.count.is_some_and(|c| ran >= c) {
             println!("agent {name}: ran {ran} trials, as --count says");
             return Ok(());
         }
-        let request = serde_json::to_value(NextTrialRequest { agent: name.clone() })?;
+        let request = serde_json::to_value(NextTrialRequest { agent: name.clone(), last: last.clone() })?;
         let next: NextTrial = serde_json::from_value(ask(&api, &format!("/api/v1/sweeps/{entity}/{project}/{id}/next"), &request, &name)?)?;
         match next {
             NextTrial::Run { run_id, seq, config: params } => {
@@ -143,6 +144,7 @@ pub fn agent(args: AgentArgs) -> anyhow::Result<()> {
                 let status = watch_trial(&api, process, &format!("/api/v1/runs/{entity}/{project}/{run_id}"))?;
                 println!("agent {name}: trial {seq} ended: {status}");
                 let _ = std::fs::remove_file(&args_file);
+                last = Some(run_id);
                 ran += 1;
             }
             NextTrial::Wait { reason, retry_secs } => {
@@ -192,36 +194,72 @@ fn ask(api: &ApiClient, path: &str, body: &serde_json::Value, name: &str) -> any
 }
 
 /// Waits for a trial's process. When the sweep stops its run (early termination, or a cancel),
-/// the program's cairn client ends it; one that goes on anyway (it caught the interrupt, or it
-/// does not log through cairn) gets SIGTERM after [`STOP_GRACE`], and SIGKILL as long again after.
-fn watch_trial(api: &ApiClient, mut process: std::process::Child, run: &str) -> anyhow::Result<std::process::ExitStatus> {
-    let mut polled = std::time::Instant::now();
-    let mut stopped_at: Option<std::time::Instant> = None;
-    let mut termed = false;
-    loop {
-        if let Some(status) = process.try_wait()? {
-            return Ok(status);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        if stopped_at.is_none() && polled.elapsed() >= POLL {
-            polled = std::time::Instant::now();
-            // Not found yet: the program has not started its run.
-            if let Ok(info) = api.call_json("GET", run, None)
-                && (info["stop_requested"] == true || info["state"] == "killed")
-            {
+/// the program's cairn client ends it.
+fn watch_trial(api: &ApiClient, process: std::process::Child, run: &str) -> anyhow::Result<std::process::ExitStatus> {
+    let stopped = || -> anyhow::Result<Option<()>> {
+        // Not found yet: the program has not started its run.
+        match api.call_json("GET", run, None) {
+            Ok(info) if info["stop_requested"] == true || info["state"] == "killed" => {
                 let why = info["stop_reason"].as_str().unwrap_or("the sweep stopped it").to_owned();
                 println!("agent: run {} is stopped: {why}", info["run_id"].as_str().unwrap_or("?"));
-                stopped_at = Some(std::time::Instant::now());
+                Ok(Some(()))
+            }
+            _ => Ok(None),
+        }
+    };
+    let (status, seen) = supervise(process, &[], stopped)?;
+    // Stopped and ended between two looks: said now.
+    if seen.is_none() && !status.success() {
+        stopped()?;
+    }
+    Ok(status)
+}
+
+/// Waits for a trial's process, asking `stopped` every [`POLL`] while it runs whether the sweep
+/// stopped it. A stopped trial gets `first` signals at once (none: its cairn client ends it),
+/// SIGTERM after [`STOP_GRACE`] if it goes on (it caught the interrupt, or it does not log through
+/// cairn), and SIGKILL as long again after. The exit is noticed at once: a thread waits on it.
+pub(crate) fn supervise<T>(
+    process: std::process::Child,
+    first: &[libc::c_int],
+    mut stopped: impl FnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<(std::process::ExitStatus, Option<T>)> {
+    let pid = process.id() as libc::pid_t;
+    let mut process = process;
+    // The thread only waits for the exit (WNOWAIT): the process stays unreaped, so its pid cannot
+    // go to another process while signals may still be sent to it. This thread reaps it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // SAFETY: waitid(2) on our child's pid with a zeroed siginfo it fills in.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let _ = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        let _ = tx.send(());
+    });
+    let mut verdict: Option<(T, std::time::Instant)> = None;
+    let mut sent = 0;
+    loop {
+        match rx.recv_timeout(POLL) {
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok((process.wait()?, verdict.map(|(v, _)| v))),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if verdict.is_none() {
+            // A look that fails (a network blip, a full disk) is tried again at the next tick;
+            // the trial is never left unwatched.
+            match stopped() {
+                Ok(Some(v)) => verdict = Some((v, std::time::Instant::now())),
+                Ok(None) => {}
+                Err(e) => println!("agent: cannot tell whether the trial was stopped: {e:#}"),
             }
         }
-        if let Some(at) = stopped_at {
-            if !termed && at.elapsed() >= STOP_GRACE {
-                println!("agent: the trial is still running {}s after its stop; sending SIGTERM", STOP_GRACE.as_secs());
-                // SAFETY: kill(2) on the pid of a child this process has not reaped yet.
-                unsafe { libc::kill(process.id() as libc::pid_t, libc::SIGTERM) };
-                termed = true;
-            } else if at.elapsed() >= STOP_GRACE * 2 {
-                let _ = process.kill();
+        if let Some((_, at)) = &verdict {
+            let plan: Vec<(Duration, libc::c_int)> = first.iter().map(|s| (Duration::ZERO, *s)).chain([(STOP_GRACE, libc::SIGTERM), (STOP_GRACE * 2, libc::SIGKILL)]).collect();
+            while sent < plan.len() && at.elapsed() >= plan[sent].0 {
+                if plan[sent].1 == libc::SIGTERM {
+                    println!("agent: the trial is still running {}s after its stop; sending SIGTERM", STOP_GRACE.as_secs());
+                }
+                // SAFETY: kill(2) on our child, which is not reaped yet (only this thread reaps it).
+                unsafe { libc::kill(pid, plan[sent].1) };
+                sent += 1;
             }
         }
     }

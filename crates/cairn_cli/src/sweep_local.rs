@@ -17,7 +17,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use cairn_client::settings::env as vars;
@@ -78,10 +78,9 @@ fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
     let mut out = Vec::new();
-    for line in std::io::BufReader::new(file).lines() {
-        let line = line?;
+    for line in std::io::BufReader::new(file).split(b'\n') {
         // A line cut short by a crash mid-write is skipped.
-        if let Ok(v) = serde_json::from_str(&line) {
+        if let Ok(v) = serde_json::from_slice(&line?) {
             out.push(v);
         }
     }
@@ -89,14 +88,36 @@ fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T
 }
 
 fn append_line<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
-    let mut file = OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot write {}", path.display()))?;
-    file.write_all(format!("{}\n", serde_json::to_string(value)?).as_bytes())?;
+    let mut file = OpenOptions::new().create(true).read(true).append(true).open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    // After a line cut short, the next one starts on a line of its own.
+    let len = file.metadata()?.len();
+    let mut text = String::new();
+    if len > 0 {
+        use std::io::{Read, Seek};
+        let mut last = [0u8; 1];
+        file.seek(std::io::SeekFrom::Start(len - 1))?;
+        file.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            text.push('\n');
+        }
+    }
+    text += &serde_json::to_string(value)?;
+    text.push('\n');
+    file.write_all(text.as_bytes())?;
     file.sync_data()?;
     Ok(())
 }
 
 pub(crate) fn host() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "localhost".into())
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname(2) writes at most `buf.len()` bytes into the buffer.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        if end > 0 {
+            return String::from_utf8_lossy(&buf[..end]).into_owned();
+        }
+    }
+    "localhost".into()
 }
 
 fn alive(pid: u32) -> bool {
@@ -144,6 +165,20 @@ impl Sweep {
         cairn_client::rundir::dirs_of_run(&self.base, run_id).pop()
     }
 
+    /// Every run directory under the base, by run id (the latest of a run's).
+    fn run_dirs(&self) -> std::collections::HashMap<String, PathBuf> {
+        let mut out: std::collections::HashMap<String, (i64, PathBuf)> = std::collections::HashMap::new();
+        for entry in std::fs::read_dir(self.base.join("cairn")).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if let Ok(run) = cairn_client::rundir::read_json::<cairn_client::rundir::RunFile>(&path.join("run.json"))
+                && out.get(&run.run_id).is_none_or(|(at, _)| *at <= run.started_at)
+            {
+                out.insert(run.run_id, (run.started_at, path));
+            }
+        }
+        out.into_iter().map(|(k, (_, p))| (k, p)).collect()
+    }
+
     /// Hyperband over every trial's run directory; the judgements made now are appended.
     /// Returns the judgements of `mine` that stopped it.
     fn judge(&self, mine: &str) -> anyhow::Result<Option<BracketDecision>> {
@@ -151,12 +186,19 @@ impl Sweep {
         let _lock = Locked::take(&self.dir)?;
         let (trials, views) = self.trials()?;
         let made: Vec<BracketDecision> = read_lines(&self.dir.join("decisions.jsonl"))?;
-        let judged = made.iter().map(|d| ((d.run_id.clone(), d.bracket), d.stopped)).collect();
+        // The latest judgement per trial and bracket.
+        let last: std::collections::HashMap<(String, u64), BracketDecision> = made.iter().map(|d| ((d.run_id.clone(), d.bracket), d.clone())).collect();
+        let judged = last.iter().map(|(k, d)| (k.clone(), d.stopped)).collect();
+        let dirs = self.run_dirs();
         let histories: Vec<(String, Vec<f64>, bool)> =
-            trials.iter().zip(&views).filter_map(|(t, v)| Some((t.run_id.clone(), outcome(&self.run_dir(&t.run_id)?, &metric.name).values, v.state == "running"))).collect();
+            trials.iter().zip(&views).filter_map(|(t, v)| Some((t.run_id.clone(), outcome(dirs.get(&t.run_id)?, &metric.name).values, v.state == "running"))).collect();
         let iterations: Vec<Iterations<'_>> = histories.iter().map(|(run_id, values, running)| Iterations { run_id, values, running: *running }).collect();
         let mut stopped = made.into_iter().find(|d| d.run_id == mine && d.stopped);
         for mut d in hb.judge(metric.goal, &iterations, &judged) {
+            // Strict judging repeats itself every pass: only a change is written.
+            if last.get(&(d.run_id.clone(), d.bracket)).is_some_and(|old| old.stopped == d.stopped && old.rank == d.rank && old.reached == d.reached) {
+                continue;
+            }
             d.decided_at = Some(Timestamp::now());
             append_line(&self.dir.join("decisions.jsonl"), &d)?;
             if d.run_id == mine && d.stopped {
@@ -300,9 +342,15 @@ pub fn agent(args: LocalArgs) -> anyhow::Result<()> {
             // The trial's judgements go with its run directory, for `cairn sync`.
             if let Some(run_dir) = &run_dir {
                 let decisions: Vec<BracketDecision> = read_lines(&dir.join("decisions.jsonl"))?;
+                let mut latest: std::collections::BTreeMap<u64, BracketDecision> = std::collections::BTreeMap::new();
+                for d in decisions.into_iter().filter(|d| d.run_id == trial.run_id) {
+                    latest.insert(d.bracket, d);
+                }
                 let mut m = membership.clone();
-                m.trial.decisions = decisions.into_iter().filter(|d| d.run_id == trial.run_id).collect();
-                std::fs::write(run_dir.join(MEMBERSHIP_FILE), serde_json::to_vec_pretty(&m)?)?;
+                m.trial.decisions = latest.into_values().collect();
+                let temp = run_dir.join(format!("{MEMBERSHIP_FILE}.tmp"));
+                std::fs::write(&temp, serde_json::to_vec_pretty(&m)?)?;
+                std::fs::rename(&temp, run_dir.join(MEMBERSHIP_FILE))?;
             }
         }
         match &stopped {
@@ -321,29 +369,6 @@ pub fn agent(args: LocalArgs) -> anyhow::Result<()> {
 /// Waits for a trial's process, judging it (and the others) by hyperband every second when the
 /// sweep has early termination; a stopped trial gets SIGINT (its cairn client ends the run as
 /// killed), then SIGTERM and SIGKILL if it goes on.
-fn watch(sweep: &Sweep, mut process: std::process::Child, run_id: &str) -> anyhow::Result<(std::process::ExitStatus, Option<BracketDecision>)> {
-    let mut judged = Instant::now();
-    let mut stopped: Option<(BracketDecision, Instant)> = None;
-    let mut signals = 0;
-    loop {
-        if let Some(status) = process.try_wait()? {
-            return Ok((status, stopped.map(|(d, _)| d)));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        if stopped.is_none() && judged.elapsed() >= Duration::from_secs(1) {
-            judged = Instant::now();
-            if let Some(d) = sweep.judge(run_id)? {
-                stopped = Some((d, Instant::now()));
-            }
-        }
-        if let Some((_, at)) = &stopped {
-            let due = [Duration::ZERO, Duration::from_secs(10), Duration::from_secs(20)];
-            if signals < due.len() && at.elapsed() >= due[signals] {
-                let signal = [libc::SIGINT, libc::SIGTERM, libc::SIGKILL][signals];
-                // SAFETY: kill(2) on the pid of a child this process has not reaped yet.
-                unsafe { libc::kill(process.id() as libc::pid_t, signal) };
-                signals += 1;
-            }
-        }
-    }
+fn watch(sweep: &Sweep, process: std::process::Child, run_id: &str) -> anyhow::Result<(std::process::ExitStatus, Option<BracketDecision>)> {
+    crate::sweep::supervise(process, &[libc::SIGINT], || sweep.judge(run_id))
 }

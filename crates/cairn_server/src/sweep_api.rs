@@ -58,7 +58,7 @@ pub async fn update(State(state): State<AppState>, PathParams((entity, project, 
     responses((status = 200, description = "A trial to run, a wait, or stop", body = NextTrial), (status = 404, body = ErrorBody)))]
 pub async fn next(State(state): State<AppState>, PathParams((entity, project, id)): SweepParams, JsonBody(request): JsonBody<NextTrialRequest>) -> ApiResult<Json<NextTrial>> {
     let store = state.store.clone();
-    blocking(move || store.next_trial(&entity, &project, &id, &request.agent, Timestamp::now())).await.map(Json).map_err(Into::into)
+    blocking(move || store.next_trial(&entity, &project, &id, &request, Timestamp::now())).await.map(Json).map_err(Into::into)
 }
 
 #[utoipa::path(get, path = "/api/v1/sweeps/{entity}/{project}/{sweep_id}/trials", tag = "sweeps",

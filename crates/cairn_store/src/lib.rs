@@ -184,7 +184,7 @@ pub trait SweepStore: Send + Sync {
     ) -> Result<(cairn_types::sweep::SweepInfo, Vec<String>)>;
     /// The controller: what `agent` does next (a trial to run, a wait, or stop), decided under
     /// the sweep's lock, so no two agents get the same grid point.
-    fn next_trial(&self, entity: &str, project: &str, sweep_id: &str, agent: &str, now: Timestamp) -> Result<cairn_types::sweep::NextTrial>;
+    fn next_trial(&self, entity: &str, project: &str, sweep_id: &str, agent: &cairn_types::sweep::NextTrialRequest, now: Timestamp) -> Result<cairn_types::sweep::NextTrial>;
     fn sweep_trials(&self, entity: &str, project: &str, sweep_id: &str, now: Timestamp) -> Result<Vec<cairn_types::sweep::TrialInfo>>;
     /// The sweep a run is a trial of, if any, and why the sweep stopped it, if it did.
     fn sweep_of_run(&self, entity: &str, project: &str, run_id: &str) -> Result<Option<(String, Option<String>)>>;

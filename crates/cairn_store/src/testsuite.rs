@@ -1378,7 +1378,7 @@ pub fn a_copy_in_steps_reads_back_the_same(target: &crate::sql::SqlStore) {
     source.set_visibility("e", "p", crate::Visibility::Public).unwrap();
     crate::WorkspaceStore::save_workspace(&source, "e", "p", "ana", &json!({"version": 1, "sections": []}), secs(2)).unwrap();
     let sweep = crate::SweepStore::create_sweep(&source, "e", "p", &json!({"method": "grid", "parameters": {"a": {"values": [1, 2]}}}), secs(2)).unwrap();
-    crate::SweepStore::next_trial(&source, "e", "p", &sweep.sweep_id, "agent", secs(2)).unwrap();
+    ask(&source, &sweep.sweep_id, "agent", secs(2));
     source.record_audit("ana", "key.create", "ana", "laptop", secs(2)).unwrap();
     // And artifacts: numbers, aliases, lineage and contents.
     use crate::ArtifactStore as _;
@@ -1567,6 +1567,15 @@ pub fn accounts_teams_and_api_keys(store: &impl Store) {
     assert_eq!(store.members("lab").unwrap(), [("ana".into(), Role::Admin)]);
 }
 
+/// Asks for the next trial as a new agent each time (an agent that asks again without starting
+/// its trial's run gets that trial back).
+fn ask(store: &impl Store, sweep: &str, agent: &str, at: Timestamp) -> cairn_types::sweep::NextTrial {
+    static ASKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = ASKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let request = cairn_types::sweep::NextTrialRequest { agent: format!("{agent}#{n}"), last: None };
+    crate::SweepStore::next_trial(store, "e", "p", sweep, &request, at).unwrap()
+}
+
 /// Plays a trial: its run starts, logs `loss`, and ends as `state`.
 fn play_trial(store: &impl Store, path: &RunPath, loss: f64, state: RunState) {
     new_run(store, path);
@@ -1593,7 +1602,7 @@ pub fn a_grid_sweep_hands_out_every_point_once_and_again_after_a_crash(store: &i
     let sid = id.as_str();
     let handed: Vec<NextTrial> = std::thread::scope(|scope| {
         let agents: Vec<_> = (0..3)
-            .map(|a| scope.spawn(move || (0..3).map(|_| store.next_trial("e", "p", sid, &format!("agent-{a}"), secs(2)).unwrap()).collect::<Vec<_>>()))
+            .map(|a| scope.spawn(move || (0..3).map(|_| ask(store, sid, &format!("agent-{a}"), secs(2))).collect::<Vec<_>>()))
             .collect();
         agents.into_iter().flat_map(|h| h.join().unwrap()).collect()
     });
@@ -1607,11 +1616,11 @@ pub fn a_grid_sweep_hands_out_every_point_once_and_again_after_a_crash(store: &i
         let state = if i == 2 { RunState::Crashed } else { RunState::Finished };
         play_trial(store, &RunPath::new("e", "p", run_id.as_str()), 1.0 + i as f64, state);
     }
-    let again = store.next_trial("e", "p", &id, "agent-0", secs(4)).unwrap();
+    let again = ask(store, &id, "agent-0", secs(4));
     let NextTrial::Run { run_id, config: point, .. } = again else { panic!("the crashed point again: {again:?}") };
     assert_eq!(point, runs[2].1);
     play_trial(store, &RunPath::new("e", "p", run_id.as_str()), 0.5, RunState::Finished);
-    let done = store.next_trial("e", "p", &id, "agent-1", secs(5)).unwrap();
+    let done = ask(store, &id, "agent-1", secs(5));
     assert!(matches!(&done, NextTrial::Stop { reason } if reason.contains("6 grid points")), "{done:?}");
     let info = store.get_sweep("e", "p", &id, secs(5)).unwrap();
     assert_eq!((info.state, info.trials, info.finished, info.crashed), (SweepState::Finished, 7, 6, 1));
@@ -1624,6 +1633,21 @@ pub fn a_grid_sweep_hands_out_every_point_once_and_again_after_a_crash(store: &i
     assert_eq!(trials[6].run_id, run_id);
     assert_eq!(store.sweep_of_run("e", "p", &run_id).unwrap(), Some((id.clone(), None)));
     assert_eq!(store.sweep_of_run("e", "p", "nope").unwrap(), None);
+    // An agent that asks again before its trial's run started (the answer was lost) gets the
+    // same trial back; once it says it ran that trial (its program failed before init), a new one.
+    let r = store.create_sweep("e", "p", &json!({"method": "random", "parameters": {"x": {"min": 0.0, "max": 1.0}}}), secs(6)).unwrap().sweep_id;
+    let asked = |last: Option<&str>| {
+        let request = cairn_types::sweep::NextTrialRequest { agent: "steady".into(), last: last.map(str::to_owned) };
+        match crate::SweepStore::next_trial(store, "e", "p", &r, &request, secs(7)).unwrap() {
+            NextTrial::Run { run_id, .. } => run_id,
+            other => panic!("{other:?}"),
+        }
+    };
+    let first = asked(None);
+    assert_eq!(asked(None), first, "handed back");
+    let second = asked(Some(&first));
+    assert_ne!(second, first);
+    assert_eq!(store.sweep_trials("e", "p", &r, secs(7)).unwrap().len(), 2);
     // A finished sweep stays finished.
     assert_eq!(store.set_sweep_state("e", "p", &id, SweepState::Running, secs(6)).unwrap_err().code, ErrorCode::SweepOver);
     assert_eq!(store.get_sweep("e", "p", "nope", secs(6)).unwrap_err().code, ErrorCode::SweepNotFound);
@@ -1636,7 +1660,7 @@ pub fn sweeps_stop_at_their_cap_target_and_state(store: &impl Store) {
     let id = store.create_sweep("e", "p", &config, secs(1)).unwrap().sweep_id;
     let mut handed = Vec::new();
     for _ in 0..3 {
-        match store.next_trial("e", "p", &id, "a", secs(2)).unwrap() {
+        match ask(store, &id, "a", secs(2)) {
             NextTrial::Run { run_id, config, .. } => {
                 let lr = config["lr"].as_f64().unwrap();
                 assert!((1e-4..=1e-1).contains(&lr), "{lr}");
@@ -1645,28 +1669,28 @@ pub fn sweeps_stop_at_their_cap_target_and_state(store: &impl Store) {
             other => panic!("{other:?}"),
         }
     }
-    assert!(matches!(store.next_trial("e", "p", &id, "a", secs(2)).unwrap(), NextTrial::Wait { .. }));
+    assert!(matches!(ask(store, &id, "a", secs(2)), NextTrial::Wait { .. }));
     for run_id in &handed {
         play_trial(store, &RunPath::new("e", "p", run_id.as_str()), 1.0, RunState::Finished);
     }
-    assert!(matches!(store.next_trial("e", "p", &id, "a", secs(3)).unwrap(), NextTrial::Stop { reason } if reason.contains("run cap")));
+    assert!(matches!(ask(store, &id, "a", secs(3)), NextTrial::Stop { reason } if reason.contains("run cap")));
     // A target ends the sweep once a finished trial reaches it.
     let target = json!({"method": "random", "metric": {"name": "loss", "goal": "minimize", "target": 0.2}, "parameters": {"x": {"min": 0.0, "max": 1.0}}});
     let t = store.create_sweep("e", "p", &target, secs(1)).unwrap().sweep_id;
-    let NextTrial::Run { run_id, .. } = store.next_trial("e", "p", &t, "a", secs(2)).unwrap() else { panic!() };
+    let NextTrial::Run { run_id, .. } = ask(store, &t, "a", secs(2)) else { panic!() };
     play_trial(store, &RunPath::new("e", "p", run_id.as_str()), 0.1, RunState::Finished);
-    assert!(matches!(store.next_trial("e", "p", &t, "a", secs(3)).unwrap(), NextTrial::Stop { reason } if reason.contains("target")));
+    assert!(matches!(ask(store, &t, "a", secs(3)), NextTrial::Stop { reason } if reason.contains("target")));
     // Paused: agents wait; resumed: trials again; canceled: the running trials are named to stop.
     let s = store.create_sweep("e", "p", &json!({"method": "random", "parameters": {"x": {"values": [1, 2]}}}), secs(1)).unwrap().sweep_id;
-    let NextTrial::Run { run_id, .. } = store.next_trial("e", "p", &s, "a", secs(2)).unwrap() else { panic!() };
+    let NextTrial::Run { run_id, .. } = ask(store, &s, "a", secs(2)) else { panic!() };
     new_run(store, &RunPath::new("e", "p", run_id.as_str()));
     store.set_sweep_state("e", "p", &s, SweepState::Paused, secs(3)).unwrap();
-    assert!(matches!(store.next_trial("e", "p", &s, "a", secs(3)).unwrap(), NextTrial::Wait { reason, .. } if reason.contains("paused")));
+    assert!(matches!(ask(store, &s, "a", secs(3)), NextTrial::Wait { reason, .. } if reason.contains("paused")));
     store.set_sweep_state("e", "p", &s, SweepState::Running, secs(3)).unwrap();
-    assert!(matches!(store.next_trial("e", "p", &s, "a", secs(3)).unwrap(), NextTrial::Run { .. }));
+    assert!(matches!(ask(store, &s, "a", secs(3)), NextTrial::Run { .. }));
     let (info, to_stop) = store.set_sweep_state("e", "p", &s, SweepState::Canceled, secs(4)).unwrap();
     assert_eq!((info.state, to_stop), (SweepState::Canceled, vec![run_id]));
-    assert!(matches!(store.next_trial("e", "p", &s, "a", secs(4)).unwrap(), NextTrial::Stop { reason } if reason.contains("canceled")));
+    assert!(matches!(ask(store, &s, "a", secs(4)), NextTrial::Stop { reason } if reason.contains("canceled")));
     let bayes = store.create_sweep("e", "p", &json!({"method": "bayes", "parameters": {"x": {"min": 0.0, "max": 1.0}}}), secs(1)).unwrap_err();
     assert_eq!((bayes.code, bayes.message.as_str()), (ErrorCode::InvalidSweep, "a bayes sweep needs a metric to optimize"));
 }
@@ -1678,7 +1702,7 @@ pub fn bayes_learns_and_hyperband_stops_the_trials_it_should(store: &impl Store)
     let id = store.create_sweep("e", "p", &config, secs(1)).unwrap().sweep_id;
     let mut xs = Vec::new();
     for _ in 0..14 {
-        let NextTrial::Run { run_id, config, .. } = store.next_trial("e", "p", &id, "a", secs(2)).unwrap() else { panic!("a trial") };
+        let NextTrial::Run { run_id, config, .. } = ask(store, &id, "a", secs(2)) else { panic!("a trial") };
         let x = config["x"].as_f64().unwrap();
         play_trial(store, &RunPath::new("e", "p", run_id.as_str()), (x - 0.3).powi(2), RunState::Finished);
         xs.push(x);
@@ -1692,7 +1716,7 @@ pub fn bayes_learns_and_hyperband_stops_the_trials_it_should(store: &impl Store)
     let id = store.create_sweep("e", "p", &config, secs(1)).unwrap().sweep_id;
     let mut runs = Vec::new();
     for losses in [vec![5.0, 4.0, 3.0, 2.0, 1.0], vec![5.0, 4.5, 4.4, 4.3], vec![5.0, 4.2, 2.5, 2.4], vec![9.0]] {
-        let NextTrial::Run { run_id, .. } = store.next_trial("e", "p", &id, "a", secs(2)).unwrap() else { panic!("a trial") };
+        let NextTrial::Run { run_id, .. } = ask(store, &id, "a", secs(2)) else { panic!("a trial") };
         let path = RunPath::new("e", "p", run_id.as_str());
         new_run(store, &path);
         let rows: Vec<serde_json::Value> = losses.iter().enumerate().map(|(i, l)| json!({"_step": i, "loss": l, "other": 1})).collect();
@@ -1722,6 +1746,33 @@ pub fn bayes_learns_and_hyperband_stops_the_trials_it_should(store: &impl Store)
     store.ingest(&runs[3], json_batch(json!({"history": {"offset": 1, "rows": [{"_step": 1, "loss": 8.0}]}})), secs(6)).unwrap();
     assert_eq!(store.early_terminate(secs(7)).unwrap(), [runs[3].clone()], "d is last of 4 at iteration 2");
     assert_eq!(store.sweep_decisions("e", "p", &id).unwrap().len(), 4);
+
+    // Trials of a local sweep, given at sync: the sweep is made (finished), a trial given again
+    // changes nothing, another machine's trial 0 comes after, a newer judgement wins, and the
+    // sweep's configuration must match.
+    use cairn_types::sweep::{BracketDecision, ImportTrial};
+    let local = json!({"method": "grid", "metric": {"name": "loss"}, "parameters": {"x": {"values": [1, 2]}}});
+    let decision = |stopped: bool, at: i64| BracketDecision {
+        run_id: "ignored".into(), bracket: 2, value: 1.0, threshold: 0.5, rank: 2, reached: 2, kept: 1, stopped, decided_at: Some(secs(at)),
+    };
+    let trial = |run_id: &str, decisions: Vec<BracketDecision>| ImportTrial {
+        sweep_config: local.clone(), seq: 0, run_id: run_id.into(), config: json!({"x": 1}), grid_index: Some(0), agent: "node".into(), assigned_at: secs(1), decisions,
+    };
+    new_run(store, &RunPath::new("e", "p", "loc1"));
+    new_run(store, &RunPath::new("e", "p", "loc2"));
+    let made = store.import_trial("e", "p", "local1", &trial("loc1", vec![decision(false, 5)]), secs(9)).unwrap();
+    assert_eq!((made.state, made.trials, made.method.as_str()), (cairn_types::sweep::SweepState::Finished, 1, "grid"));
+    assert_eq!(store.import_trial("e", "p", "local1", &trial("loc1", vec![decision(true, 6)]), secs(9)).unwrap().trials, 1, "given again");
+    assert_eq!(store.import_trial("e", "p", "local1", &trial("loc2", vec![]), secs(9)).unwrap().trials, 2, "the same seq from another machine");
+    let seqs: Vec<(String, u64)> = store.sweep_trials("e", "p", "local1", secs(9)).unwrap().into_iter().map(|t| (t.run_id, t.seq)).collect();
+    assert_eq!(seqs, [("loc1".to_owned(), 0), ("loc2".to_owned(), 1)]);
+    let judged = store.sweep_decisions("e", "p", "local1").unwrap();
+    assert_eq!((judged.len(), judged[0].stopped, judged[0].run_id.as_str()), (1, true, "loc1"), "the newer judgement, under the trial's own run");
+    store.import_trial("e", "p", "local1", &trial("loc1", vec![decision(false, 4)]), secs(9)).unwrap();
+    assert!(store.sweep_decisions("e", "p", "local1").unwrap()[0].stopped, "an older one does not win");
+    let other = ImportTrial { sweep_config: json!({"method": "random", "parameters": {"x": {"min": 0, "max": 1}}}), ..trial("loc1", vec![]) };
+    let refused = store.import_trial("e", "p", "local1", &other, secs(9)).unwrap_err();
+    assert!(refused.message.contains("exists with another configuration"), "{}", refused.message);
 }
 
 pub fn workspaces_are_kept_per_project_and_viewer(store: &impl Store) {

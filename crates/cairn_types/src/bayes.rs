@@ -218,7 +218,8 @@ impl<'a> Space<'a> {
 fn to_unit(d: &Distribution, x: f64) -> Option<f64> {
     let lin = |lo: f64, hi: f64, x: f64| ((x - lo) / (hi - lo)).clamp(0.0, 1.0);
     Some(match *d {
-        Distribution::IntUniform { min, max } => lin(min as f64, max as f64, x),
+        // Each integer owns an equal share of the unit interval.
+        Distribution::IntUniform { min, max } => ((x - min as f64 + 0.5) / (max as f64 - min as f64 + 1.0)).clamp(0.0, 1.0),
         Distribution::Uniform { min, max } | Distribution::QUniform { min, max, .. } => lin(min, max, x),
         Distribution::LogUniformValues { min, max } | Distribution::QLogUniformValues { min, max, .. } => lin(min.ln(), max.ln(), x.max(min).ln()),
         Distribution::Normal { mu, sigma } | Distribution::QNormal { mu, sigma, .. } => std_normal_cdf((x - mu) / sigma),
@@ -237,7 +238,10 @@ fn from_unit(d: &Distribution, u: f64) -> Json {
     let u = u.clamp(0.0, 1.0);
     let tail = u.clamp(1e-6, 1.0 - 1e-6);
     match *d {
-        Distribution::IntUniform { min, max } => Json::from(((min as f64) + u * (max - min) as f64).round().clamp(min as f64, max as f64) as i64),
+        Distribution::IntUniform { min, max } => {
+            let span = max as f64 - min as f64 + 1.0;
+            Json::from((min as f64 + (u * span).floor()).clamp(min as f64, max as f64) as i64)
+        }
         Distribution::Uniform { min, max } => float(min + u * (max - min)),
         Distribution::QUniform { min, max, q } => float(quantize(min + u * (max - min), q)),
         Distribution::LogUniformValues { min, max } => float((min.ln() + u * (max.ln() - min.ln())).exp().clamp(min, max)),

@@ -105,6 +105,8 @@ impl Hyperband {
                     out.push(at.round() as u64);
                     at *= self.eta;
                 }
+                // With eta near 1, rounding repeats a bracket.
+                out.dedup();
                 out
             }
             (None, Some(max)) => {
@@ -264,6 +266,9 @@ fn integer(v: &Json, path: &str, field: &str) -> Result<i64, String> {
     }
 }
 
+/// The most values an `int_uniform` parameter may take (a grid enumerates them).
+pub const MAX_GRID_VALUES: u64 = 1_000_000;
+
 const PARAM_FIELDS: [&str; 9] = ["value", "values", "probabilities", "distribution", "min", "max", "mu", "sigma", "q"];
 
 fn parse_param(path: &str, spec: &Json) -> Result<Param, String> {
@@ -339,6 +344,9 @@ fn parse_param(path: &str, spec: &Json) -> Result<Param, String> {
             if lo > hi {
                 return Err(err(path, format!("min {lo} must not be above max {hi}")));
             }
+            if (hi as i128 - lo as i128) >= MAX_GRID_VALUES as i128 {
+                return Err(err(path, format!("int_uniform from {lo} to {hi} has more than {MAX_GRID_VALUES} values")));
+            }
             Distribution::IntUniform { min: lo, max: hi }
         }
         "uniform" | "q_uniform" => {
@@ -379,6 +387,9 @@ fn parse_parameters(prefix: &str, spec: &Json) -> Result<BTreeMap<String, Param>
         .map(|(name, p)| {
             if name.is_empty() {
                 return Err(err(prefix, "a parameter needs a name"));
+            }
+            if name.contains('.') {
+                return Err(err(prefix, format!("parameter name {name:?} holds a dot; nest a group of parameters instead")));
             }
             let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
             Ok((name.clone(), parse_param(&path, p)?))
@@ -1038,6 +1049,11 @@ pub struct BestTrial {
 pub struct NextTrialRequest {
     #[serde(default)]
     pub agent: String,
+    /// The run of the trial this agent ran last. A trial handed to this agent whose run never
+    /// started is handed back (the answer was lost on the way), unless it is this one (its
+    /// program failed before it started its run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<String>,
 }
 
 /// What an agent does next: run a trial (as the run `run_id`, with `config`), wait and ask

@@ -8,7 +8,7 @@
 use cairn_types::Timestamp;
 use cairn_types::error::{CodedError, ErrorCode};
 use cairn_types::RunPath;
-use cairn_types::sweep::{BestTrial, BracketDecision, ImportTrial, Iterations, Method, NextTrial, Step, SweepConfig, SweepInfo, SweepState, TrialInfo, TrialView, best_trial, next_step};
+use cairn_types::sweep::{BestTrial, BracketDecision, ImportTrial, Iterations, Method, NextTrial, NextTrialRequest, Step, SweepConfig, SweepInfo, SweepState, TrialInfo, TrialView, best_trial, next_step};
 use serde_json::Value as Json;
 
 use super::{Db, Dialect, Row, SqlStore, args};
@@ -149,13 +149,21 @@ fn views(all: &[Trial]) -> Vec<TrialView> {
 }
 
 /// The controller: the next trial for `agent`, decided under the sweep's lock.
-fn next(db: &dyn Db, entity: &str, project: &str, sweep_id: &str, agent: &str, now: Timestamp) -> Result<NextTrial> {
+fn next(db: &dyn Db, entity: &str, project: &str, sweep_id: &str, request: &NextTrialRequest, now: Timestamp) -> Result<NextTrial> {
+    let agent = request.agent.as_str();
     let mut sweep = load(db, entity, project, sweep_id, true)?;
     let all = trials(db, &sweep, now)?;
     match sweep.state {
         SweepState::Paused => return Ok(NextTrial::Wait { reason: "the sweep is paused".into(), retry_secs: RETRY_SECS }),
         SweepState::Running => {}
         over => return Ok(NextTrial::Stop { reason: format!("the sweep is {}", over.as_str()) }),
+    }
+    // An agent asks only when it is idle: a trial it was handed whose run never started (the
+    // answer was lost, or its server died before replying) is handed back, not a second one.
+    if !agent.is_empty()
+        && let Some(t) = all.iter().find(|t| t.info.agent == agent && t.info.state == "pending" && request.last.as_deref() != Some(t.info.run_id.as_str()))
+    {
+        return Ok(NextTrial::Run { run_id: t.info.run_id.clone(), seq: t.info.seq, config: t.info.config.clone() });
     }
     let seq = all.iter().map(|t| t.info.seq + 1).max().unwrap_or(0);
     // Seeded by the sweep and the trial's number: the same draws on every server.
@@ -278,9 +286,9 @@ impl crate::SweepStore for SqlStore {
         })
     }
 
-    fn next_trial(&self, entity: &str, project: &str, sweep_id: &str, agent: &str, now: Timestamp) -> Result<NextTrial> {
-        let (entity, project, sweep_id, agent) = (entity.to_owned(), project.to_owned(), sweep_id.to_owned(), agent.to_owned());
-        self.write(move |db| next(db, &entity, &project, &sweep_id, &agent, now))
+    fn next_trial(&self, entity: &str, project: &str, sweep_id: &str, request: &NextTrialRequest, now: Timestamp) -> Result<NextTrial> {
+        let (entity, project, sweep_id, request) = (entity.to_owned(), project.to_owned(), sweep_id.to_owned(), request.clone());
+        self.write(move |db| next(db, &entity, &project, &sweep_id, &request, now))
     }
 
     fn sweep_trials(&self, entity: &str, project: &str, sweep_id: &str, now: Timestamp) -> Result<Vec<TrialInfo>> {
@@ -324,33 +332,43 @@ impl crate::SweepStore for SqlStore {
         let (entity, project, sweep_id, trial) = (entity.to_owned(), project.to_owned(), sweep_id.to_owned(), trial.clone());
         self.write(move |db| {
             let project_pk = super::runs::ensure_project(db, &entity, &project, now)?;
-            let existing = db.opt_row("SELECT config FROM sweeps WHERE project_pk = ?1 AND sweep_id = ?2", args![project_pk, sweep_id])?;
+            let existing = db.opt_row("SELECT 1 FROM sweeps WHERE project_pk = ?1 AND sweep_id = ?2", args![project_pk, sweep_id])?;
             match existing {
-                Some(row) => {
-                    let config: Json = serde_json::from_str(&row.string(0)?).unwrap_or(Json::Null);
-                    if config != trial.sweep_config {
-                        return Err(CodedError::new(
-                            ErrorCode::InvalidSweep,
-                            format!("sweep {entity}/{project}/{sweep_id} exists with another configuration; the trial {} is not added", trial.run_id),
-                        ));
-                    }
-                }
+                Some(_) => {}
                 None => {
+                    // Two syncs at once may both make it: the second finds it made.
                     db.execute(
-                        "INSERT INTO sweeps (project_pk, sweep_id, config, state, created_at) VALUES (?1, ?2, ?3, 'finished', ?4)",
+                        "INSERT INTO sweeps (project_pk, sweep_id, config, state, created_at) VALUES (?1, ?2, ?3, 'finished', ?4)
+                         ON CONFLICT (project_pk, sweep_id) DO NOTHING",
                         args![project_pk, sweep_id, trial.sweep_config.to_string(), trial.assigned_at.micros()],
                     )?;
                 }
             }
             let sweep = load(db, &entity, &project, &sweep_id, true)?;
-            db.execute(
-                "INSERT INTO sweep_trials (sweep_pk, seq, run_id, grid_index, params, agent, assigned_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
-                args![sweep.pk, trial.seq as i64, trial.run_id, trial.grid_index.map(|i| i as i64), trial.config.to_string(), trial.agent, trial.assigned_at.micros()],
-            )?;
+            if sweep.config != trial.sweep_config {
+                return Err(CodedError::new(
+                    ErrorCode::InvalidSweep,
+                    format!("sweep {entity}/{project}/{sweep_id} exists with another configuration; the trial {} is not added", trial.run_id),
+                ));
+            }
+            // Given again: nothing changes. Another machine's trial with the same number (each
+            // local agent directory counts from 0) comes after the sweep's last.
+            if db.opt_row("SELECT 1 FROM sweep_trials WHERE sweep_pk = ?1 AND run_id = ?2", args![sweep.pk, trial.run_id])?.is_none() {
+                let taken = db.opt_row("SELECT 1 FROM sweep_trials WHERE sweep_pk = ?1 AND seq = ?2", args![sweep.pk, trial.seq as i64])?.is_some();
+                let seq = if taken { db.row("SELECT coalesce(max(seq), -1) + 1 FROM sweep_trials WHERE sweep_pk = ?1", args![sweep.pk])?.i64(0)? } else { trial.seq as i64 };
+                db.execute(
+                    "INSERT INTO sweep_trials (sweep_pk, seq, run_id, grid_index, params, agent, assigned_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    args![sweep.pk, seq, trial.run_id, trial.grid_index.map(|i| i as i64), trial.config.to_string(), trial.agent, trial.assigned_at.micros()],
+                )?;
+            }
             for d in &trial.decisions {
+                // The latest judgement of a trial at a bracket wins.
                 db.execute(
                     "INSERT INTO sweep_decisions (sweep_pk, run_id, bracket, value, threshold, rank, reached, kept, stopped, decided_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT (sweep_pk, run_id, bracket) DO UPDATE SET value = excluded.value, threshold = excluded.threshold, rank = excluded.rank,
+                         reached = excluded.reached, kept = excluded.kept, stopped = excluded.stopped, decided_at = excluded.decided_at
+                     WHERE excluded.decided_at >= sweep_decisions.decided_at",
                     args![
                         sweep.pk, trial.run_id, d.bracket as i64, d.value, d.threshold, d.rank as i64, d.reached as i64, d.kept as i64, d.stopped,
                         d.decided_at.unwrap_or(trial.assigned_at).micros()
@@ -386,60 +404,69 @@ impl crate::SweepStore for SqlStore {
         })?;
         let mut asked = Vec::new();
         for (sweep, entity, project) in sweeps {
-            let (Some(hb), Some(metric)) = (sweep.parsed.early_terminate.clone(), sweep.parsed.metric.clone()) else { continue };
-            let (all, judged) = self.read(|db| {
-                let judged = decisions(db, sweep.pk, None)?.into_iter().map(|d| ((d.run_id, d.bracket), d.stopped)).collect::<std::collections::HashMap<_, _>>();
-                Ok((trials(db, &sweep, now)?, judged))
-            })?;
-            if !all.iter().any(|t| t.info.state == "running") {
-                continue;
+            // One sweep that cannot be judged (a run removed meanwhile) holds up no other.
+            match self.early_terminate_one(&sweep, &entity, &project, now) {
+                Ok(stopped) => asked.extend(stopped),
+                Err(e) => tracing::warn!("early termination of sweep {entity}/{project}/{}: {}", sweep.sweep_id, e.message),
             }
-            let last = hb.brackets().last().copied().unwrap_or(1) as usize;
-            // Each trial's metric, in the order it was logged, as far as the last bracket.
-            let histories: Vec<(String, Vec<f64>, bool)> = all
-                .iter()
-                .filter(|t| !matches!(t.info.state.as_str(), "pending" | "lost"))
-                .map(|t| {
-                    let path = RunPath::new(entity.as_str(), project.as_str(), t.info.run_id.as_str());
-                    let request = crate::HistoryRequest { keys: Some(vec![metric.name.clone()]), limit: last, require_all: true, ..Default::default() };
-                    let values = match crate::SeriesStore::history(self, &path, &request) {
-                        Ok(data) => data.columns.first().map(|c| (0..c.values.len()).filter_map(|i| c.values.get(i).and_then(|v| v.as_f64())).collect()).unwrap_or_default(),
-                        Err(_) => Vec::new(),
-                    };
-                    (t.info.run_id.clone(), values, t.info.state == "running")
-                })
-                .collect();
-            let iterations: Vec<Iterations<'_>> = histories.iter().map(|(run_id, values, running)| Iterations { run_id, values, running: *running }).collect();
-            let made = hb.judge(metric.goal, &iterations, &judged);
-            if made.is_empty() {
-                continue;
-            }
-            let (pk, e, p) = (sweep.pk, entity.clone(), project.clone());
-            let stopped = self.write(move |db| {
-                let mut stopped = Vec::new();
-                for d in &made {
-                    db.execute(
-                        "INSERT INTO sweep_decisions (sweep_pk, run_id, bracket, value, threshold, rank, reached, kept, stopped, decided_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                         ON CONFLICT (sweep_pk, run_id, bracket) DO UPDATE SET value = excluded.value, threshold = excluded.threshold, rank = excluded.rank,
-                             reached = excluded.reached, kept = excluded.kept, stopped = excluded.stopped, decided_at = excluded.decided_at",
-                        args![pk, d.run_id, d.bracket as i64, d.value, d.threshold, d.rank as i64, d.reached as i64, d.kept as i64, d.stopped, now.micros()],
-                    )?;
-                    if d.stopped {
-                        let path = RunPath::new(e.as_str(), p.as_str(), d.run_id.as_str());
-                        super::runs::modify_run(db, &path, |doc| {
-                            if doc.state == cairn_types::api::RunState::Running {
-                                doc.stop_requested = true;
-                            }
-                            Ok(())
-                        })?;
-                        stopped.push(path);
-                    }
-                }
-                Ok(stopped)
-            })?;
-            asked.extend(stopped);
         }
         Ok(asked)
+    }
+}
+
+impl SqlStore {
+    fn early_terminate_one(&self, sweep: &SweepRow, entity: &str, project: &str, now: Timestamp) -> Result<Vec<RunPath>> {
+        let (Some(hb), Some(metric)) = (sweep.parsed.early_terminate.clone(), sweep.parsed.metric.clone()) else { return Ok(Vec::new()) };
+        let (all, judged) = self.read(|db| {
+            let judged = decisions(db, sweep.pk, None)?.into_iter().map(|d| ((d.run_id, d.bracket), d.stopped)).collect::<std::collections::HashMap<_, _>>();
+            Ok((trials(db, sweep, now)?, judged))
+        })?;
+        if !all.iter().any(|t| t.info.state == "running") {
+            return Ok(Vec::new());
+        }
+        let last = hb.brackets().last().copied().unwrap_or(1) as usize;
+        // Each trial's metric, in the order it was logged, as far as the last bracket.
+        let histories: Vec<(String, Vec<f64>, bool)> = all
+            .iter()
+            .filter(|t| !matches!(t.info.state.as_str(), "pending" | "lost"))
+            .map(|t| {
+                let path = RunPath::new(entity, project, t.info.run_id.as_str());
+                let request = crate::HistoryRequest { keys: Some(vec![metric.name.clone()]), limit: last, require_all: true, ..Default::default() };
+                let values = match crate::SeriesStore::history(self, &path, &request) {
+                    Ok(data) => data.columns.first().map(|c| (0..c.values.len()).filter_map(|i| c.values.get(i).and_then(|v| v.as_f64())).collect()).unwrap_or_default(),
+                    Err(_) => Vec::new(),
+                };
+                (t.info.run_id.clone(), values, t.info.state == "running")
+            })
+            .collect();
+        let iterations: Vec<Iterations<'_>> = histories.iter().map(|(run_id, values, running)| Iterations { run_id, values, running: *running }).collect();
+        let made = hb.judge(metric.goal, &iterations, &judged);
+        if made.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (pk, e, p) = (sweep.pk, entity.to_owned(), project.to_owned());
+        self.write(move |db| {
+            let mut stopped = Vec::new();
+            for d in &made {
+                db.execute(
+                    "INSERT INTO sweep_decisions (sweep_pk, run_id, bracket, value, threshold, rank, reached, kept, stopped, decided_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT (sweep_pk, run_id, bracket) DO UPDATE SET value = excluded.value, threshold = excluded.threshold, rank = excluded.rank,
+                         reached = excluded.reached, kept = excluded.kept, stopped = excluded.stopped, decided_at = excluded.decided_at",
+                    args![pk, d.run_id, d.bracket as i64, d.value, d.threshold, d.rank as i64, d.reached as i64, d.kept as i64, d.stopped, now.micros()],
+                )?;
+                if d.stopped {
+                    let path = RunPath::new(e.as_str(), p.as_str(), d.run_id.as_str());
+                    super::runs::modify_run(db, &path, |doc| {
+                        if doc.state == cairn_types::api::RunState::Running {
+                            doc.stop_requested = true;
+                        }
+                        Ok(())
+                    })?;
+                    stopped.push(path);
+                }
+            }
+            Ok(stopped)
+        })
     }
 }
