@@ -12,6 +12,7 @@ pub mod events;
 mod openapi;
 pub mod service;
 mod sweep_api;
+mod wandb;
 pub mod ui;
 
 use std::net::SocketAddr;
@@ -152,6 +153,9 @@ fn api_routes(state: AppState) -> Routes {
     let r = |tail: &str| format!("{run}{tail}");
     Routes { router: Router::new(), table: Vec::new(), state }
         .at(M::GET, "/api/v1/info", Public, api::info)
+        // The official wandb client's protocol (adapters over the same service).
+        .at(M::POST, "/graphql", Signed, wandb::graphql)
+        .at(M::POST, "/files/{entity}/{project}/{run_id}/file_stream", Entity(Write), wandb::file_stream)
         .at(M::GET, "/api/v1/openapi.json", Public, openapi::serve)
         .at(M::GET, "/api/v1/viewer", Signed, account_api::viewer)
         .at(M::GET, "/api/v1/setup", Public, account_api::setup_state)

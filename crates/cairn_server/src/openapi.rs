@@ -22,7 +22,7 @@ use crate::{account_api, api, artifact_api, sweep_api};
         artifact_api::commit, artifact_api::collections, artifact_api::types, artifact_api::versions, artifact_api::version,
         artifact_api::delete, artifact_api::manifest, artifact_api::lineage, artifact_api::file, artifact_api::set_aliases,
         artifact_api::run_artifacts, artifact_api::use_artifact,
-        sweep_api::create, sweep_api::list, sweep_api::get, sweep_api::update, sweep_api::next, sweep_api::trials, sweep_api::decisions, sweep_api::import_trial,
+        sweep_api::create, sweep_api::list, sweep_api::get, sweep_api::update, sweep_api::next, sweep_api::trials, sweep_api::decisions, sweep_api::import_trial, crate::wandb::graphql::graphql, crate::wandb::filestream::file_stream,
     ),
     modifiers(&Security),
     tags(
@@ -37,6 +37,7 @@ use crate::{account_api, api, artifact_api, sweep_api};
         (name = "accounts", description = "Signing in, API keys, teams and roles, the audit log"),
         (name = "artifacts", description = "Versioned datasets and models: collections, versions, aliases, manifests, lineage"),
         (name = "sweeps", description = "Hyperparameter searches: each trial is a run an agent asks the server's controller for"),
+        (name = "wandb", description = "The official wandb client's protocol (GraphQL and file_stream), for W&B code logging to cairn unchanged"),
     )
 )]
 struct ApiDoc;

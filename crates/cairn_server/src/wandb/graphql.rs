@@ -1,0 +1,379 @@
+//! `POST /graphql`: the operations the official client sends for a run, answered from cairn's
+//! model. The operation is named by the query text (`query Viewer {`, `mutation UpsertBucket(`),
+//! or, for an anonymous query, by its first root field. Answers carry the fields the client reads
+//! (`../shared/compat/wandb-protocol.md`); the client ignores the rest. An operation cairn does not
+//! know is answered with empty data (the client tolerates it) and logged once.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use cairn_types::api::{IngestJson, JsonUpdate, JsonUpdates, ResumeMode, RunInfo, RunPatch, RunState, StepRef, UpsertRunRequest};
+use cairn_types::error::{CodedError, ErrorCode};
+use cairn_types::value::Map;
+use cairn_types::{RunPath, Value};
+use serde_json::{Value as Json, json};
+
+use super::{bucket, config_from_wandb, parse_storage_id, project};
+use crate::AppState;
+use crate::auth::{Caller, Need};
+use crate::service::blocking;
+
+/// The operation a request names: `query Name`, `mutation Name`, or an anonymous query's first
+/// root field.
+pub(crate) fn operation_name(query: &str) -> Option<String> {
+    let mut words = Vec::new();
+    let mut chars = query.chars().peekable();
+    let mut word = String::new();
+    while let Some(c) = chars.next() {
+        if c == '#' {
+            // A comment, to the end of the line.
+            for d in chars.by_ref() {
+                if d == '\n' {
+                    break;
+                }
+            }
+            continue;
+        }
+        if c.is_alphanumeric() || c == '_' {
+            word.push(c);
+            continue;
+        }
+        if !word.is_empty() {
+            words.push(std::mem::take(&mut word));
+        }
+        if c == '{' || c == '(' {
+            words.push(c.to_string());
+        }
+        if words.len() >= 4 {
+            break;
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    match words.as_slice() {
+        [kind, name, ..] if matches!(kind.as_str(), "query" | "mutation" | "subscription") && name != "{" && name != "(" => Some(name.clone()),
+        [kind, brace, field, ..] if matches!(kind.as_str(), "query" | "mutation") && brace == "{" => Some(field.clone()),
+        [brace, field, ..] if brace == "{" => Some(field.clone()),
+        _ => None,
+    }
+}
+
+/// A GraphQL error the client shows: HTTP 200 with `errors`, or the status that makes it retry
+/// (5xx, 429) or give up (401, 403).
+fn error_response(e: &CodedError) -> Response {
+    let status = match e.code.http_status() {
+        401 => StatusCode::UNAUTHORIZED,
+        403 => StatusCode::FORBIDDEN,
+        429 => StatusCode::TOO_MANY_REQUESTS,
+        s if s >= 500 => StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        _ => StatusCode::OK,
+    };
+    if status.is_server_error() {
+        tracing::warn!(code = e.code.as_str(), "graphql: {}", e.message);
+    }
+    (status, axum::Json(json!({"errors": [{"message": e.message, "extensions": {"code": e.code.as_str()}}], "data": null}))).into_response()
+}
+
+fn bad(message: impl Into<String>) -> CodedError {
+    CodedError::new(ErrorCode::InvalidBody, message)
+}
+
+/// Operations answered with empty data, logged once each.
+static UNKNOWN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+/// A GraphQL request as the official client sends it.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct GraphqlRequest {
+    query: String,
+    #[schema(value_type = Option<Object>)]
+    variables: Option<Json>,
+    /// Often empty or absent: the operation is taken from the query text.
+    #[serde(rename = "operationName")]
+    operation_name: Option<String>,
+}
+
+/// A GraphQL answer: `data`, or `errors` with their messages.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct GraphqlResponse {
+    #[schema(value_type = Option<Object>)]
+    data: Option<Json>,
+    #[schema(value_type = Option<Vec<Object>>)]
+    errors: Option<Vec<Json>>,
+}
+
+#[utoipa::path(post, path = "/graphql", tag = "wandb", request_body = GraphqlRequest,
+    responses((status = 200, description = "The operation's data, or `errors` naming what was wrong", body = GraphqlResponse),
+        (status = 400, description = "The body is not JSON", body = GraphqlResponse),
+        (status = 401, description = "No valid API key", body = cairn_types::ErrorBody)))]
+pub async fn graphql(State(state): State<AppState>, caller: Caller, body: Bytes) -> Response {
+    let request: Json = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return (StatusCode::BAD_REQUEST, axum::Json(json!({"errors": [{"message": format!("the body is not JSON: {e}")}]}))).into_response(),
+    };
+    let query = request.get("query").and_then(Json::as_str).unwrap_or("");
+    let given = request.get("operationName").and_then(Json::as_str).filter(|n| !n.is_empty()).map(str::to_owned);
+    let Some(op) = given.or_else(|| operation_name(query)) else {
+        return error_response(&bad("the request holds no GraphQL operation"));
+    };
+    let vars = request.get("variables").cloned().filter(Json::is_object).unwrap_or_else(|| json!({}));
+    match answer(&state, &caller, &op, &vars).await {
+        Ok(data) => axum::Json(json!({"data": data})).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+fn text<'a>(vars: &'a Json, name: &str) -> Option<&'a str> {
+    vars.get(name).and_then(Json::as_str).filter(|s| !s.is_empty())
+}
+
+async fn answer(state: &AppState, caller: &Caller, op: &str, vars: &Json) -> Result<Json, CodedError> {
+    Ok(match op {
+        "Viewer" | "GetViewer" | "viewer" => json!({"viewer": viewer(state, caller)}),
+        "ServerFeaturesQuery" => json!({"serverInfo": {"features": []}}),
+        "ServerInfo" | "serverInfo" => json!({"serverInfo": {"cliVersionInfo": "{}", "latestLocalVersionInfo": null, "features": []}}),
+        // The legacy clients' capability probes: nothing beyond the basics is claimed.
+        "ProbeServerCapabilities" => json!({"QueryType": null, "MutationType": null, "ServerInfoType": null}),
+        "ProbeRunInput" => json!({"RunType": {"fields": [{"name": "projectId"}, {"name": "historyKeys"}, {"name": "sweepName"}]}}),
+        "OrganizationCoreWeaveOrganizationID" => json!({"entity": null}),
+        "UpsertBucket" => upsert_bucket(state, caller, vars).await?,
+        "RunResumeStatus" => resume_status(state, caller, vars).await?,
+        "CreateRunFiles" => create_run_files(state, caller, vars).await?,
+        "RunStoppedStatus" => stopped_status(state, caller, vars).await?,
+        other => {
+            let mut seen = UNKNOWN.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.get_or_insert_with(HashSet::new).insert(other.to_owned()) {
+                tracing::info!("graphql: operation {other} is not served; answered with empty data");
+            }
+            json!({})
+        }
+    })
+}
+
+/// The signed-in user, or on a server without accounts its default entity.
+fn viewer(state: &AppState, caller: &Caller) -> Json {
+    match caller.principal() {
+        Some(p) => {
+            let teams: Vec<Json> = p.teams.iter().map(|(team, _)| json!({"node": {"name": team}})).collect();
+            json!({"id": p.user, "name": p.user, "entity": p.user, "username": p.user, "email": "", "admin": p.admin, "flags": "{}", "teams": {"edges": teams}})
+        }
+        None => {
+            let entity = &state.config.default_entity;
+            json!({"id": entity, "name": entity, "entity": entity, "username": entity, "email": "", "admin": true, "flags": "{}", "teams": {"edges": []}})
+        }
+    }
+}
+
+/// The entity a request means: the one it names, else the caller's own, else the server's default.
+fn entity_of(state: &AppState, caller: &Caller, named: Option<&str>) -> String {
+    named.map(str::to_owned).or_else(|| caller.principal().map(|p| p.user.clone())).unwrap_or_else(|| state.config.default_entity.clone())
+}
+
+async fn get_run(state: &AppState, path: &RunPath) -> Result<Option<RunInfo>, CodedError> {
+    let (store, path) = (state.store.clone(), path.clone());
+    match blocking(move || store.get_run(&path)).await {
+        Ok(run) => Ok(Some(run)),
+        Err(e) if e.code == ErrorCode::RunNotFound || e.code == ErrorCode::ProjectNotFound || e.code == ErrorCode::EntityNotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn strings(vars: &Json, name: &str) -> Option<Vec<String>> {
+    vars.get(name).and_then(Json::as_array).map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+}
+
+/// `UpsertBucket`: creates the run, updates it while it runs (null means unchanged; the config
+/// comes whole), or resumes it when it had ended.
+async fn upsert_bucket(state: &AppState, caller: &Caller, vars: &Json) -> Result<Json, CodedError> {
+    let path = match text(vars, "id").and_then(parse_storage_id) {
+        Some(path) => path,
+        None => {
+            let entity = entity_of(state, caller, text(vars, "entity"));
+            let project = text(vars, "project").unwrap_or("uncategorized").to_owned();
+            let run_id = text(vars, "name").map(str::to_owned).unwrap_or_else(cairn_types::ids::generate_run_id);
+            RunPath::new(entity, project, run_id)
+        }
+    };
+    path.validate()?;
+    state.authorize(caller, &path.entity, Some(&path.project), Need::Write).await?;
+    let config = match vars.get("config") {
+        Some(Json::String(s)) => Some(serde_json::from_str::<Json>(s).map_err(|e| bad(format!("config is not a JSON string: {e}")))?),
+        Some(Json::Object(o)) => Some(Json::Object(o.clone())),
+        _ => None,
+    };
+    let (config, internal) = match &config {
+        Some(c) => {
+            let (map, internal) = config_from_wandb(c);
+            (Some(map), internal)
+        }
+        None => (None, None),
+    };
+    let tags = strings(vars, "tags");
+    let existing = get_run(state, &path).await?;
+    let run = match existing {
+        Some(run) if run.state == RunState::Running => {
+            let patch = RunPatch {
+                name: text(vars, "displayName").map(str::to_owned),
+                notes: text(vars, "notes").or(text(vars, "description")).map(str::to_owned),
+                tags,
+                group: text(vars, "groupName").map(str::to_owned),
+                job_type: text(vars, "jobType").map(str::to_owned),
+            };
+            let mut run = if patch != RunPatch::default() { state.update_run(path.clone(), patch).await? } else { run };
+            if let Some(config) = config {
+                run = replace_config(state, &run, config).await?;
+            }
+            return Ok(json!({"upsertBucket": {"bucket": bucket(&run), "inserted": false}}));
+        }
+        other => other,
+    };
+    // A new run, or one that ended and resumes.
+    let mut metadata = Map::new();
+    for (var, key) in [("host", "host"), ("program", "program")] {
+        if let Some(v) = text(vars, var) {
+            metadata.insert(key.into(), Value::Str(v.into()));
+        }
+    }
+    if let Some(commit) = text(vars, "commit") {
+        let mut git = Map::new();
+        git.insert("commit".into(), Value::Str(commit.into()));
+        if let Some(repo) = text(vars, "repo") {
+            git.insert("remote".into(), Value::Str(repo.into()));
+        }
+        metadata.insert("git".into(), Value::Map(git));
+    }
+    metadata.insert("client".into(), Value::Str("wandb".into()));
+    let fork_from = internal.as_ref().and_then(|w| w.get("branch_point")).and_then(|bp| {
+        let run_id = bp.get("run_id")?.as_str()?;
+        (run_id != path.run_id.to_string()).then(|| StepRef { run_id: run_id.to_owned(), step: bp.get("step").and_then(Json::as_i64).unwrap_or(0) })
+    });
+    let inserted = run.is_none();
+    let request = UpsertRunRequest {
+        entity: Some(path.entity.to_string()),
+        project: Some(path.project.to_string()),
+        run_id: path.run_id.to_string(),
+        name: text(vars, "displayName").map(str::to_owned),
+        notes: text(vars, "notes").or(text(vars, "description")).map(str::to_owned),
+        tags,
+        group: text(vars, "groupName").map(str::to_owned),
+        job_type: text(vars, "jobType").map(str::to_owned),
+        config: config.map(Value::Map),
+        allow_val_change: true,
+        fork_from: if inserted { fork_from } else { None },
+        metadata: Some(Value::Map(metadata)),
+        resume: ResumeMode::Allow,
+        ..Default::default()
+    };
+    let run = state.upsert_run(caller, request).await?;
+    Ok(json!({"upsertBucket": {"bucket": bucket(&run), "inserted": inserted}}))
+}
+
+/// The client sends the whole config: keys it no longer has are removed, changed ones set.
+async fn replace_config(state: &AppState, run: &RunInfo, config: Map) -> Result<RunInfo, CodedError> {
+    let set: Map = config.iter().filter(|(k, v)| run.config.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let remove: Vec<String> = run.config.keys().filter(|k| !config.contains_key(*k)).cloned().collect();
+    if set.is_empty() && remove.is_empty() {
+        return Ok(run.clone());
+    }
+    let json = IngestJson { config: Some(JsonUpdates { offset: run.offsets.config, updates: vec![JsonUpdate { set, remove }] }), ..Default::default() };
+    let path = run.path();
+    state.ingest(path.clone(), move |now| json.into_batch(now)).await?;
+    get_run(state, &path).await?.ok_or_else(|| CodedError::new(ErrorCode::RunNotFound, format!("run {path} is gone")))
+}
+
+/// `RunResumeStatus`: the run as the client resumes it, or a null bucket when it does not exist.
+async fn resume_status(state: &AppState, caller: &Caller, vars: &Json) -> Result<Json, CodedError> {
+    let entity = entity_of(state, caller, text(vars, "entity"));
+    let project_name = text(vars, "project").unwrap_or("uncategorized").to_owned();
+    let name = text(vars, "name").ok_or_else(|| bad("RunResumeStatus needs the run's name"))?;
+    state.authorize(caller, &entity, Some(&project_name), Need::Read).await?;
+    let path = RunPath::new(entity.as_str(), project_name.as_str(), name);
+    let model = project(&entity, &project_name);
+    let Some(run) = get_run(state, &path).await? else {
+        let mut model = model;
+        model["bucket"] = Json::Null;
+        return Ok(json!({"model": model}));
+    };
+    // The last history row, as the client resumes its step after it.
+    let tail = match run.last_step {
+        Some(step) => {
+            let (store, p) = (state.store.clone(), path.clone());
+            let request = cairn_store::HistoryRequest { min_step: Some(step), limit: 1, ..Default::default() };
+            let data = blocking(move || store.history(&p, &request)).await?;
+            history_rows(&data).into_iter().map(|row| row.to_string()).collect::<Vec<_>>()
+        }
+        None => Vec::new(),
+    };
+    let mut summary = serde_json::Map::new();
+    for (k, v) in &run.summary {
+        summary.insert(k.clone(), v.to_json());
+    }
+    let mut b = bucket(&run);
+    b["summaryMetrics"] = Json::String(Json::Object(summary).to_string());
+    b["logLineCount"] = json!(run.offsets.console);
+    b["historyTail"] = Json::String(Json::from(tail).to_string());
+    b["eventsTail"] = Json::String("[]".into());
+    // The client counts a run as started when this holds "t".
+    b["wandbConfig"] = Json::String(json!({"t": {}}).to_string());
+    let mut model = model;
+    model["bucket"] = b;
+    Ok(json!({"model": model}))
+}
+
+/// History rows as W&B's JSON objects, with `_step`.
+pub(crate) fn history_rows(data: &cairn_store::HistoryData) -> Vec<Json> {
+    (0..data.steps.len())
+        .map(|i| {
+            let mut row = serde_json::Map::new();
+            row.insert("_step".into(), json!(data.steps[i]));
+            for column in &data.columns {
+                if let Some(v) = column.values.get(i) {
+                    row.insert(column.name.clone(), v.to_json());
+                }
+            }
+            Json::Object(row)
+        })
+        .collect()
+}
+
+/// `CreateRunFiles`: one entry per file asked for. Uploads are not taken yet: a null URL makes the
+/// client skip the file, as the protocol allows.
+async fn create_run_files(state: &AppState, caller: &Caller, vars: &Json) -> Result<Json, CodedError> {
+    let entity = entity_of(state, caller, text(vars, "entity"));
+    let project_name = text(vars, "project").unwrap_or("uncategorized");
+    let run = text(vars, "run").ok_or_else(|| bad("CreateRunFiles needs the run"))?;
+    state.authorize(caller, &entity, Some(project_name), Need::Write).await?;
+    let files: Vec<Json> = strings(vars, "files").unwrap_or_default().into_iter().map(|name| json!({"name": name, "uploadUrl": null})).collect();
+    Ok(json!({"createRunFiles": {"runID": super::storage_id(&RunPath::new(entity.as_str(), project_name, run)), "uploadHeaders": [], "files": files}}))
+}
+
+/// `RunStoppedStatus` (clients before 0.24 poll it): whether the run was asked to stop.
+async fn stopped_status(state: &AppState, caller: &Caller, vars: &Json) -> Result<Json, CodedError> {
+    let entity = entity_of(state, caller, text(vars, "entityName"));
+    let project_name = text(vars, "projectName").unwrap_or("uncategorized").to_owned();
+    let run_id = text(vars, "runId").ok_or_else(|| bad("RunStoppedStatus needs the run id"))?;
+    state.authorize(caller, &entity, Some(&project_name), Need::Read).await?;
+    let run = get_run(state, &RunPath::new(entity.as_str(), project_name.as_str(), run_id)).await?;
+    Ok(json!({"project": {"run": run.map(|r| json!({"stopped": r.stop_requested}))}}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::operation_name;
+
+    #[test]
+    fn the_operation_comes_from_the_query_text() {
+        assert_eq!(operation_name("query Viewer { viewer { id } }").as_deref(), Some("Viewer"));
+        assert_eq!(operation_name("#graphql\nmutation UpsertBucket($id: String) { upsertBucket(input: {id: $id}) { inserted } }").as_deref(), Some("UpsertBucket"));
+        assert_eq!(operation_name("  query($x: Int) { a }"), None, "anonymous with variables: not named");
+        assert_eq!(operation_name("{ viewer { id } }").as_deref(), Some("viewer"));
+        assert_eq!(operation_name("query { serverInfo { features { name } } }").as_deref(), Some("serverInfo"));
+        assert_eq!(operation_name("").as_deref(), None);
+    }
+}

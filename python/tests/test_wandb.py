@@ -1,0 +1,209 @@
+"""The official `wandb` client, unchanged, logging to cairn with only WANDB_BASE_URL (and a cairn
+API key) set; what it logs is read back through cairn's own API."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import cairn
+from conftest import Server, cairn_binary
+
+wandb = pytest.importorskip("wandb")
+
+# The client checks a key's shape itself: 40 or more word characters.
+ANY_KEY = "local-" + "k" * 40
+
+
+def run_wandb(server_url: str, tmp_path: Path, code: str, key: str = ANY_KEY, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "CAIRN_"))}
+    env.update(
+        {
+            "WANDB_BASE_URL": server_url,
+            "WANDB_API_KEY": key,
+            "WANDB_DIR": str(tmp_path),
+            "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"),
+            "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"),
+            "WANDB_SILENT": "true",
+            "WANDB_DISABLE_GIT": "true",
+            "HOME": str(tmp_path),
+        }
+    )
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(code))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180)
+    if check:
+        assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def test_init_log_config_summary_console_and_finish_land_in_cairn(server: Server, tmp_path: Path) -> None:
+    done = run_wandb(
+        server.url,
+        tmp_path,
+        """
+        import wandb
+        run = wandb.init(project="wb-basics", name="first-try", config={"lr": 0.1, "nested": {"b": 2}},
+                         tags=["baseline", "cpu"], notes="from the official client", group="g1", job_type="train")
+        for i in range(5):
+            run.log({"loss": 1.0 / (i + 1), "acc": i * 0.1})
+        run.log({"val": {"loss": 0.5}}, step=7)
+        print("a line on stdout", flush=True)
+        run.config.update({"epochs": 3})
+        run.summary["best"] = 0.9
+        run.finish()
+        print("RUN", run.entity, run.project, run.id)
+        """,
+    )
+    entity, project, run_id = done.stdout.split("RUN ")[1].split()
+    assert (entity, project) == ("tester", "wb-basics")
+    run = cairn.Api(base_url=server.url).run(f"{entity}/{project}/{run_id}")
+    assert (run.name, run.state, run.tags, run.notes, run.group, run.job_type) == ("first-try", "finished", ["baseline", "cpu"], "from the official client", "g1", "train")
+    assert run.config == {"lr": 0.1, "nested": {"b": 2}, "epochs": 3}
+    assert run.summary["best"] == 0.9 and run.summary["loss"] == 0.2 and run.summary["val"] == {"loss": 0.5}
+    rows = run.history(pandas=False)
+    assert [r["_step"] for r in rows] == [0, 1, 2, 3, 4, 7]
+    assert [r.get("loss") for r in rows[:5]] == [1.0, 0.5, 1 / 3, 0.25, 0.2]
+    info = cairn.Api(base_url=server.url)._client.call_json("GET", f"/api/v1/runs/{entity}/{project}/{run_id}", None)
+    assert info["exit_code"] == 0 and info["metadata"]["client"] == "wandb"
+    console = cairn.Api(base_url=server.url)._client.call_json("GET", f"/api/v1/runs/{entity}/{project}/{run_id}/console", None)
+    assert "a line on stdout" in [line["text"] for line in console["lines"]], console
+
+
+def test_an_exit_code_fails_the_run_and_an_exception_is_kept_in_the_console(server: Server, tmp_path: Path) -> None:
+    done = run_wandb(
+        server.url,
+        tmp_path,
+        """
+        import wandb
+        run = wandb.init(project="wb-basics")
+        run.log({"x": 1})
+        print("RUN", run.entity, run.project, run.id, flush=True)
+        run.finish(exit_code=3)
+        """,
+    )
+    entity, project, run_id = done.stdout.split("RUN ")[1].split()
+    info = cairn.Api(base_url=server.url)._client.call_json("GET", f"/api/v1/runs/{entity}/{project}/{run_id}", None)
+    assert (info["state"], info["exit_code"]) == ("failed", 3)
+
+
+def test_resume_must_allow_and_never(server: Server, tmp_path: Path) -> None:
+    first = run_wandb(
+        server.url,
+        tmp_path,
+        """
+        import wandb
+        run = wandb.init(project="wb-resume", id="resume01", config={"lr": 0.1})
+        for i in range(3):
+            run.log({"loss": 3 - i})
+        run.finish()
+        """,
+    )
+    assert first.returncode == 0
+    run_wandb(
+        server.url,
+        tmp_path,
+        """
+        import wandb
+        run = wandb.init(project="wb-resume", id="resume01", resume="must")
+        assert run.config["lr"] == 0.1, dict(run.config)
+        run.log({"loss": 0.5})
+        run.finish()
+        """,
+    )
+    run = cairn.Api(base_url=server.url).run("tester/wb-resume/resume01")
+    rows = run.history(pandas=False)
+    assert [r["_step"] for r in rows] == [0, 1, 2, 3], rows
+    assert (run.state, rows[-1]["loss"]) == ("finished", 0.5)
+    refused = run_wandb(
+        server.url,
+        tmp_path,
+        """
+        import wandb
+        wandb.init(project="wb-resume", id="missing1", resume="must")
+        """,
+        check=False,
+    )
+    assert refused.returncode != 0 and "must" in refused.stderr, refused.stderr[-2000:]
+    never = run_wandb(
+        server.url,
+        tmp_path,
+        """
+        import wandb
+        wandb.init(project="wb-resume", id="resume01", resume="never")
+        """,
+        check=False,
+    )
+    assert never.returncode != 0, never.stderr[-2000:]
+
+
+def test_a_bad_key_is_refused_and_a_cairn_key_logs(tmp_path: Path) -> None:
+    data = tmp_path / "secured"
+    subprocess.run([cairn_binary(), "users", "create", "ana", "--data-dir", str(data)], check=True, capture_output=True)
+    key = subprocess.run([cairn_binary(), "keys", "create", "--user", "ana", "--data-dir", str(data)], check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    server = Server(data, "--auth", "on")
+    try:
+        refused = run_wandb(server.url, tmp_path, "import wandb\nwandb.init(project='p')\n", key="cairn_" + "x" * 43, check=False)
+        assert refused.returncode != 0, refused.stdout + refused.stderr
+        done = run_wandb(
+            server.url,
+            tmp_path,
+            """
+            import wandb
+            run = wandb.init(project="keyed")
+            run.log({"x": 1})
+            run.finish()
+            print("RUN", run.entity, run.id)
+            """,
+            key=key,
+        )
+        entity, run_id = done.stdout.split("RUN ")[1].split()
+        assert entity == "ana"
+        run = cairn.Api(base_url=server.url, api_key=key).run(f"ana/keyed/{run_id}")
+        assert run.summary["x"] == 1
+    finally:
+        server.stop()
+
+
+def test_a_run_stopped_from_cairn_ends_as_killed(server: Server, tmp_path: Path) -> None:
+    import time
+
+    env_code = """
+        import time, wandb
+        run = wandb.init(project="wb-stop", id="stopme01")
+        print("STARTED", flush=True)
+        try:
+            for i in range(120):
+                run.log({"x": i})
+                time.sleep(1)
+        finally:
+            print("ENDED", flush=True)
+        """
+    script = tmp_path / "long.py"
+    script.write_text(textwrap.dedent(env_code))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "CAIRN_"))}
+    env.update({"WANDB_BASE_URL": server.url, "WANDB_API_KEY": ANY_KEY, "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true", "HOME": str(tmp_path), "WANDB_DISABLE_GIT": "true"})
+    child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    assert child.stdout.readline().strip() == "STARTED"
+    api = cairn.Api(base_url=server.url)
+    # The run exists once the client's first request arrived.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            api.run("tester/wb-stop/stopme01")
+            break
+        except Exception:  # noqa: BLE001 - not there yet
+            time.sleep(0.2)
+    started = time.monotonic()
+    api._client.call_json("POST", "/api/v1/runs/tester/wb-stop/stopme01/stop", "{}")
+    out, err = child.communicate(timeout=120)
+    took = time.monotonic() - started
+    assert "ENDED" in out, out + err
+    info = api._client.call_json("GET", "/api/v1/runs/tester/wb-stop/stopme01", None)
+    assert info["state"] == "killed", (info["state"], took, err[-1500:])
+    assert took < 60, took
