@@ -207,3 +207,47 @@ def test_a_run_stopped_from_cairn_ends_as_killed(server: Server, tmp_path: Path)
     info = api._client.call_json("GET", "/api/v1/runs/tester/wb-stop/stopme01", None)
     assert info["state"] == "killed", (info["state"], took, err[-1500:])
     assert took < 60, took
+
+
+def test_saved_files_and_images_become_the_runs_files_and_media(server: Server, tmp_path: Path) -> None:
+    done = run_wandb(
+        server.url,
+        tmp_path,
+        """
+        import numpy as np, wandb
+        run = wandb.init(project="wb-files")
+        open("notes.txt", "w").write("hello files\\n")
+        wandb.save("notes.txt", policy="now")
+        pixels = np.zeros((6, 4, 3), dtype="uint8")
+        pixels[:, :, 0] = 200
+        for i in range(2):
+            run.log({"loss": 1.0 / (i + 1), "sample": wandb.Image(pixels, caption=f"step {i}")})
+        run.finish()
+        print("RUN", run.entity, run.project, run.id)
+        """,
+    )
+    entity, project, run_id = done.stdout.split("RUN ")[1].split()
+    run = cairn.Api(base_url=server.url).run(f"{entity}/{project}/{run_id}")
+    names = {f.name for f in run.files()}
+    assert {"notes.txt", "config.yaml", "wandb-summary.json", "wandb-metadata.json"} <= names, names
+    saved = run.file("notes.txt").download(root=str(tmp_path / "down"))
+    assert Path(saved if isinstance(saved, str) else saved.name).read_text() == "hello files\n"
+    image = run.summary["sample"]
+    assert isinstance(image, cairn.Image), image
+    assert (image.caption, image.width, image.height) == ("step 1", 4, 6)
+    local = image.download(root=str(tmp_path / "media"))
+    from PIL import Image as PILImage
+
+    with PILImage.open(local) as opened:
+        assert opened.size == (4, 6) and opened.getpixel((0, 0))[:3] == (200, 0, 0)
+
+
+def test_a_forged_or_expired_upload_url_is_refused(server: Server) -> None:
+    import urllib.error
+    import urllib.request
+
+    for token in ["nothex.abc", "6162.00", "zz"]:
+        request = urllib.request.Request(f"{server.url}/files-upload/{token}", data=b"x", method="PUT")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request)
+        assert refused.value.code == 400 and b"upload URL" in refused.value.read()

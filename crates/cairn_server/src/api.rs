@@ -658,8 +658,6 @@ pub async fn put_file(
     QueryParams(link): QueryParams<FileLinkQuery>,
     request: Request,
 ) -> ApiResult<Json<FileInfo>> {
-    use std::io::Write;
-
     let path = run_path((entity, project, run_id))?;
     validate_file_path(&file_path)?;
     state.require_run(&path).await?;
@@ -667,8 +665,15 @@ pub async fn put_file(
         // A content uploaded before (by this run or any other): only the name is new.
         return Ok(Json(state.link_file(&caller, path, file_path, sha256).await?));
     }
-    // The body goes to a local scratch file (written off the async threads, a piece at a time),
-    // then into the blob store, which may be remote.
+    let tmp_path = receive_file(&state, request).await?;
+    Ok(Json(state.store_file(path, file_path, tmp_path).await?))
+}
+
+/// A request's body in a local scratch file (written off the async threads, a piece at a time),
+/// on its way into the blob store, which may be remote.
+pub(crate) async fn receive_file(state: &AppState, request: Request) -> ApiResult<tempfile::TempPath> {
+    use std::io::Write;
+
     let tmp = state.scratch_file().await?;
     let (file, tmp_path) = tmp.into_parts();
     let mut file = Some(file);
@@ -692,7 +697,7 @@ pub async fn put_file(
         }
     }
     drop(file);
-    Ok(Json(state.store_file(path, file_path, tmp_path).await?))
+    Ok(tmp_path)
 }
 
 #[utoipa::path(get, path = "/api/v1/runs/{entity}/{project}/{run_id}/files/{file_path}", tag = "files",

@@ -154,6 +154,9 @@ pub trait AccountStore: Send + Sync {
     fn end_session(&self, token: &str) -> Result<()>;
     /// Whether any user exists (a server with none waits for its first admin).
     fn has_users(&self) -> Result<bool>;
+    /// A secret of the whole deployment (every server on the store reads the same), made on first
+    /// use: what signs upload URLs that carry no credentials.
+    fn server_secret(&self, name: &str) -> Result<String>;
     fn set_visibility(&self, entity: &str, project: &str, visibility: Visibility) -> Result<()>;
     /// Every public project, as `(entity, project)`.
     fn public_projects(&self) -> Result<Vec<(String, String)>>;

@@ -1808,6 +1808,12 @@ pub fn passwords_sessions_visibility_and_audit(store: &impl Store) {
     store.create_user("ana", false, secs(1)).unwrap();
     assert!(store.has_users().unwrap());
 
+    // A secret of the deployment: made once, the same on every read, one per name.
+    let secret = store.server_secret("signing").unwrap();
+    assert!(secret.len() >= 40, "{secret}");
+    assert_eq!(store.server_secret("signing").unwrap(), secret);
+    assert_ne!(store.server_secret("other").unwrap(), secret);
+
     // Passwords: stored hashed, checked, never matched when unset or wrong.
     assert_eq!(store.check_password("ana", "whatever-it-is").unwrap(), None, "no password yet");
     assert_eq!(store.set_password("ana", "short").unwrap_err().code, ErrorCode::InvalidValue);

@@ -112,7 +112,7 @@ pub struct GraphqlResponse {
     responses((status = 200, description = "The operation's data, or `errors` naming what was wrong", body = GraphqlResponse),
         (status = 400, description = "The body is not JSON", body = GraphqlResponse),
         (status = 401, description = "No valid API key", body = cairn_types::ErrorBody)))]
-pub async fn graphql(State(state): State<AppState>, caller: Caller, body: Bytes) -> Response {
+pub async fn graphql(State(state): State<AppState>, caller: Caller, headers: axum::http::HeaderMap, body: Bytes) -> Response {
     let request: Json = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return (StatusCode::BAD_REQUEST, axum::Json(json!({"errors": [{"message": format!("the body is not JSON: {e}")}]}))).into_response(),
@@ -123,7 +123,8 @@ pub async fn graphql(State(state): State<AppState>, caller: Caller, body: Bytes)
         return error_response(&bad("the request holds no GraphQL operation"));
     };
     let vars = request.get("variables").cloned().filter(Json::is_object).unwrap_or_else(|| json!({}));
-    match answer(&state, &caller, &op, &vars).await {
+    let base = super::uploads::base_url(&headers);
+    match answer(&state, &caller, &op, &vars, &base).await {
         Ok(data) => axum::Json(json!({"data": data})).into_response(),
         Err(e) => error_response(&e),
     }
@@ -133,7 +134,7 @@ fn text<'a>(vars: &'a Json, name: &str) -> Option<&'a str> {
     vars.get(name).and_then(Json::as_str).filter(|s| !s.is_empty())
 }
 
-async fn answer(state: &AppState, caller: &Caller, op: &str, vars: &Json) -> Result<Json, CodedError> {
+async fn answer(state: &AppState, caller: &Caller, op: &str, vars: &Json, base: &str) -> Result<Json, CodedError> {
     Ok(match op {
         "Viewer" | "GetViewer" | "viewer" => json!({"viewer": viewer(state, caller)}),
         "ServerFeaturesQuery" => json!({"serverInfo": {"features": []}}),
@@ -144,7 +145,7 @@ async fn answer(state: &AppState, caller: &Caller, op: &str, vars: &Json) -> Res
         "OrganizationCoreWeaveOrganizationID" => json!({"entity": null}),
         "UpsertBucket" => upsert_bucket(state, caller, vars).await?,
         "RunResumeStatus" => resume_status(state, caller, vars).await?,
-        "CreateRunFiles" => create_run_files(state, caller, vars).await?,
+        "CreateRunFiles" => create_run_files(state, caller, vars, base).await?,
         "RunStoppedStatus" => stopped_status(state, caller, vars).await?,
         other => {
             let mut seen = UNKNOWN.lock().unwrap_or_else(|p| p.into_inner());
@@ -342,15 +343,21 @@ pub(crate) fn history_rows(data: &cairn_store::HistoryData) -> Vec<Json> {
         .collect()
 }
 
-/// `CreateRunFiles`: one entry per file asked for. Uploads are not taken yet: a null URL makes the
-/// client skip the file, as the protocol allows.
-async fn create_run_files(state: &AppState, caller: &Caller, vars: &Json) -> Result<Json, CodedError> {
+/// `CreateRunFiles`: one entry per file asked for, each with a signed URL the client PUTs it to
+/// (the PUT carries no credentials). A name cairn cannot keep gets no URL: the client skips it.
+async fn create_run_files(state: &AppState, caller: &Caller, vars: &Json, base: &str) -> Result<Json, CodedError> {
     let entity = entity_of(state, caller, text(vars, "entity"));
     let project_name = text(vars, "project").unwrap_or("uncategorized");
     let run = text(vars, "run").ok_or_else(|| bad("CreateRunFiles needs the run"))?;
     state.authorize(caller, &entity, Some(project_name), Need::Write).await?;
-    let files: Vec<Json> = strings(vars, "files").unwrap_or_default().into_iter().map(|name| json!({"name": name, "uploadUrl": null})).collect();
-    Ok(json!({"createRunFiles": {"runID": super::storage_id(&RunPath::new(entity.as_str(), project_name, run)), "uploadHeaders": [], "files": files}}))
+    let path = RunPath::new(entity.as_str(), project_name, run);
+    path.validate()?;
+    let mut files = Vec::new();
+    for name in strings(vars, "files").unwrap_or_default() {
+        let url = if crate::api::validate_file_path(&name).is_ok() { Some(super::uploads::upload_url(state, base, &path, &name).await?) } else { None };
+        files.push(json!({"name": name, "uploadUrl": url}));
+    }
+    Ok(json!({"createRunFiles": {"runID": super::storage_id(&path), "uploadHeaders": [], "files": files}}))
 }
 
 /// `RunStoppedStatus` (clients before 0.24 poll it): whether the run was asked to stop.

@@ -7,9 +7,11 @@
 
 pub mod filestream;
 pub mod graphql;
+pub mod uploads;
 
 pub use filestream::file_stream;
 pub use graphql::graphql;
+pub use uploads::upload;
 
 use cairn_types::api::RunInfo;
 use cairn_types::value::Map;

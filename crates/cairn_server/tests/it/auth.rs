@@ -286,11 +286,12 @@ async fn every_route_answers_every_caller_as_its_policy_says() {
     let probe = world();
     let table = cairn_server::route_table(&AppState::new(probe.store.clone(), ServerConfig::default()));
     assert!(table.len() >= 61, "{}", table.len());
-    // The table's policies keep two rules: only signing in and the first start are open to
-    // writes without credentials, and a route of an entity is checked on that entity.
+    // The table's policies keep two rules: only signing in, the first start and the signed upload
+    // URLs (whose credential is the URL) are open to writes without credentials, and a route of an
+    // entity is checked on that entity.
     for route in &table {
         if route.policy == Policy::Public && route.method != Method::GET {
-            assert!(["/api/v1/session", "/api/v1/setup"].contains(&route.path.as_str()), "{route:?}");
+            assert!(["/api/v1/session", "/api/v1/setup", "/files-upload/{token}"].contains(&route.path.as_str()), "{route:?}");
         }
         if route.path.contains("{entity}") || route.path.contains("{team}") {
             assert!(matches!(route.policy, Policy::Entity(_) | Policy::Named(_)), "{route:?}");

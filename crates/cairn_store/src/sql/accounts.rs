@@ -361,6 +361,20 @@ impl AccountStore for SqlStore {
         self.write(move |db| db.execute("DELETE FROM sessions WHERE hash = ?1", args![hash]).map(|_| ()))
     }
 
+    fn server_secret(&self, name: &str) -> Result<String> {
+        let name = name.to_owned();
+        let known = name.clone();
+        if let Some(row) = self.read(move |db| db.opt_row("SELECT value FROM server_secrets WHERE name = ?1", args![known]))? {
+            return row.string(0);
+        }
+        let fresh = new_token("")?;
+        self.write(move |db| {
+            // Two servers at once: the first one's stays.
+            db.execute("INSERT INTO server_secrets (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING", args![name, fresh])?;
+            db.row("SELECT value FROM server_secrets WHERE name = ?1", args![name])?.string(0)
+        })
+    }
+
     fn has_users(&self) -> Result<bool> {
         self.read(|db| Ok(db.opt_row("SELECT 1 FROM accounts WHERE kind = 'user' LIMIT 1", &[])?.is_some()))
     }

@@ -17,7 +17,7 @@ use pool::{DbResult, Readers, Writer};
 
 use pool::open_connection;
 
-const SCHEMA_VERSION: i64 = 12;
+const SCHEMA_VERSION: i64 = 13;
 
 /// Opens (or creates) the store in `data_dir`: `cairn.db` and `blobs/`.
 pub fn open(data_dir: &Path, config: StoreConfig) -> Result<SqlStore> {
@@ -115,7 +115,7 @@ fn migrate(conn: &Connection) -> Result<()> {
     }
     // Version 4: leases; 5: blob_gc; 6: accounts, memberships, API keys (the schema creates them).
     // Version 7: sessions and the audit log (created by the schema), and project visibility.
-    // Version 8: artifacts; 9: chunked contents; 10: workspace layouts; 11: sweeps; 12: hyperband decisions (the schema creates their tables).
+    // Version 8: artifacts; 9: chunked contents; 10: workspace layouts; 11: sweeps; 12: hyperband decisions; 13: server secrets (the schema creates their tables).
     if !has_column("projects", "visibility")? {
         conn.execute_batch("ALTER TABLE projects ADD COLUMN visibility TEXT NOT NULL DEFAULT 'private'").db()?;
     }

@@ -307,3 +307,9 @@ CREATE TABLE IF NOT EXISTS sweep_decisions (
     decided_at  INTEGER NOT NULL,
     PRIMARY KEY (sweep_pk, run_id, bracket)
 );
+
+-- Version 13: secrets of the deployment (what signs upload URLs), made on first use.
+CREATE TABLE IF NOT EXISTS server_secrets (
+    name   TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
