@@ -251,3 +251,45 @@ def test_a_forged_or_expired_upload_url_is_refused(server: Server) -> None:
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request)
         assert refused.value.code == 400 and b"upload URL" in refused.value.read()
+
+
+def test_alerts_forks_and_rewinds(server: Server, tmp_path: Path) -> None:
+    run_wandb(
+        server.url,
+        tmp_path,
+        """
+        import wandb
+        run = wandb.init(project="wb-branch", id="parent01")
+        for i in range(5):
+            run.log({"loss": 10 - i})
+        run.alert(title="loss is low", text="it went below 7", level=wandb.AlertLevel.WARN)
+        run.finish()
+        """,
+    )
+    api = cairn.Api(base_url=server.url)
+    alerts = api._client.call_json("GET", "/api/v1/runs/tester/wb-branch/parent01/alerts", None)
+    assert [(a["title"], a["text"], a["level"]) for a in alerts] == [("loss is low", "it went below 7", "WARN")], alerts
+    run_wandb(
+        server.url,
+        tmp_path,
+        """
+        import wandb
+        run = wandb.init(project="wb-branch", id="child001", fork_from="parent01?_step=2")
+        run.log({"loss": 0.5})
+        run.finish()
+        """,
+    )
+    child = api.run("tester/wb-branch/child001")
+    assert [(r["_step"], r["loss"]) for r in child.history(pandas=False)] == [(0, 10), (1, 9), (2, 8), (3, 0.5)]
+    run_wandb(
+        server.url,
+        tmp_path,
+        """
+        import wandb
+        run = wandb.init(project="wb-branch", id="parent01", resume_from="parent01?_step=1")
+        run.log({"loss": 100})
+        run.finish()
+        """,
+    )
+    parent = api.run("tester/wb-branch/parent01")
+    assert [(r["_step"], r["loss"]) for r in parent.history(pandas=False)] == [(0, 10), (1, 9), (2, 100)]

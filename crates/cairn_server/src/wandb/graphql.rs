@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use cairn_types::api::{IngestJson, JsonUpdate, JsonUpdates, ResumeMode, RunInfo, RunPatch, RunState, StepRef, UpsertRunRequest};
+use cairn_types::api::{IngestJson, JsonEvents, JsonUpdate, JsonUpdates, ResumeMode, RunInfo, RunPatch, RunState, StepRef, UpsertRunRequest};
 use cairn_types::error::{CodedError, ErrorCode};
 use cairn_types::value::Map;
 use cairn_types::{RunPath, Value};
@@ -147,6 +147,8 @@ async fn answer(state: &AppState, caller: &Caller, op: &str, vars: &Json, base: 
         "RunResumeStatus" => resume_status(state, caller, vars).await?,
         "CreateRunFiles" => create_run_files(state, caller, vars, base).await?,
         "RunStoppedStatus" => stopped_status(state, caller, vars).await?,
+        "NotifyScriptableRunAlert" => alert(state, caller, vars).await?,
+        "RewindRun" => rewind(state, caller, vars).await?,
         other => {
             let mut seen = UNKNOWN.lock().unwrap_or_else(|p| p.into_inner());
             if seen.get_or_insert_with(HashSet::new).insert(other.to_owned()) {
@@ -368,6 +370,53 @@ async fn stopped_status(state: &AppState, caller: &Caller, vars: &Json) -> Resul
     state.authorize(caller, &entity, Some(&project_name), Need::Read).await?;
     let run = get_run(state, &RunPath::new(entity.as_str(), project_name.as_str(), run_id)).await?;
     Ok(json!({"project": {"run": run.map(|r| json!({"stopped": r.stop_requested}))}}))
+}
+
+/// `NotifyScriptableRunAlert` (`run.alert`): an alert of the run, stored and delivered as
+/// cairn's own are (`waitDuration` is in milliseconds).
+async fn alert(state: &AppState, caller: &Caller, vars: &Json) -> Result<Json, CodedError> {
+    let entity = entity_of(state, caller, text(vars, "entityName"));
+    let project_name = text(vars, "projectName").unwrap_or("uncategorized").to_owned();
+    let run_id = text(vars, "runName").ok_or_else(|| bad("NotifyScriptableRunAlert needs the run's name"))?;
+    state.authorize(caller, &entity, Some(&project_name), Need::Write).await?;
+    let path = RunPath::new(entity.as_str(), project_name.as_str(), run_id);
+    let run = get_run(state, &path).await?.ok_or_else(|| CodedError::new(ErrorCode::RunNotFound, format!("run {path} not found")))?;
+    let mut event = Map::new();
+    event.insert("type".into(), Value::Str("alert".into()));
+    event.insert("title".into(), Value::Str(text(vars, "title").unwrap_or("").into()));
+    event.insert("text".into(), Value::Str(text(vars, "text").unwrap_or("").into()));
+    event.insert("level".into(), Value::Str(text(vars, "severity").unwrap_or("INFO").into()));
+    event.insert("time".into(), Value::Float(cairn_types::Timestamp::now().as_secs_f64()));
+    if let Some(ms) = vars.get("waitDuration").and_then(Json::as_f64) {
+        event.insert("wait_duration".into(), Value::Float(ms / 1000.0));
+    }
+    let json = IngestJson { events: Some(JsonEvents { offset: run.offsets.events, events: vec![Value::Map(event)] }), ..Default::default() };
+    state.ingest(path, move |now| json.into_batch(now)).await?;
+    Ok(json!({"notifyScriptableRunAlert": {"success": true}}))
+}
+
+/// `RewindRun` (`resume_from="RUN?_step=N"`): the run's history after the step is set aside (kept
+/// in an archive run), and the run continues after it.
+async fn rewind(state: &AppState, caller: &Caller, vars: &Json) -> Result<Json, CodedError> {
+    let entity = entity_of(state, caller, text(vars, "entity"));
+    let project_name = text(vars, "project").unwrap_or("uncategorized").to_owned();
+    let run_id = text(vars, "runName").ok_or_else(|| bad("RewindRun needs the run's name"))?;
+    let metric = text(vars, "metricName").unwrap_or("_step");
+    if metric != "_step" {
+        return Err(bad(format!("a run rewinds to a _step, not to {metric:?}")));
+    }
+    let step = vars.get("metricValue").and_then(Json::as_f64).filter(|v| v.is_finite() && *v >= 0.0).ok_or_else(|| bad("RewindRun needs the step, a number of at least 0"))?;
+    state.authorize(caller, &entity, Some(&project_name), Need::Write).await?;
+    let request = UpsertRunRequest {
+        entity: Some(entity.clone()),
+        project: Some(project_name.clone()),
+        run_id: run_id.to_owned(),
+        resume_from: Some(StepRef { run_id: run_id.to_owned(), step: step as i64 }),
+        resume: ResumeMode::Must,
+        ..Default::default()
+    };
+    let run = state.upsert_run(caller, request).await?;
+    Ok(json!({"rewindRun": {"rewoundRun": bucket(&run)}}))
 }
 
 #[cfg(test)]
