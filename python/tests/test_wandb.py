@@ -20,26 +20,30 @@ wandb = pytest.importorskip("wandb")
 ANY_KEY = "local-" + "k" * 40
 
 
-def run_wandb(server_url: str, tmp_path: Path, code: str, key: str = ANY_KEY, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_wandb(server_url: str, tmp_path: Path, code: str, key: str | None = ANY_KEY, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "CAIRN_"))}
-    env.update(
-        {
-            "WANDB_BASE_URL": server_url,
-            "WANDB_API_KEY": key,
-            "WANDB_DIR": str(tmp_path),
-            "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"),
-            "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"),
-            "WANDB_SILENT": "true",
-            "WANDB_DISABLE_GIT": "true",
-            "HOME": str(tmp_path),
-        }
-    )
+    env.update(wandb_env(server_url, tmp_path, key))
     script = tmp_path / "train.py"
     script.write_text(textwrap.dedent(code))
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180)
     if check:
         assert done.returncode == 0, done.stdout + done.stderr
     return done
+
+
+def wandb_env(server_url: str, tmp_path: Path, key: str | None) -> dict[str, str]:
+    env = {
+        "WANDB_BASE_URL": server_url,
+        "WANDB_DIR": str(tmp_path),
+        "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"),
+        "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"),
+        "WANDB_SILENT": "true",
+        "WANDB_DISABLE_GIT": "true",
+        "HOME": str(tmp_path),
+    }
+    if key is not None:
+        env["WANDB_API_KEY"] = key
+    return env
 
 
 def test_init_log_config_summary_console_and_finish_land_in_cairn(server: Server, tmp_path: Path) -> None:
@@ -166,6 +170,17 @@ def test_a_bad_key_is_refused_and_a_cairn_key_logs(tmp_path: Path) -> None:
         assert entity == "ana"
         run = cairn.Api(base_url=server.url, api_key=key).run(f"ana/keyed/{run_id}")
         assert run.summary["x"] == 1
+        # `wandb login --host` checks the key with cairn and saves it; init then needs no key.
+        home = tmp_path / "home"
+        home.mkdir()
+        login_env = {**{k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "CAIRN_"))}, **wandb_env(server.url, home, None)}
+        wandb_cli = str(Path(sys.executable).parent / "wandb")
+        bad = subprocess.run([wandb_cli, "login", "--host", server.url, "cairn_" + "y" * 43], capture_output=True, text=True, env=login_env, timeout=120)
+        assert bad.returncode != 0, bad.stdout + bad.stderr
+        good = subprocess.run([wandb_cli, "login", "--host", server.url, key], capture_output=True, text=True, env=login_env, timeout=120)
+        assert good.returncode == 0, good.stdout + good.stderr
+        assert key in (home / ".netrc").read_text()
+        run_wandb(server.url, home, "import wandb\nrun = wandb.init(project='keyed')\nrun.log({'y': 2})\nrun.finish()\n", key=None)
     finally:
         server.stop()
 
@@ -293,3 +308,60 @@ def test_alerts_forks_and_rewinds(server: Server, tmp_path: Path) -> None:
     )
     parent = api.run("tester/wb-branch/parent01")
     assert [(r["_step"], r["loss"]) for r in parent.history(pandas=False)] == [(0, 10), (1, 9), (2, 100)]
+
+
+def test_the_public_wandb_api_reads_and_changes_cairns_runs(server: Server, tmp_path: Path) -> None:
+    for lr, name in [(0.1, "slow"), (0.3, "fast")]:
+        run_wandb(
+            server.url,
+            tmp_path,
+            f"""
+            import wandb
+            run = wandb.init(project="wb-public", name="{name}", config={{"lr": {lr}}}, tags=["t"])
+            for i in range(20):
+                run.log({{"loss": {lr} * (20 - i), "acc": i / 20}})
+            run.finish()
+            """,
+        )
+    done = run_wandb(
+        server.url,
+        tmp_path,
+        """
+        import json, wandb
+        api = wandb.Api()
+        out = {}
+        runs = api.runs("tester/wb-public", order="+created_at")
+        out["names"] = [r.name for r in runs]
+        out["fast"] = [r.name for r in api.runs("tester/wb-public", filters={"config.lr": {"$gt": 0.2}})]
+        out["low_loss"] = [r.name for r in api.runs("tester/wb-public", filters={"$and": [{"summary_metrics.loss": {"$lt": 0.2}}, {"state": "finished"}]})]
+        run = api.run(f"tester/wb-public/{runs[0].id}")
+        out["run"] = [run.name, run.state, run.config, run.summary["loss"], run.tags]
+        out["history"] = len(run.history(samples=5, pandas=False))
+        out["keyed"] = [r["loss"] for r in run.history(keys=["loss"], pandas=False)][:3]
+        out["scan"] = [r["_step"] for r in run.scan_history(keys=["acc"])]
+        out["scan_all"] = len(list(run.scan_history()))
+        out["files"] = sorted(f.name for f in run.files())
+        run.tags = ["t", "checked"]
+        run.name = "slow-renamed"
+        run.update()
+        out["updated"] = [api.run(f"tester/wb-public/{run.id}").name, api.run(f"tester/wb-public/{run.id}").tags]
+        api.run(f"tester/wb-public/{runs[1].id}").delete()
+        out["after_delete"] = [r.name for r in wandb.Api().runs("tester/wb-public")]  # a new Api: runs lists are cached
+        print("OUT" + json.dumps(out))
+        """,
+    )
+    out = __import__("json").loads(done.stdout.split("OUT", 1)[1])
+    assert out["names"] == ["slow", "fast"]
+    assert out["fast"] == ["fast"]
+    assert out["low_loss"] == ["slow"]
+    assert out["run"] == ["slow", "finished", {"lr": 0.1}, pytest.approx(0.1), ["t"]]
+    assert out["history"] == 5
+    assert out["keyed"] == [pytest.approx(2.0), pytest.approx(1.9), pytest.approx(1.8)]
+    assert out["scan"] == list(range(20))
+    assert out["scan_all"] == 20
+    assert "config.yaml" in out["files"]
+    assert out["updated"] == ["slow-renamed", ["t", "checked"]]
+    assert out["after_delete"] == ["slow-renamed"]
+    # And cairn sees the same.
+    listed = cairn.Api(base_url=server.url)._client.call_json("GET", "/api/v1/projects/tester/wb-public/runs", None)
+    assert [r["name"] for r in listed["runs"]] == ["slow-renamed"], listed

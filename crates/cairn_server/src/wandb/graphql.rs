@@ -124,26 +124,37 @@ pub async fn graphql(State(state): State<AppState>, caller: Caller, headers: axu
     };
     let vars = request.get("variables").cloned().filter(Json::is_object).unwrap_or_else(|| json!({}));
     let base = super::uploads::base_url(&headers);
-    match answer(&state, &caller, &op, &vars, &base).await {
+    // The public API (`wandb.Api()`) names itself; its UpsertBucket updates a run, never resumes it.
+    let public = headers.get("user-agent").and_then(|v| v.to_str().ok()).is_some_and(|ua| ua.starts_with("W&B Public Client"));
+    match answer(&state, &caller, &op, query, &vars, &base, public).await {
         Ok(data) => axum::Json(json!({"data": data})).into_response(),
         Err(e) => error_response(&e),
     }
 }
 
-fn text<'a>(vars: &'a Json, name: &str) -> Option<&'a str> {
+pub(crate) fn text<'a>(vars: &'a Json, name: &str) -> Option<&'a str> {
     vars.get(name).and_then(Json::as_str).filter(|s| !s.is_empty())
 }
 
-async fn answer(state: &AppState, caller: &Caller, op: &str, vars: &Json, base: &str) -> Result<Json, CodedError> {
+async fn answer(state: &AppState, caller: &Caller, op: &str, query: &str, vars: &Json, base: &str, public: bool) -> Result<Json, CodedError> {
+    use super::public;
     Ok(match op {
-        "Viewer" | "GetViewer" | "viewer" => json!({"viewer": viewer(state, caller)}),
+        "Viewer" | "GetViewer" | "GetDefaultEntity" | "viewer" => json!({"viewer": viewer(state, caller)}),
+        "Run" | "RunState" | "RunHistoryKeys" => public::run(state, caller, vars).await?,
+        "Runs" => public::runs(state, caller, vars).await?,
+        "RunFullHistory" | "RunSampledHistory" | "HistoryPage" | "SampledHistoryPage" => public::history(state, caller, op, vars).await?,
+        // No parquet files: the client reads the whole history live.
+        "RunParquetHistory" => json!({"project": {"run": {"parquetHistory": {"parquetUrls": [], "liveData": []}}}}),
+        "RunFiles" => public::files(state, caller, vars, base).await?,
+        "DeleteRun" => public::delete(state, caller, vars).await?,
+        "StopRun" => public::stop(state, caller, vars).await?,
         "ServerFeaturesQuery" => json!({"serverInfo": {"features": []}}),
         "ServerInfo" | "serverInfo" => json!({"serverInfo": {"cliVersionInfo": "{}", "latestLocalVersionInfo": null, "features": []}}),
         // The legacy clients' capability probes: nothing beyond the basics is claimed.
         "ProbeServerCapabilities" => json!({"QueryType": null, "MutationType": null, "ServerInfoType": null}),
         "ProbeRunInput" => json!({"RunType": {"fields": [{"name": "projectId"}, {"name": "historyKeys"}, {"name": "sweepName"}]}}),
         "OrganizationCoreWeaveOrganizationID" => json!({"entity": null}),
-        "UpsertBucket" => upsert_bucket(state, caller, vars).await?,
+        "UpsertBucket" => upsert_bucket(state, caller, &bucket_input(query, vars), public).await?,
         "RunResumeStatus" => resume_status(state, caller, vars).await?,
         "CreateRunFiles" => create_run_files(state, caller, vars, base).await?,
         "RunStoppedStatus" => stopped_status(state, caller, vars).await?,
@@ -157,6 +168,35 @@ async fn answer(state: &AppState, caller: &Caller, op: &str, vars: &Json, base: 
             json!({})
         }
     })
+}
+
+/// UpsertBucket's input by the names wandb-core sends its variables under, whatever the query
+/// calls them (the public API's `run.update()` binds `displayName: $display_name`): each
+/// `field: $variable` of the query text, with the variable's value.
+fn bucket_input(query: &str, vars: &Json) -> Json {
+    // The input's field names, as `UpsertBucket`'s variables are named in wandb-core.
+    const AS_VARIABLE: [(&str, &str); 5] = [("modelName", "project"), ("entityName", "entity"), ("jobProgram", "program"), ("jobRepo", "repo"), ("name", "name")];
+    let mut out = serde_json::Map::new();
+    let bytes = query.as_bytes();
+    let mut i = 0;
+    while let Some(at) = query[i..].find('$') {
+        let dollar = i + at;
+        i = dollar + 1;
+        // `field: $var`: the word before the colon before the dollar.
+        let before = query[..dollar].trim_end();
+        let Some(before) = before.strip_suffix(':') else { continue };
+        let field: String = before.trim_end().chars().rev().take_while(|c| c.is_alphanumeric() || *c == '_').collect::<Vec<_>>().into_iter().rev().collect();
+        let var: String = query[dollar + 1..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        if field.is_empty() || var.is_empty() || bytes.get(dollar.saturating_sub(1)) == Some(&b'(') {
+            continue;
+        }
+        let name = AS_VARIABLE.iter().find(|(f, _)| *f == field).map_or(field.as_str(), |(_, v)| *v).to_owned();
+        if let Some(value) = vars.get(&var) {
+            out.insert(name, value.clone());
+        }
+    }
+    // A query without field bindings (hand-written): the variables as they are.
+    if out.is_empty() { vars.clone() } else { Json::Object(out) }
 }
 
 /// The signed-in user, or on a server without accounts its default entity.
@@ -174,11 +214,11 @@ fn viewer(state: &AppState, caller: &Caller) -> Json {
 }
 
 /// The entity a request means: the one it names, else the caller's own, else the server's default.
-fn entity_of(state: &AppState, caller: &Caller, named: Option<&str>) -> String {
+pub(crate) fn entity_of(state: &AppState, caller: &Caller, named: Option<&str>) -> String {
     named.map(str::to_owned).or_else(|| caller.principal().map(|p| p.user.clone())).unwrap_or_else(|| state.config.default_entity.clone())
 }
 
-async fn get_run(state: &AppState, path: &RunPath) -> Result<Option<RunInfo>, CodedError> {
+pub(crate) async fn get_run(state: &AppState, path: &RunPath) -> Result<Option<RunInfo>, CodedError> {
     let (store, path) = (state.store.clone(), path.clone());
     match blocking(move || store.get_run(&path)).await {
         Ok(run) => Ok(Some(run)),
@@ -193,7 +233,7 @@ fn strings(vars: &Json, name: &str) -> Option<Vec<String>> {
 
 /// `UpsertBucket`: creates the run, updates it while it runs (null means unchanged; the config
 /// comes whole), or resumes it when it had ended.
-async fn upsert_bucket(state: &AppState, caller: &Caller, vars: &Json) -> Result<Json, CodedError> {
+async fn upsert_bucket(state: &AppState, caller: &Caller, vars: &Json, public: bool) -> Result<Json, CodedError> {
     let path = match text(vars, "id").and_then(parse_storage_id) {
         Some(path) => path,
         None => {
@@ -220,7 +260,7 @@ async fn upsert_bucket(state: &AppState, caller: &Caller, vars: &Json) -> Result
     let tags = strings(vars, "tags");
     let existing = get_run(state, &path).await?;
     let run = match existing {
-        Some(run) if run.state == RunState::Running => {
+        Some(run) if run.state == RunState::Running || public => {
             let patch = RunPatch {
                 name: text(vars, "displayName").map(str::to_owned),
                 notes: text(vars, "notes").or(text(vars, "description")).map(str::to_owned),
@@ -422,6 +462,16 @@ async fn rewind(state: &AppState, caller: &Caller, vars: &Json) -> Result<Json, 
 #[cfg(test)]
 mod tests {
     use super::operation_name;
+
+    #[test]
+    fn upsert_bucket_variables_are_read_by_their_input_fields() {
+        let core = "mutation UpsertBucket($id: String, $name: String, $project: String, $displayName: String) { upsertBucket(input: {id:$id, name:$name, modelName:$project, displayName:$displayName}) { inserted } }";
+        let vars = serde_json::json!({"id": null, "name": "r1", "project": "p", "displayName": "d"});
+        assert_eq!(super::bucket_input(core, &vars), serde_json::json!({"id": null, "name": "r1", "project": "p", "displayName": "d"}));
+        let public = "mutation UpsertBucket($id: String!, $display_name: String, $tags: [String!]) { upsertBucket(input: {id: $id, displayName: $display_name, tags: $tags}) { bucket { id } } }";
+        let vars = serde_json::json!({"id": "e/p/r", "display_name": "renamed", "tags": ["a"]});
+        assert_eq!(super::bucket_input(public, &vars), serde_json::json!({"id": "e/p/r", "displayName": "renamed", "tags": ["a"]}));
+    }
 
     #[test]
     fn the_operation_comes_from_the_query_text() {

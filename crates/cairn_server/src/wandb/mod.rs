@@ -7,6 +7,7 @@
 
 pub mod filestream;
 pub mod graphql;
+mod public;
 pub mod uploads;
 
 pub use filestream::file_stream;
