@@ -365,3 +365,62 @@ def test_the_public_wandb_api_reads_and_changes_cairns_runs(server: Server, tmp_
     # And cairn sees the same.
     listed = cairn.Api(base_url=server.url)._client.call_json("GET", "/api/v1/projects/tester/wb-public/runs", None)
     assert [r["name"] for r in listed["runs"]] == ["slow-renamed"], listed
+
+
+def test_an_offline_run_is_synced_by_wandb_sync(server: Server, tmp_path: Path) -> None:
+    offline = {"WANDB_MODE": "offline"}
+    code = """
+        import wandb
+        run = wandb.init(project="wb-offline", id="offline1", config={"a": 1})
+        for i in range(10):
+            run.log({"loss": i})
+        run.finish()
+        """
+    script = tmp_path / "offline.py"
+    script.write_text(textwrap.dedent(code))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "CAIRN_"))}, **wandb_env("http://127.0.0.1:9", tmp_path, ANY_KEY), **offline}
+    subprocess.run([sys.executable, str(script)], check=True, env=env, cwd=tmp_path, timeout=120)
+    [run_dir] = list((tmp_path / "wandb").glob("offline-run-*"))
+    env = {**env, "WANDB_BASE_URL": server.url}
+    env.pop("WANDB_MODE")
+    synced = subprocess.run([str(Path(sys.executable).parent / "wandb"), "sync", str(run_dir)], capture_output=True, text=True, env=env, timeout=120)
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    run = cairn.Api(base_url=server.url).run("tester/wb-offline/offline1")
+    assert (run.state, run.config, run.summary["loss"]) == ("finished", {"a": 1}, 9)
+    assert [r["loss"] for r in run.history(pandas=False)] == list(range(10))
+
+
+def test_a_server_restart_mid_run_loses_nothing(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = Server(tmp_path / "data", port=port)
+    try:
+        code = """
+            import time, wandb
+            run = wandb.init(project="wb-restart", id="restart1")
+            for i in range(40):
+                run.log({"x": i})
+                time.sleep(0.1)
+            print("LOGGED", flush=True)
+            run.finish()
+            """
+        script = tmp_path / "long.py"
+        script.write_text(textwrap.dedent(code))
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "CAIRN_"))}, **wandb_env(server.url, tmp_path, ANY_KEY)}
+        child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+        time.sleep(2.5)
+        server.process.kill()
+        server.process.wait()
+        time.sleep(1.5)
+        server = Server(tmp_path / "data", port=port)
+        out, err = child.communicate(timeout=180)
+        assert child.returncode == 0 and "LOGGED" in out, err[-2000:]
+        run = cairn.Api(base_url=server.url).run("tester/wb-restart/restart1")
+        assert run.state == "finished"
+        assert [r["x"] for r in run.history(pandas=False)] == list(range(40))
+    finally:
+        server.stop()
