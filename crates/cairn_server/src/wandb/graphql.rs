@@ -218,6 +218,19 @@ pub(crate) fn entity_of(state: &AppState, caller: &Caller, named: Option<&str>) 
     named.map(str::to_owned).or_else(|| caller.principal().map(|p| p.user.clone())).unwrap_or_else(|| state.config.default_entity.clone())
 }
 
+/// The run a request names by its variables (`entity`, `project` and the first of `run` given;
+/// the entity defaults to the caller's, the project to `uncategorized`), once the caller has `need`
+/// on it.
+pub(crate) async fn named_run(state: &AppState, caller: &Caller, vars: &Json, [entity, project]: [&str; 2], run: &[&str], need: Need) -> Result<RunPath, CodedError> {
+    let entity = entity_of(state, caller, text(vars, entity));
+    let project = text(vars, project).unwrap_or("uncategorized");
+    let name = run.iter().find_map(|v| text(vars, v)).ok_or_else(|| bad(format!("the request needs the run's name (${})", run.join(" or $"))))?;
+    state.authorize(caller, &entity, Some(project), need).await?;
+    let path = RunPath::new(entity.as_str(), project, name);
+    path.validate()?;
+    Ok(path)
+}
+
 pub(crate) async fn get_run(state: &AppState, path: &RunPath) -> Result<Option<RunInfo>, CodedError> {
     let (store, path) = (state.store.clone(), path.clone());
     match blocking(move || store.get_run(&path)).await {
@@ -332,12 +345,8 @@ async fn replace_config(state: &AppState, run: &RunInfo, config: Map) -> Result<
 
 /// `RunResumeStatus`: the run as the client resumes it, or a null bucket when it does not exist.
 async fn resume_status(state: &AppState, caller: &Caller, vars: &Json) -> Result<Json, CodedError> {
-    let entity = entity_of(state, caller, text(vars, "entity"));
-    let project_name = text(vars, "project").unwrap_or("uncategorized").to_owned();
-    let name = text(vars, "name").ok_or_else(|| bad("RunResumeStatus needs the run's name"))?;
-    state.authorize(caller, &entity, Some(&project_name), Need::Read).await?;
-    let path = RunPath::new(entity.as_str(), project_name.as_str(), name);
-    let model = project(&entity, &project_name);
+    let path = named_run(state, caller, vars, ["entity", "project"], &["name"], Need::Read).await?;
+    let model = project(&path.entity, &path.project);
     let Some(run) = get_run(state, &path).await? else {
         let mut model = model;
         model["bucket"] = Json::Null;
@@ -388,12 +397,7 @@ pub(crate) fn history_rows(data: &cairn_store::HistoryData) -> Vec<Json> {
 /// `CreateRunFiles`: one entry per file asked for, each with a signed URL the client PUTs it to
 /// (the PUT carries no credentials). A name cairn cannot keep gets no URL: the client skips it.
 async fn create_run_files(state: &AppState, caller: &Caller, vars: &Json, base: &str) -> Result<Json, CodedError> {
-    let entity = entity_of(state, caller, text(vars, "entity"));
-    let project_name = text(vars, "project").unwrap_or("uncategorized");
-    let run = text(vars, "run").ok_or_else(|| bad("CreateRunFiles needs the run"))?;
-    state.authorize(caller, &entity, Some(project_name), Need::Write).await?;
-    let path = RunPath::new(entity.as_str(), project_name, run);
-    path.validate()?;
+    let path = named_run(state, caller, vars, ["entity", "project"], &["run"], Need::Write).await?;
     let mut files = Vec::new();
     for name in strings(vars, "files").unwrap_or_default() {
         let url = if crate::api::validate_file_path(&name).is_ok() { Some(super::uploads::upload_url(state, base, &path, &name).await?) } else { None };
@@ -404,22 +408,15 @@ async fn create_run_files(state: &AppState, caller: &Caller, vars: &Json, base: 
 
 /// `RunStoppedStatus` (clients before 0.24 poll it): whether the run was asked to stop.
 async fn stopped_status(state: &AppState, caller: &Caller, vars: &Json) -> Result<Json, CodedError> {
-    let entity = entity_of(state, caller, text(vars, "entityName"));
-    let project_name = text(vars, "projectName").unwrap_or("uncategorized").to_owned();
-    let run_id = text(vars, "runId").ok_or_else(|| bad("RunStoppedStatus needs the run id"))?;
-    state.authorize(caller, &entity, Some(&project_name), Need::Read).await?;
-    let run = get_run(state, &RunPath::new(entity.as_str(), project_name.as_str(), run_id)).await?;
+    let path = named_run(state, caller, vars, ["entityName", "projectName"], &["runId"], Need::Read).await?;
+    let run = get_run(state, &path).await?;
     Ok(json!({"project": {"run": run.map(|r| json!({"stopped": r.stop_requested}))}}))
 }
 
 /// `NotifyScriptableRunAlert` (`run.alert`): an alert of the run, stored and delivered as
 /// cairn's own are (`waitDuration` is in milliseconds).
 async fn alert(state: &AppState, caller: &Caller, vars: &Json) -> Result<Json, CodedError> {
-    let entity = entity_of(state, caller, text(vars, "entityName"));
-    let project_name = text(vars, "projectName").unwrap_or("uncategorized").to_owned();
-    let run_id = text(vars, "runName").ok_or_else(|| bad("NotifyScriptableRunAlert needs the run's name"))?;
-    state.authorize(caller, &entity, Some(&project_name), Need::Write).await?;
-    let path = RunPath::new(entity.as_str(), project_name.as_str(), run_id);
+    let path = named_run(state, caller, vars, ["entityName", "projectName"], &["runName"], Need::Write).await?;
     let run = get_run(state, &path).await?.ok_or_else(|| CodedError::new(ErrorCode::RunNotFound, format!("run {path} not found")))?;
     let mut event = Map::new();
     event.insert("type".into(), Value::Str("alert".into()));
@@ -438,20 +435,17 @@ async fn alert(state: &AppState, caller: &Caller, vars: &Json) -> Result<Json, C
 /// `RewindRun` (`resume_from="RUN?_step=N"`): the run's history after the step is set aside (kept
 /// in an archive run), and the run continues after it.
 async fn rewind(state: &AppState, caller: &Caller, vars: &Json) -> Result<Json, CodedError> {
-    let entity = entity_of(state, caller, text(vars, "entity"));
-    let project_name = text(vars, "project").unwrap_or("uncategorized").to_owned();
-    let run_id = text(vars, "runName").ok_or_else(|| bad("RewindRun needs the run's name"))?;
+    let path = named_run(state, caller, vars, ["entity", "project"], &["runName"], Need::Write).await?;
     let metric = text(vars, "metricName").unwrap_or("_step");
     if metric != "_step" {
         return Err(bad(format!("a run rewinds to a _step, not to {metric:?}")));
     }
     let step = vars.get("metricValue").and_then(Json::as_f64).filter(|v| v.is_finite() && *v >= 0.0).ok_or_else(|| bad("RewindRun needs the step, a number of at least 0"))?;
-    state.authorize(caller, &entity, Some(&project_name), Need::Write).await?;
     let request = UpsertRunRequest {
-        entity: Some(entity.clone()),
-        project: Some(project_name.clone()),
-        run_id: run_id.to_owned(),
-        resume_from: Some(StepRef { run_id: run_id.to_owned(), step: step as i64 }),
+        entity: Some(path.entity.to_string()),
+        project: Some(path.project.to_string()),
+        run_id: path.run_id.to_string(),
+        resume_from: Some(StepRef { run_id: path.run_id.to_string(), step: step as i64 }),
         resume: ResumeMode::Must,
         ..Default::default()
     };

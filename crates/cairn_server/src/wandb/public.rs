@@ -123,17 +123,15 @@ async fn fragment(state: &AppState, run: &RunInfo, full: bool) -> Result<Json, C
     Ok(out)
 }
 
-async fn find_run(state: &AppState, caller: &Caller, entity: Option<&str>, project: Option<&str>, name: Option<&str>) -> Result<Option<RunInfo>, CodedError> {
-    let entity = super::graphql::entity_of(state, caller, entity);
-    let project = project.unwrap_or("uncategorized").to_owned();
-    let name = name.ok_or_else(|| bad("the query needs the run's name"))?;
-    state.authorize(caller, &entity, Some(&project), Need::Read).await?;
-    super::graphql::get_run(state, &RunPath::new(entity.as_str(), project.as_str(), name)).await
+/// The run a public query names (its history pages call it `run` or `runName`).
+async fn find_run(state: &AppState, caller: &Caller, vars: &Json) -> Result<Option<RunInfo>, CodedError> {
+    let path = super::graphql::named_run(state, caller, vars, ["entity", "project"], &["name", "run", "runName"], Need::Read).await?;
+    super::graphql::get_run(state, &path).await
 }
 
 /// `query Run` / `RunState` / `RunHistoryKeys`: the run under its project.
 pub(crate) async fn run(state: &AppState, caller: &Caller, vars: &Json) -> Result<Json, CodedError> {
-    let run = find_run(state, caller, text(vars, "entity"), text(vars, "project"), text(vars, "name")).await?;
+    let run = find_run(state, caller, vars).await?;
     Ok(json!({"project": {"run": match run {
         Some(run) => fragment(state, &run, true).await?,
         None => Json::Null,
@@ -223,8 +221,7 @@ fn spec_keys(spec: &Json) -> Option<Vec<String>> {
 
 /// `RunFullHistory`, `RunSampledHistory`, `HistoryPage` and `SampledHistoryPage`.
 pub(crate) async fn history(state: &AppState, caller: &Caller, op: &str, vars: &Json) -> Result<Json, CodedError> {
-    let name = text(vars, "name").or(text(vars, "run")).or(text(vars, "runName"));
-    let Some(run) = find_run(state, caller, text(vars, "entity"), text(vars, "project"), name).await? else {
+    let Some(run) = find_run(state, caller, vars).await? else {
         return Ok(json!({"project": {"run": null}}));
     };
     let path = run.path();
@@ -264,7 +261,7 @@ pub(crate) async fn history(state: &AppState, caller: &Caller, op: &str, vars: &
 
 /// `RunFiles`: the run's files, with URLs to read them from.
 pub(crate) async fn files(state: &AppState, caller: &Caller, vars: &Json, base: &str) -> Result<Json, CodedError> {
-    let Some(run) = find_run(state, caller, text(vars, "entity"), text(vars, "project"), text(vars, "name")).await? else {
+    let Some(run) = find_run(state, caller, vars).await? else {
         return Ok(json!({"project": {"run": null}}));
     };
     let path = run.path();

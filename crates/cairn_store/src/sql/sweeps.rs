@@ -59,8 +59,6 @@ fn load(db: &dyn Db, entity: &str, project: &str, sweep_id: &str, lock: bool) ->
 /// A trial as stored, with its run's state and summary.
 struct Trial {
     info: TrialInfo,
-    /// Neither crashed nor lost: its point is taken.
-    live: bool,
 }
 
 fn trials(db: &dyn Db, sweep: &SweepRow, now: Timestamp) -> Result<Vec<Trial>> {
@@ -84,7 +82,6 @@ fn trials(db: &dyn Db, sweep: &SweepRow, now: Timestamp) -> Result<Vec<Trial>> {
             (Some(name), Some(summary)) => serde_json::from_str::<Json>(&summary).ok().and_then(|s| summary_number(&s, name)),
             _ => None,
         };
-        let live = !matches!(state.as_str(), "crashed" | "lost");
         Ok(Trial {
             info: TrialInfo {
                 seq: r.i64(0)? as u64,
@@ -96,7 +93,6 @@ fn trials(db: &dyn Db, sweep: &SweepRow, now: Timestamp) -> Result<Vec<Trial>> {
                 metric,
                 grid_index: r.opt_i64(5)?.map(|i| i as u64),
             },
-            live,
         })
     })
     .collect()
@@ -132,7 +128,7 @@ fn info(entity: &str, project: &str, sweep: &SweepRow, trials: &[Trial]) -> Swee
         trials: trials.len() as u64,
         running: count(&|t| matches!(t.info.state.as_str(), "running" | "pending")),
         finished: count(&|t| t.info.state == "finished"),
-        crashed: count(&|t| !t.live),
+        crashed: views(trials).iter().filter(|v| !v.live()).count() as u64,
         grid_size: (sweep.parsed.method == Method::Grid).then(|| sweep.parsed.grid_size()),
         best: best(sweep, trials),
     }
