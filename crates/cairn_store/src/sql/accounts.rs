@@ -1,7 +1,8 @@
 //! Users, teams, roles and API keys over [`Db`].
 //!
-//! A key is `cairn_` and 43 characters of URL-safe base64 (32 random bytes from the operating
-//! system): it matches `[A-Za-z0-9_-]{40,}`, as the official wandb client checks. Keys are random
+//! A key is `cairn_` and 52 characters of base32 (32 random bytes from the operating system):
+//! word characters only, no `-`, as the official wandb client checks (keys made before this, in
+//! base64url, still sign in; with a `-` some were refused by wandb's own check). Keys are random
 //! enough that a fast hash is the right one: the store keeps the SHA-256 of each, and finds a key
 //! by it. Session tokens are made and kept the same way. Passwords, which people choose, are
 //! hashed with argon2 (its default, Argon2id).
@@ -27,24 +28,27 @@ fn new_key() -> Result<String> {
     new_token(KEY_PREFIX)
 }
 
+/// A prefix and 256 random bits in base32 (lowercase letters and 2–7). Only word characters: the
+/// official wandb client splits a key at its first `-` and wants 40 or more characters after it, so
+/// a dash would make some keys unusable there.
 fn new_token(prefix: &str) -> Result<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)
         .map_err(|e| CodedError::new(ErrorCode::Internal, format!("the system's random generator failed: {e}")))?;
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
     let mut out = String::from(prefix);
     let mut acc = 0u32;
     let mut bits = 0;
     for b in bytes {
         acc = (acc << 8) | b as u32;
         bits += 8;
-        while bits >= 6 {
-            bits -= 6;
-            out.push(ALPHABET[((acc >> bits) & 63) as usize] as char);
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((acc >> bits) & 31) as usize] as char);
         }
     }
     if bits > 0 {
-        out.push(ALPHABET[((acc << (6 - bits)) & 63) as usize] as char);
+        out.push(ALPHABET[((acc << (5 - bits)) & 31) as usize] as char);
     }
     Ok(out)
 }
@@ -461,10 +465,14 @@ impl AccountStore for SqlStore {
 mod tests {
     #[test]
     fn keys_have_the_format_the_wandb_client_checks() {
-        let key = super::new_key().unwrap();
-        assert!(key.starts_with("cairn_") && key.len() >= 40, "{key}");
-        assert!(key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'), "{key}");
-        assert_ne!(key, super::new_key().unwrap());
+        // wandb's check: the secret is what follows the first `-` (or all of it), of 40 or more
+        // word characters. A base64url key with a dash passed it about half the time.
+        for _ in 0..200 {
+            let key = super::new_key().unwrap();
+            assert!(key.starts_with("cairn_") && !key.contains('-') && key.len() >= 40, "{key}");
+            assert!(key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{key}");
+            assert_ne!(key, super::new_key().unwrap());
+        }
     }
 }
 
