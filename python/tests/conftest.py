@@ -135,3 +135,19 @@ def sync(run_dir: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, "-m", "cairn", "sync", run_dir], capture_output=True, text=True, env={**os.environ, **env})
     assert result.returncode == 0, result.stderr
     return result
+
+
+def wandb_env(server_url: str, tmp_path: Path, key: str | None) -> dict[str, str]:
+    """What the official wandb client needs to talk to `server_url`, with its files in `tmp_path`."""
+    env = {
+        "WANDB_BASE_URL": server_url,
+        "WANDB_DIR": str(tmp_path),
+        "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"),
+        "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"),
+        "WANDB_SILENT": "true",
+        "WANDB_DISABLE_GIT": "true",
+        "HOME": str(tmp_path),
+    }
+    if key is not None:
+        env["WANDB_API_KEY"] = key
+    return env

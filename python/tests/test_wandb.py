@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import cairn
-from conftest import Server, cairn_binary
+from conftest import Server, cairn_binary, wandb_env
 
 wandb = pytest.importorskip("wandb")
 
@@ -29,21 +29,6 @@ def run_wandb(server_url: str, tmp_path: Path, code: str, key: str | None = ANY_
     if check:
         assert done.returncode == 0, done.stdout + done.stderr
     return done
-
-
-def wandb_env(server_url: str, tmp_path: Path, key: str | None) -> dict[str, str]:
-    env = {
-        "WANDB_BASE_URL": server_url,
-        "WANDB_DIR": str(tmp_path),
-        "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"),
-        "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"),
-        "WANDB_SILENT": "true",
-        "WANDB_DISABLE_GIT": "true",
-        "HOME": str(tmp_path),
-    }
-    if key is not None:
-        env["WANDB_API_KEY"] = key
-    return env
 
 
 def test_init_log_config_summary_console_and_finish_land_in_cairn(server: Server, tmp_path: Path) -> None:

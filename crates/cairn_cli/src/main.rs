@@ -2,6 +2,7 @@
 
 mod accounts;
 mod artifacts;
+mod import;
 mod migrate;
 mod runs;
 mod server;
@@ -54,6 +55,11 @@ enum Command {
     Sweep(sweep::SweepArgs),
     /// Run a sweep's trials: its program, once per trial, until the sweep is done
     Agent(sweep::AgentArgs),
+    /// Bring runs from W&B (offline run directories) or MLflow (an mlruns directory or database)
+    Import {
+        #[command(subcommand)]
+        command: import::ImportCommand,
+    },
     /// List, show and stop runs
     Runs {
         #[command(subcommand)]
@@ -74,6 +80,7 @@ fn main() -> std::process::ExitCode {
         Command::Login(args) => accounts::login(args),
         Command::Artifact { command } => artifacts::run(command),
         Command::Runs { command } => runs::run(command),
+        Command::Import { command } => import::run(command),
         Command::Sweep(args) => sweep::sweep(args),
         Command::Agent(args) => sweep::agent(args),
     };

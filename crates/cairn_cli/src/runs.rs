@@ -19,6 +19,10 @@ pub struct Server {
 }
 
 impl Server {
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
     pub fn client(&self) -> ApiClient {
         ApiClient::new(&self.base_url, cairn_client::credentials::resolve(self.api_key.clone(), &self.base_url), Duration::from_secs(30))
     }

@@ -316,6 +316,16 @@ impl ApiClient {
         Self::finish(self.auth(self.agent.post(url)).header("Content-Type", BATCH_CONTENT_TYPE).send(batch))
     }
 
+    /// Sends a batch in its JSON form (see [`cairn_types::api::IngestJson`]), for importers.
+    pub fn ingest_json(&self, path: &RunPath, batch: &cairn_types::api::IngestJson) -> CallResult<IngestAck> {
+        self.post_json(&format!("{}/ingest", run_url(&self.base_url, path)), batch)
+    }
+
+    /// The run's files, with their sizes and SHA-256.
+    pub fn list_files(&self, path: &RunPath) -> CallResult<Vec<FileInfo>> {
+        self.get_json(&format!("{}/files", run_url(&self.base_url, path)), &[])
+    }
+
     /// How much of a content (by SHA-256) the server holds.
     pub fn upload_status(&self, sha256: &str) -> CallResult<UploadStatus> {
         self.get_json(&format!("{}/api/v1/uploads/{sha256}", self.base_url), &[])

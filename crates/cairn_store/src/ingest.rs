@@ -403,10 +403,10 @@ pub fn apply_event(doc: &mut RunDoc, event: &Value, now: Timestamp) -> Result<()
 /// Ends a run. A stop that was requested turns a clean finish into killed.
 pub fn finish(doc: &mut RunDoc, request: FinishRequest, now: Timestamp) -> Result<()> {
     let state = match request.state {
-        Some(RunState::Running) | Some(RunState::Crashed) => {
+        Some(RunState::Running) => {
             return Err(CodedError::new(
                 ErrorCode::InvalidValue,
-                "a run can only be finished as finished, failed or killed".to_string(),
+                "a run can only be finished as finished, failed, killed or crashed".to_string(),
             ));
         }
         Some(state) => state,

@@ -398,7 +398,8 @@ pub struct FinishRequest {
     /// 0 means finished, anything else failed. Ignored when `state` is given.
     #[serde(default)]
     pub exit_code: Option<i32>,
-    /// `finished`, `failed` or `killed`.
+    /// `finished`, `failed` or `killed`; or `crashed`, for a run that ended without a word (an
+    /// import of a run whose process died), at `finished_at`.
     #[serde(default)]
     pub state: Option<RunState>,
     #[serde(default)]
