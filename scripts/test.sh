@@ -35,9 +35,17 @@ start_postgres
 step "Rust tests (debug profile; one integration-test binary per crate)"
 timeout 45m cargo test --locked
 
-step "Python package: installed with pip from the checkout, pytest"
-timeout 20m .venv/bin/python -m pip install -q ./python
+step "Python package: a wheel built by pip from the checkout, installed, pytest"
+rm -rf target/py-wheel
+timeout 20m .venv/bin/python -m pip wheel -q --no-deps -w target/py-wheel ./python
+.venv/bin/python -m pip install -q --force-reinstall target/py-wheel/cairn-*.whl
 CAIRN_BIN="$PWD/target/debug/cairn" timeout 20m .venv/bin/python -m pytest python/tests -q
+
+step "the official wandb client, 0.19: the compatibility and import tests again, in a venv of their own"
+[ -x .venv-wandb019/bin/python ] || "$PYTHON" -m venv .venv-wandb019
+.venv-wandb019/bin/python -m pip install -q -r python/tests/requirements-wandb019.txt
+.venv-wandb019/bin/python -m pip install -q --force-reinstall target/py-wheel/cairn-*.whl
+CAIRN_BIN="$PWD/target/debug/cairn" timeout 20m .venv-wandb019/bin/python -m pytest python/tests/test_wandb.py python/tests/test_import.py -q
 
 step "web UI end to end: headless Chromium, the real server, runs logged by the Python client"
 CAIRN_BIN="$PWD/target/debug/cairn" CAIRN_PYTHON="$PWD/.venv/bin/python" timeout 20m npm --prefix ui run e2e

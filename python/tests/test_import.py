@@ -3,6 +3,7 @@ stores the real mlflow package wrote; every value is read back through `cairn.Ap
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import signal
@@ -43,9 +44,8 @@ def value(step: int) -> float:
     return math.sin(step / 7) * 100 + step
 
 
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="the wandb package is not installed")
 class TestWandb:
-    wandb = pytest.importorskip("wandb")
-
     def test_an_offline_run_imports_with_every_value_and_a_second_import_adds_nothing(self, server: Server, tmp_path: Path) -> None:
         script = write(
             tmp_path,
@@ -131,7 +131,13 @@ class TestWandb:
         process.send_signal(signal.SIGKILL)
         process.wait()
         [log] = list((tmp_path / "wandb").glob("offline-run-*/run-killed01.wandb"))
-        assert log.stat().st_size > 0
+        # The client's service, a process of its own, writes what it holds until it sees its
+        # parent gone: the log is whole once it stops growing.
+        size = -1
+        while log.stat().st_size != size:
+            size = log.stat().st_size
+            time.sleep(1.5)
+        assert size > 0
 
         done = cairn_import(server, "wandb", str(log.parent))
         assert "imported 1 run " in done.stdout, done.stdout
@@ -164,9 +170,8 @@ class TestWandb:
         assert [r["loss"] for r in synced_rows] == [r["loss"] for r in rows]
 
 
+@pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason="the mlflow package is not installed")
 class TestMlflow:
-    mlflow = pytest.importorskip("mlflow")
-
     LOG = """
         import sys, mlflow
         mlflow.set_tracking_uri(sys.argv[1])

@@ -82,6 +82,15 @@ pub fn read_run(log: &Path) -> Result<ImportedRun, ImportError> {
         b.warn(format!("{} is cut off at byte {} of {} ({}): everything before it was imported", log.display(), damage.offset, data.len(), damage.reason));
     }
     let files_dir = log.parent().map(|d| d.join("files"));
+    if !b.saw_environment
+        && let Some(meta) = files_dir.as_deref().and_then(|d| std::fs::read_to_string(d.join("wandb-metadata.json")).ok())
+    {
+        // Clients before environment records (0.19) wrote the same facts to this file.
+        match serde_json::from_str::<serde_json::Value>(&meta) {
+            Ok(m) => b.environment(environment_from_json(&m)),
+            Err(e) => b.warn(format!("files/wandb-metadata.json is not JSON ({e}); the run's metadata was left out")),
+        }
+    }
     b.finish(log, files_dir.as_deref())
 }
 
@@ -101,6 +110,7 @@ struct Builder {
     last_step: Option<i64>,
     warnings: Vec<String>,
     dropped_rows: u64,
+    saw_environment: bool,
 }
 
 /// Console text in chunks, cut into lines per stream.
@@ -155,6 +165,27 @@ impl Console {
     }
 }
 
+/// `wandb-metadata.json`, which names its fields as the environment record's JSON form does.
+fn environment_from_json(m: &serde_json::Value) -> pb::EnvironmentRecord {
+    let text = |k: &str| m.get(k).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+    let count = |k: &str| m.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0) as u32;
+    pb::EnvironmentRecord {
+        os: text("os"),
+        python: text("python"),
+        args: m.get("args").and_then(serde_json::Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default(),
+        program: text("program"),
+        code_path: text("codePath"),
+        root: text("root"),
+        host: text("host"),
+        username: text("username"),
+        executable: text("executable"),
+        cpu_count: count("cpu_count"),
+        gpu_type: text("gpu"),
+        gpu_count: count("gpu_count"),
+        cuda_version: text("cuda"),
+    }
+}
+
 fn time_of(t: &Option<pb::Timestamp>) -> Option<Timestamp> {
     let t = t.as_ref()?;
     Some(Timestamp(t.seconds.saturating_mul(1_000_000).saturating_add(i64::from(t.nanos) / 1000)))
@@ -172,6 +203,16 @@ impl Builder {
     }
 
     fn value(&mut self, what: &str, text: &str) -> Option<Value> {
+        // Most values are plain numbers: read them without building JSON (what serde_json would
+        // make of them, an integer where the text is one).
+        if let Ok(i) = text.parse::<i64>() {
+            return Some(Value::Int(i));
+        }
+        if text.as_bytes().first().is_some_and(|b| b.is_ascii_digit() || *b == b'-')
+            && let Ok(f) = text.parse::<f64>()
+        {
+            return Some(Value::Float(f));
+        }
         match parse_loose_json(text) {
             Ok(json) => Some(Value::from_json(&json)),
             Err(e) => {
@@ -257,7 +298,10 @@ impl Builder {
                     self.named_files.insert(file.path);
                 }
             }
-            Some(RecordType::Environment(env)) => self.environment(env),
+            Some(RecordType::Environment(env)) => {
+                self.saw_environment = true;
+                self.environment(env);
+            }
             Some(RecordType::Exit(exit)) => self.exit = Some(exit),
             Some(RecordType::Metric(_)) | Some(RecordType::Preempting(_)) | None => {}
         }

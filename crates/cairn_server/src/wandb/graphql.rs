@@ -150,8 +150,14 @@ async fn answer(state: &AppState, caller: &Caller, op: &str, query: &str, vars: 
         "StopRun" => public::stop(state, caller, vars).await?,
         "ServerFeaturesQuery" => json!({"serverInfo": {"features": []}}),
         "ServerInfo" | "serverInfo" => json!({"serverInfo": {"cliVersionInfo": "{}", "latestLocalVersionInfo": null, "features": []}}),
-        // The legacy clients' capability probes: nothing beyond the basics is claimed.
-        "ProbeServerCapabilities" => json!({"QueryType": null, "MutationType": null, "ServerInfoType": null}),
+        // The legacy clients' capability probes. 0.19 reads `fields` of each type without a
+        // check for null (it crashes on `null` when it uploads a file), and picks its upload path
+        // by whether `createRunFiles` is listed: the types are named with what cairn answers.
+        "ProbeServerCapabilities" => json!({
+            "QueryType": {"fields": names(&["viewer", "project", "models", "entity"])},
+            "MutationType": {"fields": names(&["upsertBucket", "createRunFiles", "notifyScriptableRunAlert", "rewindRun", "deleteRun", "stopRun"])},
+            "ServerInfoType": {"fields": names(&["features"])},
+        }),
         "ProbeRunInput" => json!({"RunType": {"fields": [{"name": "projectId"}, {"name": "historyKeys"}, {"name": "sweepName"}]}}),
         "OrganizationCoreWeaveOrganizationID" => json!({"entity": null}),
         "UpsertBucket" => upsert_bucket(state, caller, &bucket_input(query, vars), public).await?,
@@ -451,6 +457,11 @@ async fn rewind(state: &AppState, caller: &Caller, vars: &Json) -> Result<Json, 
     };
     let run = state.upsert_run(caller, request).await?;
     Ok(json!({"rewindRun": {"rewoundRun": bucket(&run)}}))
+}
+
+/// `[{"name": ...}]`, as an introspection's `fields` lists them.
+fn names(fields: &[&str]) -> Json {
+    Json::Array(fields.iter().map(|f| json!({"name": f})).collect())
 }
 
 #[cfg(test)]

@@ -242,7 +242,11 @@ async fn lifecycle_heartbeat_stop_finish() {
     let run3 = app.run("e", "p", "r3").await;
     let finished = app.request(Method::POST, &format!("{run3}/finish"), None, Vec::new()).await.json();
     assert_eq!(finished["state"], "finished");
-    app.post(&format!("{run3}/finish"), &json!({"state": "crashed"})).await.assert_error(400, "invalid_value", "finished");
+    app.post(&format!("{run3}/finish"), &json!({"state": "running"})).await.assert_error(400, "invalid_value", "finished");
+    // An import ends a run whose process died as crashed, when it stopped.
+    let run4 = app.run("e", "p", "r4").await;
+    let crashed = app.post(&format!("{run4}/finish"), &json!({"state": "crashed", "finished_at": "2026-01-02T03:04:05Z"})).await.json();
+    assert_eq!((crashed["state"].as_str(), crashed["finished_at"].as_str(), crashed["exit_code"].as_i64()), (Some("crashed"), Some("2026-01-02T03:04:05Z"), None));
     app.post(&format!("{run3}/finish"), &json!({"exit_code": "3"})).await.assert_error(400, "invalid_body", "exit_code");
 }
 

@@ -434,7 +434,7 @@ async fn keys_sessions_and_the_protections_around_them() {
     let made = w.json(Who::Member, Method::POST, "/api/v1/keys", &json!({"name": "ci", "expires_days": 30})).await;
     assert_eq!(made.status, 200, "{}", made.body);
     let secret = made.body["secret"].as_str().unwrap().to_owned();
-    assert!(secret.starts_with("cairn_") && secret.len() >= 40);
+    assert!(secret.starts_with("cairn-") && secret.len() == 46, "{secret}");
     let as_new = |secret: String| Request::get("/api/v1/keys").header(header::AUTHORIZATION, format!("Bearer {secret}")).body(Body::empty()).unwrap();
     let listed = w.router.clone().oneshot(as_new(secret.clone())).await.unwrap();
     assert_eq!(listed.status(), 200);

@@ -1,8 +1,8 @@
 //! Users, teams, roles and API keys over [`Db`].
 //!
-//! A key is `cairn_` and 52 characters of base32 (32 random bytes from the operating system):
-//! word characters only, no `-`, as the official wandb client checks (keys made before this, in
-//! base64url, still sign in; with a `-` some were refused by wandb's own check). Keys are random
+//! A key is `cairn-` and 40 characters of base32 (200 random bits from the operating system), the
+//! shape that every version of the official wandb client takes (keys made before, `cairn_` and
+//! base64url, still sign in, but wandb refuses some of them). Keys are random
 //! enough that a fast hash is the right one: the store keeps the SHA-256 of each, and finds a key
 //! by it. Session tokens are made and kept the same way. Passwords, which people choose, are
 //! hashed with argon2 (its default, Argon2id).
@@ -15,8 +15,9 @@ use sha2::Digest as _;
 use super::{Db, Row, SqlStore, args};
 use crate::{Account, AccountStore, ApiKey, AuditEntry, Principal, Result, Role, Visibility};
 
-/// What every key starts with.
-pub const KEY_PREFIX: &str = "cairn_";
+/// What every key starts with (keys made before 0.1 started with `cairn_`, and still sign in).
+pub const KEY_PREFIX: &str = "cairn-";
+const OLD_KEY_PREFIX: &str = "cairn_";
 
 /// Characters of a key shown in lists, the prefix included.
 const SHOWN: usize = 12;
@@ -24,15 +25,16 @@ const SHOWN: usize = 12;
 /// What every session token starts with.
 const SESSION_PREFIX: &str = "cairns_";
 
+/// `cairn-` and 40 base32 characters (200 random bits): the official wandb client takes what
+/// follows the first `-` as the secret, and 0.19 wants exactly 40 characters there when it saves
+/// a key (`wandb login`), 0.2x and later 40 or more word characters.
 fn new_key() -> Result<String> {
-    new_token(KEY_PREFIX)
+    new_token(KEY_PREFIX, 40)
 }
 
-/// A prefix and 256 random bits in base32 (lowercase letters and 2–7). Only word characters: the
-/// official wandb client splits a key at its first `-` and wants 40 or more characters after it, so
-/// a dash would make some keys unusable there.
-fn new_token(prefix: &str) -> Result<String> {
-    let mut bytes = [0u8; 32];
+/// A prefix and `chars` random base32 characters (lowercase letters and 2–7).
+fn new_token(prefix: &str, chars: usize) -> Result<String> {
+    let mut bytes = vec![0u8; (chars * 5).div_ceil(8)];
     getrandom::fill(&mut bytes)
         .map_err(|e| CodedError::new(ErrorCode::Internal, format!("the system's random generator failed: {e}")))?;
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
@@ -42,13 +44,10 @@ fn new_token(prefix: &str) -> Result<String> {
     for b in bytes {
         acc = (acc << 8) | b as u32;
         bits += 8;
-        while bits >= 5 {
+        while bits >= 5 && out.len() < prefix.len() + chars {
             bits -= 5;
             out.push(ALPHABET[((acc >> bits) & 31) as usize] as char);
         }
-    }
-    if bits > 0 {
-        out.push(ALPHABET[((acc << (5 - bits)) & 31) as usize] as char);
     }
     Ok(out)
 }
@@ -264,7 +263,7 @@ impl AccountStore for SqlStore {
     }
 
     fn authenticate(&self, key: &str, now: Timestamp) -> Result<Option<Principal>> {
-        if !key.starts_with(KEY_PREFIX) {
+        if !key.starts_with(KEY_PREFIX) && !key.starts_with(OLD_KEY_PREFIX) {
             return Ok(None);
         }
         let hash = key_hash(key);
@@ -327,7 +326,7 @@ impl AccountStore for SqlStore {
     }
 
     fn create_session(&self, user: &str, expires_at: Timestamp, now: Timestamp) -> Result<String> {
-        let token = new_token(SESSION_PREFIX)?;
+        let token = new_token(SESSION_PREFIX, 52)?;
         let (user, hash) = (user.to_owned(), key_hash(&token));
         self.write(move |db| {
             let pk = account_pk(db, &user, "user")?;
@@ -371,7 +370,7 @@ impl AccountStore for SqlStore {
         if let Some(row) = self.read(move |db| db.opt_row("SELECT value FROM server_secrets WHERE name = ?1", args![known]))? {
             return row.string(0);
         }
-        let fresh = new_token("")?;
+        let fresh = new_token("", 52)?;
         self.write(move |db| {
             // Two servers at once: the first one's stays.
             db.execute("INSERT INTO server_secrets (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING", args![name, fresh])?;
@@ -465,12 +464,14 @@ impl AccountStore for SqlStore {
 mod tests {
     #[test]
     fn keys_have_the_format_the_wandb_client_checks() {
-        // wandb's check: the secret is what follows the first `-` (or all of it), of 40 or more
-        // word characters. A base64url key with a dash passed it about half the time.
+        // wandb's checks: the secret is what follows the first `-`; 0.19 saves a key only when
+        // it is exactly 40 characters, later versions take 40 or more word characters.
         for _ in 0..200 {
             let key = super::new_key().unwrap();
-            assert!(key.starts_with("cairn_") && !key.contains('-') && key.len() >= 40, "{key}");
-            assert!(key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{key}");
+            let (prefix, secret) = key.split_once('-').unwrap();
+            assert_eq!(prefix, "cairn");
+            assert_eq!(secret.len(), 40, "{key}");
+            assert!(secret.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()), "{key}");
             assert_ne!(key, super::new_key().unwrap());
         }
     }
