@@ -414,3 +414,24 @@ def test_a_server_restart_mid_run_loses_nothing(tmp_path: Path) -> None:
         assert [r["x"] for r in run.history(pandas=False)] == list(range(40))
     finally:
         server.stop()
+
+
+def test_define_metric_summaries_are_the_runs_summary(server: Server, tmp_path: Path) -> None:
+    run_wandb(
+        server.url,
+        tmp_path,
+        """
+        import wandb
+        run = wandb.init(project="wb-define", id="define01")
+        run.define_metric("acc", summary="max")
+        run.define_metric("loss", summary="min,last")
+        run.define_metric("val/*", step_metric="epoch")
+        for i, acc in enumerate([0.1, 0.5, 0.3, 0.2, 0.4]):
+            run.log({"acc": acc, "loss": 5 - i, "epoch": i, "val/x": i * 2})
+        run.finish()
+        """,
+    )
+    run = cairn.Api(base_url=server.url).run("tester/wb-define/define01")
+    assert run.summary["acc"] == {"max": 0.5}, run.summary
+    assert run.summary["loss"] == {"min": 1, "last": 1}, run.summary
+    assert [r["acc"] for r in run.history(pandas=False)] == [0.1, 0.5, 0.3, 0.2, 0.4]
