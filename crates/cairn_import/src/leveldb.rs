@@ -8,7 +8,7 @@
 //!
 //! A file whose writer was killed ends inside a record. [`Records`] yields every whole record
 //! before the damage and then stops, saying where and why in [`Records::damage`]: nothing after a
-//! bad checksum is trusted.
+//! bad checksum is trusted. It reads a block at a time, so a log of any size takes 32 KiB.
 
 /// The size of a block.
 pub const BLOCK: usize = 32 * 1024;
@@ -30,28 +30,52 @@ pub struct Damage {
     pub reason: String,
 }
 
-/// The records of a log, in order.
+/// The records of a log, in order, read a block at a time from any reader.
 #[derive(Debug)]
-pub struct Records<'a> {
-    data: &'a [u8],
+pub struct Records<R> {
+    source: R,
+    /// The current block and where it starts in the file.
+    block: Vec<u8>,
+    block_start: u64,
+    /// The next chunk's offset in the block.
     pos: usize,
     damage: Option<Damage>,
+    /// Set once a short block was read: it was the last.
+    ended: bool,
 }
 
-impl<'a> Records<'a> {
+/// Fills `buf` as far as the source goes; returns how much it read.
+fn read_full(source: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match source.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+impl<R: std::io::Read> Records<R> {
     /// Checks the W&B header; the error says what the file is not.
-    pub fn new(data: &'a [u8]) -> Result<Records<'a>, String> {
-        if data.len() < FILE_HEADER || &data[..4] != IDENT {
+    pub fn new(mut source: R) -> Result<Records<R>, String> {
+        let mut block = vec![0u8; BLOCK];
+        let n = read_full(&mut source, &mut block).map_err(|e| format!("cannot read it: {e}"))?;
+        block.truncate(n);
+        if n < FILE_HEADER || &block[..4] != IDENT {
             return Err("not a W&B run log: it does not start with \":W&B\"".to_owned());
         }
-        let magic = u16::from_le_bytes([data[4], data[5]]);
+        let magic = u16::from_le_bytes([block[4], block[5]]);
         if magic != MAGIC {
             return Err(format!("not a W&B run log: its magic number is {magic:#06x}, not {MAGIC:#06x}"));
         }
-        if data[6] != 0 {
-            return Err(format!("a W&B run log of version {}, which this reader does not know (it reads version 0)", data[6]));
+        if block[6] != 0 {
+            return Err(format!("a W&B run log of version {}, which this reader does not know (it reads version 0)", block[6]));
         }
-        Ok(Records { data, pos: FILE_HEADER, damage: None })
+        let ended = n < BLOCK;
+        Ok(Records { source, block, block_start: 0, pos: FILE_HEADER, damage: None, ended })
     }
 
     /// Set once reading stopped short of the end of the file.
@@ -59,72 +83,89 @@ impl<'a> Records<'a> {
         self.damage.as_ref()
     }
 
-    /// The byte offset just past the last record read.
+    /// The byte offset just past the last chunk read.
     pub fn offset(&self) -> u64 {
-        self.pos as u64
+        self.block_start + self.pos as u64
     }
 
-    fn stop(&mut self, offset: usize, reason: impl Into<String>) -> Option<Vec<u8>> {
-        self.damage = Some(Damage { offset: offset as u64, reason: reason.into() });
+    fn stop(&mut self, offset: u64, reason: impl Into<String>) -> Option<Vec<u8>> {
+        self.damage = Some(Damage { offset, reason: reason.into() });
         None
+    }
+
+    /// Moves to the next block; false at the end of the file.
+    fn next_block(&mut self) -> Result<bool, String> {
+        if self.ended {
+            return Ok(false);
+        }
+        self.block_start += BLOCK as u64;
+        self.block.resize(BLOCK, 0);
+        let n = read_full(&mut self.source, &mut self.block).map_err(|e| format!("cannot read past byte {}: {e}", self.block_start))?;
+        self.block.truncate(n);
+        self.pos = 0;
+        self.ended = n < BLOCK;
+        Ok(n > 0)
     }
 }
 
-impl Iterator for Records<'_> {
+impl<R: std::io::Read> Iterator for Records<R> {
     type Item = Vec<u8>;
 
     fn next(&mut self) -> Option<Vec<u8>> {
         if self.damage.is_some() {
             return None;
         }
-        let start = self.pos;
+        let start = self.offset();
         let mut assembled: Option<Vec<u8>> = None;
         loop {
-            let left_in_block = BLOCK - self.pos % BLOCK;
-            if left_in_block < CHUNK_HEADER {
-                self.pos += left_in_block;
-                continue;
-            }
-            if self.pos >= self.data.len() {
-                return match assembled {
-                    Some(_) => self.stop(start, "the file ends inside a record"),
-                    None => None,
-                };
+            // Fewer bytes than a header left in a full block are padding.
+            if self.pos + CHUNK_HEADER > self.block.len() {
+                let short = self.block.len() < BLOCK;
+                if short && self.pos < self.block.len() {
+                    return self.stop(start, "the file ends inside a chunk header");
+                }
+                match self.next_block() {
+                    Ok(true) => continue,
+                    Ok(false) => {
+                        return match assembled {
+                            Some(_) => self.stop(start, "the file ends inside a record"),
+                            None => None,
+                        };
+                    }
+                    Err(e) => return self.stop(start, e),
+                }
             }
             let pos = self.pos;
-            if pos + CHUNK_HEADER > self.data.len() {
-                return self.stop(start, "the file ends inside a chunk header");
-            }
-            let header = &self.data[pos..pos + CHUNK_HEADER];
+            let at = self.block_start + pos as u64;
+            let header = &self.block[pos..pos + CHUNK_HEADER];
             let checksum = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
             let length = u16::from_le_bytes([header[4], header[5]]) as usize;
             let kind = header[6];
             if checksum == 0 && length == 0 && kind == 0 {
-                // Zeros where a chunk would start: space the writer never filled.
-                if self.data[pos..].iter().all(|&b| b == 0) {
-                    return match assembled {
-                        Some(_) => self.stop(start, "the file ends inside a record (zeros after it)"),
-                        None => {
-                            self.pos = self.data.len();
-                            None
-                        }
-                    };
+                // Zeros where a chunk would start: space the writer never filled. The rest of the
+                // block is unused; a record cannot be cut by it.
+                if assembled.is_some() {
+                    return self.stop(start, format!("zeros at byte {at} inside a record"));
                 }
-                return self.stop(pos, "zeros where a chunk should start");
+                if self.block[pos..].iter().any(|&b| b != 0) {
+                    return self.stop(at, "zeros where a chunk should start");
+                }
+                self.pos = self.block.len().max(BLOCK);
+                continue;
             }
-            if length + CHUNK_HEADER > left_in_block {
-                return self.stop(start, format!("a chunk at byte {pos} is longer than its block"));
+            if pos + CHUNK_HEADER + length > BLOCK {
+                return self.stop(start, format!("a chunk at byte {at} is longer than its block"));
             }
             let end = pos + CHUNK_HEADER + length;
-            if end > self.data.len() {
+            if end > self.block.len() {
                 return self.stop(start, "the file ends inside a record");
             }
-            let payload = &self.data[pos + CHUNK_HEADER..end];
+            let payload = &self.block[pos + CHUNK_HEADER..end];
             let mut hasher = crc32fast::Hasher::new();
             hasher.update(&[kind]);
             hasher.update(payload);
             if hasher.finalize() != checksum {
-                return self.stop(start, format!("the chunk at byte {pos} fails its checksum"));
+                return self.stop(start, format!("the chunk at byte {at} fails its checksum"));
             }
             self.pos = end;
             match (kind, assembled.as_mut()) {
@@ -135,9 +176,9 @@ impl Iterator for Records<'_> {
                     record.extend_from_slice(payload);
                     return assembled;
                 }
-                (FULL | FIRST, Some(_)) => return self.stop(start, format!("a record starts at byte {pos} before the one before it ended")),
-                (MIDDLE | LAST, None) => return self.stop(pos, format!("a record continues at byte {pos} that never started")),
-                (other, _) => return self.stop(pos, format!("the chunk at byte {pos} has the unknown type {other}")),
+                (FULL | FIRST, Some(_)) => return self.stop(start, format!("a record starts at byte {at} before the one before it ended")),
+                (MIDDLE | LAST, None) => return self.stop(at, format!("a record continues at byte {at} that never started")),
+                (other, _) => return self.stop(at, format!("the chunk at byte {at} has the unknown type {other}")),
             }
         }
     }
@@ -197,7 +238,7 @@ mod tests {
     fn records_round_trip_across_blocks() {
         let written = records(40);
         let log = write_log(&written);
-        let mut read = Records::new(&log).unwrap();
+        let mut read = Records::new(&log[..]).unwrap();
         let got: Vec<Vec<u8>> = read.by_ref().collect();
         assert_eq!(got, written);
         assert_eq!(read.damage(), None);
@@ -223,7 +264,7 @@ mod tests {
         let mut log = write_log(&written);
         let at = log.len() / 2;
         log[at] ^= 0x10;
-        let mut read = Records::new(&log).unwrap();
+        let mut read = Records::new(&log[..]).unwrap();
         let got: Vec<Vec<u8>> = read.by_ref().collect();
         assert!(got.len() < written.len());
         assert_eq!(got[..], written[..got.len()]);
@@ -232,8 +273,8 @@ mod tests {
 
     #[test]
     fn other_files_are_refused_by_name() {
-        assert!(Records::new(b"SQLite format 3\0").unwrap_err().contains(":W&B"));
-        assert!(Records::new(b":W&B\x00\x00\x00").unwrap_err().contains("magic"));
-        assert!(Records::new(b":W&B\xe1\xbe\x07").unwrap_err().contains("version 7"));
+        assert!(Records::new(&b"SQLite format 3\0"[..]).unwrap_err().contains(":W&B"));
+        assert!(Records::new(&b":W&B\x00\x00\x00"[..]).unwrap_err().contains("magic"));
+        assert!(Records::new(&b":W&B\xe1\xbe\x07"[..]).unwrap_err().contains("version 7"));
     }
 }

@@ -65,11 +65,50 @@ fn canonical(p: &Path) -> PathBuf {
     p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// Reads one run log, and the `files/` folder beside it.
+/// Where a run's history goes while its log is read, so that a long run is never held whole.
+pub trait HistorySink {
+    /// The run as far as it is known when its history starts (its id, names, config and
+    /// metadata so far); returns how many of its history rows the destination holds already,
+    /// which are then not given again.
+    fn start(&mut self, head: &ImportedRun) -> Result<u64, ImportError>;
+    /// Rows in order, the first at `offset` in the run's history.
+    fn rows(&mut self, offset: u64, rows: Vec<Map>) -> Result<(), ImportError>;
+}
+
+/// Reads one run log, and the `files/` folder beside it, whole: history included.
 pub fn read_run(log: &Path) -> Result<ImportedRun, ImportError> {
-    let data = std::fs::read(log).map_err(|e| ImportError(format!("cannot read {}: {e}", log.display())))?;
-    let mut records = Records::new(&data).map_err(|e| ImportError(format!("{}: {e}", log.display())))?;
+    struct Collect(Vec<Map>);
+    impl HistorySink for Collect {
+        fn start(&mut self, _: &ImportedRun) -> Result<u64, ImportError> {
+            Ok(0)
+        }
+        fn rows(&mut self, _: u64, rows: Vec<Map>) -> Result<(), ImportError> {
+            self.0.extend(rows);
+            Ok(())
+        }
+    }
+    let mut sink = Collect(Vec::new());
+    let mut run = stream_run(log, &mut sink, usize::MAX)?;
+    run.history = sink.0;
+    Ok(run)
+}
+
+/// Reads one run log and the `files/` folder beside it, giving its history to `sink` in slices
+/// of `slice` rows as it goes; the run returned has everything but the history.
+pub fn stream_run(log: &Path, sink: &mut dyn HistorySink, slice: usize) -> Result<ImportedRun, ImportError> {
+    let file = std::fs::File::open(log).map_err(|e| ImportError(format!("cannot read {}: {e}", log.display())))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut records = Records::new(std::io::BufReader::with_capacity(1 << 20, file)).map_err(|e| ImportError(format!("{}: {e}", log.display())))?;
+    let files_dir = log.parent().map(|d| d.join("files"));
     let mut b = Builder::default();
+    // Clients before environment records (0.19) wrote the same facts to this file; the records,
+    // where there are some, have the last word.
+    if let Some(meta) = files_dir.as_deref().and_then(|d| std::fs::read_to_string(d.join("wandb-metadata.json")).ok()) {
+        match serde_json::from_str::<serde_json::Value>(&meta) {
+            Ok(m) => b.environment(environment_from_json(&m)),
+            Err(e) => b.warn(format!("files/wandb-metadata.json is not JSON ({e}); the run's metadata was left out")),
+        }
+    }
     for (i, bytes) in records.by_ref().enumerate() {
         match pb::Record::decode(bytes.as_slice()) {
             Ok(record) => b.record(record),
@@ -77,20 +116,14 @@ pub fn read_run(log: &Path) -> Result<ImportedRun, ImportError> {
                 b.warn(format!("record {} is not a W&B record ({e}); it was skipped", i + 1));
             }
         }
-    }
-    if let Some(damage) = records.damage() {
-        b.warn(format!("{} is cut off at byte {} of {} ({}): everything before it was imported", log.display(), damage.offset, data.len(), damage.reason));
-    }
-    let files_dir = log.parent().map(|d| d.join("files"));
-    if !b.saw_environment
-        && let Some(meta) = files_dir.as_deref().and_then(|d| std::fs::read_to_string(d.join("wandb-metadata.json")).ok())
-    {
-        // Clients before environment records (0.19) wrote the same facts to this file.
-        match serde_json::from_str::<serde_json::Value>(&meta) {
-            Ok(m) => b.environment(environment_from_json(&m)),
-            Err(e) => b.warn(format!("files/wandb-metadata.json is not JSON ({e}); the run's metadata was left out")),
+        if b.history.len() >= slice {
+            b.flush(log, files_dir.as_deref(), sink)?;
         }
     }
+    if let Some(damage) = records.damage() {
+        b.warn(format!("{} is cut off at byte {} of {} ({}): everything before it was imported", log.display(), damage.offset, size, damage.reason));
+    }
+    b.flush(log, files_dir.as_deref(), sink)?;
     b.finish(log, files_dir.as_deref())
 }
 
@@ -110,11 +143,14 @@ struct Builder {
     last_step: Option<i64>,
     warnings: Vec<String>,
     dropped_rows: u64,
-    saw_environment: bool,
+    /// Rows given to the sink so far (the offset of `history`'s first row), and how many the
+    /// sink said it holds; `None` until the sink was started.
+    emitted: u64,
+    held: Option<u64>,
 }
 
 /// Console text in chunks, cut into lines per stream.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Console {
     lines: Vec<JsonConsoleLine>,
     open: [Option<(String, Option<Timestamp>)>; 2],
@@ -298,10 +334,7 @@ impl Builder {
                     self.named_files.insert(file.path);
                 }
             }
-            Some(RecordType::Environment(env)) => {
-                self.saw_environment = true;
-                self.environment(env);
-            }
+            Some(RecordType::Environment(env)) => self.environment(env),
             Some(RecordType::Exit(exit)) => self.exit = Some(exit),
             Some(RecordType::Metric(_)) | Some(RecordType::Preempting(_)) | None => {}
         }
@@ -373,13 +406,43 @@ impl Builder {
         self.history.push(row);
     }
 
-    fn finish(mut self, log: &Path, files_dir: Option<&Path>) -> Result<ImportedRun, ImportError> {
-        let Some(run) = self.run.take() else {
-            return Err(ImportError(format!("{} has no run record: nothing says which run it is", log.display())));
+    /// Starts the sink once the run is known, and gives it the rows held.
+    fn flush(&mut self, log: &Path, files_dir: Option<&Path>, sink: &mut dyn HistorySink) -> Result<(), ImportError> {
+        if self.run.is_none() {
+            // Rows before the run record (never seen): they wait for it.
+            return Ok(());
+        }
+        let held = match self.held {
+            Some(h) => h,
+            None => {
+                let head = self.snapshot(log, files_dir)?;
+                let h = sink.start(&head)?;
+                self.held = Some(h);
+                h
+            }
         };
+        let rows = std::mem::take(&mut self.history);
+        let first = self.emitted;
+        self.emitted += rows.len() as u64;
+        let skip = held.saturating_sub(first).min(rows.len() as u64) as usize;
+        if skip < rows.len() {
+            sink.rows(first + skip as u64, rows.into_iter().skip(skip).collect())?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, log: &Path, files_dir: Option<&Path>) -> Result<ImportedRun, ImportError> {
         if self.dropped_rows > 0 {
             self.warn(format!("{} history rows had no step or a step that did not grow, as W&B drops them too", self.dropped_rows));
         }
+        self.snapshot(log, files_dir)
+    }
+
+    /// The run as read so far, its history left out.
+    fn snapshot(&self, log: &Path, files_dir: Option<&Path>) -> Result<ImportedRun, ImportError> {
+        let Some(run) = self.run.clone() else {
+            return Err(ImportError(format!("{} has no run record: nothing says which run it is", log.display())));
+        };
         let nonempty = |s: String| (!s.is_empty()).then_some(s);
         let started_at = time_of(&run.start_time);
         let (state, exit_code, finished_at) = match &self.exit {
@@ -393,7 +456,7 @@ impl Builder {
             }
             None => (RunState::Crashed, None, self.last_time.map(Timestamp::from_secs_f64).or(started_at)),
         };
-        let console = if self.raw.lines.is_empty() && self.raw.open.iter().all(Option::is_none) { self.plain } else { self.raw };
+        let console = if self.raw.lines.is_empty() && self.raw.open.iter().all(Option::is_none) { &self.plain } else { &self.raw };
         let files = files_dir.map(|d| run_files(d, &self.named_files)).unwrap_or_default();
         Ok(ImportedRun {
             source: log.to_path_buf(),
@@ -406,17 +469,17 @@ impl Builder {
             group: nonempty(run.run_group),
             job_type: nonempty(run.job_type),
             started_at,
-            config: retyped(self.config),
-            summary: retyped(self.summary),
-            metadata: self.metadata,
-            history: self.history,
-            system: self.system,
-            console: console.finish(),
+            config: retyped(self.config.clone()),
+            summary: retyped(self.summary.clone()),
+            metadata: self.metadata.clone(),
+            history: Vec::new(),
+            system: self.system.clone(),
+            console: console.clone().finish(),
             files,
             state,
             exit_code,
             finished_at,
-            warnings: self.warnings,
+            warnings: self.warnings.clone(),
         })
     }
 }
