@@ -435,3 +435,69 @@ def test_define_metric_summaries_are_the_runs_summary(server: Server, tmp_path: 
     assert run.summary["acc"] == {"max": 0.5}, run.summary
     assert run.summary["loss"] == {"min": 1, "last": 1}, run.summary
     assert [r["acc"] for r in run.history(pandas=False)] == [0.1, 0.5, 0.3, 0.2, 0.4]
+
+
+def test_artifacts_logged_and_used_by_the_official_client_are_cairns(server: Server, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("hello artifact")
+    (data / "sub").mkdir()
+    (data / "sub" / "b.bin").write_bytes(bytes(range(256)) * 40)
+    logged = run_wandb(
+        server.url,
+        tmp_path,
+        """
+        import wandb
+        run = wandb.init(project="wb-art")
+        art = wandb.Artifact("mydata", type="dataset", description="two files", metadata={"rows": 2})
+        art.add_dir("data")
+        run.log_artifact(art, aliases=["best"])
+        run.finish()
+        print("RUN", run.id)
+        """,
+    )
+    producer = logged.stdout.split("RUN ")[1].split()[0]
+    api = cairn.Api(base_url=server.url)
+    art = api.artifact("tester/wb-art/mydata:best")
+    assert (art.type, art.version, art.description, art.metadata) == ("dataset", "v0", "two files", {"rows": 2})
+    assert sorted(art.aliases) == ["best", "latest"]
+    assert sorted(f.path for f in art.files()) == ["a.txt", "sub/b.bin"]
+    root = Path(art.download(root=str(tmp_path / "cairn-download")))
+    assert (root / "a.txt").read_text() == "hello artifact" and (root / "sub" / "b.bin").read_bytes() == bytes(range(256)) * 40
+    # The run's files keep nothing of the upload's staging.
+    assert not [f for f in api.run(f"tester/wb-art/{producer}").files() if f.name.startswith(".wandb-artifacts")]
+
+    used = run_wandb(
+        server.url,
+        tmp_path,
+        """
+        import wandb
+        run = wandb.init(project="wb-art")
+        art = run.use_artifact("mydata:latest")
+        path = art.download(root="wandb-download")
+        print("GOT", art.type, art.version, open(path + "/a.txt").read(), len(open(path + "/sub/b.bin", "rb").read()))
+        run.finish()
+        print("RUN", run.id)
+        """,
+    )
+    assert "GOT dataset v0 hello artifact 10240" in used.stdout, used.stdout
+    consumer = used.stdout.split("RUN ")[1].split()[0]
+    art = api.artifact("tester/wb-art/mydata:v0")
+    assert art.logged_by().id == producer
+    assert [r.id for r in art.used_by()] == [consumer]
+
+    # A forged download URL or draft id is refused, by name.
+    import json
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as forged:
+        urllib.request.urlopen(f"{server.url}/wandb-artifacts/{'00' * 8}.{'00' * 32}/manifest")
+    assert forged.value.code == 400 and "not one cairn made" in forged.value.read().decode()
+    body = json.dumps({"query": "mutation CommitArtifact($artifactID: ID!) { commitArtifact(input: {artifactID: $artifactID}) { artifact { id } } }", "variables": {"artifactID": "nope"}}).encode()
+    request = urllib.request.Request(f"{server.url}/graphql", data=body, headers={"Content-Type": "application/json", "Authorization": "Bearer " + ANY_KEY})
+    try:
+        answer = json.load(urllib.request.urlopen(request))
+    except urllib.error.HTTPError as e:
+        answer = json.load(e)
+    assert "not a draft this server made" in answer["errors"][0]["message"], answer

@@ -158,6 +158,8 @@ fn api_routes(state: AppState) -> Routes {
         .at(M::POST, "/files/{entity}/{project}/{run_id}/file_stream", Entity(Write), wandb::file_stream)
         // Signed by the server: the client's PUT carries no credentials.
         .at(M::PUT, "/files-upload/{token}", Public, wandb::upload)
+        .at(M::GET, "/wandb-artifacts/{token}/manifest", Public, wandb::artifacts::manifest)
+        .at(M::GET, "/wandb-artifacts/{token}/files/{*file_path}", Public, wandb::artifacts::file)
         .at(M::GET, "/api/v1/openapi.json", Public, openapi::serve)
         .at(M::GET, "/api/v1/viewer", Signed, account_api::viewer)
         .at(M::GET, "/api/v1/setup", Public, account_api::setup_state)

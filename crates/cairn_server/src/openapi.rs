@@ -22,7 +22,7 @@ use crate::{account_api, api, artifact_api, sweep_api};
         artifact_api::commit, artifact_api::collections, artifact_api::types, artifact_api::versions, artifact_api::version,
         artifact_api::delete, artifact_api::manifest, artifact_api::lineage, artifact_api::file, artifact_api::set_aliases,
         artifact_api::run_artifacts, artifact_api::use_artifact,
-        sweep_api::create, sweep_api::list, sweep_api::get, sweep_api::update, sweep_api::next, sweep_api::trials, sweep_api::decisions, sweep_api::import_trial, crate::wandb::graphql::graphql, crate::wandb::filestream::file_stream, crate::wandb::uploads::upload,
+        sweep_api::create, sweep_api::list, sweep_api::get, sweep_api::update, sweep_api::next, sweep_api::trials, sweep_api::decisions, sweep_api::import_trial, crate::wandb::graphql::graphql, crate::wandb::filestream::file_stream, crate::wandb::uploads::upload, crate::wandb::artifacts::manifest, crate::wandb::artifacts::file,
     ),
     modifiers(&Security),
     tags(

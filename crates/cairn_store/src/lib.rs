@@ -96,6 +96,9 @@ pub trait FileStore: Send + Sync {
     /// them at the same time: that run either keeps the content or is told it is gone.
     fn collect_blobs(&self, only: Option<&[String]>) -> Result<Vec<String>>;
     fn get_run_file(&self, path: &RunPath, file_path: &str) -> Result<FileInfo>;
+    /// Removes the run's files whose names start with `prefix` (and are not exactly it), and
+    /// lists for collection the contents nothing else names; returns how many went.
+    fn remove_run_files(&self, path: &RunPath, prefix: &str) -> Result<usize>;
 
     /// The size of a stored content, whole in the blob store or in chunks; `None` when neither
     /// holds it.

@@ -758,6 +758,18 @@ pub fn files_are_recorded(store: &impl Store) {
     store.blobs().open(&files[0].sha256).unwrap().read_to_string(&mut content).unwrap();
     assert_eq!(content, "checkpoint bytes");
     assert_eq!(store.get_run_file(&path, "other").unwrap_err().code, ErrorCode::FileNotFound);
+
+    // Files under a prefix go together; a name with LIKE's wildcards is only itself.
+    for name in ["staging/a", "staging/b/c", "staging_x", "staging%/d"] {
+        store.put_run_file(&path, FileInfo { path: name.into(), size: blob.size, sha256: blob.sha256.clone(), updated_at: secs(2) }).unwrap();
+    }
+    assert_eq!(store.remove_run_files(&path, "staging/").unwrap(), 2);
+    let mut left: Vec<String> = store.list_run_files(&path).unwrap().into_iter().map(|f| f.path).collect();
+    left.sort();
+    assert_eq!(left, ["model.pt", "staging%/d", "staging_x"]);
+    assert_eq!(store.remove_run_files(&path, "").unwrap_err().code, ErrorCode::InvalidValue);
+    // The content is still named by model.pt: it stays.
+    assert!(store.blobs().open(&blob.sha256).is_ok());
 }
 
 use std::io::Read as _;

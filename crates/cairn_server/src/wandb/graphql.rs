@@ -155,9 +155,33 @@ async fn answer(state: &AppState, caller: &Caller, op: &str, query: &str, vars: 
         // by whether `createRunFiles` is listed: the types are named with what cairn answers.
         "ProbeServerCapabilities" => json!({
             "QueryType": {"fields": names(&["viewer", "project", "models", "entity"])},
-            "MutationType": {"fields": names(&["upsertBucket", "createRunFiles", "notifyScriptableRunAlert", "rewindRun", "deleteRun", "stopRun"])},
+            "MutationType": {"fields": names(&[
+                "upsertBucket", "createRunFiles", "notifyScriptableRunAlert", "rewindRun", "deleteRun", "stopRun",
+                "createArtifact", "createArtifactFiles", "createArtifactManifest", "commitArtifact", "useArtifact",
+            ])},
             "ServerInfoType": {"fields": names(&["features"])},
         }),
+        // 0.19–0.21's core asks which fields an input or a type has before it sends them.
+        "InputFields" => json!({"TypeInfo": {"inputFields": names(match text(vars, "typeName").unwrap_or_default() {
+            "CreateArtifactInput" => &[
+                "entityName", "projectName", "artifactTypeName", "artifactCollectionName", "runName", "digest", "digestAlgorithm", "description",
+                "aliases", "metadata", "clientID", "sequenceClientID", "enableDigestDeduplication", "historyStep", "distributedID", "ttlDurationSeconds",
+            ][..],
+            "UseArtifactInput" => &["artifactID", "entityName", "projectName", "runName"][..],
+            _ => &[][..],
+        })}}),
+        "TypeFields" => json!({"TypeInfo": {"fields": names(match text(vars, "typeName").unwrap_or_default() {
+            "Artifact" => &["id", "state", "digest", "artifactSequence", "versionIndex", "artifactType", "description", "metadata", "aliases", "size", "fileCount", "createdAt"][..],
+            "Project" => &["id", "name", "entity", "run", "runs", "artifactType", "artifactCollectionMembership", "artifactCollection"][..],
+            _ => &[][..],
+        })}}),
+        "ProbeServerArtifact" => json!({"ArtifactInfoType": {"fields": names(&[
+            "id", "artifactSequence", "versionIndex", "artifactType", "description", "metadata", "ttlDurationSeconds", "ttlIsInherited",
+            "aliases", "tags", "historyStep", "state", "currentManifest", "commitHash", "fileCount", "createdAt", "updatedAt",
+        ])}}),
+        // `Project.artifact` takes a name (and not `enableTracking`).
+        "ProbeServerProjectInfo" => json!({"ProjectInfoType": {"fields": [{"name": "artifact", "args": [{"name": "name"}]}, {"name": "run", "args": [{"name": "name"}]}]}}),
+        "ProbeServerUseArtifactInput" => json!({"UseArtifactInputInfoType": {"name": "UseArtifactInput", "inputFields": names(&["artifactID", "entityName", "projectName", "runName"])}}),
         "ProbeRunInput" => json!({"RunType": {"fields": [{"name": "projectId"}, {"name": "historyKeys"}, {"name": "sweepName"}]}}),
         "OrganizationCoreWeaveOrganizationID" => json!({"entity": null}),
         "UpsertBucket" => upsert_bucket(state, caller, &bucket_input(query, vars), public).await?,
@@ -166,6 +190,17 @@ async fn answer(state: &AppState, caller: &Caller, op: &str, query: &str, vars: 
         "RunStoppedStatus" => stopped_status(state, caller, vars).await?,
         "NotifyScriptableRunAlert" => alert(state, caller, vars).await?,
         "RewindRun" => rewind(state, caller, vars).await?,
+        "ArtifactType" => super::artifacts::artifact_type(state, caller, vars).await?,
+        "CreateArtifact" => super::artifacts::create(state, caller, vars).await?,
+        "CreateArtifactManifest" => super::artifacts::create_manifest(state, caller, vars, base).await?,
+        "CreateArtifactFiles" => super::artifacts::create_files(state, caller, vars, base).await?,
+        "CommitArtifact" => super::artifacts::commit(state, caller, vars).await?,
+        "ArtifactByName" => super::artifacts::by_name(state, caller, vars, base).await?,
+        "ArtifactMembershipByName" => super::artifacts::membership_by_name(state, caller, vars).await?,
+        "UseArtifact" => super::artifacts::use_artifact(state, caller, vars).await?,
+        "FetchArtifactManifest" => super::artifacts::fetch_manifest(state, caller, vars, base).await?,
+        "ArtifactFileURLs" => super::artifacts::file_urls(state, caller, vars, base).await?,
+        "GetArtifactMembershipFileUrls" => super::artifacts::membership_file_urls(state, caller, vars, base).await?,
         other => {
             let mut seen = UNKNOWN.lock().unwrap_or_else(|p| p.into_inner());
             if seen.get_or_insert_with(HashSet::new).insert(other.to_owned()) {

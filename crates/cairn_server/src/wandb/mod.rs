@@ -5,6 +5,7 @@
 //! is and how it changes is the service's and the store's; this module only translates shapes:
 //! W&B's `{"key": {"value": v}}` config, its whole-summary lines, its `output.log` lines.
 
+pub mod artifacts;
 pub mod filestream;
 pub mod graphql;
 mod public;

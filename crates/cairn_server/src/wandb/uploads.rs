@@ -56,8 +56,25 @@ pub(crate) fn base_url(headers: &HeaderMap) -> String {
 pub(crate) async fn upload_url(state: &AppState, base: &str, path: &RunPath, name: &str) -> Result<String, CodedError> {
     let expires = Timestamp::now().as_secs_f64() as i64 + VALID_FOR_SECS;
     let payload = format!("{}\n{}\n{}\n{name}\n{expires}", path.entity, path.project, path.run_id);
-    let signature = hmac(secret(state).await?.as_bytes(), payload.as_bytes());
-    Ok(format!("{base}/files-upload/{}.{}", hex(payload.as_bytes()), hex(&signature)))
+    Ok(format!("{base}/files-upload/{}", sign(state, payload.as_bytes()).await?))
+}
+
+/// `payload` and its signature with this server's secret, as one token (hex, a dot, hex).
+pub(crate) async fn sign(state: &AppState, payload: &[u8]) -> Result<String, CodedError> {
+    let signature = hmac(secret(state).await?.as_bytes(), payload);
+    Ok(format!("{}.{}", hex(payload), hex(&signature)))
+}
+
+/// The payload of a token [`sign`] made; `None` for anything else.
+pub(crate) async fn verify(state: &AppState, token: &str) -> Result<Option<Vec<u8>>, CodedError> {
+    let Some((payload, signature)) = token.split_once('.') else { return Ok(None) };
+    let (Some(payload), Some(signature)) = (unhex(payload), unhex(signature)) else { return Ok(None) };
+    let expected = hmac(secret(state).await?.as_bytes(), &payload);
+    // Compared in constant time.
+    if signature.len() != expected.len() || signature.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) != 0 {
+        return Ok(None);
+    }
+    Ok(Some(payload))
 }
 
 fn refused(message: &str) -> CodedError {
@@ -70,13 +87,7 @@ fn refused(message: &str) -> CodedError {
     responses((status = 200, description = "The file is the run's", body = FileInfo),
         (status = 400, description = "The URL is forged or expired", body = cairn_types::ErrorBody), (status = 404, body = cairn_types::ErrorBody)))]
 pub async fn upload(State(state): State<AppState>, PathParams(token): PathParams<String>, request: Request) -> ApiResult<Json<FileInfo>> {
-    let (payload, signature) = token.split_once('.').ok_or_else(|| refused("is not one cairn made"))?;
-    let (payload, signature) = (unhex(payload).ok_or_else(|| refused("is not one cairn made"))?, unhex(signature).ok_or_else(|| refused("is not one cairn made"))?);
-    let expected = hmac(secret(&state).await?.as_bytes(), &payload);
-    // Compared in constant time.
-    if signature.len() != expected.len() || signature.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) != 0 {
-        return Err(refused("is not one cairn made").into());
-    }
+    let payload = verify(&state, &token).await?.ok_or_else(|| refused("is not one cairn made"))?;
     let text = String::from_utf8(payload).map_err(|_| refused("is not one cairn made"))?;
     let parts: Vec<&str> = text.split('\n').collect();
     let [entity, project, run_id, name, expires] = parts.as_slice() else { return Err(refused("is not one cairn made").into()) };

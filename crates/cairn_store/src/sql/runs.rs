@@ -866,6 +866,28 @@ impl AlertStore for SqlStore {
 }
 
 impl FileStore for SqlStore {
+    fn remove_run_files(&self, path: &RunPath, prefix: &str) -> Result<usize> {
+        path.validate()?;
+        if prefix.is_empty() {
+            return Err(CodedError::new(ErrorCode::InvalidValue, "the prefix of the files to remove must not be empty"));
+        }
+        let (path, prefix) = (path.clone(), prefix.to_owned());
+        self.write(move |db| {
+            let pk = run_pk(db, &path)?;
+            // By comparison, not LIKE: a name's % and _ are its own.
+            let rows = db.query("SELECT path, sha256 FROM run_files WHERE run_pk = ?1 AND substr(path, 1, ?2) = ?3 AND path <> ?3", args![pk, prefix.chars().count() as i64, prefix])?;
+            let mut shas = Vec::new();
+            for r in &rows {
+                db.execute("DELETE FROM run_files WHERE run_pk = ?1 AND path = ?2", args![pk, r.string(0)?])?;
+                shas.push(r.string(1)?);
+            }
+            shas.sort();
+            shas.dedup();
+            queue_unnamed(db, shas)?;
+            Ok(rows.len())
+        })
+    }
+
     fn put_run_file(&self, path: &RunPath, file: FileInfo) -> Result<()> {
         path.validate()?;
         let (path, blobs) = (path.clone(), self.blobs.clone());
