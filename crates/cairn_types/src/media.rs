@@ -33,6 +33,9 @@ pub enum MediaKind {
     Image,
     Audio,
     Video,
+    /// A table kept as a JSON file (`{"columns": [...], "data": [[...]]}`), as the official
+    /// wandb client logs `wandb.Table`; its width and height are its columns and rows.
+    TableFile,
 }
 
 impl MediaKind {
@@ -41,6 +44,7 @@ impl MediaKind {
             MediaKind::Image => "image",
             MediaKind::Audio => "audio",
             MediaKind::Video => "video",
+            MediaKind::TableFile => "table-file",
         }
     }
 
@@ -50,6 +54,7 @@ impl MediaKind {
             MediaKind::Image => "image-file",
             MediaKind::Audio => "audio-file",
             MediaKind::Video => "video-file",
+            MediaKind::TableFile => "table-file",
         }
     }
 
@@ -58,6 +63,7 @@ impl MediaKind {
             "image-file" => MediaKind::Image,
             "audio-file" => MediaKind::Audio,
             "video-file" => MediaKind::Video,
+            "table-file" => MediaKind::TableFile,
             _ => return None,
         })
     }
@@ -67,6 +73,7 @@ impl MediaKind {
             0 => MediaKind::Image,
             1 => MediaKind::Audio,
             2 => MediaKind::Video,
+            3 => MediaKind::TableFile,
             _ => return None,
         })
     }
@@ -76,6 +83,7 @@ impl MediaKind {
             MediaKind::Image => 0,
             MediaKind::Audio => 1,
             MediaKind::Video => 2,
+            MediaKind::TableFile => 3,
         }
     }
 
@@ -85,6 +93,7 @@ impl MediaKind {
             MediaKind::Image => "media/images",
             MediaKind::Audio => "media/audio",
             MediaKind::Video => "media/videos",
+            MediaKind::TableFile => "media/table",
         }
     }
 
@@ -94,6 +103,7 @@ impl MediaKind {
             MediaKind::Image => &["png", "jpg", "jpeg", "gif", "webp", "bmp"],
             MediaKind::Audio => &["wav", "mp3", "ogg", "flac", "m4a", "webm"],
             MediaKind::Video => &["mp4", "webm", "ogg", "gif", "mov"],
+            MediaKind::TableFile => &["json"],
         }
     }
 }
@@ -216,9 +226,10 @@ impl Media {
         let mut map = Map::new();
         map.insert("_type".into(), Value::Str(self.kind.json_type().into()));
         map.insert("format".into(), Value::Str(self.format.clone()));
-        if self.width > 0 {
-            map.insert("width".into(), Value::Int(self.width as i64));
-            map.insert("height".into(), Value::Int(self.height as i64));
+        let (w, h) = if self.kind == MediaKind::TableFile { ("ncols", "nrows") } else { ("width", "height") };
+        if self.width > 0 || self.kind == MediaKind::TableFile {
+            map.insert(w.into(), Value::Int(self.width as i64));
+            map.insert(h.into(), Value::Int(self.height as i64));
         }
         if let Some(c) = &self.caption {
             map.insert("caption".into(), Value::Str(c.clone()));
@@ -251,11 +262,12 @@ impl Media {
         let size = int("size").filter(|s| *s >= 0).ok_or_else(|| format!("{} needs its size in bytes", kind.json_type()))? as u64;
         let dim = |name: &str| int(name).unwrap_or(0).clamp(0, u32::MAX as i64) as u32;
         let format = text("format").unwrap_or_else(|| path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default());
+        let (w, h) = if kind == MediaKind::TableFile { ("ncols", "nrows") } else { ("width", "height") };
         Ok(Media {
             kind,
             format,
-            width: dim("width"),
-            height: dim("height"),
+            width: dim(w),
+            height: dim(h),
             caption: text("caption"),
             file: MediaFile::Stored(StoredFile { sha256, size, path, thumb: text("thumb") }),
         })
@@ -417,6 +429,19 @@ pub fn sniff_size(b: &[u8]) -> (u32, u32) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_wandb_table_file_is_one_value_with_its_columns_and_rows() {
+        let json = serde_json::json!({"_type": "table-file", "sha256": "a".repeat(64), "size": 120, "path": "media/table/predictions_30_abc.table.json", "ncols": 3, "nrows": 12});
+        let Value::Media(m) = Value::from_json(&json) else { panic!("not media") };
+        assert_eq!((m.kind, m.width, m.height, m.format.as_str()), (MediaKind::TableFile, 3, 12, "json"));
+        let back = Value::Media(m.clone()).to_json();
+        assert_eq!((back["_type"].as_str(), back["ncols"].as_i64(), back["nrows"].as_i64()), (Some("table-file"), Some(3), Some(12)));
+        assert!(back.get("width").is_none());
+        let mut wire = Vec::new();
+        m.put(&mut wire);
+        assert_eq!(Media::read(&mut crate::wire::Reader::new(&wire)).unwrap(), *m, "wire round trip");
+    }
+
     use super::*;
     use crate::wire::{Reader, put_value};
 

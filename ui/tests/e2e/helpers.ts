@@ -8,7 +8,7 @@ import { expect, inject } from "vitest";
 
 export const baseUrl = inject("baseUrl");
 const python = inject("python");
-const workDir = inject("workDir");
+export const workDir = inject("workDir");
 const outputDir = inject("outputDir");
 export const bin = inject("bin");
 
