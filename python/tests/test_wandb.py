@@ -335,6 +335,8 @@ def test_the_public_wandb_api_reads_and_changes_cairns_runs(server: Server, tmp_
         run.name = "slow-renamed"
         run.update()
         out["updated"] = [api.run(f"tester/wb-public/{run.id}").name, api.run(f"tester/wb-public/{run.id}").tags]
+        run.summary["best"] = 7
+        run.summary.update()
         api.run(f"tester/wb-public/{runs[1].id}").delete()
         out["after_delete"] = [r.name for r in wandb.Api().runs("tester/wb-public")]  # a new Api: runs lists are cached
         print("OUT" + json.dumps(out))
@@ -355,6 +357,9 @@ def test_the_public_wandb_api_reads_and_changes_cairns_runs(server: Server, tmp_
     # And cairn sees the same.
     listed = cairn.Api(base_url=server.url)._client.call_json("GET", "/api/v1/projects/tester/wb-public/runs", None)
     assert [r["name"] for r in listed["runs"]] == ["slow-renamed"], listed
+    # The summary written through wandb.Api is the run's, and the run stays finished.
+    [kept] = listed["runs"]
+    assert (kept["summary"]["best"], kept["summary"]["loss"], kept["state"]) == (7, pytest.approx(0.1), "finished"), kept
 
 
 def test_an_offline_run_is_synced_by_wandb_sync(server: Server, tmp_path: Path) -> None:

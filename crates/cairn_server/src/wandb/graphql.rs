@@ -312,9 +312,19 @@ async fn upsert_bucket(state: &AppState, caller: &Caller, vars: &Json, public: b
         None => (None, None),
     };
     let tags = strings(vars, "tags");
+    // The public API's `run.summary.update()` sends the whole summary, and nothing else.
+    let summary = match vars.get("summaryMetrics") {
+        Some(Json::String(s)) => match serde_json::from_str::<Json>(s) {
+            Ok(v @ Json::Object(_)) => Some(v),
+            _ => return Err(bad("summaryMetrics is not a JSON object")),
+        },
+        Some(v @ Json::Object(_)) => Some(v.clone()),
+        _ => None,
+    };
+    let summary_only = summary.is_some() && vars.as_object().is_some_and(|o| o.iter().all(|(k, v)| k == "id" || k == "summaryMetrics" || v.is_null()));
     let existing = get_run(state, &path).await?;
     let run = match existing {
-        Some(run) if run.state == RunState::Running || public => {
+        Some(run) if run.state == RunState::Running || public || summary_only => {
             let patch = RunPatch {
                 name: text(vars, "displayName").map(str::to_owned),
                 notes: text(vars, "notes").or(text(vars, "description")).map(str::to_owned),
@@ -325,6 +335,9 @@ async fn upsert_bucket(state: &AppState, caller: &Caller, vars: &Json, public: b
             let mut run = if patch != RunPatch::default() { state.update_run(path.clone(), patch).await? } else { run };
             if let Some(config) = config {
                 run = replace_config(state, &run, config).await?;
+            }
+            if let Some(summary) = summary {
+                run = replace_summary(state, &run, &summary).await?;
             }
             return Ok(json!({"upsertBucket": {"bucket": bucket(&run), "inserted": false}}));
         }
@@ -372,16 +385,31 @@ async fn upsert_bucket(state: &AppState, caller: &Caller, vars: &Json, public: b
 }
 
 /// The client sends the whole config: keys it no longer has are removed, changed ones set.
-async fn replace_config(state: &AppState, run: &RunInfo, config: Map) -> Result<RunInfo, CodedError> {
-    let set: Map = config.iter().filter(|(k, v)| run.config.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
-    let remove: Vec<String> = run.config.keys().filter(|k| !config.contains_key(*k)).cloned().collect();
+/// The run's config or summary made `wanted`: one update that sets what changed and removes
+/// what is gone (none when nothing changed).
+async fn replace_map(state: &AppState, run: &RunInfo, summary: bool, wanted: Map) -> Result<RunInfo, CodedError> {
+    let current = if summary { &run.summary } else { &run.config };
+    let set: Map = wanted.iter().filter(|(k, v)| current.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let remove: Vec<String> = current.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
     if set.is_empty() && remove.is_empty() {
         return Ok(run.clone());
     }
-    let json = IngestJson { config: Some(JsonUpdates { offset: run.offsets.config, updates: vec![JsonUpdate { set, remove }] }), ..Default::default() };
+    let offset = if summary { run.offsets.summary } else { run.offsets.config };
+    let updates = Some(JsonUpdates { offset, updates: vec![JsonUpdate { set, remove }] });
+    let json = if summary { IngestJson { summary: updates, ..Default::default() } } else { IngestJson { config: updates, ..Default::default() } };
     let path = run.path();
     state.ingest(path.clone(), move |now| json.into_batch(now)).await?;
     get_run(state, &path).await?.ok_or_else(|| CodedError::new(ErrorCode::RunNotFound, format!("run {path} is gone")))
+}
+
+async fn replace_config(state: &AppState, run: &RunInfo, config: Map) -> Result<RunInfo, CodedError> {
+    replace_map(state, run, false, config).await
+}
+
+/// The summary replaced by `summary` (W&B's whole summary; its `_` keys are the run's facts).
+async fn replace_summary(state: &AppState, run: &RunInfo, summary: &Json) -> Result<RunInfo, CodedError> {
+    let Value::Map(given) = Value::from_json(summary) else { return Ok(run.clone()) };
+    replace_map(state, run, true, given.into_iter().filter(|(k, _)| !k.starts_with('_')).collect()).await
 }
 
 /// `RunResumeStatus`: the run as the client resumes it, or a null bucket when it does not exist.
