@@ -14,7 +14,7 @@ from ._core import __version__
 from .api import Api
 from .artifacts import Artifact
 from .media import Audio, Histogram, Html, Image, Table, Video
-from .sdk import AlertLevel, Run, Settings, define_metric, finish, init, log, login, save
+from .sdk import AlertLevel, Run, Settings, alert, define_metric, finish, init, log, log_code, login, require, restore, save, setup, teardown, termerror, termlog, termwarn
 from .sdk import _Preinit
 from .sweeps import agent, sweep
 
@@ -27,6 +27,7 @@ summary = _Preinit("summary")
 __all__ = [
     "AlertLevel",
     "agent",
+    "alert",
     "Api",
     "Artifact",
     "Audio",
@@ -44,10 +45,18 @@ __all__ = [
     "finish",
     "init",
     "log",
+    "log_code",
     "login",
     "plot",
+    "require",
+    "restore",
     "run",
     "save",
+    "setup",
     "summary",
     "sweep",
+    "teardown",
+    "termerror",
+    "termlog",
+    "termwarn",
 ]

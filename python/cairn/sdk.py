@@ -20,7 +20,7 @@ from . import _core, errors, media
 # Keep `import cairn` fast: no typing, json, argparse or platform at import time.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Callable, Iterator, Mapping
     from typing import Any
 
 __all__ = ["AlertLevel", "Settings", "Run", "Config", "Summary", "init", "finish", "log", "define_metric", "save"]
@@ -547,6 +547,40 @@ class Run:
             raise errors.InvalidValue(f"an alert's title and text must be strings, got {title!r} and {type(text).__name__}")
         return self._core.alert(title, text, str(level), float(wait_duration))
 
+    # Code -------------------------------------------------------------------------------------
+
+    def log_code(
+        self,
+        root: str | os.PathLike[str] | None = ".",
+        name: str | None = None,
+        include_fn: Callable[..., bool] | None = None,
+        exclude_fn: Callable[..., bool] | None = None,
+    ) -> Any:
+        """Saves the source code as a ``code`` artifact of this run, as W&B's ``run.log_code``:
+        by default every ``*.py`` under ``root``, minus virtual environments, hidden folders and
+        run directories. ``include_fn(path, root)`` and ``exclude_fn(path, root)`` choose files
+        (``exclude_fn`` wins). Returns the logged artifact, or None when no file matched."""
+        from . import artifacts
+
+        base = os.path.abspath(os.fspath(root if root is not None else "."))
+        include = include_fn or (lambda path, root=None: path.endswith(".py"))
+        exclude = exclude_fn or (lambda path, root=None: False)
+        files = [(p, os.path.relpath(p, base)) for p in _code_files(base) if include(p, base) and not exclude(p, base)]
+        if not files:
+            return None
+        program = os.path.splitext(os.path.basename(sys.argv[0] or "code"))[0] or "code"
+        default = f"source-{self.project or 'project'}-{program}"
+        art = artifacts.Artifact(_artifact_name(name or default), type="code")
+        for path, rel in files:
+            art.add_file(path, name=rel.replace(os.sep, "/"))
+        return self.log_artifact(art)
+
+    def restore(self, name: str, run_path: str | None = None, replace: bool = False, root: str | os.PathLike[str] | None = None) -> Any:
+        """Downloads ``name``, a file saved by the run ``run_path`` (``entity/project/run_id``;
+        by default this run) into ``root`` (by default this run's directory), unless it is there
+        already and not ``replace``; returns it opened for reading, as W&B does."""
+        return restore(name, run_path or self.path, replace, root if root is not None else self.dir)
+
     # Files ------------------------------------------------------------------------------------
 
     def save(self, glob_str: str | os.PathLike[str], base_path: str | os.PathLike[str] | None = None, policy: str = "live") -> list[str]:
@@ -868,6 +902,112 @@ def _current(what: str) -> Run:
 def log(data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:
     """Logs to the current run (see ``Run.log``)."""
     _current("log").log(data, step, commit)
+
+
+def alert(title: str, text: str, level: str | AlertLevel = "INFO", wait_duration: Any = 60) -> bool:
+    """Raises an alert on the current run (see ``Run.alert``)."""
+    return _current("alert").alert(title, text, level, wait_duration)
+
+
+def log_code(
+    root: str | os.PathLike[str] | None = ".",
+    name: str | None = None,
+    include_fn: Callable[..., bool] | None = None,
+    exclude_fn: Callable[..., bool] | None = None,
+) -> Any:
+    """Saves the source code as a ``code`` artifact of the current run (see ``Run.log_code``)."""
+    return _current("log_code").log_code(root, name, include_fn, exclude_fn)
+
+
+#: Folders never searched for code: environments, caches and run directories.
+_NOT_CODE = {"venv", ".venv", "env", "site-packages", "node_modules", "__pycache__", "wandb", "cairn", "build", "dist"}
+
+
+def _code_files(base: str) -> list[str]:
+    out = []
+    for folder, dirs, files in os.walk(base):
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and d not in _NOT_CODE and not os.path.exists(os.path.join(folder, d, "pyvenv.cfg"))
+        )
+        out.extend(os.path.join(folder, f) for f in sorted(files))
+    return out
+
+
+def _artifact_name(name: str) -> str:
+    """``name`` with what an artifact name cannot hold replaced by ``-``."""
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "-" for c in name)[:128]
+    return cleaned or "source"
+
+
+def restore(name: str, run_path: str | None = None, replace: bool = False, root: str | os.PathLike[str] | None = None) -> Any:
+    """Downloads ``name``, a file that the run ``run_path`` (``entity/project/run_id``; by default
+    the current run) saved, into ``root`` (by default the current run's directory, else the
+    working directory), unless it is there already and not ``replace``; returns it opened for
+    reading. A file the run does not have raises ``cairn.errors.NotFound``."""
+    current = getattr(_package(), "run", None)
+    path = run_path or (current.path if current is not None else None)
+    if not path:
+        raise errors.UsageError("cairn.restore needs run_path='entity/project/run_id', or cairn.init() first")
+    folder = os.fspath(root) if root is not None else (current.dir if current is not None and current.dir else ".")
+    local = os.path.join(folder, name)
+    if replace or not os.path.exists(local):
+        from .api import Api
+
+        online = current is not None and current._core.path is not None
+        api = Api(base_url=current._core.api().base_url if online else None)
+        local = api.run(path).file(name).download(root=folder, replace=True)
+    return open(local)
+
+
+def _debug(message: str, *args: Any) -> None:
+    import logging
+
+    logging.getLogger("cairn").debug(message, *args)
+
+
+class _Setup:
+    """What ``cairn.setup()`` returns: the settings this process uses."""
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+
+
+def setup(settings: Any = None) -> _Setup:
+    """Accepted for W&B code (``wandb.setup()`` starts its service process; cairn has none)."""
+    _debug("cairn.setup: nothing to start (settings %r)", settings)
+    return _Setup(settings)
+
+
+def teardown(exit_code: int | None = None) -> None:
+    """Finishes every run this process has open, as W&B's ``wandb.teardown``."""
+    for run in list(_active):
+        run.finish(exit_code)
+
+
+def require(requirement: Any = None, experiment: Any = None) -> None:
+    """Accepted and ignored (W&B's feature flags), with a debug log line."""
+    _debug("cairn.require(%r): accepted and ignored", requirement or experiment)
+
+
+def _term(prefix: str, string: str, newline: bool, silent_ok: bool) -> None:
+    if silent_ok and _env_true("CAIRN_SILENT"):
+        return
+    sys.stderr.write(f"cairn: {prefix}{string}" + ("\n" if newline else ""))
+    sys.stderr.flush()
+
+
+def termlog(string: str = "", newline: bool = True, repeat: bool = True) -> None:
+    """Prints ``cairn: string`` to stderr, as W&B's ``termlog`` (quiet with ``CAIRN_SILENT``)."""
+    _term("", string, newline, True)
+
+
+def termwarn(string: str, newline: bool = True, repeat: bool = True) -> None:
+    _term("WARNING ", string, newline, True)
+
+
+def termerror(string: str, newline: bool = True, repeat: bool = True) -> None:
+    """Errors print even when silent."""
+    _term("ERROR ", string, newline, False)
 
 
 def define_metric(name: str, step_metric: str | None = None, summary: str | None = None, hidden: bool = False) -> None:
