@@ -105,7 +105,7 @@ describe("accounts in the browser", () => {
       await setup.getByLabel("Key name").fill(name);
       await setup.getByRole("button", { name: "Create key" }).click();
       const secret = await setup.getByTestId("new-key-secret").inputValue();
-      expect(secret).toMatch(/^cairn_[A-Za-z0-9_-]{40,}$/);
+      expect(secret).toMatch(/^cairn-[a-z2-7]{40}$/);
       if (name === "laptop") adminKey = secret;
       else {
         await screenshot(setup, "accounts-2-new-key");

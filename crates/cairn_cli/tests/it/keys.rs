@@ -32,7 +32,7 @@ fn the_sdk_and_sync_with_keys() {
     ok(cairn(&["teams", "create", "lab", "--data-dir", d]));
     ok(cairn(&["teams", "add-member", "lab", "ana", "--role", "member", "--data-dir", d]));
     let key = new_key(d, "ana");
-    assert!(key.starts_with("cairn_") && key.len() >= 40, "{key}");
+    assert!(key.starts_with("cairn-") && key.len() == 46, "{key}");
     let listed = ok(cairn(&["keys", "list", "--user", "ana", "--data-dir", d]));
     assert!(listed.contains(&key[..12]) && !listed.contains(&key), "{listed}");
 
