@@ -94,7 +94,9 @@ class Settings:
             key = self._ALIASES.get(key, key)
             if key in self._FIELDS:
                 setattr(self, key, value)
-            elif key not in _IGNORED_WANDB_SETTINGS:
+            elif key in _IGNORED_WANDB_SETTINGS:
+                _debug("setting %s=%r: a W&B setting cairn has no use for, accepted and ignored", key, value)
+            else:
                 raise errors.InvalidSetting(f"unknown setting {key!r}; cairn knows {', '.join(self._FIELDS)}")
 
     def as_dict(self) -> dict[str, Any]:
@@ -793,6 +795,9 @@ def init(
     config_include_keys: list[str] | None = None,
     save_code: bool | None = None,
     anonymous: str | None = None,
+    sync_tensorboard: bool | None = None,
+    monitor_gym: bool | None = None,
+    force: bool | None = None,
 ) -> Run:
     """Starts a run and makes it the current one (``cairn.run``).
 
@@ -839,6 +844,9 @@ def init(
         if not all(isinstance(t, str) for t in tags):
             raise errors.InvalidValue(f"tags must be strings, got {tags!r}")
 
+    for keyword, value in (("sync_tensorboard", sync_tensorboard), ("monitor_gym", monitor_gym), ("force", force), ("anonymous", anonymous)):
+        if value is not None:
+            _debug("init(%s=%r): a W&B keyword cairn has no use for, accepted and ignored", keyword, value)
     if resume is True:
         resume = "auto"
     elif resume is False:

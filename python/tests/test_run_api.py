@@ -101,3 +101,22 @@ def test_setup_teardown_require_and_the_printers(server: Server, env, api, proje
     cairn.termerror("still shown")
     err = capsys.readouterr().err
     assert err.splitlines() == ["cairn: hello", "cairn: WARNING careful", "cairn: ERROR broken", "cairn: ERROR still shown"]
+
+
+def test_wandb_settings_and_keywords_are_accepted_and_an_unknown_keyword_is_named(server: Server, env, project, caplog) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="cairn")
+    settings = {
+        "mode": "online", "silent": True, "console": "off", "save_code": False, "code_dir": ".", "x_stats_sampling_interval": 0,
+        "init_timeout": 30, "start_method": "thread", "_disable_stats": True, "_disable_meta": True, "disable_git": True,
+    }
+    run = cairn.init(project=project, id="settled", settings=settings, sync_tensorboard=False, monitor_gym=False)
+    assert run.path.endswith("/settled")
+    run.finish()
+    ignored = [r.getMessage() for r in caplog.records if "accepted and ignored" in r.getMessage()]
+    assert any("start_method" in m for m in ignored) and any("sync_tensorboard" in m for m in ignored), ignored
+    with pytest.raises(TypeError, match="not_a_wandb_keyword"):
+        cairn.init(project=project, not_a_wandb_keyword=1)
+    with pytest.raises(cairn.errors.InvalidSetting, match="'no_such_setting'"):
+        cairn.init(project=project, settings={"no_such_setting": 1})
