@@ -269,7 +269,7 @@ impl Sender<'_> {
             let held: std::collections::HashMap<String, String> =
                 client.list_files(path).map_err(|e| call("cannot list the run's files", e))?.into_iter().map(|f| (f.path, f.sha256)).collect();
             for (name, file) in &run.files {
-                let sha = sha256_file(file)?;
+                let (sha, _) = cairn_client::files::hash_file(file).with_context(|| format!("cannot read {}", file.display()))?;
                 if held.get(name) != Some(&sha) {
                     let mut reader = std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
                     let length = reader.metadata().map(|m| m.len()).unwrap_or(0);
@@ -312,19 +312,4 @@ fn in_slices<T>(client: &ApiClient, path: &RunPath, bar: &ProgressBar, what: &st
         at = end;
     }
     Ok(sent)
-}
-
-fn sha256_file(path: &std::path::Path) -> anyhow::Result<String> {
-    use sha2::Digest as _;
-    let mut file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = std::io::Read::read(&mut file, &mut buf).with_context(|| format!("cannot read {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
