@@ -14,7 +14,7 @@ from ._core import __version__
 from .api import Api
 from .artifacts import Artifact
 from .media import Audio, Histogram, Html, Image, Table, Video
-from .sdk import AlertLevel, Run, Settings, alert, define_metric, finish, init, log, log_code, login, require, restore, save, setup, teardown, termerror, termlog, termwarn
+from .sdk import AlertLevel, Run, Settings, alert, define_metric, finish, init, log, log_code, login, mark_preempting, require, restore, save, setup, teardown, termerror, termlog, termwarn
 from .sdk import _Preinit
 from .sweeps import agent, sweep
 
@@ -46,6 +46,7 @@ __all__ = [
     "init",
     "log",
     "log_code",
+    "mark_preempting",
     "login",
     "plot",
     "require",

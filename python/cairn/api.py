@@ -275,7 +275,10 @@ class Run:
         self.project: str = attrs["project"]
         self.id: str = attrs["run_id"]
         self.name: str = attrs["name"]
-        self.state: str = attrs["state"]
+        #: When it said it may be preempted (``mark_preempting``); None otherwise or once resumed.
+        self.preempting_at: str | None = attrs.get("preempting_at")
+        #: As W&B's: ``preempting`` while a running run has said it may be preempted.
+        self.state: str = "preempting" if attrs["state"] == "running" and self.preempting_at else attrs["state"]
         self.config: dict[str, Any] = attrs["config"]
         self.summary: dict[str, Any] = media.typed(attrs["summary"], self)
         self.tags: list[str] = list(attrs["tags"])

@@ -549,6 +549,13 @@ class Run:
             raise errors.InvalidValue(f"an alert's title and text must be strings, got {title!r} and {type(text).__name__}")
         return self._core.alert(title, text, str(level), float(wait_duration))
 
+    def mark_preempting(self) -> None:
+        """Tells the server that this run may be preempted and go silent, as W&B's
+        ``run.mark_preempting``: the run shows as preempting, and the server waits its longer
+        preempting timeout (10 minutes by default) for the next sign of life before it marks the
+        run crashed. Resume it (``resume="allow"`` with its id) to carry on."""
+        self._core.mark_preempting()
+
     # Code -------------------------------------------------------------------------------------
 
     def log_code(
@@ -915,6 +922,11 @@ def log(data: Mapping[str, Any], step: int | None = None, commit: bool | None = 
 def alert(title: str, text: str, level: str | AlertLevel = "INFO", wait_duration: Any = 60) -> bool:
     """Raises an alert on the current run (see ``Run.alert``)."""
     return _current("alert").alert(title, text, level, wait_duration)
+
+
+def mark_preempting() -> None:
+    """Tells the server that the current run may be preempted (see ``Run.mark_preempting``)."""
+    _current("mark_preempting").mark_preempting()
 
 
 def log_code(

@@ -387,6 +387,11 @@ impl PyRun {
         self.run.alert(title, text, level, Duration::from_secs_f64(wait_duration)).map_err(|e| raise(py, e))
     }
 
+    /// Tells the server that the run may be preempted and go silent for a while.
+    fn mark_preempting(&self, py: Python<'_>) -> PyResult<()> {
+        self.run.mark_preempting().map_err(|e| raise(py, e))
+    }
+
     /// Saves files matching a glob with the run; returns the names matched now.
     #[pyo3(signature = (glob, base = None, policy = "live"))]
     fn save(&self, py: Python<'_>, glob: &str, base: Option<PathBuf>, policy: &str) -> PyResult<Vec<String>> {

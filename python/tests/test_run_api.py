@@ -120,3 +120,63 @@ def test_wandb_settings_and_keywords_are_accepted_and_an_unknown_keyword_is_name
         cairn.init(project=project, not_a_wandb_keyword=1)
     with pytest.raises(cairn.errors.InvalidSetting, match="'no_such_setting'"):
         cairn.init(project=project, settings={"no_such_setting": 1})
+
+
+def test_mark_preempting_gets_the_longer_wait_then_crashes_and_a_resume_clears_it(tmp_path: Path, monkeypatch, project) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    from conftest import wait_for
+
+    # A server of its own, with a short heartbeat timeout and a longer preempting one.
+    srv = Server(tmp_path / "data", "--heartbeat-timeout-secs", "1", "--preempting-timeout-secs", "5", "--monitor-interval-secs", "0.2")
+    try:
+        env = {"CAIRN_BASE_URL": srv.url, "CAIRN_DIR": str(tmp_path), "CAIRN_SILENT": "true", "CAIRN_HEARTBEAT_SECS": "0.2"}
+        api = cairn.Api(base_url=srv.url)
+        # Two processes log, one says it may be preempted; both are then killed at once.
+        code = textwrap.dedent(
+            """
+            import sys, time, cairn
+            run = cairn.init(project=sys.argv[1], id=sys.argv[2])
+            run.log({"loss": 1.0})
+            if sys.argv[2] == "preempted":
+                cairn.mark_preempting()
+            run._core.wait_uploaded(10)
+            print("ready", flush=True)
+            time.sleep(60)
+            """
+        )
+        script = tmp_path / "logger.py"
+        script.write_text(code)
+        procs = [subprocess.Popen([sys.executable, str(script), project, rid], stdout=subprocess.PIPE, text=True, env={**os.environ, **env}) for rid in ("calm", "preempted")]
+        for p in procs:
+            assert p.stdout.readline().strip() == "ready"
+        assert wait_for(lambda: api.run(f"tester/{project}/preempted").state == "preempting", what="the preempting state")
+        assert api.run(f"tester/{project}/preempted").preempting_at is not None
+        for p in procs:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+        killed = time.monotonic()
+        # The calm run is crashed after the heartbeat timeout; the preempting one is not.
+        wait_for(lambda: api.run(f"tester/{project}/calm").state == "crashed", what="the calm run's crash")
+        assert api.run(f"tester/{project}/preempted").state == "preempting", "marked crashed within the normal timeout"
+        # After the longer wait it is crashed, and still says it was preempting.
+        wait_for(lambda: api.run(f"tester/{project}/preempted").state == "crashed", timeout=20, what="the preempted run's crash")
+        assert time.monotonic() - killed > 3.5, "the preempting timeout was not waited"
+        gone = api.run(f"tester/{project}/preempted")
+        assert gone.preempting_at is not None
+        # Resumed (as a requeued job does), it runs again and is no longer preempting.
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        run = cairn.init(project=project, id="preempted", resume="allow")
+        back = api.run(f"tester/{project}/preempted")
+        assert (back.state, back.preempting_at) == ("running", None)
+        run.finish()
+        with pytest.raises(cairn.errors.UsageError, match="cairn.init"):
+            cairn.mark_preempting()
+    finally:
+        srv.stop()

@@ -506,3 +506,22 @@ def test_artifacts_logged_and_used_by_the_official_client_are_cairns(server: Ser
     except urllib.error.HTTPError as e:
         answer = json.load(e)
     assert "not a draft this server made" in answer["errors"][0]["message"], answer
+
+
+def test_mark_preempting_from_the_official_client_marks_the_run(server: Server, tmp_path: Path) -> None:
+    run_wandb(
+        server.url,
+        tmp_path,
+        """
+        import wandb
+        run = wandb.init(project="wb-preempt", id="preempt1")
+        run.log({"loss": 1.0})
+        run.mark_preempting()
+        run.log({"loss": 0.5})
+        run.finish()
+        """,
+    )
+    run = cairn.Api(base_url=server.url).run("tester/wb-preempt/preempt1")
+    # Finished cleanly, and it had said it may be preempted (the flag of its file_stream).
+    assert run.state == "finished"
+    assert run.preempting_at is not None

@@ -42,6 +42,10 @@ pub struct ServerArgs {
     /// Seconds without a heartbeat after which a running run is marked crashed
     #[arg(long, env = "CAIRN_HEARTBEAT_TIMEOUT_SECS", default_value_t = 60.0)]
     heartbeat_timeout_secs: f64,
+    /// Seconds without a heartbeat after which a run that said it may be preempted
+    /// (`mark_preempting`) is marked crashed
+    #[arg(long, env = "CAIRN_PREEMPTING_TIMEOUT_SECS", default_value_t = 600.0)]
+    preempting_timeout_secs: f64,
     /// Seconds between two checks for crashed runs
     #[arg(long, env = "CAIRN_MONITOR_INTERVAL_SECS", default_value_t = 10.0)]
     monitor_interval_secs: f64,
@@ -164,6 +168,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         auth,
         default_entity: default_entity.clone(),
         heartbeat_timeout: positive_secs("heartbeat-timeout-secs", args.heartbeat_timeout_secs)?,
+        preempting_timeout: positive_secs("preempting-timeout-secs", args.preempting_timeout_secs)?,
         monitor_interval: positive_secs("monitor-interval-secs", args.monitor_interval_secs)?,
         max_body_bytes: args.max_body_mb.max(1) << 20,
         alerts,

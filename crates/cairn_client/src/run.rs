@@ -838,6 +838,17 @@ impl Run {
         self.with_core(|core| core.write_event(&event)).map(|_| true)
     }
 
+    /// Tells the server that the run may be preempted and go silent (W&B's `mark_preempting`):
+    /// the crash monitor then waits its longer preempting timeout before it marks the run
+    /// crashed, and the run shows as preempting until it resumes. Sent at once, through the
+    /// run's write-ahead log like every event, so it survives a kill that follows.
+    pub fn mark_preempting(&self) -> Result<()> {
+        let event = Value::Map(map! {"type" => "preempting", "time" => now_micros() as f64 / 1e6});
+        self.with_core(|core| core.write_event(&event))?;
+        self.inner.shared.wake();
+        Ok(())
+    }
+
     /// Whether the server asked the run to stop (from the UI or `cairn runs stop`).
     pub fn stop_requested(&self) -> bool {
         self.inner.shared.stop_requested.load(Ordering::Acquire)

@@ -38,6 +38,8 @@ pub struct ServerConfig {
     pub default_entity: String,
     /// A running run without a heartbeat for this long is marked crashed.
     pub heartbeat_timeout: Duration,
+    /// The wait instead for a run that said it may be preempted (`mark_preempting`).
+    pub preempting_timeout: Duration,
     /// How often the crash monitor looks.
     pub monitor_interval: Duration,
     /// The largest request body accepted.
@@ -57,6 +59,7 @@ impl Default for ServerConfig {
         ServerConfig {
             default_entity: "default".into(),
             heartbeat_timeout: Duration::from_secs(60),
+            preempting_timeout: Duration::from_secs(600),
             monitor_interval: Duration::from_secs(10),
             max_body_bytes: 256 << 20,
             deleted_retention: Duration::from_secs(30 * 24 * 3600),
@@ -314,8 +317,9 @@ pub async fn crash_monitor(state: AppState) {
         }
         let store = state.store.clone();
         let timeout = config.heartbeat_timeout;
-        let deadline = Timestamp(Timestamp::now().micros() - timeout.as_micros() as i64);
-        match tokio::task::spawn_blocking(move || store.mark_crashed(deadline)).await {
+        let before = |wait: Duration| Timestamp(Timestamp::now().micros().saturating_sub(wait.as_micros().min(i64::MAX as u128) as i64));
+        let (deadline, preempting_deadline) = (before(timeout), before(config.preempting_timeout.max(timeout)));
+        match tokio::task::spawn_blocking(move || store.mark_crashed(deadline, preempting_deadline)).await {
             Ok(Ok(crashed)) => {
                 for path in crashed {
                     tracing::info!("run {path} sent no heartbeat for {}s: marked crashed", timeout.as_secs());

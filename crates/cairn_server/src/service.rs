@@ -163,6 +163,14 @@ impl AppState {
         blocking(move || store.heartbeat(&path, Timestamp::now())).await
     }
 
+    /// Records that the run may be preempted and go silent.
+    pub async fn mark_preempting(&self, path: RunPath) -> ServiceResult<RunInfo> {
+        let store = self.store_ref();
+        let run = blocking(move || store.mark_preempting(&path, Timestamp::now())).await?;
+        publish_run(self, "updated", &run);
+        Ok(run)
+    }
+
     pub async fn finish_run(&self, path: RunPath, request: FinishRequest) -> ServiceResult<RunInfo> {
         let store = self.store_ref();
         let run = blocking(move || store.finish_run(&path, request, Timestamp::now())).await?;

@@ -38,6 +38,9 @@ pub struct RunDoc {
     pub last_step: Option<i64>,
     pub offsets: StreamOffsets,
     pub stop_requested: bool,
+    /// When the run said it may be preempted (`mark_preempting`): the crash monitor waits longer
+    /// for its heartbeat. Cleared when it resumes (a new session); kept when it ends.
+    pub preempting_at: Option<Timestamp>,
     /// Alerts raised by the events being applied, for the store to record.
     pub new_alerts: Vec<NewAlert>,
 }
@@ -385,6 +388,12 @@ pub fn apply_event(doc: &mut RunDoc, event: &Value, now: Timestamp) -> Result<()
                 wait_micros: if wait.is_finite() && wait > 0.0 { (wait.min(1e9) * 1e6) as i64 } else { 0 },
                 received: now,
             });
+        }
+        // `mark_preempting`: the run may go silent; the first time it said so counts.
+        Some("preempting") => {
+            if doc.state == RunState::Running && doc.preempting_at.is_none() {
+                doc.preempting_at = Some(now);
+            }
         }
         Some("metadata") => {
             if let Some(Value::Map(metadata)) = map.get("metadata") {

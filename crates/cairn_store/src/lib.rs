@@ -82,8 +82,11 @@ pub trait RunStore: Send + Sync {
     fn finish_run(&self, path: &RunPath, request: FinishRequest, now: Timestamp) -> Result<RunInfo>;
     /// Asks the run's client to stop; it learns of it at its next heartbeat.
     fn request_stop(&self, path: &RunPath) -> Result<RunInfo>;
-    /// Marks running runs whose last heartbeat is older than `deadline` as crashed.
-    fn mark_crashed(&self, deadline: Timestamp) -> Result<Vec<RunPath>>;
+    /// Marks running runs whose last heartbeat is older than `deadline` as crashed; for runs that
+    /// said they may be preempted, older than `preempting_deadline` (earlier: a longer wait).
+    fn mark_crashed(&self, deadline: Timestamp, preempting_deadline: Timestamp) -> Result<Vec<RunPath>>;
+    /// Records that a running run may be preempted and go silent (W&B's `mark_preempting`).
+    fn mark_preempting(&self, path: &RunPath, now: Timestamp) -> Result<RunInfo>;
 }
 
 /// The files runs save: names of contents in the blob store, and the collection of contents

@@ -40,6 +40,7 @@ macro_rules! store_test_suite {
             duration_leaves_out_pauses,
             bare_names_and_empty_text,
             crash_monitor_and_recovery,
+            preempting_runs_get_the_longer_wait,
             search_filters_and_sorts,
             console_rewrites,
             files_are_recorded,
@@ -622,20 +623,53 @@ pub fn crash_monitor_and_recovery(store: &impl Store) {
     new_run(store, &quiet);
     new_run(store, &alive);
     store.heartbeat(&alive, secs(100)).unwrap();
-    let crashed = store.mark_crashed(secs(60)).unwrap();
+    let crashed = store.mark_crashed(secs(60), secs(0)).unwrap();
     assert_eq!(crashed, vec![quiet.clone()]);
     assert_eq!(store.get_run(&quiet).unwrap().state, RunState::Crashed);
     assert_eq!(store.get_run(&alive).unwrap().state, RunState::Running);
-    assert!(store.mark_crashed(secs(60)).unwrap().is_empty());
+    assert!(store.mark_crashed(secs(60), secs(0)).unwrap().is_empty());
     // A crashed run that sends again is running again.
     store.ingest(&quiet, rows(0, 5), secs(120)).unwrap();
     assert_eq!(store.get_run(&quiet).unwrap().state, RunState::Running);
-    store.mark_crashed(secs(200)).unwrap();
+    store.mark_crashed(secs(200), secs(0)).unwrap();
     store.heartbeat(&quiet, secs(201)).unwrap();
     assert_eq!(store.get_run(&quiet).unwrap().state, RunState::Running);
     // A stop for a crashed run ends it at once.
-    store.mark_crashed(secs(300)).unwrap();
+    store.mark_crashed(secs(300), secs(0)).unwrap();
     assert_eq!(store.request_stop(&quiet).unwrap().state, RunState::Killed);
+}
+
+pub fn preempting_runs_get_the_longer_wait(store: &impl Store) {
+    let (calm, preempted) = (RunPath::new("e", "pre", "calm"), RunPath::new("e", "pre", "preempted"));
+    new_run(store, &calm);
+    new_run(store, &preempted);
+    store.heartbeat(&calm, secs(100)).unwrap();
+    store.heartbeat(&preempted, secs(100)).unwrap();
+    // Said by the client, as an event of its stream; the first time counts.
+    let batch = |offset: u64| json_batch(json!({"events": {"offset": offset, "events": [{"type": "preempting", "time": 1.7e9}]}}));
+    store.ingest(&preempted, batch(0), secs(101)).unwrap();
+    store.ingest(&preempted, batch(1), secs(102)).unwrap();
+    assert_eq!(store.get_run(&preempted).unwrap().preempting_at, Some(secs(101)));
+    assert_eq!(store.get_run(&calm).unwrap().preempting_at, None);
+    // Both silent since 100: the normal wait is over for both, the preempting one's is not.
+    assert_eq!(store.mark_crashed(secs(150), secs(50)).unwrap(), [calm.clone()]);
+    assert_eq!(store.get_run(&preempted).unwrap().state, RunState::Running);
+    // Its longer wait ends: crashed, and it still says it was preempting.
+    assert_eq!(store.mark_crashed(secs(150), secs(120)).unwrap(), [preempted.clone()]);
+    let run = store.get_run(&preempted).unwrap();
+    assert_eq!((run.state, run.preempting_at), (RunState::Crashed, Some(secs(101))));
+    // Resumed, it is a new session that has not said so.
+    let resume = UpsertRunRequest { entity: Some("e".into()), project: Some("pre".into()), run_id: "preempted".into(), resume: ResumeMode::Allow, ..Default::default() };
+    let run = store.upsert_run(resume, secs(300)).unwrap();
+    assert_eq!((run.state, run.preempting_at), (RunState::Running, None));
+    // The store's own call (the official client's file_stream flag) does the same.
+    assert_eq!(store.mark_preempting(&preempted, secs(301)).unwrap().preempting_at, Some(secs(301)));
+    assert_eq!(store.mark_preempting(&preempted, secs(302)).unwrap().preempting_at, Some(secs(301)));
+    store.finish_run(&preempted, FinishRequest { exit_code: Some(0), ..Default::default() }, secs(303)).unwrap();
+    let err = store.mark_preempting(&preempted, secs(304)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::RunFinished);
+    assert!(err.message.contains("finished"), "{}", err.message);
+    assert_eq!(store.mark_preempting(&RunPath::new("e", "pre", "nobody"), secs(304)).unwrap_err().code, ErrorCode::RunNotFound);
 }
 
 pub fn search_filters_and_sorts(store: &impl Store) {
@@ -1355,6 +1389,7 @@ pub fn a_copy_in_steps_reads_back_the_same(target: &crate::sql::SqlStore) {
         ..Default::default()
     };
     source.upsert_run(fork("f1", "src", 17_000), secs(4)).unwrap();
+    source.mark_preempting(&RunPath::new("e", "p", "f1"), secs(4)).unwrap();
     // The source rewound below the fork's step: the fork's shared chunks follow into the archive.
     let rewind = UpsertRunRequest {
         entity: Some("e".into()),
@@ -1408,6 +1443,7 @@ pub fn a_copy_in_steps_reads_back_the_same(target: &crate::sql::SqlStore) {
         assert_eq!(everything(target, path), everything(&source, path), "{path} reads back differently");
     }
     assert!(target.get_run(&gone).is_err(), "a deleted run stays deleted");
+    assert_eq!(target.get_run(&runs[1]).unwrap().preempting_at, Some(secs(4)), "a preempting run stays so");
     assert_eq!(crate::sql::copy::Counts::of(target).unwrap(), crate::sql::copy::Counts::of(&source).unwrap());
     // Shared, not copied: the forks' rows that name another key's chunk hold no data.
     let shared = |store: &crate::sql::SqlStore| {
@@ -1594,7 +1630,7 @@ fn play_trial(store: &impl Store, path: &RunPath, loss: f64, state: RunState) {
     store.ingest(path, json_batch(json!({"history": {"offset": 0, "rows": [{"_step": 0, "loss": loss}]}})), secs(2)).unwrap();
     if state == RunState::Crashed {
         // Its process died: the crash monitor finds it silent (the only run that is running).
-        assert_eq!(store.mark_crashed(secs(1_000)).unwrap(), [path.clone()]);
+        assert_eq!(store.mark_crashed(secs(1_000), secs(0)).unwrap(), [path.clone()]);
     } else {
         store.finish_run(path, FinishRequest { state: Some(state), ..Default::default() }, secs(3)).unwrap();
     }

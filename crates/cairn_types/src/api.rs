@@ -236,6 +236,11 @@ pub struct RunInfo {
     /// Whether a stop was requested; the client learns it at its next heartbeat.
     pub stop_requested: bool,
     pub offsets: StreamOffsets,
+    /// When the run said it may be preempted (W&B's `mark_preempting`): while it runs it shows as
+    /// preempting, and the crash monitor waits the longer preempting timeout for its heartbeat.
+    /// Cleared when it resumes; kept when it ends, so a crash after it reads as a preemption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preempting_at: Option<Timestamp>,
     /// The sweep it is a trial of (given when one run is read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep_id: Option<String>,

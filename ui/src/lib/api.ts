@@ -49,6 +49,8 @@ export interface RunInfo {
   sweep_id?: string | null;
   /** Why its sweep stopped it (hyperband), if it did. */
   stop_reason?: string | null;
+  /** When it said it may be preempted (`mark_preempting`); cleared when it resumes. */
+  preempting_at?: string | null;
 }
 
 export interface RunPage {

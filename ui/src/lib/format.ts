@@ -187,7 +187,13 @@ export function paletteColor(i: number, darkMode = dark()): string {
 
 /** A symbol for a run's state, for lists too narrow for the table's badge (with the state as its title). */
 export function stateSymbol(state: string): string {
-  return ({ running: "▶", finished: "✓", failed: "✕", crashed: "⚠", killed: "■" } as Record<string, string>)[state] ?? "?";
+  return ({ running: "▶", preempting: "◔", finished: "✓", failed: "✕", crashed: "⚠", killed: "■" } as Record<string, string>)[state] ?? "?";
+}
+
+/** The state a run shows: `preempting` while a running run has said it may be preempted
+ * (`mark_preempting`), its stored state otherwise. */
+export function shownState(run: { state: string; preempting_at?: string | null }): string {
+  return run.state === "running" && run.preempting_at ? "preempting" : run.state;
 }
 
 /** A run's color: by its number in the project, so that it is stable and consecutive runs differ. */

@@ -2,7 +2,7 @@
 // project pages, against runs that Python processes are logging right now.
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { expectNoErrors, getJson, launch, open, py, pyBackground, screenshot } from "./helpers";
+import { expectNoErrors, getJson, launch, open, openTable, py, pyBackground, screenshot } from "./helpers";
 
 const PROJECT = "live-e2e";
 let browser: Browser;
@@ -221,6 +221,35 @@ print(run.id)
     expect(await page.locator('[data-testid="alerts"] i').count()).toBe(0);
     await screenshot(page, "alerts");
     await expectNoErrors(page);
+  });
+});
+
+describe("preempting", () => {
+  it("shows a run that said it may be preempted as preempting, in the table and on its page", async () => {
+    const child = pyBackground(`
+import time, cairn
+run = cairn.init(project="${PROJECT}-preempt", name="spot-job")
+run.log({"loss": 1.0})
+run.mark_preempting()
+run._core.wait_uploaded(10)
+print("id", run.id, flush=True)
+time.sleep(120)
+`);
+    try {
+      await expect.poll(() => child.output, { timeout: 30_000 }).toMatch(/id \S+/);
+      const id = /id (\S+)/.exec(child.output)![1];
+      const table = await openTable(browser, `${PROJECT}-preempt`);
+      await expect.poll(() => table.textContent(`.row[data-run="${id}"] .state`), { timeout: 15_000 }).toBe("preempting");
+      await screenshot(table, "preempting-table");
+      const page = await open(browser, `/e2e/${PROJECT}-preempt/runs/${id}`);
+      await expect.poll(() => page.textContent('[data-testid="run-state"]')).toBe("preempting");
+      expect(await page.textContent('[data-testid="preempting"]')).toContain("may be preempted");
+      await screenshot(page, "preempting-run");
+      await expectNoErrors(table);
+      await expectNoErrors(page);
+    } finally {
+      child.kill("SIGKILL");
+    }
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ema, flattenObject, richValues, formatBytes, formatDuration, formatNumber, formatValue, paletteColor, runColor, sectionOf, toNumber, truncate } from "../../src/lib/format";
+import { ema, flattenObject, richValues, formatBytes, formatDuration, formatNumber, formatValue, paletteColor, runColor, sectionOf, shownState, stateSymbol, toNumber, truncate } from "../../src/lib/format";
 
 describe("truncate", () => {
   const name = "resnet50-imagenet-lr0.1-bs256";
@@ -139,5 +139,16 @@ describe("flattenObject", () => {
       ["empty", {}],
       ["none", null],
     ]);
+  });
+});
+
+describe("shownState", () => {
+  it("shows a running run that said it may be preempted as preempting, and nothing else", () => {
+    expect(shownState({ state: "running", preempting_at: "2026-12-02T05:00:00Z" })).toBe("preempting");
+    expect(shownState({ state: "running", preempting_at: null })).toBe("running");
+    expect(shownState({ state: "running" })).toBe("running");
+    // After its longer wait it crashed: the stored state, not preempting.
+    expect(shownState({ state: "crashed", preempting_at: "2026-12-02T05:00:00Z" })).toBe("crashed");
+    expect(stateSymbol(shownState({ state: "running", preempting_at: "2026-12-02T05:00:00Z" }))).not.toBe("?");
   });
 });

@@ -4,7 +4,8 @@
 //! - `wandb-summary.json`: the whole summary in one line, which replaces the run's;
 //! - `wandb-events.jsonl`: system metrics, by line like history;
 //! - `output.log`: console lines, each replacing the line at its number (progress bars rewrite);
-//! - `complete` and `exitcode`: the run's end (255: stopped or interrupted).
+//! - `complete` and `exitcode`: the run's end (255: stopped or interrupted);
+//! - `preempting`: `run.mark_preempting()`, the run may go silent (the crash monitor waits longer).
 //!
 //! A request with none of these is a heartbeat. The answer says `stopped` when the run was asked
 //! to stop.
@@ -32,6 +33,8 @@ pub struct FileStreamRequest {
     complete: Option<bool>,
     #[serde(default)]
     exitcode: Option<i64>,
+    #[serde(default)]
+    preempting: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -152,6 +155,9 @@ pub async fn file_stream(State(state): State<AppState>, PathParams((entity, proj
             // Other files (a debug log, say) are the client's own.
             _ => {}
         }
+    }
+    if request.preempting == Some(true) && run.state == RunState::Running && run.preempting_at.is_none() {
+        state.mark_preempting(path.clone()).await?;
     }
     let has_data = json.history.is_some() || json.system.is_some() || json.summary.is_some() || json.console.is_some();
     let mut stopped = run.stop_requested;

@@ -27,7 +27,7 @@ use crate::{BlobStore, Result, StoreConfig};
 
 /// The schema versions, in order; each runs once, in a transaction, under a lock.
 const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("schema.sql")), (2, include_str!("schema_2.sql")), (3, include_str!("schema_3.sql")), (4, include_str!("schema_4.sql")), (5, include_str!("schema_5.sql")), (6, include_str!("schema_6.sql")), (7, include_str!("schema_7.sql")), (8, include_str!("schema_8.sql")), (9, include_str!("schema_9.sql")), (10, include_str!("schema_10.sql")), (11, include_str!("schema_11.sql"))];
+    &[(1, include_str!("schema.sql")), (2, include_str!("schema_2.sql")), (3, include_str!("schema_3.sql")), (4, include_str!("schema_4.sql")), (5, include_str!("schema_5.sql")), (6, include_str!("schema_6.sql")), (7, include_str!("schema_7.sql")), (8, include_str!("schema_8.sql")), (9, include_str!("schema_9.sql")), (10, include_str!("schema_10.sql")), (11, include_str!("schema_11.sql")), (12, include_str!("schema_12.sql"))];
 /// The schema this cairn writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 /// `pg_advisory_lock` key held while migrating: two servers starting at once take turns.

@@ -16,7 +16,7 @@ use crate::{BlobStore, Result, Store};
 /// Columns copied as they are, per table (keys and references are mapped apart).
 const RUN_COLUMNS: &str = "run_id, seq, name, state, config, summary, tags, notes, grp, job_type, metadata, metric_defs,
     created_at, started_at, heartbeat_at, finished_at, exit_code, last_step, stop_requested, off_history, off_summary,
-    off_config, off_system, off_console, off_events, deleted_at, active_us, session_at";
+    off_config, off_system, off_console, off_events, deleted_at, active_us, session_at, preempting_at";
 const KEY_COLUMNS: &str =
     "stream, name, path, count, num_count, nan_count, min, max, sum, first_step, last_step, first_value, last_value";
 const CHUNK_COLUMNS: &str = "start_step, end_step, count, num_count, nan_count, min, max, sum, last, data";

@@ -32,7 +32,7 @@ fn parse_tags(text: &str) -> Result<Vec<String>> {
 pub(crate) const RUN_SELECT: &str = "SELECT e.name, p.name, r.run_id, r.name, r.seq, r.state, r.config, r.summary,
         r.tags, r.notes, r.grp, r.job_type, r.metadata, r.created_at, r.started_at, r.heartbeat_at,
         r.finished_at, r.exit_code, r.last_step, r.stop_requested, r.off_history, r.off_summary,
-        r.off_config, r.off_system, r.off_console, r.off_events, r.active_us, r.session_at, r.metric_defs
+        r.off_config, r.off_system, r.off_console, r.off_events, r.active_us, r.session_at, r.metric_defs, r.preempting_at
     FROM runs r
     JOIN projects p ON p.project_pk = r.project_pk
     JOIN entities e ON e.entity_pk = p.entity_pk";
@@ -78,6 +78,7 @@ pub(crate) fn run_from_row(row: &Row) -> Result<RunInfo> {
             console: offset(24)?,
             events: offset(25)?,
         },
+        preempting_at: row.opt_i64(29)?.map(Timestamp),
         sweep_id: None,
         stop_reason: None,
     })
@@ -157,6 +158,7 @@ pub(crate) fn load_doc(db: &dyn Db, run_pk: i64) -> Result<RunDoc> {
         last_step: info.last_step,
         offsets: info.offsets,
         stop_requested: info.stop_requested,
+        preempting_at: info.preempting_at,
         new_alerts: Vec::new(),
     })
 }
@@ -189,6 +191,7 @@ pub(crate) fn save_doc(db: &dyn Db, run_pk: i64, before: &RunDoc, doc: &RunDoc) 
     set(doc.metric_defs != before.metric_defs, "metric_defs", &|| Cell::Text(to_json_text(&doc.metric_defs)));
     set(doc.last_step != before.last_step, "last_step", &|| int(doc.last_step));
     set(doc.stop_requested != before.stop_requested, "stop_requested", &|| Cell::Int(doc.stop_requested as i64));
+    set(doc.preempting_at != before.preempting_at, "preempting_at", &|| int(doc.preempting_at.map(Timestamp::micros)));
     let (o, b) = (&doc.offsets, &before.offsets);
     set(o.history != b.history, "off_history", &|| Cell::Int(o.history as i64));
     set(o.summary != b.summary, "off_summary", &|| Cell::Int(o.summary as i64));
@@ -349,6 +352,8 @@ fn upsert_run(db: &dyn Db, request: UpsertRunRequest, default_entity: &str, now:
             doc.finished_at = None;
             doc.heartbeat_at = Some(now);
             doc.stop_requested = false;
+            // The session that said it may be preempted is over: this one has not said so.
+            doc.preempting_at = None;
             save_doc(db, pk, &before, &doc)?;
             touch_project(db, pk, now)?;
             load_run(db, pk)
@@ -787,14 +792,31 @@ impl RunStore for SqlStore {
         })
     }
 
-    fn mark_crashed(&self, deadline: Timestamp) -> Result<Vec<RunPath>> {
+    fn mark_preempting(&self, path: &RunPath, now: Timestamp) -> Result<RunInfo> {
+        path.validate()?;
+        let path = path.clone();
+        self.write(move |db| {
+            modify_run(db, &path, |doc| match doc.state {
+                RunState::Running => {
+                    doc.preempting_at.get_or_insert(now);
+                    Ok(())
+                }
+                state => Err(CodedError::new(ErrorCode::RunFinished, format!("run {path} is {} and cannot be marked preempting", state.as_str()))),
+            })
+        })
+    }
+
+    fn mark_crashed(&self, deadline: Timestamp, preempting_deadline: Timestamp) -> Result<Vec<RunPath>> {
         self.write(move |db| {
             // One statement: with several servers, each crash is marked by exactly one of them.
+            // A run that said it may be preempted gets the longer wait.
             let pks = db.column_i64(
                 "UPDATE runs SET state = 'crashed'
-                 WHERE state = 'running' AND deleted_at IS NULL AND coalesce(heartbeat_at, started_at) < ?1
+                 WHERE state = 'running' AND deleted_at IS NULL
+                   AND ((preempting_at IS NULL AND coalesce(heartbeat_at, started_at) < ?1)
+                     OR (preempting_at IS NOT NULL AND coalesce(heartbeat_at, started_at) < ?2))
                  RETURNING run_pk",
-                args![deadline.micros()],
+                args![deadline.micros(), preempting_deadline.micros()],
             )?;
             pks.into_iter().map(|pk| load_run(db, pk).map(|info| info.path())).collect()
         })

@@ -17,7 +17,7 @@ use pool::{DbResult, Readers, Writer};
 
 use pool::open_connection;
 
-const SCHEMA_VERSION: i64 = 13;
+const SCHEMA_VERSION: i64 = 14;
 
 /// Opens (or creates) the store in `data_dir`: `cairn.db` and `blobs/`.
 pub fn open(data_dir: &Path, config: StoreConfig) -> Result<SqlStore> {
@@ -118,6 +118,10 @@ fn migrate(conn: &Connection) -> Result<()> {
     // Version 8: artifacts; 9: chunked contents; 10: workspace layouts; 11: sweeps; 12: hyperband decisions; 13: server secrets (the schema creates their tables).
     if !has_column("projects", "visibility")? {
         conn.execute_batch("ALTER TABLE projects ADD COLUMN visibility TEXT NOT NULL DEFAULT 'private'").db()?;
+    }
+    // Version 14: runs that said they may be preempted.
+    if !has_column("runs", "preempting_at")? {
+        conn.execute_batch("ALTER TABLE runs ADD COLUMN preempting_at INTEGER").db()?;
     }
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}")).db()?;
     Ok(())

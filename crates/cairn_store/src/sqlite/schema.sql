@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS runs (
     -- (NULL: at started_at). Duration is their sum with the current session's span.
     active_us       INTEGER NOT NULL DEFAULT 0,
     session_at      INTEGER,
+    -- When the run said it may be preempted (mark_preempting); NULL otherwise.
+    preempting_at   INTEGER,
     UNIQUE (project_pk, run_id)
 );
 CREATE INDEX IF NOT EXISTS runs_by_project_created ON runs (project_pk, created_at);
