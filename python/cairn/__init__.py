@@ -14,7 +14,7 @@ from ._core import __version__
 from .api import Api
 from .artifacts import Artifact
 from .media import Audio, Histogram, Html, Image, Table, Video
-from .sdk import AlertLevel, Run, Settings, alert, define_metric, finish, init, log, log_code, login, mark_preempting, require, restore, save, setup, teardown, termerror, termlog, termwarn
+from .sdk import AlertLevel, Run, Settings, alert, define_metric, finish, init, log, log_code, login, mark_preempting, require, restore, save, setup, teardown, termerror, termlog, termwarn, unwatch, watch
 from .sdk import _Preinit
 from .sweeps import agent, sweep
 
@@ -60,4 +60,6 @@ __all__ = [
     "termerror",
     "termlog",
     "termwarn",
+    "unwatch",
+    "watch",
 ]

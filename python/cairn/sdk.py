@@ -516,6 +516,9 @@ class Run:
     def _finish(self, exit_code: int | None, state: str | None, quiet: bool | None = None) -> None:
         if self._finished:
             return
+        if self.__dict__.get("_watches"):
+            # What the hooks took before the end belongs to the run.
+            self.unwatch()
         self._finished = True
         if self._requirements is not None and state != "killed":
             try:
@@ -548,6 +551,31 @@ class Run:
         if not isinstance(title, str) or not isinstance(text, str):
             raise errors.InvalidValue(f"an alert's title and text must be strings, got {title!r} and {type(text).__name__}")
         return self._core.alert(title, text, str(level), float(wait_duration))
+
+    def watch(
+        self,
+        models: Any,
+        criterion: Any = None,
+        log: str | None = "gradients",
+        log_freq: int = 1000,
+        idx: int | None = None,
+        log_graph: bool = False,
+    ) -> None:
+        """Logs histograms of a torch model's gradients (``log="gradients"``), parameters
+        (``"parameters"``) or both (``"all"``) every ``log_freq`` steps, as ``wandb.watch``:
+        ``gradients/<name>`` and ``parameters/<name>``. The histograms are computed by a worker
+        thread, from copies the hooks take. ``criterion`` and ``log_graph`` are accepted and
+        ignored."""
+        from . import _watch
+
+        _watch.watch(self, models, criterion, log, log_freq, idx, log_graph)
+
+    def unwatch(self, models: Any = None) -> None:
+        """Removes ``watch``'s hooks from ``models`` (every watched model when None), after
+        logging the histograms still being computed."""
+        from . import _watch
+
+        _watch.unwatch(self, models)
 
     def mark_preempting(self) -> None:
         """Tells the server that this run may be preempted and go silent, as W&B's
@@ -922,6 +950,24 @@ def log(data: Mapping[str, Any], step: int | None = None, commit: bool | None = 
 def alert(title: str, text: str, level: str | AlertLevel = "INFO", wait_duration: Any = 60) -> bool:
     """Raises an alert on the current run (see ``Run.alert``)."""
     return _current("alert").alert(title, text, level, wait_duration)
+
+
+def watch(
+    models: Any,
+    criterion: Any = None,
+    log: str | None = "gradients",
+    log_freq: int = 1000,
+    idx: int | None = None,
+    log_graph: bool = False,
+) -> None:
+    """Logs histograms of a torch model's gradients or parameters to the current run (see
+    ``Run.watch``)."""
+    _current("watch").watch(models, criterion, log, log_freq, idx, log_graph)
+
+
+def unwatch(models: Any = None) -> None:
+    """Removes ``watch``'s hooks (see ``Run.unwatch``)."""
+    _current("unwatch").unwatch(models)
 
 
 def mark_preempting() -> None:

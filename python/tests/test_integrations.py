@@ -3,7 +3,7 @@ Trainer (`report_to="wandb"`) and Lightning's `WandbLogger`. They need torch, wh
 venv does not install (PyPI's torch brings CUDA's libraries, gigabytes); `scripts/test-integrations.sh`
 makes a venv with torch, transformers and lightning and runs this file. Without torch, it skips.
 
-What they logged is read back from cairn's REST API, with no cairn package in that venv."""
+What they logged is read back from cairn's REST API, not through the cairn package."""
 
 from __future__ import annotations
 

@@ -180,3 +180,15 @@ def test_mark_preempting_gets_the_longer_wait_then_crashes_and_a_resume_clears_i
             cairn.mark_preempting()
     finally:
         srv.stop()
+
+
+def test_watch_without_torch_says_what_it_needs(server: Server, env, project) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:
+        pytest.skip("torch is installed here: test_watch.py tests watch itself")
+    run = cairn.init(project=project, id="notorch")
+    with pytest.raises(cairn.errors.UsageError, match="needs torch"):
+        cairn.watch(object(), log="all", log_freq=100)
+    cairn.unwatch()  # nothing watched: nothing to do
+    run.finish()
