@@ -30,7 +30,6 @@ _IGNORED_WANDB_SETTINGS = frozenset(
     {
         "start_method",
         "anonymous",
-        "save_code",
         "code_dir",
         "disable_git",
         "disable_code",
@@ -69,6 +68,7 @@ class Settings:
     and still shown) or ``off`` (``CAIRN_CONSOLE``).
     ``stats_sampling_interval`` (W&B's ``x_stats_sampling_interval``): seconds between samples
     of system metrics, 0 for none (``CAIRN_STATS_INTERVAL``, default 10).
+    ``save_code``: in a Jupyter notebook, save the notebook with the run (``CAIRN_SAVE_CODE``).
     """
 
     _FIELDS = (
@@ -81,6 +81,7 @@ class Settings:
         "init_timeout",
         "console",
         "stats_sampling_interval",
+        "save_code",
     )
     _ALIASES = {"x_stats_sampling_interval": "stats_sampling_interval", "_stats_sample_rate_seconds": "stats_sampling_interval"}
 
@@ -322,6 +323,8 @@ class Run:
         self._notes = ""
         self._group: str | None = None
         self._job_type: str | None = None
+        # In a notebook kernel: the wrapped Python streams, logged while the run is open.
+        self._tees: Any = None
         # The hot path: a bound method of the extension, called without a Python frame in between.
         self.log = core.log
         self.config = Config(self)
@@ -531,6 +534,11 @@ class Run:
                 stream.flush()
             except Exception:  # noqa: BLE001, S110 - a closed or replaced stream
                 pass
+        if self._tees is not None:
+            from . import _notebook
+
+            _notebook.detach(self._tees)
+            self._tees = None
         _, _, lines = self._core.finish(exit_code, state)
         _print(lines, self._silent or bool(quiet))
         _forget(self)
@@ -645,6 +653,26 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<cairn.Run {self.path or self.id} ({self.name})>"
+
+    # Notebooks ----------------------------------------------------------------------------------
+
+    def to_html(self, height: int = 420, hidden: bool = False) -> str:
+        """The run's page in an iframe, as HTML (W&B's ``run.to_html``)."""
+        from . import _notebook
+
+        return _notebook.iframe(self.url, height, hidden)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def display(self, height: int = 420, hidden: bool = False) -> bool:
+        """Shows the run's page in the notebook, in an iframe; False outside a notebook."""
+        from . import _notebook
+
+        if _notebook.shell() is None:
+            return False
+        _notebook.display_html(self.to_html(height, hidden), repr(self))
+        return True
 
 
 # The process-wide state, as in wandb: the current run, and the hooks that end runs at exit.
@@ -794,10 +822,21 @@ def save(glob_str: str | os.PathLike[str], base_path: str | os.PathLike[str] | N
 
 
 def _metadata() -> dict[str, Any]:
+    from . import _notebook
+
     argv = list(sys.argv)
     program = argv[0] if argv else ""
+    notebook = _notebook.notebook_path() if _notebook.shell() is not None else None
     version = sys.version_info
+    extra: dict[str, Any] = {}
+    if notebook is not None:
+        # In a kernel, argv is the kernel's launcher: the notebook is the program.
+        program = notebook
+        extra["notebook"] = notebook
+    elif _notebook.shell() is not None:
+        extra["notebook"] = "<unknown notebook>"
     return {
+        **extra,
         "program": program,
         "args": argv[1:],
         "command": " ".join(["python", *argv]) if argv else "python",
@@ -930,7 +969,22 @@ def init(
         _exception, _exit_code = None, None
         with _lock:
             _active.append(run)
-    _print(core.init_lines(), silent)
+    from . import _notebook
+
+    in_kernel = _notebook.shell() is not None
+    if in_kernel and core.mode != "disabled" and (resolved.console or os.environ.get("CAIRN_CONSOLE") or "auto") != "off":
+        run._tees = _notebook.attach(core)
+    lines = core.init_lines()
+    if in_kernel and lines and not silent:
+        _notebook.display_html(_notebook.lines_as_html(lines), "\n".join(lines))
+    else:
+        _print(lines, silent)
+    if save_code is None:
+        save_code = resolved.save_code if resolved.save_code is not None else _env_true("CAIRN_SAVE_CODE")
+    notebook = _notebook.notebook_path() if in_kernel and save_code and core.mode != "disabled" else None
+    if notebook is not None and os.path.isfile(notebook):
+        # Saved again whenever Jupyter writes it.
+        run.save(os.path.abspath(notebook), base_path=os.path.dirname(os.path.abspath(notebook)), policy="live")
     _set_current(run)
     return run
 

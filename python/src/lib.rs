@@ -387,6 +387,19 @@ impl PyRun {
         self.run.alert(title, text, level, Duration::from_secs_f64(wait_duration)).map_err(|e| raise(py, e))
     }
 
+    /// Logs a console line of `stream` (`stdout` or `stderr`) that the file-descriptor capture
+    /// does not see (a notebook kernel's Python streams); `line` rewrites an earlier one.
+    /// Returns the line's number.
+    #[pyo3(signature = (stream, text, line = None))]
+    fn log_console(&self, py: Python<'_>, stream: &str, text: &str, line: Option<u64>) -> PyResult<u64> {
+        let stream = match stream {
+            "stdout" => cairn_types::wire::ConsoleStream::Stdout,
+            "stderr" => cairn_types::wire::ConsoleStream::Stderr,
+            other => return Err(invalid_value(py, format!("console stream {other:?} must be stdout or stderr"))),
+        };
+        self.run.log_console(line, stream, text).map_err(|e| raise(py, e))
+    }
+
     /// Tells the server that the run may be preempted and go silent for a while.
     fn mark_preempting(&self, py: Python<'_>) -> PyResult<()> {
         self.run.mark_preempting().map_err(|e| raise(py, e))

@@ -42,6 +42,10 @@ pub struct ServerArgs {
     /// Seconds without a heartbeat after which a running run is marked crashed
     #[arg(long, env = "CAIRN_HEARTBEAT_TIMEOUT_SECS", default_value_t = 60.0)]
     heartbeat_timeout_secs: f64,
+    /// Pages that may show the UI in a frame (a notebook's `run.display()`): CSP frame-ancestors
+    /// sources, space-separated, or `none`
+    #[arg(long, env = "CAIRN_FRAME_ANCESTORS", default_value = "http://localhost:* http://127.0.0.1:*")]
+    frame_ancestors: String,
     /// Seconds without a heartbeat after which a run that said it may be preempted
     /// (`mark_preempting`) is marked crashed
     #[arg(long, env = "CAIRN_PREEMPTING_TIMEOUT_SECS", default_value_t = 600.0)]
@@ -139,7 +143,8 @@ fn auth_config(args: &ServerArgs) -> anyhow::Result<cairn_server::auth::AuthConf
         anyhow::ensure!(!host.is_empty(), "--public-url {url:?} names no host");
         allowed_hosts.push(host.to_ascii_lowercase());
     }
-    Ok(cairn_server::auth::AuthConfig { enabled, allowed_hosts, secure_cookies })
+    let frame_ancestors = cairn_server::auth::frame_ancestors(&args.frame_ancestors).map_err(|e| anyhow::anyhow!("--frame-ancestors: {e}"))?;
+    Ok(cairn_server::auth::AuthConfig { enabled, allowed_hosts, secure_cookies, frame_ancestors })
 }
 
 /// The data directory given, or `~/.cairn`.

@@ -50,6 +50,32 @@ pub struct AuthConfig {
     pub allowed_hosts: Vec<String>,
     /// Whether the session cookie is `Secure` (the public URL is https).
     pub secure_cookies: bool,
+    /// The pages that may show this server's in a frame (CSP `frame-ancestors` sources: a
+    /// notebook's `run.display()`), checked by [`frame_ancestors`]; empty: none may.
+    pub frame_ancestors: Vec<String>,
+}
+
+/// Checks `frame-ancestors` sources: `'self'`, or origins such as `http://localhost:*` and
+/// `https://*.example.com`. `none` (alone) allows no framing.
+pub fn frame_ancestors(list: &str) -> Result<Vec<String>, String> {
+    let sources: Vec<&str> = list.split_whitespace().collect();
+    if sources == ["none"] || sources == ["'none'"] || sources.is_empty() {
+        return Ok(Vec::new());
+    }
+    sources
+        .into_iter()
+        .map(|src| {
+            let origin = src.strip_prefix("https://").or_else(|| src.strip_prefix("http://"));
+            let host_ok = origin.is_some_and(|rest| {
+                !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'*' | b'[' | b']'))
+            });
+            if src == "'self'" || host_ok {
+                Ok(src.to_owned())
+            } else {
+                Err(format!("frame ancestor {src:?} is not 'self' or an origin such as http://localhost:* or https://notebooks.example.com"))
+            }
+        })
+        .collect()
 }
 
 /// How a request proved who it is, with the credential itself (to look it up again: a
@@ -499,22 +525,32 @@ pub async fn enforce(
     }
 }
 
-/// Headers on every answer: no sniffing, no framing, no inline scripts, no referrer off-site.
-pub async fn security_headers(request: Request, next: Next) -> Response {
+/// The Content-Security-Policy of every answer, with the pages that may frame it.
+pub fn content_security_policy(frame_ancestors: &[String]) -> HeaderValue {
+    let ancestors = if frame_ancestors.is_empty() { "'none'".to_owned() } else { frame_ancestors.join(" ") };
+    let policy = format!(
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; \
+         connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors {ancestors}"
+    );
+    // Sources are checked (`frame_ancestors`); one that is not a header's text frames nothing.
+    HeaderValue::from_str(&policy).unwrap_or_else(|_| content_security_policy(&[]))
+}
+
+/// Headers on every answer: no sniffing, no framing but by the allowed pages, no inline scripts,
+/// no referrer off-site.
+pub async fn security_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    let set = |headers: &mut HeaderMap, name: &'static str, value: &'static str| {
-        headers.entry(name).or_insert(HeaderValue::from_static(value));
+    let set = |headers: &mut HeaderMap, name: &'static str, value: HeaderValue| {
+        headers.entry(name).or_insert(value);
     };
-    set(headers, "x-content-type-options", "nosniff");
-    set(headers, "x-frame-options", "DENY");
-    set(headers, "referrer-policy", "same-origin");
-    set(
-        headers,
-        "content-security-policy",
-        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; \
-         connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-    );
+    set(headers, "x-content-type-options", HeaderValue::from_static("nosniff"));
+    if state.config.auth.frame_ancestors.is_empty() {
+        // For browsers without CSP; with allowed ancestors, frame-ancestors alone decides.
+        set(headers, "x-frame-options", HeaderValue::from_static("DENY"));
+    }
+    set(headers, "referrer-policy", HeaderValue::from_static("same-origin"));
+    set(headers, "content-security-policy", state.csp.clone());
     response
 }
 

@@ -84,12 +84,16 @@ pub struct AppState {
     pub sign_ins: Arc<auth::SignInLimiter>,
     /// The token of the first-start link, while the server has no users.
     pub setup_token: Arc<std::sync::Mutex<Option<String>>>,
+    /// The Content-Security-Policy of every answer (with the configured frame ancestors).
+    pub csp: axum::http::HeaderValue,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> AppState {
         let events = events::Hub::new(store.notices());
+        let csp = auth::content_security_policy(&config.auth.frame_ancestors);
         AppState {
+            csp,
             store,
             config: Arc::new(config),
             events,
@@ -276,7 +280,7 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(axum::middleware::from_fn_with_state(state.clone(), api::with_body_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::identify))
-        .layer(axum::middleware::from_fn(auth::security_headers))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::security_headers))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .with_state(state)
 }

@@ -3,7 +3,8 @@
 // links back.
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { expectNoErrors, launch, open, py, screenshot } from "./helpers";
+import { readFileSync } from "node:fs";
+import { expectNoErrors, launch, open, py, screenshot, workDir } from "./helpers";
 
 const PROJECT = "artifacts-e2e";
 let browser: Browser;
@@ -51,5 +52,32 @@ describe("artifacts on the run page", () => {
     await expect.poll(() => user.locator('[data-testid="artifacts-outputs"] [data-artifact="dataset:v0"]').count()).toBe(1);
     await expectNoErrors(maker);
     await expectNoErrors(user);
+  });
+});
+
+describe("code saved by log_code", () => {
+  it("is linked from the Overview and listed, downloadable, in the Files tab", async () => {
+    py(`
+import os, cairn
+src = os.path.join("${workDir}", "code-src")
+os.makedirs(os.path.join(src, "pkg"), exist_ok=True)
+open(os.path.join(src, "train.py"), "w").write("print('training')\\n")
+open(os.path.join(src, "pkg", "model.py"), "w").write("LAYERS = 3\\n")
+run = cairn.init(project="${PROJECT}", id="coder")
+run.log_code(root=src)
+run.finish()
+`);
+    const page = await open(browser, `/e2e/${PROJECT}/runs/coder`);
+    const code = page.getByTestId("code-artifact");
+    await expect.poll(() => code.textContent()).toMatch(/source-artifacts-e2e-.*:v0\s*\(2 files; in Files\)/);
+    await screenshot(page, "code-overview");
+    await page.getByTestId("code-in-files").click();
+    await expect.poll(() => page.locator('[data-testid="code-table"] a[download]').allTextContents()).toEqual(["pkg/model.py", "train.py"]);
+    await screenshot(page, "code-files");
+    const link = page.locator('[data-testid="code-table"] a[download]', { hasText: "train.py" });
+    const [download] = await Promise.all([page.waitForEvent("download"), link.click()]);
+    expect(download.suggestedFilename()).toBe("train.py");
+    expect(readFileSync((await download.path())!, "utf8")).toBe("print('training')\n");
+    await expectNoErrors(page);
   });
 });

@@ -1,5 +1,7 @@
 // Live updates, the Stop button, notes and tags, and an XSS attempt, on the run page and the
 // project pages, against runs that Python processes are logging right now.
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoErrors, getJson, launch, open, openTable, py, pyBackground, screenshot } from "./helpers";
@@ -249,6 +251,36 @@ time.sleep(120)
       await expectNoErrors(page);
     } finally {
       child.kill("SIGKILL");
+    }
+  });
+});
+
+describe("notebook iframe", () => {
+  it("shows the run page inside a page of another local origin, as run.display() puts it in a notebook", async () => {
+    const out = py(`
+import cairn
+run = cairn.init(project="${PROJECT}-nb", name="in-a-notebook")
+run.log({"loss": 0.5})
+run.finish()
+print(run.to_html(height=500))
+`).trim();
+    expect(out).toMatch(/^<iframe src="http/);
+    // A notebook server's page: another port, so another origin, on loopback.
+    const notebook = createServer((_, res) => {
+      res.writeHead(200, { "content-type": "text/html" });
+      res.end(`<!doctype html><title>notebook</title><p>cell output:</p>${out}`);
+    });
+    await new Promise<void>((done) => notebook.listen(0, "127.0.0.1", done));
+    try {
+      const port = (notebook.address() as AddressInfo).port;
+      const page = await open(browser, "/");
+      await page.goto(`http://127.0.0.1:${port}/`);
+      const frame = page.frameLocator("iframe");
+      await expect.poll(() => frame.locator('[data-testid="run-name"]').textContent(), { timeout: 15_000 }).toBe("in-a-notebook");
+      await screenshot(page, "notebook-iframe");
+      await expectNoErrors(page);
+    } finally {
+      notebook.close();
     }
   });
 });

@@ -116,7 +116,7 @@ fn world() -> World {
     std::thread::sleep(Duration::from_millis(5)); // the short key has expired
     let config = ServerConfig {
         default_entity: "nobody".into(),
-        auth: AuthConfig { enabled: true, allowed_hosts: vec!["cairn.example.com".into()], secure_cookies: false },
+        auth: AuthConfig { enabled: true, allowed_hosts: vec!["cairn.example.com".into()], secure_cookies: false, ..Default::default() },
         ..Default::default()
     };
     let router = router(AppState::new(store.clone(), config));
@@ -506,12 +506,33 @@ async fn keys_sessions_and_the_protections_around_them() {
     assert!(!csp.split(';').any(|d| d.trim().starts_with("script-src") && d.contains("unsafe-inline")), "{csp}");
     assert_eq!(page.headers()["x-content-type-options"], "nosniff");
     assert_eq!(page.headers()["referrer-policy"], "same-origin");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
 
     // Signing out ends the session on the server too.
     let out = w.call(Who::CookieWithOrigin, Method::DELETE, "/api/v1/session", Some(b"{}".to_vec()), "application/json").await;
     assert_eq!(out.status, 204);
     assert!(out.headers[header::SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
     assert_eq!(w.call(Who::CookieWithOrigin, Method::GET, "/api/v1/viewer", None, "").await.status, 401);
+}
+
+#[tokio::test]
+async fn only_the_allowed_pages_may_frame_the_ui() {
+    use cairn_server::auth::frame_ancestors;
+    // What `--frame-ancestors` takes, and what it refuses, naming the source.
+    assert_eq!(frame_ancestors("none").unwrap(), Vec::<String>::new());
+    assert_eq!(frame_ancestors("'self' http://localhost:* https://*.example.com").unwrap().len(), 3);
+    for bad in ["localhost:8888", "http://a.b; script-src *", "javascript:alert(1)", "http://"] {
+        let err = frame_ancestors(bad).unwrap_err();
+        assert!(err.contains("is not 'self' or an origin"), "{bad}: {err}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(cairn_store::sqlite::open(dir.path(), StoreConfig { default_entity: "x".into() }).unwrap());
+    let auth = AuthConfig { frame_ancestors: frame_ancestors("http://localhost:* http://127.0.0.1:*").unwrap(), ..Default::default() };
+    let router = router(AppState::new(store, ServerConfig { auth, ..Default::default() }));
+    let page = router.oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors http://localhost:* http://127.0.0.1:*"), "{csp}");
+    assert!(page.headers().get("x-frame-options").is_none(), "X-Frame-Options: DENY would forbid the allowed pages too");
 }
 
 #[tokio::test]
