@@ -16,8 +16,10 @@ ensure_node
 node --version
 "${CHROMIUM:-/usr/bin/chromium}" --version
 
-step "web UI: npm packages, build, type check, unit tests"
-build_ui
+step "web UI: npm packages, the committed build checked against ui/src, type check, unit tests"
+ensure_node
+npm --prefix ui ci --no-audit --no-fund --loglevel=error
+scripts/check-ui-dist.sh
 npm --prefix ui run --silent check
 npm --prefix ui test
 
