@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Runs cairn with an example run, so there is data to look at: builds the binary, starts the
-# server on http://127.0.0.1:8080 (data in ~/.cairn unless CAIRN_DATA_DIR says otherwise), logs
-# the seed's training loop with the Rust client, and keeps the server in the foreground. The web
-# UI is built first (it needs Node; installed with apt when missing) and embedded in the binary.
+# Runs cairn with an example run, so there is data to look at: builds the binary (the web UI,
+# committed in ui/dist, is embedded: no Node needed), starts the server on http://127.0.0.1:8080
+# (data in ~/.cairn unless CAIRN_DATA_DIR says otherwise) with --example, which logs the seed's
+# training loop with the Rust client, and keeps the server in the foreground.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,13 +18,10 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
 fi
 
 
-echo "== building the web UI"
-build_ui
-
 echo "== building cairn (release; a few minutes the first time)"
-cargo build --release --locked -p cairn_cli -p cairn_examples
+cargo build --release --locked -p cairn_cli
 
-./target/release/cairn server --port "$PORT" &
+./target/release/cairn server --port "$PORT" --example &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null' EXIT INT TERM
 ready=""
@@ -39,8 +36,6 @@ for _ in $(seq 100); do
 done
 [ -n "$ready" ] || { echo "error: cairn server did not answer on $URL within 20 s" >&2; exit 1; }
 
-echo "== logging the seed's example run"
-(cd "${TMPDIR:-/tmp}" && CAIRN_BASE_URL="$URL" CAIRN_PROJECT=awesome-project "$OLDPWD/target/release/seed_training")
 
 echo
 echo "cairn is running at $URL (Ctrl+C stops it)"

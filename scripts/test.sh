@@ -37,9 +37,18 @@ start_postgres
 step "Rust tests (debug profile; one integration-test binary per crate)"
 timeout 45m cargo test --locked
 
-step "Python package: a wheel built by pip from the checkout, installed, pytest"
-rm -rf target/py-wheel
-timeout 20m .venv/bin/python -m pip wheel -q --no-deps -w target/py-wheel ./python
+step "release build with Node hidden: the committed UI is embedded without it"
+mkdir -p target/no-node
+for tool in node npm npx; do printf '#!/bin/sh\necho "%s is hidden from this build" >&2\nexit 127\n' "$tool" > "target/no-node/$tool"; done
+chmod +x target/no-node/*
+PATH="$PWD/target/no-node:$PATH" timeout 45m cargo build --release --locked -p cairn_cli
+
+step "the wheel users install: the client, and that binary (server, UI, every subcommand)"
+CAIRN_SERVER_BINARY="$PWD/target/release/cairn" timeout 20m scripts/build-wheel.sh target/py-wheel
+# In a fresh venv with no target/ and no cargo: the server serves the UI, Python logs, the CLI lists.
+timeout 10m scripts/test-wheel.sh target/py-wheel/cairn-*.whl
+
+step "Python package: that wheel installed, pytest"
 .venv/bin/python -m pip install -q --force-reinstall target/py-wheel/cairn-*.whl
 CAIRN_BIN="$PWD/target/debug/cairn" timeout 20m .venv/bin/python -m pytest python/tests -q
 

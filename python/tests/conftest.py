@@ -131,8 +131,8 @@ def kill_logger(code: str, tmp_path: Path, env: dict[str, str], after: int) -> t
 
 
 def sync(run_dir: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """The Python package's own ``cairn sync`` of a run directory; asserts that it succeeds."""
-    result = subprocess.run([sys.executable, "-m", "cairn", "sync", run_dir], capture_output=True, text=True, env={**os.environ, **env})
+    """``cairn sync`` of a run directory; asserts that it succeeds."""
+    result = subprocess.run([cairn_binary(), "sync", run_dir], capture_output=True, text=True, env={**os.environ, **env})
     assert result.returncode == 0, result.stderr
     return result
 

@@ -39,6 +39,10 @@ pub struct ServerArgs {
     /// Entity for runs that name none [default: the OS user name]
     #[arg(long, env = "CAIRN_DEFAULT_ENTITY")]
     default_entity: Option<String>,
+    /// Log an example run (the seed's training loop, project awesome-project) once the server
+    /// listens, so that a first look finds data; once per data directory
+    #[arg(long)]
+    example: bool,
     /// Seconds without a heartbeat after which a running run is marked crashed
     #[arg(long, env = "CAIRN_HEARTBEAT_TIMEOUT_SECS", default_value_t = 60.0)]
     heartbeat_timeout_secs: f64,
@@ -222,6 +226,15 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
         use std::io::Write;
         std::io::stdout().flush()?;
+        if args.example {
+            if config.auth.enabled {
+                println!("  --example: not logged, auth is on (log one with an API key: examples/lightning_cairn.py and others)");
+            } else {
+                let base = format!("http://127.0.0.1:{}", addr.port());
+                let dir = data_dir.join("example");
+                std::thread::spawn(move || example_run(&base, &dir));
+            }
+        }
         cairn_server::serve(listener, store, config, shutdown_signal()).await?;
         println!("cairn server stopped; everything acknowledged is committed");
         Ok(())
@@ -237,3 +250,43 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutting down: finishing requests in flight");
 }
+
+/// The seed's training loop, logged with the Rust client into this server (`--example`): 10
+/// epochs of accuracy and loss, with learning_rate and epochs in the config. Its id is fixed, so
+/// a restart does not log it again.
+fn example_run(base_url: &str, dir: &std::path::Path) {
+    use cairn_client::{Console, ResumeMode, Settings, map};
+    let (epochs, lr) = (10, 0.01);
+    let settings = Settings::new()
+        .base_url(base_url)
+        .project("awesome-project")
+        .run_id("seed-example")
+        .name("seed-example")
+        .resume(ResumeMode::Never)
+        .dir(dir.to_path_buf())
+        .silent(true)
+        .console(Console::Off)
+        .config(map! {"learning_rate" => lr, "epochs" => epochs});
+    let run = match cairn_client::init(settings) {
+        Ok(run) => run,
+        Err(e) if e.message.contains("already") => return,
+        Err(e) => {
+            eprintln!("  --example: the example run was not logged: {}", e.message);
+            return;
+        }
+    };
+    let offset = fastrand::f64() / 5.0;
+    for epoch in 0..epochs {
+        let acc = 1.0 - 2f64.powi(-epoch) - fastrand::f64() / (epoch + 1) as f64 - offset;
+        let loss = 2f64.powi(-epoch) + fastrand::f64() / (epoch + 1) as f64 + offset;
+        if run.log([("accuracy", acc), ("loss", loss)]).is_err() {
+            return;
+        }
+    }
+    let url = run.url().unwrap_or_default();
+    match run.finish(None) {
+        Ok(_) => println!("  example run logged: {url}"),
+        Err(e) => eprintln!("  --example: {}", e.message),
+    }
+}
+
