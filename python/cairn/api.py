@@ -433,6 +433,20 @@ class Run:
         listed = self._api._client.call_json("GET", f"/api/v1/runs/{self._path()}/files", None)
         return [File(self, f) for f in listed]
 
+    def logged_artifacts(self) -> list[Any]:
+        """The artifact versions this run logged (W&B's ``run.logged_artifacts()``)."""
+        return self._artifacts("outputs")
+
+    def used_artifacts(self) -> list[Any]:
+        """The artifact versions this run used (W&B's ``run.used_artifacts()``)."""
+        return self._artifacts("inputs")
+
+    def _artifacts(self, side: str) -> list[Any]:
+        from .artifacts import Artifact
+
+        listed = self._api._client.call_json("GET", f"/api/v1/runs/{self._path()}/artifacts", None)
+        return [Artifact._from_info(info, self._api._client) for info in listed[side]]
+
     def file(self, name: str) -> File:
         """One of the run's files by name."""
         for f in self.files():

@@ -145,3 +145,20 @@ def test_five_processes_logging_one_collection_get_distinct_versions(env: dict[s
     for i, version in enumerate(versions):
         assert api.artifact(f"{project}/shared:from-{i}").version == version, "no alias lost"
     assert api.artifact(f"{project}/shared:latest").version == "v4"
+
+
+def test_the_api_lists_a_runs_logged_and_used_artifacts(server, env, api, project, tmp_path) -> None:
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"weights")
+    maker = wandb.init(project=project, id="maker")
+    art = wandb.Artifact("net", type="model")
+    art.add_file(str(f))
+    maker.log_artifact(art, aliases=["best"])
+    maker.finish()
+    user = wandb.init(project=project, id="user")
+    user.use_artifact(f"{project}/net:best")
+    user.finish()
+    logged = api.run(f"tester/{project}/maker").logged_artifacts()
+    assert [(a.name.split(":")[0], a.type, sorted(a.aliases)) for a in logged] == [("net", "model", ["best", "latest"])]
+    assert [a.version for a in api.run(f"tester/{project}/user").used_artifacts()] == ["v0"]
+    assert api.run(f"tester/{project}/user").logged_artifacts() == []
