@@ -472,3 +472,72 @@ mod tests {
         assert_eq!(b.last, vec![1.0, 2.0, 4.0]);
     }
 }
+
+/// Property tests of the bucketing invariants: every bucket has min <= mean <= max, the counts
+/// add up to the points in range, a single spike survives any bucketing, and the fast dense path
+/// gives what pushing point by point gives.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn series() -> impl Strategy<Value = (i64, Vec<f64>)> {
+        (-1_000_000i64..1_000_000, prop::collection::vec(prop_oneof![20 => -1e6f64..1e6, 1 => Just(f64::NAN)], 1..3000))
+    }
+
+    fn grid_over(start: i64, len: usize) -> impl Strategy<Value = Grid> {
+        let (first, last) = (start as f64, (start + len as i64 - 1) as f64);
+        (-50.0f64..50.0, -50.0f64..50.0, 1usize..600).prop_map(move |(a, b, n)| Grid::new(first + a, (last + b).max(first + a), n))
+    }
+
+    fn inside(grid: &Grid, start: i64, len: usize) -> u64 {
+        (0..len as i64).filter(|i| grid.contains((start + i) as f64)).count() as u64
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        #[test]
+        fn buckets_hold_their_points((start, values, grid) in series().prop_flat_map(|(s, v)| { let n = v.len(); (Just(s), Just(v), grid_over(s, n)) })) {
+            let mut fast = Bucketer::new(grid);
+            fast.push_dense(start, &values);
+            let fast = fast.finish();
+            let mut slow = Bucketer::new(grid);
+            for (i, &y) in values.iter().enumerate() {
+                let step = start + i as i64;
+                slow.push(step as f64, step, y);
+            }
+            let slow = slow.finish();
+            prop_assert_eq!(&fast.index, &slow.index);
+            prop_assert_eq!(&fast.count, &slow.count);
+            prop_assert_eq!(fast.count.iter().sum::<u64>(), inside(&grid, start, values.len()));
+            for i in 0..fast.len() {
+                if fast.min[i].is_nan() {
+                    continue; // only NaN in this bucket
+                }
+                // The mean is a sum over a count: within rounding of the bounds.
+                let tol = 1e-9 * fast.min[i].abs().max(fast.max[i].abs()).max(1.0);
+                prop_assert!(fast.min[i] <= fast.mean[i] + tol && fast.mean[i] <= fast.max[i] + tol,
+                    "bucket {}: {} <= {} <= {}", i, fast.min[i], fast.mean[i], fast.max[i]);
+                prop_assert_eq!((fast.min[i], fast.max[i]), (slow.min[i], slow.max[i]));
+                prop_assert!(fast.x_min[i] <= fast.x_max[i]);
+            }
+        }
+
+        #[test]
+        fn a_single_spike_survives_any_bucketing(len in 1usize..5000, at in any::<prop::sample::Index>(), n in 1usize..800, start in -1000i64..1000) {
+            let mut values = vec![0.5; len];
+            let spike = at.index(len);
+            values[spike] = 1e9;
+            let grid = Grid::new(start as f64, (start + len as i64 - 1) as f64, n);
+            let mut b = Bucketer::new(grid);
+            b.push_dense(start, &values);
+            let buckets = b.finish();
+            let holder = grid.index((start + spike as i64) as f64) as u32;
+            let i = buckets.index.iter().position(|&x| x == holder).expect("the spike's bucket is there");
+            prop_assert_eq!(buckets.max[i], 1e9);
+            prop_assert_eq!(buckets.max.iter().cloned().fold(f64::MIN, f64::max), 1e9);
+        }
+    }
+}

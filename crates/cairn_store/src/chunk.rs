@@ -397,3 +397,85 @@ mod tests {
         assert!(encode(&steps, &values).len() < 8192);
     }
 }
+
+/// Property tests: any points round-trip through a chunk, with the same stats.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Strictly increasing steps: dense runs and gaps.
+    fn steps(len: usize) -> impl Strategy<Value = Vec<i64>> {
+        (any::<i32>(), prop::collection::vec(prop_oneof![4 => Just(1i64), 1 => 2i64..1_000_000], len)).prop_map(|(start, gaps)| {
+            let mut step = i64::from(start).abs();
+            gaps.into_iter()
+                .map(|g| {
+                    let s = step;
+                    step += g;
+                    s
+                })
+                .collect()
+        })
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            any::<f64>().prop_map(Value::Float),
+            any::<i64>().prop_map(Value::Int),
+            Just(Value::Float(f64::NAN)),
+            Just(Value::Float(f64::INFINITY)),
+            "[a-z]{0,8}".prop_map(Value::from),
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+        ]
+    }
+
+    /// All floats, all ints, or mixed: the three encodings.
+    fn points() -> impl Strategy<Value = (Vec<i64>, Vec<Value>)> {
+        (1usize..400, 0u8..3).prop_flat_map(|(len, kind)| {
+            let values = match kind {
+                0 => prop::collection::vec(any::<f64>().prop_map(Value::Float), len).boxed(),
+                1 => prop::collection::vec(any::<i64>().prop_map(Value::Int), len).boxed(),
+                _ => prop::collection::vec(value(), len).boxed(),
+            };
+            (steps(len), values)
+        })
+    }
+
+    fn same(a: &Value, b: &Value) -> bool {
+        match (a, b) {
+            (Value::Float(x), Value::Float(y)) => x.to_bits() == y.to_bits(),
+            _ => a == b,
+        }
+    }
+
+    fn same_stats(a: &Stats, b: &Stats) -> bool {
+        let f = |x: f64, y: f64| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan());
+        (a.start_step, a.end_step, a.count, a.num_count, a.nan_count) == (b.start_step, b.end_step, b.count, b.num_count, b.nan_count)
+            && f(a.min, b.min)
+            && f(a.max, b.max)
+            && f(a.sum, b.sum)
+            && f(a.last, b.last)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        #[test]
+        fn chunks_round_trip_with_their_stats((steps, values) in points()) {
+            let bytes = encode(&steps, &values);
+            let back = decode(&bytes, steps[0]).unwrap();
+            prop_assert_eq!(&back.steps, &steps);
+            prop_assert!(back.values.iter().zip(&values).all(|(a, b)| same(a, b)));
+            let original = Points { steps: steps.clone(), values: values.clone() };
+            prop_assert!(same_stats(&back.stats(), &original.stats()));
+            // A cut chunk is an error, never a panic or other points.
+            for cut in [0, bytes.len() / 3, bytes.len() / 2, bytes.len() - 1] {
+                if let Ok(p) = decode(&bytes[..cut], steps[0]) {
+                    prop_assert!(p.steps.len() != steps.len() || p.values.iter().zip(&values).any(|(a, b)| !same(a, b)) || cut == bytes.len());
+                }
+            }
+        }
+    }
+}

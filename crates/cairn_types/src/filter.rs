@@ -375,3 +375,53 @@ mod tests {
         assert_eq!(SortKey::parse("-val_loss").unwrap().field, Field::Bare("val_loss".into()));
     }
 }
+
+/// Property tests: a field's canonical name parses back to the field; no filter text or JSON,
+/// however malformed, panics the parser.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn json() -> impl Strategy<Value = Json> {
+        let leaf = prop_oneof![
+            Just(Json::Null),
+            any::<bool>().prop_map(Json::Bool),
+            any::<i64>().prop_map(|i| Json::from(i)),
+            any::<f64>().prop_map(|f| Json::from(f)),
+            prop_oneof![Just("$gt".to_owned()), Just("running".to_owned()), ".{0,6}"].prop_map(Json::String),
+        ];
+        leaf.prop_recursive(4, 40, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Json::Array),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("$and".to_owned()), Just("$or".to_owned()), Just("$not".to_owned()), Just("$gt".to_owned()), Just("$in".to_owned()),
+                        Just("$regex".to_owned()), Just("state".to_owned()), Just("config.lr".to_owned()), Just("tags".to_owned()), "[a-z$.]{0,8}"
+                    ],
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| Json::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn field_names_round_trip(name in prop_oneof!["config(\\.[a-z_0-9]{1,6}){1,3}", "summary(\\.[a-z_0-9/]{1,6}){1,3}", "[a-z_/]{1,10}"]) {
+            if let Ok(field) = Field::parse(&name) {
+                prop_assert_eq!(Field::parse(&field.name()).unwrap(), field);
+            }
+        }
+
+        #[test]
+        fn malformed_filters_are_errors_not_panics(j in json(), text in ".{0,60}") {
+            let _ = Filter::parse(&j);
+            let _ = Filter::parse_str(&text);
+        }
+    }
+}

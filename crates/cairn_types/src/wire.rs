@@ -1533,3 +1533,165 @@ mod column_tests {
         }
     }
 }
+
+/// Property tests: values, batches and columns round-trip; damaged batches are errors, never
+/// panics.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::Int),
+            any::<f64>().prop_filter("NaN is not equal to itself", |f| !f.is_nan()).prop_map(Value::Float),
+            ".{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::List),
+                prop::collection::btree_map("[a-z_./]{1,8}", inner, 0..6).prop_map(|m| Value::Map(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Rows of (step gap, fields by key 0..3 as floats or values), console lines, events.
+    type Rows = Vec<(i64, Vec<(u64, Value)>)>;
+    fn batch_parts() -> impl Strategy<Value = (Rows, Vec<String>, Vec<Value>)> {
+        let field = (0u64..3, prop_oneof![any::<f64>().prop_map(Value::Float), value()]);
+        let row = (1i64..1000, prop::collection::vec(field, 0..5));
+        (prop::collection::vec(row, 0..30), prop::collection::vec(".{0,40}", 0..8), prop::collection::vec(value(), 0..4))
+    }
+
+    fn encode((rows, lines, events): &(Rows, Vec<String>, Vec<Value>)) -> Vec<u8> {
+        let mut b = BatchWriter::new();
+        let mut p = Vec::new();
+        for (id, name) in ["loss", "acc", "deep.key"].iter().enumerate() {
+            p.clear();
+            payload::key_def(&mut p, id as u64, KeyStream::History, &name.split('.').collect::<Vec<_>>());
+            b.push_payload(&p);
+        }
+        let mut step = 0;
+        for (seq, (gap, fields)) in rows.iter().enumerate() {
+            step += gap;
+            // One value per key in a row, as a client writes it.
+            let mut seen = std::collections::BTreeMap::new();
+            for (k, v) in fields {
+                seen.insert(*k, v.clone());
+            }
+            p.clear();
+            payload::history_head(&mut p, seq as u64, step, HISTORY_SEALED, 1_000 + seq as i64, seq as i64, seen.len());
+            for (k, v) in &seen {
+                match v {
+                    Value::Float(f) => payload::history_float_field(&mut p, *k, *f),
+                    other => payload::history_field(&mut p, *k, other),
+                }
+            }
+            b.push_payload(&p);
+        }
+        for (i, text) in lines.iter().enumerate() {
+            p.clear();
+            payload::console(&mut p, i as u64, i as u64, ConsoleStream::Stdout, 5, text);
+            b.push_payload(&p);
+        }
+        for (i, event) in events.iter().enumerate() {
+            p.clear();
+            payload::event(&mut p, i as u64, event);
+            b.push_payload(&p);
+        }
+        b.finish()
+    }
+
+    fn same(a: &Value, b: &Value) -> bool {
+        match (a, b) {
+            (Value::Float(x), Value::Float(y)) => x.to_bits() == y.to_bits(),
+            _ => a == b,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn values_round_trip(v in value()) {
+            let mut buf = Vec::new();
+            put_value(&mut buf, &v);
+            prop_assert_eq!(Reader::new(&buf).value().unwrap(), v);
+            let mut r = Reader::new(&buf);
+            r.skip_value().unwrap();
+            prop_assert!(r.is_empty());
+        }
+
+        #[test]
+        fn batches_round_trip(parts in batch_parts()) {
+            let body = encode(&parts);
+            let batch = decode_batch(&body).unwrap();
+            let (rows, lines, events) = &parts;
+            prop_assert_eq!(batch.keys.len(), 3);
+            match &batch.history {
+                None => prop_assert!(rows.is_empty()),
+                Some(h) => {
+                    prop_assert_eq!(h.rows.len(), rows.len());
+                    let mut step = 0;
+                    for (i, (gap, fields)) in rows.iter().enumerate() {
+                        step += gap;
+                        prop_assert_eq!(h.rows[i].step, step);
+                        let mut want = std::collections::BTreeMap::new();
+                        for (k, v) in fields {
+                            want.insert(*k as u32, v.clone());
+                        }
+                        let got = h.row_fields(i);
+                        prop_assert_eq!(got.len(), want.len());
+                        for (k, v) in got {
+                            prop_assert!(same(v, &want[k]), "key {}: {:?} != {:?}", k, v, want[k]);
+                        }
+                    }
+                }
+            }
+            let got_lines: Vec<&str> = batch.console.as_ref().map(|c| c.lines.iter().map(|l| l.text.as_str()).collect()).unwrap_or_default();
+            prop_assert_eq!(got_lines, lines.iter().map(String::as_str).collect::<Vec<_>>());
+            prop_assert_eq!(batch.events.as_ref().map_or(0, |e| e.events.len()), events.len());
+        }
+
+        #[test]
+        fn damaged_batches_are_errors_not_panics(parts in batch_parts(), cut in any::<prop::sample::Index>(), flip in any::<prop::sample::Index>(), bit in 0u8..8) {
+            let body = encode(&parts);
+            let at = cut.index(body.len());
+            prop_assert!(decode_batch(&body[..at]).is_err(), "a batch cut at {} of {} decoded", at, body.len());
+            let mut bad = body.clone();
+            let i = flip.index(bad.len());
+            bad[i] ^= 1 << bit;
+            let _ = decode_batch(&bad);
+        }
+
+        #[test]
+        fn columns_round_trip(raw in prop::collection::vec((1i64..50, any::<f64>(), any::<bool>(), prop::option::of(value())), 1..200)) {
+            let mut step = 0;
+            let steps: Vec<i64> = raw.iter().map(|(g, ..)| { step += g; step }).collect();
+            let floats = ColumnValues::Floats(raw.iter().map(|r| r.1).collect(), raw.iter().map(|r| r.2).collect());
+            let values = ColumnValues::Values(raw.iter().map(|r| r.3.clone()).collect());
+            let columns = vec![
+                ColumnData { name: "f".into(), path: vec!["f".into()], values: floats },
+                ColumnData { name: "v.w".into(), path: vec!["v".into(), "w".into()], values },
+            ];
+            let body = encode_columns(&steps, &columns, None);
+            let back = decode_columns(&body).unwrap();
+            prop_assert_eq!(&back.steps, &steps);
+            for (i, r) in raw.iter().enumerate() {
+                match back.columns[0].data.get(i) {
+                    Some(Value::Float(f)) => prop_assert!(r.2 && f.to_bits() == r.1.to_bits()),
+                    None => prop_assert!(!r.2),
+                    other => prop_assert!(false, "{:?}", other),
+                }
+            }
+            // A column may come back in another encoding (all floats as Floats): the same values.
+            for (i, r) in raw.iter().enumerate() {
+                let got = back.columns[1].data.get(i);
+                prop_assert!(match (&got, &r.3) { (Some(a), Some(b)) => same(a, b), (None, None) => true, _ => false }, "row {}: {:?} != {:?}", i, got, r.3);
+            }
+        }
+    }
+}
