@@ -32,13 +32,18 @@ pub fn run(args: SyncArgs) -> anyhow::Result<()> {
         });
         bar.finish_and_clear();
         match result {
-            Ok(report) => println!(
-                "synced {} -> {} ({} records, {} bytes sent)",
-                dir.display(),
-                report.run_path,
-                report.records_sent,
-                report.bytes_sent
-            ),
+            Ok(report) => {
+                println!(
+                    "synced {} -> {} ({} records, {} bytes sent)",
+                    dir.display(),
+                    report.run_path,
+                    report.records_sent,
+                    report.bytes_sent
+                );
+                if let Some(damage) = report.damage {
+                    eprintln!("warning: {}: {damage}; every whole record before it was synced", dir.display());
+                }
+            }
             Err(e) => {
                 eprintln!("error: cannot sync {}: {}", dir.display(), e.message);
                 failures += 1;

@@ -120,6 +120,9 @@ pub struct SyncReport {
     pub bytes_sent: usize,
     /// Size of the run's log.
     pub log_bytes: u64,
+    /// Where the log stopped short of its files, when it did: every whole record before it was
+    /// sent, nothing after it.
+    pub damage: Option<crate::wal::Damage>,
 }
 
 /// Uploads a run directory. `progress(done, total)` is called as batches are acknowledged, in log
@@ -182,7 +185,8 @@ pub fn sync_run_dir(
     })?;
     let path = info.path();
     let mut sender = Sender::new(&wal_dir, 0, info.offsets);
-    let mut report = SyncReport { run_path: path.clone(), records_sent: 0, bytes_sent: 0, log_bytes: end };
+    let damage = crate::wal::damage_after(&wal_dir, end).map_err(|e| ClientError::io("read", &wal_dir, e))?;
+    let mut report = SyncReport { run_path: path.clone(), records_sent: 0, bytes_sent: 0, log_bytes: end, damage };
     progress(0, end);
     // An offset gap makes the sender start over from the beginning with the server's offsets; a
     // gap that comes back without progress means the log lacks what the server needs.

@@ -379,7 +379,10 @@ impl WalReader {
                         }
                         at += len;
                     }
-                    Frame::End | Frame::Torn => break,
+                    Frame::End => break,
+                    // Damage (or a write a crash cut off): nothing after it is trusted, in this
+                    // segment or a later one.
+                    Frame::Torn => return Ok(position(segment, at)),
                 }
             }
             if segment >= end_segment || !segment_path(&self.dir, segment + 1).exists() {
@@ -394,6 +397,46 @@ impl WalReader {
 pub fn scan_end(dir: &Path) -> io::Result<u64> {
     let mut reader = WalReader::new(dir);
     reader.scan(0, u64::MAX, |_, _, _| true)
+}
+
+/// Where a log stops short of what its files hold: a record there fails its check (a flipped
+/// bit, a write a crash cut off, a file cut short), and `bytes_after` bytes of data follow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Damage {
+    pub position: u64,
+    pub bytes_after: u64,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (segment, offset) = split_position(self.position);
+        write!(
+            f,
+            "the log is damaged at {}, byte {offset}: the record there does not check out, and the {} bytes after it were not read",
+            segment_path(Path::new("wal"), segment).display(),
+            self.bytes_after
+        )
+    }
+}
+
+/// Whether the log in `dir` holds data past `end` (what [`scan_end`] found): anything but the
+/// zeros of a segment's unwritten tail, or a later segment.
+pub fn damage_after(dir: &Path, end: u64) -> io::Result<Option<Damage>> {
+    let (segment, offset) = split_position(end);
+    let mut bytes_after = 0u64;
+    let path = segment_path(dir, segment);
+    if path.exists() {
+        let data = std::fs::read(&path)?;
+        if let Some(last) = data.get(offset..).and_then(|rest| rest.iter().rposition(|&b| b != 0)) {
+            bytes_after += last as u64 + 1;
+        }
+    }
+    let mut next = segment + 1;
+    while let Ok(meta) = std::fs::metadata(segment_path(dir, next)) {
+        bytes_after += meta.len();
+        next += 1;
+    }
+    Ok((bytes_after > 0).then_some(Damage { position: end, bytes_after }))
 }
 
 #[cfg(test)]
@@ -423,6 +466,33 @@ mod tests {
         let mut count = 0;
         WalReader::new(&wal_dir).scan(0, u64::MAX, |_, _, _| { count += 1; true }).unwrap();
         assert_eq!(count, 4);
+    }
+
+    #[test]
+    fn damage_stops_the_log_and_says_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = WalWriter::create(dir.path()).unwrap();
+        for i in 0..10u8 {
+            writer.append(&[0x08, i, i, i]).unwrap();
+        }
+        let clean_end = writer.end();
+        drop(writer);
+        assert_eq!(damage_after(dir.path(), scan_end(dir.path()).unwrap()).unwrap(), None, "a clean log is not damaged");
+        // A flipped bit in the fourth record: three are read, and what follows is reported.
+        let seg = segment_path(dir.path(), 0);
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let record = FRAME_HEADER_LEN + 4;
+        bytes[3 * record + FRAME_HEADER_LEN + 1] ^= 0x10;
+        std::fs::write(&seg, &bytes).unwrap();
+        let end = scan_end(dir.path()).unwrap();
+        assert_eq!(end, position(0, 3 * record));
+        let damage = damage_after(dir.path(), end).unwrap().expect("damage found");
+        assert_eq!(damage.bytes_after, (split_position(clean_end).1 - 3 * record) as u64);
+        assert!(damage.to_string().contains("00000000.seg, byte 36"), "{damage}");
+        // A later segment after damage is not read either.
+        std::fs::write(segment_path(dir.path(), 1), b"\x01\x02").unwrap();
+        assert_eq!(scan_end(dir.path()).unwrap(), end);
+        assert_eq!(damage_after(dir.path(), end).unwrap().unwrap().bytes_after, damage.bytes_after + 2);
     }
 
     #[test]

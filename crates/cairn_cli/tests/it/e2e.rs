@@ -132,6 +132,67 @@ fn offline_run_killed_then_synced() {
     assert_exactly_once(&server.api(), &path, last_logged);
 }
 
+/// Copies a run directory (its log and files) to `to`.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_damaged_log_syncs_every_whole_record_before_the_damage_and_says_where() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), &[]);
+    let (path, last_logged, dir) = kill_mid_run(&[("CAIRN_MODE", "offline".into())], &server, work.path());
+    let segment = dir.join("wal").join("00000000.seg");
+    let used = {
+        let bytes = std::fs::read(&segment).unwrap();
+        bytes.iter().rposition(|&b| b != 0).unwrap() + 1
+    };
+    // Two copies: one cut short in the middle of its log, one with a bit flipped there.
+    let (cut, flipped) = (work.path().join("cut"), work.path().join("flipped"));
+    copy_dir(&dir, &cut);
+    copy_dir(&dir, &flipped);
+    let f = std::fs::OpenOptions::new().write(true).open(cut.join("wal").join("00000000.seg")).unwrap();
+    f.set_len((used / 2) as u64).unwrap();
+    drop(f);
+    let flipped_seg = flipped.join("wal").join("00000000.seg");
+    let mut bytes = std::fs::read(&flipped_seg).unwrap();
+    bytes[used / 2] ^= 0x04;
+    std::fs::write(&flipped_seg, &bytes).unwrap();
+
+    let mut stored = Vec::new();
+    for (copy, data) in [(&cut, tempfile::tempdir().unwrap()), (&flipped, tempfile::tempdir().unwrap())] {
+        // A server of its own for each copy: both are the same run.
+        let server = ServerProcess::start(data.path(), &[]);
+        let sync = cairn(&["sync", copy.to_str().unwrap(), "--base-url", &server.url]);
+        let stderr = String::from_utf8_lossy(&sync.stderr);
+        assert!(sync.status.success(), "{stderr}");
+        assert!(stderr.contains("the log is damaged at wal/00000000.seg, byte ") && stderr.contains("every whole record before it was synced"), "{stderr}");
+        // Steps from 0, each once, each with the value logged: no garbage, no gap.
+        let (steps, values) = read_back(&server.api(), &path, "loss");
+        assert!(!steps.is_empty(), "nothing before the damage was synced");
+        assert_eq!(steps[0], 0);
+        assert!(steps.windows(2).all(|w| w[1] == w[0] + 1), "steps have a gap or a duplicate");
+        for (step, value) in steps.iter().zip(&values) {
+            assert_eq!(*value, Some(value_at(*step)), "step {step}");
+        }
+        let last = *steps.last().unwrap();
+        assert!(last < last_logged, "the damage in the middle of the log let everything through ({last} of {last_logged})");
+        stored.push(last);
+    }
+    // The damage was at the same place in both: about as much got through.
+    assert!(stored[0].abs_diff(stored[1]) <= 100, "{stored:?}");
+}
+
 #[test]
 fn sync_refuses_a_directory_in_use_and_a_non_run_directory() {
     let work = tempfile::tempdir().unwrap();
