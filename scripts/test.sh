@@ -58,6 +58,9 @@ step "the official wandb client, 0.19: the compatibility and import tests again,
 .venv-wandb019/bin/python -m pip install -q --force-reinstall target/py-wheel/cairn-*.whl
 CAIRN_BIN="$PWD/target/debug/cairn" timeout 20m .venv-wandb019/bin/python -m pytest python/tests/test_wandb.py python/tests/test_import.py -q
 
+step "API fuzzing: schemathesis against the server's OpenAPI document, a bounded run"
+CAIRN_BIN="$PWD/target/debug/cairn" timeout 15m scripts/fuzz-api.sh 10
+
 step "web UI end to end: headless Chromium, the real server, runs logged by the Python client"
 CAIRN_BIN="$PWD/target/debug/cairn" CAIRN_PYTHON="$PWD/.venv/bin/python" timeout 20m npm --prefix ui run e2e
 echo "screenshots: test-output/ui/"

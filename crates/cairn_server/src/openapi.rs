@@ -24,7 +24,7 @@ use crate::{account_api, api, artifact_api, sweep_api};
         artifact_api::run_artifacts, artifact_api::use_artifact,
         sweep_api::create, sweep_api::list, sweep_api::get, sweep_api::update, sweep_api::next, sweep_api::trials, sweep_api::decisions, sweep_api::import_trial, crate::wandb::graphql::graphql, crate::wandb::filestream::file_stream, crate::wandb::uploads::upload, crate::wandb::artifacts::manifest, crate::wandb::artifacts::file,
     ),
-    modifiers(&Security),
+    modifiers(&Security, &Errors),
     tags(
         (name = "entities", description = "Users and teams"),
         (name = "projects"),
@@ -52,6 +52,28 @@ impl utoipa::Modify for Security {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("api_key", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
         components.add_security_scheme("session", SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(crate::auth::SESSION_COOKIE))));
+    }
+}
+
+/// Every answer that is not a success is an [`cairn_types::ErrorBody`] (its code and message),
+/// whatever the status: each operation documents it as its `default` response, beside the
+/// statuses it lists.
+struct Errors;
+
+impl utoipa::Modify for Errors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::Ref;
+        use utoipa::openapi::{ContentBuilder, ResponseBuilder};
+        let error = ResponseBuilder::new()
+            .description("An error: its code (the error-code table) and a message that names what was wrong")
+            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch, &mut item.head, &mut item.options, &mut item.trace];
+            for operation in operations.into_iter().flatten() {
+                operation.responses.responses.entry("default".to_owned()).or_insert_with(|| error.clone().into());
+            }
+        }
     }
 }
 
