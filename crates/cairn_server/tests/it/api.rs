@@ -24,6 +24,8 @@ async fn info_and_openapi_document_every_route() {
         let path = route.path.replace("{*file_path}", "{file_path}");
         let method = route.method.as_str().to_ascii_lowercase();
         assert!(doc["paths"][&path][&method].is_object(), "{} {path} is not documented", route.method);
+        // Whatever else it answers, an error is an ErrorBody.
+        assert_eq!(doc["paths"][&path][&method]["responses"]["default"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody", "{path}");
     }
     assert_eq!(doc["paths"].as_object().unwrap().len(), table.iter().map(|r| &r.path).collect::<std::collections::HashSet<_>>().len() - 1);
     let history = &doc["paths"]["/api/v1/runs/{entity}/{project}/{run_id}/history"]["get"]["parameters"];
