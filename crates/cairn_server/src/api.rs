@@ -684,7 +684,7 @@ pub(crate) async fn receive_file(state: &AppState, request: Request) -> ApiResul
             let mut f = file.take().expect("the file is back after each write");
             file = Some(
                 blocking(move || {
-                    f.write_all(&bytes).map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot write the upload: {e}")))?;
+                    f.write_all(&bytes).map_err(|e| crate::error::write_failed("the upload", e))?;
                     Ok(f)
                 })
                 .await?,
@@ -926,8 +926,8 @@ pub async fn upload_batch(State(state): State<AppState>, caller: Caller, request
                 Some(dir) => tempfile::NamedTempFile::new_in(dir),
                 None => tempfile::NamedTempFile::new(),
             }
-            .map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot create a scratch file: {e}")))?;
-            std::fs::write(tmp.path(), bytes).map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot write the upload: {e}")))?;
+            .map_err(|e| crate::error::write_failed("a scratch file", e))?;
+            std::fs::write(tmp.path(), bytes).map_err(|e| crate::error::write_failed("the upload", e))?;
             store.blobs().put_hashed(tmp.path(), cairn_store::blob::BlobRef { sha256: sha.clone(), size: bytes.len() as u64 })?;
             result.stored.push(sha);
         }

@@ -158,3 +158,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         parse_json(&headers, &bytes).map(JsonBody)
     }
 }
+
+/// A write the server could not make: a full disk is `storage_full` (507, retried by clients),
+/// anything else an internal error naming what was written.
+pub fn write_failed(what: &str, e: std::io::Error) -> CodedError {
+    if cairn_types::error::is_disk_full(&e) {
+        return cairn_types::error::storage_full(what);
+    }
+    CodedError::new(ErrorCode::Internal, format!("cannot write {what}: {e}"))
+}
+

@@ -281,7 +281,7 @@ impl AppState {
                 Some(dir) => tempfile::NamedTempFile::new_in(dir),
                 None => tempfile::NamedTempFile::new(),
             }
-            .map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot create a scratch file: {e}")))
+            .map_err(|e| crate::error::write_failed("a scratch file", e))
         })
         .await
     }

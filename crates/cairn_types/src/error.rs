@@ -83,9 +83,25 @@ error_codes! {
     ChunksMissing => ("chunks_missing", 409, Conflict),
     ContentMismatch => ("content_mismatch", 400, InvalidInput),
     ShuttingDown => ("shutting_down", 503, Unavailable),
+    // The server's disk (its database or its blob store) is full: nothing of the request was
+    // stored; a retry succeeds once space is freed.
+    StorageFull => ("storage_full", 507, Unavailable),
     // The database or the object store cannot be reached now; a retry may succeed.
     BackendUnavailable => ("backend_unavailable", 503, Unavailable),
     Internal => ("internal", 500, Internal),
+}
+
+/// Whether an I/O error is a full disk (ENOSPC, or a quota: EDQUOT).
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull || e.kind() == std::io::ErrorKind::QuotaExceeded || matches!(e.raw_os_error(), Some(28 | 122))
+}
+
+/// The error of a write that a full disk refused, naming what could not be written.
+pub fn storage_full(what: impl std::fmt::Display) -> CodedError {
+    CodedError::new(
+        ErrorCode::StorageFull,
+        format!("the server's disk is full: {what} could not be written, and nothing of this request was stored; free space and retry"),
+    )
 }
 
 /// The broad class of an error.

@@ -5,6 +5,7 @@
 
 mod children;
 mod e2e;
+mod faults;
 mod keys;
 
 use std::io::{BufRead, BufReader};

@@ -109,6 +109,9 @@ pub fn open_blobs(uri: &str) -> Result<Arc<dyn BlobStore>> {
 }
 
 pub(crate) fn io_err(what: &str, path: &Path, e: io::Error) -> CodedError {
+    if cairn_types::error::is_disk_full(&e) {
+        return cairn_types::error::storage_full(format_args!("{} ({what})", path.display()));
+    }
     CodedError::new(ErrorCode::Internal, format!("cannot {what} {}: {e}", path.display()))
 }
 

@@ -214,6 +214,7 @@ fn pg_error(e: postgres::Error) -> CodedError {
         Some(&SqlState::INVALID_REGULAR_EXPRESSION) => {
             return CodedError::new(ErrorCode::InvalidFilter, format!("the regular expression is not one PostgreSQL runs: {detail}"));
         }
+        Some(&SqlState::DISK_FULL) => return cairn_types::error::storage_full("the PostgreSQL database"),
         Some(&SqlState::CHARACTER_NOT_IN_REPERTOIRE) | Some(&SqlState::UNTRANSLATABLE_CHARACTER) => {
             return CodedError::new(ErrorCode::InvalidValue, format!("a text the database cannot hold: {detail}"));
         }

@@ -19,7 +19,10 @@ pub trait DbResult<T> {
 
 impl<T> DbResult<T> for rusqlite::Result<T> {
     fn db(self) -> Result<T> {
-        self.map_err(|e| CodedError::new(ErrorCode::Internal, format!("database error: {e}")))
+        self.map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => cairn_types::error::storage_full("the database"),
+            _ => CodedError::new(ErrorCode::Internal, format!("database error: {e}")),
+        })
     }
 }
 
