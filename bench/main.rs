@@ -86,15 +86,7 @@ impl Bench {
 
 fn new_run(store: &SqlStore, run_id: &str) -> RunPath {
     store
-        .upsert_run(
-            UpsertRunRequest {
-                entity: Some("bench".into()),
-                project: Some("bench".into()),
-                run_id: run_id.into(),
-                ..Default::default()
-            },
-            Timestamp::now(),
-        )
+        .upsert_run(UpsertRunRequest { entity: Some("bench".into()), project: Some("bench".into()), run_id: run_id.into(), ..Default::default() }, Timestamp::now())
         .unwrap()
         .path()
 }
@@ -164,8 +156,7 @@ fn bench_log() {
     let t = Instant::now();
     for step in 0..steps {
         let v = step as f64;
-        run.log([("loss", v), ("acc", v), ("lr", v), ("m3", v), ("m4", v), ("m5", v), ("m6", v), ("m7", v), ("m8", v), ("m9", v)])
-            .unwrap();
+        run.log([("loss", v), ("acc", v), ("lr", v), ("m3", v), ("m4", v), ("m5", v), ("m6", v), ("m7", v), ("m8", v), ("m9", v)]).unwrap();
     }
     println!("log([(&str, f64); 10]) generic API: {:.3} µs per call", t.elapsed().as_secs_f64() / steps as f64 * 1e6);
     run.finish(None).unwrap();
@@ -253,8 +244,7 @@ fn bench_ingest() {
             let s = &b.store;
             let path = new_run(s, &format!("r{rep}"));
             let rows = 10_000u64;
-            let batches: Vec<Vec<u8>> =
-                (0..50).map(|b| batch(b * rows, rows, 10, |i, k| (i as f64 * 1e-3 + k as f64).sin())).collect();
+            let batches: Vec<Vec<u8>> = (0..50).map(|b| batch(b * rows, rows, 10, |i, k| (i as f64 * 1e-3 + k as f64).sin())).collect();
             let t = Instant::now();
             for body in &batches {
                 s.ingest(&path, wire::decode_batch(body).unwrap(), Timestamp::now()).unwrap();
@@ -290,17 +280,23 @@ type Shape = (&'static str, std::rc::Rc<dyn Fn(u64) -> f64>);
 fn shapes() -> Vec<Shape> {
     vec![
         ("ramp i*1e-3 (W4)", std::rc::Rc::new(|i| i as f64 * 1e-3)),
-        ("noisy loss, float32", std::rc::Rc::new(|i| {
-            let noise = ((i.wrapping_mul(2654435761) % 1000) as f64) / 1e4;
-            ((2f64.powf(-(i as f64) / 1e5) + noise) as f32) as f64
-        })),
-        ("random f64 in [0,1)", std::rc::Rc::new(|i| {
-            let mut x = i.wrapping_mul(0x9E3779B97F4A7C15) ^ 0xD1B54A32D192ED03;
-            x ^= x >> 33;
-            x = x.wrapping_mul(0xff51afd7ed558ccd);
-            x ^= x >> 33;
-            (x >> 11) as f64 / (1u64 << 53) as f64
-        })),
+        (
+            "noisy loss, float32",
+            std::rc::Rc::new(|i| {
+                let noise = ((i.wrapping_mul(2654435761) % 1000) as f64) / 1e4;
+                ((2f64.powf(-(i as f64) / 1e5) + noise) as f32) as f64
+            }),
+        ),
+        (
+            "random f64 in [0,1)",
+            std::rc::Rc::new(|i| {
+                let mut x = i.wrapping_mul(0x9E3779B97F4A7C15) ^ 0xD1B54A32D192ED03;
+                x ^= x >> 33;
+                x = x.wrapping_mul(0xff51afd7ed558ccd);
+                x ^= x >> 33;
+                (x >> 11) as f64 / (1u64 << 53) as f64
+            }),
+        ),
     ]
 }
 
@@ -420,8 +416,16 @@ fn bench_runs_on(s: &SqlStore, backend: &str) {
     println!("{backend} (created in {:.1} s)", t.elapsed().as_secs_f64());
     let cases = [
         ("no filter, newest first", None, vec![]),
-        ("config.lr ≥ 0.05 and optimizer = adam, sort -summary.acc", Some(serde_json::json!({"config.lr": {"$gte": 0.05}, "config.optimizer": "adam"})), vec!["-summary.acc".to_owned()]),
-        ("tags in [baseline] or summary.val.acc > 0.9, sort config.lr", Some(serde_json::json!({"$or": [{"tags": {"$in": ["baseline"]}}, {"summary.val.acc": {"$gt": 0.9}}]})), vec!["config.lr".to_owned()]),
+        (
+            "config.lr ≥ 0.05 and optimizer = adam, sort -summary.acc",
+            Some(serde_json::json!({"config.lr": {"$gte": 0.05}, "config.optimizer": "adam"})),
+            vec!["-summary.acc".to_owned()],
+        ),
+        (
+            "tags in [baseline] or summary.val.acc > 0.9, sort config.lr",
+            Some(serde_json::json!({"$or": [{"tags": {"$in": ["baseline"]}}, {"summary.val.acc": {"$gt": 0.9}}]})),
+            vec!["config.lr".to_owned()],
+        ),
         ("name regex, sort summary.loss", Some(serde_json::json!({"name": {"$regex": "-1[0-9]$"}})), vec!["summary.loss".to_owned()]),
         // W&B's bare names, resolved against the project's keys first.
         ("bare names: lr ≥ 0.05 and optimizer = adam, sort -acc", Some(serde_json::json!({"lr": {"$gte": 0.05}, "optimizer": "adam"})), vec!["-acc".to_owned()]),
@@ -478,9 +482,26 @@ fn bench_project_series() {
 /// (`bench/ui-bench`), 20 metrics each in sections, 10,000 steps per metric, configs to filter on.
 fn ui_data(dir: &Path) {
     const METRICS: [&str; 20] = [
-        "loss", "acc", "train/loss", "train/acc", "train/lr", "train/grad_norm", "train/throughput", "val/loss", "val/acc",
-        "val/f1", "val/precision", "val/recall", "eval/bleu", "eval/perplexity", "gpu/util", "gpu/mem", "epoch",
-        "weights/mean", "weights/std", "weights/norm",
+        "loss",
+        "acc",
+        "train/loss",
+        "train/acc",
+        "train/lr",
+        "train/grad_norm",
+        "train/throughput",
+        "val/loss",
+        "val/acc",
+        "val/f1",
+        "val/precision",
+        "val/recall",
+        "eval/bleu",
+        "eval/perplexity",
+        "gpu/util",
+        "gpu/mem",
+        "epoch",
+        "weights/mean",
+        "weights/std",
+        "weights/norm",
     ];
     let (runs, steps, per_batch) = (1_000u64, 10_000u64, 2_500u64);
     let s = store(dir);

@@ -12,9 +12,7 @@ fn main() -> Result<(), cairn_client::ClientError> {
     let epochs = 10;
     let lr = 0.01;
     let run = cairn_client::init(
-        Settings::new()
-            .project(std::env::var("CAIRN_PROJECT").unwrap_or_else(|_| "awesome-project".into()))
-            .config(map! {"learning_rate" => lr, "epochs" => epochs}),
+        Settings::new().project(std::env::var("CAIRN_PROJECT").unwrap_or_else(|_| "awesome-project".into())).config(map! {"learning_rate" => lr, "epochs" => epochs}),
     )?;
     let offset = fastrand::f64() / 5.0;
     println!("lr: {lr}");

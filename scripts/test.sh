@@ -23,8 +23,9 @@ scripts/check-ui-dist.sh
 npm --prefix ui run --silent check
 npm --prefix ui test
 
-step "layering: the client must not depend on the server or the store"
+step "layering: the client must not depend on the server or the store; formatting"
 scripts/check-layers.sh
+cargo fmt --all -- --check || { echo "the Rust code is not formatted (rustfmt.toml): run cargo fmt --all" >&2; exit 1; }
 
 step "test services: a venv with pytest's needs and moto (a real S3 API), a PostgreSQL cluster"
 PYTHON=${PYTHON:-python3}

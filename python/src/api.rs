@@ -85,20 +85,15 @@ impl PyApiClient {
         draft.files = files.into_iter().map(|(n, p)| (n, std::path::PathBuf::from(p))).collect();
         draft.references = serde_json::from_str(&references).map_err(|e| crate::invalid_value(py, format!("references: {e}")))?;
         let client = self.client.clone();
-        let info = py
-            .detach(move || cairn_client::artifacts::log_artifact(&client, &entity, &project, run_id.as_deref(), &draft, &aliases))
-            .map_err(|e| raise(py, e))?;
+        let info = py.detach(move || cairn_client::artifacts::log_artifact(&client, &entity, &project, run_id.as_deref(), &draft, &aliases)).map_err(|e| raise(py, e))?;
         json_to_py(py, &to_json(&info))
     }
 
     /// Downloads a version's stored files into `root` (digests checked); returns `(path, local)`.
     fn download_artifact(&self, py: Python<'_>, info: String, root: String) -> PyResult<Vec<(String, Option<String>)>> {
-        let info: cairn_types::artifacts::ArtifactInfo =
-            serde_json::from_str(&info).map_err(|e| crate::invalid_value(py, format!("artifact: {e}")))?;
+        let info: cairn_types::artifacts::ArtifactInfo = serde_json::from_str(&info).map_err(|e| crate::invalid_value(py, format!("artifact: {e}")))?;
         let client = self.client.clone();
-        let files = py
-            .detach(move || cairn_client::artifacts::download_artifact(&client, &info, std::path::Path::new(&root)))
-            .map_err(|e| raise(py, e))?;
+        let files = py.detach(move || cairn_client::artifacts::download_artifact(&client, &info, std::path::Path::new(&root))).map_err(|e| raise(py, e))?;
         Ok(files.into_iter().map(|(p, l)| (p, l.map(|l| l.display().to_string()))).collect())
     }
 
@@ -207,9 +202,10 @@ impl PyApiClient {
         offset: usize,
     ) -> PyResult<(Bound<'py, PyAny>, u64)> {
         let filter = match filter {
-            Some(text) => Some(serde_json::from_str(&text).map_err(|e| {
-                raise(py, cairn_client::ClientError::new(cairn_client::ErrorKind::InvalidValue, format!("filters are not valid JSON: {e}")))
-            })?),
+            Some(text) => Some(
+                serde_json::from_str(&text)
+                    .map_err(|e| raise(py, cairn_client::ClientError::new(cairn_client::ErrorKind::InvalidValue, format!("filters are not valid JSON: {e}"))))?,
+            ),
             None => None,
         };
         let search = RunSearch { filter, sort, limit: Some(limit), offset: Some(offset) };
@@ -258,9 +254,7 @@ impl PyApiClient {
     ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyDict>, Option<i64>)> {
         let p = path(py, run_path)?;
         let client = self.client.clone();
-        let columns = py
-            .detach(move || client.history_columns(&p, keys.as_deref(), min_step, max_step, limit, require_all))
-            .map_err(|e| call_err(py, e))?;
+        let columns = py.detach(move || client.history_columns(&p, keys.as_deref(), min_step, max_step, limit, require_all)).map_err(|e| call_err(py, e))?;
         let steps = PyList::new(py, &columns.steps)?;
         let out = PyDict::new(py);
         for column in &columns.columns {

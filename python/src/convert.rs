@@ -72,24 +72,14 @@ pub fn to_value(obj: &Bound<'_, PyAny>, key: &str, depth: usize) -> PyResult<Val
         return match obj.call_method0("item") {
             Ok(item) if !item.is(obj) => to_value(&item, key, depth + 1),
             Ok(_) => Err(invalid_value(py, format!("value of {key:?} ({}) cannot be logged", type_name(obj)))),
-            Err(e) => Err(invalid_value(
-                py,
-                format!(
-                    "value of {key:?} ({}) cannot be logged: only scalars are supported ({})",
-                    type_name(obj),
-                    e.value(py)
-                ),
-            )),
+            Err(e) => Err(invalid_value(py, format!("value of {key:?} ({}) cannot be logged: only scalars are supported ({})", type_name(obj), e.value(py)))),
         };
     }
     if obj.hasattr("__float__")? {
         let f: f64 = obj.call_method0("__float__")?.extract()?;
         return Ok(Value::Float(f));
     }
-    Err(invalid_value(
-        py,
-        format!("value of {key:?} has type {}, which cannot be logged; log numbers, strings, bools, None, lists or dicts", type_name(obj)),
-    ))
+    Err(invalid_value(py, format!("value of {key:?} has type {}, which cannot be logged; log numbers, strings, bools, None, lists or dicts", type_name(obj))))
 }
 
 /// A media object's `_cairn_media()`: `(kind, format, caption, source)`, where `source` is

@@ -97,13 +97,7 @@ fn settings_from(py: Python<'_>, kwargs: &Bound<'_, PyDict>) -> PyResult<Setting
             "must" => ResumeMode::Must,
             "never" => ResumeMode::Never,
             other => {
-                return Err(raise(
-                    py,
-                    ClientError::new(
-                        cairn_client::ErrorKind::InvalidSetting,
-                        format!("resume={other:?} is not one of allow, must, never, auto"),
-                    ),
-                ));
+                return Err(raise(py, ClientError::new(cairn_client::ErrorKind::InvalidSetting, format!("resume={other:?} is not one of allow, must, never, auto"))));
             }
         });
     }
@@ -338,15 +332,7 @@ impl PyRun {
     }
 
     #[pyo3(signature = (name = None, notes = None, tags = None, group = None, job_type = None))]
-    fn update(
-        &self,
-        py: Python<'_>,
-        name: Option<String>,
-        notes: Option<String>,
-        tags: Option<Vec<String>>,
-        group: Option<String>,
-        job_type: Option<String>,
-    ) -> PyResult<()> {
+    fn update(&self, py: Python<'_>, name: Option<String>, notes: Option<String>, tags: Option<Vec<String>>, group: Option<String>, job_type: Option<String>) -> PyResult<()> {
         self.run.update(RunPatch { name, notes, tags, group, job_type }).map_err(|e| raise(py, e))
     }
 
@@ -379,8 +365,7 @@ impl PyRun {
     /// Raises an alert; returns whether it was sent (false: the same title within wait_duration).
     #[pyo3(signature = (title, text, level = "INFO", wait_duration = 60.0))]
     fn alert(&self, py: Python<'_>, title: &str, text: &str, level: &str, wait_duration: f64) -> PyResult<bool> {
-        let level = cairn_types::api::AlertLevel::parse(level)
-            .ok_or_else(|| invalid_value(py, format!("alert level {level:?} must be INFO, WARN or ERROR")))?;
+        let level = cairn_types::api::AlertLevel::parse(level).ok_or_else(|| invalid_value(py, format!("alert level {level:?} must be INFO, WARN or ERROR")))?;
         if !(wait_duration.is_finite() && wait_duration >= 0.0) {
             return Err(invalid_value(py, format!("wait_duration {wait_duration} must be 0 or more seconds")));
         }
@@ -441,9 +426,7 @@ fn init(py: Python<'_>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<PyRun> {
 #[pyfunction]
 #[pyo3(signature = (dir, base_url = None, api_key = None))]
 fn sync_run_dir(py: Python<'_>, dir: String, base_url: Option<String>, api_key: Option<String>) -> PyResult<(String, usize)> {
-    let report = py
-        .detach(move || cairn_client::sync::sync_run_dir(std::path::Path::new(&dir), base_url.as_deref(), api_key, &mut |_, _| {}))
-        .map_err(|e| raise(py, e))?;
+    let report = py.detach(move || cairn_client::sync::sync_run_dir(std::path::Path::new(&dir), base_url.as_deref(), api_key, &mut |_, _| {})).map_err(|e| raise(py, e))?;
     Ok((report.run_path.to_string(), report.records_sent))
 }
 

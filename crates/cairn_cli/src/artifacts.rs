@@ -138,15 +138,10 @@ pub fn run(command: ArtifactCommand) -> anyhow::Result<()> {
             let (entity, project) = project_of(&project, &server)?;
             let mut draft = ArtifactDraft::new(&name, &kind).map_err(|e| anyhow::anyhow!("{}", e.message))?;
             draft.description = description;
-            if path.is_dir() {
-                draft.add_dir(&path, None)
-            } else {
-                draft.add_file(&path, None)
-            }
-            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            if path.is_dir() { draft.add_dir(&path, None) } else { draft.add_file(&path, None) }.map_err(|e| anyhow::anyhow!("{}", e.message))?;
             let api = server.client().with_timeout(Duration::from_secs(600));
-            let info = with_progress(|p| cairn_client::artifacts::log_artifact_with(&api, &entity, &project, None, &draft, &alias, p))
-                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let info =
+                with_progress(|p| cairn_client::artifacts::log_artifact_with(&api, &entity, &project, None, &draft, &alias, p)).map_err(|e| anyhow::anyhow!("{}", e.message))?;
             println!("{} ({} files, {}; aliases: {})", info.qualified(), info.file_count, bytes(info.size), info.aliases.join(", "));
         }
         ArtifactCommand::Get { artifact, root, project, server } => {
@@ -176,17 +171,15 @@ pub fn run(command: ArtifactCommand) -> anyhow::Result<()> {
             let (entity, project) = parse_project_path(&project).map_err(|e| anyhow::anyhow!("{}", e.message))?;
             let api = server.client();
             let kind_query = kind.map(|k| format!("?type={k}")).unwrap_or_default();
-            let collections: Vec<CollectionInfo> = serde_json::from_value(
-                api.call_json("GET", &format!("/api/v1/projects/{entity}/{project}/artifacts{kind_query}"), None).map_err(|e| anyhow::anyhow!("{e}"))?,
-            )?;
+            let collections: Vec<CollectionInfo> =
+                serde_json::from_value(api.call_json("GET", &format!("/api/v1/projects/{entity}/{project}/artifacts{kind_query}"), None).map_err(|e| anyhow::anyhow!("{e}"))?)?;
             if collections.is_empty() {
                 println!("{entity}/{project} has no artifacts");
             }
             println!("{:<32} {:<10} {:>6} {:>10}  {:<20} ALIASES", "ARTIFACT", "TYPE", "FILES", "SIZE", "CREATED");
             for c in collections {
-                let versions: Vec<ArtifactInfo> = serde_json::from_value(
-                    api.call_json("GET", &format!("/api/v1/artifacts/{entity}/{project}/{}", c.name), None).map_err(|e| anyhow::anyhow!("{e}"))?,
-                )?;
+                let versions: Vec<ArtifactInfo> =
+                    serde_json::from_value(api.call_json("GET", &format!("/api/v1/artifacts/{entity}/{project}/{}", c.name), None).map_err(|e| anyhow::anyhow!("{e}"))?)?;
                 for v in &versions {
                     print_version(v);
                 }

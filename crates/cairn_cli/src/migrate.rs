@@ -25,11 +25,7 @@ pub struct MigrateArgs {
 }
 
 pub fn run(args: MigrateArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.data_dir.join("cairn.db").exists(),
-        "{} holds no embedded store (no cairn.db)",
-        args.data_dir.display()
-    );
+    anyhow::ensure!(args.data_dir.join("cairn.db").exists(), "{} holds no embedded store (no cairn.db)", args.data_dir.display());
     let config = StoreConfig { default_entity: "default".into() };
     let source = cairn_store::open_store(None, None, &args.data_dir, config.clone())
         .map_err(|e| anyhow::anyhow!("{}", e.message))
@@ -41,11 +37,7 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<()> {
     eprintln!("copying {}\n   into {}", source.describe(), target.describe());
 
     let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} runs, {msg} {elapsed}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} runs, {msg} {elapsed}").expect("valid template").progress_chars("=> "));
     let end = copy_store(&source, &target, args.max_runs, &mut |p| {
         bar.set_length(p.runs);
         bar.set_position(p.done);

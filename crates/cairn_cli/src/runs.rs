@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cairn_client::http::ApiClient;
+use cairn_types::RunPath;
 use cairn_types::api::{RunInfo, RunSearch};
 use cairn_types::ids::parse_project_path;
 use cairn_types::value::Value;
-use cairn_types::RunPath;
 
 #[derive(clap::Args)]
 pub struct Server {
@@ -123,13 +123,8 @@ pub fn run(command: RunsCommand) -> anyhow::Result<()> {
     match command {
         RunsCommand::List { project, filter, sort, limit, server } => {
             let (entity, project) = parse_project_path(&project).map_err(|e| anyhow::anyhow!("{}", e.message))?;
-            let filter = filter
-                .map(|f| serde_json::from_str(&f).with_context(|| format!("--filter {f:?} is not valid JSON")))
-                .transpose()?;
-            let page = server
-                .client()
-                .search_runs(&entity, &project, &RunSearch { filter, sort, limit: Some(limit), offset: None })
-                .map_err(api_err)?;
+            let filter = filter.map(|f| serde_json::from_str(&f).with_context(|| format!("--filter {f:?} is not valid JSON"))).transpose()?;
+            let page = server.client().search_runs(&entity, &project, &RunSearch { filter, sort, limit: Some(limit), offset: None }).map_err(api_err)?;
             print!("{}", runs_table(&page.runs));
             println!("{} of {} runs", page.runs.len(), page.total);
             Ok(())
@@ -228,18 +223,12 @@ fn runs_table(runs: &[RunInfo]) -> String {
     header.extend(summary_keys.iter().cloned());
     let mut rows = vec![header];
     for run in runs {
-        let mut row = vec![
-            run.run_id.clone(),
-            run.name.clone(),
-            run.state.as_str().to_owned(),
-            run.created_at.to_rfc3339().chars().take(19).collect(),
-            format!("{:.0}s", run.runtime_secs),
-        ];
+        let mut row =
+            vec![run.run_id.clone(), run.name.clone(), run.state.as_str().to_owned(), run.created_at.to_rfc3339().chars().take(19).collect(), format!("{:.0}s", run.runtime_secs)];
         row.extend(summary_keys.iter().map(|k| cell(run.summary.get(k))));
         rows.push(row);
     }
-    let widths: Vec<usize> =
-        (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in rows {
         let line: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();

@@ -169,10 +169,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let alerts = alert_targets(&args)?;
     let auth = auth_config(&args)?;
     let data_dir = data_dir(args.data_dir.clone())?;
-    let default_entity = args
-        .default_entity
-        .or_else(cairn_client::metadata::username)
-        .unwrap_or_else(|| "default".to_owned());
+    let default_entity = args.default_entity.or_else(cairn_client::metadata::username).unwrap_or_else(|| "default".to_owned());
     let config = ServerConfig {
         auth,
         default_entity: default_entity.clone(),
@@ -190,24 +187,19 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let store_config = StoreConfig { default_entity };
     if args.store.as_deref().is_some_and(|s| s.starts_with("postgres")) && args.blobs.is_none() {
-        tracing::warn!(
-            "files go to {} on this machine; with several servers give them one --blobs s3://bucket/prefix",
-            data_dir.join("blobs").display()
-        );
+        tracing::warn!("files go to {} on this machine; with several servers give them one --blobs s3://bucket/prefix", data_dir.join("blobs").display());
     }
-    let store = cairn_store::open_store(args.store.as_deref(), args.blobs.as_deref(), &data_dir, store_config)
-        .map_err(|e| anyhow::anyhow!("{}", e.message))
-        .with_context(|| match &args.store {
+    let store = cairn_store::open_store(args.store.as_deref(), args.blobs.as_deref(), &data_dir, store_config).map_err(|e| anyhow::anyhow!("{}", e.message)).with_context(
+        || match &args.store {
             Some(_) => "cannot open the store given by --store".to_owned(),
             None => format!("cannot open the store in {}", data_dir.display()),
-        })?;
+        },
+    )?;
     let store: Arc<dyn cairn_store::Store> = Arc::new(store);
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.host, args.port))
-            .await
-            .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+        let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.host, args.port)).await.with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
         let addr = listener.local_addr()?;
         let url = match addr.ip() {
             IpAddr::V6(ip) => format!("http://[{ip}]:{}", addr.port()),
@@ -289,4 +281,3 @@ fn example_run(base_url: &str, dir: &std::path::Path) {
         Err(e) => eprintln!("  --example: {}", e.message),
     }
 }
-

@@ -20,11 +20,7 @@ pub fn run(args: SyncArgs) -> anyhow::Result<()> {
     let mut failures = 0;
     for dir in &args.dirs {
         let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {elapsed}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
+        bar.set_style(ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {elapsed}").expect("valid template").progress_chars("=> "));
         bar.set_message(format!("syncing {}", dir.display()));
         let result = cairn_client::sync::sync_run_dir(dir, args.base_url.as_deref(), args.api_key.clone(), &mut |done, total| {
             bar.set_length(total);
@@ -33,13 +29,7 @@ pub fn run(args: SyncArgs) -> anyhow::Result<()> {
         bar.finish_and_clear();
         match result {
             Ok(report) => {
-                println!(
-                    "synced {} -> {} ({} records, {} bytes sent)",
-                    dir.display(),
-                    report.run_path,
-                    report.records_sent,
-                    report.bytes_sent
-                );
+                println!("synced {} -> {} ({} records, {} bytes sent)", dir.display(), report.run_path, report.records_sent, report.bytes_sent);
                 if let Some(damage) = report.damage {
                     eprintln!("warning: {}: {damage}; every whole record before it was synced", dir.display());
                 }

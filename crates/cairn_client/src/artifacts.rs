@@ -174,12 +174,8 @@ pub fn log_artifact_with(
         progress.add(hashed.1 - last);
         Ok(hashed)
     })?;
-    let mut entries: Vec<ManifestEntry> = draft
-        .files
-        .iter()
-        .zip(&hashes)
-        .map(|((name, _), (sha, size))| ManifestEntry { path: name.clone(), digest: sha.clone(), size: *size, reference: None })
-        .collect();
+    let mut entries: Vec<ManifestEntry> =
+        draft.files.iter().zip(&hashes).map(|((name, _), (sha, size))| ManifestEntry { path: name.clone(), digest: sha.clone(), size: *size, reference: None }).collect();
     entries.extend(draft.references.iter().cloned());
     validate_entries(&entries).map_err(ClientError::from)?;
     // Each content once, in parallel.
@@ -338,7 +334,13 @@ pub fn download_artifact_with(api: &ApiClient, info: &ArtifactInfo, root: &Path,
             }
         }
     })?;
-    Ok(manifest.into_iter().map(|e| { let local = e.stored().then(|| root.join(&e.path)); (e.path, local) }).collect())
+    Ok(manifest
+        .into_iter()
+        .map(|e| {
+            let local = e.stored().then(|| root.join(&e.path));
+            (e.path, local)
+        })
+        .collect())
 }
 
 fn download_one(api: &ApiClient, info: &ArtifactInfo, entry: &ManifestEntry, root: &Path, progress: &Progress) -> Result<()> {
@@ -371,4 +373,3 @@ fn download_one(api: &ApiClient, info: &ArtifactInfo, entry: &ManifestEntry, roo
     )?;
     Ok(())
 }
-

@@ -42,14 +42,7 @@ pub struct ChunkedSend {
 /// Sends `source` (`sha256`, `size`) as chunks: only those the server lacks, then the list.
 /// `base`: the content it most likely shares chunks with (the version before). `progress` gets
 /// the bytes done (held by the server or sent).
-pub fn send_chunked(
-    api: &ApiClient,
-    source: &Path,
-    sha256: &str,
-    size: u64,
-    base: Option<&str>,
-    progress: &mut dyn FnMut(u64),
-) -> Result<ChunkedSend, UploadError> {
+pub fn send_chunked(api: &ApiClient, source: &Path, sha256: &str, size: u64, base: Option<&str>, progress: &mut dyn FnMut(u64)) -> Result<ChunkedSend, UploadError> {
     let read_error = |e: std::io::Error| UploadError::Fatal(format!("cannot read {}: {e}", source.display()));
     let chunks = chunk_file(source).map_err(read_error)?;
     let total: u64 = chunks.iter().map(|c| c.size).sum();
@@ -115,9 +108,7 @@ pub fn send_chunked(
     report.list_bytes += serde_json::to_vec(&request).map_or(0, |b| b.len() as u64);
     match api.compose(sha256, &request) {
         Ok(_) => Ok(report),
-        Err(CallError::Api { error, .. }) if error.code == ErrorCode::ContentMismatch => {
-            Err(UploadError::Retry(format!("{} changed during its upload", source.display())))
-        }
+        Err(CallError::Api { error, .. }) if error.code == ErrorCode::ContentMismatch => Err(UploadError::Retry(format!("{} changed during its upload", source.display()))),
         Err(e) => Err(call_error(&format!("composing {}", source.display()), e)),
     }
 }

@@ -309,11 +309,8 @@ fn pump(readers: Vec<(RawFd, ConsoleStream, RawFd)>, mut sink: Box<dyn Sink>, st
     let mut quiet_since_stop: Option<Instant> = None;
     let mut stop_seen: Option<Instant> = None;
     loop {
-        let mut fds: Vec<libc::pollfd> = readers
-            .iter()
-            .zip(&open)
-            .map(|(&(fd, _, _), &o)| libc::pollfd { fd: if o { fd } else { -1 }, events: libc::POLLIN, revents: 0 })
-            .collect();
+        let mut fds: Vec<libc::pollfd> =
+            readers.iter().zip(&open).map(|(&(fd, _, _), &o)| libc::pollfd { fd: if o { fd } else { -1 }, events: libc::POLLIN, revents: 0 }).collect();
         if !open.iter().any(|&o| o) {
             break;
         }

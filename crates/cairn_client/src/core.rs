@@ -189,9 +189,7 @@ impl Core {
     }
 
     fn append(&mut self) -> Result<()> {
-        self.wal
-            .append(&self.record)
-            .map_err(|e| ClientError::new(ErrorKind::Io, format!("cannot write the run's log: {e}")))
+        self.wal.append(&self.record).map_err(|e| ClientError::new(ErrorKind::Io, format!("cannot write the run's log: {e}")))
     }
 
     pub fn write_run_start(&mut self, info: &Value) -> Result<()> {
@@ -228,12 +226,7 @@ impl Core {
     }
 
     /// Writes one history record; `fill` adds the fields.
-    pub fn log_row(
-        &mut self,
-        step: Option<i64>,
-        commit: Option<bool>,
-        fill: impl FnOnce(&mut RowFields<'_>) -> Result<()>,
-    ) -> Result<LogOutcome> {
+    pub fn log_row(&mut self, step: Option<i64>, commit: Option<bool>, fill: impl FnOnce(&mut RowFields<'_>) -> Result<()>) -> Result<LogOutcome> {
         self.check_open()?;
         let (seq, row_step) = match (step, self.open_row) {
             (None, Some(open)) => (open.seq, open.step),
@@ -317,11 +310,7 @@ impl Core {
                 {
                     return Err(ClientError::new(
                         ErrorKind::Config,
-                        format!(
-                            "config key {key:?} already has the value {}; changing it to {} needs allow_val_change=True",
-                            old.to_json(),
-                            value.to_json()
-                        ),
+                        format!("config key {key:?} already has the value {}; changing it to {} needs allow_val_change=True", old.to_json(), value.to_json()),
                     ));
                 }
             }
@@ -659,10 +648,7 @@ mod tests {
         assert_eq!(log(&mut c, Some(7), Some(true), map! {"a" => 7}), LogOutcome::Logged { step: 7 });
         assert_eq!(log(&mut c, Some(7), None, map! {"a" => 8}), LogOutcome::Dropped { step: 7, current: 8 });
         assert_eq!(log(&mut c, None, None, map! {"a" => 9}), LogOutcome::Logged { step: 8 });
-        assert_eq!(
-            history(dir.path()),
-            vec![(0, 0, 1, 1), (1, 1, 0, 1), (1, 1, 1, 1), (2, 5, 0, 1), (2, 5, 0, 1), (3, 7, 1, 1), (4, 8, 1, 1)]
-        );
+        assert_eq!(history(dir.path()), vec![(0, 0, 1, 1), (1, 1, 0, 1), (1, 1, 1, 1), (2, 5, 0, 1), (2, 5, 0, 1), (3, 7, 1, 1), (4, 8, 1, 1)]);
         assert!(c.log_row(Some(-1), None, |_| Ok(())).is_err());
     }
 

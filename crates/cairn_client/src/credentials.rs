@@ -57,8 +57,7 @@ pub fn saved_key(base_url: &str) -> Option<String> {
 pub fn save_key(base_url: &str, key: &str) -> Result<PathBuf> {
     let key = key.trim();
     check_format(key)?;
-    let path = key_file(base_url)
-        .ok_or_else(|| ClientError::new(ErrorKind::InvalidSetting, "no place for the key: set HOME or CAIRN_CONFIG_DIR"))?;
+    let path = key_file(base_url).ok_or_else(|| ClientError::new(ErrorKind::InvalidSetting, "no place for the key: set HOME or CAIRN_CONFIG_DIR"))?;
     let dir = path.parent().expect("a file in a folder");
     std::fs::create_dir_all(dir).map_err(|e| ClientError::io("create", dir, e))?;
     let tmp = path.with_extension("tmp");
@@ -66,12 +65,7 @@ pub fn save_key(base_url: &str, key: &str) -> Result<PathBuf> {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
         let _ = std::fs::remove_file(&tmp);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| ClientError::io("write", &tmp, e))?;
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(|e| ClientError::io("write", &tmp, e))?;
         file.write_all(format!("{key}\n").as_bytes()).map_err(|e| ClientError::io("write", &tmp, e))?;
     }
     std::fs::rename(&tmp, &path).map_err(|e| ClientError::io("write", &path, e))?;
@@ -91,10 +85,7 @@ pub fn check_format(key: &str) -> Result<()> {
 
 /// The key for `base_url`: the one given, else `CAIRN_API_KEY`, else the saved one.
 pub fn resolve(given: Option<String>, base_url: &str) -> Option<String> {
-    given
-        .filter(|k| !k.is_empty())
-        .or_else(|| std::env::var(crate::settings::env::API_KEY).ok().filter(|v| !v.is_empty()))
-        .or_else(|| saved_key(base_url))
+    given.filter(|k| !k.is_empty()).or_else(|| std::env::var(crate::settings::env::API_KEY).ok().filter(|v| !v.is_empty())).or_else(|| saved_key(base_url))
 }
 
 #[cfg(test)]

@@ -54,10 +54,20 @@ impl From<CodedError> for ClientError {
         let kind = match e.code {
             ErrorCode::InvalidRunId => ErrorKind::InvalidRunId,
             ErrorCode::InvalidConfig => ErrorKind::Config,
-            ErrorCode::InvalidName | ErrorCode::InvalidValue | ErrorCode::InvalidStep | ErrorCode::InvalidFilter
-            | ErrorCode::InvalidQuery | ErrorCode::InvalidSweep | ErrorCode::InvalidBody => ErrorKind::InvalidValue,
-            ErrorCode::EntityNotFound | ErrorCode::ProjectNotFound | ErrorCode::RunNotFound | ErrorCode::KeyNotFound
-            | ErrorCode::FileNotFound | ErrorCode::ArtifactNotFound | ErrorCode::SweepNotFound => ErrorKind::NotFound,
+            ErrorCode::InvalidName
+            | ErrorCode::InvalidValue
+            | ErrorCode::InvalidStep
+            | ErrorCode::InvalidFilter
+            | ErrorCode::InvalidQuery
+            | ErrorCode::InvalidSweep
+            | ErrorCode::InvalidBody => ErrorKind::InvalidValue,
+            ErrorCode::EntityNotFound
+            | ErrorCode::ProjectNotFound
+            | ErrorCode::RunNotFound
+            | ErrorCode::KeyNotFound
+            | ErrorCode::FileNotFound
+            | ErrorCode::ArtifactNotFound
+            | ErrorCode::SweepNotFound => ErrorKind::NotFound,
             ErrorCode::RunAlreadyExists | ErrorCode::SweepOver => ErrorKind::Conflict,
             ErrorCode::RunDeleted => ErrorKind::Deleted,
             ErrorCode::RunFinished => ErrorKind::Finished,

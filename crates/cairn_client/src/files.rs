@@ -95,10 +95,7 @@ impl Save {
             }
         };
         if !Path::new(&absolute).starts_with(&base) {
-            return Err(ClientError::new(
-                ErrorKind::InvalidValue,
-                format!("{glob:?} is not inside base path {}: file names are relative to it", base.display()),
-            ));
+            return Err(ClientError::new(ErrorKind::InvalidValue, format!("{glob:?} is not inside base path {}: file names are relative to it", base.display())));
         }
         Ok(Save { glob: absolute, base, policy, literal })
     }
@@ -106,10 +103,7 @@ impl Save {
     /// One file by its path, taken as it is (no pattern), named relative to `base`.
     pub fn literal(path: &Path, base: &Path, policy: Policy) -> Result<Save> {
         if !path.starts_with(base) {
-            return Err(ClientError::new(
-                ErrorKind::InvalidValue,
-                format!("{} is not inside base path {}: file names are relative to it", path.display(), base.display()),
-            ));
+            return Err(ClientError::new(ErrorKind::InvalidValue, format!("{} is not inside base path {}: file names are relative to it", path.display(), base.display())));
         }
         Ok(Save { glob: path.to_string_lossy().into_owned(), base: base.to_owned(), policy, literal: true })
     }
@@ -142,11 +136,7 @@ pub fn saves_path(run_dir: &Path) -> PathBuf {
 
 pub fn record_save(run_dir: &Path, save: &Save) -> Result<()> {
     let path = saves_path(run_dir);
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| ClientError::io("open", &path, e))?;
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| ClientError::io("open", &path, e))?;
     let mut line = serde_json::to_vec(save).expect("saves serialize");
     line.push(b'\n');
     file.write_all(&line).map_err(|e| ClientError::io("write", &path, e))
@@ -430,9 +420,13 @@ pub fn download_to(
 
 /// Downloads a run file to `target`, checked against `sha256` when given.
 pub fn download_run_file(api: &ApiClient, run: &RunPath, name: &str, target: &Path, sha256: Option<&str>) -> Result<u64> {
-    download_to(target, sha256, &|_| {}, |out| api.download_run_file(run, name, out), |got| {
-        ClientError::new(ErrorKind::Io, format!("{name}: the server sent content with sha256 {got}, not {}", sha256.unwrap_or_default()))
-    })
+    download_to(
+        target,
+        sha256,
+        &|_| {},
+        |out| api.download_run_file(run, name, out),
+        |got| ClientError::new(ErrorKind::Io, format!("{name}: the server sent content with sha256 {got}, not {}", sha256.unwrap_or_default())),
+    )
 }
 
 /// One pass: uploads what is due, retrying a broken upload (it resumes) until `give_up` says so.
@@ -545,10 +539,12 @@ mod tests {
             .collect();
         let mut tracker = Tracker::default();
         let names = |due: Vec<(String, PathBuf, Version)>, tracker: &mut Tracker| {
-            due.into_iter().map(|(n, _, v)| {
-                tracker.mark(&n, v);
-                n
-            }).collect::<Vec<_>>()
+            due.into_iter()
+                .map(|(n, _, v)| {
+                    tracker.mark(&n, v);
+                    n
+                })
+                .collect::<Vec<_>>()
         };
         let first = tracker.due(&saves, false);
         assert_eq!(names(first, &mut tracker), ["live.txt", "now.txt"]);

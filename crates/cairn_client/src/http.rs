@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use cairn_types::api::{
-    FileInfo, FinishRequest, HeartbeatReply, UploadStatus, IngestAck, KeyInfo, ProjectInfo, RunInfo, RunPage, RunPatch, RunSearch,
-    SeriesQuery, SeriesResult, ServerInfo, UpsertRunRequest,
+    FileInfo, FinishRequest, HeartbeatReply, IngestAck, KeyInfo, ProjectInfo, RunInfo, RunPage, RunPatch, RunSearch, SeriesQuery, SeriesResult, ServerInfo, UploadStatus,
+    UpsertRunRequest,
 };
 use cairn_types::error::{CodedError, ErrorBody, ErrorCode};
 use cairn_types::wire::{self, BATCH_CONTENT_TYPE, Columns};
@@ -81,12 +81,7 @@ fn encode_segment(segment: &str) -> String {
 }
 
 fn run_url(base: &str, path: &RunPath) -> String {
-    format!(
-        "{base}/api/v1/runs/{}/{}/{}",
-        encode_segment(&path.entity),
-        encode_segment(&path.project),
-        encode_segment(&path.run_id)
-    )
+    format!("{base}/api/v1/runs/{}/{}/{}", encode_segment(&path.entity), encode_segment(&path.project), encode_segment(&path.run_id))
 }
 
 impl ApiClient {
@@ -281,17 +276,9 @@ impl ApiClient {
 
     /// Moves runs to `entity/project`, all or none; returns their new paths.
     pub fn move_runs(&self, runs: &[RunPath], entity: &str, project: &str) -> CallResult<Vec<RunPath>> {
-        let body = cairn_types::api::MoveRuns {
-            runs: runs.iter().map(ToString::to_string).collect(),
-            entity: entity.to_owned(),
-            project: project.to_owned(),
-        };
+        let body = cairn_types::api::MoveRuns { runs: runs.iter().map(ToString::to_string).collect(), entity: entity.to_owned(), project: project.to_owned() };
         let moved: cairn_types::api::MovedRuns = self.post_json(&format!("{}/api/v1/runs/move", self.base_url), &body)?;
-        moved
-            .runs
-            .iter()
-            .map(|p| RunPath::parse(p).map_err(|e| CallError::Transport(format!("the server sent an unexpected path: {}", e.message))))
-            .collect()
+        moved.runs.iter().map(|p| RunPath::parse(p).map_err(|e| CallError::Transport(format!("the server sent an unexpected path: {}", e.message)))).collect()
     }
 
     /// Ids of the runs forked from this one.
@@ -355,10 +342,7 @@ impl ApiClient {
     pub fn put_file(&self, path: &RunPath, name: &str, reader: &mut dyn std::io::Read, length: u64) -> CallResult<FileInfo> {
         let encoded: Vec<String> = name.split('/').map(encode_segment).collect();
         let url = format!("{}/files/{}", run_url(&self.base_url, path), encoded.join("/"));
-        let request = self
-            .auth(self.agent.put(url))
-            .header("Content-Type", "application/octet-stream")
-            .header("Content-Length", length.to_string());
+        let request = self.auth(self.agent.put(url)).header("Content-Type", "application/octet-stream").header("Content-Length", length.to_string());
         Self::finish(request.send(ureq::SendBody::from_reader(reader)))
     }
 
@@ -409,15 +393,7 @@ impl ApiClient {
     }
 
     /// History as binary columns: the fast path for reading many points.
-    pub fn history_columns(
-        &self,
-        path: &RunPath,
-        keys: Option<&[String]>,
-        min_step: Option<i64>,
-        max_step: Option<i64>,
-        limit: usize,
-        require_all: bool,
-    ) -> CallResult<Columns> {
+    pub fn history_columns(&self, path: &RunPath, keys: Option<&[String]>, min_step: Option<i64>, max_step: Option<i64>, limit: usize, require_all: bool) -> CallResult<Columns> {
         let mut request = self.auth(self.agent.get(format!("{}/history", run_url(&self.base_url, path))));
         request = request.query("format", "binary").query("limit", limit.to_string());
         if let Some(keys) = keys {

@@ -17,8 +17,8 @@
 pub mod artifacts;
 pub mod chunks;
 pub mod console;
-pub mod credentials;
 mod core;
+pub mod credentials;
 pub mod error;
 pub mod files;
 pub mod http;
@@ -35,13 +35,13 @@ pub mod upload;
 pub mod wal;
 
 pub use crate::core::{LogOutcome, RowFields};
-pub use error::{ClientError, ErrorKind};
-pub use run::{FinishReport, Run, init};
-pub use files::Policy;
-pub use settings::{Console, Mode, Settings};
 pub use cairn_types::api::{ResumeMode, RunPatch, RunState};
-pub use cairn_types::value::{Histogram, Map, Value};
 pub use cairn_types::map;
+pub use cairn_types::value::{Histogram, Map, Value};
+pub use error::{ClientError, ErrorKind};
+pub use files::Policy;
+pub use run::{FinishReport, Run, init};
+pub use settings::{Console, Mode, Settings};
 
 #[cfg(test)]
 mod tests {

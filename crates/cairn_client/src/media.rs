@@ -312,7 +312,6 @@ fn invalid(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned())
 }
 
-
 /// PNG, fast compression (fdeflate): a 224×224 RGB image takes about a millisecond.
 pub fn encode_png(width: u32, height: u32, channels: u8, data: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(data.len() / 2 + 1024);

@@ -69,13 +69,7 @@ pub struct GitState {
 }
 
 fn git(dir: &std::path::Path, args: &[&str]) -> Option<Vec<u8>> {
-    let output = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
+    let output = std::process::Command::new("git").args(args).current_dir(dir).stdin(std::process::Stdio::null()).stderr(std::process::Stdio::null()).output().ok()?;
     output.status.success().then_some(output.stdout)
 }
 

@@ -49,8 +49,7 @@ impl Sparkline {
     }
 
     pub fn render(&self) -> String {
-        let means: Vec<Option<f64>> =
-            self.sums.iter().zip(&self.counts).map(|(s, &c)| (c > 0).then(|| s / c as f64)).collect();
+        let means: Vec<Option<f64>> = self.sums.iter().zip(&self.counts).map(|(s, &c)| (c > 0).then(|| s / c as f64)).collect();
         let used = means.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
         let values = &means[..used];
         let (lo, hi) = values.iter().flatten().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
@@ -77,9 +76,7 @@ pub fn format_number(v: f64) -> String {
         return "0".into();
     }
     let exponent = v.abs().log10().floor() as i32;
-    let trim = |s: String| -> String {
-        if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_owned() } else { s }
-    };
+    let trim = |s: String| -> String { if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_owned() } else { s } };
     if !(-4..5).contains(&exponent) {
         let formatted = format!("{:.4e}", v);
         let (mantissa, exp) = formatted.split_once('e').expect("scientific notation");
@@ -152,13 +149,7 @@ pub struct FinishView<'a> {
 
 pub fn finish_lines(view: &FinishView<'_>) -> Vec<String> {
     let mut lines = vec![format!("{PREFIX}")];
-    let history: Vec<(String, String)> = view
-        .sparklines
-        .iter()
-        .filter(|(k, s)| !k.starts_with('_') && !s.is_empty())
-        .take(MAX_SPARKLINES)
-        .cloned()
-        .collect();
+    let history: Vec<(String, String)> = view.sparklines.iter().filter(|(k, s)| !k.starts_with('_') && !s.is_empty()).take(MAX_SPARKLINES).cloned().collect();
     if !history.is_empty() {
         lines.push(format!("{PREFIX} Run history:"));
         lines.extend(aligned(&history));
@@ -240,11 +231,7 @@ mod tests {
 
     #[test]
     fn finish_output_has_the_seed_shape() {
-        let links = Links {
-            run_name: "jolly-haze-4".into(),
-            run_url: Some("http://h/nico/p/runs/x".into()),
-            project_url: Some("http://h/nico/p".into()),
-        };
+        let links = Links { run_name: "jolly-haze-4".into(), run_url: Some("http://h/nico/p/runs/x".into()), project_url: Some("http://h/nico/p".into()) };
         let summary = map! {"accuracy" => 0.9, "loss" => 0.5, "_runtime" => 3.0};
         let lines = finish_lines(&FinishView {
             links: &links,

@@ -145,10 +145,7 @@ pub struct Run {
 }
 
 fn spawn(name: &str, what: &str, work: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(work)
-        .map_err(|e| ClientError::new(ErrorKind::Io, format!("cannot start the {what} thread: {e}")))
+    std::thread::Builder::new().name(name.into()).spawn(work).map_err(|e| ClientError::new(ErrorKind::Io, format!("cannot start the {what} thread: {e}")))
 }
 
 /// Starts a run. Settings not given come from the `CAIRN_*` environment variables.
@@ -208,8 +205,7 @@ pub(crate) fn upsert_from_run_start(value: &Value) -> Result<UpsertRunRequest> {
         object.remove("mode");
         object.remove("continues");
     }
-    serde_json::from_value(json)
-        .map_err(|e| ClientError::new(ErrorKind::Io, format!("the run's first record is unreadable: {e}")))
+    serde_json::from_value(json).map_err(|e| ClientError::new(ErrorKind::Io, format!("the run's first record is unreadable: {e}")))
 }
 
 impl Run {
@@ -233,10 +229,7 @@ impl Run {
         if r.fork_from.is_some() || r.resume_from.is_some() {
             let what = if r.fork_from.is_some() { "fork_from" } else { "resume_from" };
             if r.mode != Mode::Online {
-                return Err(ClientError::new(
-                    ErrorKind::InvalidSetting,
-                    format!("{what} needs the server, which holds the history: use mode=\"online\""),
-                ));
+                return Err(ClientError::new(ErrorKind::InvalidSetting, format!("{what} needs the server, which holds the history: use mode=\"online\"")));
             }
             if r.fork_from.is_some() && r.resume_from.is_some() {
                 return Err(ClientError::new(ErrorKind::InvalidSetting, "fork_from and resume_from cannot be given together"));
@@ -249,10 +242,7 @@ impl Run {
             // A rewind keeps the run's id: the one in resume_from.
             match &r.run_id {
                 Some(id) if *id != at.run_id => {
-                    return Err(ClientError::new(
-                        ErrorKind::InvalidSetting,
-                        format!("resume_from names run {:?} but id is {id:?}; a rewind continues the same run", at.run_id),
-                    ));
+                    return Err(ClientError::new(ErrorKind::InvalidSetting, format!("resume_from names run {:?} but id is {id:?}; a rewind continues the same run", at.run_id)));
                 }
                 _ => {}
             }
@@ -324,19 +314,8 @@ impl Run {
         }
     }
 
-    fn start_in(
-        r: Resolved,
-        run_id: String,
-        request: UpsertRunRequest,
-        run_dir: RunDir,
-        continue_from: Option<crate::sync::LogEnd>,
-    ) -> Result<Run> {
-        let mut ident = Identity {
-            entity: r.entity.clone(),
-            project: r.project.clone(),
-            name: r.name.clone().unwrap_or_else(|| run_id.clone()),
-            run_id: run_id.clone(),
-        };
+    fn start_in(r: Resolved, run_id: String, request: UpsertRunRequest, run_dir: RunDir, continue_from: Option<crate::sync::LogEnd>) -> Result<Run> {
+        let mut ident = Identity { entity: r.entity.clone(), project: r.project.clone(), name: r.name.clone().unwrap_or_else(|| run_id.clone()), run_id: run_id.clone() };
         let mut seqs = StreamOffsets::default();
         let mut next_step = 0;
         let mut runtime_offset_us = 0;
@@ -353,12 +332,7 @@ impl Run {
         if r.mode == Mode::Online {
             match api.upsert_run(&request) {
                 Ok(info) => {
-                    ident = Identity {
-                        entity: Some(info.entity.clone()),
-                        project: Some(info.project.clone()),
-                        run_id: info.run_id.clone(),
-                        name: info.name.clone(),
-                    };
+                    ident = Identity { entity: Some(info.entity.clone()), project: Some(info.project.clone()), run_id: info.run_id.clone(), name: info.name.clone() };
                     seqs = info.offsets;
                     if let Some(last) = info.last_step {
                         next_step = last + 1;
@@ -399,13 +373,7 @@ impl Run {
             // The server applies a log's first record only to a run it does not have yet; what
             // this process's init changes goes into the streams, which always apply.
             core.update_config(config_update, true)?;
-            let patch = RunPatch {
-                name: r.name.clone(),
-                notes: r.notes.clone(),
-                tags: r.tags.clone(),
-                group: r.group.clone(),
-                job_type: r.job_type.clone(),
-            };
+            let patch = RunPatch { name: r.name.clone(), notes: r.notes.clone(), tags: r.tags.clone(), group: r.group.clone(), job_type: r.job_type.clone() };
             if patch != RunPatch::default() {
                 core.write_event(&update_event(&patch))?;
             }
@@ -469,13 +437,9 @@ impl Run {
                 initial_offsets: seqs,
                 finish_timeout: r.finish_timeout,
             };
-            threads.push(
-                spawn("cairn-uploader", "uploader", move || uploader.run())?,
-            );
+            threads.push(spawn("cairn-uploader", "uploader", move || uploader.run())?);
             let (shared2, api2, interval) = (shared.clone(), ApiClient::new(&r.base_url, r.api_key.clone(), Duration::from_secs(10)), r.heartbeat_interval);
-            threads.push(
-                spawn("cairn-heartbeat", "heartbeat", move || heartbeat_loop(shared2, api2, interval))?,
-            );
+            threads.push(spawn("cairn-heartbeat", "heartbeat", move || heartbeat_loop(shared2, api2, interval))?);
         }
         if r.mode == Mode::Online {
             let files = FilesThread {
@@ -484,28 +448,20 @@ impl Run {
                 run_dir: run_dir.path.clone(),
                 finish_timeout: r.finish_timeout,
             };
-            threads.push(
-                spawn("cairn-files", "files", move || files.run())?,
-            );
+            threads.push(spawn("cairn-files", "files", move || files.run())?);
         } else {
             lock(&shared.status).files_done = true;
         }
         if !r.stats_interval.is_zero() {
             let (shared2, interval, dir) = (shared.clone(), r.stats_interval, run_dir.path.clone());
-            threads.push(
-                spawn("cairn-stats", "system metrics", move || stats_loop(shared2, interval, dir))?,
-            );
+            threads.push(spawn("cairn-stats", "system metrics", move || stats_loop(shared2, interval, dir))?);
         }
         let console = match r.console {
             crate::settings::Console::Off => None,
             crate::settings::Console::Auto => {
                 // A resumed run keeps the output.log of its earlier processes: this one's gets a
                 // name of its own (the Logs tab shows all of it, in order).
-                let log_name = if seqs.console > 0 {
-                    format!("output-{}.log", crate::rundir::local_stamp(started_secs))
-                } else {
-                    "output.log".to_owned()
-                };
+                let log_name = if seqs.console > 0 { format!("output-{}.log", crate::rundir::local_stamp(started_secs)) } else { "output.log".to_owned() };
                 let log_path = files_dir.join(&log_name);
                 let out = std::fs::File::create(&log_path).map_err(|e| ClientError::io("create", &log_path, e))?;
                 crate::files::record_save(&run_dir.path, &crate::files::Save::literal(&log_path, &files_dir, crate::files::Policy::End)?)?;
@@ -534,13 +490,9 @@ impl Run {
                 report: Mutex::new(None),
                 finish_timeout: r.finish_timeout,
                 resume_file: Mutex::new(None),
-                init_warning: degraded.as_ref().map(|message| {
-                    format!(
-                        "{} cannot reach the server at {} ({message}); logging locally and retrying in the background",
-                        report::PREFIX,
-                        r.base_url
-                    )
-                }),
+                init_warning: degraded
+                    .as_ref()
+                    .map(|message| format!("{} cannot reach the server at {} ({message}); logging locally and retrying in the background", report::PREFIX, r.base_url)),
                 console: Mutex::new(console),
                 alerts_sent: Mutex::new(Default::default()),
             }),
@@ -567,12 +519,7 @@ impl Run {
                     status: Mutex::new(UploadStatus { path: None, acked: 0, error: None, done: true, files_done: true, last_progress: Instant::now() }),
                     uploaded: Condvar::new(),
                 }),
-                ident: Mutex::new(Identity {
-                    entity: r.entity.clone(),
-                    project: r.project.clone(),
-                    name: r.name.clone().unwrap_or_else(|| "disabled".into()),
-                    run_id,
-                }),
+                ident: Mutex::new(Identity { entity: r.entity.clone(), project: r.project.clone(), name: r.name.clone().unwrap_or_else(|| "disabled".into()), run_id }),
                 mode: Mode::Disabled,
                 silent: true,
                 base_url: r.base_url.clone(),
@@ -683,12 +630,7 @@ impl Run {
     /// Logs at an explicit step. With `commit` false the row stays open for more values at the same
     /// step; a later step, a commit, or `finish` closes it. A step lower than the current one is
     /// dropped (the outcome says so).
-    pub fn log_at<K: AsRef<str>, V: Into<Value>>(
-        &self,
-        step: i64,
-        data: impl IntoIterator<Item = (K, V)>,
-        commit: bool,
-    ) -> Result<LogOutcome> {
+    pub fn log_at<K: AsRef<str>, V: Into<Value>>(&self, step: i64, data: impl IntoIterator<Item = (K, V)>, commit: bool) -> Result<LogOutcome> {
         self.log_with(Some(step), Some(commit), |row| {
             for (k, v) in data {
                 row.value(k.as_ref(), v.into())?;
@@ -700,12 +642,7 @@ impl Run {
     /// The general form, for bindings: `fill` adds fields to the row. `commit: None` follows W&B:
     /// commit unless a step was given.
     #[inline]
-    pub fn log_with(
-        &self,
-        step: Option<i64>,
-        commit: Option<bool>,
-        fill: impl FnOnce(&mut RowFields<'_>) -> Result<()>,
-    ) -> Result<LogOutcome> {
+    pub fn log_with(&self, step: Option<i64>, commit: Option<bool>, fill: impl FnOnce(&mut RowFields<'_>) -> Result<()>) -> Result<LogOutcome> {
         let mut guard = lock(&self.inner.shared.core);
         match guard.as_mut() {
             Some(core) => core.log_row(step, commit, fill),
@@ -753,10 +690,7 @@ impl Run {
                 let modes: Vec<String> = text.split(',').map(|m| m.trim().to_lowercase()).filter(|m| !m.is_empty()).collect();
                 for mode in &modes {
                     if !["min", "max", "mean", "first", "last", "none"].contains(&mode.as_str()) {
-                        return Err(ClientError::new(
-                            ErrorKind::InvalidValue,
-                            format!("summary {mode:?} is not one of min, max, mean, first, last, none"),
-                        ));
+                        return Err(ClientError::new(ErrorKind::InvalidValue, format!("summary {mode:?} is not one of min, max, mean, first, last, none")));
                     }
                 }
                 modes
@@ -909,28 +843,18 @@ impl Inner {
     /// The run directory, relative to the working directory when it is below it.
     fn dir_display(&self) -> String {
         let Some(dir) = self.dir_path.as_deref() else { return String::new() };
-        std::env::current_dir()
-            .ok()
-            .and_then(|cwd| dir.strip_prefix(cwd).ok().map(|p| p.display().to_string()))
-            .unwrap_or_else(|| dir.display().to_string())
+        std::env::current_dir().ok().and_then(|cwd| dir.strip_prefix(cwd).ok().map(|p| p.display().to_string())).unwrap_or_else(|| dir.display().to_string())
     }
 
     fn links(&self) -> Links {
         let online = self.mode == Mode::Online;
         let run_name = lock(&self.ident).name.clone();
-        Links {
-            run_name,
-            run_url: self.url().filter(|_| online),
-            project_url: self.project_url().filter(|_| online),
-        }
+        Links { run_name, run_url: self.url().filter(|_| online), project_url: self.project_url().filter(|_| online) }
     }
 
     fn finish_as(&self, state: Option<RunState>, exit_code: Option<i32>) -> Result<FinishReport> {
         if let Some(s @ (RunState::Running | RunState::Crashed)) = state {
-            return Err(ClientError::new(
-                ErrorKind::InvalidValue,
-                format!("a run can only be finished as finished, failed or killed, not {}", s.as_str()),
-            ));
+            return Err(ClientError::new(ErrorKind::InvalidValue, format!("a run can only be finished as finished, failed or killed, not {}", s.as_str())));
         }
         let mut report_slot = lock(&self.report);
         if let Some(report) = report_slot.as_ref() {
@@ -1029,10 +953,7 @@ impl Inner {
             let _ = std::fs::remove_file(resume_path);
         }
         if let Some(dir) = &self.dir_path {
-            crate::rundir::debug_log(
-                dir,
-                &format!("finished as {} (exit code {exit_code:?}); uploaded={uploaded}", ended_state.as_str()),
-            );
+            crate::rundir::debug_log(dir, &format!("finished as {} (exit code {exit_code:?}); uploaded={uploaded}", ended_state.as_str()));
         }
         let report = FinishReport { state: ended_state, exit_code, uploaded, pending, lines };
         *report_slot = Some(report.clone());
@@ -1088,12 +1009,7 @@ struct Uploader {
 impl Uploader {
     fn save_state(&self, acked: u64, complete: bool) {
         let status = lock(&self.shared.status);
-        let upload = UploadFile {
-            acked,
-            run_path: status.path.as_ref().map(ToString::to_string),
-            complete,
-            error: status.error.clone(),
-        };
+        let upload = UploadFile { acked, run_path: status.path.as_ref().map(ToString::to_string), complete, error: status.error.clone() };
         drop(status);
         let _ = crate::rundir::write_json(&self.run_dir.join("upload.json"), &upload);
     }
@@ -1140,9 +1056,7 @@ impl Uploader {
         loop {
             let closing = self.shared.closing.load(Ordering::Acquire);
             if closing && lock(&self.shared.status).last_progress.elapsed() > self.finish_timeout {
-                lock(&self.shared.status)
-                    .error
-                    .get_or_insert_with(|| "the server could not be reached before the finish timeout".into());
+                lock(&self.shared.status).error.get_or_insert_with(|| "the server could not be reached before the finish timeout".into());
                 break;
             }
             let path = lock(&self.shared.status).path.clone();

@@ -71,15 +71,7 @@ pub fn local_stamp(unix_secs: i64) -> String {
     if !ok {
         return format!("{unix_secs}");
     }
-    format!(
-        "{:04}{:02}{:02}_{:02}{:02}{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
+    format!("{:04}{:02}{:02}_{:02}{:02}{:02}", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec)
 }
 
 pub struct RunDir {
@@ -111,10 +103,7 @@ impl RunDir {
     /// Opens an existing run directory (for `cairn sync`), locking it.
     pub fn open(path: &Path) -> Result<RunDir> {
         if !path.join("wal").is_dir() {
-            return Err(ClientError::new(
-                ErrorKind::NotFound,
-                format!("{} is not a cairn run directory (it has no wal/ folder)", path.display()),
-            ));
+            return Err(ClientError::new(ErrorKind::NotFound, format!("{} is not a cairn run directory (it has no wal/ folder)", path.display())));
         }
         let mut dir = RunDir { path: path.to_owned(), lock: None };
         dir.lock()?;
@@ -123,21 +112,15 @@ impl RunDir {
 
     fn lock(&mut self) -> Result<()> {
         let lock_path = self.path.join("run.lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| ClientError::io("open", &lock_path, e))?;
+        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| ClientError::io("open", &lock_path, e))?;
         match file.try_lock() {
             Ok(()) => {
                 self.lock = Some(file);
                 Ok(())
             }
-            Err(std::fs::TryLockError::WouldBlock) => Err(ClientError::new(
-                ErrorKind::Conflict,
-                format!("{} is in use by a running process; wait for it to finish", self.path.display()),
-            )),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Err(ClientError::new(ErrorKind::Conflict, format!("{} is in use by a running process; wait for it to finish", self.path.display())))
+            }
             Err(std::fs::TryLockError::Error(e)) => Err(ClientError::io("lock", &lock_path, e)),
         }
     }
@@ -189,8 +172,7 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 
 pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let bytes = std::fs::read(path).map_err(|e| ClientError::io("read", path, e))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ClientError::new(ErrorKind::Io, format!("{} is not readable: {e}", path.display())))
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::new(ErrorKind::Io, format!("{} is not readable: {e}", path.display())))
 }
 
 #[cfg(test)]

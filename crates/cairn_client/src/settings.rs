@@ -79,10 +79,7 @@ impl Mode {
             "online" | "run" => Ok(Mode::Online),
             "offline" | "dryrun" => Ok(Mode::Offline),
             "disabled" => Ok(Mode::Disabled),
-            other => Err(ClientError::new(
-                ErrorKind::InvalidSetting,
-                format!("mode {other:?} is not online, offline or disabled"),
-            )),
+            other => Err(ClientError::new(ErrorKind::InvalidSetting, format!("mode {other:?} is not online, offline or disabled"))),
         }
     }
 
@@ -196,10 +193,7 @@ impl Settings {
         };
         let base_url = self.base_url.or_else(|| env(env::BASE_URL)).unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(ClientError::new(
-                ErrorKind::InvalidSetting,
-                format!("base URL {base_url:?} must start with http:// or https://"),
-            ));
+            return Err(ClientError::new(ErrorKind::InvalidSetting, format!("base URL {base_url:?} must start with http:// or https://")));
         }
         // A sweep's trial: its run, in the sweep's project, with the trial's parameters over the
         // config (nested groups merged).
@@ -208,8 +202,8 @@ impl Settings {
         let (mut entity, mut project, mut run_id) = (self.entity, self.project, self.run_id);
         if sweep_id.is_some() {
             if let Some(text) = env(env::SWEEP_PARAMS) {
-                let params: serde_json::Value = serde_json::from_str(&text)
-                    .map_err(|e| ClientError::new(ErrorKind::InvalidSetting, format!("{}={text:?} is not JSON: {e}", env::SWEEP_PARAMS)))?;
+                let params: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|e| ClientError::new(ErrorKind::InvalidSetting, format!("{}={text:?} is not JSON: {e}", env::SWEEP_PARAMS)))?;
                 let Some(cairn_types::Value::Map(params)) = Some(cairn_types::Value::from_json(&params)) else {
                     return Err(ClientError::new(ErrorKind::InvalidSetting, format!("{} must be a JSON object", env::SWEEP_PARAMS)));
                 };
@@ -257,10 +251,7 @@ impl Settings {
                     Some(text) => match text.trim().parse::<f64>() {
                         Ok(v) if v.is_finite() && v >= 0.0 => Duration::from_secs_f64(v),
                         _ => {
-                            return Err(ClientError::new(
-                                ErrorKind::InvalidSetting,
-                                format!("{}={text:?} is not a number of seconds (0 turns sampling off)", env::STATS_INTERVAL),
-                            ));
+                            return Err(ClientError::new(ErrorKind::InvalidSetting, format!("{}={text:?} is not a number of seconds (0 turns sampling off)", env::STATS_INTERVAL)));
                         }
                     },
                 },
@@ -333,15 +324,8 @@ mod tests {
     #[test]
     fn a_sweeps_trial_takes_its_run_project_and_parameters() {
         use cairn_types::map;
-        let settings = || {
-            Settings::new().project("mine").run_id("chosen").config(map! {"epochs" => 3, "opt" => cairn_types::Value::Map(map! {"name" => "adam", "lr" => 0.1})})
-        };
-        let trial = env_of(&[
-            ("CAIRN_SWEEP_ID", "sw1"),
-            ("CAIRN_SWEEP_PARAMS", r#"{"opt": {"lr": 0.01}, "layers": 4}"#),
-            ("CAIRN_RUN_ID", "trial7"),
-            ("CAIRN_PROJECT", "swept"),
-        ]);
+        let settings = || Settings::new().project("mine").run_id("chosen").config(map! {"epochs" => 3, "opt" => cairn_types::Value::Map(map! {"name" => "adam", "lr" => 0.1})});
+        let trial = env_of(&[("CAIRN_SWEEP_ID", "sw1"), ("CAIRN_SWEEP_PARAMS", r#"{"opt": {"lr": 0.01}, "layers": 4}"#), ("CAIRN_RUN_ID", "trial7"), ("CAIRN_PROJECT", "swept")]);
         let r = settings().resolve_with(trial).unwrap();
         assert_eq!((r.sweep_id.as_deref(), r.run_id.as_deref(), r.project.as_deref()), (Some("sw1"), Some("trial7"), Some("swept")));
         assert_eq!(r.config, map! {"epochs" => 3, "layers" => 4, "opt" => cairn_types::Value::Map(map! {"name" => "adam", "lr" => 0.01})});
@@ -354,13 +338,8 @@ mod tests {
 
     #[test]
     fn arguments_win_over_the_environment() {
-        let env = env_of(&[
-            ("CAIRN_PROJECT", "from-env"),
-            ("CAIRN_ENTITY", "team"),
-            ("CAIRN_MODE", "offline"),
-            ("CAIRN_BASE_URL", "http://example:1/"),
-            ("CAIRN_HEARTBEAT_SECS", "2.5"),
-        ]);
+        let env =
+            env_of(&[("CAIRN_PROJECT", "from-env"), ("CAIRN_ENTITY", "team"), ("CAIRN_MODE", "offline"), ("CAIRN_BASE_URL", "http://example:1/"), ("CAIRN_HEARTBEAT_SECS", "2.5")]);
         let r = Settings::new().project("from-args").resolve_with(&env).unwrap();
         assert_eq!(r.project.as_deref(), Some("from-args"));
         assert_eq!(r.entity.as_deref(), Some("team"));

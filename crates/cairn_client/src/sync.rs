@@ -9,8 +9,8 @@ use cairn_types::wire::{self, Record};
 
 use crate::error::{ClientError, ErrorKind, Result};
 use crate::http::ApiClient;
-use crate::rundir::{RunDir, UploadFile};
 use crate::run::{run_start_continues, upsert_from_run_start};
+use crate::rundir::{RunDir, UploadFile};
 use crate::settings::{DEFAULT_BASE_URL, env};
 use crate::upload::{MAX_BATCH_BYTES, Sender};
 use crate::wal::{WalReader, scan_end};
@@ -94,12 +94,8 @@ fn sync_if_incomplete(dir: &Path, run_id: &str, base_url: &str, api_key: Option<
     if upload.complete {
         return Ok(());
     }
-    sync_run_dir(dir, Some(base_url), api_key, &mut |_, _| {}).map_err(|e| {
-        ClientError::new(
-            e.kind,
-            format!("cannot upload what an earlier process left in {} before resuming run {run_id}: {}", dir.display(), e.message),
-        )
-    })?;
+    sync_run_dir(dir, Some(base_url), api_key, &mut |_, _| {})
+        .map_err(|e| ClientError::new(e.kind, format!("cannot upload what an earlier process left in {} before resuming run {run_id}: {}", dir.display(), e.message)))?;
     Ok(())
 }
 
@@ -127,12 +123,7 @@ pub struct SyncReport {
 
 /// Uploads a run directory. `progress(done, total)` is called as batches are acknowledged, in log
 /// positions. The server keeps only what it does not have, so syncing twice changes nothing.
-pub fn sync_run_dir(
-    dir: &Path,
-    base_url: Option<&str>,
-    api_key: Option<String>,
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<SyncReport> {
+pub fn sync_run_dir(dir: &Path, base_url: Option<&str>, api_key: Option<String>, progress: &mut dyn FnMut(u64, u64)) -> Result<SyncReport> {
     let mut run_dir = RunDir::open(dir)?;
     let run_file = run_dir.read_run_file().ok();
     let base = base_url
@@ -169,9 +160,7 @@ pub fn sync_run_dir(
 
     let api = ApiClient::new(&base, api_key, Duration::from_secs(120));
     let info = api.upsert_run(&request).map_err(|e| match e {
-        crate::http::CallError::Transport(message) => {
-            ClientError::new(ErrorKind::Network, format!("cannot reach the server at {base}: {message}"))
-        }
+        crate::http::CallError::Transport(message) => ClientError::new(ErrorKind::Network, format!("cannot reach the server at {base}: {message}")),
         other if continues && other.code() == Some(cairn_types::error::ErrorCode::RunNotFound) => ClientError::new(
             ErrorKind::NotFound,
             format!(
@@ -250,10 +239,7 @@ pub fn sync_run_dir(
     let complete = acked >= end;
     run_dir.write_upload_file(&UploadFile { acked, run_path: Some(path.to_string()), complete, error: None })?;
     if !complete {
-        return Err(ClientError::new(
-            ErrorKind::Io,
-            format!("{}: the log could not be read past byte {acked} of {end}", wal_dir.display()),
-        ));
+        return Err(ClientError::new(ErrorKind::Io, format!("{}: the log could not be read past byte {acked} of {end}", wal_dir.display())));
     }
     // A trial of a local sweep: the server's sweep gets it (and is made, when it is new).
     crate::sweep::register(&api, &path, dir)?;

@@ -37,11 +37,7 @@ fn disk_io(disks: &Disks) -> (u64, u64) {
 }
 
 fn network_totals(networks: &Networks) -> (u64, u64) {
-    networks
-        .list()
-        .iter()
-        .filter(|(name, _)| name.as_str() != "lo")
-        .fold((0, 0), |(s, r), (_, n)| (s + n.total_transmitted(), r + n.total_received()))
+    networks.list().iter().filter(|(name, _)| name.as_str() != "lo").fold((0, 0), |(s, r), (_, n)| (s + n.total_transmitted(), r + n.total_received()))
 }
 
 impl Sampler {
@@ -66,11 +62,7 @@ impl Sampler {
     }
 
     fn refresh_processes(&mut self) {
-        self.system.refresh_processes_specifics(
-            ProcessesToUpdate::All,
-            true,
-            ProcessRefreshKind::nothing().with_cpu().with_memory(),
-        );
+        self.system.refresh_processes_specifics(ProcessesToUpdate::All, true, ProcessRefreshKind::nothing().with_cpu().with_memory());
     }
 
     /// The process and its descendants.
@@ -95,10 +87,7 @@ impl Sampler {
         let cpus = self.system.cpus().len().max(1) as f64;
         let tree = self.process_tree();
         let processes = self.system.processes();
-        let (cpu, rss) = tree
-            .iter()
-            .filter_map(|pid| processes.get(pid))
-            .fold((0.0f64, 0u64), |(c, m), p| (c + f64::from(p.cpu_usage()), m + p.memory()));
+        let (cpu, rss) = tree.iter().filter_map(|pid| processes.get(pid)).fold((0.0f64, 0u64), |(c, m), p| (c + f64::from(p.cpu_usage()), m + p.memory()));
         // W&B's `cpu`: the process's share of the whole machine, in percent.
         out.push(("system.cpu".into(), cpu / cpus));
         for (i, core) in self.system.cpus().iter().enumerate() {

@@ -93,9 +93,7 @@ impl Prefaulter {
             // SAFETY: [base + done, base + end) lies inside the current segment's mapping, which
             // the writer only unmaps while holding `lock` (held here). Populating pages does not
             // change their contents.
-            let result = unsafe {
-                libc::madvise((base + *done) as *mut libc::c_void, end - *done, libc::MADV_POPULATE_WRITE)
-            };
+            let result = unsafe { libc::madvise((base + *done) as *mut libc::c_void, end - *done, libc::MADV_POPULATE_WRITE) };
             if result != 0 {
                 // Not supported by this kernel: the writer just faults pages in itself.
                 return;
@@ -254,10 +252,7 @@ impl WalWriter {
     #[inline]
     pub fn append(&mut self, payload: &[u8]) -> io::Result<()> {
         if payload.len() > MAX_RECORD_LEN {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("a record of {} bytes is over the limit of {MAX_RECORD_LEN} bytes", payload.len()),
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("a record of {} bytes is over the limit of {MAX_RECORD_LEN} bytes", payload.len())));
         }
         let need = FRAME_HEADER_LEN + payload.len();
         if self.offset + need > self.map.len() {
@@ -350,12 +345,7 @@ impl WalReader {
     /// Calls `f(position, frame_bytes, payload)` for each complete record in `[from, end)`, and
     /// returns the position after the last one visited. `f` returns false to stop early (the
     /// record it was given is then not counted as visited).
-    pub fn scan(
-        &mut self,
-        from: u64,
-        end: u64,
-        mut f: impl FnMut(u64, &[u8], &[u8]) -> bool,
-    ) -> io::Result<u64> {
+    pub fn scan(&mut self, from: u64, end: u64, mut f: impl FnMut(u64, &[u8], &[u8]) -> bool) -> io::Result<u64> {
         let mut pos = from;
         loop {
             if pos >= end {
@@ -458,13 +448,23 @@ mod tests {
 
         assert_eq!(scan_end(&wal_dir).unwrap(), end);
         let mut seen = Vec::new();
-        WalReader::new(&wal_dir).scan(0, u64::MAX, |_, _, p| { seen.push(p.len()); true }).unwrap();
+        WalReader::new(&wal_dir)
+            .scan(0, u64::MAX, |_, _, p| {
+                seen.push(p.len());
+                true
+            })
+            .unwrap();
         assert_eq!(seen, vec![6, SEGMENT_BYTES + 10, 6]);
 
         let mut writer = WalWriter::open_append(&wal_dir).unwrap();
         writer.append(b"\x08fourth").unwrap();
         let mut count = 0;
-        WalReader::new(&wal_dir).scan(0, u64::MAX, |_, _, _| { count += 1; true }).unwrap();
+        WalReader::new(&wal_dir)
+            .scan(0, u64::MAX, |_, _, _| {
+                count += 1;
+                true
+            })
+            .unwrap();
         assert_eq!(count, 4);
     }
 
@@ -514,7 +514,12 @@ mod tests {
         assert_eq!(writer.end(), good_end);
         writer.append(b"\x08three").unwrap();
         let mut seen = Vec::new();
-        WalReader::new(dir.path()).scan(0, u64::MAX, |_, _, p| { seen.push(p.to_vec()); true }).unwrap();
+        WalReader::new(dir.path())
+            .scan(0, u64::MAX, |_, _, p| {
+                seen.push(p.to_vec());
+                true
+            })
+            .unwrap();
         assert_eq!(seen, vec![b"\x08one".to_vec(), b"\x08three".to_vec()]);
     }
 }

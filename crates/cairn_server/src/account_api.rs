@@ -7,8 +7,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cairn_types::Timestamp;
 use cairn_types::accounts::{
-    Account, ApiKey, AuditEntry, CreateKey, CreateTeam, CreateUser, CreatedKey, MemberInfo, ProjectPatch, Role, SetRole, Setup,
-    SetupState, SignIn, TeamRole, Viewer,
+    Account, ApiKey, AuditEntry, CreateKey, CreateTeam, CreateUser, CreatedKey, MemberInfo, ProjectPatch, Role, SetRole, Setup, SetupState, SignIn, TeamRole, Viewer,
 };
 use cairn_types::error::{CodedError, ErrorBody, ErrorCode};
 
@@ -19,12 +18,9 @@ use crate::service::blocking;
 
 fn viewer_of(state: &AppState, caller: &Caller) -> Viewer {
     match caller {
-        Caller::User(p, _) => Viewer {
-            auth: true,
-            user: Some(p.user.clone()),
-            admin: p.admin,
-            teams: p.teams.iter().map(|(name, role)| TeamRole { name: name.clone(), role: *role }).collect(),
-        },
+        Caller::User(p, _) => {
+            Viewer { auth: true, user: Some(p.user.clone()), admin: p.admin, teams: p.teams.iter().map(|(name, role)| TeamRole { name: name.clone(), role: *role }).collect() }
+        }
         _ => Viewer { auth: state.config.auth.enabled, user: None, admin: !state.config.auth.enabled, teams: Vec::new() },
     }
 }
@@ -104,11 +100,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[utoipa::path(post, path = "/api/v1/session", tag = "accounts", request_body = SignIn,
     responses((status = 200, description = "Signed in: the session cookie is set", body = Viewer),
         (status = 401, body = ErrorBody), (status = 429, description = "Too many failed sign-ins for this account or address", body = ErrorBody)))]
-pub async fn create_session(
-    State(state): State<AppState>,
-    ClientAddr(address): ClientAddr,
-    JsonBody(request): JsonBody<SignIn>,
-) -> ApiResult<Response> {
+pub async fn create_session(State(state): State<AppState>, ClientAddr(address): ClientAddr, JsonBody(request): JsonBody<SignIn>) -> ApiResult<Response> {
     if !state.config.auth.enabled {
         return Err(ApiError::new(ErrorCode::InvalidValue, "auth is off on this server: there is nothing to sign in to"));
     }
@@ -198,10 +190,7 @@ pub async fn create_team(State(state): State<AppState>, caller: Caller, JsonBody
     let team = blocking(move || {
         // A name that runs use already is someone's data: only a server admin makes it a team.
         if !admin && store.get_entity(&request.name).is_ok() {
-            return Err(CodedError::new(
-                ErrorCode::AccountExists,
-                format!("the name {:?} is taken; a server admin can make it a team (`cairn teams create`)", request.name),
-            ));
+            return Err(CodedError::new(ErrorCode::AccountExists, format!("the name {:?} is taken; a server admin can make it a team (`cairn teams create`)", request.name)));
         }
         let team = store.create_team(&request.name, Timestamp::now())?;
         store.set_role(&team.name, &user, Some(Role::Admin))?;
@@ -238,11 +227,7 @@ pub async fn set_member(
 #[utoipa::path(delete, path = "/api/v1/teams/{team}/members/{user}", tag = "accounts",
     params(("team" = String, Path), ("user" = String, Path)),
     responses((status = 204, description = "The user is no longer a member"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn remove_member(
-    State(state): State<AppState>,
-    caller: Caller,
-    PathParams((team, user)): PathParams<(String, String)>,
-) -> ApiResult<StatusCode> {
+pub async fn remove_member(State(state): State<AppState>, caller: Caller, PathParams((team, user)): PathParams<(String, String)>) -> ApiResult<StatusCode> {
     state.set_role(caller.actor(), &team, &user, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }

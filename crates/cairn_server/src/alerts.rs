@@ -68,11 +68,7 @@ fn post_webhook(url: &str, path: &RunPath, run_name: &str, alert: &AlertInfo, li
         "attachments": [{"color": color, "title": alert.title, "text": alert.text, "footer": format!("cairn · {path}"), "ts": alert.time.micros() / 1_000_000}],
         "cairn": {"run": path.to_string(), "run_name": run_name, "title": alert.title, "text": alert.text, "level": alert.level.as_str(), "time": alert.time},
     });
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).http_status_as_error(false).build().into();
     let mut response = agent
         .post(url)
         .header("Content-Type", "application/json")
@@ -102,10 +98,7 @@ fn send_email(smtp: &SmtpTarget, path: &RunPath, run_name: &str, alert: &AlertIn
     }
     let email = message.header(ContentType::TEXT_PLAIN).body(body).map_err(|e| format!("cannot write the email: {e}"))?;
     let tls = TlsParameters::new(smtp.host.clone()).map_err(|e| format!("TLS settings for {}: {e}", smtp.host))?;
-    let mut transport = SmtpTransport::builder_dangerous(smtp.host.as_str())
-        .port(smtp.port)
-        .tls(Tls::Opportunistic(tls))
-        .timeout(Some(Duration::from_secs(15)));
+    let mut transport = SmtpTransport::builder_dangerous(smtp.host.as_str()).port(smtp.port).tls(Tls::Opportunistic(tls)).timeout(Some(Duration::from_secs(15)));
     if let Some((user, password)) = &smtp.credentials {
         transport = transport.credentials(lettre::transport::smtp::authentication::Credentials::new(user.clone(), password.clone()));
     }

@@ -8,17 +8,16 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cairn_store::{HistoryRequest, Store};
+use cairn_types::RunPath;
 use cairn_types::api::{
-    ConsolePage, ConsoleQuery, EntityInfo, FileInfo, FinishRequest, GroupPage, GroupQuery, HISTORY_DEFAULT_LIMIT,
-    HISTORY_MAX_COLUMNS_LIMIT, HISTORY_MAX_LIMIT, HeartbeatReply, HistoryColumns, HistoryPage, HistoryQuery,
-    IngestAck, IngestJson, KeyInfo, ProjectColumns, ProjectInfo, ProjectKey, ProjectSeriesQuery,
-    ProjectSeriesResult, RunInfo, RunListQuery, RunPage, RunPatch, RunSearch, SeriesQuery, SeriesResult,
-    ServerInfo, UpsertRunRequest, FileLinkQuery, UploadQuery, UploadStatus, MoveRuns, MovedRuns, AlertInfo,
+    AlertInfo, ConsolePage, ConsoleQuery, EntityInfo, FileInfo, FileLinkQuery, FinishRequest, GroupPage, GroupQuery, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_COLUMNS_LIMIT,
+    HISTORY_MAX_LIMIT, HeartbeatReply, HistoryColumns, HistoryPage, HistoryQuery, IngestAck, IngestJson, KeyInfo, MoveRuns, MovedRuns, ProjectColumns, ProjectInfo, ProjectKey,
+    ProjectSeriesQuery, ProjectSeriesResult, RunInfo, RunListQuery, RunPage, RunPatch, RunSearch, SeriesQuery, SeriesResult, ServerInfo, UploadQuery, UploadStatus,
+    UpsertRunRequest,
 };
 use cairn_types::error::{CodedError, ErrorBody, ErrorCode};
 use cairn_types::value::{Map, Value, insert_path};
 use cairn_types::wire::{self, BATCH_CONTENT_TYPE, COLUMNS_CONTENT_TYPE, ColumnData, KeyStream};
-use cairn_types::RunPath;
 
 use crate::AppState;
 use crate::auth::{Caller, Need};
@@ -95,11 +94,7 @@ pub async fn get_entity(State(state): State<AppState>, caller: Caller, PathParam
 #[utoipa::path(get, path = "/api/v1/entities/{entity}/projects", tag = "projects",
     params(("entity" = String, Path, description = "Entity name")),
     responses((status = 200, body = Vec<ProjectInfo>), (status = 404, body = ErrorBody)))]
-pub async fn list_projects(
-    State(state): State<AppState>,
-    caller: Caller,
-    PathParams(entity): PathParams<String>,
-) -> ApiResult<Json<Vec<ProjectInfo>>> {
+pub async fn list_projects(State(state): State<AppState>, caller: Caller, PathParams(entity): PathParams<String>) -> ApiResult<Json<Vec<ProjectInfo>>> {
     // Every project for those with a role on the entity; its public ones for anyone else.
     let whole = state.authorize(&caller, &entity, None, Need::Read).await;
     if let Err(e) = &whole
@@ -118,10 +113,7 @@ pub async fn list_projects(
 #[utoipa::path(get, path = "/api/v1/projects/{entity}/{project}", tag = "projects",
     params(("entity" = String, Path), ("project" = String, Path)),
     responses((status = 200, body = ProjectInfo), (status = 404, body = ErrorBody)))]
-pub async fn get_project(
-    State(state): State<AppState>,
-    PathParams((entity, project)): PathParams<(String, String)>,
-) -> ApiResult<Json<ProjectInfo>> {
+pub async fn get_project(State(state): State<AppState>, PathParams((entity, project)): PathParams<(String, String)>) -> ApiResult<Json<ProjectInfo>> {
     let store = store(&state);
     blocking(move || store.get_project(&entity, &project)).await.map(Json)
 }
@@ -135,9 +127,7 @@ pub async fn list_runs(
     QueryParams(query): QueryParams<RunListQuery>,
 ) -> ApiResult<Json<RunPage>> {
     let filter = match query.filter.as_deref().filter(|f| !f.trim().is_empty()) {
-        Some(text) => Some(serde_json::from_str(text).map_err(|e| {
-            ApiError::new(ErrorCode::InvalidFilter, format!("filter is not valid JSON: {e}"))
-        })?),
+        Some(text) => Some(serde_json::from_str(text).map_err(|e| ApiError::new(ErrorCode::InvalidFilter, format!("filter is not valid JSON: {e}")))?),
         None => None,
     };
     let search = RunSearch {
@@ -181,10 +171,7 @@ pub async fn group_runs(
     params(("entity" = String, Path), ("project" = String, Path)),
     responses((status = 200, description = "The config and summary keys of the project's runs (the runs table's columns)", body = ProjectColumns),
         (status = 404, body = ErrorBody)))]
-pub async fn project_columns(
-    State(state): State<AppState>,
-    PathParams((entity, project)): PathParams<(String, String)>,
-) -> ApiResult<Json<ProjectColumns>> {
+pub async fn project_columns(State(state): State<AppState>, PathParams((entity, project)): PathParams<(String, String)>) -> ApiResult<Json<ProjectColumns>> {
     let store = store(&state);
     blocking(move || store.project_columns(&entity, &project)).await.map(Json)
 }
@@ -193,10 +180,7 @@ pub async fn project_columns(
     params(("entity" = String, Path), ("project" = String, Path)),
     responses((status = 200, description = "The keys that the project's runs logged", body = Vec<ProjectKey>),
         (status = 404, body = ErrorBody)))]
-pub async fn project_keys(
-    State(state): State<AppState>,
-    PathParams((entity, project)): PathParams<(String, String)>,
-) -> ApiResult<Json<Vec<ProjectKey>>> {
+pub async fn project_keys(State(state): State<AppState>, PathParams((entity, project)): PathParams<(String, String)>) -> ApiResult<Json<Vec<ProjectKey>>> {
     let store = store(&state);
     blocking(move || store.project_keys(&entity, &project)).await.map(Json)
 }
@@ -253,11 +237,7 @@ pub async fn get_run(State(state): State<AppState>, PathParams(p): RunParams) ->
     params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path)),
     request_body = RunPatch,
     responses((status = 200, body = RunInfo), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn update_run(
-    State(state): State<AppState>,
-    PathParams(p): RunParams,
-    JsonBody(patch): JsonBody<RunPatch>,
-) -> ApiResult<Json<RunInfo>> {
+pub async fn update_run(State(state): State<AppState>, PathParams(p): RunParams, JsonBody(patch): JsonBody<RunPatch>) -> ApiResult<Json<RunInfo>> {
     Ok(Json(state.update_run(run_path(p)?, patch).await?))
 }
 
@@ -328,10 +308,7 @@ pub async fn ingest(State(state): State<AppState>, PathParams(p): RunParams, req
         let json: IngestJson = parse_json(&headers, &body)?;
         state.ingest(path, move |now| json.into_batch(now)).await?
     } else {
-        return Err(ApiError::new(
-            ErrorCode::UnsupportedMediaType,
-            format!("content type {ct:?} is not supported; send application/json or {BATCH_CONTENT_TYPE}"),
-        ));
+        return Err(ApiError::new(ErrorCode::UnsupportedMediaType, format!("content type {ct:?} is not supported; send application/json or {BATCH_CONTENT_TYPE}")));
     };
     Ok(Json(ack))
 }
@@ -348,11 +325,7 @@ pub async fn heartbeat(State(state): State<AppState>, PathParams(p): RunParams) 
     params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path)),
     request_body = FinishRequest,
     responses((status = 200, body = RunInfo), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn finish_run(
-    State(state): State<AppState>,
-    PathParams(p): RunParams,
-    JsonBody(request): JsonBody<FinishRequest>,
-) -> ApiResult<Json<RunInfo>> {
+pub async fn finish_run(State(state): State<AppState>, PathParams(p): RunParams, JsonBody(request): JsonBody<FinishRequest>) -> ApiResult<Json<RunInfo>> {
     Ok(Json(state.finish_run(run_path(p)?, request).await?))
 }
 
@@ -384,11 +357,7 @@ fn value_or_null(value: Option<Value>) -> Value {
         (status = 200, description = "Rows (format=rows), columns (format=columns), or binary columns (format=binary)",
             content((HistoryPage = "application/json"), (HistoryColumns = "application/json"), (Vec<u8> = "application/x-cairn-columns"))),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn history(
-    State(state): State<AppState>,
-    PathParams(p): RunParams,
-    QueryParams(query): QueryParams<HistoryQuery>,
-) -> ApiResult<Response> {
+pub async fn history(State(state): State<AppState>, PathParams(p): RunParams, QueryParams(query): QueryParams<HistoryQuery>) -> ApiResult<Response> {
     let path = run_path(p)?;
     let format = query.format.as_deref().unwrap_or("rows").to_owned();
     let max = match format.as_str() {
@@ -419,20 +388,12 @@ pub async fn history(
         let data = store.history(&path, &request)?;
         Ok(match format.as_str() {
             "binary" => {
-                let columns: Vec<ColumnData> = data
-                    .columns
-                    .into_iter()
-                    .map(|c| ColumnData { name: c.name, path: c.path, values: c.values })
-                    .collect();
+                let columns: Vec<ColumnData> = data.columns.into_iter().map(|c| ColumnData { name: c.name, path: c.path, values: c.values }).collect();
                 let body = wire::encode_columns(&data.steps, &columns, data.next_step);
                 ([(header::CONTENT_TYPE, COLUMNS_CONTENT_TYPE)], body).into_response()
             }
             "columns" => Json(HistoryColumns {
-                columns: data
-                    .columns
-                    .into_iter()
-                    .map(|c| (c.name, c.values.into_values().into_iter().map(value_or_null).collect()))
-                    .collect(),
+                columns: data.columns.into_iter().map(|c| (c.name, c.values.into_values().into_iter().map(value_or_null).collect())).collect(),
                 steps: data.steps,
                 next_step: data.next_step,
             })
@@ -458,11 +419,7 @@ pub async fn history(
     params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path), SeriesQuery),
     responses((status = 200, description = "Bucketed min, max, mean, last and count per key; never sampled", body = SeriesResult),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn series(
-    State(state): State<AppState>,
-    PathParams(p): RunParams,
-    QueryParams(query): QueryParams<SeriesQuery>,
-) -> ApiResult<Json<SeriesResult>> {
+pub async fn series(State(state): State<AppState>, PathParams(p): RunParams, QueryParams(query): QueryParams<SeriesQuery>) -> ApiResult<Json<SeriesResult>> {
     let path = run_path(p)?;
     let store = store(&state);
     blocking(move || store.series(&path, &cairn_store::SeriesRequest::from_query(&query)?)).await.map(Json)
@@ -537,10 +494,7 @@ fn per_run<T>(
     read: impl Fn(&RunPath) -> Result<Option<T>, CodedError>,
 ) -> Result<Vec<(String, Option<T>)>, CodedError> {
     if run_ids.len() > cairn_types::api::MAX_BATCH_RUNS {
-        return Err(CodedError::new(
-            ErrorCode::InvalidBody,
-            format!("a request names at most {} runs, not {}", cairn_types::api::MAX_BATCH_RUNS, run_ids.len()),
-        ));
+        return Err(CodedError::new(ErrorCode::InvalidBody, format!("a request names at most {} runs, not {}", cairn_types::api::MAX_BATCH_RUNS, run_ids.len())));
     }
     store.get_project(entity, project)?;
     run_ids
@@ -610,11 +564,7 @@ pub async fn project_histograms(
 #[utoipa::path(get, path = "/api/v1/runs/{entity}/{project}/{run_id}/console", tag = "history",
     params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path), ConsoleQuery),
     responses((status = 200, body = ConsolePage), (status = 404, body = ErrorBody)))]
-pub async fn console(
-    State(state): State<AppState>,
-    PathParams(p): RunParams,
-    QueryParams(query): QueryParams<ConsoleQuery>,
-) -> ApiResult<Json<ConsolePage>> {
+pub async fn console(State(state): State<AppState>, PathParams(p): RunParams, QueryParams(query): QueryParams<ConsoleQuery>) -> ApiResult<Json<ConsolePage>> {
     let path = run_path(p)?;
     let store = store(&state);
     blocking(move || store.console(&path, query.from_line.unwrap_or(0), query.limit.unwrap_or(1000))).await.map(Json)
@@ -636,10 +586,7 @@ pub(crate) fn validate_file_path(file_path: &str) -> ApiResult<()> {
         || file_path.split('/').any(|s| s.is_empty() || s == "." || s == "..")
         || file_path.chars().any(|c| c.is_control() || c == '\\');
     if bad {
-        return Err(ApiError::new(
-            ErrorCode::InvalidValue,
-            format!("file path {file_path:?} must be relative, without '.', '..', empty segments or backslashes"),
-        ));
+        return Err(ApiError::new(ErrorCode::InvalidValue, format!("file path {file_path:?} must be relative, without '.', '..', empty segments or backslashes")));
     }
     Ok(())
 }
@@ -704,10 +651,7 @@ pub(crate) async fn receive_file(state: &AppState, request: Request) -> ApiResul
     params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path), ("file_path" = String, Path)),
     responses((status = 200, description = "The file's bytes, streamed", content_type = "application/octet-stream"),
         (status = 404, body = ErrorBody)))]
-pub async fn get_file(
-    State(state): State<AppState>,
-    PathParams((entity, project, run_id, file_path)): PathParams<(String, String, String, String)>,
-) -> ApiResult<Response> {
+pub async fn get_file(State(state): State<AppState>, PathParams((entity, project, run_id, file_path)): PathParams<(String, String, String, String)>) -> ApiResult<Response> {
     let path = run_path((entity, project, run_id))?;
     validate_file_path(&file_path)?;
     let store = store(&state);
@@ -742,9 +686,7 @@ pub(crate) async fn stream_blob(state: &AppState, sha256: String, size: u64, pat
     });
     // Fused: the gzip encoder of `CompressionLayer` polls its body once more after the end, and a
     // bare `unfold` panics when polled again after it finished.
-    let stream = futures_util::StreamExt::fuse(futures_util::stream::unfold(receiver, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }));
+    let stream = futures_util::StreamExt::fuse(futures_util::stream::unfold(receiver, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }));
     let file_name = path.rsplit('/').next().unwrap_or("file").replace('"', "");
     Ok((
         [
@@ -819,7 +761,6 @@ pub async fn upload_part(
     QueryParams(query): QueryParams<UploadQuery>,
     request: Request,
 ) -> ApiResult<Json<UploadStatus>> {
-
     let store = store(&state);
     let status = {
         let (store, sha256) = (store.clone(), sha256.clone());
@@ -829,10 +770,7 @@ pub async fn upload_part(
         return Ok(Json(status));
     }
     if query.offset > query.size {
-        return Err(ApiError::new(
-            ErrorCode::InvalidQuery,
-            format!("offset {} is past the content's size {}", query.offset, query.size),
-        ));
+        return Err(ApiError::new(ErrorCode::InvalidQuery, format!("offset {} is past the content's size {}", query.offset, query.size)));
     }
     // Shared with the blocking work it covers: a request cancelled by its client (a reset) drops
     // its future at once, but the claim lasts until the append or finish under way is done.
@@ -958,14 +896,10 @@ async fn framed_body(state: &AppState, request: Request) -> ApiResult<axum::body
     let (headers, body) = read_body(request, state.config.max_body_bytes).await?;
     let ct = content_type(&headers);
     if ct != cairn_types::api::UPLOAD_BATCH_CONTENT_TYPE {
-        return Err(ApiError::new(
-            ErrorCode::UnsupportedMediaType,
-            format!("content type {ct:?} is not supported here; send {}", cairn_types::api::UPLOAD_BATCH_CONTENT_TYPE),
-        ));
+        return Err(ApiError::new(ErrorCode::UnsupportedMediaType, format!("content type {ct:?} is not supported here; send {}", cairn_types::api::UPLOAD_BATCH_CONTENT_TYPE)));
     }
     Ok(body)
 }
-
 
 #[utoipa::path(post, path = "/api/v1/chunks/missing", tag = "files",
     request_body = cairn_types::api::ChunkList,

@@ -6,9 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use cairn_types::RunPath;
-use cairn_types::artifacts::{
-    ArtifactInfo, ArtifactLineage, ArtifactRef, CollectionInfo, CommitArtifact, ManifestEntry, RunArtifacts, SetAliases, UseArtifact,
-};
+use cairn_types::artifacts::{ArtifactInfo, ArtifactLineage, ArtifactRef, CollectionInfo, CommitArtifact, ManifestEntry, RunArtifacts, SetAliases, UseArtifact};
 use cairn_types::error::{ErrorBody, ErrorCode};
 
 use crate::AppState;
@@ -107,7 +105,10 @@ pub async fn lineage(State(state): State<AppState>, caller: Caller, PathParams((
     params(("entity" = String, Path), ("project" = String, Path), ("name" = String, Path), ("version" = String, Path), ("file_path" = String, Path)),
     responses((status = 200, description = "The file's bytes, streamed", content_type = "application/octet-stream"),
         (status = 400, description = "The entry is a reference: its bytes are where it points", body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn file(State(state): State<AppState>, PathParams((entity, project, name, version, file_path)): PathParams<(String, String, String, String, String)>) -> ApiResult<Response> {
+pub async fn file(
+    State(state): State<AppState>,
+    PathParams((entity, project, name, version, file_path)): PathParams<(String, String, String, String, String)>,
+) -> ApiResult<Response> {
     crate::api::validate_file_path(&file_path)?;
     let store = state.store.clone();
     let wanted = file_path.clone();

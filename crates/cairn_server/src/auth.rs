@@ -66,9 +66,7 @@ pub fn frame_ancestors(list: &str) -> Result<Vec<String>, String> {
         .into_iter()
         .map(|src| {
             let origin = src.strip_prefix("https://").or_else(|| src.strip_prefix("http://"));
-            let host_ok = origin.is_some_and(|rest| {
-                !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'*' | b'[' | b']'))
-            });
+            let host_ok = origin.is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'*' | b'[' | b']')));
             if src == "'self'" || host_ok {
                 Ok(src.to_owned())
             } else {
@@ -156,10 +154,7 @@ impl Caller {
 }
 
 pub fn unauthorized() -> CodedError {
-    CodedError::new(
-        ErrorCode::Unauthorized,
-        "this server needs credentials: send an API key (Authorization: Bearer KEY; see `cairn keys create`) or sign in",
-    )
+    CodedError::new(ErrorCode::Unauthorized, "this server needs credentials: send an API key (Authorization: Bearer KEY; see `cairn keys create`) or sign in")
 }
 
 /// What a request needs on an entity.
@@ -328,12 +323,7 @@ enum Presented {
 
 fn presented(headers: &HeaderMap) -> Result<Presented, CodedError> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let malformed = || {
-            CodedError::new(
-                ErrorCode::Unauthorized,
-                "the Authorization header is not `Bearer KEY` or `Basic` with the key as the password",
-            )
-        };
+        let malformed = || CodedError::new(ErrorCode::Unauthorized, "the Authorization header is not `Bearer KEY` or `Basic` with the key as the password");
         let value = value.to_str().map_err(|_| malformed())?.trim();
         let (scheme, rest) = value.split_once(' ').ok_or_else(malformed)?;
         let key = if scheme.eq_ignore_ascii_case("bearer") {
@@ -403,10 +393,7 @@ fn host_name(authority: &str) -> String {
 }
 
 fn host_allowed(config: &AuthConfig, host: &str) -> bool {
-    host == "localhost"
-        || host.ends_with(".localhost")
-        || host.parse::<std::net::IpAddr>().is_ok()
-        || config.allowed_hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+    host == "localhost" || host.ends_with(".localhost") || host.parse::<std::net::IpAddr>().is_ok() || config.allowed_hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
 }
 
 /// The first layer of every request: the Host check, who the caller is, and the CSRF check.
@@ -424,10 +411,7 @@ pub async fn identify(State(state): State<AppState>, mut request: Request, next:
     if !host.is_empty() && !host_allowed(config, &host_name(&host)) {
         return ApiError::new(
             ErrorCode::HostNotAllowed,
-            format!(
-                "this server does not answer to the host {:?}; reach it by its address or by the host of --public-url (or allow one with --allow-host)",
-                host_name(&host)
-            ),
+            format!("this server does not answer to the host {:?}; reach it by its address or by the host of --public-url (or allow one with --allow-host)", host_name(&host)),
         )
         .into_response();
     }
@@ -475,10 +459,7 @@ fn same_origin_write(method: &Method, headers: &HeaderMap, host: &str, by_cookie
     let origin_authority = origin.split_once("://").map(|(_, rest)| rest.trim_end_matches('/')).unwrap_or("");
     let foreign = !origin.is_empty() && !origin_authority.eq_ignore_ascii_case(host.trim());
     if foreign || (by_cookie && origin_authority.is_empty()) {
-        return Err(CodedError::new(
-            ErrorCode::Forbidden,
-            format!("a write signed in by cookie must come from this server's own pages (Origin {origin:?} is not this server)"),
-        ));
+        return Err(CodedError::new(ErrorCode::Forbidden, format!("a write signed in by cookie must come from this server's own pages (Origin {origin:?} is not this server)")));
     }
     if by_cookie && crate::error::content_type(headers) != "application/json" {
         return Err(CodedError::new(ErrorCode::Forbidden, "a write signed in by cookie must send application/json"));
@@ -490,12 +471,7 @@ fn same_origin_write(method: &Method, headers: &HeaderMap, host: &str, by_cookie
 const PUBLIC_BODY_LIMIT: usize = 64 << 10;
 
 /// The per-route check of a route's [`Policy`], after routing (the path's parameters are known).
-pub async fn enforce(
-    State((state, policy)): State<(AppState, Policy)>,
-    params: axum::extract::RawPathParams,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn enforce(State((state, policy)): State<(AppState, Policy)>, params: axum::extract::RawPathParams, request: Request, next: Next) -> Response {
     let caller = request.extensions().get::<Caller>().cloned().unwrap_or(Caller::Anonymous);
     let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_owned());
     let mut request = request;
@@ -595,10 +571,7 @@ impl SignInLimiter {
                 }
                 if times.len() >= *limit {
                     let wait = Self::WINDOW.saturating_sub(times.front().map_or(Duration::ZERO, |t| t.elapsed()));
-                    return Err(CodedError::new(
-                        ErrorCode::RateLimited,
-                        format!("too many failed sign-ins; try again in {} s", wait.as_secs().max(1)),
-                    ));
+                    return Err(CodedError::new(ErrorCode::RateLimited, format!("too many failed sign-ins; try again in {} s", wait.as_secs().max(1))));
                 }
             }
         }

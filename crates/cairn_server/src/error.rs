@@ -68,11 +68,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
         let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(deserializer).map(QueryParams).map_err(|e| {
             let path = e.path().to_string();
-            let message = if path.is_empty() || path == "." {
-                format!("invalid query string: {}", e.inner())
-            } else {
-                format!("invalid query parameter {path}: {}", e.inner())
-            };
+            let message = if path.is_empty() || path == "." { format!("invalid query string: {}", e.inner()) } else { format!("invalid query parameter {path}: {}", e.inner()) };
             ApiError::new(ErrorCode::InvalidQuery, message)
         })
     }
@@ -92,9 +88,7 @@ pub async fn read_body(request: Request, limit: usize) -> Result<(HeaderMap, axu
     }
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
         let text = e.to_string();
-        if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit"))
-            || text.contains("length limit")
-        {
+        if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit")) || text.contains("length limit") {
             ApiError::new(ErrorCode::PayloadTooLarge, format!("request body is larger than the limit of {limit} bytes"))
         } else {
             ApiError::new(ErrorCode::InvalidBody, format!("could not read the request body: {text}"))
@@ -104,27 +98,17 @@ pub async fn read_body(request: Request, limit: usize) -> Result<(HeaderMap, axu
 }
 
 fn too_large(length: u64, limit: usize) -> ApiError {
-    ApiError::new(
-        ErrorCode::PayloadTooLarge,
-        format!("request body of {length} bytes is larger than the limit of {limit} bytes"),
-    )
+    ApiError::new(ErrorCode::PayloadTooLarge, format!("request body of {length} bytes is larger than the limit of {limit} bytes"))
 }
 
 pub fn content_type(headers: &HeaderMap) -> String {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-        .unwrap_or_default()
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase()).unwrap_or_default()
 }
 
 pub fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, bytes: &[u8]) -> Result<T, ApiError> {
     let ct = content_type(headers);
     if !ct.is_empty() && ct != "application/json" {
-        return Err(ApiError::new(
-            ErrorCode::UnsupportedMediaType,
-            format!("content type {ct:?} is not supported here; send application/json"),
-        ));
+        return Err(ApiError::new(ErrorCode::UnsupportedMediaType, format!("content type {ct:?} is not supported here; send application/json")));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
@@ -136,9 +120,7 @@ pub fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, bytes: &[u8]) -> Res
             ApiError::new(ErrorCode::InvalidBody, format!("{what}: field {path}: {}", e.inner()))
         }
     })?;
-    deserializer
-        .end()
-        .map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("invalid JSON body: trailing characters: {e}")))?;
+    deserializer.end().map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("invalid JSON body: trailing characters: {e}")))?;
     Ok(value)
 }
 
@@ -167,4 +149,3 @@ pub fn write_failed(what: &str, e: std::io::Error) -> CodedError {
     }
     CodedError::new(ErrorCode::Internal, format!("cannot write {what}: {e}"))
 }
-

@@ -76,15 +76,7 @@ impl Hub {
 }
 
 fn resync_event() -> RunEvent {
-    RunEvent {
-        kind: RESYNC.into(),
-        entity: String::new(),
-        project: String::new(),
-        run_id: String::new(),
-        state: None,
-        history_offset: None,
-        time: Timestamp::now(),
-    }
+    RunEvent { kind: RESYNC.into(), entity: String::new(), project: String::new(), run_id: String::new(), state: None, history_offset: None, time: Timestamp::now() }
 }
 
 pub fn publish(state: &AppState, kind: &str, path: &RunPath, run_state: Option<RunState>, history_offset: Option<u64>) {

@@ -3,17 +3,17 @@
 //! instances can serve one PostgreSQL store.
 
 mod account_api;
-mod artifact_api;
 pub mod alerts;
 pub mod api;
+mod artifact_api;
 pub mod auth;
 pub mod error;
 pub mod events;
 mod openapi;
 pub mod service;
 mod sweep_api;
-mod wandb;
 pub mod ui;
+mod wandb;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,8 +24,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cairn_store::Store;
-use cairn_types::{RunPath, Timestamp};
 use cairn_types::error::{CodedError, ErrorCode};
+use cairn_types::{RunPath, Timestamp};
 use tokio::net::TcpListener;
 
 use crate::error::ApiError;
@@ -384,12 +384,7 @@ async fn purge_expired(state: &AppState) {
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish and closes the store, so
 /// that every batch that was acknowledged is committed.
-pub async fn serve(
-    listener: TcpListener,
-    store: Arc<dyn Store>,
-    config: ServerConfig,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, store: Arc<dyn Store>, config: ServerConfig, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let state = AppState::new(store.clone(), config);
     let setup = {
         let state = state.clone();
@@ -415,9 +410,7 @@ pub async fn serve(
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }
     });
-    let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await;
     monitor.abort();
     delivery.abort();
     let (leases, holder) = (store.clone(), state_instance);

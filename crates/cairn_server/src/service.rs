@@ -20,9 +20,7 @@ pub type ServiceResult<T> = Result<T, CodedError>;
 
 /// Runs store work on the blocking pool.
 pub async fn blocking<R: Send + 'static>(work: impl FnOnce() -> ServiceResult<R> + Send + 'static) -> ServiceResult<R> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|_| CodedError::new(ErrorCode::Internal, "internal error while handling the request (a bug)"))?
+    tokio::task::spawn_blocking(work).await.map_err(|_| CodedError::new(ErrorCode::Internal, "internal error while handling the request (a bug)"))?
 }
 
 impl AppState {
@@ -147,11 +145,7 @@ impl AppState {
     }
 
     /// Stores a batch; `batch` decodes it (off the async threads), given the time it arrived.
-    pub async fn ingest(
-        &self,
-        path: RunPath,
-        batch: impl FnOnce(Timestamp) -> ServiceResult<IngestBatch> + Send + 'static,
-    ) -> ServiceResult<IngestAck> {
+    pub async fn ingest(&self, path: RunPath, batch: impl FnOnce(Timestamp) -> ServiceResult<IngestBatch> + Send + 'static) -> ServiceResult<IngestAck> {
         let (store, event_path, now) = (self.store_ref(), path.clone(), Timestamp::now());
         let ack = blocking(move || store.ingest(&path, batch(now)?, now)).await?;
         publish(self, "logged", &event_path, None, Some(ack.offsets.history));
@@ -195,14 +189,11 @@ impl AppState {
         blocking(move || {
             store.get_run(&path)?;
             if !may_name(store.as_ref(), &sha256, readable.as_deref(), &actor)? {
-                return Err(CodedError::new(
-                    ErrorCode::Forbidden,
-                    format!("content {sha256} is in no run you can read; send its bytes (PUT the file without ?sha256=)"),
-                ));
+                return Err(CodedError::new(ErrorCode::Forbidden, format!("content {sha256} is in no run you can read; send its bytes (PUT the file without ?sha256=)")));
             }
-            let size = store.content_size(&sha256)?.ok_or_else(|| {
-                CodedError::new(ErrorCode::FileNotFound, format!("content {sha256} is not uploaded; send it first with PUT /api/v1/uploads/{sha256}"))
-            })?;
+            let size = store
+                .content_size(&sha256)?
+                .ok_or_else(|| CodedError::new(ErrorCode::FileNotFound, format!("content {sha256} is not uploaded; send it first with PUT /api/v1/uploads/{sha256}")))?;
             let info = FileInfo { path: name, size, sha256, updated_at: Timestamp::now() };
             store.put_run_file(&path, info.clone())?;
             Ok(info)

@@ -16,7 +16,11 @@ type SweepParams = PathParams<(String, String, String)>;
 #[utoipa::path(post, path = "/api/v1/projects/{entity}/{project}/sweeps", tag = "sweeps",
     params(("entity" = String, Path), ("project" = String, Path)), request_body = CreateSweep,
     responses((status = 200, body = SweepInfo), (status = 400, description = "The configuration cannot run: the message names the parameter and the problem", body = ErrorBody)))]
-pub async fn create(State(state): State<AppState>, PathParams((entity, project)): PathParams<(String, String)>, JsonBody(body): JsonBody<CreateSweep>) -> ApiResult<Json<SweepInfo>> {
+pub async fn create(
+    State(state): State<AppState>,
+    PathParams((entity, project)): PathParams<(String, String)>,
+    JsonBody(body): JsonBody<CreateSweep>,
+) -> ApiResult<Json<SweepInfo>> {
     let store = state.store.clone();
     blocking(move || store.create_sweep(&entity, &project, &body.config, Timestamp::now())).await.map(Json).map_err(Into::into)
 }

@@ -32,23 +32,13 @@ cargo build --release -p cairn_cli</pre>
 fn asset(path: &str) -> Option<Response> {
     let file = Assets::get(path)?;
     let cache = if path.starts_with("assets/") { "public, max-age=31536000, immutable" } else { "no-cache" };
-    Some(
-        (
-            [(header::CONTENT_TYPE, file.metadata.mimetype().to_owned()), (header::CACHE_CONTROL, cache.to_owned())],
-            file.data.into_owned(),
-        )
-            .into_response(),
-    )
+    Some(([(header::CONTENT_TYPE, file.metadata.mimetype().to_owned()), (header::CACHE_CONTROL, cache.to_owned())], file.data.into_owned()).into_response())
 }
 
 /// Serves a file of the UI, or `index.html` for the app's own routes.
 pub async fn serve(method: Method, uri: Uri) -> Response {
     if method != Method::GET && method != Method::HEAD {
-        return crate::error::ApiError::new(
-            cairn_types::ErrorCode::MethodNotAllowed,
-            format!("{method} is not allowed on {}", uri.path()),
-        )
-        .into_response();
+        return crate::error::ApiError::new(cairn_types::ErrorCode::MethodNotAllowed, format!("{method} is not allowed on {}", uri.path())).into_response();
     }
     let path = uri.path().trim_start_matches('/');
     if let Some(response) = asset(path) {

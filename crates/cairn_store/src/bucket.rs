@@ -278,10 +278,7 @@ pub fn step_buckets(source: &mut dyn ChunkSource, key: i64, grid: Grid) -> Resul
             for (stats, bytes) in first {
                 bucketer.push_chunk(stats, bytes)?;
             }
-            helper.join().unwrap_or_else(|_| Err(cairn_types::error::CodedError::new(
-                cairn_types::error::ErrorCode::Internal,
-                "a bucketing thread panicked",
-            )))
+            helper.join().unwrap_or_else(|_| Err(cairn_types::error::CodedError::new(cairn_types::error::ErrorCode::Internal, "a bucketing thread panicked")))
         })?;
         bucketer.absorb(other);
     } else {
@@ -439,7 +436,9 @@ mod tests {
     #[test]
     fn dense_and_pointwise_bucketing_agree() {
         let values: Vec<f64> = (0..10_007).map(|i| ((i * 7919) % 1000) as f64 - if i == 5000 { f64::NAN } else { 0.0 }).collect();
-        for (lo, hi, n) in [(0.0, 10_006.0, 1000), (3.0, 9_999.5, 7), (100.0, 100.0, 5), (-50.0, 20_000.0, 333), (0.0, 10_006.0, 30_000), (0.0, 10_006.0, 2_000), (1.5, 9_000.0, 1_500)] {
+        for (lo, hi, n) in
+            [(0.0, 10_006.0, 1000), (3.0, 9_999.5, 7), (100.0, 100.0, 5), (-50.0, 20_000.0, 333), (0.0, 10_006.0, 30_000), (0.0, 10_006.0, 2_000), (1.5, 9_000.0, 1_500)]
+        {
             let grid = Grid::new(lo, hi, n);
             let mut dense = Bucketer::new(grid);
             dense.push_dense(0, &values);

@@ -37,17 +37,7 @@ pub struct Stats {
 
 impl Stats {
     pub fn empty() -> Stats {
-        Stats {
-            start_step: i64::MAX,
-            end_step: i64::MIN,
-            count: 0,
-            num_count: 0,
-            nan_count: 0,
-            min: f64::INFINITY,
-            max: f64::NEG_INFINITY,
-            sum: 0.0,
-            last: f64::NAN,
-        }
+        Stats { start_step: i64::MAX, end_step: i64::MIN, count: 0, num_count: 0, nan_count: 0, min: f64::INFINITY, max: f64::NEG_INFINITY, sum: 0.0, last: f64::NAN }
     }
 
     #[inline]
@@ -121,8 +111,7 @@ fn corrupt(what: &str) -> CodedError {
 }
 
 fn pco_compress<T: pco::data_types::Number>(values: &[T]) -> Vec<u8> {
-    pco::standalone::simple_compress(values, &pco::ChunkConfig::default().with_compression_level(4))
-        .expect("pco compresses any numbers")
+    pco::standalone::simple_compress(values, &pco::ChunkConfig::default().with_compression_level(4)).expect("pco compresses any numbers")
 }
 
 fn pco_decompress<T: pco::data_types::Number>(bytes: &[u8]) -> Result<Vec<T>, CodedError> {

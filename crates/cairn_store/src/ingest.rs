@@ -144,10 +144,7 @@ pub struct IngestPlan {
 fn new_from(stream: Stream, first: u64, count: u64, offsets: &StreamOffsets) -> Result<usize> {
     let expected = offsets.get(stream);
     if first > expected {
-        let mut err = CodedError::new(
-            ErrorCode::OffsetGap,
-            format!("{} records start at offset {first}, but the server expects offset {expected}", stream.name()),
-        );
+        let mut err = CodedError::new(ErrorCode::OffsetGap, format!("{} records start at offset {first}, but the server expects offset {expected}", stream.name()));
         err.expected_offsets = Some(*offsets);
         return Err(err);
     }
@@ -203,19 +200,11 @@ pub fn plan(mut batch: IngestBatch, doc: &mut RunDoc, now: Timestamp) -> Result<
                 {
                     return Err(CodedError::new(
                         ErrorCode::InvalidStep,
-                        format!(
-                            "history row at offset {} has _step {}, which is not greater than the last step {last}",
-                            history.first_offset + i as u64,
-                            row.step
-                        ),
+                        format!("history row at offset {} has _step {}, which is not greater than the last step {last}", history.first_offset + i as u64, row.step),
                     ));
                 }
                 last_step = Some(row.step);
-                let runtime_us = if row.runtime_us == RUNTIME_UNKNOWN {
-                    (row.timestamp_us - doc.started_at.micros()).max(0)
-                } else {
-                    row.runtime_us
-                };
+                let runtime_us = if row.runtime_us == RUNTIME_UNKNOWN { (row.timestamp_us - doc.started_at.micros()).max(0) } else { row.runtime_us };
                 set.columns[ts_col].push(row.step, Value::Int(row.timestamp_us));
                 set.columns[rt_col].push(row.step, Value::Int(runtime_us));
                 let row_start = if i == 0 { 0 } else { history.rows[i - 1].fields_end as usize };
@@ -227,18 +216,12 @@ pub fn plan(mut batch: IngestBatch, doc: &mut RunDoc, now: Timestamp) -> Result<
                 for (idx, value) in fields.by_ref().take(taken - row_start) {
                     let col = column_of(&mut set, idx);
                     if set.columns[col].stream != KeyStream::History {
-                        return Err(CodedError::new(
-                            ErrorCode::InvalidBody,
-                            format!("key {:?} is a system key but appears in a history row", set.columns[col].name),
-                        ));
+                        return Err(CodedError::new(ErrorCode::InvalidBody, format!("key {:?} is a system key but appears in a history row", set.columns[col].name)));
                     }
                     if cairn_types::media::holds_unstored(&value) {
                         return Err(CodedError::new(
                             ErrorCode::InvalidBody,
-                            format!(
-                                "key {:?} at step {} holds a media value that its client has not stored yet (a pending reference)",
-                                set.columns[col].name, row.step
-                            ),
+                            format!("key {:?} at step {} holds a media value that its client has not stored yet (a pending reference)", set.columns[col].name, row.step),
                         ));
                     }
                     set.columns[col].push(row.step, value);
@@ -263,10 +246,7 @@ pub fn plan(mut batch: IngestBatch, doc: &mut RunDoc, now: Timestamp) -> Result<
                 for (idx, value) in system.row_fields(i) {
                     let col = column_of(&mut set, *idx);
                     if set.columns[col].stream != KeyStream::System {
-                        return Err(CodedError::new(
-                            ErrorCode::InvalidBody,
-                            format!("key {:?} is a history key but appears in a system row", set.columns[col].name),
-                        ));
+                        return Err(CodedError::new(ErrorCode::InvalidBody, format!("key {:?} is a history key but appears in a system row", set.columns[col].name)));
                     }
                     set.columns[col].push(step, Value::Float(*value));
                     plan.points += 1;
@@ -413,10 +393,7 @@ pub fn apply_event(doc: &mut RunDoc, event: &Value, now: Timestamp) -> Result<()
 pub fn finish(doc: &mut RunDoc, request: FinishRequest, now: Timestamp) -> Result<()> {
     let state = match request.state {
         Some(RunState::Running) => {
-            return Err(CodedError::new(
-                ErrorCode::InvalidValue,
-                "a run can only be finished as finished, failed, killed or crashed".to_string(),
-            ));
+            return Err(CodedError::new(ErrorCode::InvalidValue, "a run can only be finished as finished, failed, killed or crashed".to_string()));
         }
         Some(state) => state,
         None => RunState::from_exit_code(request.exit_code.unwrap_or(0)),
@@ -473,14 +450,7 @@ pub fn finalize(doc: &mut RunDoc, touched: &[(KeyColumn, KeyTotals)], summary_up
             continue;
         }
         let modes = summary_modes(doc, &column.name);
-        let stats = summary::KeyStats {
-            first: &totals.first_value,
-            last: &totals.last_value,
-            min: totals.min,
-            max: totals.max,
-            sum: totals.sum,
-            num_count: totals.num_count,
-        };
+        let stats = summary::KeyStats { first: &totals.first_value, last: &totals.last_value, min: totals.min, max: totals.max, sum: totals.sum, num_count: totals.num_count };
         match summary::value(modes.as_deref(), stats) {
             Some(value) => insert_path(&mut doc.summary, &column.path, value),
             None => {

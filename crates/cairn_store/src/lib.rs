@@ -27,11 +27,9 @@ pub mod sqlite;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 
-
 use cairn_types::api::{
-    AlertInfo, ConsolePage, EntityInfo, FileInfo, FinishRequest, GroupPage, GroupQuery, HeartbeatReply, IngestAck, KeyInfo,
-    ProjectColumns, ProjectInfo, ProjectKey, ProjectSeriesQuery, ProjectSeriesResult, RunInfo, RunPage, RunPatch,
-    RunSearch, SeriesQuery, SeriesResult, UpsertRunRequest,
+    AlertInfo, ConsolePage, EntityInfo, FileInfo, FinishRequest, GroupPage, GroupQuery, HeartbeatReply, IngestAck, KeyInfo, ProjectColumns, ProjectInfo, ProjectKey,
+    ProjectSeriesQuery, ProjectSeriesResult, RunInfo, RunPage, RunPatch, RunSearch, SeriesQuery, SeriesResult, UpsertRunRequest,
 };
 use cairn_types::error::CodedError;
 use cairn_types::wire::{IngestBatch, KeyStream};
@@ -254,14 +252,7 @@ pub trait AlertStore: Send + Sync {
     fn claim_due_alerts(&self, now: Timestamp, lease: std::time::Duration, limit: usize) -> Result<Vec<(RunPath, String, AlertInfo)>>;
     /// Notes an attempt to deliver an alert: its new state (`pending` to retry at `next_attempt`,
     /// `delivered`, `failed` or `stored`), the targets that have it, and the error, if any.
-    fn record_alert_delivery(
-        &self,
-        id: i64,
-        delivery: &str,
-        delivered_to: &[String],
-        error: Option<String>,
-        next_attempt: Option<Timestamp>,
-    ) -> Result<()>;
+    fn record_alert_delivery(&self, id: i64, delivery: &str, delivered_to: &[String], error: Option<String>, next_attempt: Option<Timestamp>) -> Result<()>;
 }
 
 /// History, system metrics and console output.
@@ -319,9 +310,8 @@ impl GroupRequest {
     pub fn from_query(query: &GroupQuery) -> Result<GroupRequest> {
         use cairn_types::error::ErrorCode;
         use cairn_types::filter::{Field, Filter};
-        let field = |what: &str, name: &str| {
-            Field::parse(name).map(|f| (name.to_owned(), f)).map_err(|e| CodedError::new(ErrorCode::InvalidQuery, format!("{what}: {}", e.message)))
-        };
+        let field =
+            |what: &str, name: &str| Field::parse(name).map(|f| (name.to_owned(), f)).map_err(|e| CodedError::new(ErrorCode::InvalidQuery, format!("{what}: {}", e.message)));
         if query.columns.len() > 100 {
             return Err(CodedError::new(ErrorCode::InvalidQuery, format!("{} columns asked for; at most 100", query.columns.len())));
         }
@@ -420,14 +410,7 @@ pub struct HistoryRequest {
 
 impl Default for HistoryRequest {
     fn default() -> HistoryRequest {
-        HistoryRequest {
-            stream: KeyStream::History,
-            keys: None,
-            min_step: None,
-            max_step: None,
-            limit: cairn_types::api::HISTORY_DEFAULT_LIMIT,
-            require_all: false,
-        }
+        HistoryRequest { stream: KeyStream::History, keys: None, min_step: None, max_step: None, limit: cairn_types::api::HISTORY_DEFAULT_LIMIT, require_all: false }
     }
 }
 

@@ -10,10 +10,7 @@
 //! });
 //! ```
 
-use cairn_types::api::{
-    FileInfo, FinishRequest, GroupQuery, IngestJson, ProjectSeriesQuery, ResumeMode, RunPatch, RunSearch, RunState,
-    SeriesQuery, UpsertRunRequest,
-};
+use cairn_types::api::{FileInfo, FinishRequest, GroupQuery, IngestJson, ProjectSeriesQuery, ResumeMode, RunPatch, RunSearch, RunState, SeriesQuery, UpsertRunRequest};
 use cairn_types::error::ErrorCode;
 use cairn_types::value::Value;
 use cairn_types::wire::{BatchWriter, KeyStream, RecordType, payload};
@@ -95,13 +92,7 @@ fn secs(s: i64) -> Timestamp {
 pub fn new_run(store: &impl Store, path: &RunPath) {
     store
         .upsert_run(
-            UpsertRunRequest {
-                entity: Some(path.entity.clone()),
-                project: Some(path.project.clone()),
-                run_id: path.run_id.clone(),
-                started_at: Some(T0),
-                ..Default::default()
-            },
+            UpsertRunRequest { entity: Some(path.entity.clone()), project: Some(path.project.clone()), run_id: path.run_id.clone(), started_at: Some(T0), ..Default::default() },
             T0,
         )
         .unwrap();
@@ -114,16 +105,12 @@ fn json_batch(value: serde_json::Value) -> cairn_types::wire::IngestBatch {
 /// A batch of `n` history rows from offset `offset`, `loss = step * 0.5`.
 /// History rows at steps `first..first + n` from the record offset `offset`.
 fn rows_from(first: i64, n: i64, offset: u64) -> cairn_types::wire::IngestBatch {
-    let rows: Vec<serde_json::Value> = (first..first + n)
-        .map(|i| json!({"_step": i, "_timestamp": (T0.0 as f64 / 1e6) + i as f64, "loss": i as f64 * 0.25}))
-        .collect();
+    let rows: Vec<serde_json::Value> = (first..first + n).map(|i| json!({"_step": i, "_timestamp": (T0.0 as f64 / 1e6) + i as f64, "loss": i as f64 * 0.25})).collect();
     json_batch(json!({"history": {"offset": offset, "rows": rows}}))
 }
 
 pub fn rows(offset: u64, n: u64) -> cairn_types::wire::IngestBatch {
-    let rows: Vec<serde_json::Value> = (offset..offset + n)
-        .map(|i| json!({"_step": i, "_timestamp": (T0.0 as f64 / 1e6) + i as f64, "loss": i as f64 * 0.5}))
-        .collect();
+    let rows: Vec<serde_json::Value> = (offset..offset + n).map(|i| json!({"_step": i, "_timestamp": (T0.0 as f64 / 1e6) + i as f64, "loss": i as f64 * 0.5})).collect();
     json_batch(json!({"history": {"offset": offset, "rows": rows}}))
 }
 
@@ -190,10 +177,7 @@ pub fn upsert_creates_entity_project_and_names(store: &impl Store) {
     assert_eq!(fetched.config["epochs"], Value::Int(10));
     assert_eq!(fetched.metadata["host"], Value::from("box"));
     assert_eq!(fetched.notes, "first try");
-    assert_eq!(
-        store.get_run(&RunPath::new("nico", "awesome-project", "nope")).unwrap_err().code,
-        ErrorCode::RunNotFound
-    );
+    assert_eq!(store.get_run(&RunPath::new("nico", "awesome-project", "nope")).unwrap_err().code, ErrorCode::RunNotFound);
 }
 
 pub fn resume_modes(store: &impl Store) {
@@ -243,14 +227,10 @@ pub fn bad_run_input_is_refused(store: &impl Store) {
         let err = store.upsert_run(UpsertRunRequest { run_id: bad.into(), ..Default::default() }, T0).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidRunId, "{bad}");
     }
-    let err = store
-        .upsert_run(UpsertRunRequest { run_id: "ok".into(), config: Some(Value::from(5)), ..Default::default() }, T0)
-        .unwrap_err();
+    let err = store.upsert_run(UpsertRunRequest { run_id: "ok".into(), config: Some(Value::from(5)), ..Default::default() }, T0).unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidConfig);
     assert!(err.message.contains("int"), "{}", err.message);
-    let err = store
-        .upsert_run(UpsertRunRequest { run_id: "ok".into(), project: Some("a%b".into()), ..Default::default() }, T0)
-        .unwrap_err();
+    let err = store.upsert_run(UpsertRunRequest { run_id: "ok".into(), project: Some("a%b".into()), ..Default::default() }, T0).unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidName);
     // Nothing was created by the refused requests.
     assert!(store.list_entities().unwrap().is_empty());
@@ -325,21 +305,12 @@ pub fn history_reads_back_exactly(store: &impl Store) {
     let path_of = |name: &str| data.columns.iter().find(|c| c.name == name).unwrap().path.clone();
     assert_eq!(path_of("train.lr"), vec!["train", "lr"]);
 
-    let only = store
-        .history(&path, &HistoryRequest { keys: Some(vec!["acc".into()]), limit: 100, ..Default::default() })
-        .unwrap();
+    let only = store.history(&path, &HistoryRequest { keys: Some(vec!["acc".into()]), limit: 100, ..Default::default() }).unwrap();
     assert_eq!(only.steps, vec![0, 7]);
     assert_eq!(only.columns.len(), 1);
-    let both = store
-        .history(
-            &path,
-            &HistoryRequest { keys: Some(vec!["acc".into(), "flag".into()]), require_all: true, limit: 100, ..Default::default() },
-        )
-        .unwrap();
+    let both = store.history(&path, &HistoryRequest { keys: Some(vec!["acc".into(), "flag".into()]), require_all: true, limit: 100, ..Default::default() }).unwrap();
     assert!(both.steps.is_empty());
-    let err = store
-        .history(&path, &HistoryRequest { keys: Some(vec!["nope".into()]), ..Default::default() })
-        .unwrap_err();
+    let err = store.history(&path, &HistoryRequest { keys: Some(vec!["nope".into()]), ..Default::default() }).unwrap_err();
     assert_eq!(err.code, ErrorCode::KeyNotFound);
     assert!(err.message.contains("loss"), "{}", err.message);
     let keys: Vec<String> = store.list_keys(&path).unwrap().into_iter().map(|k| k.name).collect();
@@ -355,17 +326,13 @@ pub fn history_pages(store: &impl Store) {
     let mut seen = Vec::new();
     let mut cursor = Some(0);
     while let Some(min_step) = cursor {
-        let page = store
-            .history(&path, &HistoryRequest { keys: Some(vec!["loss".into()]), min_step: Some(min_step), limit: 7000, ..Default::default() })
-            .unwrap();
+        let page = store.history(&path, &HistoryRequest { keys: Some(vec!["loss".into()]), min_step: Some(min_step), limit: 7000, ..Default::default() }).unwrap();
         assert!(page.steps.len() <= 7000);
         seen.extend(page.steps);
         cursor = page.next_step;
     }
     assert_eq!(seen, (0..30_000).collect::<Vec<i64>>());
-    let window = store
-        .history(&path, &HistoryRequest { min_step: Some(100), max_step: Some(110), limit: 1000, ..Default::default() })
-        .unwrap();
+    let window = store.history(&path, &HistoryRequest { min_step: Some(100), max_step: Some(110), limit: 1000, ..Default::default() }).unwrap();
     assert_eq!(window.steps, (100..110).collect::<Vec<i64>>());
     assert_eq!(window.next_step, None);
 }
@@ -393,14 +360,11 @@ pub fn series_buckets_keep_spikes(store: &impl Store) {
     new_run(store, &path);
     let n = 60_000u64;
     for start in (0..n).step_by(10_000) {
-        let rows: Vec<serde_json::Value> = (start..start + 10_000)
-            .map(|i| json!({"_step": i, "loss": if i == 43_210 { 1000.0 } else { (i % 10) as f64 }}))
-            .collect();
+        let rows: Vec<serde_json::Value> = (start..start + 10_000).map(|i| json!({"_step": i, "loss": if i == 43_210 { 1000.0 } else { (i % 10) as f64 }})).collect();
         store.ingest(&path, json_batch(json!({"history": {"offset": start, "rows": rows}})), secs(2)).unwrap();
     }
     for buckets in [1u32, 7, 100, 1000] {
-        let result = series_of(store, &path, &SeriesQuery { keys: "loss".into(), buckets: Some(buckets), ..Default::default() })
-            .unwrap();
+        let result = series_of(store, &path, &SeriesQuery { keys: "loss".into(), buckets: Some(buckets), ..Default::default() }).unwrap();
         let b = &result.series[0].buckets;
         assert!(b.len() <= buckets as usize);
         assert_eq!(b.count.iter().sum::<u64>(), n);
@@ -408,8 +372,7 @@ pub fn series_buckets_keep_spikes(store: &impl Store) {
         assert_eq!(b.min.iter().cloned().fold(f64::MAX, f64::min), 0.0);
     }
     // Zooming re-buckets: one point per bucket around the spike.
-    let zoom = series_of(store, &path, &SeriesQuery { keys: "loss".into(), buckets: Some(11), x_min: Some(43_205.0), x_max: Some(43_215.0), ..Default::default() })
-        .unwrap();
+    let zoom = series_of(store, &path, &SeriesQuery { keys: "loss".into(), buckets: Some(11), x_min: Some(43_205.0), x_max: Some(43_215.0), ..Default::default() }).unwrap();
     let b = &zoom.series[0].buckets;
     assert_eq!(b.x, (43_205..=43_215).map(|s| s as f64).collect::<Vec<_>>());
     assert_eq!(b.max[5], 1000.0);
@@ -423,24 +386,19 @@ pub fn series_buckets_keep_spikes(store: &impl Store) {
 pub fn series_on_other_axes(store: &impl Store) {
     let path = RunPath::new("e", "p", "axes");
     new_run(store, &path);
-    let rows: Vec<serde_json::Value> = (0..100)
-        .map(|i| json!({"_step": i, "_timestamp": (T0.0 / 1_000_000) as f64 + 2.0 * i as f64, "epoch": i / 10, "acc": i as f64}))
-        .collect();
+    let rows: Vec<serde_json::Value> = (0..100).map(|i| json!({"_step": i, "_timestamp": (T0.0 / 1_000_000) as f64 + 2.0 * i as f64, "epoch": i / 10, "acc": i as f64})).collect();
     store.ingest(&path, json_batch(json!({"history": {"offset": 0, "rows": rows}})), secs(2)).unwrap();
-    let by_runtime = series_of(store, &path, &SeriesQuery { keys: "acc".into(), x: Some("_runtime".into()), buckets: Some(10), ..Default::default() })
-        .unwrap();
+    let by_runtime = series_of(store, &path, &SeriesQuery { keys: "acc".into(), x: Some("_runtime".into()), buckets: Some(10), ..Default::default() }).unwrap();
     assert_eq!(by_runtime.grid.x_min, Some(0.0));
     assert_eq!(by_runtime.grid.x_max, Some(198.0));
     assert_eq!(by_runtime.series[0].buckets.count.iter().sum::<u64>(), 100);
-    let by_epoch = series_of(store, &path, &SeriesQuery { keys: "acc".into(), x: Some("epoch".into()), buckets: Some(10), ..Default::default() })
-        .unwrap();
+    let by_epoch = series_of(store, &path, &SeriesQuery { keys: "acc".into(), x: Some("epoch".into()), buckets: Some(10), ..Default::default() }).unwrap();
     let b = &by_epoch.series[0].buckets;
     assert_eq!(b.len(), 10);
     assert_eq!(b.min[3], 30.0);
     assert_eq!(b.max[3], 39.0);
     assert_eq!(b.last[3], 39.0);
-    let by_time = series_of(store, &path, &SeriesQuery { keys: "acc".into(), x: Some("_timestamp".into()), buckets: Some(1), ..Default::default() })
-        .unwrap();
+    let by_time = series_of(store, &path, &SeriesQuery { keys: "acc".into(), x: Some("_timestamp".into()), buckets: Some(1), ..Default::default() }).unwrap();
     assert_eq!(by_time.grid.x_min, Some(T0.as_secs_f64()));
 }
 
@@ -468,9 +426,7 @@ pub fn summary_and_config(store: &impl Store) {
     assert_eq!(run.summary["val/loss"], Value::Map(map! {"min" => 1.0, "max" => 5.0}));
     assert_eq!(run.config, map! {"lr" => 0.2});
     // Explicit summary updates override; later history overrides again.
-    store
-        .ingest(&path, json_batch(json!({"summary": {"offset": 0, "updates": [{"set": {"loss": 0.5, "best": "yes"}}]}})), secs(3))
-        .unwrap();
+    store.ingest(&path, json_batch(json!({"summary": {"offset": 0, "updates": [{"set": {"loss": 0.5, "best": "yes"}}]}})), secs(3)).unwrap();
     assert_eq!(store.get_run(&path).unwrap().summary["loss"], Value::Float(0.5));
     store.ingest(&path, json_batch(json!({"history": {"offset": 3, "rows": [{"_step": 3, "loss": 9.0}]}})), secs(4)).unwrap();
     let run = store.get_run(&path).unwrap();
@@ -489,13 +445,7 @@ pub fn duration_leaves_out_pauses(store: &impl Store) {
     let run = store.finish_run(&path, FinishRequest { exit_code: Some(0), ..Default::default() }, secs(30)).unwrap();
     assert_eq!((run.runtime_secs, run.duration_secs), (30.0, 30.0));
     // Resumed 70 s later, active for 20 s more.
-    let resume = UpsertRunRequest {
-        entity: Some("e".into()),
-        project: Some("dur".into()),
-        run_id: "r".into(),
-        resume: ResumeMode::Allow,
-        ..Default::default()
-    };
+    let resume = UpsertRunRequest { entity: Some("e".into()), project: Some("dur".into()), run_id: "r".into(), resume: ResumeMode::Allow, ..Default::default() };
     store.upsert_run(resume.clone(), secs(100)).unwrap();
     store.heartbeat(&path, secs(110)).unwrap();
     assert_eq!(store.get_run(&path).unwrap().duration_secs, 40.0);
@@ -540,9 +490,7 @@ pub fn bare_names_and_empty_text(store: &impl Store) {
         let path = RunPath::new("e", "bare", id);
         store.ingest(&path, json_batch(json!({"history": {"offset": 0, "rows": [{"_step": 0, "loss": 0.5, "val/acc": 0.7}]}})), T0).unwrap();
     }
-    let search = |filter: serde_json::Value| {
-        search_of(store, "e", "bare", &RunSearch { filter: Some(filter), sort: vec!["run_id".into()], ..Default::default() })
-    };
+    let search = |filter: serde_json::Value| search_of(store, "e", "bare", &RunSearch { filter: Some(filter), sort: vec!["run_id".into()], ..Default::default() });
     let ids = |filter: serde_json::Value| -> Vec<String> { search(filter).unwrap().runs.into_iter().map(|r| r.run_id).collect() };
     let err = search(json!({"loss": 0.5})).unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidFilter);
@@ -557,8 +505,7 @@ pub fn bare_names_and_empty_text(store: &impl Store) {
     // Sorting and grouping take bare names too.
     let page = search_of(store, "e", "bare", &RunSearch { sort: vec!["-val/acc".into()], ..Default::default() }).unwrap();
     assert_eq!(page.total, 3);
-    let groups = group_of(store, "e", "bare", &GroupQuery { by: "nested.depth".into(), columns: vec!["val/acc".into()], ..Default::default() })
-        .unwrap();
+    let groups = group_of(store, "e", "bare", &GroupQuery { by: "nested.depth".into(), columns: vec!["val/acc".into()], ..Default::default() }).unwrap();
     assert_eq!(groups.groups.len(), 1);
 }
 
@@ -684,7 +631,11 @@ pub fn search_filters_and_sorts(store: &impl Store) {
                     name: Some(if i % 2 == 0 { format!("even-{i}") } else { format!("odd-{i}") }),
                     tags: Some(if i % 3 == 0 { vec!["three".into()] } else { vec![] }),
                     group: (i < 10).then(|| "low".to_owned()),
-                    config: Some(Value::Map(if i == 19 { map! {"lr" => "auto"} } else { map! {"lr" => i as f64 / 100.0, "opt" => if i % 2 == 0 { "adam" } else { "sgd" }} })),
+                    config: Some(Value::Map(if i == 19 {
+                        map! {"lr" => "auto"}
+                    } else {
+                        map! {"lr" => i as f64 / 100.0, "opt" => if i % 2 == 0 { "adam" } else { "sgd" }}
+                    })),
                     ..Default::default()
                 },
                 secs(i),
@@ -692,20 +643,14 @@ pub fn search_filters_and_sorts(store: &impl Store) {
             .unwrap();
         let path = run.path();
         if i != 7 {
-            store
-                .ingest(&path, json_batch(json!({"history": {"offset": 0, "rows": [{"_step": 0, "acc": i as f64 / 20.0}]}})), secs(i))
-                .unwrap();
+            store.ingest(&path, json_batch(json!({"history": {"offset": 0, "rows": [{"_step": 0, "acc": i as f64 / 20.0}]}})), secs(i)).unwrap();
         }
         if i % 4 == 0 {
             store.finish_run(&path, FinishRequest { exit_code: Some(0), ..Default::default() }, secs(i + 1)).unwrap();
         }
     }
     let ids = |filter: serde_json::Value, sort: &[&str]| -> Vec<String> {
-        search_of(store, 
-                "team",
-                "sweep",
-                &RunSearch { filter: Some(filter), sort: sort.iter().map(|s| s.to_string()).collect(), limit: Some(100), offset: None },
-            )
+        search_of(store, "team", "sweep", &RunSearch { filter: Some(filter), sort: sort.iter().map(|s| s.to_string()).collect(), limit: Some(100), offset: None })
             .unwrap()
             .runs
             .into_iter()
@@ -729,14 +674,11 @@ pub fn search_filters_and_sorts(store: &impl Store) {
     assert_eq!(ids(json!({}), &["summary.acc"]).last().unwrap(), "run07");
     assert_eq!(ids(json!({}), &["-summary.acc"]).last().unwrap(), "run07");
     // Pagination with a total.
-    let page = search_of(store, "team", "sweep", &RunSearch { sort: vec!["run_id".into()], limit: Some(5), offset: Some(5), ..Default::default() })
-        .unwrap();
+    let page = search_of(store, "team", "sweep", &RunSearch { sort: vec!["run_id".into()], limit: Some(5), offset: Some(5), ..Default::default() }).unwrap();
     assert_eq!(page.total, 20);
     assert_eq!(page.runs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(), ["run05", "run06", "run07", "run08", "run09"]);
     // Bad filters are clear errors.
-    let bad = |filter: serde_json::Value| {
-        search_of(store, "team", "sweep", &RunSearch { filter: Some(filter), ..Default::default() }).unwrap_err()
-    };
+    let bad = |filter: serde_json::Value| search_of(store, "team", "sweep", &RunSearch { filter: Some(filter), ..Default::default() }).unwrap_err();
     assert!(bad(json!({"name": {"$regex": "("}})).message.contains("regex"));
     assert_eq!(bad(json!({"bogus": 1})).code, ErrorCode::InvalidFilter);
     assert!(bad(json!({"bogus": 1})).message.contains("no run of this project has a summary or config key"));
@@ -745,10 +687,7 @@ pub fn search_filters_and_sorts(store: &impl Store) {
     assert_eq!(ids(json!({"lr": {"$gte": 0.15}}), &["lr"]), ["run15", "run16", "run17", "run18"]);
     assert_eq!(ids(json!({"opt": "sgd", "lr": {"$lt": 0.04}}), &["run_id"]), ["run01", "run03"]);
     assert_eq!(bad(json!({"tags": {"$gt": "a"}})).code, ErrorCode::InvalidFilter);
-    assert_eq!(
-        search_of(store, "team", "nope", &RunSearch::default()).unwrap_err().code,
-        ErrorCode::ProjectNotFound
-    );
+    assert_eq!(search_of(store, "team", "nope", &RunSearch::default()).unwrap_err().code, ErrorCode::ProjectNotFound);
 }
 
 pub fn console_rewrites(store: &impl Store) {
@@ -782,9 +721,7 @@ pub fn files_are_recorded(store: &impl Store) {
     let tmp = dir.path().join("upload-test");
     std::fs::write(&tmp, b"checkpoint bytes").unwrap();
     let blob = store.blobs().put_file(&tmp).unwrap();
-    store
-        .put_run_file(&path, FileInfo { path: "model.pt".into(), size: blob.size, sha256: blob.sha256.clone(), updated_at: secs(1) })
-        .unwrap();
+    store.put_run_file(&path, FileInfo { path: "model.pt".into(), size: blob.size, sha256: blob.sha256.clone(), updated_at: secs(1) }).unwrap();
     let files = store.list_run_files(&path).unwrap();
     assert_eq!(files.len(), 1);
     assert_eq!(files[0].size, 16);
@@ -851,21 +788,17 @@ pub fn big_values_are_stored(store: &impl Store) {
 pub fn system_metrics(store: &impl Store) {
     let path = RunPath::new("e", "p", "sys");
     new_run(store, &path);
-    let rows: Vec<serde_json::Value> =
-        (0..20).map(|i| json!({"_timestamp": T0.as_secs_f64() + 10.0 * i as f64, "system.cpu": 10.0 + i as f64})).collect();
+    let rows: Vec<serde_json::Value> = (0..20).map(|i| json!({"_timestamp": T0.as_secs_f64() + 10.0 * i as f64, "system.cpu": 10.0 + i as f64})).collect();
     store.ingest(&path, json_batch(json!({"system": {"offset": 0, "rows": rows}})), secs(2)).unwrap();
     let keys = store.list_keys(&path).unwrap();
     assert_eq!(keys.len(), 1);
     assert_eq!((keys[0].name.as_str(), keys[0].stream.as_str()), ("system.cpu", "system"));
-    let series = series_of(store, &path, &SeriesQuery { keys: "system.cpu".into(), x: Some("_runtime".into()), buckets: Some(20), ..Default::default() })
-        .unwrap();
+    let series = series_of(store, &path, &SeriesQuery { keys: "system.cpu".into(), x: Some("_runtime".into()), buckets: Some(20), ..Default::default() }).unwrap();
     let b = &series.series[0].buckets;
     assert_eq!(b.len(), 20);
     assert_eq!(b.x[19], 190.0);
     assert_eq!(b.last[19], 29.0);
-    let history = store
-        .history(&path, &HistoryRequest { stream: KeyStream::System, limit: 100, ..Default::default() })
-        .unwrap();
+    let history = store.history(&path, &HistoryRequest { stream: KeyStream::System, limit: 100, ..Default::default() }).unwrap();
     assert_eq!(history.steps.len(), 20);
     // A run's summary is not made of system metrics.
     assert!(store.get_run(&path).unwrap().summary.is_empty());
@@ -923,9 +856,8 @@ pub fn project_keys_columns_and_series(store: &impl Store) {
             )
             .unwrap();
         let n = 100 * (i as u64 + 1);
-        let rows: Vec<serde_json::Value> = (0..n)
-            .map(|s| if run_id == "b" { json!({"_step": s, "loss": s as f64, "only_b": "text"}) } else { json!({"_step": s, "loss": s as f64}) })
-            .collect();
+        let rows: Vec<serde_json::Value> =
+            (0..n).map(|s| if run_id == "b" { json!({"_step": s, "loss": s as f64, "only_b": "text"}) } else { json!({"_step": s, "loss": s as f64}) }).collect();
         store.ingest(&path, json_batch(json!({"history": {"offset": 0, "rows": rows}})), secs(2)).unwrap();
     }
     let keys: Vec<(String, u64, bool)> = store.project_keys("e", "proj").unwrap().into_iter().map(|k| (k.name, k.runs, k.numeric)).collect();
@@ -933,12 +865,13 @@ pub fn project_keys_columns_and_series(store: &impl Store) {
     let columns = store.project_columns("e", "proj").unwrap();
     assert_eq!(columns.config, ["lr", "model.depth"]);
     assert_eq!(columns.summary, ["loss", "only_b"]);
-    let result = project_series_of(store, 
-            "e",
-            "proj",
-            &ProjectSeriesQuery { run_ids: vec!["a".into(), "ghost".into(), "c".into()], keys: vec!["loss".into(), "nope".into()], buckets: Some(10), ..Default::default() },
-        )
-        .unwrap();
+    let result = project_series_of(
+        store,
+        "e",
+        "proj",
+        &ProjectSeriesQuery { run_ids: vec!["a".into(), "ghost".into(), "c".into()], keys: vec!["loss".into(), "nope".into()], buckets: Some(10), ..Default::default() },
+    )
+    .unwrap();
     assert_eq!((result.grid.x_min, result.grid.x_max), (Some(0.0), Some(299.0)));
     assert_eq!(result.runs.len(), 2);
     assert_eq!(result.runs[0].run_id, "a");
@@ -959,7 +892,11 @@ pub fn grouping_with_distributions(store: &impl Store) {
                     entity: Some("e".into()),
                     project: Some("groups".into()),
                     run_id: path.run_id.clone(),
-                    config: Some(Value::Map(if i == 8 { map! {} } else { map! {"opt" => if i % 2 == 0 { "adam" } else { "sgd" }} })),
+                    config: Some(Value::Map(if i == 8 {
+                        map! {}
+                    } else {
+                        map! {"opt" => if i % 2 == 0 { "adam" } else { "sgd" }}
+                    })),
                     ..Default::default()
                 },
                 T0,
@@ -967,8 +904,7 @@ pub fn grouping_with_distributions(store: &impl Store) {
             .unwrap();
         store.ingest(&path, json_batch(json!({"history": {"offset": 0, "rows": [{"_step": 0, "acc": i as f64}]}})), secs(1)).unwrap();
     }
-    let page = group_of(store, "e", "groups", &GroupQuery { by: "config.opt".into(), columns: vec!["summary.acc".into()], bins: Some(4), ..Default::default() })
-        .unwrap();
+    let page = group_of(store, "e", "groups", &GroupQuery { by: "config.opt".into(), columns: vec!["summary.acc".into()], bins: Some(4), ..Default::default() }).unwrap();
     let summary: Vec<(Value, u64)> = page.groups.iter().map(|g| (g.value.clone(), g.count)).collect();
     // Runs without the value come last.
     assert_eq!(summary, [(Value::from("adam"), 4), (Value::from("sgd"), 4), (Value::Null, 1)]);
@@ -976,8 +912,7 @@ pub fn grouping_with_distributions(store: &impl Store) {
     let adam = &page.groups[0].columns["summary.acc"];
     assert_eq!((adam.count, adam.min, adam.max, adam.mean), (4, Some(0.0), Some(6.0), Some(3.0)));
     assert_eq!(adam.histogram, vec![1, 1, 1, 1]);
-    let filtered = group_of(store, "e", "groups", &GroupQuery { by: "config.opt".into(), filter: Some(json!({"summary.acc": {"$gte": 5}})), ..Default::default() })
-        .unwrap();
+    let filtered = group_of(store, "e", "groups", &GroupQuery { by: "config.opt".into(), filter: Some(json!({"summary.acc": {"$gte": 5}})), ..Default::default() }).unwrap();
     assert_eq!(filtered.groups.iter().map(|g| g.count).sum::<u64>(), 4);
     let err = group_of(store, "e", "groups", &GroupQuery { by: "tags".into(), ..Default::default() }).unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidQuery);
@@ -1005,14 +940,8 @@ pub fn delete_then_purge(store: &impl Store) {
     assert_eq!(store.deleted_before(secs(0)).unwrap(), []);
     assert_eq!(store.deleted_before(Timestamp(i64::MAX)).unwrap(), [path.clone()]);
     // The id stays taken until the run is purged.
-    let again = UpsertRunRequest {
-        entity: Some("e".into()),
-        project: Some("p".into()),
-        run_id: "gone".into(),
-        started_at: Some(T0),
-        resume: ResumeMode::Allow,
-        ..Default::default()
-    };
+    let again =
+        UpsertRunRequest { entity: Some("e".into()), project: Some("p".into()), run_id: "gone".into(), started_at: Some(T0), resume: ResumeMode::Allow, ..Default::default() };
     assert_eq!(store.upsert_run(again.clone(), secs(2)).unwrap_err().code, ErrorCode::RunDeleted);
     let orphans = store.purge_run(&path).unwrap();
     assert_eq!(orphans, [own.sha256.clone()]);
@@ -1068,7 +997,8 @@ pub fn alerts_are_recorded_once_per_title(store: &impl Store) {
     new_run(store, &path);
     let alert = |title: &str, at: f64, wait: f64| json!({"type": "alert", "title": title, "text": "t", "level": "WARN", "time": at, "wait_duration": wait});
     let t0 = T0.0 as f64 / 1e6;
-    let events = json!({"events": {"offset": 0, "events": [alert("nan", t0, 60.0), alert("nan", t0 + 30.0, 60.0), alert("other", t0 + 31.0, 60.0), alert("nan", t0 + 61.0, 60.0)]}});
+    let events =
+        json!({"events": {"offset": 0, "events": [alert("nan", t0, 60.0), alert("nan", t0 + 30.0, 60.0), alert("other", t0 + 31.0, 60.0), alert("nan", t0 + 61.0, 60.0)]}});
     store.ingest(&path, json_batch(events.clone()), secs(1)).unwrap();
     // Sent again (a replay by `cairn sync`): stored once.
     store.ingest(&path, json_batch(events), secs(2)).unwrap();
@@ -1132,8 +1062,7 @@ pub fn fork_shares_history_and_rewind_archives_it(store: &impl Store) {
     assert_eq!(store.list_forks(&src).unwrap(), ["f1", "f0"]);
     // The fork goes on by itself; bucketed series see the shared and the own chunks alike.
     store.ingest(&f1, json_batch(json!({"history": {"offset": 0, "rows": [{"_step": 12_346, "loss": -1.0}]}})), secs(3)).unwrap();
-    let series = series_of(store, &f1, &SeriesQuery { keys: "loss".into(), x: None, buckets: Some(4), x_min: None, x_max: None })
-        .unwrap();
+    let series = series_of(store, &f1, &SeriesQuery { keys: "loss".into(), x: None, buckets: Some(4), x_min: None, x_max: None }).unwrap();
     let b = &series.series[0].buckets;
     assert_eq!(b.count.iter().sum::<u64>(), 12_347);
     assert_eq!(b.min.iter().copied().fold(f64::INFINITY, f64::min), -1.0);
@@ -1201,13 +1130,7 @@ pub fn forking_an_archive_and_explicit_summary_values(store: &impl Store) {
     // inside the full chunk's range reads every step once, in order.
     let forked = store
         .upsert_run(
-            UpsertRunRequest {
-                entity: Some("e".into()),
-                project: Some("p".into()),
-                run_id: "of-archive".into(),
-                fork_from: at("long-rewind-1", 25_000),
-                ..Default::default()
-            },
+            UpsertRunRequest { entity: Some("e".into()), project: Some("p".into()), run_id: "of-archive".into(), fork_from: at("long-rewind-1", 25_000), ..Default::default() },
             secs(3),
         )
         .unwrap();
@@ -1216,8 +1139,7 @@ pub fn forking_an_archive_and_explicit_summary_values(store: &impl Store) {
     let steps: Vec<i64> = points.iter().map(|p| p.0).collect();
     assert_eq!(steps, (9_001..=25_000).collect::<Vec<_>>());
     assert!(points.iter().all(|(s, v)| *v == *s as f64 * 0.5));
-    let series = series_of(store, &RunPath::new("e", "p", "of-archive"), &SeriesQuery { keys: "loss".into(), buckets: Some(3), ..Default::default() })
-        .unwrap();
+    let series = series_of(store, &RunPath::new("e", "p", "of-archive"), &SeriesQuery { keys: "loss".into(), buckets: Some(3), ..Default::default() }).unwrap();
     assert_eq!(series.series[0].buckets.count.iter().sum::<u64>(), 16_000);
 }
 
@@ -1547,7 +1469,8 @@ pub fn project_series_of_many_runs_match_each_run(store: &impl Store) {
     assert_eq!((lo, hi), (0.0, 1599.0));
     for (run, id) in all.runs.iter().zip(&ids) {
         assert_eq!(&run.run_id, id);
-        let one = series_of(store, &RunPath::new("e", "many", id), &SeriesQuery { keys: "a,b".into(), buckets: Some(50), x_min: Some(lo), x_max: Some(hi), ..Default::default() }).unwrap();
+        let one = series_of(store, &RunPath::new("e", "many", id), &SeriesQuery { keys: "a,b".into(), buckets: Some(50), x_min: Some(lo), x_max: Some(hi), ..Default::default() })
+            .unwrap();
         assert_eq!(run.series, one.series, "run {id}");
     }
 }
@@ -1649,12 +1572,11 @@ pub fn a_grid_sweep_hands_out_every_point_once_and_again_after_a_crash(store: &i
     // Three agents asking at once, from threads: six distinct points, then waits.
     let sid = id.as_str();
     let handed: Vec<NextTrial> = std::thread::scope(|scope| {
-        let agents: Vec<_> = (0..3)
-            .map(|a| scope.spawn(move || (0..3).map(|_| ask(store, sid, &format!("agent-{a}"), secs(2))).collect::<Vec<_>>()))
-            .collect();
+        let agents: Vec<_> = (0..3).map(|a| scope.spawn(move || (0..3).map(|_| ask(store, sid, &format!("agent-{a}"), secs(2))).collect::<Vec<_>>())).collect();
         agents.into_iter().flat_map(|h| h.join().unwrap()).collect()
     });
-    let runs: Vec<(String, serde_json::Value)> = handed.iter().filter_map(|n| if let NextTrial::Run { run_id, config, .. } = n { Some((run_id.clone(), config.clone())) } else { None }).collect();
+    let runs: Vec<(String, serde_json::Value)> =
+        handed.iter().filter_map(|n| if let NextTrial::Run { run_id, config, .. } = n { Some((run_id.clone(), config.clone())) } else { None }).collect();
     assert_eq!(runs.len(), 6, "{handed:?}");
     let points: std::collections::BTreeSet<String> = runs.iter().map(|(_, c)| c.to_string()).collect();
     assert_eq!(points.len(), 6, "every point once");
@@ -1784,10 +1706,7 @@ pub fn bayes_learns_and_hyperband_stops_the_trials_it_should(store: &impl Store)
     }
     let (sweep_id, reason) = store.sweep_of_run("e", "p", &name(1)).unwrap().unwrap();
     assert_eq!(sweep_id, id);
-    assert_eq!(
-        reason.as_deref(),
-        Some("stopped by hyperband at iteration 2: loss 4.5 ranks 3 of the 3 trials that reached it, below the top 1/2 (the 2 kept reach 4.2)")
-    );
+    assert_eq!(reason.as_deref(), Some("stopped by hyperband at iteration 2: loss 4.5 ranks 3 of the 3 trials that reached it, below the top 1/2 (the 2 kept reach 4.2)"));
     assert_eq!(store.sweep_of_run("e", "p", &name(2)).unwrap().unwrap().1, None);
     // Judged once: the next pass stops nothing more, and d reaching iteration 2 is judged then.
     assert_eq!(store.early_terminate(secs(5)).unwrap(), Vec::<RunPath>::new());
@@ -1801,10 +1720,25 @@ pub fn bayes_learns_and_hyperband_stops_the_trials_it_should(store: &impl Store)
     use cairn_types::sweep::{BracketDecision, ImportTrial};
     let local = json!({"method": "grid", "metric": {"name": "loss"}, "parameters": {"x": {"values": [1, 2]}}});
     let decision = |stopped: bool, at: i64| BracketDecision {
-        run_id: "ignored".into(), bracket: 2, value: 1.0, threshold: 0.5, rank: 2, reached: 2, kept: 1, stopped, decided_at: Some(secs(at)),
+        run_id: "ignored".into(),
+        bracket: 2,
+        value: 1.0,
+        threshold: 0.5,
+        rank: 2,
+        reached: 2,
+        kept: 1,
+        stopped,
+        decided_at: Some(secs(at)),
     };
     let trial = |run_id: &str, decisions: Vec<BracketDecision>| ImportTrial {
-        sweep_config: local.clone(), seq: 0, run_id: run_id.into(), config: json!({"x": 1}), grid_index: Some(0), agent: "node".into(), assigned_at: secs(1), decisions,
+        sweep_config: local.clone(),
+        seq: 0,
+        run_id: run_id.into(),
+        config: json!({"x": 1}),
+        grid_index: Some(0),
+        agent: "node".into(),
+        assigned_at: secs(1),
+        decisions,
     };
     new_run(store, &RunPath::new("e", "p", "loc1"));
     new_run(store, &RunPath::new("e", "p", "loc2"));
@@ -1954,7 +1888,8 @@ pub fn artifacts_versions_aliases_and_lineage(store: &impl Store) {
     let train = artifact_file(store, "train/images.bin", b"train images");
     let labels = artifact_file(store, "labels.csv", b"0,1,2");
     let reference = ManifestEntry { path: "raw.tar".into(), digest: "\"etag-1\"".into(), size: 1 << 30, reference: Some("s3://bucket/raw.tar".into()) };
-    let v0 = store.commit_artifact("e", "p", commit_request("mnist", "dataset", vec![train.clone(), labels.clone(), reference.clone()], &["best"], Some("producer")), secs(10)).unwrap();
+    let v0 =
+        store.commit_artifact("e", "p", commit_request("mnist", "dataset", vec![train.clone(), labels.clone(), reference.clone()], &["best"], Some("producer")), secs(10)).unwrap();
     assert_eq!((v0.version.as_str(), v0.version_index, v0.file_count, v0.kind.as_str()), ("v0", 0, 3, "dataset"));
     assert_eq!(v0.size, train.size + labels.size + (1 << 30));
     assert_eq!(v0.aliases, ["best", "latest"]);

@@ -8,8 +8,8 @@ use crate::error::{CodedError, ErrorCode};
 use crate::time::Timestamp;
 use crate::value::{Map, Value};
 use crate::wire::{
-    ConsoleLine, ConsolePart, ConsoleStream, EventsPart, HistoryPart, HistoryRow, IngestBatch, KeyDef, KeyStream,
-    RUNTIME_UNKNOWN, Stream, SystemPart, SystemRow, Update, UpdatesPart,
+    ConsoleLine, ConsolePart, ConsoleStream, EventsPart, HistoryPart, HistoryRow, IngestBatch, KeyDef, KeyStream, RUNTIME_UNKNOWN, Stream, SystemPart, SystemRow, Update,
+    UpdatesPart,
 };
 
 pub const API_PREFIX: &str = "/api/v1";
@@ -110,8 +110,7 @@ pub enum RunState {
 }
 
 impl RunState {
-    pub const ALL: [RunState; 5] =
-        [RunState::Running, RunState::Finished, RunState::Failed, RunState::Crashed, RunState::Killed];
+    pub const ALL: [RunState; 5] = [RunState::Running, RunState::Finished, RunState::Failed, RunState::Crashed, RunState::Killed];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -364,10 +363,7 @@ pub struct RunPatch {
 pub fn validate_tags(tags: &[String]) -> Result<(), CodedError> {
     for tag in tags {
         if tag.is_empty() || tag.chars().count() > 256 {
-            return Err(CodedError::new(
-                ErrorCode::InvalidValue,
-                format!("tag {tag:?} must have between 1 and 256 characters"),
-            ));
+            return Err(CodedError::new(ErrorCode::InvalidValue, format!("tag {tag:?} must have between 1 and 256 characters")));
         }
     }
     Ok(())
@@ -549,13 +545,7 @@ pub fn bucket_histograms(key: &str, points: &[(i64, &crate::value::Histogram)], 
         }
         let group = &points[at..end];
         let merged = crate::value::Histogram::merge(group.iter().map(|(_, h)| *h), bins).expect("a bucket holds a histogram");
-        out.buckets.push(HistogramBucket {
-            first_step: group[0].0,
-            last_step: group[group.len() - 1].0,
-            count: group.len() as u64,
-            bins: merged.bins,
-            values: merged.counts,
-        });
+        out.buckets.push(HistogramBucket { first_step: group[0].0, last_step: group[group.len() - 1].0, count: group.len() as u64, bins: merged.bins, values: merged.counts });
         at = end;
     }
     out
@@ -950,10 +940,7 @@ fn time_field(row: &Map, key: &str, what: &str, row_offset: u64) -> Result<Optio
         None | Some(Value::Null) => Ok(None),
         Some(v) => match v.as_f64() {
             Some(f) if f.is_finite() && !matches!(v, Value::Bool(_)) => Ok(Some(f)),
-            _ => Err(invalid(
-                ErrorCode::InvalidValue,
-                format!("{what} row {row_offset}: {key} must be a number of seconds, got {}", v.to_json()),
-            )),
+            _ => Err(invalid(ErrorCode::InvalidValue, format!("{what} row {row_offset}: {key} must be a number of seconds, got {}", v.to_json()))),
         },
     }
 }
@@ -990,20 +977,14 @@ impl IngestJson {
                     Some(Value::Int(s)) if *s >= 0 => *s,
                     Some(Value::Float(f)) if f.fract() == 0.0 && *f >= 0.0 && *f < 9.0e15 => *f as i64,
                     Some(other) => {
-                        return Err(invalid(
-                            ErrorCode::InvalidStep,
-                            format!("history row {offset}: _step must be an integer >= 0, got {}", other.to_json()),
-                        ));
+                        return Err(invalid(ErrorCode::InvalidStep, format!("history row {offset}: _step must be an integer >= 0, got {}", other.to_json())));
                     }
                     None => {
                         return Err(invalid(ErrorCode::InvalidStep, format!("history row {offset} has no _step")));
                     }
                 };
-                let timestamp = time_field(row, "_timestamp", "history", offset)?
-                    .map(Timestamp::from_secs_f64)
-                    .unwrap_or(now);
-                let runtime_us =
-                    time_field(row, "_runtime", "history", offset)?.map(|s| (s * 1e6).round() as i64).unwrap_or(RUNTIME_UNKNOWN);
+                let timestamp = time_field(row, "_timestamp", "history", offset)?.map(Timestamp::from_secs_f64).unwrap_or(now);
+                let runtime_us = time_field(row, "_runtime", "history", offset)?.map(|s| (s * 1e6).round() as i64).unwrap_or(RUNTIME_UNKNOWN);
                 for (key, value) in row {
                     if matches!(key.as_str(), "_step" | "_timestamp" | "_runtime") {
                         continue;
@@ -1016,20 +997,12 @@ impl IngestJson {
                     });
                     part.fields.extend(leaves);
                 }
-                part.rows.push(HistoryRow {
-                    step,
-                    timestamp_us: timestamp.micros(),
-                    runtime_us,
-                    fields_end: part.fields.len() as u32,
-                });
+                part.rows.push(HistoryRow { step, timestamp_us: timestamp.micros(), runtime_us, fields_end: part.fields.len() as u32 });
             }
             batch.history = Some(part);
         }
 
-        let updates = |json: JsonUpdates| UpdatesPart {
-            first_offset: json.offset,
-            updates: json.updates.into_iter().map(|u| Update { set: u.set, remove: u.remove }).collect(),
-        };
+        let updates = |json: JsonUpdates| UpdatesPart { first_offset: json.offset, updates: json.updates.into_iter().map(|u| Update { set: u.set, remove: u.remove }).collect() };
         batch.summary = self.summary.map(updates);
         batch.config = self.config.map(updates);
 
@@ -1037,8 +1010,7 @@ impl IngestJson {
             let mut part = SystemPart { first_offset: json.offset, ..Default::default() };
             for (i, row) in json.rows.iter().enumerate() {
                 let offset = json.offset + i as u64;
-                let timestamp =
-                    time_field(row, "_timestamp", "system", offset)?.map(Timestamp::from_secs_f64).unwrap_or(now);
+                let timestamp = time_field(row, "_timestamp", "system", offset)?.map(Timestamp::from_secs_f64).unwrap_or(now);
                 for (key, value) in row {
                     if matches!(key.as_str(), "_timestamp" | "_runtime") {
                         continue;
@@ -1046,10 +1018,7 @@ impl IngestJson {
                     let number = match value {
                         Value::Int(_) | Value::Float(_) => value.as_f64().expect("numeric"),
                         other => {
-                            return Err(invalid(
-                                ErrorCode::InvalidValue,
-                                format!("system row {offset}: {key} must be a number, got {}", other.to_json()),
-                            ));
+                            return Err(invalid(ErrorCode::InvalidValue, format!("system row {offset}: {key} must be a number, got {}", other.to_json())));
                         }
                     };
                     part.fields.push((table.id(KeyStream::System, &[key.as_str()]), number));
@@ -1064,16 +1033,9 @@ impl IngestJson {
             for line in json.lines {
                 let stream = match line.stream.as_deref() {
                     None => ConsoleStream::Stdout,
-                    Some(s) => ConsoleStream::parse(s).ok_or_else(|| {
-                        invalid(ErrorCode::InvalidValue, format!("console stream {s:?} is neither stdout nor stderr"))
-                    })?,
+                    Some(s) => ConsoleStream::parse(s).ok_or_else(|| invalid(ErrorCode::InvalidValue, format!("console stream {s:?} is neither stdout nor stderr")))?,
                 };
-                lines.push(ConsoleLine {
-                    line: line.line,
-                    stream,
-                    timestamp_us: line.time.unwrap_or(now).micros(),
-                    text: line.text,
-                });
+                lines.push(ConsoleLine { line: line.line, stream, timestamp_us: line.time.unwrap_or(now).micros(), text: line.text });
             }
             batch.console = Some(ConsolePart { first_offset: json.offset, lines });
         }
@@ -1108,12 +1070,7 @@ mod tests {
                 series: vec![KeySeries {
                     key: "k".into(),
                     extent: Some([1.7e9, 1.7e9 + 1.0]),
-                    buckets: Buckets {
-                        index: vec![0, 1, 2],
-                        x: vec![1_700_000_000.25, 1_700_000_000.5, 1_700_000_000.75],
-                        max: vec![0.1, f64::NAN, 1e300],
-                        ..Default::default()
-                    },
+                    buckets: Buckets { index: vec![0, 1, 2], x: vec![1_700_000_000.25, 1_700_000_000.5, 1_700_000_000.75], max: vec![0.1, f64::NAN, 1e300], ..Default::default() },
                 }],
             }],
         };
@@ -1148,13 +1105,11 @@ mod tests {
 
     #[test]
     fn json_batch_errors_name_the_bad_value() {
-        let bad_step: IngestJson =
-            serde_json::from_str(r#"{"history": {"offset": 0, "rows": [{"_step": -1}]}}"#).unwrap();
+        let bad_step: IngestJson = serde_json::from_str(r#"{"history": {"offset": 0, "rows": [{"_step": -1}]}}"#).unwrap();
         let err = bad_step.into_batch(Timestamp(0)).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidStep);
         assert!(err.message.contains("-1"), "{}", err.message);
-        let bad_sys: IngestJson =
-            serde_json::from_str(r#"{"system": {"offset": 0, "rows": [{"cpu": "hot"}]}}"#).unwrap();
+        let bad_sys: IngestJson = serde_json::from_str(r#"{"system": {"offset": 0, "rows": [{"cpu": "hot"}]}}"#).unwrap();
         assert!(bad_sys.into_batch(Timestamp(0)).unwrap_err().message.contains("cpu"));
         assert!(serde_json::from_str::<IngestJson>(r#"{"histroy": {}}"#).unwrap_err().to_string().contains("histroy"));
     }
@@ -1230,10 +1185,7 @@ impl BucketSelection {
         let mut mask = 0;
         for field in fields {
             let Some(i) = BUCKET_FIELDS.iter().position(|f| f == field) else {
-                return Err(CodedError::new(
-                    ErrorCode::InvalidQuery,
-                    format!("unknown bucket field {field:?}; the fields are {}", BUCKET_FIELDS.join(", ")),
-                ));
+                return Err(CodedError::new(ErrorCode::InvalidQuery, format!("unknown bucket field {field:?}; the fields are {}", BUCKET_FIELDS.join(", "))));
             };
             mask |= 1 << i;
         }

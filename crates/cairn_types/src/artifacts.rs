@@ -46,16 +46,9 @@ pub fn manifest_digest(entries: &[ManifestEntry]) -> String {
 
 /// Checks an artifact's name: 1 to 128 characters of letters, digits, `-`, `_` and `.`.
 pub fn validate_artifact_name(name: &str) -> Result<(), CodedError> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && name != "."
-        && name != "..";
+    let ok = !name.is_empty() && name.len() <= 128 && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) && name != "." && name != "..";
     if !ok {
-        return Err(CodedError::new(
-            ErrorCode::InvalidName,
-            format!("artifact name {name:?} must be 1 to 128 letters, digits, '-', '_' or '.'"),
-        ));
+        return Err(CodedError::new(ErrorCode::InvalidName, format!("artifact name {name:?} must be 1 to 128 letters, digits, '-', '_' or '.'")));
     }
     Ok(())
 }
@@ -91,10 +84,7 @@ pub fn validate_entries(entries: &[ManifestEntry]) -> Result<(), CodedError> {
             || e.path.split('/').any(|s| s.is_empty() || s == "." || s == "..")
             || e.path.chars().any(|c| c.is_control() || c == '\\');
         if bad {
-            return Err(CodedError::new(
-                ErrorCode::InvalidValue,
-                format!("artifact path {:?} must be relative, without '.', '..', empty segments or backslashes", e.path),
-            ));
+            return Err(CodedError::new(ErrorCode::InvalidValue, format!("artifact path {:?} must be relative, without '.', '..', empty segments or backslashes", e.path)));
         }
         if !seen.insert(e.path.as_str()) {
             return Err(CodedError::new(ErrorCode::InvalidValue, format!("artifact path {:?} is listed twice", e.path)));

@@ -48,8 +48,7 @@ pub fn chunk_reader(mut file: impl Read) -> std::io::Result<Vec<ChunkRef>> {
     let mut out = Vec::new();
     loop {
         let end = fill(&mut file, &mut buf, BLOCK + MAX_CHUNK)?;
-        let mut cuts: Vec<(usize, usize)> =
-            fastcdc::v2020::FastCDC::new(&buf, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK).map(|c| (c.offset, c.length)).collect();
+        let mut cuts: Vec<(usize, usize)> = fastcdc::v2020::FastCDC::new(&buf, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK).map(|c| (c.offset, c.length)).collect();
         if !end {
             cuts.pop();
         }

@@ -98,10 +98,7 @@ pub fn is_disk_full(e: &std::io::Error) -> bool {
 
 /// The error of a write that a full disk refused, naming what could not be written.
 pub fn storage_full(what: impl std::fmt::Display) -> CodedError {
-    CodedError::new(
-        ErrorCode::StorageFull,
-        format!("the server's disk is full: {what} could not be written, and nothing of this request was stored; free space and retry"),
-    )
+    CodedError::new(ErrorCode::StorageFull, format!("the server's disk is full: {what} could not be written, and nothing of this request was stored; free space and retry"))
 }
 
 /// The broad class of an error.
@@ -156,21 +153,13 @@ impl CodedError {
     }
 
     pub fn body(&self) -> ErrorBody {
-        ErrorBody {
-            code: self.code.as_str().to_owned(),
-            message: self.message.clone(),
-            expected_offsets: self.expected_offsets,
-        }
+        ErrorBody { code: self.code.as_str().to_owned(), message: self.message.clone(), expected_offsets: self.expected_offsets }
     }
 }
 
 impl From<ErrorBody> for CodedError {
     fn from(body: ErrorBody) -> CodedError {
-        CodedError {
-            code: body.error_code().unwrap_or(ErrorCode::Internal),
-            message: body.message,
-            expected_offsets: body.expected_offsets,
-        }
+        CodedError { code: body.error_code().unwrap_or(ErrorCode::Internal), message: body.message, expected_offsets: body.expected_offsets }
     }
 }
 

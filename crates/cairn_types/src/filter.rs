@@ -67,9 +67,7 @@ impl Field {
                 } else {
                     return Err(CodedError::new(
                         ErrorCode::InvalidFilter,
-                        format!(
-                            "unknown field {name:?}; use config.<key>, summary.<key>, state, tags, name, run_id, group, job_type, notes, created_at, runtime or duration"
-                        ),
+                        format!("unknown field {name:?}; use config.<key>, summary.<key>, state, tags, name, run_id, group, job_type, notes, created_at, runtime or duration"),
                     ));
                 }
             }
@@ -195,8 +193,7 @@ fn parse_node(json: &Json, depth: usize, nodes: &mut usize) -> Result<Filter, Co
                 let Json::Array(items) = value else {
                     return Err(err(format!("{key} takes an array of filters, got {value}")));
                 };
-                let children =
-                    items.iter().map(|item| parse_node(item, depth + 1, nodes)).collect::<Result<Vec<_>, _>>()?;
+                let children = items.iter().map(|item| parse_node(item, depth + 1, nodes)).collect::<Result<Vec<_>, _>>()?;
                 parts.push(match key.as_str() {
                     "$and" => Filter::And(children),
                     "$or" => Filter::Or(children),
@@ -252,16 +249,12 @@ fn scalar(field: &Field, json: &Json) -> Result<Scalar, CodedError> {
         other => return Err(err(format!("{} cannot be compared with {other}", field.name()))),
     };
     match (field, value) {
-        (Field::CreatedAt, Scalar::Str(s)) => {
-            Timestamp::parse_rfc3339(&s).map(Scalar::Time).map_err(|e| err(format!("created_at: {e}")))
-        }
+        (Field::CreatedAt, Scalar::Str(s)) => Timestamp::parse_rfc3339(&s).map(Scalar::Time).map_err(|e| err(format!("created_at: {e}"))),
         (Field::CreatedAt, Scalar::Int(i)) => Ok(Scalar::Time(Timestamp(i.saturating_mul(1_000_000)))),
         (Field::CreatedAt, Scalar::Float(f)) => Ok(Scalar::Time(Timestamp::from_secs_f64(f))),
         (Field::State, Scalar::Str(s)) => match crate::api::RunState::parse(&s) {
             Some(_) => Ok(Scalar::Str(s)),
-            None => Err(err(format!(
-                "state {s:?} is not one of running, finished, failed, crashed, killed"
-            ))),
+            None => Err(err(format!("state {s:?} is not one of running, finished, failed, crashed, killed"))),
         },
         (_, v) => Ok(v),
     }
@@ -330,10 +323,7 @@ mod tests {
                 Filter::Cmp { field: Field::Config(vec!["lr".into()]), op: Op::Le, operand: Operand::Scalar(Scalar::Int(1)) },
             ])
         );
-        assert_eq!(
-            parts[1],
-            Filter::Cmp { field: Field::Summary(vec!["acc".into()]), op: Op::Exists, operand: Operand::Exists(true) }
-        );
+        assert_eq!(parts[1], Filter::Cmp { field: Field::Summary(vec!["acc".into()]), op: Op::Exists, operand: Operand::Exists(true) });
     }
 
     #[test]
@@ -397,8 +387,16 @@ mod props {
                 prop::collection::vec(inner.clone(), 0..4).prop_map(Json::Array),
                 prop::collection::btree_map(
                     prop_oneof![
-                        Just("$and".to_owned()), Just("$or".to_owned()), Just("$not".to_owned()), Just("$gt".to_owned()), Just("$in".to_owned()),
-                        Just("$regex".to_owned()), Just("state".to_owned()), Just("config.lr".to_owned()), Just("tags".to_owned()), "[a-z$.]{0,8}"
+                        Just("$and".to_owned()),
+                        Just("$or".to_owned()),
+                        Just("$not".to_owned()),
+                        Just("$gt".to_owned()),
+                        Just("$in".to_owned()),
+                        Just("$regex".to_owned()),
+                        Just("state".to_owned()),
+                        Just("config.lr".to_owned()),
+                        Just("tags".to_owned()),
+                        "[a-z$.]{0,8}"
                     ],
                     inner,
                     0..4

@@ -24,22 +24,13 @@ fn check_identifier(what: &str, value: &str, code: ErrorCode) -> Result<(), Code
         return Err(CodedError::new(code, format!("{what} must not be empty")));
     }
     if value.chars().count() > MAX_NAME_LEN {
-        return Err(CodedError::new(
-            code,
-            format!("{what} {value:?} is longer than {MAX_NAME_LEN} characters"),
-        ));
+        return Err(CodedError::new(code, format!("{what} {value:?} is longer than {MAX_NAME_LEN} characters")));
     }
     if let Some(bad) = value.chars().find(|c| FORBIDDEN_CHARS.contains(c)) {
-        return Err(CodedError::new(
-            code,
-            format!("{what} {value:?} contains {bad:?}; the characters / \\ # ? % : are not allowed"),
-        ));
+        return Err(CodedError::new(code, format!("{what} {value:?} contains {bad:?}; the characters / \\ # ? % : are not allowed")));
     }
     if let Some(bad) = value.chars().find(|c| c.is_control() || c.is_whitespace()) {
-        return Err(CodedError::new(
-            code,
-            format!("{what} {value:?} contains the whitespace or control character {bad:?}"),
-        ));
+        return Err(CodedError::new(code, format!("{what} {value:?} contains the whitespace or control character {bad:?}")));
     }
     if value == "." || value == ".." {
         return Err(CodedError::new(code, format!("{what} {value:?} is not allowed")));
@@ -80,14 +71,9 @@ impl RunPath {
     pub fn parse(path: &str) -> Result<RunPath, CodedError> {
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
         let run_path = match parts.as_slice() {
-            [entity, project, run_id] | [entity, project, "runs", run_id] => {
-                RunPath::new(*entity, *project, *run_id)
-            }
+            [entity, project, run_id] | [entity, project, "runs", run_id] => RunPath::new(*entity, *project, *run_id),
             _ => {
-                return Err(CodedError::new(
-                    ErrorCode::InvalidRunId,
-                    format!("run path {path:?} is not of the form entity/project/run_id"),
-                ));
+                return Err(CodedError::new(ErrorCode::InvalidRunId, format!("run path {path:?} is not of the form entity/project/run_id")));
             }
         };
         run_path.validate()?;
@@ -109,10 +95,7 @@ pub fn parse_project_path(path: &str) -> Result<(String, String), CodedError> {
             validate_name("project", project)?;
             Ok((entity.to_string(), project.to_string()))
         }
-        _ => Err(CodedError::new(
-            ErrorCode::InvalidName,
-            format!("project path {path:?} is not of the form entity/project"),
-        )),
+        _ => Err(CodedError::new(ErrorCode::InvalidName, format!("project path {path:?} is not of the form entity/project"))),
     }
 }
 

@@ -263,14 +263,7 @@ impl Media {
         let dim = |name: &str| int(name).unwrap_or(0).clamp(0, u32::MAX as i64) as u32;
         let format = text("format").unwrap_or_else(|| path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default());
         let (w, h) = if kind == MediaKind::TableFile { ("ncols", "nrows") } else { ("width", "height") };
-        Ok(Media {
-            kind,
-            format,
-            width: dim(w),
-            height: dim(h),
-            caption: text("caption"),
-            file: MediaFile::Stored(StoredFile { sha256, size, path, thumb: text("thumb") }),
-        })
+        Ok(Media { kind, format, width: dim(w), height: dim(h), caption: text("caption"), file: MediaFile::Stored(StoredFile { sha256, size, path, thumb: text("thumb") }) })
     }
 
     /// Writes the value after its tag: kind, format, size, caption, then the file (`0` stored:

@@ -50,11 +50,7 @@ pub fn parse_modes(text: &str) -> Vec<String> {
 /// The definition that applies to `name` among `(pattern, definition)` pairs: the exact name
 /// first, then the first pattern with `*` that matches.
 pub fn definition_for<'a, T>(definitions: impl Iterator<Item = (&'a str, T)> + Clone, name: &str) -> Option<T> {
-    definitions
-        .clone()
-        .find(|(pattern, _)| *pattern == name)
-        .or_else(|| definitions.filter(|(p, _)| p.contains('*')).find(|(p, _)| glob_match(p, name)))
-        .map(|(_, d)| d)
+    definitions.clone().find(|(pattern, _)| *pattern == name).or_else(|| definitions.filter(|(p, _)| p.contains('*')).find(|(p, _)| glob_match(p, name))).map(|(_, d)| d)
 }
 
 /// `*` matches any run of characters.

@@ -59,19 +59,8 @@ pub enum Distribution {
 }
 
 /// The distributions a configuration may name.
-pub const DISTRIBUTIONS: [&str; 11] = [
-    "constant",
-    "categorical",
-    "int_uniform",
-    "uniform",
-    "q_uniform",
-    "log_uniform_values",
-    "q_log_uniform_values",
-    "normal",
-    "q_normal",
-    "log_normal",
-    "q_log_normal",
-];
+pub const DISTRIBUTIONS: [&str; 11] =
+    ["constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform_values", "q_log_uniform_values", "normal", "q_normal", "log_normal", "q_log_normal"];
 
 /// A parameter: drawn from a distribution, or a group of parameters (a nested dict of config).
 #[derive(Debug, Clone, PartialEq)]
@@ -304,12 +293,8 @@ fn parse_param(path: &str, spec: &Json) -> Result<Param, String> {
             }
         }
     };
-    let ordered = |lo: f64, hi: f64| -> Result<(), String> {
-        if lo < hi { Ok(()) } else { Err(err(path, format!("min {lo} must be below max {hi}"))) }
-    };
-    let positive = |name: &str, v: f64| -> Result<f64, String> {
-        if v > 0.0 { Ok(v) } else { Err(err(path, format!("{name} must be positive, not {v}"))) }
-    };
+    let ordered = |lo: f64, hi: f64| -> Result<(), String> { if lo < hi { Ok(()) } else { Err(err(path, format!("min {lo} must be below max {hi}"))) } };
+    let positive = |name: &str, v: f64| -> Result<f64, String> { if v > 0.0 { Ok(v) } else { Err(err(path, format!("{name} must be positive, not {v}"))) } };
     let q = || -> Result<f64, String> { positive("q", num("q")?.unwrap_or(1.0)) };
     let d = match distribution.as_str() {
         "constant" => Distribution::Constant(get("value").cloned().ok_or_else(|| err(path, "constant needs value"))?),
@@ -357,11 +342,7 @@ fn parse_param(path: &str, spec: &Json) -> Result<Param, String> {
         "log_uniform_values" | "q_log_uniform_values" => {
             let (lo, hi) = (positive("min", need("min", &distribution)?)?, need("max", &distribution)?);
             ordered(lo, hi)?;
-            if distribution == "log_uniform_values" {
-                Distribution::LogUniformValues { min: lo, max: hi }
-            } else {
-                Distribution::QLogUniformValues { min: lo, max: hi, q: q()? }
-            }
+            if distribution == "log_uniform_values" { Distribution::LogUniformValues { min: lo, max: hi } } else { Distribution::QLogUniformValues { min: lo, max: hi, q: q()? } }
         }
         "normal" | "q_normal" | "log_normal" | "q_log_normal" => {
             let mu = num("mu")?.unwrap_or(0.0);
@@ -455,10 +436,9 @@ impl SweepConfig {
             },
             command: match obj.get("command") {
                 None | Some(Json::Null) => DEFAULT_COMMAND.iter().map(|s| s.to_string()).collect(),
-                Some(Json::Array(parts)) if !parts.is_empty() => parts
-                    .iter()
-                    .map(|p| p.as_str().map(str::to_owned).ok_or_else(|| format!("command parts must be strings, not {p}")))
-                    .collect::<Result<_, _>>()?,
+                Some(Json::Array(parts)) if !parts.is_empty() => {
+                    parts.iter().map(|p| p.as_str().map(str::to_owned).ok_or_else(|| format!("command parts must be strings, not {p}"))).collect::<Result<_, _>>()?
+                }
                 Some(other) => return Err(format!("command must be a list of strings, not {other}")),
             },
         };
@@ -557,7 +537,13 @@ fn parse_early_terminate(spec: Option<&Json>) -> Result<Option<Hyperband>, Strin
         },
     };
     let s = match obj.get("s") {
-        None => if min_iter.is_some() { 3 } else { 0 },
+        None => {
+            if min_iter.is_some() {
+                3
+            } else {
+                0
+            }
+        }
         Some(v) => match v.as_u64() {
             Some(n) if (1..=20).contains(&n) => n as u32,
             _ => return Err(format!("hyperband s must be an integer from 1 to 20, not {v}")),
@@ -704,7 +690,10 @@ mod tests {
             (json!({"method": "bayes", "parameters": {"a": {"min": 0.0, "max": 1.0}}}), "a bayes sweep needs a metric"),
             (json!({"method": "random", "metric": {"name": "loss", "goal": "lower"}, "parameters": {"a": {"value": 1}}}), "metric goal \"lower\""),
             (json!({"method": "random", "parameters": {"a": {"value": 1}}, "command": ["${env}", "${python}"]}), "command part \"${python}\" is no macro"),
-            (json!({"method": "random", "metric": {"name": "l"}, "parameters": {"a": {"value": 1}}, "early_terminate": {"type": "hyperband"}}), "hyperband needs min_iter or max_iter"),
+            (
+                json!({"method": "random", "metric": {"name": "l"}, "parameters": {"a": {"value": 1}}, "early_terminate": {"type": "hyperband"}}),
+                "hyperband needs min_iter or max_iter",
+            ),
             (json!({"method": "random", "parameters": {"a": {"value": 1}}, "run_cap": 0}), "run_cap must be a positive integer"),
         ];
         for (spec, want) in cases {
@@ -742,7 +731,8 @@ mod tests {
         assert_eq!(drawn["epochs"], 5);
         let m = drawn["optimizer"]["momentum"].as_f64().unwrap();
         assert!((0.5..=0.99).contains(&m) && ((m * 100.0).round() - m * 100.0).abs() < 1e-9, "{m}");
-        let hb = parse(json!({"method": "random", "metric": {"name": "l"}, "parameters": {"a": {"value": 1}}, "early_terminate": {"type": "hyperband", "max_iter": 27, "eta": 3}})).unwrap();
+        let hb = parse(json!({"method": "random", "metric": {"name": "l"}, "parameters": {"a": {"value": 1}}, "early_terminate": {"type": "hyperband", "max_iter": 27, "eta": 3}}))
+            .unwrap();
         assert_eq!(hb.early_terminate.unwrap().brackets(), [1, 3, 9]);
     }
 
@@ -793,7 +783,12 @@ mod tests {
             }
         }
         // Quantized draws sit on the grid of q and within the bounds.
-        for d in [Distribution::QUniform { min: 0.0, max: 10.0, q: 0.5 }, Distribution::QLogUniformValues { min: 1.0, max: 100.0, q: 2.0 }, Distribution::QNormal { mu: 0.0, sigma: 3.0, q: 0.25 }, Distribution::QLogNormal { mu: 1.0, sigma: 0.5, q: 0.1 }] {
+        for d in [
+            Distribution::QUniform { min: 0.0, max: 10.0, q: 0.5 },
+            Distribution::QLogUniformValues { min: 1.0, max: 100.0, q: 2.0 },
+            Distribution::QNormal { mu: 0.0, sigma: 3.0, q: 0.25 },
+            Distribution::QLogNormal { mu: 1.0, sigma: 0.5, q: 0.1 },
+        ] {
             let q = match d {
                 Distribution::QUniform { q, .. } | Distribution::QLogUniformValues { q, .. } | Distribution::QNormal { q, .. } | Distribution::QLogNormal { q, .. } => q,
                 _ => unreachable!(),
@@ -830,7 +825,11 @@ mod tests {
         // 4 (a 2.0, c 2.4, b 4.3) keeps 2 of 3 again. d has not reached a bracket.
         assert_eq!(view, [("b", 2, true, 3, 2), ("c", 2, false, 2, 2), ("c", 4, false, 2, 2)]);
         assert_eq!(got[0].threshold, 4.2);
-        assert!(hb.reason("loss", &got[0]).starts_with("stopped by hyperband at iteration 2: loss 4.5 ranks 3 of the 3 trials that reached it, below the top 1/2"), "{}", hb.reason("loss", &got[0]));
+        assert!(
+            hb.reason("loss", &got[0]).starts_with("stopped by hyperband at iteration 2: loss 4.5 ranks 3 of the 3 trials that reached it, below the top 1/2"),
+            "{}",
+            hb.reason("loss", &got[0])
+        );
         // Judged before: not again, unless strict (then at the latest bracket, every pass).
         let judged: std::collections::HashMap<(String, u64), bool> = got.iter().map(|d| ((d.run_id.clone(), d.bracket), d.stopped)).collect();
         assert!(hb.judge(Goal::Minimize, &trials, &judged).is_empty());

@@ -35,11 +35,7 @@ impl Timestamp {
         let sod = secs.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
         let (hh, mm, ss) = (sod / 3600, (sod % 3600) / 60, sod % 60);
-        if micros == 0 {
-            format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
-        } else {
-            format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{micros:06}Z")
-        }
+        if micros == 0 { format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z") } else { format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{micros:06}Z") }
     }
 
     /// Parses RFC 3339 (`2024-11-05T11:10:06Z`, with optional fraction and offset), or a bare date
@@ -51,9 +47,7 @@ impl Timestamp {
         if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
             return Err(bad());
         }
-        let num = |r: std::ops::Range<usize>| -> Result<i64, String> {
-            s.get(r).filter(|p| p.bytes().all(|c| c.is_ascii_digit())).and_then(|p| p.parse().ok()).ok_or_else(bad)
-        };
+        let num = |r: std::ops::Range<usize>| -> Result<i64, String> { s.get(r).filter(|p| p.bytes().all(|c| c.is_ascii_digit())).and_then(|p| p.parse().ok()).ok_or_else(bad) };
         let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
         if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
             return Err(bad());
@@ -176,10 +170,7 @@ mod tests {
         let frac = Timestamp(1_730_805_006_123_456);
         assert_eq!(frac.to_rfc3339(), "2024-11-05T11:10:06.123456Z");
         assert_eq!(Timestamp::parse_rfc3339(&frac.to_rfc3339()).unwrap(), frac);
-        assert_eq!(
-            Timestamp::parse_rfc3339("2024-11-05T20:10:06+09:00").unwrap(),
-            Timestamp::parse_rfc3339("2024-11-05T11:10:06Z").unwrap()
-        );
+        assert_eq!(Timestamp::parse_rfc3339("2024-11-05T20:10:06+09:00").unwrap(), Timestamp::parse_rfc3339("2024-11-05T11:10:06Z").unwrap());
         assert_eq!(Timestamp::parse_rfc3339("1970-01-01").unwrap(), Timestamp(0));
         assert_eq!(Timestamp(-1).to_rfc3339(), "1969-12-31T23:59:59.999999Z");
         for bad in ["", "2024", "2024-13-01", "2024-11-05T25:00:00Z", "yesterday", "2024-11-05T11:10:06+9"] {

@@ -251,7 +251,9 @@ pub fn typed(map: Map) -> Result<Value, String> {
         }
         Some("table") => {
             let columns = match map.get("columns") {
-                Some(Value::List(items)) => items.iter().map(|v| v.as_str().map(str::to_owned).ok_or_else(|| "table columns must be strings".to_owned())).collect::<Result<Vec<_>, _>>()?,
+                Some(Value::List(items)) => {
+                    items.iter().map(|v| v.as_str().map(str::to_owned).ok_or_else(|| "table columns must be strings".to_owned())).collect::<Result<Vec<_>, _>>()?
+                }
                 _ => return Err("a table needs a list of columns".into()),
             };
             let rows = match map.get("data") {
@@ -272,7 +274,9 @@ pub fn typed(map: Map) -> Result<Value, String> {
             let text = |name: &str| map.get(name).and_then(Value::as_str).map(str::to_owned);
             let kind = text("kind").ok_or("a chart needs its kind")?;
             let fields = match map.get("fields") {
-                Some(Value::Map(f)) => f.iter().map(|(k, v)| v.as_str().map(|c| (k.clone(), c.to_owned())).ok_or_else(|| format!("the chart's {k} must name a column"))).collect::<Result<_, _>>()?,
+                Some(Value::Map(f)) => {
+                    f.iter().map(|(k, v)| v.as_str().map(|c| (k.clone(), c.to_owned())).ok_or_else(|| format!("the chart's {k} must name a column"))).collect::<Result<_, _>>()?
+                }
                 None => BTreeMap::new(),
                 _ => return Err("a chart's fields must be a map of parts to columns".into()),
             };
@@ -388,9 +392,7 @@ impl Value {
             Value::Float(f) => float_to_json(*f),
             Value::Str(s) => serde_json::Value::String(s.clone()),
             Value::List(items) => serde_json::Value::Array(items.iter().map(Value::to_json).collect()),
-            Value::Map(map) => {
-                serde_json::Value::Object(map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
-            }
+            Value::Map(map) => serde_json::Value::Object(map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
             Value::Histogram(_) | Value::Table(_) | Value::Html(_) | Value::Plot(_) | Value::Media(_) => Value::Map(self.typed_map().expect("a rich value")).to_json(),
         }
     }
@@ -569,9 +571,7 @@ impl Serialize for Value {
                 }
                 out.end()
             }
-            Value::Histogram(_) | Value::Table(_) | Value::Html(_) | Value::Plot(_) | Value::Media(_) => {
-                Value::Map(self.typed_map().expect("a rich value")).serialize(serializer)
-            }
+            Value::Histogram(_) | Value::Table(_) | Value::Html(_) | Value::Plot(_) | Value::Media(_) => Value::Map(self.typed_map().expect("a rich value")).serialize(serializer),
         }
     }
 }
@@ -638,9 +638,7 @@ impl utoipa::PartialSchema for Value {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
-            .description(Some(
-                "Any JSON value. NaN and ±Infinity are written as the strings \"NaN\", \"Infinity\" and \"-Infinity\".",
-            ))
+            .description(Some("Any JSON value. NaN and ±Infinity are written as the strings \"NaN\", \"Infinity\" and \"-Infinity\"."))
             .into()
     }
 }
@@ -837,16 +835,7 @@ mod tests {
     #[test]
     fn ints_stay_ints_and_big_numbers_survive() {
         let v: Value = serde_json::from_str("[1, -2, 1.0, 18446744073709551615, 1e308]").unwrap();
-        assert_eq!(
-            v,
-            Value::List(vec![
-                Value::Int(1),
-                Value::Int(-2),
-                Value::Float(1.0),
-                Value::Float(18446744073709551615.0),
-                Value::Float(1e308)
-            ])
-        );
+        assert_eq!(v, Value::List(vec![Value::Int(1), Value::Int(-2), Value::Float(1.0), Value::Float(18446744073709551615.0), Value::Float(1e308)]));
     }
 
     #[test]
@@ -854,10 +843,7 @@ mod tests {
         let v = Value::Map(map! {"a" => Value::Map(map! {"b" => 1, "c" => Value::Map(Map::new())}), "d" => "x"});
         let mut leaves = Vec::new();
         v.for_each_leaf(&mut |path, leaf| leaves.push((path.join("."), leaf.clone())));
-        assert_eq!(
-            leaves,
-            vec![("a.b".into(), Value::Int(1)), ("a.c".into(), Value::Map(Map::new())), ("d".into(), Value::from("x"))]
-        );
+        assert_eq!(leaves, vec![("a.b".into(), Value::Int(1)), ("a.c".into(), Value::Map(Map::new())), ("d".into(), Value::from("x"))]);
         assert_eq!(v.get_path(&["a", "b"]), Some(&Value::Int(1)));
         let mut m = Map::new();
         insert_path(&mut m, &["x", "y"], Value::Int(2));

@@ -69,8 +69,7 @@ pub enum Stream {
 }
 
 impl Stream {
-    pub const ALL: [Stream; 6] =
-        [Stream::History, Stream::Summary, Stream::Config, Stream::System, Stream::Console, Stream::Events];
+    pub const ALL: [Stream; 6] = [Stream::History, Stream::Summary, Stream::Config, Stream::System, Stream::Console, Stream::Events];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -335,15 +334,7 @@ pub mod payload {
     }
 
     /// Starts a history record; append `nfields` fields with [`history_field`] afterwards.
-    pub fn history_head(
-        out: &mut Vec<u8>,
-        seq: u64,
-        step: i64,
-        flags: u8,
-        timestamp_us: i64,
-        runtime_us: i64,
-        nfields: usize,
-    ) {
+    pub fn history_head(out: &mut Vec<u8>, seq: u64, step: i64, flags: u8, timestamp_us: i64, runtime_us: i64, nfields: usize) {
         out.push(RecordType::History as u8);
         put_varint(out, seq);
         put_varint(out, zigzag(step));
@@ -789,11 +780,7 @@ pub fn decode_record(payload: &[u8]) -> Result<Record, WireError> {
         RecordType::Summary | RecordType::Config => {
             let seq = r.varint()?;
             let (set, remove) = updates(&mut r)?;
-            if t == RecordType::Summary {
-                Record::Summary { seq, set, remove }
-            } else {
-                Record::Config { seq, set, remove }
-            }
+            if t == RecordType::Summary { Record::Summary { seq, set, remove } } else { Record::Config { seq, set, remove } }
         }
         RecordType::System => {
             let seq = r.varint()?;
@@ -966,12 +953,7 @@ impl IngestBatch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.history.is_none()
-            && self.summary.is_none()
-            && self.config.is_none()
-            && self.system.is_none()
-            && self.console.is_none()
-            && self.events.is_none()
+        self.history.is_none() && self.summary.is_none() && self.config.is_none() && self.system.is_none() && self.console.is_none() && self.events.is_none()
     }
 
     /// `(stream, first offset, record count)` for every stream present.
@@ -1018,11 +1000,7 @@ impl SeqTracker {
             }
             Some(_) if seq == self.next => self.next += 1,
             Some(_) => {
-                return Err(WireError(format!(
-                    "{} record at offset {seq} does not follow offset {}",
-                    stream.name(),
-                    self.next - 1
-                )));
+                return Err(WireError(format!("{} record at offset {seq} does not follow offset {}", stream.name(), self.next - 1)));
             }
         }
         Ok(())
@@ -1109,10 +1087,7 @@ pub fn decode_batch(body: &[u8]) -> Result<IngestBatch, WireError> {
                 if amends {
                     let last = part.rows.last_mut().expect("a row exists when the tracker has started");
                     if last.step != step {
-                        return Err(WireError(format!(
-                            "history record at offset {seq} amends step {} with step {step}",
-                            last.step
-                        )));
+                        return Err(WireError(format!("history record at offset {seq} amends step {} with step {step}", last.step)));
                     }
                     last.timestamp_us = timestamp_us;
                     last.runtime_us = runtime_us;
@@ -1137,11 +1112,7 @@ pub fn decode_batch(body: &[u8]) -> Result<IngestBatch, WireError> {
                 }
             }
             Record::Summary { seq, set, remove } | Record::Config { seq, set, remove } => {
-                let stream = if matches!(record_type(payload)?, RecordType::Summary) {
-                    Stream::Summary
-                } else {
-                    Stream::Config
-                };
+                let stream = if matches!(record_type(payload)?, RecordType::Summary) { Stream::Summary } else { Stream::Config };
                 trackers[stream as usize].push(stream, seq)?;
                 let part = if stream == Stream::Summary { &mut batch.summary } else { &mut batch.config };
                 let part = part.get_or_insert_with(|| UpdatesPart { first_offset: seq, updates: Vec::new() });
@@ -1168,11 +1139,7 @@ pub fn decode_batch(body: &[u8]) -> Result<IngestBatch, WireError> {
         }
     }
     if frames.torn || frames.position() != frames_buf.len() {
-        return Err(WireError(format!(
-            "batch is truncated or corrupt at byte {} of {}",
-            frames.position() + 5,
-            body.len()
-        )));
+        return Err(WireError(format!("batch is truncated or corrupt at byte {} of {}", frames.position() + 5, body.len())));
     }
     if frame_count != expected_frames {
         return Err(WireError(format!("batch holds {frame_count} records but its trailer says {expected_frames}")));
@@ -1438,9 +1405,7 @@ impl ColumnValues {
 
     pub fn into_values(self) -> Vec<Option<Value>> {
         match self {
-            ColumnValues::Floats(values, present) => {
-                values.into_iter().zip(present).map(|(v, p)| p.then_some(Value::Float(v))).collect()
-            }
+            ColumnValues::Floats(values, present) => values.into_iter().zip(present).map(|(v, p)| p.then_some(Value::Float(v))).collect(),
             ColumnValues::Values(values) => values,
         }
     }
@@ -1469,8 +1434,7 @@ pub fn decode_columns(body: &[u8]) -> Result<Columns, WireError> {
         }
         let data = match r.u8()? {
             COLUMN_F64 => {
-                let values: Vec<f64> =
-                    r.bytes(n * 8)?.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8"))).collect();
+                let values: Vec<f64> = r.bytes(n * 8)?.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8"))).collect();
                 let bitmap = r.bytes(n.div_ceil(8))?;
                 let present = (0..n).map(|i| bitmap[i / 8] & (1 << (i % 8)) != 0).collect();
                 ColumnValues::Floats(values, present)
@@ -1506,11 +1470,7 @@ mod column_tests {
         let steps = vec![0, 5, 9];
         let mixed = vec![Some(Value::Int(1)), Some(Value::from("x")), None];
         let columns = vec![
-            ColumnData {
-                name: "loss".into(),
-                path: vec!["loss".into()],
-                values: ColumnValues::Values(vec![Some(Value::Float(0.5)), None, Some(Value::Float(f64::INFINITY))]),
-            },
+            ColumnData { name: "loss".into(), path: vec!["loss".into()], values: ColumnValues::Values(vec![Some(Value::Float(0.5)), None, Some(Value::Float(f64::INFINITY))]) },
             ColumnData { name: "a.b".into(), path: vec!["a".into(), "b".into()], values: ColumnValues::Values(mixed.clone()) },
             ColumnData { name: "f".into(), path: vec!["f".into()], values: ColumnValues::Floats(vec![1.0, 2.0, 3.0], vec![true, true, false]) },
         ];

@@ -60,11 +60,7 @@ fn history_rows(api: &ApiClient, path: &RunPath) -> usize {
 }
 
 fn kill_mid_run(extra_env: &[(&str, String)], server: &ServerProcess, work: &std::path::Path) -> (RunPath, i64, std::path::PathBuf) {
-    let mut envs = vec![
-        ("CAIRN_BASE_URL", server.url.clone()),
-        ("CAIRN_DIR", work.display().to_string()),
-        ("CAIRN_ENTITY", "tester".to_owned()),
-    ];
+    let mut envs = vec![("CAIRN_BASE_URL", server.url.clone()), ("CAIRN_DIR", work.display().to_string()), ("CAIRN_ENTITY", "tester".to_owned())];
     envs.extend(extra_env.iter().cloned());
     let mut process = Guard(child("log-forever", &envs).stdout(Stdio::piped()).spawn().unwrap());
     let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
@@ -206,11 +202,7 @@ fn graceful_shutdown_and_restart_keep_the_data() {
     let data = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let mut server = ServerProcess::start(data.path(), &[]);
-    let envs = [
-        ("CAIRN_BASE_URL", server.url.clone()),
-        ("CAIRN_DIR", work.path().display().to_string()),
-        ("CAIRN_ENTITY", "tester".to_owned()),
-    ];
+    let envs = [("CAIRN_BASE_URL", server.url.clone()), ("CAIRN_DIR", work.path().display().to_string()), ("CAIRN_ENTITY", "tester".to_owned())];
     let mut process = Guard(child("log-then-sleep", &envs).stdout(Stdio::piped()).spawn().unwrap());
     let path = RunPath::parse(&ready_line(&mut process)).unwrap();
     process.kill().unwrap();
@@ -228,11 +220,7 @@ fn a_silent_client_is_marked_crashed_and_recovers_when_it_speaks() {
     let data = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(data.path(), &["--heartbeat-timeout-secs", "1", "--monitor-interval-secs", "0.2"]);
-    let envs = [
-        ("CAIRN_BASE_URL", server.url.clone()),
-        ("CAIRN_DIR", work.path().display().to_string()),
-        ("CAIRN_HEARTBEAT_SECS", "0.2".to_owned()),
-    ];
+    let envs = [("CAIRN_BASE_URL", server.url.clone()), ("CAIRN_DIR", work.path().display().to_string()), ("CAIRN_HEARTBEAT_SECS", "0.2".to_owned())];
     let mut process = Guard(child("log-then-sleep", &envs).stdout(Stdio::piped()).spawn().unwrap());
     let path = RunPath::parse(&ready_line(&mut process)).unwrap();
     let api = server.api();
@@ -252,11 +240,7 @@ fn stop_from_the_server_ends_the_run_as_killed() {
     let data = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(data.path(), &[]);
-    let envs = [
-        ("CAIRN_BASE_URL", server.url.clone()),
-        ("CAIRN_DIR", work.path().display().to_string()),
-        ("CAIRN_HEARTBEAT_SECS", "0.2".to_owned()),
-    ];
+    let envs = [("CAIRN_BASE_URL", server.url.clone()), ("CAIRN_DIR", work.path().display().to_string()), ("CAIRN_HEARTBEAT_SECS", "0.2".to_owned())];
     let mut process = Guard(child("wait-for-stop", &envs).stdout(Stdio::piped()).spawn().unwrap());
     let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
     let path = lines.by_ref().find_map(|l| l.ok().and_then(|l| l.strip_prefix("ready ").map(str::to_owned))).unwrap();
@@ -314,17 +298,11 @@ fn finish_does_not_hang_on_a_server_that_never_answers() {
             open.push(stream);
         }
     });
-    let envs = [
-        ("CAIRN_BASE_URL", url),
-        ("CAIRN_DIR", work.path().display().to_string()),
-        ("CAIRN_INIT_TIMEOUT_SECS", "1".to_owned()),
-    ];
+    let envs = [("CAIRN_BASE_URL", url), ("CAIRN_DIR", work.path().display().to_string()), ("CAIRN_INIT_TIMEOUT_SECS", "1".to_owned())];
     let out = child("hung", &envs).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let millis = |prefix: &str| -> u64 {
-        stdout.lines().find_map(|l| l.strip_prefix(prefix)).unwrap().split(' ').next().unwrap().parse().unwrap()
-    };
+    let millis = |prefix: &str| -> u64 { stdout.lines().find_map(|l| l.strip_prefix(prefix)).unwrap().split(' ').next().unwrap().parse().unwrap() };
     assert!(millis("init took ") < 3_000, "{stdout}");
     assert!(millis("finish took ") < 4_000, "{stdout}");
     assert!(stdout.contains("uploaded=false"), "{stdout}");
@@ -366,7 +344,20 @@ fn runs_list_and_show_print_tables() {
 
 #[test]
 fn help_everywhere() {
-    for args in [&["--help"][..], &["server", "--help"], &["sync", "--help"], &["migrate", "--help"], &["users", "--help"], &["teams", "--help"], &["artifact", "put", "--help"], &["keys", "create", "--help"], &["runs", "--help"], &["runs", "list", "--help"], &["runs", "show", "--help"], &["runs", "stop", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["server", "--help"],
+        &["sync", "--help"],
+        &["migrate", "--help"],
+        &["users", "--help"],
+        &["teams", "--help"],
+        &["artifact", "put", "--help"],
+        &["keys", "create", "--help"],
+        &["runs", "--help"],
+        &["runs", "list", "--help"],
+        &["runs", "show", "--help"],
+        &["runs", "stop", "--help"],
+    ] {
         let out = cairn(args);
         assert!(out.status.success(), "{args:?}");
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: cairn"), "{args:?}");
@@ -376,12 +367,8 @@ fn help_everywhere() {
 #[test]
 fn a_server_on_the_network_needs_auth_and_prints_its_setup_link() {
     let data = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(crate::CAIRN)
-        .args(["server", "--host", "0.0.0.0", "--port", "0", "--data-dir"])
-        .arg(data.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        std::process::Command::new(crate::CAIRN).args(["server", "--host", "0.0.0.0", "--port", "0", "--data-dir"]).arg(data.path()).stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let text: Vec<String> = lines.by_ref().take(5).map(|l| l.unwrap()).collect();
     let link = text.iter().find_map(|l| l.split_whitespace().find(|w| w.contains("/setup?token="))).map(str::to_owned);
@@ -412,17 +399,14 @@ fn offline_resume_continues_the_log_and_sync_leaves_finished_runs_finished() {
     let data = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(data.path(), &[]);
-    let settings = || {
-        Settings::new().base_url(server.url.clone()).project("resume").run_id("resumed1").dir(work.path()).silent(true)
-    };
+    let settings = || Settings::new().base_url(server.url.clone()).project("resume").run_id("resumed1").dir(work.path()).silent(true);
     // Two offline processes, the second resuming the first.
     let first = cairn_client::init(settings().mode(Mode::Offline).config(map! {"a" => 1})).unwrap();
     for step in 0..10 {
         first.log([("loss", value_at(step))]).unwrap();
     }
     first.finish(None).unwrap();
-    let second = cairn_client::init(settings().mode(Mode::Offline).resume(ResumeMode::Allow).config(map! {"b" => 2}).notes("second"))
-        .unwrap();
+    let second = cairn_client::init(settings().mode(Mode::Offline).resume(ResumeMode::Allow).config(map! {"b" => 2}).notes("second")).unwrap();
     for step in 10..20 {
         assert_eq!(second.log([("loss", value_at(step))]).unwrap(), cairn_client::LogOutcome::Logged { step });
     }
@@ -484,13 +468,7 @@ fn online_resume_uploads_what_a_killed_process_left_first() {
     let api = server.api();
     let (path, last_logged, _) = kill_mid_run(&[], &server, work.path());
     // Resuming the killed run uploads what its log holds first, then continues after it.
-    let settings = Settings::new()
-        .base_url(server.url.clone())
-        .entity("tester")
-        .project("e2e")
-        .run_id(path.run_id.clone())
-        .dir(work.path())
-        .silent(true);
+    let settings = Settings::new().base_url(server.url.clone()).entity("tester").project("e2e").run_id(path.run_id.clone()).dir(work.path()).silent(true);
     let run = cairn_client::init(settings.resume(ResumeMode::Must)).unwrap();
     let count = assert_exactly_once(&api, &path, last_logged);
     // History continues after the last stored step. That is the last loss step, or one more when
@@ -574,15 +552,8 @@ fn lifecycle_from_rust_alerts_move_delete_and_purge() {
     fresh.finish(None).unwrap();
 
     // Fork and rewind from Rust.
-    let settings = || {
-        cairn_client::Settings::new()
-            .base_url(server.url.clone())
-            .entity("team")
-            .project("kept")
-            .dir(work.path().to_owned())
-            .silent(true)
-            .console(cairn_client::Console::Off)
-    };
+    let settings =
+        || cairn_client::Settings::new().base_url(server.url.clone()).entity("team").project("kept").dir(work.path().to_owned()).silent(true).console(cairn_client::Console::Off);
     let fork = cairn_client::init(settings().fork_from("life1?_step=4")).unwrap();
     assert_eq!(fork.step(), 5);
     fork.finish(None).unwrap();
@@ -746,11 +717,7 @@ fn two_servers_on_postgres_and_s3_act_as_one() {
     let two = ServerProcess::start_with_env(data_two.path(), &args, &env);
     let events = events_of(format!("{}/api/v1/events?project=e2e", two.url));
 
-    let envs = [
-        ("CAIRN_BASE_URL", one.url.clone()),
-        ("CAIRN_DIR", work.path().display().to_string()),
-        ("CAIRN_ENTITY", "tester".to_owned()),
-    ];
+    let envs = [("CAIRN_BASE_URL", one.url.clone()), ("CAIRN_DIR", work.path().display().to_string()), ("CAIRN_ENTITY", "tester".to_owned())];
     let mut process = Guard(child("log-forever", &envs).stdout(Stdio::piped()).spawn().unwrap());
     let mut lines = BufReader::new(process.stdout.take().unwrap()).lines().map_while(Result::ok);
     let mut run_id = String::new();
@@ -772,9 +739,7 @@ fn two_servers_on_postgres_and_s3_act_as_one() {
     drop(one);
     let _one = ServerProcess::start_on(port, data_one.path(), &args, &env);
     let logged = logged_until(&mut lines, 30_000, &mut run_id);
-    wait_until("server one to hold step 30000", Duration::from_secs(60), || {
-        two.api().get_run(&path).is_ok_and(|run| run.last_step.is_some_and(|s| s >= 30_000))
-    });
+    wait_until("server one to hold step 30000", Duration::from_secs(60), || two.api().get_run(&path).is_ok_and(|run| run.last_step.is_some_and(|s| s >= 30_000)));
 
     // The client dies; what it had not sent goes up through server two, and everything is
     // there once, whichever server took it.
@@ -810,11 +775,7 @@ fn the_server_rides_out_a_database_restart() {
     let Some(cluster) = cairn_store::postgres::testing::Cluster::start() else { return };
     let (data, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut server = ServerProcess::start(data.path(), &["--default-entity", "nico", "--store", &cluster.url()]);
-    let envs = [
-        ("CAIRN_BASE_URL", server.url.clone()),
-        ("CAIRN_DIR", work.path().display().to_string()),
-        ("CAIRN_ENTITY", "tester".to_owned()),
-    ];
+    let envs = [("CAIRN_BASE_URL", server.url.clone()), ("CAIRN_DIR", work.path().display().to_string()), ("CAIRN_ENTITY", "tester".to_owned())];
     let mut process = Guard(child("log-forever", &envs).stdout(Stdio::piped()).spawn().unwrap());
     let mut lines = BufReader::new(process.stdout.take().unwrap()).lines().map_while(Result::ok);
     let mut run_id = String::new();
@@ -836,9 +797,7 @@ fn the_server_rides_out_a_database_restart() {
     cluster.resume();
 
     let logged = logged_until(&mut lines, 25_000, &mut run_id);
-    wait_until("the server to catch up after the restart", Duration::from_secs(60), || {
-        server.api().get_run(&path).is_ok_and(|run| run.last_step.is_some_and(|s| s >= logged))
-    });
+    wait_until("the server to catch up after the restart", Duration::from_secs(60), || server.api().get_run(&path).is_ok_and(|run| run.last_step.is_some_and(|s| s >= logged)));
     assert!(server.child.try_wait().unwrap().is_none(), "the server exited");
     process.kill().unwrap();
     process.wait().unwrap();
@@ -864,7 +823,14 @@ fn uploads_wait_out_a_bucket_outage() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let own = format!("http://127.0.0.1:{port}");
     let start_moto = || -> Guard {
-        let moto = Guard(std::process::Command::new(&python).args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start moto"));
+        let moto = Guard(
+            std::process::Command::new(&python)
+                .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start moto"),
+        );
         wait_until("moto to answer", Duration::from_secs(30), || ureq::get(&own).call().is_ok());
         no_status_errors().put(format!("{own}/outage")).send_empty().expect("create the bucket");
         moto
@@ -988,10 +954,8 @@ fn webhook(needle: &'static str) -> (String, std::sync::Arc<std::sync::atomic::A
                 request.extend_from_slice(&buf[..n]);
                 let text = String::from_utf8_lossy(&request);
                 if let Some(end) = text.find("\r\n\r\n") {
-                    let length = text[..end]
-                        .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
-                        .unwrap_or(0);
+                    let length =
+                        text[..end].lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0))).unwrap_or(0);
                     if request.len() >= end + 4 + length {
                         break;
                     }
@@ -1017,10 +981,7 @@ fn two_servers_deliver_each_alert_once_and_take_batches_in_any_order() {
     let Some((store, _schema)) = cairn_store::postgres::testing::fresh_schema() else { return };
     let (hook, delivered) = webhook("alert-once");
     let (data_one, data_two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let args = [
-        "--default-entity", "nico", "--store", &store, "--alert-webhook-url", &hook,
-        "--heartbeat-timeout-secs", "2", "--monitor-interval-secs", "0.3",
-    ];
+    let args = ["--default-entity", "nico", "--store", &store, "--alert-webhook-url", &hook, "--heartbeat-timeout-secs", "2", "--monitor-interval-secs", "0.3"];
     let one = ServerProcess::start(data_one.path(), &args);
     let two = ServerProcess::start(data_two.path(), &args);
     let servers = [&one.url, &two.url];
@@ -1233,8 +1194,7 @@ fn artifact_uploads_resume_after_sigkill_of_the_client_and_of_the_server() {
 
     // The next version, a third of it rewritten in 64 places, goes in chunks; the client is
     // killed after some arrived, and the next put sends only the rest.
-    let old: std::collections::HashSet<String> =
-        cairn_client::chunks::chunk_file(&big.join("weights.bin")).unwrap().into_iter().map(|c| c.sha256).collect();
+    let old: std::collections::HashSet<String> = cairn_client::chunks::chunk_file(&big.join("weights.bin")).unwrap().into_iter().map(|c| c.sha256).collect();
     let step = bytes.len() / 64;
     for i in 0..64 {
         for b in &mut bytes[step * i..step * i + step / 3] {
@@ -1324,8 +1284,7 @@ fn a_changed_checkpoint_stores_only_the_chunks_that_changed() {
     }
     bytes.splice(2000..2000, [42u8; 100]);
     std::fs::write(dir.join("model.ckpt"), &bytes).unwrap();
-    let old: std::collections::HashSet<String> =
-        cairn_client::chunks::chunk_file(&work.path().join("first.ckpt")).unwrap().into_iter().map(|c| c.sha256).collect();
+    let old: std::collections::HashSet<String> = cairn_client::chunks::chunk_file(&work.path().join("first.ckpt")).unwrap().into_iter().map(|c| c.sha256).collect();
     assert!(put().contains("net:v1"));
     // Exactly the chunks that the first version lacks, each once: a few per edit.
     let mut fresh = std::collections::HashMap::new();

@@ -87,12 +87,7 @@ fn a_full_disk_refuses_with_storage_full_keeps_the_store_whole_and_ingest_resume
         assert!(offset < 100_000, "the database never filled up");
     };
     let err = refused.into_coded();
-    assert!(
-        matches!(err.code, cairn_types::error::ErrorCode::StorageFull),
-        "a full disk during ingest answered {:?}: {}",
-        err.code,
-        err.message
-    );
+    assert!(matches!(err.code, cairn_types::error::ErrorCode::StorageFull), "a full disk during ingest answered {:?}: {}", err.code, err.message);
     // The server is still up, answers reads, and what it acknowledged is there.
     assert_eq!(api.get_run(&path).unwrap().offsets.history, offset);
     assert_eq!(api.list_files(&path).unwrap().len(), stored_files);

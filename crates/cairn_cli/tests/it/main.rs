@@ -101,10 +101,7 @@ impl Drop for Guard {
 /// Starts a client process in the role `role`.
 pub fn child(role: &str, envs: &[(&str, String)]) -> Command {
     let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args(["children::child", "--exact", "--nocapture", "--test-threads=1"])
-        .env("CAIRN_TEST_CHILD", role)
-        .env("CAIRN_SILENT", "true");
+    command.args(["children::child", "--exact", "--nocapture", "--test-threads=1"]).env("CAIRN_TEST_CHILD", role).env("CAIRN_SILENT", "true");
     for (k, v) in envs {
         command.env(k, v);
     }

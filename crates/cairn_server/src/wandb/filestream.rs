@@ -114,7 +114,11 @@ pub struct FileStreamResponse {
     params(("entity" = String, Path), ("project" = String, Path), ("run_id" = String, Path)), request_body = FileStreamRequest,
     responses((status = 200, description = "Stored; `stopped` when the run was asked to stop", body = FileStreamResponse),
         (status = 400, description = "A line is not what its file holds", body = cairn_types::ErrorBody), (status = 404, body = cairn_types::ErrorBody)))]
-pub async fn file_stream(State(state): State<AppState>, PathParams((entity, project, run_id)): PathParams<(String, String, String)>, JsonBody(request): JsonBody<FileStreamRequest>) -> ApiResult<AxumJson<Json>> {
+pub async fn file_stream(
+    State(state): State<AppState>,
+    PathParams((entity, project, run_id)): PathParams<(String, String, String)>,
+    JsonBody(request): JsonBody<FileStreamRequest>,
+) -> ApiResult<AxumJson<Json>> {
     let path = RunPath::new(entity, project, run_id);
     path.validate()?;
     let store = state.store.clone();

@@ -181,7 +181,9 @@ async fn answer(state: &AppState, caller: &Caller, op: &str, query: &str, vars: 
         ])}}),
         // `Project.artifact` takes a name (and not `enableTracking`).
         "ProbeServerProjectInfo" => json!({"ProjectInfoType": {"fields": [{"name": "artifact", "args": [{"name": "name"}]}, {"name": "run", "args": [{"name": "name"}]}]}}),
-        "ProbeServerUseArtifactInput" => json!({"UseArtifactInputInfoType": {"name": "UseArtifactInput", "inputFields": names(&["artifactID", "entityName", "projectName", "runName"])}}),
+        "ProbeServerUseArtifactInput" => {
+            json!({"UseArtifactInputInfoType": {"name": "UseArtifactInput", "inputFields": names(&["artifactID", "entityName", "projectName", "runName"])}})
+        }
         "ProbeRunInput" => json!({"RunType": {"fields": [{"name": "projectId"}, {"name": "historyKeys"}, {"name": "sweepName"}]}}),
         "OrganizationCoreWeaveOrganizationID" => json!({"entity": null}),
         "UpsertBucket" => upsert_bucket(state, caller, &bucket_input(query, vars), public).await?,

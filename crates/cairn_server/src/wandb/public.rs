@@ -3,9 +3,9 @@
 //! keys, files, and `update`, `delete` and `stop`.
 
 use cairn_store::HistoryRequest;
+use cairn_types::RunPath;
 use cairn_types::api::{RunInfo, RunSearch};
 use cairn_types::error::{CodedError, ErrorCode};
-use cairn_types::RunPath;
 use serde_json::{Value as Json, json};
 
 use super::graphql::{history_rows, text};

@@ -63,34 +63,21 @@ async fn upsert_defaults_and_errors() {
     assert!(run["created_at"].as_str().unwrap().ends_with('Z'));
 
     app.post("/api/v1/runs", &json!({"run_id": "bad/id"})).await.assert_error(400, "invalid_run_id", "bad/id");
-    app.post("/api/v1/runs", &json!({"run_id": "x", "config": [1, 2]}))
-        .await
-        .assert_error(400, "invalid_config", "list");
+    app.post("/api/v1/runs", &json!({"run_id": "x", "config": [1, 2]})).await.assert_error(400, "invalid_config", "list");
     app.post("/api/v1/runs", &json!({"run_id": "x", "colour": "red"})).await.assert_error(400, "invalid_body", "colour");
-    app.post("/api/v1/runs", &json!({"run_id": "abc12345", "resume": "never"}))
-        .await
-        .assert_error(409, "run_already_exists", "abc12345");
+    app.post("/api/v1/runs", &json!({"run_id": "abc12345", "resume": "never"})).await.assert_error(409, "run_already_exists", "abc12345");
     app.post("/api/v1/runs", &json!({"run_id": "new", "resume": "must"})).await.assert_error(404, "run_not_found", "new");
     app.post("/api/v1/runs", &json!({"run_id": "x", "resume": "sometimes"})).await.assert_error(400, "invalid_body", "sometimes");
-    app.request(Method::POST, "/api/v1/runs", Some("application/json"), br#"{"run_id": "trunc"#.to_vec())
-        .await
-        .assert_error(400, "invalid_body", "truncated");
-    app.request(Method::POST, "/api/v1/runs", Some("text/plain"), br#"{"run_id": "x"}"#.to_vec())
-        .await
-        .assert_error(415, "unsupported_media_type", "text/plain");
-    app.request(Method::POST, "/api/v1/runs", Some("application/json"), b"\xff\xfe".to_vec())
-        .await
-        .assert_error(400, "invalid_body", "JSON");
+    app.request(Method::POST, "/api/v1/runs", Some("application/json"), br#"{"run_id": "trunc"#.to_vec()).await.assert_error(400, "invalid_body", "truncated");
+    app.request(Method::POST, "/api/v1/runs", Some("text/plain"), br#"{"run_id": "x"}"#.to_vec()).await.assert_error(415, "unsupported_media_type", "text/plain");
+    app.request(Method::POST, "/api/v1/runs", Some("application/json"), b"\xff\xfe".to_vec()).await.assert_error(400, "invalid_body", "JSON");
 }
 
 #[tokio::test]
 async fn run_get_patch_delete() {
     let app = TestApp::new();
     let run = app.run("e", "p", "r1").await;
-    let patched = app
-        .send_json(Method::PATCH, &run, &json!({"notes": "<script>x</script>", "tags": ["a", "b"], "group": "g", "job_type": "eval"}))
-        .await
-        .json();
+    let patched = app.send_json(Method::PATCH, &run, &json!({"notes": "<script>x</script>", "tags": ["a", "b"], "group": "g", "job_type": "eval"})).await.json();
     assert_eq!(patched["notes"], "<script>x</script>");
     assert_eq!(patched["tags"], json!(["a", "b"]));
     assert_eq!(app.get(&run).await.json()["job_type"], "eval");
@@ -190,12 +177,8 @@ async fn ingest_binary_batches_and_refuses_broken_ones() {
         let ack = app.request(Method::POST, &ingest, Some(wire::BATCH_CONTENT_TYPE), body.clone()).await.json();
         assert_eq!(ack["offsets"]["history"], 100);
     }
-    app.request(Method::POST, &ingest, Some(wire::BATCH_CONTENT_TYPE), body[..body.len() - 3].to_vec())
-        .await
-        .assert_error(400, "invalid_body", "truncated");
-    app.request(Method::POST, &ingest, Some(wire::BATCH_CONTENT_TYPE), b"garbage!".to_vec())
-        .await
-        .assert_error(400, "invalid_body", "CRNB");
+    app.request(Method::POST, &ingest, Some(wire::BATCH_CONTENT_TYPE), body[..body.len() - 3].to_vec()).await.assert_error(400, "invalid_body", "truncated");
+    app.request(Method::POST, &ingest, Some(wire::BATCH_CONTENT_TYPE), b"garbage!".to_vec()).await.assert_error(400, "invalid_body", "CRNB");
     let mut corrupt = binary_batch(100, 10);
     let mid = corrupt.len() / 2;
     corrupt[mid] ^= 0xff;
@@ -312,9 +295,11 @@ async fn console_and_system_streams() {
     assert_eq!(console["lines"][2]["stream"], "stderr");
     let system = app.get(&format!("{run}/history?stream=system&format=columns")).await.json();
     assert_eq!(system["columns"]["system.cpu"], json!([12.5, 50.0]));
-    app.post(&format!("{run}/ingest"), &json!({"console": {"offset": 4, "lines": [{"line": 3, "text": "x", "stream": "stdwhat"}]}}))
-        .await
-        .assert_error(400, "invalid_value", "stdwhat");
+    app.post(&format!("{run}/ingest"), &json!({"console": {"offset": 4, "lines": [{"line": 3, "text": "x", "stream": "stdwhat"}]}})).await.assert_error(
+        400,
+        "invalid_value",
+        "stdwhat",
+    );
 }
 
 #[tokio::test]
@@ -372,24 +357,18 @@ async fn uploads_resume_from_what_the_server_holds_and_store_each_content_once()
     let status = app.get(&format!("/api/v1/uploads/{sha}")).await.json();
     assert_eq!(status, json!({"sha256": sha, "received": 0, "complete": false}));
     // Naming a content that is not uploaded is refused.
-    app.request(Method::PUT, &format!("{run}/files/m.bin?sha256={sha}"), None, Vec::new())
-        .await
-        .assert_error(404, "file_not_found", "not uploaded");
+    app.request(Method::PUT, &format!("{run}/files/m.bin?sha256={sha}"), None, Vec::new()).await.assert_error(404, "file_not_found", "not uploaded");
     // A first part, then a part sent from the wrong offset, then the rest.
-    let first = app
-        .request(Method::PUT, &format!("/api/v1/uploads/{sha}?offset=0&size={size}"), None, content[..100_000].to_vec())
-        .await
-        .json();
+    let first = app.request(Method::PUT, &format!("/api/v1/uploads/{sha}?offset=0&size={size}"), None, content[..100_000].to_vec()).await.json();
     assert_eq!(first["received"], 100_000);
     assert_eq!(first["complete"], false);
-    app.request(Method::PUT, &format!("/api/v1/uploads/{sha}?offset=0&size={size}"), None, content[..10].to_vec())
-        .await
-        .assert_error(409, "upload_offset", "send from offset 100000");
+    app.request(Method::PUT, &format!("/api/v1/uploads/{sha}?offset=0&size={size}"), None, content[..10].to_vec()).await.assert_error(
+        409,
+        "upload_offset",
+        "send from offset 100000",
+    );
     assert_eq!(app.get(&format!("/api/v1/uploads/{sha}")).await.json()["received"], 100_000);
-    let last = app
-        .request(Method::PUT, &format!("/api/v1/uploads/{sha}?offset=100000&size={size}"), None, content[100_000..].to_vec())
-        .await
-        .json();
+    let last = app.request(Method::PUT, &format!("/api/v1/uploads/{sha}?offset=100000&size={size}"), None, content[100_000..].to_vec()).await.json();
     assert_eq!(last["complete"], true);
     let linked = app.request(Method::PUT, &format!("{run}/files/ckpt/m.bin?sha256={sha}"), None, Vec::new()).await.json();
     assert_eq!(linked["size"], size);
@@ -400,18 +379,12 @@ async fn uploads_resume_from_what_the_server_holds_and_store_each_content_once()
     assert_eq!(app.get(&format!("{run2}/files/copy.bin")).await.bytes, content);
     // A content that does not match its SHA-256 is refused, and nothing is kept of it.
     let wrong = "0".repeat(64);
-    app.request(Method::PUT, &format!("/api/v1/uploads/{wrong}?offset=0&size=3"), None, b"abc".to_vec())
-        .await
-        .assert_error(400, "content_mismatch", "upload it again");
+    app.request(Method::PUT, &format!("/api/v1/uploads/{wrong}?offset=0&size=3"), None, b"abc".to_vec()).await.assert_error(400, "content_mismatch", "upload it again");
     assert_eq!(app.get(&format!("/api/v1/uploads/{wrong}")).await.json()["received"], 0);
     // Bad input is named.
     app.get("/api/v1/uploads/XYZ").await.assert_error(400, "invalid_value", "XYZ");
-    app.request(Method::PUT, &format!("/api/v1/uploads/{wrong}?offset=5&size=3"), None, Vec::new())
-        .await
-        .assert_error(400, "invalid_query", "offset 5");
-    app.request(Method::PUT, &format!("/api/v1/uploads/{wrong}?offset=0&size=2"), None, b"abc".to_vec())
-        .await
-        .assert_error(400, "invalid_body", "longer than its size 2");
+    app.request(Method::PUT, &format!("/api/v1/uploads/{wrong}?offset=5&size=3"), None, Vec::new()).await.assert_error(400, "invalid_query", "offset 5");
+    app.request(Method::PUT, &format!("/api/v1/uploads/{wrong}?offset=0&size=2"), None, b"abc".to_vec()).await.assert_error(400, "invalid_body", "longer than its size 2");
 }
 
 #[tokio::test]
@@ -419,10 +392,13 @@ async fn runs_search_get_and_post() {
     let app = TestApp::new();
     for i in 0..6 {
         let run = app.run("team", "proj", &format!("r{i}")).await;
-        app.post(&format!("{run}/ingest"), &json!({
-            "config": {"offset": 0, "updates": [{"set": {"lr": i as f64 / 10.0}}]},
-            "history": {"offset": 0, "rows": [{"_step": 0, "acc": i}]}
-        }))
+        app.post(
+            &format!("{run}/ingest"),
+            &json!({
+                "config": {"offset": 0, "updates": [{"set": {"lr": i as f64 / 10.0}}]},
+                "history": {"offset": 0, "rows": [{"_step": 0, "acc": i}]}
+            }),
+        )
         .await;
     }
     let filter = urlencode(&json!({"config.lr": {"$gte": 0.2}}).to_string());
@@ -430,23 +406,16 @@ async fn runs_search_get_and_post() {
     assert_eq!(page["total"], 4);
     let ids: Vec<&str> = page["runs"].as_array().unwrap().iter().map(|r| r["run_id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["r5", "r4"]);
-    let posted = app
-        .post("/api/v1/projects/team/proj/runs/search", &json!({"filter": {"summary.acc": {"$in": [1, 3]}}, "sort": ["run_id"]}))
-        .await
-        .json();
+    let posted = app.post("/api/v1/projects/team/proj/runs/search", &json!({"filter": {"summary.acc": {"$in": [1, 3]}}, "sort": ["run_id"]})).await.json();
     assert_eq!(posted["runs"].as_array().unwrap().len(), 2);
     app.get("/api/v1/projects/team/proj/runs?filter=%7Bnope").await.assert_error(400, "invalid_filter", "JSON");
-    app.post("/api/v1/projects/team/proj/runs/search", &json!({"filter": {"config.lr": {"$near": 1}}}))
-        .await
-        .assert_error(400, "invalid_filter", "$near");
+    app.post("/api/v1/projects/team/proj/runs/search", &json!({"filter": {"config.lr": {"$near": 1}}})).await.assert_error(400, "invalid_filter", "$near");
     app.get("/api/v1/projects/team/proj/runs?sort=-tags").await.assert_error(400, "invalid_query", "tags");
     app.get("/api/v1/projects/team/ghost/runs").await.assert_error(404, "project_not_found", "ghost");
 }
 
 fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
+    text.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 #[tokio::test]
@@ -493,9 +462,7 @@ async fn no_malformed_request_panics_the_server() {
 async fn project_columns_keys_series_and_groups() {
     let app = TestApp::new();
     for (i, opt) in ["adam", "sgd", "adam"].iter().enumerate() {
-        let reply = app
-            .post("/api/v1/runs", &json!({"entity": "e", "project": "p", "run_id": format!("r{i}"), "config": {"opt": opt, "net": {"depth": i}}}))
-            .await;
+        let reply = app.post("/api/v1/runs", &json!({"entity": "e", "project": "p", "run_id": format!("r{i}"), "config": {"opt": opt, "net": {"depth": i}}})).await;
         assert_eq!(reply.status, 200);
         let rows: Vec<Json> = (0..100).map(|s| json!({"_step": s, "loss": if s == 50 && i == 1 { 99.0 } else { s as f64 }, "train/acc": i})).collect();
         let reply = app.post(&format!("/api/v1/runs/e/p/r{i}/ingest"), &json!({"history": {"offset": 0, "rows": rows}})).await;
@@ -509,40 +476,29 @@ async fn project_columns_keys_series_and_groups() {
     assert_eq!((loss["runs"].as_u64(), loss["numeric"].as_bool(), loss["stream"].as_str()), (Some(3), Some(true), Some("history")));
 
     // One grid for every run: the spike of r1 is in its bucket's max.
-    let series = app
-        .post("/api/v1/projects/e/p/series", &json!({"run_ids": ["r0", "r1", "missing"], "keys": ["loss"], "buckets": 10}))
-        .await
-        .json();
+    let series = app.post("/api/v1/projects/e/p/series", &json!({"run_ids": ["r0", "r1", "missing"], "keys": ["loss"], "buckets": 10})).await.json();
     let runs = series["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2, "{series}");
     let r1 = &runs.iter().find(|r| r["run_id"] == "r1").unwrap()["series"][0]["buckets"];
     assert_eq!(r1["max"][5], 99.0);
     assert_eq!(r1["count"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).sum::<u64>(), 100);
     assert_eq!(r1["index"].as_array().unwrap().len(), 10);
-    let zoomed = app
-        .post("/api/v1/projects/e/p/series", &json!({"run_ids": ["r1"], "keys": ["loss"], "buckets": 5, "x_min": 40, "x_max": 59}))
-        .await
-        .json();
+    let zoomed = app.post("/api/v1/projects/e/p/series", &json!({"run_ids": ["r1"], "keys": ["loss"], "buckets": 5, "x_min": 40, "x_max": 59})).await.json();
     assert_eq!(zoomed["runs"][0]["series"][0]["buckets"]["count"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).sum::<u64>(), 20);
     // Only the arrays asked for, values as 32-bit floats (x stays exact).
-    let slim = app
-        .post("/api/v1/projects/e/p/series", &json!({"run_ids": ["r1"], "keys": ["loss"], "buckets": 4, "fields": ["index", "x", "max"], "float32": true}))
-        .await
-        .json();
+    let slim = app.post("/api/v1/projects/e/p/series", &json!({"run_ids": ["r1"], "keys": ["loss"], "buckets": 4, "fields": ["index", "x", "max"], "float32": true})).await.json();
     let b = &slim["runs"][0]["series"][0]["buckets"];
     let mut names: Vec<&str> = b.as_object().unwrap().keys().map(String::as_str).collect();
     names.sort();
     assert_eq!(names, ["index", "max", "x"]);
     assert_eq!(b["max"][2], 99.0);
-    app.post("/api/v1/projects/e/p/series", &json!({"run_ids": ["r1"], "keys": ["loss"], "fields": ["median"]}))
-        .await
-        .assert_error(400, "invalid_query", "unknown bucket field \"median\"");
-    app.post("/api/v1/projects/e/p/series", &json!({"run_ids": ["r1"], "keys": ["loss"], "buckets": 0}))
-        .await
-        .assert_error(400, "invalid_query", "buckets");
-    app.post("/api/v1/projects/e/p/series", &json!({"run_ids": ["r1"], "keys": ["loss"], "x_min": 5, "x_max": 1}))
-        .await
-        .assert_error(400, "invalid_query", "x_min");
+    app.post("/api/v1/projects/e/p/series", &json!({"run_ids": ["r1"], "keys": ["loss"], "fields": ["median"]})).await.assert_error(
+        400,
+        "invalid_query",
+        "unknown bucket field \"median\"",
+    );
+    app.post("/api/v1/projects/e/p/series", &json!({"run_ids": ["r1"], "keys": ["loss"], "buckets": 0})).await.assert_error(400, "invalid_query", "buckets");
+    app.post("/api/v1/projects/e/p/series", &json!({"run_ids": ["r1"], "keys": ["loss"], "x_min": 5, "x_max": 1})).await.assert_error(400, "invalid_query", "x_min");
 
     let groups = app.post("/api/v1/projects/e/p/runs/groups", &json!({"by": "config.opt", "columns": ["summary.loss"]})).await.json();
     let counts: Vec<(Json, u64)> = groups["groups"].as_array().unwrap().iter().map(|g| (g["value"].clone(), g["count"].as_u64().unwrap())).collect();
@@ -558,12 +514,7 @@ async fn events_stream_names_the_runs_that_change() {
     let app = TestApp::new();
     let path = app.run("e", "p", "live").await;
     app.run("e", "other", "quiet").await;
-    let response = app
-        .router
-        .clone()
-        .oneshot(axum::http::Request::get("/api/v1/events?entity=e&project=p").body(axum::body::Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let response = app.router.clone().oneshot(axum::http::Request::get("/api/v1/events?entity=e&project=p").body(axum::body::Body::empty()).unwrap()).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let mut body = response.into_body().into_data_stream();
@@ -611,11 +562,6 @@ async fn answers_are_gzipped_for_clients_that_ask() {
     let request = || axum::http::Request::get("/api/v1/runs/e/p/r/history?keys=loss");
     let plain = app.router.clone().oneshot(request().body(axum::body::Body::empty()).unwrap()).await.unwrap();
     assert!(plain.headers().get("content-encoding").is_none());
-    let gzipped = app
-        .router
-        .clone()
-        .oneshot(request().header("accept-encoding", "gzip").body(axum::body::Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let gzipped = app.router.clone().oneshot(request().header("accept-encoding", "gzip").body(axum::body::Body::empty()).unwrap()).await.unwrap();
     assert_eq!(gzipped.headers()["content-encoding"], "gzip");
 }

@@ -166,11 +166,7 @@ impl World {
     fn snapshot(&self) -> String {
         let s = &self.store;
         let runs = |e: &str, p: &str| serde_json::to_string(&s.search_runs(e, p, &cairn_store::RunQuery::from_search(&RunSearch::default()).unwrap()).ok()).unwrap();
-        let keys: Vec<_> = ["root", "ana", "max", "vic", "eve"]
-            .iter()
-            .flat_map(|u| s.list_api_keys(u).unwrap())
-            .map(|k| (k.id, k.name, k.revoked_at, k.expires_at))
-            .collect();
+        let keys: Vec<_> = ["root", "ana", "max", "vic", "eve"].iter().flat_map(|u| s.list_api_keys(u).unwrap()).map(|k| (k.id, k.name, k.revoked_at, k.expires_at)).collect();
         format!(
             "{}\n{}\n{}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
             runs("lab", "p"),
@@ -334,12 +330,7 @@ async fn every_route_answers_every_caller_as_its_policy_says() {
             let answer = w.call(who, route.method.clone(), &uri, bytes, ct).await;
             let status = answer.status.as_u16();
             let refused_setup = route.path == "/api/v1/setup" && route.method == Method::POST && status == 401;
-            assert!(
-                (!matches!(status, 401 | 403 | 421) || refused_setup) && status < 500,
-                "{} {uri} as {who:?} got {status}: {}",
-                route.method,
-                answer.body
-            );
+            assert!((!matches!(status, 401 | 403 | 421) || refused_setup) && status < 500, "{} {uri} as {who:?} got {status}: {}", route.method, answer.body);
             checked += 1;
         }
     }
@@ -355,7 +346,9 @@ async fn one_team_cannot_reach_another() {
     let entities = w.call(eve, Method::GET, "/api/v1/entities", None, "").await.body;
     let names: Vec<&str> = entities.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"rival") && !names.contains(&"lab"), "{names:?}");
-    for uri in ["/api/v1/entities/lab", "/api/v1/entities/lab/projects", "/api/v1/projects/lab/p/runs", lab_run, "/api/v1/runs/lab/p/r1/files/f.txt", "/api/v1/runs/lab/p/r1/history"] {
+    for uri in
+        ["/api/v1/entities/lab", "/api/v1/entities/lab/projects", "/api/v1/projects/lab/p/runs", lab_run, "/api/v1/runs/lab/p/r1/files/f.txt", "/api/v1/runs/lab/p/r1/history"]
+    {
         assert_eq!(w.call(eve, Method::GET, uri, None, "").await.status, 403, "{uri}");
     }
     assert_eq!(w.json(eve, Method::POST, "/api/v1/projects/lab/p/runs/search", &json!({})).await.status, 403);
@@ -371,10 +364,7 @@ async fn one_team_cannot_reach_another() {
     let text = String::from_utf8_lossy(&chunk);
     assert!(text.contains("\"entity\":\"rival\"") && !text.contains("\"lab\""), "{text}");
     // Writing: resume, fork, delete, move in and out, all refused.
-    for body in [
-        json!({"entity": "lab", "project": "p", "run_id": "r1"}),
-        json!({"entity": "lab", "project": "p", "run_id": "f", "fork_from": {"run_id": "r1", "step": 0}}),
-    ] {
+    for body in [json!({"entity": "lab", "project": "p", "run_id": "r1"}), json!({"entity": "lab", "project": "p", "run_id": "f", "fork_from": {"run_id": "r1", "step": 0}})] {
         assert_eq!(w.json(eve, Method::POST, "/api/v1/runs", &body).await.status, 403, "{body}");
     }
     assert_eq!(w.call(eve, Method::DELETE, lab_run, None, "").await.status, 403);
@@ -452,11 +442,8 @@ async fn keys_sessions_and_the_protections_around_them() {
 
     // DNS rebinding: a name the server does not answer to gets no data.
     for host in ["attacker.example", "127.0.0.1.attacker.example"] {
-        let request = Request::get("/api/v1/runs/lab/p/r1")
-            .header(header::HOST, host)
-            .header(header::AUTHORIZATION, format!("Bearer {}", w.keys[&Who::Admin]))
-            .body(Body::empty())
-            .unwrap();
+        let request =
+            Request::get("/api/v1/runs/lab/p/r1").header(header::HOST, host).header(header::AUTHORIZATION, format!("Bearer {}", w.keys[&Who::Admin])).body(Body::empty()).unwrap();
         let response = w.router.clone().oneshot(request).await.unwrap();
         assert_eq!(response.status(), 421, "{host}");
         let body = response.into_body().collect().await.unwrap().to_bytes();
@@ -543,9 +530,7 @@ async fn the_first_start_makes_one_admin_by_its_link() {
     let state = AppState::new(store.clone(), config);
     let token = state.setup_token().unwrap().expect("no users: a setup link");
     let router = router(state);
-    let call = |body: Json| {
-        Request::post("/api/v1/setup").header(header::CONTENT_TYPE, "application/json").body(Body::from(body.to_string())).unwrap()
-    };
+    let call = |body: Json| Request::post("/api/v1/setup").header(header::CONTENT_TYPE, "application/json").body(Body::from(body.to_string())).unwrap();
     let state_of = |router: Router| async move {
         let r = router.oneshot(Request::get("/api/v1/setup").body(Body::empty()).unwrap()).await.unwrap();
         serde_json::from_slice::<Json>(&r.into_body().collect().await.unwrap().to_bytes()).unwrap()

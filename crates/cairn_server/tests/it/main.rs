@@ -33,8 +33,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> Json {
-        serde_json::from_slice(&self.bytes)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.bytes)))
+        serde_json::from_slice(&self.bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.bytes)))
     }
 
     /// Asserts an error reply: status, code, and a message containing `needle`.
@@ -68,8 +67,7 @@ impl TestApp {
         }
         let response = self.router.clone().oneshot(builder.body(Body::from(body)).unwrap()).await.unwrap();
         let status = response.status();
-        let content_type =
-            response.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        let content_type = response.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
         let bytes = response.into_body().collect().await.unwrap().to_bytes().to_vec();
         Reply { status, content_type, bytes }
     }

@@ -30,10 +30,7 @@ impl Answer {
 async fn request(addr: SocketAddr, method: &str, path: &str, gzip: bool, body: &[u8]) -> Answer {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let accept = if gzip { "Accept-Encoding: gzip, deflate, br\r\n" } else { "" };
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(body).await.unwrap();
     let mut raw = Vec::new();
@@ -46,8 +43,7 @@ async fn request(addr: SocketAddr, method: &str, path: &str, gzip: bool, body: &
     let head = String::from_utf8(raw[..split].to_vec()).unwrap();
     let mut lines = head.split("\r\n");
     let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> =
-        lines.map(|l| l.split_once(':').unwrap()).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
+    let headers: Vec<(String, String)> = lines.map(|l| l.split_once(':').unwrap()).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
     let mut answer = Answer { status, headers, body: raw[split + 4..].to_vec() };
     if answer.header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
         answer.body = dechunk(&answer.body);
@@ -56,9 +52,7 @@ async fn request(addr: SocketAddr, method: &str, path: &str, gzip: bool, body: &
     }
     if answer.header("content-encoding") == Some("gzip") {
         let mut plain = Vec::new();
-        flate2::read::GzDecoder::new(&answer.body[..])
-            .read_to_end(&mut plain)
-            .unwrap_or_else(|e| panic!("{path}: the gzip body is cut or corrupt: {e}"));
+        flate2::read::GzDecoder::new(&answer.body[..]).read_to_end(&mut plain).unwrap_or_else(|e| panic!("{path}: the gzip body is cut or corrupt: {e}"));
         answer.body = plain;
     }
     answer
@@ -113,8 +107,7 @@ async fn every_answer_is_the_same_gzipped_or_not() {
         *b = state as u8;
     }
     let text: Vec<u8> = (0..40_000).flat_map(|i| format!("line {i}: loss {}\n", 1.0 / (i as f64 + 1.0)).into_bytes()).collect();
-    let files: [(&str, Vec<u8>); 4] =
-        [("empty.txt", Vec::new()), ("tiny.txt", b"ok".to_vec()), ("output.log", text), ("ckpt/model.bin", random)];
+    let files: [(&str, Vec<u8>); 4] = [("empty.txt", Vec::new()), ("tiny.txt", b"ok".to_vec()), ("output.log", text), ("ckpt/model.bin", random)];
     for (name, content) in &files {
         let put = request(addr, "PUT", &format!("{run}/files/{name}"), false, content).await;
         assert_eq!(put.status, 200, "{}", String::from_utf8_lossy(&put.body));

@@ -67,12 +67,7 @@ impl ChunkedReader {
     /// Starts `workers` threads that read ahead (at least one).
     pub fn new(blobs: Arc<dyn BlobStore>, chunks: Vec<Piece>, workers: usize) -> ChunkedReader {
         let workers = workers.clamp(1, WINDOW).min(chunks.len().max(1));
-        let shared = Arc::new(Shared {
-            blobs,
-            chunks,
-            window: Mutex::new(Window { ready: BTreeMap::new(), next: 0, consumed: 0, stopped: false }),
-            changed: Condvar::new(),
-        });
+        let shared = Arc::new(Shared { blobs, chunks, window: Mutex::new(Window { ready: BTreeMap::new(), next: 0, consumed: 0, stopped: false }), changed: Condvar::new() });
         for _ in 0..workers {
             let shared = shared.clone();
             std::thread::Builder::new().name("cairn-chunks".into()).spawn(move || work(&shared)).expect("spawn a chunk reader");

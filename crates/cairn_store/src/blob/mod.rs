@@ -46,8 +46,7 @@ pub trait BlobStore: Send + Sync {
     /// Reads `len` bytes of a blob from `offset` (fewer when the blob ends first).
     fn open_range(&self, sha256: &str, offset: u64, len: u64) -> Result<Box<dyn Read + Send>> {
         let mut reader = self.open(sha256)?;
-        io::copy(&mut (&mut reader).take(offset), &mut io::sink())
-            .map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot read blob {sha256}: {e}")))?;
+        io::copy(&mut (&mut reader).take(offset), &mut io::sink()).map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot read blob {sha256}: {e}")))?;
         Ok(Box::new(reader.take(len)))
     }
     fn exists(&self, sha256: &str) -> Result<bool> {
@@ -89,9 +88,7 @@ pub trait BlobStore: Send + Sync {
 /// come from the standard AWS variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
 /// `AWS_REGION`, `AWS_ENDPOINT_URL`), so MinIO, Ceph, R2 and GCS in S3 mode work too.
 pub fn open_blobs(uri: &str) -> Result<Arc<dyn BlobStore>> {
-    let bad = |why: &str| {
-        CodedError::new(ErrorCode::InvalidValue, format!("blob store {uri:?}: {why}; use file:///path or s3://bucket/prefix"))
-    };
+    let bad = |why: &str| CodedError::new(ErrorCode::InvalidValue, format!("blob store {uri:?}: {why}; use file:///path or s3://bucket/prefix"));
     if let Some(path) = uri.strip_prefix("file://") {
         if !path.starts_with('/') {
             return Err(bad("a file:// path must be absolute"));
@@ -148,15 +145,9 @@ pub fn valid_sha(sha256: &str) -> Result<()> {
 }
 
 pub fn offset_error(sha256: &str, held: u64, offset: u64) -> CodedError {
-    CodedError::new(
-        ErrorCode::UploadOffset,
-        format!("the server holds {held} bytes of {sha256}; send from offset {held}, not {offset}"),
-    )
+    CodedError::new(ErrorCode::UploadOffset, format!("the server holds {held} bytes of {sha256}; send from offset {held}, not {offset}"))
 }
 
 pub(crate) fn mismatch(sha256: &str, actual: &str) -> CodedError {
-    CodedError::new(
-        ErrorCode::ContentMismatch,
-        format!("the uploaded content's SHA-256 is {actual}, not {sha256}; upload it again"),
-    )
+    CodedError::new(ErrorCode::ContentMismatch, format!("the uploaded content's SHA-256 is {actual}, not {sha256}; upload it again"))
 }

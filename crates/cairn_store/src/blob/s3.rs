@@ -68,8 +68,7 @@ fn client_options(allow_http: bool) -> object_store::ClientOptions {
 fn unavailable(what: &str, e: object_store::Error) -> CodedError {
     use object_store::Error as E;
     let code = match e {
-        E::PermissionDenied { .. } | E::Unauthenticated { .. } | E::NotSupported { .. } | E::NotImplemented { .. }
-        | E::InvalidPath { .. } => ErrorCode::Internal,
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } | E::NotSupported { .. } | E::NotImplemented { .. } | E::InvalidPath { .. } => ErrorCode::Internal,
         _ => ErrorCode::BackendUnavailable,
     };
     CodedError::new(code, format!("the object store cannot {what}: {e}"))
@@ -93,19 +92,15 @@ impl S3BlobStore {
     pub fn from_env(bucket: &str, prefix: &str) -> Result<S3BlobStore> {
         install_crypto();
         let endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
-        let allow_http = endpoint.as_deref().is_some_and(|e| e.starts_with("http://"))
-            || std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v == "true" || v == "1");
-        let mut builder =
-            object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket).with_client_options(client_options(allow_http));
+        let allow_http = endpoint.as_deref().is_some_and(|e| e.starts_with("http://")) || std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v == "true" || v == "1");
+        let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket).with_client_options(client_options(allow_http));
         if let Some(endpoint) = endpoint {
             builder = builder.with_endpoint(endpoint);
         }
         if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
             builder = builder.with_region("us-east-1");
         }
-        let store = builder.build().map_err(|e| {
-            CodedError::new(ErrorCode::InvalidValue, format!("cannot use the S3 bucket {bucket:?}: {e}"))
-        })?;
+        let store = builder.build().map_err(|e| CodedError::new(ErrorCode::InvalidValue, format!("cannot use the S3 bucket {bucket:?}: {e}")))?;
         let store = S3BlobStore::new(Arc::new(store), bucket, prefix)?;
         // A wrong bucket or key fails here, clearly, not later as missing files.
         store.check()?;

@@ -26,8 +26,20 @@ use crate::sql::{Backend, Cell, Db, Dialect, Param, Row, SqlStore, numbered_plac
 use crate::{BlobStore, Result, StoreConfig};
 
 /// The schema versions, in order; each runs once, in a transaction, under a lock.
-const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("schema.sql")), (2, include_str!("schema_2.sql")), (3, include_str!("schema_3.sql")), (4, include_str!("schema_4.sql")), (5, include_str!("schema_5.sql")), (6, include_str!("schema_6.sql")), (7, include_str!("schema_7.sql")), (8, include_str!("schema_8.sql")), (9, include_str!("schema_9.sql")), (10, include_str!("schema_10.sql")), (11, include_str!("schema_11.sql")), (12, include_str!("schema_12.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("schema.sql")),
+    (2, include_str!("schema_2.sql")),
+    (3, include_str!("schema_3.sql")),
+    (4, include_str!("schema_4.sql")),
+    (5, include_str!("schema_5.sql")),
+    (6, include_str!("schema_6.sql")),
+    (7, include_str!("schema_7.sql")),
+    (8, include_str!("schema_8.sql")),
+    (9, include_str!("schema_9.sql")),
+    (10, include_str!("schema_10.sql")),
+    (11, include_str!("schema_11.sql")),
+    (12, include_str!("schema_12.sql")),
+];
 /// The schema this cairn writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 /// `pg_advisory_lock` key held while migrating: two servers starting at once take turns.
@@ -41,9 +53,8 @@ const POOL_WAIT: Duration = Duration::from_secs(30);
 /// tables, with file contents in `blobs`.
 pub fn open(url: &str, config: StoreConfig, blobs: Arc<dyn BlobStore>) -> Result<SqlStore> {
     cairn_types::ids::validate_name("default entity", &config.default_entity)?;
-    let mut pg: postgres::Config = url.parse().map_err(|e| {
-        CodedError::new(ErrorCode::InvalidValue, format!("the PostgreSQL URL is not valid ({e}); write postgres://user:password@host:port/database"))
-    })?;
+    let mut pg: postgres::Config =
+        url.parse().map_err(|e| CodedError::new(ErrorCode::InvalidValue, format!("the PostgreSQL URL is not valid ({e}); write postgres://user:password@host:port/database")))?;
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(Duration::from_secs(5));
     }
@@ -180,15 +191,9 @@ fn migrate(client: &mut Client) -> Result<()> {
     client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).map_err(pg_error)?;
     let result = (|| {
         client.batch_execute("CREATE TABLE IF NOT EXISTS cairn_schema (version BIGINT NOT NULL)").map_err(pg_error)?;
-        let current: i64 = client
-            .query_one("SELECT coalesce(max(version), 0) FROM cairn_schema", &[])
-            .map_err(pg_error)?
-            .get(0);
+        let current: i64 = client.query_one("SELECT coalesce(max(version), 0) FROM cairn_schema", &[]).map_err(pg_error)?.get(0);
         if current > SCHEMA_VERSION {
-            return Err(CodedError::new(
-                ErrorCode::Internal,
-                format!("the database has schema version {current}, newer than this cairn ({SCHEMA_VERSION}); upgrade cairn"),
-            ));
+            return Err(CodedError::new(ErrorCode::Internal, format!("the database has schema version {current}, newer than this cairn ({SCHEMA_VERSION}); upgrade cairn")));
         }
         for &(version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
             let mut tx = client.transaction().map_err(pg_error)?;
@@ -355,16 +360,11 @@ impl PgBackend {
     fn run(&self, read_only: bool, op: &mut dyn FnMut(&dyn Db) -> Result<()>) -> Result<()> {
         let mut conn = self.pool.get()?;
         let Conn { client, statements } = &mut *conn;
-        let tx = if read_only {
-            client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start()
-        } else {
-            client.transaction()
-        }
-        .map_err(pg_error)?;
+        let tx =
+            if read_only { client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start() } else { client.transaction() }.map_err(pg_error)?;
         let db = PgDb { tx: RefCell::new(tx), statements: RefCell::new(statements) };
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(&db))).unwrap_or_else(|_| {
-            Err(CodedError::new(ErrorCode::Internal, "internal error while writing (a bug); nothing was stored"))
-        });
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(&db)))
+            .unwrap_or_else(|_| Err(CodedError::new(ErrorCode::Internal, "internal error while writing (a bug); nothing was stored")));
         let tx = db.tx.into_inner();
         match result {
             Ok(()) => tx.commit().map_err(pg_error),
@@ -430,14 +430,7 @@ impl PgDb<'_> {
         let statement = self.statement(sql, cache)?;
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         let rows = self.tx.borrow_mut().query(&statement, &refs).map_err(pg_error)?;
-        rows.iter()
-            .map(|row| {
-                (0..row.len())
-                    .map(|i| row.try_get::<_, Cell>(i).map_err(pg_error))
-                    .collect::<Result<Vec<_>>>()
-                    .map(Row)
-            })
-            .collect()
+        rows.iter().map(|row| (0..row.len()).map(|i| row.try_get::<_, Cell>(i).map_err(pg_error)).collect::<Result<Vec<_>>>().map(Row)).collect()
     }
 }
 
@@ -522,7 +515,11 @@ impl ToSql for Param<'_> {
                 IsNull::No
             }
             (Param::Text(t), &Type::TEXT | &Type::VARCHAR | &Type::BPCHAR | &Type::NAME | &Type::UNKNOWN) => {
-                if t.contains('\0') { t.replace('\0', "\u{fffd}").as_str().to_sql(ty, out)? } else { t.to_sql(ty, out)? }
+                if t.contains('\0') {
+                    t.replace('\0', "\u{fffd}").as_str().to_sql(ty, out)?
+                } else {
+                    t.to_sql(ty, out)?
+                }
             }
             (Param::Blob(b), &Type::BYTEA) => b.to_sql(ty, out)?,
             _ => return Err(mismatch(self, ty)),

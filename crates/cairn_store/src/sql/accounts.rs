@@ -35,8 +35,7 @@ fn new_key() -> Result<String> {
 /// A prefix and `chars` random base32 characters (lowercase letters and 2–7).
 fn new_token(prefix: &str, chars: usize) -> Result<String> {
     let mut bytes = vec![0u8; (chars * 5).div_ceil(8)];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| CodedError::new(ErrorCode::Internal, format!("the system's random generator failed: {e}")))?;
+    getrandom::fill(&mut bytes).map_err(|e| CodedError::new(ErrorCode::Internal, format!("the system's random generator failed: {e}")))?;
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
     let mut out = String::from(prefix);
     let mut acc = 0u32;
@@ -78,10 +77,7 @@ fn key_from_row(r: &Row) -> Result<ApiKey> {
 
 /// The entity of an account of `kind` (`user` or `team`).
 fn account_pk(db: &dyn Db, name: &str, kind: &str) -> Result<i64> {
-    let row = db.opt_row(
-        "SELECT e.entity_pk, a.kind FROM entities e JOIN accounts a ON a.entity_pk = e.entity_pk WHERE e.name = ?1",
-        args![name],
-    )?;
+    let row = db.opt_row("SELECT e.entity_pk, a.kind FROM entities e JOIN accounts a ON a.entity_pk = e.entity_pk WHERE e.name = ?1", args![name])?;
     match row {
         Some(r) if r.str(1)? == kind => r.i64(0),
         Some(r) => Err(CodedError::new(ErrorCode::InvalidValue, format!("{name:?} is a {}, not a {kind}", r.str(1)?))),
@@ -92,10 +88,7 @@ fn account_pk(db: &dyn Db, name: &str, kind: &str) -> Result<i64> {
 /// The principal of the user `user_pk`, named `name`.
 fn principal_of(db: &dyn Db, user_pk: i64, name: String, admin: bool) -> Result<Principal> {
     let teams = db
-        .query(
-            "SELECT e.name, m.role FROM memberships m JOIN entities e ON e.entity_pk = m.team_pk WHERE m.user_pk = ?1 ORDER BY e.name",
-            args![user_pk],
-        )?
+        .query("SELECT e.name, m.role FROM memberships m JOIN entities e ON e.entity_pk = m.team_pk WHERE m.user_pk = ?1 ORDER BY e.name", args![user_pk])?
         .iter()
         .map(|t| Ok((t.string(0)?, Role::parse(t.str(1)?)?)))
         .collect::<Result<Vec<_>>>()?;
@@ -115,8 +108,7 @@ fn user_row(db: &dyn Db, name: &str) -> Result<Option<(i64, bool, Option<String>
 fn hash_password(password: &str) -> Result<String> {
     use argon2::password_hash::{PasswordHasher as _, SaltString};
     let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt)
-        .map_err(|e| CodedError::new(ErrorCode::Internal, format!("the system's random generator failed: {e}")))?;
+    getrandom::fill(&mut salt).map_err(|e| CodedError::new(ErrorCode::Internal, format!("the system's random generator failed: {e}")))?;
     let salt = SaltString::encode_b64(&salt).map_err(|e| CodedError::new(ErrorCode::Internal, format!("password salt: {e}")))?;
     argon2::Argon2::default()
         .hash_password(password.as_bytes(), &salt)
@@ -146,8 +138,7 @@ pub fn check_password_rules(password: &str) -> Result<()> {
 const RESERVED: [&str; 8] = ["local", "anonymous", "shell", "teams", "signin", "setup", "settings", "audit"];
 
 /// Checked against when there is no such user, so that a sign-in takes as long either way.
-static DUMMY_HASH: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| hash_password("not anyone's password").unwrap_or_default());
+static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| hash_password("not anyone's password").unwrap_or_default());
 
 fn create_account(db: &dyn Db, name: &str, kind: &str, admin: bool, now: Timestamp) -> Result<Account> {
     if RESERVED.contains(&name) {
@@ -207,13 +198,10 @@ impl AccountStore for SqlStore {
     fn members(&self, team: &str) -> Result<Vec<(String, Role)>> {
         self.read(|db| {
             let team_pk = account_pk(db, team, "team")?;
-            db.query(
-                "SELECT e.name, m.role FROM memberships m JOIN entities e ON e.entity_pk = m.user_pk WHERE m.team_pk = ?1 ORDER BY e.name",
-                args![team_pk],
-            )?
-            .iter()
-            .map(|r| Ok((r.string(0)?, Role::parse(r.str(1)?)?)))
-            .collect()
+            db.query("SELECT e.name, m.role FROM memberships m JOIN entities e ON e.entity_pk = m.user_pk WHERE m.team_pk = ?1 ORDER BY e.name", args![team_pk])?
+                .iter()
+                .map(|r| Ok((r.string(0)?, Role::parse(r.str(1)?)?)))
+                .collect()
         })
     }
 
@@ -332,10 +320,7 @@ impl AccountStore for SqlStore {
             let pk = account_pk(db, &user, "user")?;
             // Expired sessions go as new ones come.
             db.execute("DELETE FROM sessions WHERE expires_at <= ?1", args![now.micros()])?;
-            db.execute(
-                "INSERT INTO sessions (hash, user_pk, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                args![hash, pk, now.micros(), expires_at.micros()],
-            )?;
+            db.execute("INSERT INTO sessions (hash, user_pk, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)", args![hash, pk, now.micros(), expires_at.micros()])?;
             Ok(())
         })?;
         Ok(token)
@@ -399,13 +384,10 @@ impl AccountStore for SqlStore {
 
     fn public_projects(&self) -> Result<Vec<(String, String)>> {
         self.read(|db| {
-            db.query(
-                "SELECT e.name, p.name FROM projects p JOIN entities e ON e.entity_pk = p.entity_pk WHERE p.visibility = 'public' ORDER BY 1, 2",
-                &[],
-            )?
-            .iter()
-            .map(|r| Ok((r.string(0)?, r.string(1)?)))
-            .collect()
+            db.query("SELECT e.name, p.name FROM projects p JOIN entities e ON e.entity_pk = p.entity_pk WHERE p.visibility = 'public' ORDER BY 1, 2", &[])?
+                .iter()
+                .map(|r| Ok((r.string(0)?, r.string(1)?)))
+                .collect()
         })
     }
 
@@ -420,21 +402,17 @@ impl AccountStore for SqlStore {
              JOIN projects p ON p.project_pk = c.project_pk JOIN entities e ON e.entity_pk = p.entity_pk
              WHERE a.digest = ?1 AND a.ref IS NULL";
         self.read(|db| {
-            Ok(db.query(sql, args![sha256])?.iter().any(|r| {
-                r.str(1).is_ok_and(|v| v == "public")
-                    || r.str(0).is_ok_and(|name| entities.is_none_or(|readable| readable.iter().any(|e| e == name)))
-            }))
+            Ok(db
+                .query(sql, args![sha256])?
+                .iter()
+                .any(|r| r.str(1).is_ok_and(|v| v == "public") || r.str(0).is_ok_and(|name| entities.is_none_or(|readable| readable.iter().any(|e| e == name)))))
         })
     }
 
     fn record_audit(&self, actor: &str, action: &str, target: &str, detail: &str, now: Timestamp) -> Result<()> {
         let (actor, action, target, detail) = (actor.to_owned(), action.to_owned(), target.to_owned(), detail.to_owned());
         self.write(move |db| {
-            db.execute(
-                "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-                args![now.micros(), actor, action, target, detail],
-            )
-            .map(|_| ())
+            db.execute("INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)", args![now.micros(), actor, action, target, detail]).map(|_| ())
         })
     }
 
@@ -445,16 +423,7 @@ impl AccountStore for SqlStore {
                 args![before.unwrap_or(i64::MAX), limit.min(10_000) as i64],
             )?
             .iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    id: r.i64(0)?,
-                    at: Timestamp(r.i64(1)?),
-                    actor: r.string(2)?,
-                    action: r.string(3)?,
-                    target: r.string(4)?,
-                    detail: r.string(5)?,
-                })
-            })
+            .map(|r| Ok(AuditEntry { id: r.i64(0)?, at: Timestamp(r.i64(1)?), actor: r.string(2)?, action: r.string(3)?, target: r.string(4)?, detail: r.string(5)? }))
             .collect()
         })
     }

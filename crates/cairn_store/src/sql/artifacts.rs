@@ -4,8 +4,8 @@
 //! content that an artifact names is never collected.
 
 use cairn_types::artifacts::{
-    ArtifactInfo, ArtifactLineage, ArtifactRef, CollectionInfo, CommitArtifact, LATEST, ManifestEntry, RunArtifacts, manifest_digest,
-    validate_alias, validate_artifact_name, validate_entries, version_index,
+    ArtifactInfo, ArtifactLineage, ArtifactRef, CollectionInfo, CommitArtifact, LATEST, ManifestEntry, RunArtifacts, manifest_digest, validate_alias, validate_artifact_name,
+    validate_entries, version_index,
 };
 use cairn_types::error::{CodedError, ErrorCode};
 use cairn_types::value::Map;
@@ -65,13 +65,17 @@ fn find_version(db: &dyn Db, entity: &str, project: &str, name: &str, version: &
     let join = "FROM artifact_collections c JOIN projects p ON p.project_pk = c.project_pk JOIN entities e ON e.entity_pk = p.entity_pk";
     let found = match version_index(version) {
         Some(index) => db.opt_row(
-            &format!("SELECT v.version_pk {join} JOIN artifact_versions v ON v.collection_pk = c.collection_pk
-                WHERE e.name = ?1 AND p.name = ?2 AND c.name = ?3 AND v.version_index = ?4"),
+            &format!(
+                "SELECT v.version_pk {join} JOIN artifact_versions v ON v.collection_pk = c.collection_pk
+                WHERE e.name = ?1 AND p.name = ?2 AND c.name = ?3 AND v.version_index = ?4"
+            ),
             args![entity, project, name, index as i64],
         )?,
         None => db.opt_row(
-            &format!("SELECT a.version_pk {join} JOIN artifact_aliases a ON a.collection_pk = c.collection_pk
-                WHERE e.name = ?1 AND p.name = ?2 AND c.name = ?3 AND a.alias = ?4"),
+            &format!(
+                "SELECT a.version_pk {join} JOIN artifact_aliases a ON a.collection_pk = c.collection_pk
+                WHERE e.name = ?1 AND p.name = ?2 AND c.name = ?3 AND a.alias = ?4"
+            ),
             args![entity, project, name, version],
         )?,
     };
@@ -95,10 +99,7 @@ fn move_alias(db: &dyn Db, collection_pk: i64, alias: &str, version_pk: i64) -> 
 
 /// `latest` on the newest version of the collection that remains (none: no `latest`).
 fn repoint_latest(db: &dyn Db, collection_pk: i64) -> Result<()> {
-    match db.opt_row(
-        "SELECT version_pk FROM artifact_versions WHERE collection_pk = ?1 ORDER BY version_index DESC LIMIT 1",
-        args![collection_pk],
-    )? {
+    match db.opt_row("SELECT version_pk FROM artifact_versions WHERE collection_pk = ?1 ORDER BY version_index DESC LIMIT 1", args![collection_pk])? {
         Some(r) => move_alias(db, collection_pk, LATEST, r.i64(0)?),
         None => db.execute("DELETE FROM artifact_aliases WHERE collection_pk = ?1 AND alias = ?2", args![collection_pk, LATEST]).map(|_| ()),
     }
@@ -114,16 +115,10 @@ fn commit(db: &dyn Db, entity: &str, project: &str, request: &CommitArtifact, bl
     // The collection's row is held until the commit ends: two writers of one collection take
     // turns, so version numbers and aliases never collide.
     let lock = if db.dialect() == Dialect::Postgres { " FOR UPDATE" } else { "" };
-    let c = db.row(
-        &format!("SELECT collection_pk, kind FROM artifact_collections WHERE project_pk = ?1 AND name = ?2{lock}"),
-        args![project_pk, request.name],
-    )?;
+    let c = db.row(&format!("SELECT collection_pk, kind FROM artifact_collections WHERE project_pk = ?1 AND name = ?2{lock}"), args![project_pk, request.name])?;
     let (collection_pk, kind) = (c.i64(0)?, c.string(1)?);
     if kind != request.kind {
-        return Err(CodedError::new(
-            ErrorCode::InvalidValue,
-            format!("artifact {entity}/{project}/{} is a {kind:?}, not a {:?}", request.name, request.kind),
-        ));
+        return Err(CodedError::new(ErrorCode::InvalidValue, format!("artifact {entity}/{project}/{} is a {kind:?}, not a {:?}", request.name, request.kind)));
     }
     let logged_by = match &request.run_id {
         Some(run_id) => Some(run_pk(db, &RunPath::new(entity, project, run_id.as_str()))?),
@@ -174,10 +169,7 @@ fn commit(db: &dyn Db, entity: &str, project: &str, request: &CommitArtifact, bl
         }
     }
     if let Some(run) = logged_by {
-        db.execute(
-            "INSERT INTO artifact_usage (version_pk, run_pk, kind) VALUES (?1, ?2, 'output') ON CONFLICT (version_pk, run_pk, kind) DO NOTHING",
-            args![version_pk, run],
-        )?;
+        db.execute("INSERT INTO artifact_usage (version_pk, run_pk, kind) VALUES (?1, ?2, 'output') ON CONFLICT (version_pk, run_pk, kind) DO NOTHING", args![version_pk, run])?;
     }
     load_version(db, version_pk)
 }
@@ -314,10 +306,7 @@ impl ArtifactStore for SqlStore {
             let entity = artifact.entity.clone().unwrap_or_else(|| run.entity.clone());
             let project = artifact.project.clone().unwrap_or_else(|| run.project.clone());
             let pk = find_version(db, &entity, &project, &artifact.name, &artifact.version)?;
-            db.execute(
-                "INSERT INTO artifact_usage (version_pk, run_pk, kind) VALUES (?1, ?2, 'input') ON CONFLICT (version_pk, run_pk, kind) DO NOTHING",
-                args![pk, run_pk],
-            )?;
+            db.execute("INSERT INTO artifact_usage (version_pk, run_pk, kind) VALUES (?1, ?2, 'input') ON CONFLICT (version_pk, run_pk, kind) DO NOTHING", args![pk, run_pk])?;
             load_version(db, pk)
         })
     }
@@ -326,14 +315,8 @@ impl ArtifactStore for SqlStore {
         run.validate()?;
         self.read(|db| {
             let pk = run_pk(db, run)?;
-            let of = |kind: &str| {
-                versions_of(
-                    db,
-                    "v.version_pk IN (SELECT version_pk FROM artifact_usage WHERE run_pk = ?1 AND kind = ?2)",
-                    args![pk, kind],
-                    "c.name, v.version_index",
-                )
-            };
+            let of =
+                |kind: &str| versions_of(db, "v.version_pk IN (SELECT version_pk FROM artifact_usage WHERE run_pk = ?1 AND kind = ?2)", args![pk, kind], "c.name, v.version_index");
             Ok(RunArtifacts { inputs: of("input")?, outputs: of("output")? })
         })
     }

@@ -8,15 +8,15 @@
 //! the step stays readable. Whatever would leave a shared chunk without its data (a rewind that
 //! splits it, a purge) first gives the sharing forks their own copy.
 
-use cairn_types::error::{CodedError, ErrorCode};
-use cairn_types::value::{Map, Value};
-use cairn_types::wire::KeyStream;
-use cairn_types::{Timestamp, map};
 use super::series::{KeyRow, all_keys, chunk_bytes, insert_chunks, insert_key, set_totals};
 use super::{Db, args};
 use crate::Result;
 use crate::chunk::{self, Points, TARGET_CHUNK_POINTS};
 use crate::ingest::{self, KeyColumn, KeyTotals, RunDoc};
+use cairn_types::error::{CodedError, ErrorCode};
+use cairn_types::value::{Map, Value};
+use cairn_types::wire::KeyStream;
+use cairn_types::{Timestamp, map};
 
 #[derive(Debug, Clone, Copy)]
 struct ChunkMeta {
@@ -40,13 +40,7 @@ fn totals_of(key: &KeyRow, points: &Points) -> Option<KeyTotals> {
     if points.steps.is_empty() {
         return None;
     }
-    let column = KeyColumn {
-        stream: key.stream,
-        name: key.name.clone(),
-        path: key.path.clone(),
-        steps: points.steps.clone(),
-        values: points.values.clone(),
-    };
+    let column = KeyColumn { stream: key.stream, name: key.name.clone(), path: key.path.clone(), steps: points.steps.clone(), values: points.values.clone() };
     Some(KeyTotals::from_column(&column))
 }
 
@@ -107,10 +101,7 @@ fn recompute_summary(db: &dyn Db, run_pk: i64, doc: &mut RunDoc, before: &[Vec<S
 
 fn beyond(run_id: &str, step: i64, last: Option<i64>) -> CodedError {
     match last {
-        Some(last) => CodedError::new(
-            ErrorCode::InvalidStep,
-            format!("step {step} is beyond run {run_id:?}'s last step {last}; choose a step from 0 to {last}"),
-        ),
+        Some(last) => CodedError::new(ErrorCode::InvalidStep, format!("step {step} is beyond run {run_id:?}'s last step {last}; choose a step from 0 to {last}")),
         None => CodedError::new(ErrorCode::InvalidStep, format!("run {run_id:?} has no history to continue from step {step}")),
     }
 }
@@ -184,23 +175,12 @@ pub(crate) fn fork(db: &dyn Db, src_pk: i64, src: &RunDoc, src_id: &str, dst_pk:
 
 /// Rewinds a run to `step`: the history after it goes to a new archive run (`archive_pk`), the
 /// run's keys and summary are recomputed, and it continues after the step.
-pub(crate) fn rewind(
-    db: &dyn Db,
-    run_pk: i64,
-    run_id: &str,
-    doc: &mut RunDoc,
-    archive_pk: i64,
-    archive_id: &str,
-    archive: &mut RunDoc,
-    step: i64,
-    now: Timestamp,
-) -> Result<()> {
+pub(crate) fn rewind(db: &dyn Db, run_pk: i64, run_id: &str, doc: &mut RunDoc, archive_pk: i64, archive_id: &str, archive: &mut RunDoc, step: i64, now: Timestamp) -> Result<()> {
     if doc.last_step.is_none_or(|last| step > last) {
         return Err(beyond(run_id, step, doc.last_step));
     }
     let last = doc.last_step;
-    let history_paths: Vec<Vec<String>> =
-        all_keys(db, run_pk)?.into_iter().filter(|k| k.stream == KeyStream::History).map(|k| k.path).collect();
+    let history_paths: Vec<Vec<String>> = all_keys(db, run_pk)?.into_iter().filter(|k| k.stream == KeyStream::History).map(|k| k.path).collect();
     for key in all_keys(db, run_pk)? {
         if key.stream != KeyStream::History || key.totals.last_step <= step {
             continue;

@@ -44,11 +44,7 @@ const READ_RANGE: u64 = 8 << 20;
 
 /// The size of `sha256` when it is a verified chunked content.
 pub(crate) fn chunked_size(db: &dyn Db, sha256: &str) -> Result<Option<u64>> {
-    Ok(db
-        .opt_row("SELECT size FROM chunked_contents WHERE sha256 = ?1 AND verified_at IS NOT NULL", args![sha256])?
-        .map(|r| r.i64(0))
-        .transpose()?
-        .map(|s| s as u64))
+    Ok(db.opt_row("SELECT size FROM chunked_contents WHERE sha256 = ?1 AND verified_at IS NOT NULL", args![sha256])?.map(|r| r.i64(0)).transpose()?.map(|s| s as u64))
 }
 
 /// Whether the blob store or the chunk lists hold `sha256`.
@@ -229,9 +225,7 @@ impl SqlStore {
             }
             Ok((chunk_list(db, sha256)?, located(db, sha256)?))
         })?;
-        let reader = self.chunk_reader(&list, pieces, |n| {
-            CodedError::new(ErrorCode::Internal, format!("content {sha256} lost {n} of its chunks: the store is damaged"))
-        })?;
+        let reader = self.chunk_reader(&list, pieces, |n| CodedError::new(ErrorCode::Internal, format!("content {sha256} lost {n} of its chunks: the store is damaged")))?;
         Ok(Box::new(reader))
     }
 
@@ -242,8 +236,7 @@ impl SqlStore {
         let mut asked: Vec<&str> = shas.iter().map(String::as_str).collect();
         asked.sort();
         asked.dedup();
-        let held: HashSet<String> =
-            self.read(|db| in_parts(db, "SELECT sha256 FROM stored_chunks WHERE sha256 IN ({})", &asked)?.iter().map(|r| r.string(0)).collect())?;
+        let held: HashSet<String> = self.read(|db| in_parts(db, "SELECT sha256 FROM stored_chunks WHERE sha256 IN ({})", &asked)?.iter().map(|r| r.string(0)).collect())?;
         Ok(asked.into_iter().filter(|s| !held.contains(*s)).map(str::to_owned).collect())
     }
 
@@ -260,8 +253,7 @@ impl SqlStore {
             }
         }
         let names: Vec<&str> = chunks.iter().map(|(s, _)| s.as_str()).collect();
-        let held: HashSet<String> =
-            self.read(|db| in_parts(db, "SELECT sha256 FROM stored_chunks WHERE sha256 IN ({})", &names)?.iter().map(|r| r.string(0)).collect())?;
+        let held: HashSet<String> = self.read(|db| in_parts(db, "SELECT sha256 FROM stored_chunks WHERE sha256 IN ({})", &names)?.iter().map(|r| r.string(0)).collect())?;
         // The new ones, once each, one after the other in a pack.
         let mut scratch = match self.blobs.scratch_dir() {
             Some(dir) => tempfile::NamedTempFile::new_in(dir),
@@ -298,9 +290,7 @@ impl SqlStore {
         let later = || Timestamp::now().micros() + STALE_COMPOSE.as_micros() as i64;
         {
             let (sha, due) = (pack.sha256.clone(), later());
-            self.write(move |db| {
-                db.execute("INSERT INTO blob_gc (sha256, since) VALUES (?1, ?2) ON CONFLICT (sha256) DO UPDATE SET since = excluded.since", args![sha, due])
-            })?;
+            self.write(move |db| db.execute("INSERT INTO blob_gc (sha256, since) VALUES (?1, ?2) ON CONFLICT (sha256) DO UPDATE SET since = excluded.since", args![sha, due]))?;
         }
         let pack = self.blobs.put_hashed(scratch.path(), pack)?;
         let recorded = {
@@ -309,10 +299,7 @@ impl SqlStore {
                 lock_content(db, &pack)?;
                 // Still listed, for later: chunks sent for a compose that never comes (its client
                 // gave up) go with their pack then; chunks that a content lists by then keep it.
-                db.execute(
-                    "INSERT INTO blob_gc (sha256, since) VALUES (?1, ?2) ON CONFLICT (sha256) DO UPDATE SET since = excluded.since",
-                    args![pack, due],
-                )?;
+                db.execute("INSERT INTO blob_gc (sha256, since) VALUES (?1, ?2) ON CONFLICT (sha256) DO UPDATE SET since = excluded.since", args![pack, due])?;
                 if !blobs.exists(&pack)? {
                     return Err(CodedError::new(ErrorCode::UploadInProgress, format!("pack {pack} was collected as it was stored; send the chunks again")));
                 }
@@ -342,10 +329,8 @@ impl SqlStore {
                 locks.push(&sha);
                 lock_all(db, &locks)?;
                 let names: Vec<&str> = list.iter().map(|c| c.sha256.as_str()).collect();
-                let pieces: Vec<Located> = in_parts(db, "SELECT sha256, pack, pack_offset, size FROM stored_chunks WHERE sha256 IN ({})", &names)?
-                    .iter()
-                    .map(located_from_row)
-                    .collect::<Result<_>>()?;
+                let pieces: Vec<Located> =
+                    in_parts(db, "SELECT sha256, pack, pack_offset, size FROM stored_chunks WHERE sha256 IN ({})", &names)?.iter().map(located_from_row).collect::<Result<_>>()?;
                 let held: HashSet<&str> = pieces.iter().map(|l| l.sha256.as_str()).collect();
                 let absent = names.iter().copied().collect::<HashSet<_>>().iter().filter(|s| !held.contains(**s)).count();
                 if absent > 0 {
@@ -395,9 +380,9 @@ impl SqlStore {
         };
         // Every chunk is where it was recorded, with its size, and the whole reads back as the
         // content.
-        let mut reader = match self.chunk_reader(&list, pieces, |n| {
-            CodedError::new(ErrorCode::ContentMismatch, format!("composing {sha256}: {n} of its chunks have other sizes than the list says"))
-        }) {
+        let mut reader = match self
+            .chunk_reader(&list, pieces, |n| CodedError::new(ErrorCode::ContentMismatch, format!("composing {sha256}: {n} of its chunks have other sizes than the list says")))
+        {
             Ok(reader) => reader,
             Err(e) => return give_up(e),
         };
@@ -417,10 +402,7 @@ impl SqlStore {
         }
         let actual = hex(&hasher.finalize());
         if actual != sha256 || read != size {
-            return give_up(CodedError::new(
-                ErrorCode::ContentMismatch,
-                format!("the chunks make a content of {read} bytes with SHA-256 {actual}, not {sha256}; upload it again"),
-            ));
+            return give_up(CodedError::new(ErrorCode::ContentMismatch, format!("the chunks make a content of {read} bytes with SHA-256 {actual}, not {sha256}; upload it again")));
         }
         if fresh {
             let sha = sha256.to_owned();
@@ -447,8 +429,7 @@ impl SqlStore {
             Err(e) if e.code == ErrorCode::FileNotFound => return Ok(0),
             other => other?,
         };
-        let chunks = cairn_types::chunking::chunk_reader(reader)
-            .map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot cut content {sha256} into chunks: {e}")))?;
+        let chunks = cairn_types::chunking::chunk_reader(reader).map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot cut content {sha256} into chunks: {e}")))?;
         let mut placed = Vec::with_capacity(chunks.len());
         let mut offset = 0u64;
         let mut seen = HashSet::new();
@@ -484,9 +465,7 @@ impl SqlStore {
     /// Drops the lists of composes abandoned before `deadline`; their chunks are queued for
     /// collection when nothing else names them. Returns the chunks queued.
     pub fn drop_stale_composes(&self, deadline: Timestamp) -> Result<Vec<String>> {
-        let stale = self.read(|db| {
-            db.column_string("SELECT sha256 FROM chunked_contents WHERE verified_at IS NULL AND created_at < ?1 LIMIT 100", args![deadline.micros()])
-        })?;
+        let stale = self.read(|db| db.column_string("SELECT sha256 FROM chunked_contents WHERE verified_at IS NULL AND created_at < ?1 LIMIT 100", args![deadline.micros()]))?;
         let mut queued = Vec::new();
         for sha in stale {
             queued.extend(self.write(move |db| {

@@ -17,8 +17,7 @@ use crate::{BlobStore, Result, Store};
 const RUN_COLUMNS: &str = "run_id, seq, name, state, config, summary, tags, notes, grp, job_type, metadata, metric_defs,
     created_at, started_at, heartbeat_at, finished_at, exit_code, last_step, stop_requested, off_history, off_summary,
     off_config, off_system, off_console, off_events, deleted_at, active_us, session_at, preempting_at";
-const KEY_COLUMNS: &str =
-    "stream, name, path, count, num_count, nan_count, min, max, sum, first_step, last_step, first_value, last_value";
+const KEY_COLUMNS: &str = "stream, name, path, count, num_count, nan_count, min, max, sum, first_step, last_step, first_value, last_value";
 const CHUNK_COLUMNS: &str = "start_step, end_step, count, num_count, nan_count, min, max, sum, last, data";
 const CONSOLE_COLUMNS: &str = "line, stream, ts, text";
 const FILE_COLUMNS: &str = "path, sha256, size, updated_at";
@@ -67,14 +66,7 @@ impl Counts {
 
     /// Each table as `(name, count)`.
     pub fn tables(&self) -> [(&'static str, u64); 6] {
-        [
-            ("runs", self.runs),
-            ("keys", self.keys),
-            ("points", self.points),
-            ("console lines", self.console_lines),
-            ("files", self.files),
-            ("alerts", self.alerts),
-        ]
+        [("runs", self.runs), ("keys", self.keys), ("points", self.points), ("console lines", self.console_lines), ("files", self.files), ("alerts", self.alerts)]
     }
 }
 
@@ -130,12 +122,9 @@ fn plan(db: &dyn Db) -> Result<Vec<SourceRun>> {
 }
 
 fn target_run_pk(db: &dyn Db, path: &RunPath) -> Result<Option<i64>> {
-    db.opt_row(
-        &format!("SELECT r.run_pk FROM runs r {PATH_JOIN} WHERE e.name = ?1 AND p.name = ?2 AND r.run_id = ?3"),
-        args![path.entity, path.project, path.run_id],
-    )?
-    .map(|r| r.i64(0))
-    .transpose()
+    db.opt_row(&format!("SELECT r.run_pk FROM runs r {PATH_JOIN} WHERE e.name = ?1 AND p.name = ?2 AND r.run_id = ?3"), args![path.entity, path.project, path.run_id])?
+        .map(|r| r.i64(0))
+        .transpose()
 }
 
 /// Everything of one run in the source.
@@ -158,10 +147,7 @@ fn read_run(db: &dyn Db, pk: i64) -> Result<RunRows> {
          JOIN entities e ON e.entity_pk = p.entity_pk WHERE r.run_pk = ?1",
         args![pk],
     )?;
-    let project = db.row(
-        "SELECT p.name, p.created_at, p.last_activity_at, p.run_seq FROM runs r JOIN projects p ON p.project_pk = r.project_pk WHERE r.run_pk = ?1",
-        args![pk],
-    )?;
+    let project = db.row("SELECT p.name, p.created_at, p.last_activity_at, p.run_seq FROM runs r JOIN projects p ON p.project_pk = r.project_pk WHERE r.run_pk = ?1", args![pk])?;
     let run = db.row(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_pk = ?1"), args![pk])?;
     let archive_of = db
         .opt_row(&format!("SELECT e.name, p.name, r.run_id FROM runs a JOIN runs r ON r.run_pk = a.archive_of {PATH_JOIN} WHERE a.run_pk = ?1"), args![pk])?
@@ -214,12 +200,7 @@ fn insert(db: &dyn Db, table: &str, first: Option<(&str, i64)>, columns: &str, r
     names.extend(columns.split(',').map(str::trim));
     params.extend(row.0.iter().map(|c| c.param()));
     let places: Vec<String> = (1..=params.len()).map(|i| format!("?{i}")).collect();
-    let sql = format!(
-        "INSERT INTO {table} ({}) VALUES ({}){}",
-        names.join(", "),
-        places.join(", "),
-        returning.map(|r| format!(" RETURNING {r}")).unwrap_or_default()
-    );
+    let sql = format!("INSERT INTO {table} ({}) VALUES ({}){}", names.join(", "), places.join(", "), returning.map(|r| format!(" RETURNING {r}")).unwrap_or_default());
     match returning {
         Some(_) => Ok(Some(db.row(&sql, &params)?.i64(0)?)),
         None => db.execute(&sql, &params).map(|_| None),
@@ -240,8 +221,7 @@ fn write_run(db: &dyn Db, rows: &RunRows) -> Result<()> {
     let project_pk = super::query::project_pk(db, entity, p.str(0)?)?;
     let run_pk = insert(db, "runs", Some(("project_pk", project_pk)), RUN_COLUMNS, &rows.run, Some("run_pk"))?.expect("returning");
     if let Some(main) = &rows.archive_of {
-        let main_pk = target_run_pk(db, main)?
-            .ok_or_else(|| CodedError::new(ErrorCode::Internal, format!("the run {main} that this archive belongs to is not copied yet")))?;
+        let main_pk = target_run_pk(db, main)?.ok_or_else(|| CodedError::new(ErrorCode::Internal, format!("the run {main} that this archive belongs to is not copied yet")))?;
         db.execute("UPDATE runs SET archive_of = ?2 WHERE run_pk = ?1", args![run_pk, main_pk])?;
     }
     let mut keys = HashMap::new();
@@ -257,9 +237,8 @@ fn write_run(db: &dyn Db, rows: &RunRows) -> Result<()> {
                 Some(&k) => k,
                 None => {
                     let (path, stream, name) = shared;
-                    let owner = target_run_pk(db, path)?.ok_or_else(|| {
-                        CodedError::new(ErrorCode::Internal, format!("run {path}, whose chunks this one shares, is not copied yet"))
-                    })?;
+                    let owner =
+                        target_run_pk(db, path)?.ok_or_else(|| CodedError::new(ErrorCode::Internal, format!("run {path}, whose chunks this one shares, is not copied yet")))?;
                     let k = db.row("SELECT key_pk FROM run_keys WHERE run_pk = ?1 AND stream = ?2 AND name = ?3", args![owner, *stream, name])?.i64(0)?;
                     shared_keys.insert(shared.clone(), k);
                     k
@@ -290,8 +269,8 @@ fn copy_content(from: &SqlStore, to: &SqlStore, sha256: &str) -> Result<u64> {
         return copy_blob(from.blobs(), to.blobs(), sha256);
     }
     let (size, list, located) = from.read(|db| {
-        let size = super::chunks::chunked_size(db, sha256)?
-            .ok_or_else(|| CodedError::new(ErrorCode::Internal, format!("content {sha256} is named in the source store but not there")))?;
+        let size =
+            super::chunks::chunked_size(db, sha256)?.ok_or_else(|| CodedError::new(ErrorCode::Internal, format!("content {sha256} is named in the source store but not there")))?;
         Ok((size, super::chunks::chunk_list(db, sha256)?, super::chunks::located(db, sha256)?))
     })?;
     // The packs whole (each checked on its way in), then where each chunk is in them.
@@ -321,8 +300,7 @@ fn copy_blob(from: &dyn BlobStore, to: &dyn BlobStore, sha256: &str) -> Result<u
         None => tempfile::NamedTempFile::new(),
     }
     .map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot create a scratch file: {e}")))?;
-    let size = std::io::copy(&mut reader, scratch.as_file_mut())
-        .map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot copy content {sha256}: {e}")))?;
+    let size = std::io::copy(&mut reader, scratch.as_file_mut()).map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot copy content {sha256}: {e}")))?;
     // Hashed again on the way in: a content that was damaged in the source is not copied.
     let blob = to.put_file(scratch.path())?;
     if blob.sha256 != sha256 {
@@ -555,9 +533,8 @@ fn copy_sweeps(from: &SqlStore, to: &SqlStore) -> Result<()> {
     for sweep in sweeps {
         let sweep_pk = sweep.i64(6)?;
         let trials = from.read(|db| db.query("SELECT seq, run_id, grid_index, params, agent, assigned_at FROM sweep_trials WHERE sweep_pk = ?1 ORDER BY seq", args![sweep_pk]))?;
-        let decisions = from.read(|db| {
-            db.query("SELECT run_id, bracket, value, threshold, rank, reached, kept, stopped, decided_at FROM sweep_decisions WHERE sweep_pk = ?1", args![sweep_pk])
-        })?;
+        let decisions = from
+            .read(|db| db.query("SELECT run_id, bracket, value, threshold, rank, reached, kept, stopped, decided_at FROM sweep_decisions WHERE sweep_pk = ?1", args![sweep_pk]))?;
         to.write(move |db| {
             let (entity, project, sweep_id) = (sweep.string(0)?, sweep.string(1)?, sweep.string(2)?);
             let project_pk = super::runs::ensure_project(db, &entity, &project, cairn_types::Timestamp(sweep.i64(5)?))?;

@@ -261,10 +261,7 @@ pub trait Db {
 
     /// The one row a statement returns; none is an internal error.
     fn row(&self, sql: &str, params: &[Param<'_>]) -> Result<Row> {
-        self.query(sql, params)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| CodedError::new(ErrorCode::Internal, "a statement that returns a row returned none"))
+        self.query(sql, params)?.into_iter().next().ok_or_else(|| CodedError::new(ErrorCode::Internal, "a statement that returns a row returned none"))
     }
 
     fn opt_row(&self, sql: &str, params: &[Param<'_>]) -> Result<Option<Row>> {

@@ -3,13 +3,13 @@
 //! Every leaf comparison is wrapped in `coalesce(..., FALSE)`, so a missing value never turns the
 //! expression into NULL: `$ne` and `$nin` match runs that lack the field, as in MongoDB.
 
-use cairn_types::api::{ColumnStats, GroupPage, ProjectColumns, RunGroup, RunPage};
-use cairn_types::value::Value;
-use cairn_types::error::{CodedError, ErrorCode};
-use cairn_types::filter::{Field, Filter, Op, Operand, Scalar, SortKey};
 use super::runs::{RUN_SELECT, run_from_row};
 use super::{Cell as Sql, Db, Dialect, ToParam, args};
 use crate::Result;
+use cairn_types::api::{ColumnStats, GroupPage, ProjectColumns, RunGroup, RunPage};
+use cairn_types::error::{CodedError, ErrorCode};
+use cairn_types::filter::{Field, Filter, Op, Operand, Scalar, SortKey};
+use cairn_types::value::Value;
 
 fn invalid(message: String) -> CodedError {
     CodedError::new(ErrorCode::InvalidFilter, message)
@@ -170,11 +170,7 @@ impl<'c> Resolver<'c> {
                 "unknown field {name:?}: no run of this project has a summary or config key of that name; \
                  use summary.<key>, config.<key>, state, tags, name, run_id, group, job_type, notes, created_at, runtime or duration"
             ))),
-            _ => Err(invalid(format!(
-                "field {name:?} is ambiguous: runs have both {} and {}; write one of them",
-                found[0].name(),
-                found[1].name()
-            ))),
+            _ => Err(invalid(format!("field {name:?} is ambiguous: runs have both {} and {}; write one of them", found[0].name(), found[1].name()))),
         }
     }
 
@@ -198,11 +194,7 @@ impl<'c> Resolver<'c> {
 }
 
 fn check_regex(pattern: &str) -> Result<()> {
-    regex::RegexBuilder::new(pattern)
-        .size_limit(1 << 20)
-        .build()
-        .map(|_| ())
-        .map_err(|e| invalid(format!("regex {pattern:?} is invalid: {e}")))
+    regex::RegexBuilder::new(pattern).size_limit(1 << 20).build().map(|_| ()).map_err(|e| invalid(format!("regex {pattern:?} is invalid: {e}")))
 }
 
 struct Compiler {
@@ -422,9 +414,7 @@ fn duration_sql(dialect: Dialect) -> String {
         Dialect::Sqlite => "max",
         Dialect::Postgres => "greatest",
     };
-    format!(
-        "(CAST(r.active_us + {greatest}(0, coalesce(r.finished_at, r.heartbeat_at, r.started_at) - coalesce(r.session_at, r.started_at)) AS DOUBLE PRECISION) / 1000000.0)"
-    )
+    format!("(CAST(r.active_us + {greatest}(0, coalesce(r.finished_at, r.heartbeat_at, r.started_at) - coalesce(r.session_at, r.started_at)) AS DOUBLE PRECISION) / 1000000.0)")
 }
 
 fn order_symbol(op: Op) -> &'static str {
@@ -474,15 +464,7 @@ pub(super) fn project_pk(db: &dyn Db, entity: &str, project: &str) -> Result<i64
     .i64(0)
 }
 
-pub(super) fn search(
-    db: &dyn Db,
-    entity: &str,
-    project: &str,
-    filter: &Filter,
-    sort: &[SortKey],
-    limit: usize,
-    offset: usize,
-) -> Result<RunPage> {
+pub(super) fn search(db: &dyn Db, entity: &str, project: &str, filter: &Filter, sort: &[SortKey], limit: usize, offset: usize) -> Result<RunPage> {
     let project_pk = project_pk(db, entity, project)?;
     let resolver = Resolver::new(db, project_pk);
     let filter = &resolver.filter(filter)?;
@@ -506,10 +488,7 @@ pub(super) fn search(
     params.push(Sql::Int(offset.min(i64::MAX as usize) as i64));
     let n = params.len();
     let params: Vec<_> = params.iter().map(|p| p.param()).collect();
-    let rows = db.query_once(
-        &format!("{RUN_SELECT} WHERE {} ORDER BY {} LIMIT ?{} OFFSET ?{}", compiler.sql, order.join(", "), n - 1, n),
-        &params,
-    )?;
+    let rows = db.query_once(&format!("{RUN_SELECT} WHERE {} ORDER BY {} LIMIT ?{} OFFSET ?{}", compiler.sql, order.join(", "), n - 1, n), &params)?;
     let runs = rows.iter().map(run_from_row).collect::<Result<Vec<_>>>()?;
     Ok(RunPage { runs, total: total as u64, offset, limit })
 }
@@ -594,9 +573,7 @@ pub(super) fn group_runs(db: &dyn Db, entity: &str, project: &str, query: &crate
     let project_pk = project_pk(db, entity, project)?;
     let resolver = Resolver::new(db, project_pk);
     let filter = &resolver.filter(&query.filter)?;
-    let resolved = |what: &str, field: &Field| {
-        resolver.field(field).map_err(|e| CodedError::new(ErrorCode::InvalidQuery, format!("{what}: {}", e.message)))
-    };
+    let resolved = |what: &str, field: &Field| resolver.field(field).map_err(|e| CodedError::new(ErrorCode::InvalidQuery, format!("{what}: {}", e.message)));
     let by_expr = field_expr(db.dialect(), &resolved("by", &query.by.1)?)?;
     let columns = query.columns.iter().map(|(_, c)| field_expr(db.dialect(), &resolved("columns", c)?)).collect::<Result<Vec<_>>>()?;
     let bins = query.bins;
@@ -604,19 +581,14 @@ pub(super) fn group_runs(db: &dyn Db, entity: &str, project: &str, query: &crate
     let condition = compiler.filter(filter)?;
     let mut select = vec![by_expr];
     select.extend(columns.iter().cloned());
-    let sql = format!(
-        "SELECT {} FROM runs r WHERE r.project_pk = ?1 AND r.deleted_at IS NULL AND r.archive_of IS NULL AND {condition}",
-        select.join(", ")
-    );
+    let sql = format!("SELECT {} FROM runs r WHERE r.project_pk = ?1 AND r.deleted_at IS NULL AND r.archive_of IS NULL AND {condition}", select.join(", "));
     let params: Vec<_> = compiler.params.iter().map(|p| p.param()).collect();
     let rows = db.query_once(&sql, &params)?;
     // Group key: the value's JSON text, so that 1 and "1" stay apart.
     let mut groups: std::collections::BTreeMap<String, (Value, u64, Vec<Vec<f64>>)> = std::collections::BTreeMap::new();
     for row in &rows {
         let value = row.cell(0).to_value();
-        let entry = groups
-            .entry(serde_json::to_string(&value).expect("values serialize"))
-            .or_insert_with(|| (value, 0, vec![Vec::new(); columns.len()]));
+        let entry = groups.entry(serde_json::to_string(&value).expect("values serialize")).or_insert_with(|| (value, 0, vec![Vec::new(); columns.len()]));
         entry.1 += 1;
         for i in 0..columns.len() {
             if let Some(v) = row.cell(i + 1).as_f64()

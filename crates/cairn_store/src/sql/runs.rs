@@ -2,8 +2,8 @@
 //! W&B's `allow_val_change`), the lifecycle (stop, crash, recovery), soft delete, purge and move.
 
 use cairn_types::api::{
-    AlertInfo, AlertLevel, DEFAULT_PROJECT, EntityInfo, FileInfo, FinishRequest, HeartbeatReply, ProjectInfo,
-    ResumeMode, RunInfo, RunPage, RunPatch, RunState, StreamOffsets, UpsertRunRequest,
+    AlertInfo, AlertLevel, DEFAULT_PROJECT, EntityInfo, FileInfo, FinishRequest, HeartbeatReply, ProjectInfo, ResumeMode, RunInfo, RunPage, RunPatch, RunState, StreamOffsets,
+    UpsertRunRequest,
 };
 use cairn_types::error::{CodedError, ErrorCode};
 use cairn_types::ids::{validate_name, validate_run_id};
@@ -52,8 +52,7 @@ pub(crate) fn run_from_row(row: &Row) -> Result<RunInfo> {
         run_id: row.string(2)?,
         name: row.string(3)?,
         seq: row.i64(4)? as u64,
-        state: RunState::parse(state_text)
-            .ok_or_else(|| CodedError::new(ErrorCode::Internal, format!("stored state {state_text:?} is unknown")))?,
+        state: RunState::parse(state_text).ok_or_else(|| CodedError::new(ErrorCode::Internal, format!("stored state {state_text:?} is unknown")))?,
         config: parse_map(row.str(6)?, "config")?,
         summary: parse_map(row.str(7)?, "summary")?,
         tags: parse_tags(row.str(8)?)?,
@@ -70,14 +69,7 @@ pub(crate) fn run_from_row(row: &Row) -> Result<RunInfo> {
         duration_secs: (active_us + (end - session_at).max(0)) as f64 / 1e6,
         last_step: row.opt_i64(18)?,
         stop_requested: row.bool(19)?,
-        offsets: StreamOffsets {
-            history: offset(20)?,
-            summary: offset(21)?,
-            config: offset(22)?,
-            system: offset(23)?,
-            console: offset(24)?,
-            events: offset(25)?,
-        },
+        offsets: StreamOffsets { history: offset(20)?, summary: offset(21)?, config: offset(22)?, system: offset(23)?, console: offset(24)?, events: offset(25)? },
         preempting_at: row.opt_i64(29)?.map(Timestamp),
         sweep_id: None,
         stop_reason: None,
@@ -107,9 +99,7 @@ fn find_run_pk(db: &dyn Db, path: &RunPath, deleted: bool) -> Result<i64> {
 }
 
 pub(crate) fn load_run(db: &dyn Db, run_pk: i64) -> Result<RunInfo> {
-    let row = db
-        .opt_row(&format!("{RUN_SELECT} WHERE r.run_pk = ?1"), args![run_pk])?
-        .ok_or_else(|| CodedError::new(ErrorCode::RunNotFound, "run not found"))?;
+    let row = db.opt_row(&format!("{RUN_SELECT} WHERE r.run_pk = ?1"), args![run_pk])?.ok_or_else(|| CodedError::new(ErrorCode::RunNotFound, "run not found"))?;
     run_from_row(&row)
 }
 
@@ -136,9 +126,7 @@ pub(crate) fn load_doc(db: &dyn Db, run_pk: i64) -> Result<RunDoc> {
         Dialect::Postgres => " FOR UPDATE OF r",
         Dialect::Sqlite => "",
     };
-    let row = db
-        .opt_row(&format!("{RUN_SELECT} WHERE r.run_pk = ?1{lock}"), args![run_pk])?
-        .ok_or_else(|| CodedError::new(ErrorCode::RunNotFound, "run not found"))?;
+    let row = db.opt_row(&format!("{RUN_SELECT} WHERE r.run_pk = ?1{lock}"), args![run_pk])?.ok_or_else(|| CodedError::new(ErrorCode::RunNotFound, "run not found"))?;
     let info = run_from_row(&row)?;
     Ok(RunDoc {
         state: info.state,
@@ -296,22 +284,12 @@ fn upsert_run(db: &dyn Db, request: UpsertRunRequest, default_entity: &str, now:
         .opt_row("SELECT run_pk, deleted_at FROM runs WHERE project_pk = ?1 AND run_id = ?2", args![project_pk, request.run_id])?
         .map(|r| Ok::<_, CodedError>((r.i64(0)?, r.opt_i64(1)?)))
         .transpose()?;
-    let patch = RunPatch {
-        name: request.name.clone(),
-        notes: request.notes.clone(),
-        tags: request.tags.clone(),
-        group: request.group.clone(),
-        job_type: request.job_type.clone(),
-    };
+    let patch = RunPatch { name: request.name.clone(), notes: request.notes.clone(), tags: request.tags.clone(), group: request.group.clone(), job_type: request.job_type.clone() };
     match existing {
-        Some((_, Some(_))) => Err(CodedError::new(
-            ErrorCode::RunDeleted,
-            format!("run {path} was deleted; its id cannot be used again until it is purged"),
-        )),
-        Some(_) if request.resume == ResumeMode::Never => Err(CodedError::new(
-            ErrorCode::RunAlreadyExists,
-            format!("run {path} already exists; resume it with resume=\"allow\" or \"must\", or choose another id"),
-        )),
+        Some((_, Some(_))) => Err(CodedError::new(ErrorCode::RunDeleted, format!("run {path} was deleted; its id cannot be used again until it is purged"))),
+        Some(_) if request.resume == ResumeMode::Never => {
+            Err(CodedError::new(ErrorCode::RunAlreadyExists, format!("run {path} already exists; resume it with resume=\"allow\" or \"must\", or choose another id")))
+        }
         Some((pk, None)) if request.resume == ResumeMode::Keep => load_run(db, pk),
         Some((pk, None)) => {
             let before = load_doc(db, pk)?;
@@ -358,10 +336,9 @@ fn upsert_run(db: &dyn Db, request: UpsertRunRequest, default_entity: &str, now:
             touch_project(db, pk, now)?;
             load_run(db, pk)
         }
-        None if request.resume == ResumeMode::Must || request.resume_from.is_some() => Err(CodedError::new(
-            ErrorCode::RunNotFound,
-            format!("run {path} does not exist, so it cannot be resumed or rewound"),
-        )),
+        None if request.resume == ResumeMode::Must || request.resume_from.is_some() => {
+            Err(CodedError::new(ErrorCode::RunNotFound, format!("run {path} does not exist, so it cannot be resumed or rewound")))
+        }
         None => {
             let seq = next_seq(db, project_pk)?;
             let name = match request.name.filter(|n| !n.trim().is_empty()) {
@@ -383,13 +360,8 @@ fn upsert_run(db: &dyn Db, request: UpsertRunRequest, default_entity: &str, now:
             doc.metadata = metadata.unwrap_or_default();
             if let Some(from) = &request.fork_from {
                 let src_pk = db
-                    .opt_row(
-                        "SELECT run_pk FROM runs WHERE project_pk = ?1 AND run_id = ?2 AND deleted_at IS NULL",
-                        args![project_pk, from.run_id],
-                    )?
-                    .ok_or_else(|| {
-                        CodedError::new(ErrorCode::RunNotFound, format!("run {:?} to fork from is not in {entity}/{project}", from.run_id))
-                    })?
+                    .opt_row("SELECT run_pk FROM runs WHERE project_pk = ?1 AND run_id = ?2 AND deleted_at IS NULL", args![project_pk, from.run_id])?
+                    .ok_or_else(|| CodedError::new(ErrorCode::RunNotFound, format!("run {:?} to fork from is not in {entity}/{project}", from.run_id)))?
                     .i64(0)?;
                 // Locked: the source cannot ingest while its chunks are shared.
                 let src = load_doc(db, src_pk)?;
@@ -408,9 +380,7 @@ fn upsert_run(db: &dyn Db, request: UpsertRunRequest, default_entity: &str, now:
 /// Rewinds run `pk` to `step`: what it logged after the step moves to a new hidden run,
 /// `<run_id>-rewind-<n>`, reachable from the run's metadata (`rewinds`).
 fn rewind_run(db: &dyn Db, project_pk: i64, pk: i64, run_id: &str, doc: &mut RunDoc, step: i64, now: Timestamp) -> Result<()> {
-    let taken = |id: &str| -> Result<bool> {
-        db.row("SELECT EXISTS (SELECT 1 FROM runs WHERE project_pk = ?1 AND run_id = ?2)", args![project_pk, id])?.bool(0)
-    };
+    let taken = |id: &str| -> Result<bool> { db.row("SELECT EXISTS (SELECT 1 FROM runs WHERE project_pk = ?1 AND run_id = ?2)", args![project_pk, id])?.bool(0) };
     let mut n = 1;
     let archive_id = loop {
         let base: String = run_id.chars().take(100).collect();
@@ -528,10 +498,7 @@ impl RunStore for SqlStore {
 
     fn get_entity(&self, entity: &str) -> Result<EntityInfo> {
         validate_name("entity", entity)?;
-        self.list_entities()?
-            .into_iter()
-            .find(|e| e.name == entity)
-            .ok_or_else(|| CodedError::new(ErrorCode::EntityNotFound, format!("entity {entity:?} not found")))
+        self.list_entities()?.into_iter().find(|e| e.name == entity).ok_or_else(|| CodedError::new(ErrorCode::EntityNotFound, format!("entity {entity:?} not found")))
     }
 
     fn list_projects(&self, entity: &str) -> Result<Vec<ProjectInfo>> {
@@ -565,9 +532,10 @@ impl RunStore for SqlStore {
 
     fn get_project(&self, entity: &str, project: &str) -> Result<ProjectInfo> {
         validate_name("project", project)?;
-        self.list_projects(entity)?.into_iter().find(|p| p.name == project).ok_or_else(|| {
-            CodedError::new(ErrorCode::ProjectNotFound, format!("project {entity}/{project} not found"))
-        })
+        self.list_projects(entity)?
+            .into_iter()
+            .find(|p| p.name == project)
+            .ok_or_else(|| CodedError::new(ErrorCode::ProjectNotFound, format!("project {entity}/{project} not found")))
     }
 
     fn upsert_run(&self, request: UpsertRunRequest, now: Timestamp) -> Result<RunInfo> {
@@ -663,19 +631,13 @@ impl RunStore for SqlStore {
                 }
                 let pk = run_pk(db, path)?;
                 if load_doc(db, pk)?.state == RunState::Running {
-                    return Err(CodedError::new(
-                        ErrorCode::InvalidValue,
-                        format!("run {path} is running: stop it or let it end before moving it (nothing was moved)"),
-                    ));
+                    return Err(CodedError::new(ErrorCode::InvalidValue, format!("run {path} is running: stop it or let it end before moving it (nothing was moved)")));
                 }
                 pks.push(pk);
             }
             let target = ensure_project(db, &entity, &project, now)?;
             for (path, &pk) in runs.iter().zip(&pks) {
-                let clash = db.opt_row(
-                    "SELECT deleted_at FROM runs WHERE project_pk = ?1 AND run_id = ?2 AND run_pk != ?3",
-                    args![target, path.run_id, pk],
-                )?;
+                let clash = db.opt_row("SELECT deleted_at FROM runs WHERE project_pk = ?1 AND run_id = ?2 AND run_pk != ?3", args![target, path.run_id, pk])?;
                 if let Some(clash) = clash {
                     let what = if clash.opt_i64(0)?.is_some() { "a deleted run (purge it first)" } else { "a run" };
                     return Err(CodedError::new(
@@ -781,10 +743,7 @@ impl RunStore for SqlStore {
                         doc.finished_at = Some(doc.heartbeat_at.unwrap_or_else(Timestamp::now));
                     }
                     state => {
-                        return Err(CodedError::new(
-                            ErrorCode::RunFinished,
-                            format!("run {path} is {} and cannot be stopped", state.as_str()),
-                        ));
+                        return Err(CodedError::new(ErrorCode::RunFinished, format!("run {path} is {} and cannot be stopped", state.as_str())));
                     }
                 }
                 Ok(())
@@ -867,14 +826,7 @@ impl AlertStore for SqlStore {
         })
     }
 
-    fn record_alert_delivery(
-        &self,
-        id: i64,
-        delivery: &str,
-        delivered_to: &[String],
-        error: Option<String>,
-        next_attempt: Option<Timestamp>,
-    ) -> Result<()> {
+    fn record_alert_delivery(&self, id: i64, delivery: &str, delivered_to: &[String], error: Option<String>, next_attempt: Option<Timestamp>) -> Result<()> {
         let (delivery, delivered_to) = (delivery.to_owned(), delivered_to.join(","));
         self.write(move |db| {
             db.execute(
@@ -897,7 +849,8 @@ impl FileStore for SqlStore {
         self.write(move |db| {
             let pk = run_pk(db, &path)?;
             // By comparison, not LIKE: a name's % and _ are its own.
-            let rows = db.query("SELECT path, sha256 FROM run_files WHERE run_pk = ?1 AND substr(path, 1, ?2) = ?3 AND path <> ?3", args![pk, prefix.chars().count() as i64, prefix])?;
+            let rows =
+                db.query("SELECT path, sha256 FROM run_files WHERE run_pk = ?1 AND substr(path, 1, ?2) = ?3 AND path <> ?3", args![pk, prefix.chars().count() as i64, prefix])?;
             let mut shas = Vec::new();
             for r in &rows {
                 db.execute("DELETE FROM run_files WHERE run_pk = ?1 AND path = ?2", args![pk, r.string(0)?])?;
@@ -920,10 +873,7 @@ impl FileStore for SqlStore {
             lock_content(db, &file.sha256)?;
             db.execute("DELETE FROM blob_gc WHERE sha256 = ?1", args![file.sha256])?;
             if !super::chunks::content_exists(db, blobs.as_ref(), &file.sha256)? {
-                return Err(CodedError::new(
-                    ErrorCode::FileNotFound,
-                    format!("content {} is not uploaded; send it first with PUT /api/v1/uploads/{}", file.sha256, file.sha256),
-                ));
+                return Err(CodedError::new(ErrorCode::FileNotFound, format!("content {} is not uploaded; send it first with PUT /api/v1/uploads/{}", file.sha256, file.sha256)));
             }
             db.execute(
                 "INSERT INTO run_files (run_pk, path, sha256, size, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -983,9 +933,10 @@ impl FileStore for SqlStore {
     }
 
     fn get_run_file(&self, path: &RunPath, file_path: &str) -> Result<FileInfo> {
-        self.list_run_files(path)?.into_iter().find(|f| f.path == file_path).ok_or_else(|| {
-            CodedError::new(ErrorCode::FileNotFound, format!("run {path} has no file {file_path:?}"))
-        })
+        self.list_run_files(path)?
+            .into_iter()
+            .find(|f| f.path == file_path)
+            .ok_or_else(|| CodedError::new(ErrorCode::FileNotFound, format!("run {path} has no file {file_path:?}")))
     }
 
     fn content_size(&self, sha256: &str) -> Result<Option<u64>> {
@@ -1055,8 +1006,6 @@ impl Leases for SqlStore {
     }
 
     fn holds(&self, name: &str, holder: &str, now: Timestamp) -> Result<bool> {
-        self.read(|db| {
-            Ok(db.opt_row("SELECT 1 FROM leases WHERE name = ?1 AND holder = ?2 AND until >= ?3", args![name, holder, now.micros()])?.is_some())
-        })
+        self.read(|db| Ok(db.opt_row("SELECT 1 FROM leases WHERE name = ?1 AND holder = ?2 AND until >= ?3", args![name, holder, now.micros()])?.is_some()))
     }
 }

@@ -2,10 +2,7 @@
 
 use std::collections::HashMap;
 
-use cairn_types::api::{
-    ConsoleLineOut, ConsolePage, IngestAck, KeyInfo, ProjectKey, ProjectSeriesResult, RunSeries,
-    SeriesGrid, SeriesResult,
-};
+use cairn_types::api::{ConsoleLineOut, ConsolePage, IngestAck, KeyInfo, ProjectKey, ProjectSeriesResult, RunSeries, SeriesGrid, SeriesResult};
 use cairn_types::error::{CodedError, ErrorCode};
 use cairn_types::value::Value;
 use cairn_types::wire::{ColumnValues, KeyStream, Reader, put_value};
@@ -65,9 +62,7 @@ fn key_from_row(r: &Row) -> Result<KeyRow> {
 }
 
 fn find_key(db: &dyn Db, run_pk: i64, stream: KeyStream, name: &str) -> Result<Option<KeyRow>> {
-    db.opt_row(&format!("{KEY_SELECT} WHERE run_pk = ?1 AND stream = ?2 AND name = ?3"), args![run_pk, stream as i64, name])?
-        .map(|r| key_from_row(&r))
-        .transpose()
+    db.opt_row(&format!("{KEY_SELECT} WHERE run_pk = ?1 AND stream = ?2 AND name = ?3"), args![run_pk, stream as i64, name])?.map(|r| key_from_row(&r)).transpose()
 }
 
 pub(crate) fn all_keys(db: &dyn Db, run_pk: i64) -> Result<Vec<KeyRow>> {
@@ -90,11 +85,8 @@ fn batched<T>(db: &dyn Db, sql: &str, fixed: &[Param<'_>], items: &[T], casts: &
             debug_assert_eq!(values.len(), width);
             let start = params.len();
             params.extend(values);
-            let places: Vec<String> = casts
-                .iter()
-                .enumerate()
-                .map(|(i, cast)| if cast.is_empty() { format!("?{}", start + i + 1) } else { format!("CAST(?{} AS {cast})", start + i + 1) })
-                .collect();
+            let places: Vec<String> =
+                casts.iter().enumerate().map(|(i, cast)| if cast.is_empty() { format!("?{}", start + i + 1) } else { format!("CAST(?{} AS {cast})", start + i + 1) }).collect();
             list.push(if width == 1 { places.concat() } else { format!("({})", places.join(", ")) });
         }
         // Not kept prepared: each batch size is a statement of its own.
@@ -202,19 +194,7 @@ pub(crate) fn insert_chunks(db: &dyn Db, key_pk: i64, points: &Points) -> Result
         db.execute(
             "INSERT INTO chunks (key_pk, start_step, end_step, count, num_count, nan_count, min, max, sum, last, data)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            args![
-                key_pk,
-                stats.start_step,
-                stats.end_step,
-                stats.count as i64,
-                stats.num_count as i64,
-                stats.nan_count as i64,
-                min,
-                max,
-                stats.sum,
-                stats.last,
-                bytes,
-            ],
+            args![key_pk, stats.start_step, stats.end_step, stats.count as i64, stats.num_count as i64, stats.nan_count as i64, min, max, stats.sum, stats.last, bytes,],
         )?;
     }
     Ok(())
@@ -355,9 +335,7 @@ impl ChunkSource for Detached {
     }
 
     fn chunk_data(&mut self, key: i64, start_step: i64) -> Result<Vec<u8>> {
-        self.data
-            .remove(&(key, start_step))
-            .ok_or_else(|| CodedError::new(ErrorCode::Internal, format!("chunk {key}/{start_step} was not read ahead")))
+        self.data.remove(&(key, start_step)).ok_or_else(|| CodedError::new(ErrorCode::Internal, format!("chunk {key}/{start_step} was not read ahead")))
     }
 }
 
@@ -478,21 +456,16 @@ fn align(points: KeyPoints, steps: &[i64], time_scale: Option<f64>) -> ColumnVal
         out
     };
     match (values, time_scale) {
-        (ChunkValues::F64(v), _) => ColumnValues::Floats(
-            positions.iter().map(|p| p.map_or(f64::NAN, |j| v[j])).collect(),
-            positions.iter().map(Option::is_some).collect(),
-        ),
-        (ChunkValues::I64(v), Some(_)) => ColumnValues::Floats(
-            positions.iter().map(|p| p.map_or(f64::NAN, |j| numeric(v[j] as f64))).collect(),
-            positions.iter().map(Option::is_some).collect(),
-        ),
+        (ChunkValues::F64(v), _) => ColumnValues::Floats(positions.iter().map(|p| p.map_or(f64::NAN, |j| v[j])).collect(), positions.iter().map(Option::is_some).collect()),
+        (ChunkValues::I64(v), Some(_)) => {
+            ColumnValues::Floats(positions.iter().map(|p| p.map_or(f64::NAN, |j| numeric(v[j] as f64))).collect(), positions.iter().map(Option::is_some).collect())
+        }
         (other, _) => {
             let all = to_values(other);
             ColumnValues::Values(positions.iter().map(|p| p.map(|j| all[j].clone())).collect())
         }
     }
 }
-
 
 fn key_info(key: &KeyRow) -> KeyInfo {
     let t = &key.totals;
@@ -510,17 +483,8 @@ fn key_info(key: &KeyRow) -> KeyInfo {
 }
 
 fn key_not_found(path: &RunPath, stream: KeyStream, name: &str, db: &dyn Db, pk: i64) -> CodedError {
-    let known: Vec<String> = all_keys(db, pk)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|k| k.stream == stream && !is_time_key(&k.name))
-        .take(20)
-        .map(|k| k.name)
-        .collect();
-    CodedError::new(
-        ErrorCode::KeyNotFound,
-        format!("run {path} has no {} key {name:?}; it has: {}", stream.name(), known.join(", ")),
-    )
+    let known: Vec<String> = all_keys(db, pk).unwrap_or_default().into_iter().filter(|k| k.stream == stream && !is_time_key(&k.name)).take(20).map(|k| k.name).collect();
+    CodedError::new(ErrorCode::KeyNotFound, format!("run {path} has no {} key {name:?}; it has: {}", stream.name(), known.join(", ")))
 }
 /// One target's buckets and the x-range of all its data (none when it has no x).
 type TargetBuckets = Option<(cairn_types::api::Buckets, Option<[f64; 2]>)>;
@@ -549,29 +513,16 @@ fn keys_in(db: &dyn Db, run_pks: &[i64], names: &[String]) -> Result<Vec<KeyRow>
             pairs.push((pk, name.as_str()));
         }
     }
-    let rows = batched(
-        db,
-        &format!("{KEY_SELECT} WHERE (run_pk, name) IN (VALUES {{list}}) ORDER BY stream DESC"),
-        &[],
-        &pairs,
-        &["BIGINT", "TEXT"],
-        |(pk, name)| vec![pk.param(), Param::Text(name)],
-    )?;
+    let rows = batched(db, &format!("{KEY_SELECT} WHERE (run_pk, name) IN (VALUES {{list}}) ORDER BY stream DESC"), &[], &pairs, &["BIGINT", "TEXT"], |(pk, name)| {
+        vec![pk.param(), Param::Text(name)]
+    })?;
     rows.iter().map(key_from_row).collect()
 }
 
 /// Buckets every target on one shared grid over `[x_min, x_max]` (by default the union of their
 /// ranges). A target whose run lacks the x key is an error when `strict` names the run, and has
 /// no buckets otherwise. Chunks are read ahead for all targets at once.
-fn bucket_targets(
-    db: &dyn Db,
-    targets: &[Target],
-    x: &str,
-    n: u32,
-    x_min: Option<f64>,
-    x_max: Option<f64>,
-    strict: Option<&RunPath>,
-) -> Result<(f64, f64, Vec<TargetBuckets>)> {
+fn bucket_targets(db: &dyn Db, targets: &[Target], x: &str, n: u32, x_min: Option<f64>, x_max: Option<f64>, strict: Option<&RunPath>) -> Result<(f64, f64, Vec<TargetBuckets>)> {
     if x == "_step" {
         let lo = x_min.unwrap_or_else(|| targets.iter().map(|t| t.key.totals.first_step).min().unwrap_or(0) as f64);
         let hi = x_max.unwrap_or_else(|| targets.iter().map(|t| t.key.totals.last_step).max().unwrap_or(0) as f64);
@@ -589,13 +540,8 @@ fn bucket_targets(
         let (mine, theirs) = targets.split_at(half);
         let mut detached = source.detach(theirs.iter().map(|t| t.key.key_pk));
         let (buckets, helped) = std::thread::scope(|scope| {
-            let helper = scope.spawn(move || {
-                theirs.iter().map(|t| bucket::step_buckets(&mut detached, t.key.key_pk, grid).ok()).collect::<Vec<_>>()
-            });
-            let mine = mine
-                .iter()
-                .map(|t| bucket::step_buckets(&mut source, t.key.key_pk, grid).map(|b| Some((b, extent(t)))))
-                .collect::<Result<Vec<_>>>();
+            let helper = scope.spawn(move || theirs.iter().map(|t| bucket::step_buckets(&mut detached, t.key.key_pk, grid).ok()).collect::<Vec<_>>());
+            let mine = mine.iter().map(|t| bucket::step_buckets(&mut source, t.key.key_pk, grid).map(|b| Some((b, extent(t))))).collect::<Result<Vec<_>>>();
             (mine, helper.join())
         });
         let helped = helped.map_err(|_| CodedError::new(ErrorCode::Internal, "a bucketing thread panicked"))?;
@@ -613,8 +559,7 @@ fn bucket_targets(
     let scale = if is_time_key(x) { 1e-6 } else { 1.0 };
     let mut runs: Vec<i64> = targets.iter().map(|t| t.key.run_pk).collect();
     runs.dedup();
-    let x_keys: HashMap<(i64, i64), KeyRow> =
-        keys_in(db, &runs, &[x.to_owned()])?.into_iter().map(|k| ((k.run_pk, k.stream as i64), k)).collect();
+    let x_keys: HashMap<(i64, i64), KeyRow> = keys_in(db, &runs, &[x.to_owned()])?.into_iter().map(|k| ((k.run_pk, k.stream as i64), k)).collect();
     let x_of = |t: &Target| x_keys.get(&(t.key.run_pk, t.key.stream as i64));
     let mut keys: Vec<i64> = targets.iter().map(|t| t.key.key_pk).collect();
     keys.extend(targets.iter().filter_map(|t| x_of(t).map(|k| k.key_pk)));
@@ -637,10 +582,7 @@ fn bucket_targets(
     let lo = x_min.or(data_range.map(|r| r.0)).unwrap_or(0.0);
     let hi = x_max.or(data_range.map(|r| r.1)).unwrap_or(0.0);
     let grid = Grid::new(lo, hi, n as usize);
-    let buckets = joined
-        .iter()
-        .map(|p| p.as_ref().map(|p| (bucket::xy_buckets(p, grid), bucket::x_range(p).map(|(a, b)| [a, b]))))
-        .collect();
+    let buckets = joined.iter().map(|p| p.as_ref().map(|p| (bucket::xy_buckets(p, grid), bucket::x_range(p).map(|(a, b)| [a, b])))).collect();
     Ok((lo, hi, buckets))
 }
 
@@ -671,14 +613,9 @@ fn project_series(db: &dyn Db, entity: &str, project: &str, request: &ProjectSer
     let project_pk = super::query::project_pk(db, entity, project)?;
     let (query, run_ids) = (&request.series, &request.run_ids);
     let (x, n) = (query.x.clone(), query.buckets);
-    let rows = batched(
-        db,
-        "SELECT run_id, run_pk FROM runs WHERE project_pk = ?1 AND deleted_at IS NULL AND run_id IN ({list})",
-        args![project_pk],
-        run_ids,
-        &[""],
-        |id| vec![id.param()],
-    )?;
+    let rows = batched(db, "SELECT run_id, run_pk FROM runs WHERE project_pk = ?1 AND deleted_at IS NULL AND run_id IN ({list})", args![project_pk], run_ids, &[""], |id| {
+        vec![id.param()]
+    })?;
     let mut pks: HashMap<String, i64> = HashMap::new();
     for r in &rows {
         pks.insert(r.string(0)?, r.i64(1)?);
@@ -719,14 +656,7 @@ fn project_keys(db: &dyn Db, entity: &str, project: &str) -> Result<Vec<ProjectK
         args![project_pk],
     )?
     .iter()
-    .map(|r| {
-        Ok(ProjectKey {
-            stream: if r.i64(0)? == 1 { "system" } else { "history" }.to_owned(),
-            name: r.string(1)?,
-            runs: r.i64(2)? as u64,
-            numeric: r.i64(3)? != 0,
-        })
-    })
+    .map(|r| Ok(ProjectKey { stream: if r.i64(0)? == 1 { "system" } else { "history" }.to_owned(), name: r.string(1)?, runs: r.i64(2)? as u64, numeric: r.i64(3)? != 0 }))
     .collect()
 }
 
@@ -746,10 +676,7 @@ fn history(db: &dyn Db, path: &RunPath, req: &HistoryRequest) -> Result<HistoryD
             }
             (keys, false)
         }
-        None => (
-            all_keys(db, pk)?.into_iter().filter(|k| k.stream == req.stream && !is_time_key(&k.name)).collect(),
-            true,
-        ),
+        None => (all_keys(db, pk)?.into_iter().filter(|k| k.stream == req.stream && !is_time_key(&k.name)).collect(), true),
     };
 
     // Each key's first `limit` points from `lo`; rows up to `bound` are complete for every key.
@@ -828,7 +755,6 @@ fn restrict(points: KeyPoints, steps: &[i64]) -> KeyPoints {
     });
     KeyPoints { steps: steps_kept, values }
 }
-
 
 impl SeriesStore for SqlStore {
     fn ingest(&self, path: &RunPath, batch: cairn_types::wire::IngestBatch, now: Timestamp) -> Result<IngestAck> {

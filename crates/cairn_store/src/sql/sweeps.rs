@@ -5,10 +5,12 @@
 //! twice. A trial's state is its run's; a trial handed out whose run never started within
 //! [`LOST_AFTER_MICROS`] is lost, and a crashed or lost grid point is handed out again.
 
+use cairn_types::RunPath;
 use cairn_types::Timestamp;
 use cairn_types::error::{CodedError, ErrorCode};
-use cairn_types::RunPath;
-use cairn_types::sweep::{BestTrial, BracketDecision, ImportTrial, Iterations, Method, NextTrial, NextTrialRequest, Step, SweepConfig, SweepInfo, SweepState, TrialInfo, TrialView, best_trial, next_step};
+use cairn_types::sweep::{
+    BestTrial, BracketDecision, ImportTrial, Iterations, Method, NextTrial, NextTrialRequest, Step, SweepConfig, SweepInfo, SweepState, TrialInfo, TrialView, best_trial, next_step,
+};
 use serde_json::Value as Json;
 
 use super::{Db, Dialect, Row, SqlStore, args};
@@ -273,11 +275,7 @@ impl crate::SweepStore for SqlStore {
             }
             let all = trials(db, &sweep, now)?;
             // Canceling stops the trials that run: the server asks their runs to stop.
-            let to_stop = if state == SweepState::Canceled {
-                all.iter().filter(|t| t.info.state == "running").map(|t| t.info.run_id.clone()).collect()
-            } else {
-                Vec::new()
-            };
+            let to_stop = if state == SweepState::Canceled { all.iter().filter(|t| t.info.state == "running").map(|t| t.info.run_id.clone()).collect() } else { Vec::new() };
             Ok((info(&entity, &project, &sweep, &all), to_stop))
         })
     }
@@ -308,9 +306,7 @@ impl crate::SweepStore for SqlStore {
             };
             let sweep = sweep_row(&row)?;
             let reason = match (&sweep.parsed.early_terminate, &sweep.parsed.metric) {
-                (Some(hb), Some(metric)) => {
-                    decisions(db, sweep.pk, Some(&run_id))?.iter().find(|d| d.stopped).map(|d| hb.reason(&metric.name, d))
-                }
+                (Some(hb), Some(metric)) => decisions(db, sweep.pk, Some(&run_id))?.iter().find(|d| d.stopped).map(|d| hb.reason(&metric.name, d)),
                 _ => None,
             };
             Ok(Some((sweep.sweep_id, reason)))
@@ -366,7 +362,15 @@ impl crate::SweepStore for SqlStore {
                          reached = excluded.reached, kept = excluded.kept, stopped = excluded.stopped, decided_at = excluded.decided_at
                      WHERE excluded.decided_at >= sweep_decisions.decided_at",
                     args![
-                        sweep.pk, trial.run_id, d.bracket as i64, d.value, d.threshold, d.rank as i64, d.reached as i64, d.kept as i64, d.stopped,
+                        sweep.pk,
+                        trial.run_id,
+                        d.bracket as i64,
+                        d.value,
+                        d.threshold,
+                        d.rank as i64,
+                        d.reached as i64,
+                        d.kept as i64,
+                        d.stopped,
                         d.decided_at.unwrap_or(trial.assigned_at).micros()
                     ],
                 )?;

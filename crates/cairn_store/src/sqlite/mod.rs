@@ -27,9 +27,7 @@ pub fn open(data_dir: &Path, config: StoreConfig) -> Result<SqlStore> {
 
 /// Opens (or creates) `cairn.db` in `data_dir`, with file contents in `blobs`.
 pub fn open_with_blobs(data_dir: &Path, config: StoreConfig, blobs: Arc<dyn BlobStore>) -> Result<SqlStore> {
-    std::fs::create_dir_all(data_dir).map_err(|e| {
-        CodedError::new(ErrorCode::Internal, format!("cannot create the data directory {}: {e}", data_dir.display()))
-    })?;
+    std::fs::create_dir_all(data_dir).map_err(|e| CodedError::new(ErrorCode::Internal, format!("cannot create the data directory {}: {e}", data_dir.display())))?;
     open_file(&data_dir.join("cairn.db"), config, blobs)
 }
 
@@ -38,11 +36,7 @@ pub fn open_file(db_path: &Path, config: StoreConfig, blobs: Arc<dyn BlobStore>)
     cairn_types::ids::validate_name("default entity", &config.default_entity)?;
     let conn = open_connection(db_path, false)?;
     migrate(&conn)?;
-    let backend = SqliteBackend {
-        writer: Writer::start(conn),
-        readers: Readers::new(db_path.to_owned(), 4),
-        db_path: db_path.to_owned(),
-    };
+    let backend = SqliteBackend { writer: Writer::start(conn), readers: Readers::new(db_path.to_owned(), 4), db_path: db_path.to_owned() };
     SqlStore::new(Box::new(backend), blobs, config)
 }
 
@@ -86,20 +80,13 @@ pub fn file_bytes(db_path: &Path) -> Result<u64> {
 fn migrate(conn: &Connection) -> Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).db()?;
     if version > SCHEMA_VERSION {
-        return Err(CodedError::new(
-            ErrorCode::Internal,
-            format!("the database has schema version {version}, newer than this cairn ({SCHEMA_VERSION}); upgrade cairn"),
-        ));
+        return Err(CodedError::new(ErrorCode::Internal, format!("the database has schema version {version}, newer than this cairn ({SCHEMA_VERSION}); upgrade cairn")));
     }
     conn.execute_batch(include_str!("schema.sql")).db()?;
     // Version 2: forks share chunks (`chunks.shared_key`), rewinds archive into hidden runs
     // (`runs.archive_of`). The tables of version 1 get the columns.
-    let has_column = |table: &str, column: &str| -> Result<bool> {
-        conn.prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))
-            .db()?
-            .exists([column])
-            .db()
-    };
+    let has_column =
+        |table: &str, column: &str| -> Result<bool> { conn.prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1")).db()?.exists([column]).db() };
     if !has_column("chunks", "shared_key")? {
         conn.execute_batch("ALTER TABLE chunks ADD COLUMN shared_key INTEGER").db()?;
     }

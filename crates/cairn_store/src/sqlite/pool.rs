@@ -37,10 +37,7 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI
     } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI
     };
     let conn = Connection::open_with_flags(path, flags).db()?;
     conn.busy_timeout(std::time::Duration::from_secs(30)).db()?;
@@ -86,10 +83,7 @@ pub struct Writer {
 impl Writer {
     pub fn start(conn: Connection) -> Writer {
         let (sender, receiver) = sync_channel::<Job>(1024);
-        let thread = std::thread::Builder::new()
-            .name("cairn-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, receiver))
-            .expect("spawn the writer thread");
+        let thread = std::thread::Builder::new().name("cairn-sqlite-writer".into()).spawn(move || writer_loop(conn, receiver)).expect("spawn the writer thread");
         Writer { sender: Mutex::new(Some(sender)), thread: Mutex::new(Some(thread)) }
     }
 
@@ -125,9 +119,8 @@ impl Writer {
 
 fn in_savepoint<R>(conn: &Connection, op: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
     conn.execute_batch("SAVEPOINT job").db()?;
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(conn))).unwrap_or_else(|_| {
-        Err(CodedError::new(ErrorCode::Internal, "internal error while writing (a bug); nothing was stored"))
-    });
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(conn)))
+        .unwrap_or_else(|_| Err(CodedError::new(ErrorCode::Internal, "internal error while writing (a bug); nothing was stored")));
     match &result {
         Ok(_) => conn.execute_batch("RELEASE job").db()?,
         Err(_) => conn.execute_batch("ROLLBACK TO job; RELEASE job").db()?,
