@@ -104,7 +104,7 @@ fn named_batch(first: u64, rows: u64, names: &[String], value: impl Fn(u64, usiz
     let mut p = Vec::new();
     for (k, name) in names.iter().enumerate() {
         p.clear();
-        payload::key_def(&mut p, k as u64, KeyStream::History, &[name.clone()]);
+        payload::key_def(&mut p, k as u64, KeyStream::History, std::slice::from_ref(name));
         b.push_payload(&p);
     }
     let t0 = Timestamp::now().micros();

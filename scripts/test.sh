@@ -26,6 +26,8 @@ npm --prefix ui test
 step "layering: the client must not depend on the server or the store; formatting"
 scripts/check-layers.sh
 cargo fmt --all -- --check || { echo "the Rust code is not formatted (rustfmt.toml): run cargo fmt --all" >&2; exit 1; }
+step "lints: clippy on every target and feature, warnings denied (the workspace's lints in Cargo.toml)"
+timeout 20m cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
 
 step "test services: a venv with pytest's needs and moto (a real S3 API), a PostgreSQL cluster"
 PYTHON=${PYTHON:-python3}

@@ -163,7 +163,7 @@ pub fn users(command: UsersCommand) -> anyhow::Result<()> {
         }
         UsersCommand::List { store } => {
             let accounts = store.open()?.list_accounts().map_err(coded)?;
-            println!("{:<30} {:<5} {:<6} {}", "NAME", "KIND", "ADMIN", "CREATED");
+            println!("{:<30} {:<5} {:<6} CREATED", "NAME", "KIND", "ADMIN");
             for a in accounts {
                 println!("{:<30} {:<5} {:<6} {}", a.name, if a.team { "team" } else { "user" }, if a.admin { "yes" } else { "" }, time(Some(a.created_at)));
             }

@@ -153,7 +153,7 @@ pub fn finish_lines(view: &FinishView<'_>) -> Vec<String> {
     if !history.is_empty() {
         lines.push(format!("{PREFIX} Run history:"));
         lines.extend(aligned(&history));
-        lines.push(format!("{PREFIX}"));
+        lines.push(PREFIX.to_string());
     }
     let mut summary = Vec::new();
     let mut flat = Vec::new();
@@ -169,7 +169,7 @@ pub fn finish_lines(view: &FinishView<'_>) -> Vec<String> {
     if !summary.is_empty() {
         lines.push(format!("{PREFIX} Run summary:"));
         lines.extend(aligned(&summary));
-        lines.push(format!("{PREFIX}"));
+        lines.push(PREFIX.to_string());
     }
     if let Some(warning) = &view.pending_warning {
         lines.push(format!("{PREFIX} {warning}"));

@@ -290,7 +290,6 @@ impl Run {
         if let Some(git) = &git {
             metadata.insert("git".into(), Value::Map(git.meta.clone()));
         }
-        let mut r = r;
         if let Some(diff) = git.and_then(|g| g.diff) {
             r.extra_files.push(("diff.patch".into(), diff));
         }

@@ -138,7 +138,7 @@ pub async fn stream(
                 Ok(event) if query.matches(&event) => {
                     // The caller as they are now (looked up at most once a second): a revoked
                     // key or a sign-out ends the stream, a lost role stops its events.
-                    let Some(now) = state.caller_now(&caller).await else { return None };
+                    let now = state.caller_now(&caller).await?;
                     if !state.can_read(&now, &event.entity, &event.project).await {
                         continue;
                     }

@@ -345,7 +345,7 @@ mod tests {
         let specials = vec![Value::Float(f64::NAN), Value::Float(f64::INFINITY), Value::Float(-0.0), Value::Float(f64::MIN_POSITIVE)];
         round_trip(vec![1, 2, 3, 9], specials);
         round_trip(dense.clone(), (0..100).map(|i| Value::Int(i64::MAX - i)).collect());
-        let mut mixed: Vec<Value> = (0..100).map(|i| Value::Int(i)).collect();
+        let mut mixed: Vec<Value> = (0..100).map(Value::Int).collect();
         mixed[5] = Value::Float(0.5);
         mixed[6] = Value::from("text");
         mixed[7] = Value::Null;

@@ -1,3 +1,4 @@
+#![allow(clippy::cloned_ref_to_slice_refs)] // `[x.clone()]` reads best in the assertions
 //! The conformance suite that every store implementation must pass (after quickwit's
 //! `metastore_test_suite!`). Invoke it with an expression that makes a fresh store and a guard that
 //! keeps its resources alive:
@@ -1986,8 +1987,8 @@ pub fn artifacts_committed_at_once_get_distinct_versions(store: &(impl Store + S
     let mut sorted = versions.clone();
     sorted.sort();
     assert_eq!(sorted, ["v0", "v1", "v2", "v3", "v4"]);
-    for i in 0..5 {
-        assert_eq!(store.get_artifact("e", "p", "shared", &format!("writer{i}")).unwrap().version, versions[i]);
+    for (i, version) in versions.iter().enumerate() {
+        assert_eq!(&store.get_artifact("e", "p", "shared", &format!("writer{i}")).unwrap().version, version);
     }
     assert_eq!(store.get_artifact("e", "p", "shared", "latest").unwrap().version, "v4");
 }

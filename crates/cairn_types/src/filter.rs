@@ -378,8 +378,8 @@ mod props {
         let leaf = prop_oneof![
             Just(Json::Null),
             any::<bool>().prop_map(Json::Bool),
-            any::<i64>().prop_map(|i| Json::from(i)),
-            any::<f64>().prop_map(|f| Json::from(f)),
+            any::<i64>().prop_map(Json::from),
+            any::<f64>().prop_map(Json::from),
             prop_oneof![Just("$gt".to_owned()), Just("running".to_owned()), ".{0,6}"].prop_map(Json::String),
         ];
         leaf.prop_recursive(4, 40, 5, |inner| {

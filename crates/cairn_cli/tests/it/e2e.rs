@@ -689,10 +689,10 @@ fn events_of(url: String) -> std::sync::mpsc::Receiver<String> {
         let Ok(mut reply) = ureq::get(url).call() else { return };
         for line in BufReader::new(reply.body_mut().as_reader()).lines() {
             let Ok(line) = line else { return };
-            if let Some(data) = line.strip_prefix("data:") {
-                if sender.send(data.trim().to_owned()).is_err() {
-                    return;
-                }
+            if let Some(data) = line.strip_prefix("data:")
+                && sender.send(data.trim().to_owned()).is_err()
+            {
+                return;
             }
         }
     });
@@ -946,8 +946,7 @@ fn webhook(needle: &'static str) -> (String, std::sync::Arc<std::sync::atomic::A
             let mut request = Vec::new();
             let mut buf = [0u8; 4096];
             // Headers, then as much body as Content-Length says.
-            loop {
-                let Ok(n) = stream.read(&mut buf) else { break };
+            while let Ok(n) = stream.read(&mut buf) {
                 if n == 0 {
                     break;
                 }

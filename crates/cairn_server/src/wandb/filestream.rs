@@ -126,7 +126,7 @@ pub async fn file_stream(
     let run = crate::service::blocking(move || store.get_run(&p)).await?;
     let mut json = IngestJson::default();
     for (name, chunk) in request.files {
-        let lines = chunk.content.iter().enumerate().map(|(i, text)| (chunk.offset + i as u64, text.as_str()));
+        let mut lines = chunk.content.iter().enumerate().map(|(i, text)| (chunk.offset + i as u64, text.as_str()));
         match name.as_str() {
             "wandb-history.jsonl" => {
                 let rows = lines.map(|(n, text)| json_line(&name, n, text)).collect::<Result<Vec<_>, _>>()?;
@@ -144,7 +144,7 @@ pub async fn file_stream(
             }
             "wandb-summary.json" => {
                 // The whole summary: the last line holds it.
-                if let Some((n, text)) = lines.last() {
+                if let Some((n, text)) = lines.next_back() {
                     let summary = summary_of(json_line(&name, n, text)?);
                     let remove = run.summary.keys().filter(|k| !summary.contains_key(*k)).cloned().collect();
                     json.summary = Some(JsonUpdates { offset: run.offsets.summary, updates: vec![JsonUpdate { set: summary, remove }] });

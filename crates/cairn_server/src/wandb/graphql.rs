@@ -363,7 +363,7 @@ async fn upsert_bucket(state: &AppState, caller: &Caller, vars: &Json, public: b
     metadata.insert("client".into(), Value::Str("wandb".into()));
     let fork_from = internal.as_ref().and_then(|w| w.get("branch_point")).and_then(|bp| {
         let run_id = bp.get("run_id")?.as_str()?;
-        (run_id != path.run_id.to_string()).then(|| StepRef { run_id: run_id.to_owned(), step: bp.get("step").and_then(Json::as_i64).unwrap_or(0) })
+        (run_id != path.run_id).then(|| StepRef { run_id: run_id.to_owned(), step: bp.get("step").and_then(Json::as_i64).unwrap_or(0) })
     });
     let inserted = run.is_none();
     let request = UpsertRunRequest {

@@ -46,6 +46,12 @@ impl Reply {
     }
 }
 
+impl Default for TestApp {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl TestApp {
     pub fn new() -> TestApp {
         TestApp::with_config(ServerConfig::default())

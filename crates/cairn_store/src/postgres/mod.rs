@@ -467,9 +467,9 @@ fn without_nul_escapes(json: &str) -> std::borrow::Cow<'_, str> {
     while let Some(at) = rest.find('\\') {
         out.push_str(&rest[..at]);
         let escape = &rest[at..];
-        if escape.starts_with("\\u0000") {
+        if let Some(after) = escape.strip_prefix("\\u0000") {
             out.push_str("\\ufffd");
-            rest = &escape[6..];
+            rest = after;
         } else {
             // Any other escape, whole: `\\` included, so the next backslash starts an escape.
             let len = escape[1..].chars().next().map_or(1, |c| 1 + c.len_utf8());

@@ -429,23 +429,6 @@ impl AccountStore for SqlStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn keys_have_the_format_the_wandb_client_checks() {
-        // wandb's checks: the secret is what follows the first `-`; 0.19 saves a key only when
-        // it is exactly 40 characters, later versions take 40 or more word characters.
-        for _ in 0..200 {
-            let key = super::new_key().unwrap();
-            let (prefix, secret) = key.split_once('-').unwrap();
-            assert_eq!(prefix, "cairn");
-            assert_eq!(secret.len(), 40, "{key}");
-            assert!(secret.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()), "{key}");
-            assert_ne!(key, super::new_key().unwrap());
-        }
-    }
-}
-
 /// Layouts are the UI's JSON, kept as text; this bounds what one request may store.
 const MAX_WORKSPACE_BYTES: usize = 1 << 20;
 
@@ -488,5 +471,22 @@ impl crate::WorkspaceStore for SqlStore {
             let pk = super::query::project_pk(db, &entity, &project)?;
             Ok(db.execute("DELETE FROM workspaces WHERE project_pk = ?1 AND viewer = ?2", args![pk, viewer])? > 0)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_have_the_format_the_wandb_client_checks() {
+        // wandb's checks: the secret is what follows the first `-`; 0.19 saves a key only when
+        // it is exactly 40 characters, later versions take 40 or more word characters.
+        for _ in 0..200 {
+            let key = super::new_key().unwrap();
+            let (prefix, secret) = key.split_once('-').unwrap();
+            assert_eq!(prefix, "cairn");
+            assert_eq!(secret.len(), 40, "{key}");
+            assert!(secret.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()), "{key}");
+            assert_ne!(key, super::new_key().unwrap());
+        }
     }
 }

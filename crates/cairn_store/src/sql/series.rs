@@ -533,7 +533,7 @@ fn bucket_targets(db: &dyn Db, targets: &[Target], x: &str, n: u32, x_min: Optio
         let mut source = Prefetched::load(db, &keys, lo_step, hi_step, |s| {
             !(s.start_step >= lo_step && s.end_step <= hi_step && grid.index(s.start_step as f64) == grid.index(s.end_step as f64))
         })?;
-        let extent = |t: &Target| (t.key.totals.count > 0).then(|| [t.key.totals.first_step as f64, t.key.totals.last_step as f64]);
+        let extent = |t: &Target| (t.key.totals.count > 0).then_some([t.key.totals.first_step as f64, t.key.totals.last_step as f64]);
         // Many series (a project's workspace): the second half is bucketed on a second core,
         // from what was read ahead; a chunk it lacks sends its series back to this thread.
         let half = if targets.len() >= 16 { targets.len() / 2 } else { targets.len() };
@@ -589,7 +589,7 @@ fn bucket_targets(db: &dyn Db, targets: &[Target], x: &str, n: u32, x_min: Optio
 fn series(db: &dyn Db, path: &RunPath, query: &SeriesRequest) -> Result<SeriesResult> {
     let pk = run_pk(db, path)?;
     let (names, x, n) = (&query.keys, query.x.clone(), query.buckets);
-    let found = keys_of(db, &[pk], &names)?;
+    let found = keys_of(db, &[pk], names)?;
     let targets = names
         .iter()
         .map(|name| match found.get(&(pk, name.clone())) {
