@@ -51,8 +51,11 @@ CAIRN_SERVER_BINARY="$PWD/target/release/cairn" timeout 20m scripts/build-wheel.
 # In a fresh venv with no target/ and no cargo: the server serves the UI, Python logs, the CLI lists.
 timeout 10m scripts/test-wheel.sh target/py-wheel/cairn-*.whl
 
-step "Python package: that wheel installed, pytest"
+step "Python package: that wheel installed, its stub checked against the extension, pytest"
 .venv/bin/python -m pip install -q --force-reinstall target/py-wheel/cairn-*.whl
+# Names and signatures of cairn/_core.pyi against the built cairn._core (outside the checkout,
+# so that the installed package is the one imported).
+(cd "${TMPDIR:-/tmp}" && "$OLDPWD/.venv/bin/python" -m mypy.stubtest cairn._core)
 CAIRN_BIN="$PWD/target/debug/cairn" timeout 20m .venv/bin/python -m pytest python/tests -q
 
 step "the official wandb client, 0.19: the compatibility and import tests again, in a venv of their own"
