@@ -64,6 +64,9 @@ step "the official wandb client, 0.19: the compatibility and import tests again,
 .venv-wandb019/bin/python -m pip install -q --force-reinstall target/py-wheel/cairn-*.whl
 CAIRN_BIN="$PWD/target/debug/cairn" timeout 20m .venv-wandb019/bin/python -m pytest python/tests/test_wandb.py python/tests/test_import.py -q
 
+step "the UI's REST types, generated from the server's OpenAPI document, are current"
+CAIRN_BIN="$PWD/target/debug/cairn" scripts/gen-api-types.sh --check
+
 step "API fuzzing: schemathesis against the server's OpenAPI document, a bounded run"
 CAIRN_BIN="$PWD/target/debug/cairn" timeout 15m scripts/fuzz-api.sh 10
 

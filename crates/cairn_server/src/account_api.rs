@@ -126,7 +126,7 @@ pub async fn end_session(State(state): State<AppState>, headers: HeaderMap) -> A
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, session_cookie("", state.config.auth.secure_cookies))]).into_response())
 }
 
-#[utoipa::path(get, path = "/api/v1/keys", tag = "accounts",
+#[utoipa::path(get, path = "/api/v1/keys", tag = "accounts", operation_id = "list_api_keys",
     responses((status = 200, description = "The caller's API keys (never the keys themselves)", body = Vec<ApiKey>), (status = 401, body = ErrorBody)))]
 pub async fn list_keys(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<ApiKey>>> {
     let (store, user) = (state.store.clone(), caller.user()?.to_owned());

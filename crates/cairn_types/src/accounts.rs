@@ -84,8 +84,11 @@ pub struct ApiKey {
     /// The key's first characters, to recognize it by.
     pub prefix: String,
     pub created_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub expires_at: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub last_used_at: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub revoked_at: Option<Timestamp>,
 }
 

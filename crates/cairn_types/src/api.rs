@@ -229,6 +229,7 @@ pub struct RunInfo {
     /// Duration: the seconds the run was active, computing or logging. The sum of its sessions'
     /// spans (each from its start or resume to its finish or last sign of life), pauses left out.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub duration_secs: f64,
     /// The last `_step` stored, if any history was logged.
     pub last_step: Option<i64>,
@@ -771,6 +772,7 @@ pub struct AlertInfo {
     pub last_error: Option<String>,
     /// The targets (`webhook`, `email`) that have it: a retry goes only to the others.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub delivered_to: Vec<String>,
 }
 

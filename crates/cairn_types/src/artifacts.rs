@@ -223,6 +223,7 @@ pub struct UseArtifact {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ArtifactLineage {
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub logged_by: Option<String>,
     pub used_by: Vec<String>,
 }

@@ -1,84 +1,22 @@
+import type { components } from "./api-schema";
+
+type Schemas = components["schemas"];
 // The REST API, typed. Errors carry the server's code and message.
 import type { BracketDecision, SweepInfo, TrialInfo } from "./sweep";
 
-export interface EntityInfo {
-  name: string;
-  created_at: string;
-  project_count: number;
-  run_count: number;
-  last_activity_at: string | null;
-}
+export type EntityInfo = Schemas["EntityInfo"];
 
-export interface ProjectInfo {
-  entity: string;
-  name: string;
-  created_at: string;
-  run_count: number;
-  last_activity_at: string | null;
-  /** Private: the entity's members read it; public: any signed-in user. */
-  visibility: "private" | "public";
-}
+export type ProjectInfo = Schemas["ProjectInfo"];
 
-export type RunState = "running" | "finished" | "failed" | "crashed" | "killed";
+export type RunState = Schemas["RunState"];
 
-export interface RunInfo {
-  entity: string;
-  project: string;
-  run_id: string;
-  name: string;
-  seq: number;
-  state: RunState;
-  config: Record<string, unknown>;
-  summary: Record<string, unknown>;
-  tags: string[];
-  notes: string;
-  group: string | null;
-  job_type: string | null;
-  metadata: Record<string, unknown>;
-  created_at: string;
-  started_at: string;
-  heartbeat_at: string | null;
-  finished_at: string | null;
-  exit_code: number | null;
-  runtime_secs: number;
-  duration_secs: number;
-  last_step: number | null;
-  stop_requested: boolean;
-  offsets: Record<string, number>;
-  /** The sweep it is a trial of (when read alone). */
-  sweep_id?: string | null;
-  /** Why its sweep stopped it (hyperband), if it did. */
-  stop_reason?: string | null;
-  /** When it said it may be preempted (`mark_preempting`); cleared when it resumes. */
-  preempting_at?: string | null;
-}
+export type RunInfo = Schemas["RunInfo"];
 
-export interface RunPage {
-  runs: RunInfo[];
-  total: number;
-  offset: number;
-  limit: number;
-}
+export type RunPage = Schemas["RunPage"];
 
-/** A series' buckets; arrays not asked for (`fields`) are absent. */
-export interface Buckets {
-  index: number[];
-  x: number[];
-  x_min?: number[];
-  x_max?: number[];
-  min: (number | string)[];
-  max: (number | string)[];
-  mean?: (number | string)[];
-  last?: (number | string)[];
-  count: number[];
-}
+export type Buckets = Schemas["Buckets"];
 
-export interface KeySeries {
-  key: string;
-  buckets: Buckets;
-  /** The lowest and highest x of all the series' data, whatever the grid. */
-  extent?: [number, number];
-}
+export type KeySeries = Schemas["KeySeries"];
 
 export interface ProjectSeries {
   x: string;
@@ -88,44 +26,15 @@ export interface ProjectSeries {
   runs: { run_id: string; series: KeySeries[] }[];
 }
 
-export interface ProjectKey {
-  name: string;
-  stream: string;
-  runs: number;
-  numeric: boolean;
-}
+export type ProjectKey = Schemas["ProjectKey"];
 
-export interface KeyInfo {
-  name: string;
-  path: string[];
-  stream: string;
-  count: number;
-  numeric_count: number;
-  first_step: number;
-  last_step: number;
-  min: number | null;
-  max: number | null;
-}
+export type KeyInfo = Schemas["KeyInfo"];
 
-export interface ColumnStats {
-  count: number;
-  min: number | null;
-  max: number | null;
-  mean: number | null;
-  histogram: number[];
-}
+export type ColumnStats = Schemas["ColumnStats"];
 
-export interface RunGroup {
-  value: unknown;
-  count: number;
-  columns: Record<string, ColumnStats>;
-}
+export type RunGroup = Schemas["RunGroup"];
 
-export interface GroupPage {
-  by: string;
-  groups: RunGroup[];
-  ranges: Record<string, [number, number]>;
-}
+export type GroupPage = Schemas["GroupPage"];
 
 export interface ConsoleLine {
   line: number;
@@ -134,111 +43,32 @@ export interface ConsoleLine {
   text: string;
 }
 
-/** A histogram key's histograms, merged per bucket of steps. */
-export interface HistogramSeries {
-  key: string;
-  buckets: { first_step: number; last_step: number; count: number; bins: number[]; values: number[] }[];
-}
+export type HistogramSeries = Schemas["HistogramSeries"];
 
-export interface AlertInfo {
-  id: number;
-  title: string;
-  text: string;
-  level: "INFO" | "WARN" | "ERROR";
-  time: string;
-  delivery: "pending" | "delivered" | "failed" | "stored";
-  attempts: number;
-  last_error: string | null;
-  delivered_to: string[];
-}
+export type AlertInfo = Schemas["AlertInfo"];
 
-export interface FileInfo {
-  path: string;
-  size: number;
-  sha256: string;
-  updated_at: string;
-}
+export type FileInfo = Schemas["FileInfo"];
 
-/** An artifact version: a collection's `vN`, its aliases, and the run that logged it. */
-export interface ArtifactInfo {
-  entity: string;
-  project: string;
-  name: string;
-  type: string;
-  version: string;
-  version_index: number;
-  digest: string;
-  size: number;
-  file_count: number;
-  aliases: string[];
-  description: string | null;
-  metadata: Record<string, unknown>;
-  created_at: string;
-  logged_by: string | null;
-}
+export type ArtifactInfo = Schemas["ArtifactInfo"];
 
-/** A collection: a name and a type in a project, with its versions. */
-export interface CollectionInfo {
-  entity: string;
-  project: string;
-  name: string;
-  type: string;
-  version_count: number;
-  created_at: string;
-  updated_at: string;
-}
+export type CollectionInfo = Schemas["CollectionInfo"];
 
-/** One file of a version: stored (`digest` is its SHA-256), or a reference to `ref`, a URI
- * (then `digest` is what identifies it there: a SHA-256, an ETag), whose bytes are not here. */
-export interface ManifestEntry {
-  path: string;
-  digest: string;
-  size: number;
-  ref?: string;
-}
+export type ManifestEntry = Schemas["ManifestEntry"];
 
-/** The runs around a version, as `entity/project/run_id`. */
-export interface ArtifactLineage {
-  logged_by: string | null;
-  used_by: string[];
-}
+export type ArtifactLineage = Schemas["ArtifactLineage"];
 
-/** Who is signed in, and what they may do; with auth off, an anonymous admin. */
-export interface Viewer {
-  auth: boolean;
-  user: string | null;
-  /** A server admin (always true with auth off). */
-  admin: boolean;
-  teams: { name: string; role: TeamRole }[];
-}
+export type Viewer = Schemas["Viewer"];
 
-export type TeamRole = "admin" | "member" | "viewer";
+export type TeamRole = Schemas["Role"];
 
-export interface ApiKey {
-  id: number;
-  user: string;
-  name: string;
-  /** The first characters of the secret, to tell keys apart. */
-  prefix: string;
-  created_at: string;
-  expires_at: string | null;
-  last_used_at: string | null;
-  revoked_at: string | null;
-}
+export type ApiKey = Schemas["ApiKey"];
 
 export interface Member {
   user: string;
   role: TeamRole;
 }
 
-export interface AuditEntry {
-  id: number;
-  at: string;
-  actor: string;
-  action: string;
-  target: string;
-  detail: string;
-}
+export type AuditEntry = Schemas["AuditEntry"];
 
 export class ApiError extends Error {
   constructor(

@@ -363,7 +363,7 @@ pub(crate) async fn fetch_manifest(state: &AppState, caller: &Caller, vars: &Jso
 /// A W&B manifest (version 1) of a version: each stored file by its MD5 (base64, which cairn
 /// does not keep, so it is computed here, reading each content once) and size, each reference as
 /// it was given.
-#[utoipa::path(get, path = "/wandb-artifacts/{token}/manifest", tag = "wandb",
+#[utoipa::path(get, path = "/wandb-artifacts/{token}/manifest", tag = "wandb", operation_id = "wandb_artifact_manifest",
     params(("token" = String, Path, description = "What FetchArtifactManifest handed out: the version and an expiry, signed")),
     responses((status = 200, description = "The manifest as the wandb client reads it", body = Object),
         (status = 400, description = "The URL is forged or expired", body = cairn_types::ErrorBody), (status = 404, body = cairn_types::ErrorBody)))]
@@ -404,7 +404,7 @@ pub async fn manifest(
 }
 
 /// A file of a version, by its path in the version.
-#[utoipa::path(get, path = "/wandb-artifacts/{token}/files/{file_path}", tag = "wandb",
+#[utoipa::path(get, path = "/wandb-artifacts/{token}/files/{file_path}", tag = "wandb", operation_id = "wandb_artifact_file",
     params(("token" = String, Path, description = "What the download URL queries handed out, signed"), ("file_path" = String, Path, description = "The file's path in the version, may contain /")),
     responses((status = 200, description = "The file's bytes", content_type = "application/octet-stream"),
         (status = 400, description = "The URL is forged or expired", body = cairn_types::ErrorBody), (status = 404, body = cairn_types::ErrorBody)))]

@@ -32,6 +32,14 @@ async fn info_and_openapi_document_every_route() {
     let names: Vec<&str> = history.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"min_step") && names.contains(&"keys"), "{names:?}");
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    // Operation ids are unique: the UI's types are generated from them.
+    let mut ids = std::collections::HashSet::new();
+    for item in doc["paths"].as_object().unwrap().values() {
+        for (_, op) in item.as_object().unwrap().iter().filter(|(method, _)| ["get", "put", "post", "delete", "patch"].contains(&method.as_str())) {
+            let id = op["operationId"].as_str().unwrap();
+            assert!(ids.insert(id.to_owned()), "operationId {id} is used twice");
+        }
+    }
 }
 
 #[tokio::test]
