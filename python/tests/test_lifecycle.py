@@ -208,3 +208,45 @@ def test_fork_and_rewind(env, api, tmp_path):
         cairn.init(project=project, id="trunk", resume_from="trunk?_step=99999")
     with pytest.raises(cairn.errors.InvalidSetting, match="same run"):
         cairn.init(project=project, id="other", resume_from="trunk?_step=5")
+
+
+def test_a_full_run_directory_does_not_crash_training_and_what_was_written_syncs(server, tmp_path, project) -> None:
+    import shutil
+
+    import cairn
+    from conftest import cairn_binary
+
+    small = tmp_path / "small"
+    small.mkdir()
+    if shutil.which("mount") is None or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(small)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (not root, or not Linux)")
+    try:
+        code = f"""
+import cairn
+run = cairn.init(project="{project}", id="fulldisk", mode="offline")
+logged = 0
+for i in range(20000):
+    run.log({{"loss": float(i), "text": "x" * 400}})
+    logged += 1
+print("survived", logged, flush=True)
+run.finish()
+"""
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "CAIRN_DIR": str(small), "CAIRN_SILENT": "true", "CAIRN_CONSOLE": "off"})
+        # Training went on to the end; the program was told once.
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "survived 20000" in done.stdout
+        assert done.stderr.count("logged rows are not written until there is room again") == 1, done.stderr[-3000:]
+        # And at finish, that the run's end could not be written.
+        assert "the run's end was not written" in done.stderr
+        # Once there is room, what was written syncs: steps from 0, contiguous, each value as logged.
+        assert subprocess.run(["mount", "-o", "remount,size=64m", str(small)], capture_output=True).returncode == 0
+        run_dir = next(p for p in (small / "cairn").iterdir() if p.name.startswith("run-"))
+        synced = subprocess.run([cairn_binary(), "sync", str(run_dir), "--base-url", server.url], capture_output=True, text=True, timeout=300)
+        assert synced.returncode == 0, synced.stderr
+        rows = list(cairn.Api(base_url=server.url).run(f"tester/{project}/fulldisk").scan_history())
+        assert rows and len(rows) < 20000, len(rows)
+        assert [r["_step"] for r in rows] == list(range(len(rows)))
+        assert all(r["loss"] == float(r["_step"]) for r in rows)
+    finally:
+        subprocess.run(["umount", "-l", str(small)], capture_output=True)

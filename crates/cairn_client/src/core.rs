@@ -103,6 +103,8 @@ pub enum LogOutcome {
     Dropped { step: i64, current: i64 },
     /// The run is disabled.
     Disabled,
+    /// The disk of the run directory is full: nothing was written (the program was told once).
+    Unwritten,
 }
 
 pub struct Core {
@@ -136,6 +138,10 @@ pub struct Core {
     media: Option<crate::media::Stage>,
     /// The row being built holds staged media.
     row_media: bool,
+    /// The last write to the log failed because the disk is full.
+    disk_full: bool,
+    /// Rows `log` could not write since the disk filled up (0: none, or it has room again).
+    unwritten_rows: u64,
 }
 
 impl Core {
@@ -167,6 +173,8 @@ impl Core {
             console_line: seqs.console,
             media: None,
             row_media: false,
+            disk_full: false,
+            unwritten_rows: 0,
         }
     }
 
@@ -188,8 +196,16 @@ impl Core {
         Ok(())
     }
 
+    /// Whether the last write failed because the disk is full (and forgets it).
+    pub fn take_disk_full(&mut self) -> bool {
+        std::mem::take(&mut self.disk_full)
+    }
+
     fn append(&mut self) -> Result<()> {
-        self.wal.append(&self.record).map_err(|e| ClientError::new(ErrorKind::Io, format!("cannot write the run's log: {e}")))
+        self.wal.append(&self.record).map_err(|e| {
+            self.disk_full = cairn_types::error::is_disk_full(&e);
+            ClientError::new(ErrorKind::Io, format!("cannot write the run's log: {e}"))
+        })
     }
 
     pub fn write_run_start(&mut self, info: &Value) -> Result<()> {
@@ -226,7 +242,32 @@ impl Core {
     }
 
     /// Writes one history record; `fill` adds the fields.
+    /// Logs a row. A full disk does not fail the program: the row is not written, the program is
+    /// told once (on stderr), and logging goes on once there is room again; what was written
+    /// before stays whole and syncable.
     pub fn log_row(&mut self, step: Option<i64>, commit: Option<bool>, fill: impl FnOnce(&mut RowFields<'_>) -> Result<()>) -> Result<LogOutcome> {
+        self.disk_full = false;
+        match self.log_row_inner(step, commit, fill) {
+            Err(e) if self.disk_full => {
+                self.disk_full = false;
+                self.unwritten_rows += 1;
+                if self.unwritten_rows == 1 {
+                    eprintln!("cairn: the disk of the run directory is full: {}; logged rows are not written until there is room again (what was written is kept)", e.message);
+                }
+                Ok(LogOutcome::Unwritten)
+            }
+            Ok(outcome) => {
+                if self.unwritten_rows > 0 {
+                    eprintln!("cairn: the run directory has room again; {} logged rows were not written", self.unwritten_rows);
+                    self.unwritten_rows = 0;
+                }
+                Ok(outcome)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn log_row_inner(&mut self, step: Option<i64>, commit: Option<bool>, fill: impl FnOnce(&mut RowFields<'_>) -> Result<()>) -> Result<LogOutcome> {
         self.check_open()?;
         let (seq, row_step) = match (step, self.open_row) {
             (None, Some(open)) => (open.seq, open.step),

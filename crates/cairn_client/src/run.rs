@@ -881,7 +881,15 @@ impl Inner {
                 if let Some(code) = exit_code {
                     event.insert("exit_code".into(), Value::from(code));
                 }
-                core.write_event(&Value::Map(event))?;
+                if let Err(e) = core.write_event(&Value::Map(event)) {
+                    // A full disk does not keep the run from ending here; its log lacks the end.
+                    if !core.take_disk_full() {
+                        return Err(e);
+                    }
+                    eprintln!(
+                        "cairn: the disk of the run directory is full: the run's end was not written; once there is room, `cairn sync` of the directory sends what was written (the server marks the run crashed)"
+                    );
+                }
                 core.finished = true;
                 core.close_media();
                 final_state
