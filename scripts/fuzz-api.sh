@@ -20,9 +20,11 @@ url="http://127.0.0.1:$port"
 server_pid=$!
 for _ in $(seq 1 100); do "$py" -c "import urllib.request; urllib.request.urlopen('$url/api/v1/info', timeout=2)" 2>/dev/null && break; sleep 0.1; done
 status=0
-PYTHONPATH=scripts/fuzz SCHEMATHESIS_HOOKS=st_hooks "$(dirname "$py")/st" run "$url/api/v1/openapi.json" --url "$url" \
+# From the work folder: schemathesis keeps its cache (.schemathesis) in the current directory.
+st=$(realpath "$(dirname "$py")/st")
+(cd "$work" && PYTHONPATH="$OLDPWD/scripts/fuzz" SCHEMATHESIS_HOOKS=st_hooks "$st" run "$url/api/v1/openapi.json" --url "$url" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
-  --phases examples,fuzzing --mode all --max-examples "$examples" --workers 1 --report-dir "$work/report" || status=$?
+  --phases examples,fuzzing --mode all --max-examples "$examples" --workers 1 --report-dir "$work/report") || status=$?
 # Still healthy, and no handler panicked.
 "$py" -c "import urllib.request; assert urllib.request.urlopen('$url/api/v1/info', timeout=5).status == 200" \
   || { echo "the server does not answer after the fuzzing" >&2; status=1; }
