@@ -13,6 +13,23 @@ ensure_node() {
   command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
 }
 
+# A free loopback port.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# The body at a URL, on stdout (Python's urllib: no curl needed).
+http_get() {
+  python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "$1"
+}
+
+# Waits up to 10 s for a cairn server to answer at a base URL.
+wait_for_cairn() {
+  for _ in $(seq 1 100); do http_get "$1/api/v1/info" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "no cairn server answered at $1 within 10 s" >&2
+  return 1
+}
+
 # Builds the web UI into ui/dist, which the server embeds (release) or reads (debug).
 build_ui() {
   ensure_node

@@ -6,6 +6,7 @@
 #   scripts/fuzz-api.sh [EXAMPLES_PER_OPERATION]   (default 10, what the suite runs; try 500)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/common.sh
 examples=${1:-10}
 bin=${CAIRN_BIN:-target/debug/cairn}
 py=${PYTHON:-.venv/bin/python}
@@ -13,12 +14,12 @@ work=$(mktemp -d)
 server_pid=
 cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
-port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 url="http://127.0.0.1:$port"
 # An example run, so that some generated paths find one.
 "$bin" server --port "$port" --data-dir "$work/data" --default-entity fuzz --example >"$work/server.log" 2>&1 &
 server_pid=$!
-for _ in $(seq 1 100); do "$py" -c "import urllib.request; urllib.request.urlopen('$url/api/v1/info', timeout=2)" 2>/dev/null && break; sleep 0.1; done
+wait_for_cairn "$url"
 status=0
 # From the work folder: schemathesis keeps its cache (.schemathesis) in the current directory.
 st=$(realpath "$(dirname "$py")/st")
@@ -26,7 +27,7 @@ st=$(realpath "$(dirname "$py")/st")
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
   --phases examples,fuzzing --mode all --max-examples "$examples" --workers 1 --report-dir "$work/report") || status=$?
 # Still healthy, and no handler panicked.
-"$py" -c "import urllib.request; assert urllib.request.urlopen('$url/api/v1/info', timeout=5).status == 200" \
+http_get "$url/api/v1/info" >/dev/null \
   || { echo "the server does not answer after the fuzzing" >&2; status=1; }
 kill -0 "$server_pid" 2>/dev/null || { echo "the server died during the fuzzing" >&2; status=1; }
 if grep -q "panicked" "$work/server.log"; then

@@ -5,6 +5,7 @@
 #   scripts/test-wheel.sh WHEEL
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/common.sh
 wheel=$(realpath "$1")
 work=$(mktemp -d)
 server_pid=
@@ -29,18 +30,17 @@ python3 -m venv "$work/venv"
 export PATH="$work/venv/bin:/usr/bin:/bin"
 unset CAIRN_BIN CARGO_HOME RUSTUP_HOME
 ! command -v cargo >/dev/null || { echo "cargo is still on PATH" >&2; exit 1; }
-port=$("$work/venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 cd "$work"
 cairn server --port "$port" --data-dir "$work/data" --default-entity wheel --example >"$work/server.log" 2>&1 &
 server_pid=$!
-get() { "$work/venv/bin/python" -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "$1"; }
-for _ in $(seq 1 100); do get "http://127.0.0.1:$port/api/v1/info" >/dev/null 2>&1 && break; sleep 0.1; done
-page=$(get "http://127.0.0.1:$port/")
+wait_for_cairn "http://127.0.0.1:$port"
+page=$(http_get "http://127.0.0.1:$port/")
 served=$(date +%s.%N)
 echo "$page" | grep -q '<div id="app">' || { echo "/ is not the web UI:"; echo "$page" | head -20; exit 1; } >&2
 ! echo "$page" | grep -q "built without the web UI" || { echo "the server was built without the web UI" >&2; exit 1; }
 asset=$(echo "$page" | grep -o '/assets/index-[^"]*\.js' | head -1)
-get "http://127.0.0.1:$port$asset" >/dev/null || { echo "the UI's script $asset is not served" >&2; exit 1; }
+http_get "http://127.0.0.1:$port$asset" >/dev/null || { echo "the UI's script $asset is not served" >&2; exit 1; }
 echo "pip install to a served UI: $(python3 -c "print(round($served - $started, 2))") s"
 CAIRN_BASE_URL="http://127.0.0.1:$port" CAIRN_SILENT=true "$work/venv/bin/python" - <<'PY'
 import cairn
