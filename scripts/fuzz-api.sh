@@ -23,7 +23,7 @@ wait_for_cairn "$url"
 status=0
 # From the work folder: schemathesis keeps its cache (.schemathesis) in the current directory.
 st=$(realpath "$(dirname "$py")/st")
-(cd "$work" && PYTHONPATH="$OLDPWD/scripts/fuzz" SCHEMATHESIS_HOOKS=st_hooks "$st" run "$url/api/v1/openapi.json" --url "$url" \
+(cd "$work" && PYTHONPATH="$OLDPWD/fuzz/schemathesis" SCHEMATHESIS_HOOKS=st_hooks "$st" run "$url/api/v1/openapi.json" --url "$url" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
   --phases examples,fuzzing --mode all --max-examples "$examples" --workers 1 --report-dir "$work/report") || status=$?
 # Still healthy, and no handler panicked.

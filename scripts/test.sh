@@ -70,6 +70,9 @@ CAIRN_BIN="$PWD/target/debug/cairn" scripts/gen-api-types.sh --check
 step "API fuzzing: schemathesis against the server's OpenAPI document, a bounded run"
 CAIRN_BIN="$PWD/target/debug/cairn" timeout 15m scripts/fuzz-api.sh 10
 
+step "fuzzing: every decoder of outside bytes (cargo fuzz), 30 s each from real seeds, after the regressions"
+timeout 30m scripts/fuzz.sh 30
+
 step "web UI end to end: headless Chromium, the real server, runs logged by the Python client"
 CAIRN_BIN="$PWD/target/debug/cairn" CAIRN_PYTHON="$PWD/.venv/bin/python" timeout 20m npm --prefix ui run e2e
 echo "screenshots: test-output/ui/"

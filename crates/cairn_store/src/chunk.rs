@@ -173,12 +173,24 @@ fn header(bytes: &[u8]) -> Result<Header<'_>, CodedError> {
     } else {
         None
     };
-    Ok(Header { kind: flags & 0b11, count, steps, values: &bytes[r.position()..] })
+    let values = &bytes[r.position()..];
+    // The count comes from the stored bytes: it is checked against them before anything is
+    // allocated for it (a damaged chunk must not make the server allocate terabytes).
+    if flags & 0b11 == KIND_MIXED && count > values.len() {
+        return Err(corrupt("count larger than the values"));
+    }
+    if steps.is_none() && i64::try_from(count).is_err() {
+        return Err(corrupt("count"));
+    }
+    Ok(Header { kind: flags & 0b11, count, steps, values })
 }
 
 fn decode_steps(h: &Header<'_>, start_step: i64) -> Result<Vec<i64>, CodedError> {
     match h.steps {
-        None => Ok((0..h.count as i64).map(|i| start_step + i).collect()),
+        None => {
+            start_step.checked_add(h.count as i64).ok_or_else(|| corrupt("steps past the largest step"))?;
+            Ok((0..h.count as i64).map(|i| start_step + i).collect())
+        }
         Some(bytes) => {
             let steps: Vec<i64> = pco_decompress(bytes)?;
             if steps.len() != h.count {
@@ -192,7 +204,6 @@ fn decode_steps(h: &Header<'_>, start_step: i64) -> Result<Vec<i64>, CodedError>
 /// Decodes all points of a chunk.
 pub fn decode(bytes: &[u8], start_step: i64) -> Result<Points, CodedError> {
     let h = header(bytes)?;
-    let steps = decode_steps(&h, start_step)?;
     let values: Vec<Value> = match h.kind {
         KIND_F64 => pco_decompress::<f64>(h.values)?.into_iter().map(Value::Float).collect(),
         KIND_I64 => pco_decompress::<i64>(h.values)?.into_iter().map(Value::Int).collect(),
@@ -209,6 +220,7 @@ pub fn decode(bytes: &[u8], start_step: i64) -> Result<Points, CodedError> {
     if values.len() != h.count {
         return Err(corrupt("value count"));
     }
+    let steps = decode_steps(&h, start_step)?;
     Ok(Points { steps, values })
 }
 
@@ -262,10 +274,6 @@ pub struct NumericChunk {
 /// Decodes a chunk keeping floats and ints in plain arrays.
 pub fn decode_typed(bytes: &[u8], start_step: i64) -> Result<(Steps, ChunkValues), CodedError> {
     let h = header(bytes)?;
-    let steps = match h.steps {
-        None => Steps::Dense { start: start_step, len: h.count },
-        Some(_) => Steps::Sparse(decode_steps(&h, start_step)?),
-    };
     let values = match h.kind {
         KIND_F64 => ChunkValues::F64(pco_decompress(h.values)?),
         KIND_I64 => ChunkValues::I64(pco_decompress(h.values)?),
@@ -280,6 +288,13 @@ pub fn decode_typed(bytes: &[u8], start_step: i64) -> Result<(Steps, ChunkValues
     if n != h.count {
         return Err(corrupt("value count"));
     }
+    let steps = match h.steps {
+        None => {
+            start_step.checked_add(h.count as i64).ok_or_else(|| corrupt("steps past the largest step"))?;
+            Steps::Dense { start: start_step, len: h.count }
+        }
+        Some(_) => Steps::Sparse(decode_steps(&h, start_step)?),
+    };
     Ok((steps, values))
 }
 
@@ -321,6 +336,27 @@ pub fn split_encode(points: &Points) -> Vec<(Stats, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the chunk fuzz target: a damaged header's count made the decoder allocate the
+    /// steps (terabytes) before it looked at the values.
+    #[test]
+    fn a_damaged_count_is_an_error_not_an_allocation() {
+        let found = [0xff, 0xff, 0xff, 0xd7, 0xe6, 0x0a];
+        assert!(decode(&found, 0x0200_00ff_ffff_ff0b).is_err());
+        assert!(decode_typed(&found, 0).is_err());
+        for kind in [KIND_F64, KIND_I64, KIND_MIXED] {
+            let mut bytes = vec![kind | DENSE_STEPS];
+            put_varint(&mut bytes, u64::MAX >> 2);
+            bytes.extend_from_slice(&encode(&[0, 1], &[Value::Float(1.0), Value::Float(2.0)])[2..]);
+            assert!(decode(&bytes, 0).is_err(), "kind {kind}");
+            assert!(decode_numeric(&bytes, 0).is_err(), "kind {kind}");
+        }
+        // Dense steps that would pass the largest step.
+        let bytes = encode(&[0, 1], &[Value::Float(1.0), Value::Float(2.0)]);
+        assert!(decode(&bytes, i64::MAX).is_err());
+        assert!(decode_typed(&bytes, i64::MAX - 1).is_err());
+        assert_eq!(decode(&bytes, i64::MAX - 2).unwrap().steps, [i64::MAX - 2, i64::MAX - 1]);
+    }
 
     fn round_trip(steps: Vec<i64>, values: Vec<Value>) {
         let bytes = encode(&steps, &values);

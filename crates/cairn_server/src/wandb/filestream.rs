@@ -89,7 +89,8 @@ fn parse_time(text: &str) -> Option<Timestamp> {
     if text.len() < 19 || text.as_bytes().get(10) != Some(&b'T') {
         return None;
     }
-    let zoned = if text.ends_with('Z') || text[19..].contains(['+', '-']) { text.to_owned() } else { format!("{text}Z") };
+    // By `get`: byte 19 may fall inside a character of a line that only looks like a time.
+    let zoned = if text.ends_with('Z') || text.get(19..)?.contains(['+', '-']) { text.to_owned() } else { format!("{text}Z") };
     Timestamp::parse_rfc3339(&zoned).ok()
 }
 
@@ -199,5 +200,8 @@ mod tests {
         assert_eq!((plain.time, plain.text.as_str()), (None, "no time here"));
         let structured = console_line(6, r#"{"ts":"2026-12-01T08:24:01.295215","content":"started","level":"error","label":"rank0"}"#);
         assert_eq!((structured.stream.as_deref(), structured.text.as_str()), (Some("stderr"), "[rank0] started"));
+        // Found by the file_stream fuzz target: a character across byte 19 of a time-like word.
+        let odd = console_line(7, "2026-12-01T08:19:2é hello");
+        assert_eq!((odd.time, odd.text.as_str()), (None, "2026-12-01T08:19:2é hello"));
     }
 }
