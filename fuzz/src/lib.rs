@@ -81,27 +81,22 @@ impl App {
     }
 }
 
-/// Every answer: a client's mistake is a 4xx with cairn's error body; the only 5xx allowed are
-/// the ones that say "later" (503 unavailable, 507 storage full), never an internal error.
+/// Every answer: a client's mistake is a 4xx with cairn's error body (GraphQL's own `errors`
+/// for `/graphql`, which come with HTTP 200 too); the only 5xx allowed are the ones that say
+/// "later" (503 unavailable, 507 storage full); never an internal error.
 pub fn check_answer(what: &str, (status, body): &(u16, Vec<u8>)) {
     let text = String::from_utf8_lossy(body);
-    if what == "graphql"
-        && let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body)
-        && let Some(errors) = answer["errors"].as_array()
-    {
-        // GraphQL errors come with HTTP 200 too: none may be an internal error.
+    assert!(*status < 500 || matches!(status, 503 | 507), "{what}: answered {status}: {text}");
+    let answer = serde_json::from_slice::<serde_json::Value>(body);
+    if let Some(errors) = answer.as_ref().ok().and_then(|a| a["errors"].as_array()).filter(|_| what == "graphql") {
         assert!(errors.iter().all(|e| e["extensions"]["code"] != "internal"), "{what}: {text}");
-    }
-    if *status >= 500 {
-        assert!(matches!(status, 503 | 507), "{what}: answered {status}: {text}");
+        if *status >= 400 {
+            assert!(!errors.is_empty() && errors.iter().all(|e| e["message"].is_string()), "{what}: the {status} answer is not GraphQL errors: {text}");
+        }
+        return;
     }
     if *status >= 400 {
-        let error: serde_json::Value = serde_json::from_slice(body).unwrap_or_else(|e| panic!("{what}: the {status} answer is not JSON ({e}): {text}"));
-        if let Some(errors) = error["errors"].as_array().filter(|_| what == "graphql") {
-            // GraphQL's own shape, which the wandb client reads.
-            assert!(!errors.is_empty() && errors.iter().all(|e| e["message"].is_string()), "{what}: the {status} answer is not GraphQL errors: {text}");
-            return;
-        }
+        let error = answer.unwrap_or_else(|e| panic!("{what}: the {status} answer is not JSON ({e}): {text}"));
         assert!(error["code"].is_string() && error["message"].is_string(), "{what}: the {status} answer is not an error body: {text}");
         assert_ne!(error["code"], "internal", "{what}: {text}");
     }

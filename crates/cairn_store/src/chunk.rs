@@ -179,24 +179,22 @@ fn header(bytes: &[u8]) -> Result<Header<'_>, CodedError> {
     if flags & 0b11 == KIND_MIXED && count > values.len() {
         return Err(corrupt("count larger than the values"));
     }
-    if steps.is_none() && i64::try_from(count).is_err() {
-        return Err(corrupt("count"));
-    }
     Ok(Header { kind: flags & 0b11, count, steps, values })
 }
 
-fn decode_steps(h: &Header<'_>, start_step: i64) -> Result<Vec<i64>, CodedError> {
+/// The chunk's steps; decoded once its values have confirmed its count.
+fn steps_of(h: &Header<'_>, start_step: i64) -> Result<Steps, CodedError> {
     match h.steps {
         None => {
-            start_step.checked_add(h.count as i64).ok_or_else(|| corrupt("steps past the largest step"))?;
-            Ok((0..h.count as i64).map(|i| start_step + i).collect())
+            i64::try_from(h.count).ok().and_then(|n| start_step.checked_add(n)).ok_or_else(|| corrupt("steps past the largest step"))?;
+            Ok(Steps::Dense { start: start_step, len: h.count })
         }
         Some(bytes) => {
             let steps: Vec<i64> = pco_decompress(bytes)?;
             if steps.len() != h.count {
                 return Err(corrupt("step count"));
             }
-            Ok(steps)
+            Ok(Steps::Sparse(steps))
         }
     }
 }
@@ -220,7 +218,7 @@ pub fn decode(bytes: &[u8], start_step: i64) -> Result<Points, CodedError> {
     if values.len() != h.count {
         return Err(corrupt("value count"));
     }
-    let steps = decode_steps(&h, start_step)?;
+    let steps = steps_of(&h, start_step)?.into_vec();
     Ok(Points { steps, values })
 }
 
@@ -253,6 +251,13 @@ impl Steps {
 
     pub fn to_vec(&self) -> Vec<i64> {
         (0..self.len()).map(|i| self.get(i)).collect()
+    }
+
+    pub fn into_vec(self) -> Vec<i64> {
+        match self {
+            Steps::Sparse(steps) => steps,
+            dense => dense.to_vec(),
+        }
     }
 }
 
@@ -288,14 +293,7 @@ pub fn decode_typed(bytes: &[u8], start_step: i64) -> Result<(Steps, ChunkValues
     if n != h.count {
         return Err(corrupt("value count"));
     }
-    let steps = match h.steps {
-        None => {
-            start_step.checked_add(h.count as i64).ok_or_else(|| corrupt("steps past the largest step"))?;
-            Steps::Dense { start: start_step, len: h.count }
-        }
-        Some(_) => Steps::Sparse(decode_steps(&h, start_step)?),
-    };
-    Ok((steps, values))
+    Ok((steps_of(&h, start_step)?, values))
 }
 
 pub fn decode_numeric(bytes: &[u8], start_step: i64) -> Result<NumericChunk, CodedError> {
