@@ -323,6 +323,7 @@ pub const UPLOAD_GRANT: std::time::Duration = std::time::Duration::from_secs(24 
 /// Removes a run for good, then the contents that no run names any more.
 pub fn purge(store: &dyn Store, path: &RunPath) -> ServiceResult<()> {
     let orphans = store.purge_run(path)?;
+    cairn_store::crash::point("purge.collect");
     // The run is gone either way; contents left behind are collected on the next pass.
     if let Err(e) = store.collect_blobs(Some(&orphans)) {
         tracing::warn!("removing the files of {path}: {} (they are removed later)", e.message);

@@ -20,6 +20,7 @@
 pub mod blob;
 pub mod bucket;
 pub mod chunk;
+pub mod crash;
 pub mod ingest;
 pub mod postgres;
 pub mod sql;

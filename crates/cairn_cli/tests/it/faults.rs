@@ -37,15 +37,9 @@ impl Drop for SmallFs {
 }
 
 fn integrity(db: &Path) -> String {
-    let out = Command::new("sqlite3").arg(db).arg("PRAGMA integrity_check;").output();
-    match out {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-        // No sqlite3 here: open the store instead, which checks its schema and reads.
-        _ => match cairn_store::sqlite::open(db.parent().unwrap(), cairn_store::StoreConfig { default_entity: "x".into() }) {
-            Ok(_) => "ok".to_owned(),
-            Err(e) => e.message,
-        },
-    }
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let lines: Vec<String> = conn.prepare("PRAGMA integrity_check").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    lines.join("\n")
 }
 
 #[test]

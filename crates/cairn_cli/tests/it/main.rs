@@ -4,6 +4,7 @@
 //! `child` test then acts the part (log forever, wait for a stop...), and is a no-op otherwise.
 
 mod children;
+mod crashes;
 mod e2e;
 mod faults;
 mod keys;

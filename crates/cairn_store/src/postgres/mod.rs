@@ -199,6 +199,9 @@ fn migrate(client: &mut Client) -> Result<()> {
             let mut tx = client.transaction().map_err(pg_error)?;
             tx.batch_execute(sql).map_err(pg_error)?;
             tx.execute("INSERT INTO cairn_schema (version) VALUES ($1)", &[&version]).map_err(pg_error)?;
+            if version == SCHEMA_VERSION {
+                crate::crash::point("migrate");
+            }
             tx.commit().map_err(pg_error)?;
             tracing::info!(version, "migrated the PostgreSQL schema");
         }

@@ -170,6 +170,7 @@ pub(crate) fn fork(db: &dyn Db, src_pk: i64, src: &RunDoc, src_id: &str, dst_pk:
     dst.summary = Map::new();
     recompute_summary(db, dst_pk, dst, &[])?;
     dst.metadata.insert("fork".into(), Value::Map(map! {"run_id" => src_id, "step" => step}));
+    crate::crash::point("fork");
     Ok(())
 }
 
@@ -241,5 +242,6 @@ pub(crate) fn rewind(db: &dyn Db, run_pk: i64, run_id: &str, doc: &mut RunDoc, a
     };
     rewinds.push(Value::Map(map! {"step" => step, "archive" => archive_id, "time" => now.micros() as f64 / 1e6}));
     doc.metadata.insert("rewinds".into(), Value::List(rewinds));
+    crate::crash::point("rewind");
     Ok(())
 }

@@ -599,7 +599,9 @@ impl RunStore for SqlStore {
             }
             // Contents that nothing names now are candidates for collection (`collect_blobs`),
             // recorded in this transaction: a crash before they are removed leaves them listed.
-            queue_unnamed(db, shas)
+            let orphans = queue_unnamed(db, shas)?;
+            crate::crash::point("purge");
+            Ok(orphans)
         })
     }
 

@@ -77,7 +77,20 @@ pub fn file_bytes(db_path: &Path) -> Result<u64> {
     Ok((pages * size) as u64)
 }
 
+/// Brings the database to [`SCHEMA_VERSION`] in one transaction: a crash part way leaves it as
+/// it was, and the next open starts again.
 fn migrate(conn: &Connection) -> Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE").db()?;
+    match migrate_in_transaction(conn) {
+        Ok(()) => conn.execute_batch("COMMIT").db(),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn migrate_in_transaction(conn: &Connection) -> Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).db()?;
     if version > SCHEMA_VERSION {
         return Err(CodedError::new(ErrorCode::Internal, format!("the database has schema version {version}, newer than this cairn ({SCHEMA_VERSION}); upgrade cairn")));
@@ -109,6 +122,9 @@ fn migrate(conn: &Connection) -> Result<()> {
     // Version 14: runs that said they may be preempted.
     if !has_column("runs", "preempting_at")? {
         conn.execute_batch("ALTER TABLE runs ADD COLUMN preempting_at INTEGER").db()?;
+    }
+    if version < SCHEMA_VERSION {
+        crate::crash::point("migrate");
     }
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}")).db()?;
     Ok(())
