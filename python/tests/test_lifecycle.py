@@ -236,7 +236,7 @@ run.finish()
         # Training went on to the end; the program was told once.
         assert done.returncode == 0, done.stderr[-3000:]
         assert "survived 20000" in done.stdout
-        assert done.stderr.count("logged rows are not written until there is room again") == 1, done.stderr[-3000:]
+        assert done.stderr.count("logged rows are not written until it can be written again") == 1, done.stderr[-3000:]
         # And at finish, that the run's end could not be written.
         assert "the run's end was not written" in done.stderr
         # Once there is room, what was written syncs: steps from 0, contiguous, each value as logged.
@@ -250,3 +250,66 @@ run.finish()
         assert all(r["loss"] == float(r["_step"]) for r in rows)
     finally:
         subprocess.run(["umount", "-l", str(small)], capture_output=True)
+
+
+def test_a_run_directory_that_turns_read_only_does_not_crash_training_and_what_was_written_syncs(server, tmp_path, project) -> None:
+    """A real ext4 on a loop device, mounted errors=remount-ro: a filesystem error mid-run turns it
+    read-only under the run's open, mapped log, as a failing disk does."""
+    import shutil
+
+    import cairn
+    from conftest import cairn_binary
+
+    image, mnt = tmp_path / "disk.img", tmp_path / "ro"
+    mnt.mkdir()
+    with open(image, "wb") as f:
+        f.truncate(64 << 20)
+    if shutil.which("mkfs.ext4") is None or subprocess.run(["mkfs.ext4", "-q", str(image)], capture_output=True).returncode != 0:
+        pytest.skip("no mkfs.ext4 here")
+    if subprocess.run(["mount", "-o", "loop,errors=remount-ro", str(image), str(mnt)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a loop device here (not root, or not Linux)")
+    try:
+        device = subprocess.run(["findmnt", "-no", "SOURCE", str(mnt)], capture_output=True, text=True).stdout.strip()
+        trigger = f"/sys/fs/ext4/{os.path.basename(device)}/trigger_fs_error"
+        if not os.path.exists(trigger):
+            pytest.skip(f"this kernel has no {trigger}")
+        code = f"""
+import sys
+import cairn
+run = cairn.init(project="{project}", id="readonly", mode="offline")
+for i in range(20000):
+    run.log({{"loss": float(i), "text": "x" * 400}})
+    if i == 4999:
+        print("half", flush=True)
+        sys.stdin.readline()
+print("survived", flush=True)
+run.finish()
+"""
+        env = {**os.environ, "CAIRN_DIR": str(mnt), "CAIRN_SILENT": "true", "CAIRN_CONSOLE": "off"}
+        training = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        assert training.stdout.readline().strip() == "half"
+        with open(trigger, "w") as f:
+            f.write("cairn test: the disk fails")
+        assert subprocess.run(["touch", str(mnt / "probe")], capture_output=True).returncode != 0, "the filesystem is still writable"
+        training.stdin.write("\n")
+        training.stdin.flush()
+        out, err = training.communicate(timeout=300)
+        # Training went on to the end; the program was told once, and at finish that the run's
+        # end was not written.
+        assert training.returncode == 0, err[-3000:]
+        assert "survived" in out
+        assert err.count("logged rows are not written until it can be written again") == 1, err[-3000:]
+        assert "read-only" in err, err[-3000:]
+        assert "the run's end was not written" in err, err[-3000:]
+        # What was written syncs from the read-only directory: steps from 0, contiguous, each
+        # value as logged, at least everything logged before the disk failed.
+        run_dir = next(p for p in (mnt / "cairn").iterdir() if p.name.startswith("run-"))
+        synced = subprocess.run([cairn_binary(), "sync", str(run_dir), "--base-url", server.url], capture_output=True, text=True, timeout=300)
+        assert synced.returncode == 0, synced.stderr
+        assert "read-only filesystem" in synced.stderr, synced.stderr
+        rows = list(cairn.Api(base_url=server.url).run(f"tester/{project}/readonly").scan_history())
+        assert 5000 <= len(rows) < 20000, len(rows)
+        assert [r["_step"] for r in rows] == list(range(len(rows)))
+        assert all(r["loss"] == float(r["_step"]) for r in rows)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

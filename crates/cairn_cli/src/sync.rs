@@ -33,6 +33,9 @@ pub fn run(args: SyncArgs) -> anyhow::Result<()> {
                 if let Some(damage) = report.damage {
                     eprintln!("warning: {}: {damage}; every whole record before it was synced", dir.display());
                 }
+                if report.read_only {
+                    eprintln!("note: {} is on a read-only filesystem: how far it was synced is not recorded in it (syncing it again sends nothing twice)", dir.display());
+                }
             }
             Err(e) => {
                 eprintln!("error: cannot sync {}: {}", dir.display(), e.message);

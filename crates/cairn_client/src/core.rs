@@ -103,8 +103,39 @@ pub enum LogOutcome {
     Dropped { step: i64, current: i64 },
     /// The run is disabled.
     Disabled,
-    /// The disk of the run directory is full: nothing was written (the program was told once).
+    /// The run directory cannot be written (its disk is full, or its filesystem turned
+    /// read-only): nothing was written (the program was told once).
     Unwritten,
+}
+
+/// Why the run directory cannot be written, where that is the disk's doing rather than a bug:
+/// training goes on, and what was written before stays syncable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unwritable {
+    /// ENOSPC, or a quota (EDQUOT).
+    Full,
+    /// EROFS: mounted read-only, or turned read-only by the kernel after a disk error.
+    ReadOnly,
+}
+
+impl Unwritable {
+    pub fn of(e: &std::io::Error) -> Option<Unwritable> {
+        if cairn_types::error::is_disk_full(e) {
+            Some(Unwritable::Full)
+        } else if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem || e.raw_os_error() == Some(30) {
+            Some(Unwritable::ReadOnly)
+        } else {
+            None
+        }
+    }
+
+    /// What the program is told, as "cairn: {this}: …".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Unwritable::Full => "the disk of the run directory is full",
+            Unwritable::ReadOnly => "the run directory's filesystem is read-only",
+        }
+    }
 }
 
 pub struct Core {
@@ -138,8 +169,8 @@ pub struct Core {
     media: Option<crate::media::Stage>,
     /// The row being built holds staged media.
     row_media: bool,
-    /// The last write to the log failed because the disk is full.
-    disk_full: bool,
+    /// The last write to the log failed because the run directory cannot be written.
+    unwritable: Option<Unwritable>,
     /// Rows `log` could not write since the disk filled up (0: none, or it has room again).
     unwritten_rows: u64,
 }
@@ -173,7 +204,7 @@ impl Core {
             console_line: seqs.console,
             media: None,
             row_media: false,
-            disk_full: false,
+            unwritable: None,
             unwritten_rows: 0,
         }
     }
@@ -196,14 +227,15 @@ impl Core {
         Ok(())
     }
 
-    /// Whether the last write failed because the disk is full (and forgets it).
-    pub fn take_disk_full(&mut self) -> bool {
-        std::mem::take(&mut self.disk_full)
+    /// Whether the last write failed because the run directory cannot be written, and why (and
+    /// forgets it).
+    pub fn take_unwritable(&mut self) -> Option<Unwritable> {
+        self.unwritable.take()
     }
 
     fn append(&mut self) -> Result<()> {
         self.wal.append(&self.record).map_err(|e| {
-            self.disk_full = cairn_types::error::is_disk_full(&e);
+            self.unwritable = Unwritable::of(&e);
             ClientError::new(ErrorKind::Io, format!("cannot write the run's log: {e}"))
         })
     }
@@ -242,23 +274,24 @@ impl Core {
     }
 
     /// Writes one history record; `fill` adds the fields.
-    /// Logs a row. A full disk does not fail the program: the row is not written, the program is
-    /// told once (on stderr), and logging goes on once there is room again; what was written
-    /// before stays whole and syncable.
+    /// Logs a row. A run directory that cannot be written (a full disk, a filesystem turned
+    /// read-only) does not fail the program: the row is not written, the program is told once (on
+    /// stderr), and logging goes on once it can be written again; what was written before stays
+    /// whole and syncable.
     pub fn log_row(&mut self, step: Option<i64>, commit: Option<bool>, fill: impl FnOnce(&mut RowFields<'_>) -> Result<()>) -> Result<LogOutcome> {
-        self.disk_full = false;
+        self.unwritable = None;
         match self.log_row_inner(step, commit, fill) {
-            Err(e) if self.disk_full => {
-                self.disk_full = false;
+            Err(e) if self.unwritable.is_some() => {
+                let why = self.unwritable.take().expect("checked");
                 self.unwritten_rows += 1;
                 if self.unwritten_rows == 1 {
-                    eprintln!("cairn: the disk of the run directory is full: {}; logged rows are not written until there is room again (what was written is kept)", e.message);
+                    eprintln!("cairn: {}: {}; logged rows are not written until it can be written again (what was written is kept)", why.describe(), e.message);
                 }
                 Ok(LogOutcome::Unwritten)
             }
             Ok(outcome) => {
                 if self.unwritten_rows > 0 {
-                    eprintln!("cairn: the run directory has room again; {} logged rows were not written", self.unwritten_rows);
+                    eprintln!("cairn: the run directory can be written again; {} logged rows were not written", self.unwritten_rows);
                     self.unwritten_rows = 0;
                 }
                 Ok(outcome)

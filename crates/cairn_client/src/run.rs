@@ -882,13 +882,10 @@ impl Inner {
                     event.insert("exit_code".into(), Value::from(code));
                 }
                 if let Err(e) = core.write_event(&Value::Map(event)) {
-                    // A full disk does not keep the run from ending here; its log lacks the end.
-                    if !core.take_disk_full() {
-                        return Err(e);
-                    }
-                    eprintln!(
-                        "cairn: the disk of the run directory is full: the run's end was not written; once there is room, `cairn sync` of the directory sends what was written (the server marks the run crashed)"
-                    );
+                    // A run directory that cannot be written does not keep the run from ending
+                    // here; its log lacks the end.
+                    let Some(why) = core.take_unwritable() else { return Err(e) };
+                    eprintln!("cairn: {}: the run's end was not written; `cairn sync` of the directory sends what was written (the server marks the run crashed)", why.describe());
                 }
                 core.finished = true;
                 core.close_media();

@@ -77,6 +77,9 @@ pub fn local_stamp(unix_secs: i64) -> String {
 pub struct RunDir {
     pub path: PathBuf,
     lock: Option<File>,
+    /// The directory's filesystem is read-only (a disk that failed, a read-only mount): it can be
+    /// read and synced, and nothing is written to it.
+    pub read_only: bool,
 }
 
 impl RunDir {
@@ -95,7 +98,7 @@ impl RunDir {
             let p = path.join(sub);
             std::fs::create_dir_all(&p).map_err(|e| ClientError::io("create", &p, e))?;
         }
-        let mut dir = RunDir { path, lock: None };
+        let mut dir = RunDir { path, lock: None, read_only: false };
         dir.lock()?;
         Ok(dir)
     }
@@ -105,14 +108,28 @@ impl RunDir {
         if !path.join("wal").is_dir() {
             return Err(ClientError::new(ErrorKind::NotFound, format!("{} is not a cairn run directory (it has no wal/ folder)", path.display())));
         }
-        let mut dir = RunDir { path: path.to_owned(), lock: None };
+        let mut dir = RunDir { path: path.to_owned(), lock: None, read_only: false };
         dir.lock()?;
         Ok(dir)
     }
 
     fn lock(&mut self) -> Result<()> {
         let lock_path = self.path.join("run.lock");
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| ClientError::io("open", &lock_path, e))?;
+        let file = match OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path) {
+            Ok(file) => file,
+            // A read-only filesystem: no process writes the run any more, but one may still
+            // hold the lock (its disk failed under it), so the lock is taken when the file is
+            // there.
+            Err(e) if crate::core::Unwritable::of(&e) == Some(crate::core::Unwritable::ReadOnly) => {
+                self.read_only = true;
+                match File::open(&lock_path) {
+                    Ok(file) => file,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                    Err(e) => return Err(ClientError::io("open", &lock_path, e)),
+                }
+            }
+            Err(e) => return Err(ClientError::io("open", &lock_path, e)),
+        };
         match file.try_lock() {
             Ok(()) => {
                 self.lock = Some(file);
@@ -147,7 +164,12 @@ impl RunDir {
         read_json(&self.path.join("upload.json")).unwrap_or_default()
     }
 
+    /// Records how far the upload got; a read-only directory keeps no record (a later sync sends
+    /// the log again, and the server keeps only what it does not have).
     pub fn write_upload_file(&self, upload: &UploadFile) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
         write_json(&self.path.join("upload.json"), upload)
     }
 }

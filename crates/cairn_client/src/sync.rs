@@ -119,6 +119,8 @@ pub struct SyncReport {
     /// Where the log stopped short of its files, when it did: every whole record before it was
     /// sent, nothing after it.
     pub damage: Option<crate::wal::Damage>,
+    /// The directory is on a read-only filesystem: it was synced, and how far is not recorded in it.
+    pub read_only: bool,
 }
 
 /// Uploads a run directory. `progress(done, total)` is called as batches are acknowledged, in log
@@ -175,7 +177,7 @@ pub fn sync_run_dir(dir: &Path, base_url: Option<&str>, api_key: Option<String>,
     let path = info.path();
     let mut sender = Sender::new(&wal_dir, 0, info.offsets);
     let damage = crate::wal::damage_after(&wal_dir, end).map_err(|e| ClientError::io("read", &wal_dir, e))?;
-    let mut report = SyncReport { run_path: path.clone(), records_sent: 0, bytes_sent: 0, log_bytes: end, damage };
+    let mut report = SyncReport { run_path: path.clone(), records_sent: 0, bytes_sent: 0, log_bytes: end, damage, read_only: run_dir.read_only };
     progress(0, end);
     // An offset gap makes the sender start over from the beginning with the server's offsets; a
     // gap that comes back without progress means the log lacks what the server needs.
