@@ -28,6 +28,9 @@ scripts/check-layers.sh
 cargo fmt --all -- --check || { echo "the Rust code is not formatted (rustfmt.toml): run cargo fmt --all" >&2; exit 1; }
 step "lints: clippy on every target and feature, warnings denied (the workspace's lints in Cargo.toml)"
 timeout 20m cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
+step "dependencies: licenses, banned crates, sources (cargo deny, deny.toml; no advisories: they need the network)"
+command -v cargo-deny >/dev/null || timeout 20m cargo install --locked cargo-deny@0.20.2
+cargo deny --locked check licenses bans sources
 
 step "test services: a venv with pytest's needs and moto (a real S3 API), a PostgreSQL cluster"
 PYTHON=${PYTHON:-python3}
