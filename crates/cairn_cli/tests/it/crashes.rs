@@ -31,8 +31,15 @@ const TABLES: [&str; 5] = ["runs", "run_keys", "chunks", "run_files", "blob_gc"]
 impl Db {
     fn count(&self, sql: &str) -> i64 {
         match self {
-            Db::Sqlite(path) => rusqlite::Connection::open(path).unwrap().query_row(sql, [], |r| r.get(0)).unwrap(),
-            Db::Postgres(url) => postgres::Client::connect(url, postgres::NoTls).unwrap().query_one(sql, &[]).unwrap().get(0),
+            Db::Sqlite(path) => cairn_store::sqlite::testing::query_i64(path, sql),
+            Db::Postgres(url) => cairn_store::postgres::testing::query_i64(url, sql),
+        }
+    }
+
+    fn execute(&self, sql: &str) {
+        match self {
+            Db::Sqlite(path) => cairn_store::sqlite::testing::execute_batch(path, sql),
+            Db::Postgres(url) => cairn_store::postgres::testing::execute_batch(url, sql),
         }
     }
 
@@ -52,38 +59,11 @@ impl Db {
 
     /// What the database's own checkers find wrong: nothing, after any crash.
     fn problems(&self) -> Vec<String> {
-        match self {
-            Db::Sqlite(path) => {
-                let conn = rusqlite::Connection::open(path).unwrap();
-                let mut found: Vec<String> = conn.prepare("PRAGMA integrity_check").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
-                found.retain(|line| line != "ok");
-                let mut check = conn.prepare("PRAGMA foreign_key_check").unwrap();
-                let dangling = check.query_map([], |r| Ok(format!("foreign key: a row of {} names a missing row of {}", r.get::<_, String>(0)?, r.get::<_, String>(2)?))).unwrap();
-                found.extend(dangling.map(Result::unwrap));
-                found
-            }
-            Db::Postgres(url) => {
-                let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
-                client.batch_execute("CREATE EXTENSION IF NOT EXISTS amcheck").unwrap();
-                // Every B-tree index of the schema, with a check that each table row is in it.
-                let indexes = client
-                    .query(
-                        "SELECT c.oid, c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-                         JOIN pg_am a ON a.oid = c.relam WHERE n.nspname = current_schema() AND a.amname = 'btree'",
-                        &[],
-                    )
-                    .unwrap();
-                assert!(indexes.len() > 10, "amcheck saw only {} indexes", indexes.len());
-                let mut found = Vec::new();
-                for index in indexes {
-                    let (oid, name): (postgres::types::Oid, String) = (index.get(0), index.get(1));
-                    if let Err(e) = client.execute("SELECT bt_index_check(c.oid::regclass, true) FROM pg_class c WHERE c.oid = $1", &[&oid]) {
-                        found.push(format!("index {name}: {e}"));
-                    }
-                }
-                found
-            }
-        }
+        let checked = match self {
+            Db::Sqlite(path) => cairn_store::sqlite::check_integrity(path),
+            Db::Postgres(url) => cairn_store::postgres::check_integrity(url),
+        };
+        checked.unwrap_or_else(|e| vec![e.message])
     }
 }
 
@@ -288,15 +268,13 @@ fn crash_and_recover(setup: &Setup) {
 /// Undoes the last migration (both stores' last one adds `runs.preempting_at`).
 fn make_one_version_older(db: &Db) {
     match db {
-        Db::Sqlite(path) => {
-            let conn = rusqlite::Connection::open(path).unwrap();
-            let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-            conn.execute_batch(&format!("ALTER TABLE runs DROP COLUMN preempting_at; PRAGMA user_version = {}", version - 1)).unwrap();
+        Db::Sqlite(_) => {
+            let version = db.count("PRAGMA user_version");
+            db.execute(&format!("ALTER TABLE runs DROP COLUMN preempting_at; PRAGMA user_version = {}", version - 1));
         }
-        Db::Postgres(url) => {
-            let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
-            let version: i64 = client.query_one("SELECT max(version) FROM cairn_schema", &[]).unwrap().get(0);
-            client.batch_execute(&format!("ALTER TABLE runs DROP COLUMN preempting_at; DELETE FROM cairn_schema WHERE version = {version}")).unwrap();
+        Db::Postgres(_) => {
+            let version = db.count("SELECT max(version) FROM cairn_schema");
+            db.execute(&format!("ALTER TABLE runs DROP COLUMN preempting_at; DELETE FROM cairn_schema WHERE version = {version}"));
         }
     }
 }

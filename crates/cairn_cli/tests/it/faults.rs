@@ -37,9 +37,8 @@ impl Drop for SmallFs {
 }
 
 fn integrity(db: &Path) -> String {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let lines: Vec<String> = conn.prepare("PRAGMA integrity_check").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
-    lines.join("\n")
+    let problems = cairn_store::sqlite::check_integrity(db).unwrap();
+    if problems.is_empty() { "ok".to_owned() } else { problems.join("\n") }
 }
 
 #[test]

@@ -211,6 +211,33 @@ fn migrate(client: &mut Client) -> Result<()> {
     result.and(unlocked.map(|_| ()))
 }
 
+/// What PostgreSQL's checker finds wrong with the schema at `url` (amcheck's `bt_index_check`
+/// with `heapallindexed` on every B-tree index of it: each index well formed and holding every
+/// row of its table); empty when whole. Creates the amcheck extension when it is missing, which
+/// takes a superuser.
+pub fn check_integrity(url: &str) -> Result<Vec<String>> {
+    let mut client = Client::connect(url, NoTls).map_err(pg_error)?;
+    client.batch_execute("CREATE EXTENSION IF NOT EXISTS amcheck").map_err(pg_error)?;
+    let indexes = client
+        .query(
+            "SELECT c.oid, c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_am a ON a.oid = c.relam WHERE n.nspname = current_schema() AND a.amname = 'btree'",
+            &[],
+        )
+        .map_err(pg_error)?;
+    if indexes.is_empty() {
+        return Ok(vec!["the schema has no indexes to check (is it a cairn database?)".to_owned()]);
+    }
+    let mut found = Vec::new();
+    for index in indexes {
+        let (oid, name): (postgres::types::Oid, String) = (index.get(0), index.get(1));
+        if let Err(e) = client.execute("SELECT bt_index_check(c.oid::regclass, true) FROM pg_class c WHERE c.oid = $1", &[&oid]) {
+            found.push(format!("index {name}: {}", pg_error(e).message));
+        }
+    }
+    Ok(found)
+}
+
 /// A database error as a coded one: what is worth retrying is `backend_unavailable`.
 fn pg_error(e: postgres::Error) -> CodedError {
     let detail = match e.as_db_error() {
@@ -659,6 +686,15 @@ pub mod testing {
         fn drop(&mut self) {
             let _ = self.command("pg_ctl").args(["-D", "data", "-m", "immediate", "stop"]).output();
         }
+    }
+
+    /// The one integer `sql` answers, in the schema at `url`.
+    pub fn query_i64(url: &str, sql: &str) -> i64 {
+        postgres::Client::connect(url, postgres::NoTls).unwrap().query_one(sql, &[]).unwrap().get(0)
+    }
+
+    pub fn execute_batch(url: &str, sql: &str) {
+        postgres::Client::connect(url, postgres::NoTls).unwrap().batch_execute(sql).unwrap();
     }
 
     /// The URL of a new, empty schema, and its guard.

@@ -77,6 +77,33 @@ pub fn file_bytes(db_path: &Path) -> Result<u64> {
     Ok((pages * size) as u64)
 }
 
+/// What SQLite's own checkers find wrong with the database file `db_path` (`PRAGMA
+/// integrity_check`, and `foreign_key_check`: rows that name a missing row); empty when whole.
+pub fn check_integrity(db_path: &Path) -> Result<Vec<String>> {
+    let conn = open_connection(db_path, true)?;
+    let mut found: Vec<String> = conn.prepare("PRAGMA integrity_check").db()?.query_map([], |r| r.get(0)).db()?.collect::<rusqlite::Result<_>>().db()?;
+    found.retain(|line| line != "ok");
+    let mut check = conn.prepare("PRAGMA foreign_key_check").db()?;
+    let dangling = check.query_map([], |r| Ok(format!("a row of {} names a missing row of {}", r.get::<_, String>(0)?, r.get::<_, String>(2)?))).db()?;
+    found.extend(dangling.collect::<rusqlite::Result<Vec<_>>>().db()?);
+    Ok(found)
+}
+
+/// Direct access to a database file, for tests that look at it with the server down.
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testing {
+    use std::path::Path;
+
+    /// The one integer `sql` answers.
+    pub fn query_i64(db_path: &Path, sql: &str) -> i64 {
+        rusqlite::Connection::open(db_path).unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    pub fn execute_batch(db_path: &Path, sql: &str) {
+        rusqlite::Connection::open(db_path).unwrap().execute_batch(sql).unwrap();
+    }
+}
+
 /// Brings the database to [`SCHEMA_VERSION`] in one transaction: a crash part way leaves it as
 /// it was, and the next open starts again.
 fn migrate(conn: &Connection) -> Result<()> {
