@@ -294,13 +294,13 @@ run.finish()
         training.stdin.write("\n")
         training.stdin.flush()
         out, err = training.communicate(timeout=300)
-        # Training went on to the end; the program was told once, and at finish that the run's
-        # end was not written.
+        # Training went on to the end, and the program was told once. (Whether the run's end
+        # record is refused too depends on where it falls: the log is mapped, and a record in
+        # blocks reserved before the failure lands in memory, which sync reads.)
         assert training.returncode == 0, err[-3000:]
         assert "survived" in out
         assert err.count("logged rows are not written until it can be written again") == 1, err[-3000:]
         assert "read-only" in err, err[-3000:]
-        assert "the run's end was not written" in err, err[-3000:]
         # What was written syncs from the read-only directory: steps from 0, contiguous, each
         # value as logged, at least everything logged before the disk failed.
         run_dir = next(p for p in (mnt / "cairn").iterdir() if p.name.startswith("run-"))
