@@ -10,17 +10,18 @@ kept). The contents go to the server's blob store once, whatever logs them.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 
 from . import errors
 
+# Keep `import cairn` fast: no typing, hashlib, shutil or tempfile at import time (see sdk.py).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import tempfile
+    from collections.abc import Iterator
+    from typing import Any
+
     from ._core import ApiClient
 
 
@@ -46,6 +47,8 @@ class ArtifactManifestEntry:
 
 
 def _sha256(path: str) -> tuple[str, int]:
+    import hashlib
+
     h = hashlib.sha256()
     size = 0
     with open(path, "rb") as f:
@@ -216,6 +219,8 @@ class Artifact:
         """A file to write, added to the artifact when the block ends."""
         self._check_draft()
         if self._tmp is None:
+            import tempfile
+
             self._tmp = tempfile.TemporaryDirectory(prefix="cairn-artifact-")
         path = os.path.join(self._tmp.name, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -351,4 +356,6 @@ def from_path(path: str | os.PathLike[str], name: str | None, type: str | None) 
 
 def cleanup_tmp(artifact: Artifact) -> None:
     if artifact._tmp is not None:
+        import shutil
+
         shutil.rmtree(artifact._tmp.name, ignore_errors=True)

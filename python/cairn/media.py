@@ -7,8 +7,11 @@ such, and read back through :class:`cairn.Api` as the same object."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from typing import Any
+# Keep `import cairn` fast: no typing at import time (see sdk.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Any
 
 from . import errors
 

@@ -3,8 +3,11 @@ that holds its table and which columns the chart draws; the run's Workspace draw
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+# Keep `import cairn` fast: no typing at import time (see sdk.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 from . import errors
 from .media import Table

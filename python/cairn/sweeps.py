@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
-import traceback
-from collections.abc import Callable, Mapping
-from typing import Any
+
+# Keep `import cairn` fast: no typing, socket or traceback at import time (see sdk.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
 from . import _core, errors
 
@@ -21,6 +23,8 @@ _TRIAL_ENV = ("CAIRN_SWEEP_ID", "CAIRN_SWEEP_PARAMS", "CAIRN_RUN_ID", "CAIRN_ENT
 
 
 def _load(config: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
+    from collections.abc import Mapping
+
     if isinstance(config, Mapping):
         return dict(config)
     with open(config, encoding="utf-8") as f:
@@ -89,6 +93,8 @@ def agent(
         raise errors.InvalidValue(f"count={count!r} must be a positive integer")
     entity, project, sid = _sweep_path(sweep_id, entity, project)
     client = _api()._client
+    import socket
+
     name = f"{socket.gethostname()}-{os.getpid()}"
     ran = 0
     said = ""
@@ -127,6 +133,8 @@ def agent(
                 raise
             sys.stderr.write(f"cairn: trial {step['run_id']} was stopped by the sweep\n")
         except Exception:
+            import traceback
+
             traceback.print_exc()
             if cairn.run is not None:
                 cairn.run.finish(exit_code=1)

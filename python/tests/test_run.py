@@ -111,6 +111,18 @@ def test_numpy_and_torch_are_not_imported(tmp_path, env):
     assert result.stdout.split() == ["False", "False"]
 
 
+def test_import_cairn_loads_only_what_it_needs() -> None:
+    """`import cairn` is part of every script's start-up: the standard library's slower modules
+    (typing alone pulls in re, collections and contextlib) are imported where they are used."""
+    import subprocess
+
+    heavy = ["typing", "hashlib", "socket", "tempfile", "shutil", "traceback", "argparse", "platform", "subprocess", "email", "importlib.metadata", "numpy"]
+    code = f"import sys, cairn; print([m for m in {heavy!r} if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", f"import cairn imported {result.stdout.strip()}"
+
+
 def test_config_sources_and_changes(tmp_path, env, api, project):
     yaml_path = tmp_path / "config-defaults.yaml"
     yaml_path.write_text("wandb_version: 1\nlr:\n  desc: learning rate\n  value: 0.01\nlayers: [64, 32]\nname: resnet\n")

@@ -911,10 +911,14 @@ impl Inner {
             }
         }
         // Only a finished uploader is joined. The heartbeat thread may be inside a call to a
-        // server that does not answer: it is left to end by itself (it sees `closing`).
+        // server that does not answer, and the stats thread inside its first setup (loading
+        // the GPU library, listing disks: about 100 ms, which a short run's `finish` waited
+        // for): they are left to end by themselves (they see `closing`, and a sample after the
+        // end is not written).
         let uploader_done = lock(&shared.status).done;
         for thread in lock(&self.threads).drain(..) {
-            if uploader_done && matches!(thread.thread().name(), Some("cairn-uploader" | "cairn-stats")) {
+            let name = thread.thread().name();
+            if (uploader_done && name == Some("cairn-uploader")) || (name == Some("cairn-stats") && thread.is_finished()) {
                 let _ = thread.join();
             }
         }
@@ -1274,8 +1278,12 @@ impl FilesThread {
             let path = lock(&self.shared.status).path.clone();
             let stalled = || lock(&self.shared.status).last_progress.elapsed() > self.finish_timeout;
             if closing && path.is_some() && !lock(&self.shared.status).done && !stalled() {
-                // The last pass waits for the uploader, which stores the media it sends as files.
-                std::thread::sleep(Duration::from_millis(20));
+                // The last pass waits for the uploader, which stores the media it sends as files;
+                // it says when it is done.
+                let status = lock(&self.shared.status);
+                if !status.done {
+                    let _ = self.shared.uploaded.wait_timeout(status, Duration::from_millis(100));
+                }
                 continue;
             }
             if let Some(path) = path {
@@ -1302,8 +1310,15 @@ impl FilesThread {
             } else if closing && (stalled() || lock(&self.shared.status).done) {
                 break;
             }
-            if self.shared.closing.load(Ordering::Acquire) {
-                // `wait` no longer sleeps once the run is closing.
+            if self.shared.finishing.load(Ordering::Acquire) {
+                // `finish` has begun: the last pass comes next, as soon as the uploader is done
+                // (at once when it is).
+                let status = lock(&self.shared.status);
+                if !status.done {
+                    let _ = self.shared.uploaded.wait_timeout(status, Duration::from_millis(50));
+                }
+            } else if self.shared.closing.load(Ordering::Acquire) {
+                // Stopped from the server (`wait` no longer sleeps once the run is closing).
                 std::thread::sleep(Duration::from_millis(50));
             } else {
                 self.shared.wait(Duration::from_secs(2));
