@@ -153,6 +153,11 @@ struct PyRun {
     /// A stop from the server interrupts the program once: by the signal that `on_stop` sends,
     /// or by the `log` call that sees the stop first.
     interrupted: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The key objects of the last rows' float values, by their place in the dict, with their
+    /// ids: a training loop logs the same `str` objects every step, so an entry whose key is
+    /// the object seen at its place last time skips the key's text (its UTF-8 form, the
+    /// comparison, the lookup). Each is held, so its address cannot name another object.
+    float_keys: std::sync::Mutex<Vec<(Py<PyAny>, cairn_client::KeyId)>>,
 }
 
 #[pymethods]
@@ -172,8 +177,11 @@ impl PyRun {
             }
         };
         let mut py_error: Option<PyErr> = None;
+        // Never waited for: a log from another thread meanwhile goes without the cache.
+        let mut float_keys = self.float_keys.try_lock().ok();
         let outcome = self.run.log_with(step, commit, |row| {
             let mut position: pyo3::ffi::Py_ssize_t = 0;
+            let mut entry = 0usize;
             let mut key_ptr: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
             let mut value_ptr: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
             // SAFETY: the GIL is held and `dict` is a strong reference. PyDict_Next lends the
@@ -181,6 +189,15 @@ impl PyRun {
             // on the fast path (a str key and a float value). Anything else takes its own
             // references before running Python code (a tensor's `item()`, say).
             while unsafe { pyo3::ffi::PyDict_Next(dict.as_ptr(), &mut position, &mut key_ptr, &mut value_ptr) } != 0 {
+                let at = entry;
+                entry += 1;
+                if unsafe { pyo3::ffi::PyFloat_Check(value_ptr) } != 0
+                    && let Some((key, id)) = float_keys.as_ref().and_then(|keys| keys.get(at))
+                    && key.as_ptr() == key_ptr
+                {
+                    row.float_id(*id, unsafe { pyo3::ffi::PyFloat_AsDouble(value_ptr) });
+                    continue;
+                }
                 if unsafe { pyo3::ffi::PyUnicode_Check(key_ptr) } != 0 && unsafe { pyo3::ffi::PyFloat_Check(value_ptr) } != 0 {
                     let mut len: pyo3::ffi::Py_ssize_t = 0;
                     let utf8 = unsafe { pyo3::ffi::PyUnicode_AsUTF8AndSize(key_ptr, &mut len) };
@@ -189,7 +206,16 @@ impl PyRun {
                         // which the dict holds.
                         let bytes = unsafe { std::slice::from_raw_parts(utf8.cast::<u8>(), len as usize) };
                         let key = unsafe { std::str::from_utf8_unchecked(bytes) };
-                        row.float(key, unsafe { pyo3::ffi::PyFloat_AsDouble(value_ptr) })?;
+                        let id = row.float(key, unsafe { pyo3::ffi::PyFloat_AsDouble(value_ptr) })?;
+                        // SAFETY: a borrowed reference made strong: the cache holds the key.
+                        if let Some(keys) = float_keys.as_mut() {
+                            let held = (unsafe { Bound::from_borrowed_ptr(py, key_ptr) }.unbind(), id);
+                            match at.cmp(&keys.len()) {
+                                std::cmp::Ordering::Less => keys[at] = held,
+                                std::cmp::Ordering::Equal => keys.push(held),
+                                std::cmp::Ordering::Greater => {}
+                            }
+                        }
                         continue;
                     }
                     // Not encodable (lone surrogates): the slow path below reports it.
@@ -419,7 +445,7 @@ fn init(py: Python<'_>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<PyRun> {
     let empty = PyDict::new(py);
     let settings = settings_from(py, kwargs.unwrap_or(&empty))?;
     let run = py.detach(move || cairn_client::init(settings)).map_err(|e| raise(py, e))?;
-    Ok(PyRun { run, interrupted: Default::default() })
+    Ok(PyRun { run, interrupted: Default::default(), float_keys: Default::default() })
 }
 
 /// Uploads a run directory (`cairn sync`). Returns `(run path, records sent)`.

@@ -40,6 +40,23 @@ def test_step_commit_and_nesting(env, api, project):
     assert api.run(run.path).summary["train"] == {"loss": 0.25, "stage": "warm"}
 
 
+def test_rows_with_keys_that_move_or_change_keep_each_value_under_its_key(env, api, project):
+    """`log` remembers the key objects of the last row by their place in the dict; keys that
+    swap places, new objects with the same text, new keys, and non-float values at a place
+    that held a float must each land under their own key."""
+    run = cairn.init(project=project)
+    run.log({"a": 1.0, "b": 2.0}, step=0)
+    run.log({"b": 3.0, "a": 4.0}, step=1)  # swapped places
+    run.log({"".join(["a"]): 5.0, "".join(["b"]): 6.0}, step=2)  # equal text, other objects
+    run.log({"c": 7.0, "a": 8.0, "b": 9.0}, step=3)  # a new key first
+    run.log({"c": 10, "a": "text", "b": 11.0}, step=4)  # an int and a string where floats were
+    run.log({"a": 12.0, "b": 13.0}, step=5)
+    run.finish()
+    rows = {r["_step"]: r for r in api.run(run.path).scan_history()}
+    got = [(s, rows[s].get("a"), rows[s].get("b"), rows[s].get("c")) for s in range(6)]
+    assert got == [(0, 1.0, 2.0, None), (1, 4.0, 3.0, None), (2, 5.0, 6.0, None), (3, 8.0, 9.0, 7.0), (4, "text", 11.0, 10), (5, 12.0, 13.0, None)]
+
+
 class FakeTensor:
     """Quacks like a one-element torch tensor."""
 

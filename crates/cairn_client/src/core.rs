@@ -522,6 +522,11 @@ impl Core {
 }
 
 /// Adds fields to the row being logged.
+/// A top-level history key of one run, as [`RowFields::float`] gives it. Only that run's rows
+/// take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyId(u32);
+
 pub struct RowFields<'a> {
     core: &'a mut Core,
     count: usize,
@@ -580,12 +585,33 @@ impl RowFields<'_> {
 
     /// A float under a top-level key: the fast path.
     #[inline]
-    pub fn float(&mut self, key: &str, value: f64) -> Result<()> {
+    /// A float under a top-level key. Returns the key's id, which [`RowFields::float_id`]
+    /// takes in later rows of the run.
+    pub fn float(&mut self, key: &str, value: f64) -> Result<KeyId> {
         let id = self.flat_id(key)?;
+        self.push_float(id, value);
+        Ok(KeyId(id))
+    }
+
+    /// A float under the top-level key that [`RowFields::float`] named `id` in this run: a
+    /// binding that knows the key object it saw (Python's `str`, say) skips the key's text.
+    pub fn float_id(&mut self, id: KeyId, value: f64) {
+        let position = self.position;
+        self.position += 1;
+        let row_ids = &mut self.core.row_ids;
+        if position < row_ids.len() {
+            row_ids[position] = id.0;
+        } else if position == row_ids.len() {
+            row_ids.push(id.0);
+        }
+        self.push_float(id.0, value);
+    }
+
+    #[inline]
+    fn push_float(&mut self, id: u32, value: f64) {
         payload::history_float_field(&mut self.core.fields, id as u64, value);
         self.core.pending_floats.push((id, value));
         self.count += 1;
-        Ok(())
     }
 
     /// Any value under a top-level key; maps are stored nested, as their leaves.
@@ -595,7 +621,7 @@ impl RowFields<'_> {
                 let mut path = vec![key];
                 self.nested(&mut path, &map)
             }
-            Value::Float(f) => self.float(key, f),
+            Value::Float(f) => self.float(key, f).map(drop),
             mut other => {
                 self.stage(key, &mut other)?;
                 let id = self.flat_id(key)?;
@@ -763,7 +789,7 @@ mod tests {
         let err = c
             .log_row(None, None, |row| {
                 row.float("ok", 1.0)?;
-                row.float("_step", 2.0)
+                row.float("_step", 2.0).map(drop)
             })
             .unwrap_err();
         assert!(err.message.contains("_step"));

@@ -34,7 +34,7 @@ pub mod system;
 pub mod upload;
 pub mod wal;
 
-pub use crate::core::{LogOutcome, RowFields};
+pub use crate::core::{KeyId, LogOutcome, RowFields};
 pub use cairn_types::api::{ResumeMode, RunPatch, RunState};
 pub use cairn_types::map;
 pub use cairn_types::value::{Histogram, Map, Value};
