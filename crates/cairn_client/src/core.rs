@@ -280,23 +280,23 @@ impl Core {
     /// whole and syncable.
     pub fn log_row(&mut self, step: Option<i64>, commit: Option<bool>, fill: impl FnOnce(&mut RowFields<'_>) -> Result<()>) -> Result<LogOutcome> {
         self.unwritable = None;
-        match self.log_row_inner(step, commit, fill) {
-            Err(e) if self.unwritable.is_some() => {
-                let why = self.unwritable.take().expect("checked");
+        let result = self.log_row_inner(step, commit, fill);
+        match (result, self.unwritable.take()) {
+            (Err(e), Some(why)) => {
                 self.unwritten_rows += 1;
                 if self.unwritten_rows == 1 {
                     eprintln!("cairn: {}: {}; logged rows are not written until it can be written again (what was written is kept)", why.describe(), e.message);
                 }
                 Ok(LogOutcome::Unwritten)
             }
-            Ok(outcome) => {
+            (Ok(outcome), _) => {
                 if self.unwritten_rows > 0 {
                     eprintln!("cairn: the run directory can be written again; {} logged rows were not written", self.unwritten_rows);
                     self.unwritten_rows = 0;
                 }
                 Ok(outcome)
             }
-            Err(e) => Err(e),
+            (Err(e), None) => Err(e),
         }
     }
 
@@ -521,12 +521,12 @@ impl Core {
     }
 }
 
-/// Adds fields to the row being logged.
 /// A top-level history key of one run, as [`RowFields::float`] gives it. Only that run's rows
 /// take it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyId(u32);
 
+/// Adds fields to the row being logged.
 pub struct RowFields<'a> {
     core: &'a mut Core,
     count: usize,
@@ -563,13 +563,18 @@ impl RowFields<'_> {
                 id
             }
         };
+        self.remember_at(position, id);
+        Ok(id)
+    }
+
+    /// Notes that the flat key at `position` of this row is `id`, for the next row's lookup.
+    fn remember_at(&mut self, position: usize, id: u32) {
         let row_ids = &mut self.core.row_ids;
         if position < row_ids.len() {
             row_ids[position] = id;
         } else if position == row_ids.len() {
             row_ids.push(id);
         }
-        Ok(id)
     }
 
     fn nested_id(&mut self, path: &[&str]) -> Result<u32> {
@@ -583,10 +588,9 @@ impl RowFields<'_> {
         Ok(id)
     }
 
-    /// A float under a top-level key: the fast path.
+    /// A float under a top-level key: the fast path. Returns the key's id, which
+    /// [`RowFields::float_id`] takes in later rows of the run.
     #[inline]
-    /// A float under a top-level key. Returns the key's id, which [`RowFields::float_id`]
-    /// takes in later rows of the run.
     pub fn float(&mut self, key: &str, value: f64) -> Result<KeyId> {
         let id = self.flat_id(key)?;
         self.push_float(id, value);
@@ -598,12 +602,7 @@ impl RowFields<'_> {
     pub fn float_id(&mut self, id: KeyId, value: f64) {
         let position = self.position;
         self.position += 1;
-        let row_ids = &mut self.core.row_ids;
-        if position < row_ids.len() {
-            row_ids[position] = id.0;
-        } else if position == row_ids.len() {
-            row_ids.push(id.0);
-        }
+        self.remember_at(position, id.0);
         self.push_float(id.0, value);
     }
 

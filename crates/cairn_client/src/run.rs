@@ -70,6 +70,14 @@ impl Shared {
         let _ = self.signal.1.wait_timeout(guard, timeout);
     }
 
+    /// Waits until the uploader is done, up to `timeout` (not at all when it is).
+    fn wait_for_uploader(&self, timeout: Duration) {
+        let status = lock(&self.status);
+        if !status.done {
+            let _ = self.uploaded.wait_timeout(status, timeout);
+        }
+    }
+
     fn wake(&self) {
         let _guard = lock(&self.signal.0);
         self.signal.1.notify_all();
@@ -1280,10 +1288,7 @@ impl FilesThread {
             if closing && path.is_some() && !lock(&self.shared.status).done && !stalled() {
                 // The last pass waits for the uploader, which stores the media it sends as files;
                 // it says when it is done.
-                let status = lock(&self.shared.status);
-                if !status.done {
-                    let _ = self.shared.uploaded.wait_timeout(status, Duration::from_millis(100));
-                }
+                self.shared.wait_for_uploader(Duration::from_millis(100));
                 continue;
             }
             if let Some(path) = path {
@@ -1313,10 +1318,7 @@ impl FilesThread {
             if self.shared.finishing.load(Ordering::Acquire) {
                 // `finish` has begun: the last pass comes next, as soon as the uploader is done
                 // (at once when it is).
-                let status = lock(&self.shared.status);
-                if !status.done {
-                    let _ = self.shared.uploaded.wait_timeout(status, Duration::from_millis(50));
-                }
+                self.shared.wait_for_uploader(Duration::from_millis(50));
             } else if self.shared.closing.load(Ordering::Acquire) {
                 // Stopped from the server (`wait` no longer sleeps once the run is closing).
                 std::thread::sleep(Duration::from_millis(50));
