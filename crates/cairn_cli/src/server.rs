@@ -9,6 +9,23 @@ use anyhow::Context;
 use cairn_server::ServerConfig;
 use cairn_store::StoreConfig;
 
+/// Prints a line of the server's report. A closed stdout or stderr (the parent that started the
+/// server went away, or read only the first line) must not stop a running server: the line is
+/// dropped.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+macro_rules! say_err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 #[derive(clap::Args)]
 pub struct ServerArgs {
     /// Address to listen on. Anything but loopback exposes the server to the network, and needs --auth on
@@ -205,10 +222,10 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             IpAddr::V6(ip) => format!("http://[{ip}]:{}", addr.port()),
             IpAddr::V4(ip) => format!("http://{ip}:{}", addr.port()),
         };
-        println!("cairn server listening on {url}");
-        println!("  store: {}", store.describe());
-        println!("  default entity: {}", config.default_entity);
-        println!("  auth: {}", if config.auth.enabled { "on (API keys and signed-in sessions)" } else { "off (loopback only, one user)" });
+        say!("cairn server listening on {url}");
+        say!("  store: {}", store.describe());
+        say!("  default entity: {}", config.default_entity);
+        say!("  auth: {}", if config.auth.enabled { "on (API keys and signed-in sessions)" } else { "off (loopback only, one user)" });
         let mut config = config;
         if args.public_url.is_none() {
             // Links (alerts, the first-start link) name the port bound; an address of every
@@ -220,7 +237,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         std::io::stdout().flush()?;
         if args.example {
             if config.auth.enabled {
-                println!("  --example: not logged, auth is on (log one with an API key: examples/lightning_cairn.py and others)");
+                say!("  --example: not logged, auth is on (log one with an API key: examples/lightning_cairn.py and others)");
             } else {
                 let base = format!("http://127.0.0.1:{}", addr.port());
                 let dir = data_dir.join("example");
@@ -228,7 +245,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             }
         }
         cairn_server::serve(listener, store, config, shutdown_signal()).await?;
-        println!("cairn server stopped; everything acknowledged is committed");
+        say!("cairn server stopped; everything acknowledged is committed");
         Ok(())
     })
 }
@@ -263,7 +280,7 @@ fn example_run(base_url: &str, dir: &std::path::Path) {
         Ok(run) => run,
         Err(e) if e.message.contains("already") => return,
         Err(e) => {
-            eprintln!("  --example: the example run was not logged: {}", e.message);
+            say_err!("  --example: the example run was not logged: {}", e.message);
             return;
         }
     };
@@ -277,7 +294,7 @@ fn example_run(base_url: &str, dir: &std::path::Path) {
     }
     let url = run.url().unwrap_or_default();
     match run.finish(None) {
-        Ok(_) => println!("  example run logged: {url}"),
-        Err(e) => eprintln!("  --example: {}", e.message),
+        Ok(_) => say!("  example run logged: {url}"),
+        Err(e) => say_err!("  --example: {}", e.message),
     }
 }
