@@ -215,6 +215,13 @@ impl Core {
         self.media = Some(crate::media::Stage::new(run_dir));
     }
 
+    /// Ends the run's log: nothing is appended any more (see [`WalWriter::seal`]). Returns where it
+    /// ends.
+    pub fn seal_log(&mut self) -> u64 {
+        self.finished = true;
+        self.wal.seal()
+    }
+
     /// Ends media staging (the run has ended): the files made ahead are removed.
     pub fn close_media(&mut self) {
         self.media = None;

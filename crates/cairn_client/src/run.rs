@@ -874,7 +874,7 @@ impl Inner {
         }
         let shared = &self.shared;
         shared.finishing.store(true, Ordering::Release);
-        let (summary, sparklines, ended_state) = {
+        let (summary, sparklines, ended_state, log_end) = {
             let mut guard = lock(&shared.core);
             let Some(core) = guard.as_mut() else {
                 let report = FinishReport { state: final_state, exit_code, uploaded: true, pending: None, lines: Vec::new() };
@@ -906,10 +906,22 @@ impl Inner {
                 .filter_map(|k| k.sparkline.as_ref().map(|s| (k.name.clone(), s.render())))
                 .collect::<Vec<_>>();
             core.flush();
-            (core.summary(), sparklines, ended_state)
+            (core.summary(), sparklines, ended_state, core.seal_log())
         };
         shared.closing.store(true, Ordering::Release);
         shared.wake();
+        // Nothing more goes into the log: it is packed (a lossless, smaller copy that replaces
+        // it) while the upload finishes, on another core.
+        let wal_dir = lock(&self.run_dir).as_ref().filter(|d| !d.read_only).map(|d| d.wal_dir());
+        let packer = wal_dir.and_then(|dir| {
+            std::thread::Builder::new()
+                .name("cairn-pack".into())
+                .spawn(move || {
+                    let started = std::time::Instant::now();
+                    crate::wal::pack_log(&dir, log_end).map(|report| (report, started.elapsed()))
+                })
+                .ok()
+        });
         // Wait while the upload makes progress; a thread stuck in a call to a hung server is left
         // behind (what it did not send stays in the run directory).
         if self.mode == Mode::Online {
@@ -928,6 +940,26 @@ impl Inner {
             let name = thread.thread().name();
             if (uploader_done && name == Some("cairn-uploader")) || (name == Some("cairn-stats") && thread.is_finished()) {
                 let _ = thread.join();
+            }
+        }
+        if let Some(packer) = packer {
+            match packer.join() {
+                Ok(Ok((report, took))) => {
+                    if let Some(dir) = &self.dir_path
+                        && report.packed > 0
+                    {
+                        crate::rundir::debug_log(
+                            dir,
+                            &format!("the log was packed: {} bytes of records in {} bytes, in {} ms", report.bytes_before, report.bytes_after, took.as_millis()),
+                        );
+                    }
+                }
+                Ok(Err(e)) => {
+                    if let Some(dir) = &self.dir_path {
+                        crate::rundir::debug_log(dir, &format!("the log was not packed (it stays as written): {e}"));
+                    }
+                }
+                Err(_) => {}
             }
         }
         let written = shared.committed.load(Ordering::Acquire);

@@ -19,6 +19,9 @@ use std::time::Duration;
 use cairn_types::wire::{FRAME_HEADER_LEN, Frame, MAX_RECORD_LEN, frame_header, read_frame};
 use memmap2::{Mmap, MmapMut};
 
+mod pack;
+pub use pack::{PackReport, pack_log};
+
 /// Size of a new segment file (sparse until written).
 pub const SEGMENT_BYTES: usize = 64 << 20;
 const OFFSET_BITS: u32 = 40;
@@ -125,15 +128,13 @@ pub struct WalWriter {
     prefault: Arc<Prefaulter>,
     prefault_thread: Option<JoinHandle<()>>,
     next_request: usize,
+    /// Nothing more is appended: the log may be packed under the mapping.
+    sealed: bool,
 }
 
 impl Drop for WalWriter {
     fn drop(&mut self) {
-        self.prefault.stop.store(true, Ordering::Release);
-        self.prefault.wake.notify_all();
-        if let Some(thread) = self.prefault_thread.take() {
-            let _ = thread.join();
-        }
+        self.stop_prefaulting();
     }
 }
 
@@ -197,28 +198,42 @@ impl WalWriter {
     /// Starts a new log in `dir`, which must not hold one yet.
     pub fn create(dir: &Path) -> io::Result<WalWriter> {
         std::fs::create_dir_all(dir)?;
-        let (file, map) = create_segment(dir, 0, SEGMENT_BYTES)?;
+        Self::start_segment(dir, 0, 0)
+    }
+
+    /// A writer at the start of a new segment `segment`; `end` is where the log ends before it.
+    fn start_segment(dir: &Path, segment: u64, end: u64) -> io::Result<WalWriter> {
+        let (file, map) = create_segment(dir, segment, SEGMENT_BYTES)?;
         let prefault = Prefaulter::new(map.as_ptr() as usize, map.len());
         Ok(WalWriter {
             dir: dir.to_owned(),
-            segment: 0,
+            segment,
             file,
             map,
             offset: 0,
             allocated: ALLOCATE_STEP.min(SEGMENT_BYTES),
-            committed: Arc::new(AtomicU64::new(0)),
+            committed: Arc::new(AtomicU64::new(end)),
             prefault,
             prefault_thread: None,
             next_request: PREFAULT_START,
+            sealed: false,
         })
     }
 
-    /// Continues an existing log after its last complete record (a resumed run directory).
+    /// Continues an existing log after its last complete record (a resumed run directory). A log
+    /// whose last segment was packed continues in a new segment.
     pub fn open_append(dir: &Path) -> io::Result<WalWriter> {
         let end = scan_end(dir)?;
         let (segment, offset) = split_position(end);
-        let file = OpenOptions::new().read(true).write(true).open(segment_path(dir, segment))?;
+        let file = match OpenOptions::new().read(true).write(true).open(segment_path(dir, segment)) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && pack::pack_path(dir, segment).exists() => return Self::start_segment(dir, segment + 1, end),
+            Err(e) => return Err(e),
+        };
         let len = file.metadata()?.len() as usize;
+        if len == 0 {
+            return Self::start_segment(dir, segment + 1, end);
+        }
         let clear_to = (offset + (1 << 16)).min(len);
         reserve_blocks(&file, offset, clear_to)?;
         // SAFETY: as in `create_segment`.
@@ -237,7 +252,25 @@ impl WalWriter {
             prefault,
             prefault_thread: None,
             next_request: offset + PREFAULT_START,
+            sealed: false,
         })
+    }
+
+    fn stop_prefaulting(&mut self) {
+        self.prefault.stop.store(true, Ordering::Release);
+        self.prefault.wake.notify_all();
+        if let Some(thread) = self.prefault_thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// Ends the log: appends fail from now on, and the segments may be packed ([`pack_log`])
+    /// while this writer still maps them. Returns the log's end.
+    pub fn seal(&mut self) -> u64 {
+        self.stop_prefaulting();
+        let _ = self.map.flush_async();
+        self.sealed = true;
+        self.end()
     }
 
     pub fn committed(&self) -> Arc<AtomicU64> {
@@ -253,6 +286,9 @@ impl WalWriter {
     pub fn append(&mut self, payload: &[u8]) -> io::Result<()> {
         if payload.len() > MAX_RECORD_LEN {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("a record of {} bytes is over the limit of {MAX_RECORD_LEN} bytes", payload.len())));
+        }
+        if self.sealed {
+            return Err(io::Error::other("the log is sealed: the run has ended"));
         }
         let need = FRAME_HEADER_LEN + payload.len();
         if self.offset + need > self.map.len() {
@@ -307,14 +343,37 @@ impl WalWriter {
     /// Starts writing dirty pages to disk without waiting: for power loss; a crash of the process
     /// loses nothing anyway.
     pub fn flush(&self) -> io::Result<()> {
+        if self.sealed {
+            return Ok(());
+        }
         self.map.flush_async()
     }
 }
 
-/// A read-only view of one segment.
+/// A read-only view of one segment: the file mapped, or the bytes rebuilt from its pack.
 struct SegmentView {
     index: u64,
-    map: Mmap,
+    data: SegmentData,
+}
+
+enum SegmentData {
+    Mapped(Mmap),
+    Unpacked(Vec<u8>),
+}
+
+impl std::ops::Deref for SegmentData {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            SegmentData::Mapped(map) => map,
+            SegmentData::Unpacked(bytes) => bytes,
+        }
+    }
+}
+
+/// Whether the log in `dir` has a segment `index`, as written or packed.
+fn segment_exists(dir: &Path, index: u64) -> bool {
+    segment_path(dir, index).exists() || pack::pack_path(dir, index).exists()
 }
 
 /// Reads records from a log, in another thread of the same process or after the process died.
@@ -328,18 +387,22 @@ impl WalReader {
         WalReader { dir: dir.to_owned(), view: None }
     }
 
-    fn segment(&mut self, index: u64) -> io::Result<Option<&Mmap>> {
+    fn segment(&mut self, index: u64) -> io::Result<Option<&[u8]>> {
         if self.view.as_ref().is_none_or(|v| v.index != index) {
-            let file = match File::open(segment_path(&self.dir, index)) {
-                Ok(file) => file,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            // The segment first: after a crash between writing a pack and removing its segment,
+            // both are there, and the segment is what was written.
+            let data = match File::open(segment_path(&self.dir, index)) {
+                // SAFETY: segments are only appended to, below which we never read past `end`.
+                Ok(file) => SegmentData::Mapped(unsafe { Mmap::map(&file)? }),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => match pack::read_pack(&self.dir, index)? {
+                    Some(bytes) => SegmentData::Unpacked(bytes),
+                    None => return Ok(None),
+                },
                 Err(e) => return Err(e),
             };
-            // SAFETY: segments are only appended to, below which we never read past `end`.
-            let map = unsafe { Mmap::map(&file)? };
-            self.view = Some(SegmentView { index, map });
+            self.view = Some(SegmentView { index, data });
         }
-        Ok(self.view.as_ref().map(|v| &v.map))
+        Ok(self.view.as_ref().map(|v| &*v.data))
     }
 
     /// Calls `f(position, frame_bytes, payload)` for each complete record in `[from, end)`, and
@@ -375,7 +438,7 @@ impl WalReader {
                     Frame::Torn => return Ok(position(segment, at)),
                 }
             }
-            if segment >= end_segment || !segment_path(&self.dir, segment + 1).exists() {
+            if segment >= end_segment || !segment_exists(&self.dir, segment + 1) {
                 return Ok(position(segment, at));
             }
             pos = position(segment + 1, 0);
@@ -422,7 +485,7 @@ pub fn damage_after(dir: &Path, end: u64) -> io::Result<Option<Damage>> {
         }
     }
     let mut next = segment + 1;
-    while let Ok(meta) = std::fs::metadata(segment_path(dir, next)) {
+    while let Ok(meta) = std::fs::metadata(segment_path(dir, next)).or_else(|_| std::fs::metadata(pack::pack_path(dir, next))) {
         bytes_after += meta.len();
         next += 1;
     }
