@@ -124,7 +124,23 @@ class ApiClient:
         max_step: int | None = None,
         limit: int = 10_000_000,
         require_all: bool = False,
-    ) -> tuple[list[int], dict[str, list[Any]], int | None]: ...
+    ) -> tuple[list[int], dict[str, list[Any]], int | None, list[str]]: ...
+    def history_rows(
+        self,
+        run_path: str,
+        keys: list[str] | None = None,
+        min_step: int | None = None,
+        max_step: int | None = None,
+        limit: int = 10_000_000,
+        require_all: bool = False,
+    ) -> tuple[list[dict[str, Any]], int | None, list[str]]: ...
+    def history_arrays(
+        self,
+        run_path: str,
+        keys: list[str] | None = None,
+        min_step: int | None = None,
+        max_step: int | None = None,
+    ) -> tuple[bytes, dict[str, tuple[bytes, bytes]], list[str]]: ...
 
 def init(**kwargs: Any) -> Run: ...
 def sync_run_dir(dir: str, base_url: str | None = None, api_key: str | None = None) -> tuple[str, int]: ...

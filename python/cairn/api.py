@@ -366,16 +366,22 @@ class Run:
     def history(
         self,
         keys: list[str] | None = None,
-        samples: int = 500,
+        samples: int | None = 500,
         x_axis: str = "_step",
         pandas: bool = True,
     ) -> Any:
         """At most ``samples`` rows for the numeric ``keys`` (all when None), one per bucket of
         ``x_axis``: each key's mean, with ``<key>_min`` and ``<key>_max`` so that no spike is lost.
         Nothing is sampled at random. A pandas DataFrame when pandas is installed and ``pandas``,
-        else a list of dicts."""
+        else a list of dicts.
+
+        ``samples=None`` reads every row, unsampled: ``_step`` and each key (NaN in a DataFrame,
+        absent in a dict, where a row lacks it). As a DataFrame it goes from the server's binary
+        columns into numpy arrays, with no Python object per point."""
+        if samples is None:
+            return self._every_row(keys, x_axis, pandas)
         if not isinstance(samples, int) or not 1 <= samples <= 100_000:
-            raise errors.InvalidValue(f"samples={samples!r} must be an integer from 1 to 100000")
+            raise errors.InvalidValue(f"samples={samples!r} must be an integer from 1 to 100000, or None for every row")
         keys = list(keys) if keys is not None else self._numeric_keys()
         if not keys:
             return _frame([], pandas)
@@ -391,31 +397,55 @@ class Run:
                 row[f"{key}_max"] = b["max"][i]
         return _frame([rows[i] for i in sorted(rows)], pandas)
 
+    def _every_row(self, keys: list[str] | None, x_axis: str, pandas: bool) -> Any:
+        if x_axis != "_step":
+            raise errors.InvalidValue(f"x_axis={x_axis!r}: every row (samples=None) is read by _step; read the key {x_axis!r} as one of the keys")
+        keys = list(keys) if keys is not None else None
+        pd = None
+        if pandas:
+            try:
+                import numpy as np
+                import pandas as pd
+            except ImportError:
+                pd = None
+        if pd is None:
+            return list(self.scan_history(keys=keys))
+        steps, arrays, rich = self._api._client.history_arrays(self._path(), keys)
+        data: dict[str, Any] = {"_step": np.frombuffer(steps, dtype="<i8")}
+        for name, (values, _present) in arrays.items():
+            data[name] = np.frombuffer(values, dtype="<f8")
+        if rich:
+            # Columns of more than numbers (text, media) come as objects, read for the same rows.
+            _, columns, _, _ = self._api._client.history_columns(self._path(), keys)
+            for name in rich:
+                data[name] = [media.typed(v, self) for v in columns[name]]
+        return pd.DataFrame(data, copy=False)
+
     def scan_history(
         self,
         keys: list[str] | None = None,
-        page_size: int = 1000,
+        page_size: int | None = None,
         min_step: int | None = None,
         max_step: int | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Every row from ``min_step`` up to ``max_step`` (exclusive), fetched ``page_size`` at a
-        time. With ``keys``, only rows that hold all of them, with ``_step`` and those keys."""
-        if not isinstance(page_size, int) or page_size < 1:
+        """Every row from ``min_step`` up to ``max_step`` (exclusive), fetched ``page_size`` rows
+        at a time (by default as many as make about a million values). With ``keys``, only rows
+        that hold all of them, with ``_step`` and those keys."""
+        if page_size is not None and (not isinstance(page_size, int) or isinstance(page_size, bool) or page_size < 1):
             raise errors.InvalidValue(f"page_size={page_size!r} must be a positive integer")
         keys = list(keys) if keys is not None else None
+        if page_size is None:
+            width = len(keys) if keys is not None else max(1, sum(1 for k in self.keys() if k["stream"] == "history"))
+            page_size = max(1000, 1_000_000 // width)
         cursor = min_step
         while True:
-            steps, columns, next_step = self._api._client.history_columns(
-                self._path(), keys, cursor, max_step, page_size, keys is not None
-            )
-            names = list(columns)
-            for i, step in enumerate(steps):
-                row: dict[str, Any] = {"_step": step}
-                for name in names:
-                    value = columns[name][i]
-                    if value is not None:
-                        row[name] = media.typed(value, self)
-                yield row
+            rows, next_step, rich = self._api._client.history_rows(self._path(), keys, cursor, max_step, page_size, keys is not None)
+            if rich:
+                for row in rows:
+                    for name in rich:
+                        if name in row:
+                            row[name] = media.typed(row[name], self)
+            yield from rows
             if next_step is None:
                 return
             cursor = next_step
@@ -424,9 +454,11 @@ class Run:
         self, keys: list[str] | None = None, min_step: int | None = None, max_step: int | None = None
     ) -> dict[str, list[Any]]:
         """Every point of ``keys`` as columns: ``{"_step": [...], key: [...]}`` (None where a row
-        lacks a key). The fast way to read a long history."""
-        steps, columns, _ = self._api._client.history_columns(self._path(), keys, min_step, max_step)
-        return {"_step": steps, **{k: media.typed(v, self) for k, v in columns.items()}}
+        lacks a key). The fast way to read a long history into lists."""
+        steps, columns, _, rich = self._api._client.history_columns(self._path(), keys, min_step, max_step)
+        for name in rich:
+            columns[name] = media.typed(columns[name], self)
+        return {"_step": steps, **columns}
 
     def files(self) -> list[File]:
         """The run's files (saved with ``run.save``, logged media, the client's own)."""

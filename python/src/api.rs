@@ -34,6 +34,22 @@ impl PyApiClient {
     pub(crate) fn from_client(client: ApiClient) -> PyApiClient {
         PyApiClient { client }
     }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fetch_columns(
+        &self,
+        py: Python<'_>,
+        run_path: &str,
+        keys: Option<Vec<String>>,
+        min_step: Option<i64>,
+        max_step: Option<i64>,
+        limit: usize,
+        require_all: bool,
+    ) -> PyResult<cairn_types::wire::Columns> {
+        let p = path(py, run_path)?;
+        let client = self.client.clone();
+        py.detach(move || client.history_columns(&p, keys.as_deref(), min_step, max_step, limit, require_all)).map_err(|e| call_err(py, e))
+    }
 }
 
 #[pymethods]
@@ -239,8 +255,9 @@ impl PyApiClient {
         json_to_py(py, &to_json(&result))
     }
 
-    /// History as columns: `(steps, {name: values}, next_step)`, lists of Python values with None
-    /// where a row lacks the key. The fast path for reading many points.
+    /// History as columns: `(steps, {name: values}, next_step, rich)`, lists of Python values
+    /// with None where a row lacks the key; `rich` names the columns that hold more than numbers
+    /// (the Python layer makes media objects of those). The fast path for reading many points.
     #[pyo3(signature = (run_path, keys = None, min_step = None, max_step = None, limit = 10_000_000, require_all = false))]
     fn history_columns<'py>(
         &self,
@@ -251,35 +268,105 @@ impl PyApiClient {
         max_step: Option<i64>,
         limit: usize,
         require_all: bool,
-    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyDict>, Option<i64>)> {
-        let p = path(py, run_path)?;
-        let client = self.client.clone();
-        let columns = py.detach(move || client.history_columns(&p, keys.as_deref(), min_step, max_step, limit, require_all)).map_err(|e| call_err(py, e))?;
+    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyDict>, Option<i64>, Vec<String>)> {
+        let columns = self.fetch_columns(py, run_path, keys, min_step, max_step, limit, require_all)?;
         let steps = PyList::new(py, &columns.steps)?;
         let out = PyDict::new(py);
         for column in &columns.columns {
-            let values = PyList::empty(py);
-            match &column.data {
-                ColumnValues::Floats(values_f, present) => {
-                    for (v, p) in values_f.iter().zip(present) {
-                        if *p {
-                            values.append(PyFloat::new(py, *v))?;
-                        } else {
-                            values.append(py.None())?;
-                        }
-                    }
+            let values = match &column.data {
+                ColumnValues::Floats(values, present) => {
+                    PyList::new(py, values.iter().zip(present).map(|(v, p)| if *p { PyFloat::new(py, *v).into_any() } else { py.None().into_bound(py) }))?
                 }
                 ColumnValues::Values(items) => {
-                    for item in items {
-                        match item {
-                            Some(v) => values.append(to_py(py, v)?)?,
-                            None => values.append(py.None())?,
-                        }
-                    }
+                    let items = items.iter().map(|item| match item {
+                        Some(v) => to_py(py, v),
+                        None => Ok(py.None().into_bound(py)),
+                    });
+                    PyList::new(py, items.collect::<PyResult<Vec<_>>>()?)?
                 }
-            }
+            };
             out.set_item(&column.name, values)?;
         }
-        Ok((steps, out, columns.next_step))
+        Ok((steps, out, columns.next_step, rich_columns(&columns)))
     }
+
+    /// History as rows: `(rows, next_step, rich)`, a dict per row with `_step` and the keys it
+    /// holds (what `scan_history` yields), made here rather than from columns in Python.
+    #[pyo3(signature = (run_path, keys = None, min_step = None, max_step = None, limit = 10_000_000, require_all = false))]
+    fn history_rows<'py>(
+        &self,
+        py: Python<'py>,
+        run_path: &str,
+        keys: Option<Vec<String>>,
+        min_step: Option<i64>,
+        max_step: Option<i64>,
+        limit: usize,
+        require_all: bool,
+    ) -> PyResult<(Bound<'py, PyList>, Option<i64>, Vec<String>)> {
+        let columns = self.fetch_columns(py, run_path, keys, min_step, max_step, limit, require_all)?;
+        let step_key = pyo3::intern!(py, "_step");
+        let names = columns.columns.iter().map(|c| pyo3::types::PyString::new(py, &c.name)).collect::<Vec<_>>();
+        let mut rows = Vec::with_capacity(columns.steps.len());
+        for (i, step) in columns.steps.iter().enumerate() {
+            let row = PyDict::new(py);
+            row.set_item(step_key, step)?;
+            for (column, name) in columns.columns.iter().zip(&names) {
+                match &column.data {
+                    ColumnValues::Floats(values, present) if present[i] => row.set_item(name, PyFloat::new(py, values[i]))?,
+                    ColumnValues::Values(items) if items[i].as_ref().is_some_and(|v| !matches!(v, cairn_types::value::Value::Null)) => {
+                        row.set_item(name, to_py(py, items[i].as_ref().expect("present"))?)?
+                    }
+                    _ => {}
+                }
+            }
+            rows.push(row);
+        }
+        Ok((PyList::new(py, rows)?, columns.next_step, rich_columns(&columns)))
+    }
+
+    /// History as arrays for numpy: `(steps, {name: (values, present)}, rich)` where `steps` is
+    /// little-endian int64 bytes, each number column little-endian float64 bytes (NaN where a
+    /// row lacks the key) with one byte per row that says whether it has it, and `rich` names the
+    /// columns left out because they hold more than numbers. No Python object per point.
+    #[pyo3(signature = (run_path, keys = None, min_step = None, max_step = None))]
+    fn history_arrays<'py>(
+        &self,
+        py: Python<'py>,
+        run_path: &str,
+        keys: Option<Vec<String>>,
+        min_step: Option<i64>,
+        max_step: Option<i64>,
+    ) -> PyResult<(Bound<'py, pyo3::types::PyBytes>, Bound<'py, PyDict>, Vec<String>)> {
+        let columns = self.fetch_columns(py, run_path, keys, min_step, max_step, 10_000_000, false)?;
+        let steps = pyo3::types::PyBytes::new_with(py, columns.steps.len() * 8, |out| {
+            for (chunk, step) in out.chunks_exact_mut(8).zip(&columns.steps) {
+                chunk.copy_from_slice(&step.to_le_bytes());
+            }
+            Ok(())
+        })?;
+        let out = PyDict::new(py);
+        for column in &columns.columns {
+            if let ColumnValues::Floats(values, present) = &column.data {
+                let values = pyo3::types::PyBytes::new_with(py, values.len() * 8, |out| {
+                    for ((chunk, v), p) in out.chunks_exact_mut(8).zip(values).zip(present) {
+                        chunk.copy_from_slice(&(if *p { *v } else { f64::NAN }).to_le_bytes());
+                    }
+                    Ok(())
+                })?;
+                let present = pyo3::types::PyBytes::new_with(py, present.len(), |out| {
+                    for (b, p) in out.iter_mut().zip(present) {
+                        *b = *p as u8;
+                    }
+                    Ok(())
+                })?;
+                out.set_item(&column.name, (values, present))?;
+            }
+        }
+        Ok((steps, out, rich_columns(&columns)))
+    }
+}
+
+/// The columns that hold more than numbers.
+fn rich_columns(columns: &cairn_types::wire::Columns) -> Vec<String> {
+    columns.columns.iter().filter(|c| matches!(c.data, ColumnValues::Values(_))).map(|c| c.name.clone()).collect()
 }

@@ -12,6 +12,8 @@ import pytest
 import cairn
 from cairn import errors
 
+from conftest import sync
+
 
 def make_run(project, **init):
     run = cairn.init(project=project, **init)
@@ -103,6 +105,53 @@ def test_scan_history_pages_and_ranges(env, api, project):
     assert columns["loss"][2_499] == 2_499.0
     with pytest.raises(errors.InvalidValue, match="page_size"):
         list(remote.scan_history(page_size=0))
+
+
+def test_every_row_as_a_frame_rows_or_columns_with_gaps_and_rich_values(env, api, project):
+    run = make_run(project)
+    for step in range(3_000):
+        data = {"loss": 1.0 / (step + 1)}
+        if step % 3 == 0:
+            data["acc"] = step / 3_000
+        if step == 7:
+            data["note"] = "seven"
+        if step == 9:
+            data["loss"] = float("nan")
+        run.log(data)
+    run.finish()
+    remote = api.run(run.path)
+    frame = remote.history(keys=["loss", "acc"], samples=None)
+    assert list(frame.columns) == ["_step", "loss", "acc"] and len(frame) == 3_000
+    assert frame["_step"].tolist() == list(range(3_000))
+    assert frame["loss"][2_999] == 1.0 / 3_000 and pd.isna(frame["loss"][9])
+    assert frame["acc"][3] == 3 / 3_000 and pd.isna(frame["acc"][4])
+    # Text comes as objects beside the numbers; without pandas, a dict per row.
+    with_note = remote.history(keys=["loss", "note"], samples=None)
+    assert with_note["note"][7] == "seven" and pd.isna(with_note["note"][8])
+    rows = remote.history(keys=["loss", "note"], samples=None, pandas=False)
+    assert len(rows) == 1 and rows[0]["_step"] == 7, "rows that hold every key asked for"
+    everything = list(remote.scan_history())
+    assert len(everything) == 3_000 and set(everything[0]) == {"_step", "_runtime", "_timestamp", "loss", "acc"}
+    assert {k: everything[7][k] for k in ("_step", "loss", "note")} == {"_step": 7, "loss": 1.0 / 8, "note": "seven"}
+    assert "acc" not in everything[7] and everything[6]["acc"] == 6 / 3_000
+    with pytest.raises(errors.InvalidValue, match="samples=0"):
+        remote.history(samples=0)
+    with pytest.raises(errors.InvalidValue, match="x_axis='acc'"):
+        remote.history(samples=None, x_axis="acc")
+
+
+def test_a_finished_run_directory_keeps_its_log_packed_and_syncs_from_it(env, api, project, tmp_path):
+    run = cairn.init(project=project, mode="offline", dir=str(tmp_path))
+    for step in range(40_000):
+        run.log({"loss": 1.0 / (step + 1), "lr": 0.1})
+    run.finish()
+    wal = Path(run.dir) / "wal"
+    assert [p.name for p in wal.iterdir()] == ["00000000.pack"], list(wal.iterdir())
+    per_step = (wal / "00000000.pack").stat().st_size / 40_000
+    assert per_step < 16, f"{per_step:.1f} bytes a step"
+    sync(run.dir, env)
+    columns = api.run(f"{project}/{run.id}").history_columns(keys=["loss"])
+    assert columns["_step"] == list(range(40_000)) and columns["loss"][39_999] == 1.0 / 40_000
 
 
 def test_runs_filters_order_and_paging(env, api, project):
