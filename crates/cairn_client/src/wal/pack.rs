@@ -19,7 +19,7 @@
 //! a history row, `0x80 | type` and the differences as zigzag varints, then the rest of the row.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use cairn_types::wire::{FRAME_HEADER_LEN, Frame, RecordType, frame_header, put_varint, read_frame};
@@ -65,42 +65,45 @@ pub fn pack_log(dir: &Path, end: u64) -> io::Result<PackReport> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        if file.metadata()?.len() == 0 {
+        let file_len = file.metadata()?.len();
+        if file_len == 0 {
             continue;
         }
-        // Mapped, not read: a segment file is 64 MiB, mostly the zeros after its records.
-        // SAFETY: nothing writes the log any more (the caller's contract); the file is only read.
-        let data = unsafe { memmap2::Mmap::map(&file)? };
-        let used = records_end(&data);
-        if !ends_clean(&data[used..]) {
-            continue;
-        }
-        report.bytes_before += used as u64;
-        if used < PACK_MIN_BYTES {
-            if used > 0 && data.len() > used {
-                OpenOptions::new().write(true).open(&path)?.set_len(used as u64)?;
+        // Read, not mapped, and streamed through small buffers both ways: a finishing training
+        // process neither maps its log once more (its resident memory would count those pages
+        // again) nor holds a copy of it.
+        let Some(scan) = scan(&file)? else { continue };
+        let used = scan.used;
+        report.bytes_before += used;
+        if used < PACK_MIN_BYTES as u64 {
+            if used > 0 && file_len > used {
+                OpenOptions::new().write(true).open(&path)?.set_len(used)?;
             }
             report.trimmed += 1;
-            report.bytes_after += used as u64;
+            report.bytes_after += used;
             continue;
-        }
-        let packed = encode(&data[..used])?;
-        // Nothing is removed that the pack does not give back exactly.
-        if decode(&packed)? != data[..used] {
-            return Err(io::Error::other(format!("the pack of {} does not read back as the segment", path.display())));
         }
         let target = pack_path(dir, segment);
         let tmp = target.with_extension("pack.tmp");
-        {
-            let mut file = File::create(&tmp)?;
-            file.write_all(&packed)?;
-            file.sync_all()?;
+        let packed_len = {
+            let out = std::io::BufWriter::with_capacity(STAGE_BYTES, File::create(&tmp)?);
+            let mut out = encode(frames(&file)?, &scan, out)?.into_inner().map_err(|e| e.into_error())?;
+            out.flush()?;
+            out.sync_all()?;
+            out.metadata()?.len()
+        };
+        // Nothing is removed that the pack does not give back exactly.
+        let mut original = frames(&file)?;
+        let same = decode_each(File::open(&tmp)?, |frame| Ok(original.next_frame()? == Some(frame)))?;
+        if !same || original.at != used {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io::Error::other(format!("the pack of {} does not read back as the segment", path.display())));
         }
         std::fs::rename(&tmp, &target)?;
         sync_dir(dir);
         std::fs::remove_file(&path)?;
         report.packed += 1;
-        report.bytes_after += packed.len() as u64;
+        report.bytes_after += packed_len;
     }
     Ok(report)
 }
@@ -111,22 +114,106 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-/// Whether what follows a segment's last complete record is the zeros of its unwritten tail, as
-/// far as a torn or damaged write would reach (the whole tail is `cairn sync`'s to check).
-fn ends_clean(tail: &[u8]) -> bool {
-    !matches!(read_frame(tail), Frame::Torn) && tail[..tail.len().min(TAIL_CHECK_BYTES)].iter().all(|&b| b == 0)
-}
-
-/// Bytes after the last record that must be zeros for a segment to be packed.
+/// Bytes after the last record that must be zeros for a segment to be packed: as far as a torn
+/// or damaged write would reach (the whole tail is `cairn sync`'s to check).
 const TAIL_CHECK_BYTES: usize = 64 << 10;
 
-/// The end of the complete records at the start of `data`.
-fn records_end(data: &[u8]) -> usize {
-    let mut at = 0;
-    while let Frame::Record(payload) = read_frame(&data[at..]) {
-        at += FRAME_HEADER_LEN + payload.len();
+/// A segment's frames, read in order through a buffer.
+struct Frames<'a> {
+    reader: io::BufReader<&'a File>,
+    /// Bytes of complete frames read.
+    at: u64,
+    frame: Vec<u8>,
+    /// The read stopped at a frame that does not check out (not at the zeros of the tail).
+    torn: bool,
+}
+
+/// Reads `file`'s frames from its start (the handle's offset is shared by every reader of it).
+fn frames(mut file: &File) -> io::Result<Frames<'_>> {
+    file.seek(io::SeekFrom::Start(0))?;
+    Ok(Frames { reader: io::BufReader::with_capacity(STAGE_BYTES, file), at: 0, frame: Vec::new(), torn: false })
+}
+
+impl Frames<'_> {
+    /// The next complete frame (header and payload), or None at the end of the records.
+    fn next_frame(&mut self) -> io::Result<Option<&[u8]>> {
+        let mut header = [0u8; FRAME_HEADER_LEN];
+        if !read_full(&mut self.reader, &mut header)? {
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        if len == 0 {
+            self.torn = header.iter().any(|&b| b != 0);
+            return Ok(None);
+        }
+        if len > cairn_types::wire::MAX_RECORD_LEN {
+            self.torn = true;
+            return Ok(None);
+        }
+        self.frame.clear();
+        self.frame.extend_from_slice(&header);
+        self.frame.resize(FRAME_HEADER_LEN + len, 0);
+        if !read_full(&mut self.reader, &mut self.frame[FRAME_HEADER_LEN..])? || !matches!(read_frame(&self.frame), Frame::Record(_)) {
+            self.torn = true;
+            return Ok(None);
+        }
+        self.at += self.frame.len() as u64;
+        Ok(Some(&self.frame))
     }
-    at
+}
+
+/// Fills `buf`, or returns false at the end of the file.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => return Ok(false),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// What a first read of a segment found.
+struct Scan {
+    used: u64,
+    records: u64,
+    crc: u32,
+}
+
+/// Reads a segment's records, or None when something other than zeros follows them.
+fn scan(file: &File) -> io::Result<Option<Scan>> {
+    let mut frames = frames(file)?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut records = 0;
+    while let Some(frame) = frames.next_frame()? {
+        hasher.update(frame);
+        records += 1;
+    }
+    if frames.torn {
+        return Ok(None);
+    }
+    let mut tail = vec![0u8; TAIL_CHECK_BYTES];
+    let mut filled = 0;
+    loop {
+        match frames.reader.read(&mut tail[filled..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                filled += n;
+                if filled == tail.len() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if tail[..filled].iter().any(|&b| b != 0) {
+        return Ok(None);
+    }
+    Ok(Some(Scan { used: frames.at, records, crc: hasher.finalize() }))
 }
 
 fn zigzag(v: i64) -> u64 {
@@ -162,39 +249,44 @@ fn parse_history(payload: &[u8]) -> Option<(Head, u8, &[u8])> {
     Some((Head { seq, step, timestamp, runtime }, flags, rest))
 }
 
-fn encode(data: &[u8]) -> io::Result<Vec<u8>> {
-    let mut stream = Vec::with_capacity(data.len() / 2);
-    let mut prev = Head::default();
-    let mut records = 0u64;
-    let mut at = 0;
-    while let Frame::Record(payload) = read_frame(&data[at..]) {
-        at += FRAME_HEADER_LEN + payload.len();
-        records += 1;
-        put_varint(&mut stream, payload.len() as u64);
-        match parse_history(payload) {
-            Some((head, flags, rest)) => {
-                stream.push(PACKED_HISTORY);
-                put_varint(&mut stream, zigzag(head.seq.wrapping_sub(prev.seq) as i64));
-                put_varint(&mut stream, zigzag(head.step.wrapping_sub(prev.step)));
-                stream.push(flags);
-                put_varint(&mut stream, zigzag(head.timestamp.wrapping_sub(prev.timestamp)));
-                put_varint(&mut stream, zigzag(head.runtime.wrapping_sub(prev.runtime)));
-                stream.extend_from_slice(rest);
-                prev = head;
-            }
-            None => stream.extend_from_slice(payload),
-        }
-    }
-    let mut out = Vec::with_capacity(HEADER_LEN + stream.len() / 4);
-    out.extend_from_slice(MAGIC);
-    out.push(VERSION);
-    out.extend_from_slice(&(data.len() as u64).to_le_bytes());
-    out.extend_from_slice(&records.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
+/// Bytes gathered before they go to the compressor, and read from the decompressor at a time.
+const STAGE_BYTES: usize = 64 << 10;
+
+/// Writes the pack of the records that `frames` reads (`scan` found them) to `out`, and returns
+/// `out`.
+fn encode<W: Write>(mut frames: Frames<'_>, scan: &Scan, mut out: W) -> io::Result<W> {
+    out.write_all(MAGIC)?;
+    out.write_all(&[VERSION])?;
+    out.write_all(&scan.used.to_le_bytes())?;
+    out.write_all(&scan.records.to_le_bytes())?;
+    out.write_all(&scan.crc.to_le_bytes())?;
     // The fastest level: a packed log is read rarely, and the rows' differences do most of the
     // work (level 6 saves a few percent more at four times the time).
     let mut encoder = DeflateEncoder::new(out, Compression::fast());
-    encoder.write_all(&stream)?;
+    let mut stage = Vec::with_capacity(STAGE_BYTES + 64);
+    let mut prev = Head::default();
+    while let Some(frame) = frames.next_frame()? {
+        let payload = &frame[FRAME_HEADER_LEN..];
+        put_varint(&mut stage, payload.len() as u64);
+        match parse_history(payload) {
+            Some((head, flags, rest)) => {
+                stage.push(PACKED_HISTORY);
+                put_varint(&mut stage, zigzag(head.seq.wrapping_sub(prev.seq) as i64));
+                put_varint(&mut stage, zigzag(head.step.wrapping_sub(prev.step)));
+                stage.push(flags);
+                put_varint(&mut stage, zigzag(head.timestamp.wrapping_sub(prev.timestamp)));
+                put_varint(&mut stage, zigzag(head.runtime.wrapping_sub(prev.runtime)));
+                stage.extend_from_slice(rest);
+                prev = head;
+            }
+            None => stage.extend_from_slice(payload),
+        }
+        if stage.len() >= STAGE_BYTES {
+            encoder.write_all(&stage)?;
+            stage.clear();
+        }
+    }
+    encoder.write_all(&stage)?;
     encoder.finish()
 }
 
@@ -202,68 +294,101 @@ fn damaged(why: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("a packed segment is damaged: {why}"))
 }
 
-/// Rebuilds the segment's bytes from a pack, and checks them against its CRC.
-pub fn decode(packed: &[u8]) -> io::Result<Vec<u8>> {
-    if packed.len() < HEADER_LEN || &packed[..4] != MAGIC {
+fn read_u8(r: &mut impl BufRead) -> io::Result<u8> {
+    let mut b = [0u8; 1];
+    r.read_exact(&mut b).map_err(|_| damaged("it ends inside a record"))?;
+    Ok(b[0])
+}
+
+fn read_varint(r: &mut impl BufRead) -> io::Result<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = read_u8(r)?;
+        v |= ((b & 0x7f) as u64) << shift;
+        if b < 0x80 {
+            return Ok(v);
+        }
+    }
+    Err(damaged("a number in it is too long"))
+}
+
+/// Rebuilds a segment's bytes from a pack, a record's frame at a time: `sink` gets each frame
+/// and returns false to stop (then this returns false). The length and the CRC are checked at
+/// the end.
+fn decode_each(packed: impl Read, mut sink: impl FnMut(&[u8]) -> io::Result<bool>) -> io::Result<bool> {
+    let mut packed = io::BufReader::with_capacity(STAGE_BYTES, packed);
+    let mut header = [0u8; HEADER_LEN];
+    packed.read_exact(&mut header).map_err(|_| damaged("it does not start as a pack"))?;
+    if &header[..4] != MAGIC {
         return Err(damaged("it does not start as a pack"));
     }
-    if packed[4] != VERSION {
-        return Err(damaged(format!("version {} is not one this cairn reads (it reads {VERSION})", packed[4])));
+    if header[4] != VERSION {
+        return Err(damaged(format!("version {} is not one this cairn reads (it reads {VERSION})", header[4])));
     }
-    let data_len = u64::from_le_bytes(packed[5..13].try_into().expect("8 bytes"));
-    let records = u64::from_le_bytes(packed[13..21].try_into().expect("8 bytes"));
-    let crc = u32::from_le_bytes(packed[21..25].try_into().expect("4 bytes"));
-    if data_len > super::SEGMENT_BYTES.max(cairn_types::wire::MAX_RECORD_LEN * 2) as u64 {
-        return Err(damaged(format!("it claims {data_len} bytes of records")));
-    }
-    let mut stream = Vec::new();
-    DeflateDecoder::new(&packed[HEADER_LEN..]).take(data_len * 2 + 1024).read_to_end(&mut stream).map_err(damaged)?;
-    let mut data = Vec::with_capacity(data_len as usize);
-    let mut r = cairn_types::wire::Reader::new(&stream);
+    let data_len = u64::from_le_bytes(header[5..13].try_into().expect("8 bytes"));
+    let records = u64::from_le_bytes(header[13..21].try_into().expect("8 bytes"));
+    let crc = u32::from_le_bytes(header[21..25].try_into().expect("4 bytes"));
+    let mut stream = io::BufReader::with_capacity(STAGE_BYTES, DeflateDecoder::new(packed));
+    let mut hasher = crc32fast::Hasher::new();
+    let mut done = 0u64;
     let mut prev = Head::default();
-    let mut payload = Vec::new();
+    let mut frame = Vec::new();
     for _ in 0..records {
-        let len = r.varint().map_err(damaged)? as usize;
-        if len == 0 || data.len() + FRAME_HEADER_LEN + len > data_len as usize {
+        let len = read_varint(&mut stream)? as usize;
+        if len == 0 || len > cairn_types::wire::MAX_RECORD_LEN || done + (FRAME_HEADER_LEN + len) as u64 > data_len {
             return Err(damaged("a record runs past the segment's end"));
         }
-        payload.clear();
-        let first = r.u8().map_err(damaged)?;
+        frame.clear();
+        frame.resize(FRAME_HEADER_LEN, 0);
+        let first = read_u8(&mut stream)?;
         if first == PACKED_HISTORY {
-            let head = Head {
-                seq: prev.seq.wrapping_add(unzigzag(r.varint().map_err(damaged)?) as u64),
-                step: prev.step.wrapping_add(unzigzag(r.varint().map_err(damaged)?)),
-                timestamp: 0,
-                runtime: 0,
-            };
-            let flags = r.u8().map_err(damaged)?;
-            let head = Head {
-                timestamp: prev.timestamp.wrapping_add(unzigzag(r.varint().map_err(damaged)?)),
-                runtime: prev.runtime.wrapping_add(unzigzag(r.varint().map_err(damaged)?)),
-                ..head
-            };
-            payload.push(RecordType::History as u8);
-            put_varint(&mut payload, head.seq);
-            put_varint(&mut payload, zigzag(head.step));
-            payload.push(flags);
-            payload.extend_from_slice(&head.timestamp.to_le_bytes());
-            payload.extend_from_slice(&head.runtime.to_le_bytes());
-            let rest = len.checked_sub(payload.len()).ok_or_else(|| damaged("a history row is shorter than its head"))?;
-            payload.extend_from_slice(r.bytes(rest).map_err(damaged)?);
-            prev = head;
+            let seq = prev.seq.wrapping_add(unzigzag(read_varint(&mut stream)?) as u64);
+            let step = prev.step.wrapping_add(unzigzag(read_varint(&mut stream)?));
+            let flags = read_u8(&mut stream)?;
+            let timestamp = prev.timestamp.wrapping_add(unzigzag(read_varint(&mut stream)?));
+            let runtime = prev.runtime.wrapping_add(unzigzag(read_varint(&mut stream)?));
+            frame.push(RecordType::History as u8);
+            put_varint(&mut frame, seq);
+            put_varint(&mut frame, zigzag(step));
+            frame.push(flags);
+            frame.extend_from_slice(&timestamp.to_le_bytes());
+            frame.extend_from_slice(&runtime.to_le_bytes());
+            let head_len = frame.len() - FRAME_HEADER_LEN;
+            if len < head_len {
+                return Err(damaged("a history row is shorter than its head"));
+            }
+            frame.resize(FRAME_HEADER_LEN + len, 0);
+            stream.read_exact(&mut frame[FRAME_HEADER_LEN + head_len..]).map_err(|_| damaged("it ends inside a record"))?;
+            prev = Head { seq, step, timestamp, runtime };
         } else {
-            payload.push(first);
-            payload.extend_from_slice(r.bytes(len - 1).map_err(damaged)?);
+            frame.push(first);
+            frame.resize(FRAME_HEADER_LEN + len, 0);
+            stream.read_exact(&mut frame[FRAME_HEADER_LEN + 1..]).map_err(|_| damaged("it ends inside a record"))?;
         }
-        data.extend_from_slice(&frame_header(&payload));
-        data.extend_from_slice(&payload);
+        let header = frame_header(&frame[FRAME_HEADER_LEN..]);
+        frame[..FRAME_HEADER_LEN].copy_from_slice(&header);
+        hasher.update(&frame);
+        done += frame.len() as u64;
+        if !sink(&frame)? {
+            return Ok(false);
+        }
     }
-    if data.len() != data_len as usize || !r.is_empty() {
+    if done != data_len || stream.read(&mut [0u8; 1]).map_err(damaged)? != 0 {
         return Err(damaged("its records do not add up to its length"));
     }
-    if crc32fast::hash(&data) != crc {
+    if hasher.finalize() != crc {
         return Err(damaged("its records do not match their checksum"));
     }
+    Ok(true)
+}
+
+/// Rebuilds the segment's bytes from a pack, and checks them against its CRC.
+pub fn decode(packed: impl Read) -> io::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    decode_each(packed, |frame| {
+        data.extend_from_slice(frame);
+        Ok(true)
+    })?;
     Ok(data)
 }
 
@@ -271,7 +396,7 @@ pub fn decode(packed: &[u8]) -> io::Result<Vec<u8>> {
 pub fn read_pack(dir: &Path, segment: u64) -> io::Result<Option<Vec<u8>>> {
     let path = pack_path(dir, segment);
     match std::fs::read(&path) {
-        Ok(packed) => decode(&packed).map(Some).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+        Ok(packed) => decode(packed.as_slice()).map(Some).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
