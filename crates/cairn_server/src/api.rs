@@ -54,6 +54,7 @@ pub async fn info(State(state): State<AppState>, caller: Caller) -> Json<ServerI
         default_entity,
         storage: if signed { state.store.describe() } else { String::new() },
         auth: state.config.auth.enabled,
+        database_heap_bytes: if signed { state.store.database_heap_bytes() } else { None },
     })
 }
 

@@ -505,6 +505,11 @@ pub trait Store: RunStore + SeriesStore + FileStore + AlertStore + AccountStore 
     }
     /// A line that says what the store is, for the server's banner.
     fn describe(&self) -> String;
+    /// What an embedded database holds in this process's heap (its page caches, mostly); `None`
+    /// for a database in a server of its own.
+    fn database_heap_bytes(&self) -> Option<u64> {
+        None
+    }
     /// Flushes and stops background work; called once at shutdown.
     fn close(&self);
 }

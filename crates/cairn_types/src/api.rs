@@ -845,6 +845,11 @@ pub struct ServerInfo {
     /// Whether requests need credentials.
     #[serde(default)]
     pub auth: bool,
+    /// For signed-in callers, where the database is embedded (SQLite): the bytes it holds in the
+    /// server's heap, its page caches mostly. They grow with the data up to the caches' bound,
+    /// so the server's memory can be told from what it holds itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_heap_bytes: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1898,6 +1898,13 @@ export interface components {
             storage: string;
             /** @description Whether requests need credentials. */
             auth?: boolean;
+            /**
+             * Format: int64
+             * @description For signed-in callers, where the database is embedded (SQLite): the bytes it holds in the
+             *     server's heap, its page caches mostly. They grow with the data up to the caches' bound,
+             *     so the server's memory can be told from what it holds itself.
+             */
+            database_heap_bytes?: number | null;
         };
         /** @description `PUT .../aliases`: the aliases of a version (`latest` is the server's). */
         SetAliases: {

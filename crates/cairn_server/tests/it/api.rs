@@ -14,6 +14,8 @@ async fn info_and_openapi_document_every_route() {
     let app = TestApp::new();
     let info = app.get("/api/v1/info").await.json();
     assert_eq!(info["default_entity"], "tester");
+    // The embedded database says what it holds in the heap (SQLite counts it itself).
+    assert!(info["database_heap_bytes"].as_u64().is_some_and(|b| b > 0), "{info}");
     let doc = app.get("/api/v1/openapi.json").await.json();
     assert_eq!(doc["openapi"].as_str().unwrap().chars().next(), Some('3'));
     // Every route of the router's table, with its method, except the document itself.

@@ -454,6 +454,12 @@ async fn keys_sessions_and_the_protections_around_them() {
         assert_eq!(w.router.clone().oneshot(request).await.unwrap().status(), 200, "{host}");
     }
 
+    // What the store is and holds is for those who may see it.
+    let anonymous = w.call(Who::NoKey, Method::GET, "/api/v1/info", None, "").await.body;
+    assert!(anonymous["storage"] == "" && anonymous.get("database_heap_bytes").is_none(), "{anonymous}");
+    let admin = w.call(Who::Admin, Method::GET, "/api/v1/info", None, "").await.body;
+    assert!(admin["database_heap_bytes"].as_u64().is_some_and(|b| b > 0), "{admin}");
+
     // Signing in: a cookie that is HttpOnly and SameSite=Lax; wrong passwords are limited.
     let signed = w.json(Who::NoKey, Method::POST, "/api/v1/session", &json!({"username": "max", "password": "max-password"})).await;
     assert_eq!(signed.status, 200, "{}", signed.body);

@@ -287,6 +287,10 @@ pub trait Backend: Send + Sync {
     fn write(&self, op: Box<dyn FnOnce(&dyn Db) -> Result<()> + Send>) -> Result<()>;
     /// A line that says what the database is (no password).
     fn describe(&self) -> String;
+    /// See [`crate::Store::database_heap_bytes`].
+    fn heap_bytes(&self) -> Option<u64> {
+        None
+    }
     /// Notices shared with the other servers on this database, if there can be others.
     fn notices(&self) -> Option<Arc<dyn crate::Notices>> {
         None
@@ -355,6 +359,10 @@ impl crate::Store for SqlStore {
 
     fn describe(&self) -> String {
         format!("{}, {}", self.backend.describe(), self.blobs.describe())
+    }
+
+    fn database_heap_bytes(&self) -> Option<u64> {
+        self.backend.heap_bytes()
     }
 
     fn notices(&self) -> Option<Arc<dyn crate::Notices>> {
