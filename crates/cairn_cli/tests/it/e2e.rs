@@ -153,16 +153,31 @@ fn a_damaged_log_syncs_every_whole_record_before_the_damage_and_says_where() {
         let bytes = std::fs::read(&segment).unwrap();
         bytes.iter().rposition(|&b| b != 0).unwrap() + 1
     };
-    // Two copies: one cut short in the middle of its log, one with a bit flipped there.
+    // The record that holds the log's middle byte: the damage goes inside it, never on a boundary
+    // between two records (a log cut there ends cleanly, with no damage to report).
+    let (start, len) = {
+        let mut found = None;
+        cairn_client::wal::WalReader::new(&dir.join("wal"))
+            .scan(0, u64::MAX, |pos, frame, _| {
+                let (_, offset) = cairn_client::wal::split_position(pos);
+                found = Some((offset, frame.len()));
+                offset + frame.len() <= used / 2
+            })
+            .unwrap();
+        found.unwrap()
+    };
+    assert!(len > 2 && start + len <= used, "record at {start}, {len} bytes, of {used}");
+    let middle = start + len / 2;
+    // Two copies: one cut short in the middle of that record, one with a bit flipped there.
     let (cut, flipped) = (work.path().join("cut"), work.path().join("flipped"));
     copy_dir(&dir, &cut);
     copy_dir(&dir, &flipped);
     let f = std::fs::OpenOptions::new().write(true).open(cut.join("wal").join("00000000.seg")).unwrap();
-    f.set_len((used / 2) as u64).unwrap();
+    f.set_len(middle as u64).unwrap();
     drop(f);
     let flipped_seg = flipped.join("wal").join("00000000.seg");
     let mut bytes = std::fs::read(&flipped_seg).unwrap();
-    bytes[used / 2] ^= 0x04;
+    bytes[middle] ^= 0x04;
     std::fs::write(&flipped_seg, &bytes).unwrap();
 
     let mut stored = Vec::new();
