@@ -326,7 +326,7 @@ class Run:
         # In a notebook kernel: the wrapped Python streams, logged while the run is open.
         self._tees: Any = None
         # The hot path: a bound method of the extension, called without a Python frame in between.
-        self.log = core.log
+        self.log = core.bound_log()
         self.config = Config(self)
         self.summary = Summary(self)
 

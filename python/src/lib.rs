@@ -4,6 +4,7 @@
 
 mod api;
 mod convert;
+mod fastlog;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -157,31 +158,80 @@ struct PyRun {
     /// ids: a training loop logs the same `str` objects every step, so an entry whose key is
     /// the object seen at its place last time skips the key's text (its UTF-8 form, the
     /// comparison, the lookup). Each is held, so its address cannot name another object.
-    float_keys: std::sync::Mutex<Vec<(Py<PyAny>, cairn_client::KeyId)>>,
+    float_keys: std::sync::Mutex<FloatKeys>,
 }
 
-#[pymethods]
-impl PyRun {
-    /// A client of the run's server, with its key (for artifacts).
-    fn api(&self) -> api::PyApiClient {
-        api::PyApiClient::from_client(self.run.api())
+/// The last rows' float keys, by place (see `PyRun::float_keys`).
+#[derive(Default)]
+struct FloatKeys {
+    keys: Vec<Py<PyAny>>,
+    ids: Vec<cairn_client::KeyId>,
+    /// The values of a row that has exactly these keys, in this order, all floats.
+    values: Vec<f64>,
+}
+
+impl FloatKeys {
+    /// Notes the float under `key` at place `at` of the row; a place past the next one (after a
+    /// value that is not a float) is not kept.
+    fn remember(&mut self, py: Python<'_>, at: usize, key: *mut pyo3::ffi::PyObject, id: cairn_client::KeyId) {
+        // SAFETY: a borrowed reference made strong: the cache holds the key.
+        let held = unsafe { Bound::from_borrowed_ptr(py, key) }.unbind();
+        match at.cmp(&self.keys.len()) {
+            std::cmp::Ordering::Less => {
+                self.keys[at] = held;
+                self.ids[at] = id;
+            }
+            std::cmp::Ordering::Equal => {
+                self.keys.push(held);
+                self.ids.push(id);
+            }
+            std::cmp::Ordering::Greater => {}
+        }
     }
 
-    /// Logs a dict of values as one history row. `step` and `commit` follow W&B.
-    #[pyo3(signature = (data, step = None, commit = None))]
-    fn log(&self, py: Python<'_>, data: &Bound<'_, PyAny>, step: Option<i64>, commit: Option<bool>) -> PyResult<()> {
+    /// The dict's values when its keys are the ones kept, in their order, and every value is a
+    /// float: the row then needs no key's text, and goes to the log in one call.
+    fn same_floats(&mut self, dict: &Bound<'_, PyDict>) -> bool {
+        if self.keys.is_empty() || dict.len() != self.keys.len() {
+            return false;
+        }
+        self.values.clear();
+        let mut position: pyo3::ffi::Py_ssize_t = 0;
+        let mut key: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+        let mut value: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+        // SAFETY: the GIL is held and `dict` is a strong reference; no Python code runs while
+        // the borrowed key and value are looked at.
+        while unsafe { pyo3::ffi::PyDict_Next(dict.as_ptr(), &mut position, &mut key, &mut value) } != 0 {
+            let at = self.values.len();
+            if unsafe { pyo3::ffi::PyFloat_Check(value) } == 0 || self.keys.get(at).is_none_or(|k| k.as_ptr() != key) {
+                return false;
+            }
+            self.values.push(unsafe { pyo3::ffi::PyFloat_AsDouble(value) });
+        }
+        self.values.len() == self.keys.len()
+    }
+}
+
+impl PyRun {
+    pub(crate) fn log_impl(&self, py: Python<'_>, data: &Bound<'_, PyAny>, step: Option<i64>, commit: Option<bool>) -> PyResult<()> {
         let dict = match data.cast::<PyDict>() {
             Ok(dict) => dict.clone(),
             Err(_) => {
                 return Err(invalid_value(py, format!("log() takes a dict, got {}", data.get_type().name()?)));
             }
         };
-        let mut py_error: Option<PyErr> = None;
         // Never waited for: a log from another thread meanwhile goes without the cache.
         let mut float_keys = self.float_keys.try_lock().ok();
+        if let Some(keys) = float_keys.as_mut()
+            && keys.same_floats(&dict)
+        {
+            let outcome = self.run.log_floats(step, commit, &keys.ids, &keys.values);
+            return self.logged(py, outcome, None);
+        }
+        let mut py_error: Option<PyErr> = None;
+        let mut entry = 0usize;
         let outcome = self.run.log_with(step, commit, |row| {
             let mut position: pyo3::ffi::Py_ssize_t = 0;
-            let mut entry = 0usize;
             let mut key_ptr: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
             let mut value_ptr: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
             // SAFETY: the GIL is held and `dict` is a strong reference. PyDict_Next lends the
@@ -192,10 +242,10 @@ impl PyRun {
                 let at = entry;
                 entry += 1;
                 if unsafe { pyo3::ffi::PyFloat_Check(value_ptr) } != 0
-                    && let Some((key, id)) = float_keys.as_ref().and_then(|keys| keys.get(at))
-                    && key.as_ptr() == key_ptr
+                    && let Some(keys) = float_keys.as_ref()
+                    && keys.keys.get(at).is_some_and(|key| key.as_ptr() == key_ptr)
                 {
-                    row.float_id(*id, unsafe { pyo3::ffi::PyFloat_AsDouble(value_ptr) });
+                    row.float_id(keys.ids[at], unsafe { pyo3::ffi::PyFloat_AsDouble(value_ptr) });
                     continue;
                 }
                 if unsafe { pyo3::ffi::PyUnicode_Check(key_ptr) } != 0 && unsafe { pyo3::ffi::PyFloat_Check(value_ptr) } != 0 {
@@ -207,14 +257,8 @@ impl PyRun {
                         let bytes = unsafe { std::slice::from_raw_parts(utf8.cast::<u8>(), len as usize) };
                         let key = unsafe { std::str::from_utf8_unchecked(bytes) };
                         let id = row.float(key, unsafe { pyo3::ffi::PyFloat_AsDouble(value_ptr) })?;
-                        // SAFETY: a borrowed reference made strong: the cache holds the key.
                         if let Some(keys) = float_keys.as_mut() {
-                            let held = (unsafe { Bound::from_borrowed_ptr(py, key_ptr) }.unbind(), id);
-                            match at.cmp(&keys.len()) {
-                                std::cmp::Ordering::Less => keys[at] = held,
-                                std::cmp::Ordering::Equal => keys.push(held),
-                                std::cmp::Ordering::Greater => {}
-                            }
+                            keys.remember(py, at, key_ptr, id);
                         }
                         continue;
                     }
@@ -244,6 +288,17 @@ impl PyRun {
             }
             Ok(())
         });
+        if let Some(keys) = float_keys.as_mut() {
+            // Places past this row's end belong to another row's shape.
+            keys.keys.truncate(entry);
+            keys.ids.truncate(entry);
+        }
+        self.logged(py, outcome, py_error)
+    }
+
+    /// What `log` returns for the core's outcome; `py_error` is the Python error that stopped the
+    /// row, where one did.
+    fn logged(&self, py: Python<'_>, outcome: Result<LogOutcome, ClientError>, mut py_error: Option<PyErr>) -> PyResult<()> {
         match outcome {
             Ok(LogOutcome::Dropped { step, current }) => {
                 let warnings = py.import("warnings")?;
@@ -272,6 +327,26 @@ impl PyRun {
             }
             Err(e) => Err(py_error.take().unwrap_or_else(|| raise(py, e))),
         }
+    }
+}
+
+#[pymethods]
+impl PyRun {
+    /// A client of the run's server, with its key (for artifacts).
+    fn api(&self) -> api::PyApiClient {
+        api::PyApiClient::from_client(self.run.api())
+    }
+
+    /// Logs a dict of values as one history row. `step` and `commit` follow W&B.
+    #[pyo3(signature = (data, step = None, commit = None))]
+    fn log(&self, py: Python<'_>, data: &Bound<'_, PyAny>, step: Option<i64>, commit: Option<bool>) -> PyResult<()> {
+        self.log_impl(py, data, step, commit)
+    }
+
+    /// `log`, bound to this run, for the training loop: the same arguments and errors, without
+    /// pyo3's per-call trampoline (see `fastlog`).
+    fn bound_log<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        fastlog::bound_log(slf)
     }
 
     #[getter]

@@ -51,10 +51,50 @@ def test_rows_with_keys_that_move_or_change_keep_each_value_under_its_key(env, a
     run.log({"c": 7.0, "a": 8.0, "b": 9.0}, step=3)  # a new key first
     run.log({"c": 10, "a": "text", "b": 11.0}, step=4)  # an int and a string where floats were
     run.log({"a": 12.0, "b": 13.0}, step=5)
+    # The same keys as the last row, all floats: the row goes to the log in one call.
+    run.log({"a": -1.0, "b": float("nan")}, step=6)
+    run.log({"a": 14.0}, step=7)  # one key fewer
+    run.log({"a": 15.0, "b": float("inf")}, step=8)
+    run.log({"a": 16.0, "b": 17.0}, step=9)
+    run.log({"a": 18.0, "b": 19.0}, commit=False)  # into the open row 9
+    run.log({"a": 20.0, "b": 21.0}, step=10)
+    run.log({"c": 22.0}, step=10)
+    run.log({"a": 23.0, "b": 24.0})  # no step: into the open row, which it commits
+    run.log({"a": 25.0, "b": 26.0})  # the next step
     run.finish()
     rows = {r["_step"]: r for r in api.run(run.path).scan_history()}
-    got = [(s, rows[s].get("a"), rows[s].get("b"), rows[s].get("c")) for s in range(6)]
-    assert got == [(0, 1.0, 2.0, None), (1, 4.0, 3.0, None), (2, 5.0, 6.0, None), (3, 8.0, 9.0, 7.0), (4, "text", 11.0, 10), (5, 12.0, 13.0, None)]
+    got = [(s, rows[s].get("a"), rows[s].get("b"), rows[s].get("c")) for s in range(12)]
+    assert got[:6] == [(0, 1.0, 2.0, None), (1, 4.0, 3.0, None), (2, 5.0, 6.0, None), (3, 8.0, 9.0, 7.0), (4, "text", 11.0, 10), (5, 12.0, 13.0, None)]
+    assert got[6][1] == -1.0 and got[6][2] != got[6][2]  # NaN
+    assert got[7:] == [(7, 14.0, None, None), (8, 15.0, float("inf"), None), (9, 18.0, 19.0, None), (10, 23.0, 24.0, 22.0), (11, 25.0, 26.0, None)]
+    # The summary saw every value, whichever path its row took.
+    assert run.summary["a"] == 25.0 and run.summary["b"] == 26.0
+    summary = api.run(run.path).summary
+    assert summary["a"] == 25.0 and summary["c"] == 22.0
+
+
+def test_log_arguments(env, project):
+    """`run.log` takes `data`, `step` and `commit` by place or by name, and names what is wrong."""
+    run = cairn.init(project=project, mode="offline")
+    run.log({"a": 1.0}, 0, True)
+    run.log(data={"a": 2.0}, step=1, commit=None)
+    run.log({"a": 3.0}, step=np.int64(2))
+    with pytest.raises(TypeError, match="argument 'step'"):
+        run.log({"a": 1.0}, step="3")
+    with pytest.raises(TypeError, match="argument 'commit'"):
+        run.log({"a": 1.0}, commit="yes")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'stpe'"):
+        run.log({"a": 1.0}, stpe=3)
+    with pytest.raises(TypeError, match="multiple values for argument 'step'"):
+        run.log({"a": 1.0}, 3, step=3)
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'data'"):
+        run.log(step=3)
+    with pytest.raises(TypeError, match="from 1 to 3 positional arguments but 4 were given"):
+        run.log({"a": 1.0}, 3, True, 4)
+    with pytest.raises(errors.InvalidValue, match="takes a dict"):
+        run.log([("a", 1.0)])
+    assert run.step == 2  # the last row is open: a step given and no commit
+    run.finish()
 
 
 class FakeTensor:

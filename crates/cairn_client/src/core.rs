@@ -46,8 +46,13 @@ impl KeyState {
     fn observe_float(&mut self, step: i64, v: f64, version: u64) {
         if !v.is_nan() {
             self.num_count += 1;
-            self.min = self.min.min(v);
-            self.max = self.max.max(v);
+            // Not `f64::min`: NaN is already out.
+            if v < self.min {
+                self.min = v;
+            }
+            if v > self.max {
+                self.max = v;
+            }
             self.sum += v;
         }
         match &mut self.sparkline {
@@ -288,6 +293,22 @@ impl Core {
     pub fn log_row(&mut self, step: Option<i64>, commit: Option<bool>, fill: impl FnOnce(&mut RowFields<'_>) -> Result<()>) -> Result<LogOutcome> {
         self.unwritable = None;
         let result = self.log_row_inner(step, commit, fill);
+        self.outcome(result)
+    }
+
+    /// Logs a row of floats under keys that earlier rows of this run named (`ids[i]` takes
+    /// `values[i]`): the same row as [`Core::log_row`] with [`RowFields::float_id`] for each,
+    /// without a call per field. This is `log()`'s path for a training loop's usual row, the same
+    /// keys as the last one.
+    pub fn log_floats(&mut self, step: Option<i64>, commit: Option<bool>, ids: &[KeyId], values: &[f64]) -> Result<LogOutcome> {
+        self.unwritable = None;
+        let result = self.log_floats_inner(step, commit, ids, values);
+        self.outcome(result)
+    }
+
+    /// A failed write to a run directory that cannot be written is told once, and the row is
+    /// counted as unwritten rather than failing the program.
+    fn outcome(&mut self, result: Result<LogOutcome>) -> Result<LogOutcome> {
         match (result, self.unwritable.take()) {
             (Err(e), Some(why)) => {
                 self.unwritten_rows += 1;
@@ -307,21 +328,75 @@ impl Core {
         }
     }
 
-    fn log_row_inner(&mut self, step: Option<i64>, commit: Option<bool>, fill: impl FnOnce(&mut RowFields<'_>) -> Result<()>) -> Result<LogOutcome> {
+    /// The row (its sequence number and step) that a log at `step` goes to, or why it goes nowhere.
+    fn row_for(&self, step: Option<i64>) -> Result<std::result::Result<(u64, i64), LogOutcome>> {
         self.check_open()?;
-        let (seq, row_step) = match (step, self.open_row) {
+        Ok(Ok(match (step, self.open_row) {
             (None, Some(open)) => (open.seq, open.step),
             (None, None) => (self.seqs.history, self.next_step),
             (Some(s), _) if s < 0 => {
                 return Err(ClientError::new(ErrorKind::InvalidValue, format!("step {s} is negative")));
             }
             (Some(s), Some(open)) if s == open.step => (open.seq, s),
-            (Some(s), Some(open)) if s < open.step => return Ok(LogOutcome::Dropped { step: s, current: open.step }),
+            (Some(s), Some(open)) if s < open.step => return Ok(Err(LogOutcome::Dropped { step: s, current: open.step })),
             (Some(s), Some(_)) => (self.seqs.history, s),
             (Some(s), None) if s < self.next_step => {
-                return Ok(LogOutcome::Dropped { step: s, current: self.next_step });
+                return Ok(Err(LogOutcome::Dropped { step: s, current: self.next_step }));
             }
             (Some(s), None) => (self.seqs.history, s),
+        }))
+    }
+
+    /// The history record's head, for a row of `count` fields.
+    fn history_head(&mut self, seq: u64, row_step: i64, sealed: bool, count: usize) {
+        let elapsed_us = self.started.elapsed().as_micros() as i64;
+        payload::history_head(
+            &mut self.record,
+            seq,
+            row_step,
+            if sealed { HISTORY_SEALED } else { 0 } | if self.row_media { wire::HISTORY_PENDING_MEDIA } else { 0 },
+            self.started_wall_us + elapsed_us,
+            self.runtime_offset_us + elapsed_us,
+            count,
+        );
+    }
+
+    /// After a row's record is in the log: the row's stream moves on.
+    fn row_written(&mut self, seq: u64, row_step: i64, sealed: bool) -> LogOutcome {
+        if seq == self.seqs.history {
+            self.seqs.history += 1;
+        }
+        self.open_row = (!sealed).then_some(OpenRow { seq, step: row_step });
+        self.next_step = row_step + 1;
+        LogOutcome::Logged { step: row_step }
+    }
+
+    fn log_floats_inner(&mut self, step: Option<i64>, commit: Option<bool>, ids: &[KeyId], values: &[f64]) -> Result<LogOutcome> {
+        let (seq, row_step) = match self.row_for(step)? {
+            Ok(row) => row,
+            Err(outcome) => return Ok(outcome),
+        };
+        if ids.len() != values.len() || ids.iter().any(|id| id.0 as usize >= self.keys.len()) {
+            return Err(ClientError::new(ErrorKind::InvalidValue, "a row of floats names keys this run does not have"));
+        }
+        let sealed = commit.unwrap_or(step.is_none());
+        self.row_media = false;
+        self.record.clear();
+        self.history_head(seq, row_step, sealed, ids.len());
+        payload::history_float_fields(&mut self.record, ids.iter().zip(values).map(|(id, &value)| (id.0 as u64, value)));
+        self.append()?;
+        self.version += 1;
+        let version = self.version;
+        for (id, &value) in ids.iter().zip(values) {
+            self.keys[id.0 as usize].observe_float(row_step, value, version);
+        }
+        Ok(self.row_written(seq, row_step, sealed))
+    }
+
+    fn log_row_inner(&mut self, step: Option<i64>, commit: Option<bool>, fill: impl FnOnce(&mut RowFields<'_>) -> Result<()>) -> Result<LogOutcome> {
+        let (seq, row_step) = match self.row_for(step)? {
+            Ok(row) => row,
+            Err(outcome) => return Ok(outcome),
         };
         let sealed = commit.unwrap_or(step.is_none());
 
@@ -333,18 +408,9 @@ impl Core {
         fill(&mut row)?;
         let count = row.count;
 
+        self.record.clear();
+        self.history_head(seq, row_step, sealed, count);
         let mut record = std::mem::take(&mut self.record);
-        record.clear();
-        let elapsed_us = self.started.elapsed().as_micros() as i64;
-        payload::history_head(
-            &mut record,
-            seq,
-            row_step,
-            if sealed { HISTORY_SEALED } else { 0 } | if self.row_media { wire::HISTORY_PENDING_MEDIA } else { 0 },
-            self.started_wall_us + elapsed_us,
-            self.runtime_offset_us + elapsed_us,
-            count,
-        );
         record.extend_from_slice(&self.fields);
         self.record = record;
         self.append()?;
@@ -357,12 +423,7 @@ impl Core {
         for (id, value) in self.pending.drain(..) {
             self.keys[id as usize].observe(row_step, value, version);
         }
-        if seq == self.seqs.history {
-            self.seqs.history += 1;
-        }
-        self.open_row = (!sealed).then_some(OpenRow { seq, step: row_step });
-        self.next_step = row_step + 1;
-        Ok(LogOutcome::Logged { step: row_step })
+        Ok(self.row_written(seq, row_step, sealed))
     }
 
     /// Stream offsets move only once the record is in the log: a failed write leaves no gap.

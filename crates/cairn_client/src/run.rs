@@ -657,6 +657,15 @@ impl Run {
         }
     }
 
+    /// Logs a row of floats under keys that earlier rows named: see [`Core::log_floats`].
+    pub fn log_floats(&self, step: Option<i64>, commit: Option<bool>, ids: &[crate::core::KeyId], values: &[f64]) -> Result<LogOutcome> {
+        let mut guard = lock(&self.inner.shared.core);
+        match guard.as_mut() {
+            Some(core) => core.log_floats(step, commit, ids, values),
+            None => Ok(LogOutcome::Disabled),
+        }
+    }
+
     /// The step the next `log` without a step goes to.
     pub fn step(&self) -> i64 {
         lock(&self.inner.shared.core).as_ref().map_or(0, Core::step)
