@@ -349,7 +349,9 @@ impl Core {
 
     /// The history record's head, for a row of `count` fields.
     fn history_head(&mut self, seq: u64, row_step: i64, sealed: bool, count: usize) {
-        let elapsed_us = self.started.elapsed().as_micros() as i64;
+        // Seconds and microseconds apart: `as_micros` goes through 128-bit arithmetic.
+        let elapsed = self.started.elapsed();
+        let elapsed_us = elapsed.as_secs() as i64 * 1_000_000 + elapsed.subsec_micros() as i64;
         payload::history_head(
             &mut self.record,
             seq,

@@ -26,7 +26,7 @@ impl Sparkline {
         Sparkline { first_step, shift: 0, sums: [0.0; SPARKLINE_WIDTH], counts: [0; SPARKLINE_WIDTH] }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, step: i64, value: f64) {
         if !value.is_finite() {
             return;

@@ -335,13 +335,42 @@ pub mod payload {
 
     /// Starts a history record; append `nfields` fields with [`history_field`] afterwards.
     pub fn history_head(out: &mut Vec<u8>, seq: u64, step: i64, flags: u8, timestamp_us: i64, runtime_us: i64, nfields: usize) {
-        out.push(RecordType::History as u8);
-        put_varint(out, seq);
-        put_varint(out, zigzag(step));
-        out.push(flags);
-        put_i64(out, timestamp_us);
-        put_i64(out, runtime_us);
-        put_varint(out, nfields as u64);
+        // The type, three varints of at most 10 bytes, the flags and two i64s.
+        const MAX_HEAD: usize = 1 + 3 * 10 + 1 + 16;
+        out.reserve(MAX_HEAD);
+        let base = out.as_mut_ptr();
+        let mut len = out.len();
+        // SAFETY: the reservation holds MAX_HEAD more bytes, and this writes at most that many.
+        unsafe {
+            *base.add(len) = RecordType::History as u8;
+            len += 1;
+            len = write_varint(base, len, seq);
+            len = write_varint(base, len, zigzag(step));
+            *base.add(len) = flags;
+            len += 1;
+            std::ptr::copy_nonoverlapping(timestamp_us.to_le_bytes().as_ptr(), base.add(len), 8);
+            std::ptr::copy_nonoverlapping(runtime_us.to_le_bytes().as_ptr(), base.add(len + 8), 8);
+            len = write_varint(base, len + 16, nfields as u64);
+            out.set_len(len);
+        }
+    }
+
+    /// Writes `v` as a varint at `base + len` and returns the length after it.
+    ///
+    /// # Safety
+    /// `base + len` must have room for 10 bytes.
+    #[inline(always)]
+    unsafe fn write_varint(base: *mut u8, mut len: usize, mut v: u64) -> usize {
+        // SAFETY: the caller gives room for the longest varint.
+        unsafe {
+            while v >= 0x80 {
+                *base.add(len) = (v as u8) | 0x80;
+                len += 1;
+                v >>= 7;
+            }
+            *base.add(len) = v as u8;
+        }
+        len + 1
     }
 
     #[inline]
@@ -358,19 +387,14 @@ pub mod payload {
         out.reserve(fields.len() * MAX_FIELD);
         let base = out.as_mut_ptr();
         let mut len = out.len();
-        for (mut id, value) in fields.take(out.capacity().saturating_sub(len) / MAX_FIELD) {
+        for (id, value) in fields.take(out.capacity().saturating_sub(len) / MAX_FIELD) {
             // SAFETY: the reservation holds MAX_FIELD more bytes for each field taken, and this
             // writes at most that many.
             unsafe {
-                while id >= 0x80 {
-                    *base.add(len) = (id as u8) | 0x80;
-                    len += 1;
-                    id >>= 7;
-                }
-                *base.add(len) = id as u8;
-                *base.add(len + 1) = tag::FLOAT;
-                std::ptr::copy_nonoverlapping(value.to_le_bytes().as_ptr(), base.add(len + 2), 8);
-                len += 10;
+                len = write_varint(base, len, id);
+                *base.add(len) = tag::FLOAT;
+                std::ptr::copy_nonoverlapping(value.to_le_bytes().as_ptr(), base.add(len + 1), 8);
+                len += 9;
             }
         }
         // SAFETY: every byte up to `len` was written above.
@@ -1197,6 +1221,24 @@ mod tests {
         assert_eq!(at_once, one_by_one);
         payload::history_float_fields(&mut at_once, std::iter::empty());
         assert_eq!(at_once, one_by_one);
+    }
+
+    #[test]
+    fn a_history_head_is_its_fields_in_order() {
+        for (seq, step, flags, ts, rt, n) in
+            [(0u64, 0i64, 0u8, 0i64, 0i64, 0usize), (u64::MAX, i64::MIN, 0xff, i64::MIN, i64::MAX, usize::MAX), (300, -1, 1, 1_700_000_000_000_000, 5, 128)]
+        {
+            let mut expected = vec![7u8, RecordType::History as u8];
+            put_varint(&mut expected, seq);
+            put_varint(&mut expected, zigzag(step));
+            expected.push(flags);
+            put_i64(&mut expected, ts);
+            put_i64(&mut expected, rt);
+            put_varint(&mut expected, n as u64);
+            let mut got = vec![7u8];
+            payload::history_head(&mut got, seq, step, flags, ts, rt, n);
+            assert_eq!(got, expected);
+        }
     }
 
     fn sample_batch() -> Vec<u8> {
