@@ -39,7 +39,7 @@ for mode in floor log; do
 done
 floor=$(( (c[floor.12000] - c[floor.2000]) / 10000 ))
 logged=$(( (c[log.12000] - c[log.2000]) / 10000 ))
-in_log=$(callgrind_annotate --inclusive=yes "$work/cg.log.12000" 2>/dev/null | grep "__pymethod_log__" | head -1 | awk '{ n = $1; gsub(",", "", n); printf "%.0f", n / 12000 }')
+in_log=$(callgrind_annotate --inclusive=yes "$work/cg.log.12000" 2>/dev/null | grep "fastlog::log_fastcall" | head -1 | awk '{ n = $1; gsub(",", "", n); printf "%.0f", n / 12000 }')
 echo "instructions per step: building the dict $floor; log() on the caller's thread $in_log;"
 echo "  the whole process with log(), above the dict: $((logged - floor)) (its threads, and finish packing the log, included)"
 echo "the extension's functions, inclusive, per log() (12,000 steps):"
