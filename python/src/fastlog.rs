@@ -5,7 +5,7 @@
 //! about 600 instructions a call, a sixth of the whole `log`. This entry takes CPython's fast-call
 //! arguments itself: the keyword names a call site passes are interned strings, so `step=` is
 //! found by its address, with a comparison of the text only when that misses. The arguments and
-//! errors are the same as the `#[pymethods]` `log`'s, which stays for other callers.
+//! their errors are those pyo3 would give for `log(data, step=None, commit=None)`.
 
 use std::panic::AssertUnwindSafe;
 
@@ -77,7 +77,7 @@ unsafe extern "C" fn log_fastcall(slf: *mut ffi::PyObject, args: *const *mut ffi
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| unsafe { log_args(py, slf, args, nargs, kwnames) }));
     let error = match result {
         Ok(Ok(())) => {
-            // SAFETY: None is immortal on 3.12+, and this is a new reference to it before.
+            // SAFETY: the GIL is held; the caller gets a new reference to None.
             return unsafe {
                 ffi::Py_IncRef(ffi::Py_None());
                 ffi::Py_None()

@@ -214,16 +214,13 @@ impl FloatKeys {
 
 impl PyRun {
     pub(crate) fn log_impl(&self, py: Python<'_>, data: &Bound<'_, PyAny>, step: Option<i64>, commit: Option<bool>) -> PyResult<()> {
-        let dict = match data.cast::<PyDict>() {
-            Ok(dict) => dict.clone(),
-            Err(_) => {
-                return Err(invalid_value(py, format!("log() takes a dict, got {}", data.get_type().name()?)));
-            }
+        let Ok(dict) = data.cast::<PyDict>() else {
+            return Err(invalid_value(py, format!("log() takes a dict, got {}", data.get_type().name()?)));
         };
         // Never waited for: a log from another thread meanwhile goes without the cache.
         let mut float_keys = self.float_keys.try_lock().ok();
         if let Some(keys) = float_keys.as_mut()
-            && keys.same_floats(&dict)
+            && keys.same_floats(dict)
         {
             let outcome = self.run.log_floats(step, commit, &keys.ids, &keys.values);
             return self.logged(py, outcome, None);
@@ -337,13 +334,7 @@ impl PyRun {
         api::PyApiClient::from_client(self.run.api())
     }
 
-    /// Logs a dict of values as one history row. `step` and `commit` follow W&B.
-    #[pyo3(signature = (data, step = None, commit = None))]
-    fn log(&self, py: Python<'_>, data: &Bound<'_, PyAny>, step: Option<i64>, commit: Option<bool>) -> PyResult<()> {
-        self.log_impl(py, data, step, commit)
-    }
-
-    /// `log`, bound to this run, for the training loop: the same arguments and errors, without
+    /// `log(data, step=None, commit=None)`, bound to this run: a vectorcall function without
     /// pyo3's per-call trampoline (see `fastlog`).
     fn bound_log<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         fastlog::bound_log(slf)
