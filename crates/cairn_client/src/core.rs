@@ -23,6 +23,24 @@ pub fn now_micros() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
+/// Rows of floats that `log_floats` wrote and the keys' statistics do not have yet: they are
+/// folded in [`FOLD_ROWS`] at a time, key by key, or before anything reads or changes the
+/// statistics. A training loop's row then costs a copy of its values instead of ten updates of
+/// ten keys' state.
+#[derive(Debug, Default)]
+struct FloatRows {
+    /// The keys of every row held, in the order of its values.
+    ids: Vec<KeyId>,
+    steps: Vec<i64>,
+    /// Key by key, [`FOLD_ROWS`] places each: the value of row `r` under `ids[k]` is at
+    /// `k * FOLD_ROWS + r`.
+    columns: Vec<f64>,
+    /// The operation counter at the last row held.
+    version: u64,
+}
+
+const FOLD_ROWS: usize = 64;
+
 /// Running statistics of one key, as the server keeps them, for the local summary.
 #[derive(Debug, Clone)]
 pub struct KeyState {
@@ -71,6 +89,37 @@ impl KeyState {
             Value::Float(last) => *last = v,
             last => *last = Value::Float(v),
         }
+        self.version = version;
+    }
+
+    /// Observes a column of floats, one per row at `steps`, oldest first: the same state as
+    /// [`KeyState::observe_float`] for each in turn, with what is per call done once.
+    fn observe_floats(&mut self, steps: &[i64], values: &[f64], version: u64) {
+        let (Some(&first_step), Some(&first), Some(&last)) = (steps.first(), values.first(), values.last()) else { return };
+        let sparkline = self.sparkline.get_or_insert_with(|| Sparkline::new(first_step));
+        let (mut min, mut max, mut sum, mut nan) = (self.min, self.max, self.sum, 0u64);
+        for (&step, &v) in steps.iter().zip(values) {
+            if v.is_nan() {
+                nan += 1;
+            } else {
+                // Not `f64::min`: NaN is already out.
+                if v < min {
+                    min = v;
+                }
+                if v > max {
+                    max = v;
+                }
+                sum += v;
+            }
+            sparkline.push(step, v);
+        }
+        (self.min, self.max, self.sum) = (min, max, sum);
+        self.num_count += values.len() as u64 - nan;
+        if self.count == 0 {
+            self.first = Value::Float(first);
+        }
+        self.count += values.len() as u64;
+        self.last = Value::Float(last);
         self.version = version;
     }
 
@@ -155,7 +204,9 @@ pub struct Core {
     row_ids: Vec<u32>,
     nested_keys: FxHashMap<Box<str>, u32>,
     system_keys: FxHashMap<Box<str>, u32>,
-    pub keys: Vec<KeyState>,
+    /// Read through [`Core::keys`], which folds in `float_rows` first.
+    keys: Vec<KeyState>,
+    float_rows: FloatRows,
     pub seqs: StreamOffsets,
     open_row: Option<OpenRow>,
     next_step: i64,
@@ -193,6 +244,7 @@ impl Core {
             nested_keys: FxHashMap::default(),
             system_keys: FxHashMap::default(),
             keys: Vec::new(),
+            float_rows: FloatRows::default(),
             seqs,
             open_row: None,
             next_step,
@@ -388,14 +440,48 @@ impl Core {
         payload::history_float_fields(&mut self.record, ids.iter().zip(values).map(|(id, &value)| (id.0 as u64, value)));
         self.append()?;
         self.version += 1;
-        let version = self.version;
-        for (id, &value) in ids.iter().zip(values) {
-            self.keys[id.0 as usize].observe_float(row_step, value, version);
+        if self.float_rows.ids != ids {
+            self.fold_float_rows();
+            let rows = &mut self.float_rows;
+            rows.ids.clear();
+            rows.ids.extend_from_slice(ids);
+            rows.columns.resize(ids.len() * FOLD_ROWS, 0.0);
+        }
+        let rows = &mut self.float_rows;
+        let row = rows.steps.len();
+        for (column, &value) in rows.columns.chunks_exact_mut(FOLD_ROWS).zip(values) {
+            column[row] = value;
+        }
+        rows.steps.push(row_step);
+        rows.version = self.version;
+        if rows.steps.len() >= FOLD_ROWS {
+            self.fold_float_rows();
         }
         Ok(self.row_written(seq, row_step, sealed))
     }
 
+    /// The keys' statistics take the rows of floats held in `float_rows`, in order.
+    fn fold_float_rows(&mut self) {
+        let rows = &mut self.float_rows;
+        if rows.steps.is_empty() {
+            return;
+        }
+        let held = rows.steps.len();
+        for (id, column) in rows.ids.iter().zip(rows.columns.chunks_exact(FOLD_ROWS)) {
+            self.keys[id.0 as usize].observe_floats(&rows.steps, &column[..held], rows.version);
+        }
+        rows.steps.clear();
+    }
+
+    /// Every key, with its statistics up to the last row logged.
+    pub fn keys(&mut self) -> &[KeyState] {
+        self.fold_float_rows();
+        &self.keys
+    }
+
     fn log_row_inner(&mut self, step: Option<i64>, commit: Option<bool>, fill: impl FnOnce(&mut RowFields<'_>) -> Result<()>) -> Result<LogOutcome> {
+        // A key's values are observed in the order they were logged.
+        self.fold_float_rows();
         let (seq, row_step) = match self.row_for(step)? {
             Ok(row) => row,
             Err(outcome) => return Ok(outcome),
@@ -518,7 +604,8 @@ impl Core {
 
     /// The summary as the server will compute it: history-derived values (per `define_metric`),
     /// overlaid by explicit updates made after the key was last logged.
-    pub fn summary(&self) -> Map {
+    pub fn summary(&mut self) -> Map {
+        self.fold_float_rows();
         let mut out = Map::new();
         for key in &self.keys {
             if key.stream != KeyStream::History || key.count == 0 {
@@ -850,6 +937,56 @@ mod tests {
         c.update_config(map! {"lr" => 0.2}, true).unwrap();
         assert_eq!(c.config["lr"], Value::Float(0.2));
         assert_eq!(c.seqs.config, 3);
+    }
+
+    /// Rows of floats held back from the keys' statistics give the summary and the sparklines
+    /// that each value observed as it came would: across blocks, a change of keys, rows of the
+    /// general path between them, explicit summary updates and metric definitions.
+    #[test]
+    fn rows_of_floats_folded_later_give_what_observing_each_row_gives() {
+        let (mut eager, _a) = core();
+        let (mut folded, _b) = core();
+        eager.define_metric("loss", vec!["min".into(), "max".into(), "mean".into(), "first".into()], &Value::Null).unwrap();
+        folded.define_metric("loss", vec!["min".into(), "max".into(), "mean".into(), "first".into()], &Value::Null).unwrap();
+        let value = |i: usize, k: usize| match (i * 7 + k) % 23 {
+            0 => f64::NAN,
+            1 => f64::INFINITY,
+            n => (n as f64 - 11.0) * 0.25 + i as f64 * 1e-3,
+        };
+        let mut ids: Vec<KeyId> = Vec::new();
+        let mut names = vec!["loss", "acc", "lr"];
+        for i in 0..3 * FOLD_ROWS + 5 {
+            if i == FOLD_ROWS + 3 {
+                // Other keys from here: the rows held are folded, a new layout begins.
+                names = vec!["acc", "loss"];
+                ids.clear();
+            }
+            let row: Vec<(&str, f64)> = names.iter().enumerate().map(|(k, &n)| (n, value(i, k))).collect();
+            eager.log_row(Some(i as i64), None, |r| row.iter().try_for_each(|&(n, v)| r.float(n, v).map(drop))).unwrap();
+            if ids.is_empty() || i % 50 == 17 {
+                // The general path, as `log` takes for a first row or one with other values.
+                ids.clear();
+                folded.log_row(Some(i as i64), None, |r| row.iter().try_for_each(|&(n, v)| r.float(n, v).map(|id| ids.push(id)))).unwrap();
+            } else {
+                let values: Vec<f64> = row.iter().map(|&(_, v)| v).collect();
+                assert_eq!(folded.log_floats(Some(i as i64), None, &ids, &values).unwrap(), LogOutcome::Logged { step: i as i64 });
+            }
+            if i == 40 || i == 2 * FOLD_ROWS + 1 {
+                for c in [&mut eager, &mut folded] {
+                    c.update_summary(map! {"acc" => "explicit"}, vec![]).unwrap();
+                }
+                assert_eq!(eager.summary().get("acc"), Some(&Value::from("explicit")));
+                assert_eq!(folded.summary().get("acc"), Some(&Value::from("explicit")));
+            }
+            // Now and then: a summary folds what is held, and the test wants blocks to fill too.
+            if i % 97 == 96 {
+                assert_eq!(Value::Map(eager.summary()).to_json(), Value::Map(folded.summary()).to_json(), "after row {i}");
+            }
+        }
+        assert_eq!(Value::Map(eager.summary()).to_json(), Value::Map(folded.summary()).to_json());
+        let sparklines = |c: &mut Core| c.keys().iter().map(|k| (k.name.clone(), k.count, k.sparkline.as_ref().map(Sparkline::render))).collect::<Vec<_>>();
+        assert_eq!(sparklines(&mut eager), sparklines(&mut folded));
+        assert_eq!(sparklines(&mut folded)[0].1 as usize, 3 * FOLD_ROWS + 5, "every row has a loss");
     }
 
     #[test]

@@ -687,7 +687,7 @@ impl Run {
     /// The summary: the last value of each key unless `define_metric` says otherwise, with explicit
     /// updates on top.
     pub fn summary(&self) -> Map {
-        lock(&self.inner.shared.core).as_ref().map(Core::summary).unwrap_or_default()
+        lock(&self.inner.shared.core).as_mut().map(Core::summary).unwrap_or_default()
     }
 
     pub fn update_summary(&self, set: Map, remove: Vec<String>) -> Result<()> {
@@ -909,7 +909,7 @@ impl Inner {
                 final_state
             };
             let sparklines = core
-                .keys
+                .keys()
                 .iter()
                 .filter(|k| k.stream == cairn_types::wire::KeyStream::History)
                 .filter_map(|k| k.sparkline.as_ref().map(|s| (k.name.clone(), s.render())))
