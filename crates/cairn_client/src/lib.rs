@@ -24,6 +24,7 @@ pub mod files;
 pub mod http;
 pub mod media;
 pub mod metadata;
+pub mod priority;
 pub mod report;
 mod run;
 pub mod rundir;
@@ -77,6 +78,50 @@ mod tests {
         let log = std::fs::read_to_string(run.dir().unwrap().join("logs/debug.log")).unwrap();
         assert!(log.contains("mode=offline") && log.contains("finished as finished"), "{log}");
         assert_eq!(run.log([("x", 1.0)]).unwrap_err().kind, ErrorKind::Finished);
+    }
+
+    /// The niceness of this process's threads named `name` (Linux's `/proc`, field 19 of `stat`).
+    #[cfg(target_os = "linux")]
+    fn niceness_of(name: &str) -> Vec<i64> {
+        let mut out = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim_end() == name {
+                let stat = std::fs::read_to_string(task.path().join("stat")).unwrap();
+                let after_name = stat.rsplit_once(')').unwrap().1;
+                out.push(after_name.split_whitespace().nth(16).unwrap().parse().unwrap());
+            }
+        }
+        out
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn helper_threads_run_below_the_program_and_the_program_stays_where_it_was() {
+        let own = || std::fs::read_to_string("/proc/thread-self/stat").unwrap().rsplit_once(')').unwrap().1.split_whitespace().nth(16).unwrap().parse::<i64>().unwrap();
+        let before = own();
+        let dir = tempfile::tempdir().unwrap();
+        let run = init(offline(dir.path()).stats_interval(std::time::Duration::from_secs(60))).unwrap();
+        // Past the first 64 KiB of log, the page-faulting helper starts.
+        for step in 0..4000 {
+            run.log([("loss", step as f64), ("acc", 0.5), ("lr", 1e-3), ("m3", 3.0), ("m4", 4.0)]).unwrap();
+        }
+        let expected = (before + crate::priority::DEFAULT_NICE as i64).min(19);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while niceness_of("cairn-wal-prefa").is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // Other tests' runs may have threads of these names too: all are alike.
+        let all = |name: &str, nice: i64| {
+            let found = niceness_of(name);
+            assert!(!found.is_empty() && found.iter().all(|&n| n == nice), "{name}: {found:?}, expected {nice}");
+        };
+        all("cairn-stats", expected);
+        all("cairn-wal-prefa", expected);
+        // A program that prints waits for this one.
+        all("cairn-console", before);
+        assert_eq!(own(), before, "the thread that logs keeps its priority");
+        run.finish(None).unwrap();
     }
 
     #[test]

@@ -152,7 +152,12 @@ pub struct Run {
     inner: Arc<Inner>,
 }
 
+/// Starts a helper thread of the run, at the helpers' lower priority (see [`crate::priority`]).
 fn spawn(name: &str, what: &str, work: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+    let work = move || {
+        crate::priority::lower_this_thread();
+        work()
+    };
     std::thread::Builder::new().name(name.into()).spawn(work).map_err(|e| ClientError::new(ErrorKind::Io, format!("cannot start the {what} thread: {e}")))
 }
 
@@ -218,6 +223,7 @@ pub(crate) fn upsert_from_run_start(value: &Value) -> Result<UpsertRunRequest> {
 
 impl Run {
     fn start(r: Resolved) -> Result<Run> {
+        crate::priority::set_background_nice(r.background_nice);
         let run_id = r.run_id.clone().unwrap_or_else(generate_run_id);
         validate_run_id(&run_id).map_err(ClientError::from)?;
         if let Some(entity) = &r.entity {

@@ -33,6 +33,10 @@ pub mod env {
     pub const STATS_INTERVAL: &str = "CAIRN_STATS_INTERVAL";
     /// `auto` (default: capture fd 1 and fd 2) or `off`.
     pub const CONSOLE: &str = "CAIRN_CONSOLE";
+    /// How much lower than the program the run's helper threads (upload, heartbeat, files,
+    /// system metrics, the log's page faulting) are scheduled: a niceness from 0 (the program's
+    /// priority) to 19; default 10.
+    pub const BACKGROUND_NICE: &str = "CAIRN_BACKGROUND_NICE";
     /// Set by a sweep's agent for the trial it runs: the sweep, and the trial's parameters (a
     /// JSON object), which `init` puts over the config it is given. The trial's run id, entity and
     /// project come in `CAIRN_RUN_ID`, `CAIRN_ENTITY` and `CAIRN_PROJECT`, and win over `init`'s.
@@ -256,6 +260,18 @@ impl Settings {
                     },
                 },
             },
+            background_nice: match env(env::BACKGROUND_NICE) {
+                None => crate::priority::DEFAULT_NICE,
+                Some(text) => match text.trim().parse::<i32>() {
+                    Ok(n) if (0..=19).contains(&n) => n,
+                    _ => {
+                        return Err(ClientError::new(
+                            ErrorKind::InvalidSetting,
+                            format!("{}={text:?} is not a niceness from 0 to 19 (0 runs the helper threads at the program's priority)", env::BACKGROUND_NICE),
+                        ));
+                    }
+                },
+            },
             console: match self.console {
                 Some(c) => c,
                 None => env(env::CONSOLE).map(|c| Console::parse(&c)).transpose()?.unwrap_or_default(),
@@ -306,6 +322,8 @@ pub struct Resolved {
     pub silent: bool,
     pub metadata: Map,
     pub stats_interval: Duration,
+    /// See [`env::BACKGROUND_NICE`].
+    pub background_nice: i32,
     pub console: Console,
     pub extra_files: Vec<(String, Vec<u8>)>,
     pub allow_val_change: bool,
@@ -352,6 +370,12 @@ mod tests {
 
     #[test]
     fn bad_settings_are_named() {
+        for bad in ["-1", "20", "low"] {
+            let err = Settings::new().resolve_with(|k: &str| (k == "CAIRN_BACKGROUND_NICE").then(|| bad.to_owned())).unwrap_err();
+            assert!(err.message.contains("CAIRN_BACKGROUND_NICE") && err.message.contains(bad), "{}", err.message);
+        }
+        assert_eq!(Settings::new().resolve_with(env_of(&[("CAIRN_BACKGROUND_NICE", "0")])).unwrap().background_nice, 0);
+        assert_eq!(Settings::new().resolve_with(env_of(&[])).unwrap().background_nice, crate::priority::DEFAULT_NICE);
         let err = Settings::new().resolve_with(env_of(&[("CAIRN_MODE", "sometimes")])).unwrap_err();
         assert!(err.message.contains("sometimes"));
         let err = Settings::new().resolve_with(env_of(&[("CAIRN_HEARTBEAT_SECS", "-1")])).unwrap_err();

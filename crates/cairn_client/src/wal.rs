@@ -76,7 +76,14 @@ impl Prefaulter {
 
     fn spawn(self: &Arc<Prefaulter>) -> Option<JoinHandle<()>> {
         let worker = self.clone();
-        std::thread::Builder::new().name("cairn-wal-prefault".into()).spawn(move || worker.run()).ok()
+        std::thread::Builder::new()
+            .name("cairn-wal-prefault".into())
+            .spawn(move || {
+                // Pages faulted ahead spare the writer the kernel's work; they are not worth its core.
+                crate::priority::lower_this_thread();
+                worker.run()
+            })
+            .ok()
     }
 
     fn run(&self) {
