@@ -1099,6 +1099,38 @@ impl BatchWriter {
 }
 
 /// Decodes a binary batch (`"CRNB" | version | frames | "CRNE" | count`).
+/// A batch's key ids, to the places of their definitions in the batch. Clients number a run's
+/// keys from 0, so a list indexed by id finds one in a few instructions, where a hash map took
+/// about 140 for each field of each row; an id past [`KeyIndex::DENSE`] (from no client of
+/// cairn's) goes to a map with a keyed hash, so that crafted ids cannot make a batch slow.
+#[derive(Default)]
+struct KeyIndex {
+    dense: Vec<u32>,
+    sparse: HashMap<u64, u32>,
+}
+
+impl KeyIndex {
+    const DENSE: u64 = 1 << 16;
+    const NONE: u32 = u32::MAX;
+
+    #[inline]
+    fn get(&self, id: u64) -> Option<u32> {
+        if id < Self::DENSE { self.dense.get(id as usize).copied().filter(|&place| place != Self::NONE) } else { self.sparse.get(&id).copied() }
+    }
+
+    fn insert(&mut self, id: u64, place: u32) {
+        if id < Self::DENSE {
+            let id = id as usize;
+            if self.dense.len() <= id {
+                self.dense.resize(id + 1, Self::NONE);
+            }
+            self.dense[id] = place;
+        } else {
+            self.sparse.insert(id, place);
+        }
+    }
+}
+
 pub fn decode_batch(body: &[u8]) -> Result<IngestBatch, WireError> {
     if body.len() < 5 || &body[..4] != BATCH_MAGIC {
         return Err(WireError("body does not start with the CRNB magic".into()));
@@ -1114,18 +1146,17 @@ pub fn decode_batch(body: &[u8]) -> Result<IngestBatch, WireError> {
     let mut frame_count = 0u32;
     let mut frames = Frames::new(frames_buf);
     let mut batch = IngestBatch::default();
-    let mut key_index: HashMap<u64, u32> = HashMap::new();
+    let mut key_index = KeyIndex::default();
     let mut trackers: [SeqTracker; 6] = std::array::from_fn(|_| SeqTracker::new());
-    let map_key = |key_index: &HashMap<u64, u32>, key_id: u64| -> Result<u32, WireError> {
-        key_index.get(&key_id).copied().ok_or_else(|| WireError(format!("key id {key_id} is used before its definition")))
-    };
+    let map_key =
+        |key_index: &KeyIndex, key_id: u64| -> Result<u32, WireError> { key_index.get(key_id).ok_or_else(|| WireError(format!("key id {key_id} is used before its definition"))) };
 
     for (_, payload) in frames.by_ref() {
         frame_count += 1;
         match decode_record(payload)? {
             Record::RunStart(_) => {}
             Record::KeyDef { key_id, stream, path } => {
-                if key_index.contains_key(&key_id) {
+                if key_index.get(key_id).is_some() {
                     continue;
                 }
                 key_index.insert(key_id, batch.keys.len() as u32);
@@ -1314,6 +1345,33 @@ mod tests {
             payload::history_float_field(p, 42, 1.0);
         });
         assert!(decode_batch(&b.finish()).unwrap_err().0.contains("key id 42"));
+
+        // Ids below and past the dense index's end: each finds its own definition; one never
+        // defined is refused though a larger one is, and a second definition keeps the first.
+        let ids = [10u64, 65_535, 65_536, u64::MAX];
+        let with_use = |used: u64| {
+            let mut b = BatchWriter::new();
+            for (i, &id) in ids.iter().enumerate() {
+                frame(&mut b, |p| payload::key_def(p, id, KeyStream::History, &[format!("k{i}")]));
+            }
+            frame(&mut b, |p| payload::key_def(p, 10, KeyStream::History, &["again"]));
+            frame(&mut b, |p| {
+                payload::history_head(p, 0, 0, 0, 0, 0, ids.len() + 1);
+                for (i, &id) in ids.iter().enumerate() {
+                    payload::history_float_field(p, id, i as f64);
+                }
+                payload::history_float_field(p, used, 9.0);
+            });
+            decode_batch(&b.finish())
+        };
+        let batch = with_use(65_536).unwrap();
+        assert_eq!(batch.keys.len(), 4);
+        assert_eq!(batch.keys[0].path, vec!["k0".to_owned()]);
+        let fields = batch.history.as_ref().unwrap().row_fields(0).to_vec();
+        assert_eq!(fields, vec![(0, Value::Float(0.0)), (1, Value::Float(1.0)), (2, Value::Float(2.0)), (3, Value::Float(3.0)), (2, Value::Float(9.0))]);
+        for undefined in [5u64, 65_534, 65_537] {
+            assert!(with_use(undefined).unwrap_err().0.contains(&format!("key id {undefined} ")), "{undefined}");
+        }
     }
 
     #[test]
