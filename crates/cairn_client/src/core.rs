@@ -39,7 +39,7 @@ struct FloatRows {
     version: u64,
 }
 
-const FOLD_ROWS: usize = 64;
+const FOLD_ROWS: usize = 16;
 
 /// Running statistics of one key, as the server keeps them, for the local summary.
 #[derive(Debug, Clone)]
