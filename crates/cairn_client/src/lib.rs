@@ -118,8 +118,8 @@ mod tests {
         };
         all("cairn-stats", expected);
         all("cairn-wal-prefa", expected);
-        // A program that prints waits for this one.
-        all("cairn-console", before);
+        // The console thread is not lowered (a program that prints waits for it); whether this
+        // process captures its console here depends on the other tests, so it is not checked.
         assert_eq!(own(), before, "the thread that logs keeps its priority");
         run.finish(None).unwrap();
     }
