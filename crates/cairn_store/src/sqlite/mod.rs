@@ -223,6 +223,18 @@ impl Db for SqliteDb<'_> {
 
 #[cfg(test)]
 mod tests {
+    /// A key with a backslash (even a last one, which once escaped the closing quote: a 500 that
+    /// `fuzz/regressions/filter` keeps) or a quote of SQL is found at its path.
+    #[test]
+    fn sqlite_paths_reach_keys_with_backslashes() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        for key in ["o\\[\\", "a\\", "\\", "\\\\n", "x'y", "plain"] {
+            let doc = serde_json::json!({ "other": 1, key: 5 }).to_string();
+            let sql = format!("SELECT json_extract(?1, {})", crate::sql::query::path_literal(crate::sql::Dialect::Sqlite, &[key]));
+            let found: i64 = conn.query_row(&sql, [doc], |r| r.get(0)).unwrap_or_else(|e| panic!("{key:?}: {e}"));
+            assert_eq!(found, 5, "{key:?}");
+        }
+    }
     use cairn_types::{RunPath, Timestamp};
 
     use super::*;
