@@ -60,40 +60,8 @@ pub struct KeyState {
 }
 
 impl KeyState {
-    #[inline]
-    fn observe_float(&mut self, step: i64, v: f64, version: u64) {
-        if !v.is_nan() {
-            self.num_count += 1;
-            // Not `f64::min`: NaN is already out.
-            if v < self.min {
-                self.min = v;
-            }
-            if v > self.max {
-                self.max = v;
-            }
-            self.sum += v;
-        }
-        match &mut self.sparkline {
-            Some(sparkline) => sparkline.push(step, v),
-            None => {
-                let mut sparkline = Sparkline::new(step);
-                sparkline.push(step, v);
-                self.sparkline = Some(sparkline);
-            }
-        }
-        if self.count == 0 {
-            self.first = Value::Float(v);
-        }
-        self.count += 1;
-        match &mut self.last {
-            Value::Float(last) => *last = v,
-            last => *last = Value::Float(v),
-        }
-        self.version = version;
-    }
-
     /// Observes a column of floats, one per row at `steps`, oldest first: the same state as
-    /// [`KeyState::observe_float`] for each in turn, with what is per call done once.
+    /// observing each in turn, with what is per value the same done once.
     fn observe_floats(&mut self, steps: &[i64], values: &[f64], version: u64) {
         let (Some(&first_step), Some(&first), Some(&last)) = (steps.first(), values.first(), values.last()) else { return };
         let sparkline = self.sparkline.get_or_insert_with(|| Sparkline::new(first_step));
@@ -506,7 +474,7 @@ impl Core {
         self.version += 1;
         let version = self.version;
         for &(id, value) in &self.pending_floats {
-            self.keys[id as usize].observe_float(row_step, value, version);
+            self.keys[id as usize].observe_floats(&[row_step], &[value], version);
         }
         for (id, value) in self.pending.drain(..) {
             self.keys[id as usize].observe(row_step, value, version);
