@@ -21,11 +21,14 @@ url="http://127.0.0.1:$port"
 server_pid=$!
 wait_for_cairn "$url"
 status=0
+# filter_too_much is hypothesis judging its own generator (free-form path segments that it must
+# redraw when they do not make a URL), not the server: it failed runs at random.
 # From the work folder: schemathesis keeps its cache (.schemathesis) in the current directory.
 st=$(realpath "$(dirname "$py")/st")
 (cd "$work" && PYTHONPATH="$OLDPWD/fuzz/schemathesis" SCHEMATHESIS_HOOKS=st_hooks "$st" run "$url/api/v1/openapi.json" --url "$url" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
-  --phases examples,fuzzing --mode all --max-examples "$examples" --workers 1 --report-dir "$work/report") || status=$?
+  --phases examples,fuzzing --mode all --max-examples "$examples" --workers 1 --report-dir "$work/report" \
+  --suppress-health-check=filter_too_much) || status=$?
 # Still healthy, and no handler panicked.
 http_get "$url/api/v1/info" >/dev/null \
   || { echo "the server does not answer after the fuzzing" >&2; status=1; }

@@ -233,6 +233,7 @@ pub async fn remove_member(State(state): State<AppState>, caller: Caller, PathPa
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Entries to return, newest first (100 by default).

@@ -31,6 +31,7 @@ pub async fn commit(
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CollectionsQuery {
     /// Only collections of this type (`dataset`, `model`, …).
@@ -133,6 +134,7 @@ pub async fn set_aliases(
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteQuery {
     /// Delete a version that has aliases too (they go with it).

@@ -445,6 +445,7 @@ pub struct KeyInfo {
 /// Query of `GET .../history`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams, utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// Comma-separated key names; all keys when absent.
@@ -499,6 +500,7 @@ pub struct HistoryColumns {
 /// Query of `GET .../histograms`: one histogram key over the run's steps.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams, utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct HistogramQuery {
     pub key: String,
@@ -554,6 +556,7 @@ pub fn bucket_histograms(key: &str, points: &[(i64, &crate::value::Histogram)], 
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams, utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct SeriesQuery {
     /// Comma-separated key names.
@@ -667,6 +670,7 @@ pub struct RunSearch {
 /// Query parameters of `GET .../runs`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct RunListQuery {
     /// The filter as JSON text.
@@ -715,6 +719,7 @@ pub struct ConsolePage {
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct ConsoleQuery {
     #[serde(default)]
@@ -810,6 +815,7 @@ pub struct UploadStatus {
 /// `PUT /api/v1/uploads/{sha256}?offset=K&size=N`: the body is the content from byte K.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct UploadQuery {
     /// Where the body starts in the content; must equal what the server holds.
     pub offset: u64,
@@ -820,6 +826,7 @@ pub struct UploadQuery {
 /// `PUT .../files/{path}?sha256=X`: names a content uploaded before, without sending it again.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct FileLinkQuery {
     pub sha256: Option<String>,
 }

@@ -2181,15 +2181,16 @@ export interface operations {
     };
     delete: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Delete a version that has aliases too (they go with it). */
+                delete_aliases?: boolean;
+            };
             header?: never;
             path: {
                 entity: string;
                 project: string;
                 name: string;
                 version: string;
-                /** @description Delete a version that has aliases too (they go with it). */
-                delete_aliases: boolean;
             };
             cookie?: never;
         };
@@ -2422,14 +2423,14 @@ export interface operations {
     };
     audit: {
         parameters: {
-            query?: never;
-            header?: never;
-            path: {
+            query?: {
                 /** @description Entries to return, newest first (100 by default). */
-                limit: number | null;
+                limit?: number;
                 /** @description Only entries older than this id (the next page). */
-                before: number | null;
+                before?: number;
             };
+            header?: never;
+            path?: never;
             cookie?: never;
         };
         requestBody?: never;
@@ -2975,13 +2976,14 @@ export interface operations {
     };
     collections: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Only collections of this type (`dataset`, `model`, …). */
+                type?: string;
+            };
             header?: never;
             path: {
                 entity: string;
                 project: string;
-                /** @description Only collections of this type (`dataset`, `model`, …). */
-                type: string | null;
             };
             cookie?: never;
         };
@@ -3210,17 +3212,18 @@ export interface operations {
     };
     list_runs: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The filter as JSON text. */
+                filter?: string;
+                /** @description Comma-separated sort keys. */
+                sort?: string;
+                limit?: number;
+                offset?: number;
+            };
             header?: never;
             path: {
                 entity: string;
                 project: string;
-                /** @description The filter as JSON text. */
-                filter: string | null;
-                /** @description Comma-separated sort keys. */
-                sort: string | null;
-                limit: number | null;
-                offset: number | null;
             };
             cookie?: never;
         };
@@ -4069,15 +4072,16 @@ export interface operations {
     };
     console: {
         parameters: {
-            query?: never;
+            query?: {
+                from_line?: number;
+                /** @description Default 1000, at most 100000. */
+                limit?: number;
+            };
             header?: never;
             path: {
                 entity: string;
                 project: string;
                 run_id: string;
-                from_line: number | null;
-                /** @description Default 1000, at most 100000. */
-                limit: number | null;
             };
             cookie?: never;
         };
@@ -4194,7 +4198,9 @@ export interface operations {
     };
     put_file: {
         parameters: {
-            query?: never;
+            query?: {
+                sha256?: string;
+            };
             header?: never;
             path: {
                 entity: string;
@@ -4202,7 +4208,6 @@ export interface operations {
                 run_id: string;
                 /** @description Path of the file in the run, may contain / */
                 file_path: string;
-                sha256: string | null;
             };
             cookie?: never;
         };
@@ -4385,20 +4390,21 @@ export interface operations {
     };
     histograms: {
         parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                entity: string;
-                project: string;
-                run_id: string;
+            query: {
                 key: string;
                 /**
                  * @description Buckets of steps, at most (100 by default, 1,000 at most): the histograms of the steps in
                  *     one are merged.
                  */
-                buckets: number | null;
+                buckets?: number;
                 /** @description Bins of each merged histogram (as many as the logged ones have, at most, by default). */
-                bins: number | null;
+                bins?: number;
+            };
+            header?: never;
+            path: {
+                entity: string;
+                project: string;
+                run_id: string;
             };
             cookie?: never;
         };
@@ -4442,26 +4448,27 @@ export interface operations {
     };
     history: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Comma-separated key names; all keys when absent. */
+                keys?: string;
+                /** @description First step (inclusive); use the previous page's `next_step` to page on. */
+                min_step?: number;
+                /** @description Last step (exclusive). */
+                max_step?: number;
+                /** @description Rows per page (default 1000, at most 100000). */
+                limit?: number;
+                /** @description `any` (default): rows that hold at least one of the keys; `all`: rows that hold every key. */
+                require?: string;
+                /** @description `rows` (default) or `columns`. */
+                format?: string;
+                /** @description Include system metrics keys (`system.*`) instead of history keys. */
+                stream?: string;
+            };
             header?: never;
             path: {
                 entity: string;
                 project: string;
                 run_id: string;
-                /** @description Comma-separated key names; all keys when absent. */
-                keys: string | null;
-                /** @description First step (inclusive); use the previous page's `next_step` to page on. */
-                min_step: number | null;
-                /** @description Last step (exclusive). */
-                max_step: number | null;
-                /** @description Rows per page (default 1000, at most 100000). */
-                limit: number | null;
-                /** @description `any` (default): rows that hold at least one of the keys; `all`: rows that hold every key. */
-                require: string | null;
-                /** @description `rows` (default) or `columns`. */
-                format: string | null;
-                /** @description Include system metrics keys (`system.*`) instead of history keys. */
-                stream: string | null;
             };
             cookie?: never;
         };
@@ -4666,22 +4673,23 @@ export interface operations {
     };
     series: {
         parameters: {
-            query?: never;
+            query: {
+                /** @description Comma-separated key names. */
+                keys: string;
+                /** @description The x-axis: `_step` (default), `_runtime`, `_timestamp` or another logged key. */
+                x?: string;
+                /** @description Number of buckets (default 1000, 1 to 100000). */
+                buckets?: number;
+                /** @description Lower end of the x-range (inclusive); the series' first x when absent. */
+                x_min?: number;
+                /** @description Upper end of the x-range (inclusive); the series' last x when absent. */
+                x_max?: number;
+            };
             header?: never;
             path: {
                 entity: string;
                 project: string;
                 run_id: string;
-                /** @description Comma-separated key names. */
-                keys: string;
-                /** @description The x-axis: `_step` (default), `_runtime`, `_timestamp` or another logged key. */
-                x: string | null;
-                /** @description Number of buckets (default 1000, 1 to 100000). */
-                buckets: number | null;
-                /** @description Lower end of the x-range (inclusive); the series' first x when absent. */
-                x_min: number | null;
-                /** @description Upper end of the x-range (inclusive); the series' last x when absent. */
-                x_max: number | null;
             };
             cookie?: never;
         };
@@ -5462,15 +5470,16 @@ export interface operations {
     };
     upload_part: {
         parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description SHA-256 of the content, lowercase hex */
-                sha256: string;
+            query: {
                 /** @description Where the body starts in the content; must equal what the server holds. */
                 offset: number;
                 /** @description The content's whole size: when reached, the server checks the SHA-256 and stores it. */
                 size: number;
+            };
+            header?: never;
+            path: {
+                /** @description SHA-256 of the content, lowercase hex */
+                sha256: string;
             };
             cookie?: never;
         };
