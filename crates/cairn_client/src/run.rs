@@ -23,7 +23,8 @@ use crate::settings::{Mode, Resolved, Settings};
 use crate::upload::{MAX_BATCH_BYTES, Sender};
 use crate::wal::WalWriter;
 
-/// How often the uploader looks for new records when idle.
+/// How often the uploader looks for new records when idle, and how long it pauses after a batch
+/// that took everything there was.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -821,6 +822,7 @@ impl Run {
     }
 
     /// Waits until the server has everything logged so far, up to `timeout`. For tests and tools.
+    /// The uploader is woken from its pause, so that the wait is as short as the upload.
     pub fn wait_uploaded(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
@@ -828,6 +830,7 @@ impl Run {
             if acked >= written {
                 return true;
             }
+            self.inner.shared.wake();
             if Instant::now() >= deadline {
                 return false;
             }
@@ -1178,6 +1181,14 @@ impl Uploader {
                     if last_saved.elapsed() > Duration::from_secs(2) {
                         self.save_state(sender.acked, false);
                         last_saved = Instant::now();
+                    }
+                    // A batch that took everything there was is followed by a pause, not by the
+                    // next handful of rows: while the program logs, the uploader and the server
+                    // then wake twice a second, not at every step, and leave the cores to it. A
+                    // full batch means more is waiting, and the next one goes at once; `finish`
+                    // and `flush` wake the uploader.
+                    if !batch.full {
+                        self.shared.wait(FLUSH_INTERVAL);
                     }
                 }
                 Err(CallError::Api { error, .. }) if error.code == ErrorCode::OffsetGap => {

@@ -30,6 +30,8 @@ pub struct Batch {
     /// Where the next batch starts once this one is acknowledged.
     pub next: u64,
     pub records: usize,
+    /// The batch was cut short (by size, or by the media it may store): more is ready to go.
+    pub full: bool,
 }
 
 pub struct Sender {
@@ -201,7 +203,7 @@ impl Sender {
             batch.push_frame_bytes(&body[at..at + wire::FRAME_HEADER_LEN + len]);
             at += wire::FRAME_HEADER_LEN + len;
         }
-        Ok(Some(Batch { body: batch.finish(), next, records: frames }))
+        Ok(Some(Batch { body: batch.finish(), next, records: frames, full: capped }))
     }
 
     /// Sends a batch and records the server's answer.

@@ -38,6 +38,19 @@ fn child() {
                 }
             }
         }
+        // Logs a step every millisecond for two seconds, then finishes.
+        "log-two-seconds" => {
+            let run = cairn_client::init(settings).unwrap();
+            let started = std::time::Instant::now();
+            let mut steps = 0i64;
+            while started.elapsed() < Duration::from_secs(2) {
+                run.log([("loss", value_at(steps))]).unwrap();
+                steps += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let report = run.finish(None).unwrap();
+            writeln!(out, "logged {steps} {} uploaded={}", run.path().unwrap(), report.uploaded).unwrap();
+        }
         // Logs a little, then sleeps without finishing (its heartbeats continue until killed).
         "log-then-sleep" => {
             let run = cairn_client::init(settings).unwrap();

@@ -268,6 +268,68 @@ fn stop_from_the_server_ends_the_run_as_killed() {
     assert_eq!(run.state, RunState::Killed);
 }
 
+/// A TCP proxy in front of `upstream` that counts the ingest requests passing through it.
+fn counting_proxy(upstream: String) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    let upstream = upstream.trim_start_matches("http://").to_owned();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let server = std::net::TcpStream::connect(&upstream).unwrap();
+            let (mut from_client, mut to_server) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut from_server, mut to_client) = (server, client);
+            let counted = counted.clone();
+            std::thread::spawn(move || {
+                // The request line may straddle two reads: keep the tail of the last one.
+                let marker = b"/ingest HTTP/1.1";
+                let mut window: Vec<u8> = Vec::new();
+                let mut buf = [0u8; 64 << 10];
+                while let Ok(n @ 1..) = from_client.read(&mut buf) {
+                    window.extend_from_slice(&buf[..n]);
+                    counted.fetch_add(window.windows(marker.len()).filter(|w| w == marker).count(), Ordering::Relaxed);
+                    window.drain(..window.len().saturating_sub(marker.len() - 1));
+                    if to_server.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = to_server.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut from_server, &mut to_client);
+                let _ = to_client.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (url, count)
+}
+
+#[test]
+fn a_program_that_logs_all_the_time_is_uploaded_in_a_few_batches_not_one_per_step() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path(), &[]);
+    let (url, ingests) = counting_proxy(server.url.clone());
+    let envs = [("CAIRN_BASE_URL", url), ("CAIRN_DIR", work.path().display().to_string())];
+    let out = child("log-two-seconds", &envs).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line: Vec<&str> = stdout.lines().find_map(|l| l.strip_prefix("logged ")).unwrap().split(' ').collect();
+    let (steps, path) = (line[0].parse::<i64>().unwrap(), RunPath::parse(line[1]).unwrap());
+    assert_eq!(line[2], "uploaded=true", "{stdout}");
+    assert!(steps > 200, "{stdout}");
+    // A step a millisecond for two seconds: the uploader pauses after each batch that took all
+    // there was, so a handful of batches carry it (the pause is 500 ms), not one per step.
+    let batches = ingests.load(std::sync::atomic::Ordering::Relaxed);
+    assert!((1..=10).contains(&batches), "{batches} ingest requests for {steps} steps");
+    let (stored, values) = read_back(&server.api(), &path, "loss");
+    assert_eq!(stored, (0..steps).collect::<Vec<i64>>());
+    assert!(values.iter().enumerate().all(|(i, v)| *v == Some(value_at(i as i64))));
+}
+
 #[test]
 fn finish_does_not_hang_when_the_server_is_gone_and_sync_catches_up() {
     let work = tempfile::tempdir().unwrap();
