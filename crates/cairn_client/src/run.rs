@@ -23,6 +23,9 @@ use crate::settings::{Mode, Resolved, Settings};
 use crate::upload::{MAX_BATCH_BYTES, Sender};
 use crate::wal::WalWriter;
 
+/// How long the system metrics wait after `init` before they set up (at most their interval).
+const STATS_SETTLE: Duration = Duration::from_secs(1);
+
 /// How often the uploader looks for new records when idle, and how long it pauses after a batch
 /// that took everything there was.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
@@ -1282,6 +1285,13 @@ impl Drop for ConsoleSink {
 /// Samples system metrics every `interval` (the first soon after start) until the run closes,
 /// and notes in the debug log what sampling cost.
 fn stats_loop(shared: Arc<Shared>, interval: Duration, run_dir: PathBuf) {
+    // The moments after `init` are the program's: it loads its data and starts its loop. The
+    // sampler (a walk over every process, the disks, the network, NVML) sets up once they are
+    // past, or sooner when samples are asked for more often.
+    shared.wait(interval.min(STATS_SETTLE));
+    if shared.closing.load(Ordering::Acquire) {
+        return;
+    }
     let started = crate::system::thread_cpu_time();
     let mut sampler = crate::system::Sampler::new();
     // CPU usage is measured between two readings: the first sample comes after a short wait.

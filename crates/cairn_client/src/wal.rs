@@ -38,8 +38,10 @@ pub fn segment_path(dir: &Path, segment: u64) -> PathBuf {
     dir.join(format!("{segment:08}.seg"))
 }
 
-/// Pages are made ready this far ahead of the write position, in steps of `PREFAULT_STEP`. The
-/// helper starts once the log passes `PREFAULT_START`, so that a short run pays nothing for it.
+/// Pages are made ready up to this far ahead of the write position, in steps of `PREFAULT_STEP`:
+/// the look-ahead is what the segment holds already (at least one step), so that a short log
+/// populates about twice what it wrote, not this much. The helper starts once the log passes
+/// `PREFAULT_START`, so that a short run pays nothing for it.
 const PREFAULT_AHEAD: usize = 4 << 20;
 const PREFAULT_STEP: usize = 256 << 10;
 const PREFAULT_START: usize = 64 << 10;
@@ -112,8 +114,8 @@ impl Prefaulter {
         }
     }
 
-    fn request(&self, offset: usize) {
-        let wanted = (offset + PREFAULT_AHEAD).next_multiple_of(PREFAULT_STEP);
+    fn request(&self, offset: usize, ahead: usize) {
+        let wanted = (offset + ahead).next_multiple_of(PREFAULT_STEP);
         if wanted > self.target.load(Ordering::Relaxed) {
             self.target.store(wanted, Ordering::Release);
             self.wake.notify_one();
@@ -313,7 +315,7 @@ impl WalWriter {
             if self.prefault_thread.is_none() {
                 self.prefault_thread = self.prefault.spawn();
             }
-            self.prefault.request(self.offset);
+            self.prefault.request(self.offset, self.offset.clamp(PREFAULT_STEP, PREFAULT_AHEAD));
             self.next_request = self.offset + PREFAULT_STEP;
         }
         Ok(())
@@ -502,6 +504,49 @@ pub fn damage_after(dir: &Path, end: u64) -> io::Result<Option<Damage>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bytes of `map` in memory (Linux's `mincore`).
+    #[cfg(target_os = "linux")]
+    fn resident(map: &MmapMut) -> usize {
+        let page = 4096;
+        let mut pages = vec![0u8; map.len().div_ceil(page)];
+        // SAFETY: the range is the whole mapping, and `pages` has a byte for each of its pages.
+        let rc = unsafe { libc::mincore(map.as_ptr() as *mut libc::c_void, map.len(), pages.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore: {}", io::Error::last_os_error());
+        pages.iter().filter(|&&p| p & 1 != 0).count() * page
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn pages_are_made_ready_ahead_in_proportion_to_what_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = WalWriter::create(&dir.path().join("wal")).unwrap();
+        let record = vec![0x08u8; 1000];
+        while writer.offset < 300 << 10 {
+            assert!(writer.offset < PREFAULT_START + PREFAULT_STEP);
+            writer.append(&record).unwrap();
+        }
+        // One request so far, at `PREFAULT_START`: it makes ready one step past it, not the whole
+        // look-ahead.
+        let expected = (PREFAULT_START + PREFAULT_STEP).next_multiple_of(PREFAULT_STEP);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while resident(&writer.map) < expected && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let ready = resident(&writer.map);
+        assert!(ready >= writer.offset, "{ready} bytes in memory, {} written", writer.offset);
+        assert!(ready <= expected, "{ready} bytes made ready for {} written", writer.offset);
+        assert!(expected < PREFAULT_AHEAD);
+        // Further on, about twice what was written: the look-ahead grows with the log.
+        while writer.offset < 1 << 20 {
+            writer.append(&record).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let ready = resident(&writer.map);
+        let bound = (2 * writer.offset).next_multiple_of(PREFAULT_STEP) + PREFAULT_STEP;
+        assert!(ready >= writer.offset && ready <= bound, "{ready} bytes made ready for {} written", writer.offset);
+    }
 
     #[test]
     fn records_survive_reopening_and_span_segments() {

@@ -20,8 +20,8 @@ run.finish()
 run = cairn.init(project="${PROJECT}", name="sections")
 for i in range(200):
     run.log({"train/loss": 1 / (i + 1), "train/acc": i / 200, "val/loss": 2 / (i + 1), "lr": 0.1, "epoch": i // 20})
-# Long enough for a system sample (the first comes after 200 ms), however loaded the machine.
-time.sleep(1.5)
+# Long enough for a system sample (the first comes 1.2 s after init), however loaded the machine.
+time.sleep(3)
 run.finish()
 `);
   browser = await launch();
