@@ -1189,7 +1189,7 @@ impl Uploader {
                     // next handful of rows: while the program logs, the uploader and the server
                     // then wake twice a second, not at every step, and leave the cores to it. A
                     // full batch means more is waiting, and the next one goes at once; `finish`
-                    // and `flush` wake the uploader.
+                    // and `wait_uploaded` wake the uploader.
                     if !batch.full {
                         self.shared.wait(FLUSH_INTERVAL);
                     }
